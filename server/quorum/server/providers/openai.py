@@ -1,0 +1,290 @@
+"""OpenAI-compatible chat completions: OpenAI, vLLM, Ollama, llama.cpp server, gateways.
+
+``POST {base_url}/chat/completions`` where ``base_url`` ends in ``/v1``.
+
+Choices made for compatibility with the many servers that speak this API:
+
+* The output limit is sent as ``max_tokens``, which every compatible server accepts,
+  except to OpenAI's own API (``api.openai.com`` and Azure OpenAI), which rejects
+  ``max_tokens`` for its reasoning models and accepts ``max_completion_tokens`` for
+  all of them.
+* JSON schema output is requested with ``strict: true``: the schema must then close
+  every object (``additionalProperties: false``) and list every property as required.
+* ``logprobs: true`` asks for per-token log-probabilities; their mean becomes
+  :attr:`Completion.mean_logprob` (the cascade's confidence signal).
+* Streams ask for ``stream_options.include_usage`` so the last chunk carries usage;
+  a stream is complete at ``data: [DONE]`` (or at the end of the body once a
+  ``finish_reason`` arrived). Anything shorter is an error, never a silent truncation.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import SecretStr
+from quorum.server.config import ProviderConfig
+from quorum.server.domain import (
+    Completion,
+    GenerationParams,
+    ImagePart,
+    Message,
+    ResponseFormatType,
+    Role,
+    ToolCall,
+    Usage,
+)
+from quorum.server.errors import ProviderBadResponse, ProviderUnavailable
+from quorum.server.providers import sse
+from quorum.server.providers.base import ProviderRequest, StreamDelta
+from quorum.server.providers.http import HttpClient, timeout_for
+
+_OPENAI_HOSTS = ("api.openai.com", ".openai.azure.com")
+_NO_PARAMS = {"type": "object", "properties": {}}
+
+
+class OpenAIProvider:
+    """Adapter for any server speaking OpenAI's chat completions API."""
+
+    def __init__(
+        self, name: str, config: ProviderConfig, api_key: SecretStr | None, http: HttpClient
+    ) -> None:
+        self._name = name
+        self._config = config
+        self._http = http
+        self._url = f"{config.base_url}/chat/completions"
+        host = urlsplit(config.base_url).hostname or ""
+        self._limit_field = (
+            "max_completion_tokens"
+            if host == _OPENAI_HOSTS[0] or host.endswith(_OPENAI_HOSTS[1])
+            else "max_tokens"
+        )
+        self._headers = dict(config.headers)
+        if api_key is not None:
+            self._headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def kind(self) -> str:
+        return "openai"
+
+    async def complete(self, request: ProviderRequest) -> Completion:
+        body = self._body(request, stream=False)
+        answer = await sse.post_json(
+            self._http,
+            self._name,
+            self._url,
+            body,
+            headers=self._headers,
+            time_limit=self._timeout(request),
+        )
+        try:
+            return _completion(answer)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise ProviderBadResponse(
+                f"{self._name}: unexpected completion shape: {exc!r}", provider=self._name
+            ) from exc
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
+        body = self._body(request, stream=True)
+        calls: dict[int, dict[str, str]] = {}
+        usage: Usage | None = None
+        finish = ""
+        done = False
+        async with sse.open_events(
+            self._http,
+            self._name,
+            self._url,
+            body,
+            headers=self._headers,
+            time_limit=self._timeout(request),
+        ) as events:
+            async for event in events:
+                if done:
+                    continue  # drain to the end so the connection can be reused
+                if event.data.strip() == "[DONE]":
+                    done = True
+                    continue
+                chunk = sse.decode_json(self._name, event.data.encode())
+                try:
+                    text, chunk_finish, chunk_usage = _read_chunk(self._name, chunk, calls)
+                except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+                    raise ProviderBadResponse(
+                        f"{self._name}: unexpected stream chunk: {exc!r}", provider=self._name
+                    ) from exc
+                usage = chunk_usage or usage
+                finish = chunk_finish or finish
+                if text:
+                    yield StreamDelta(text=text)
+        if not done and not finish:
+            raise ProviderBadResponse(
+                f"{self._name}: stream ended before [DONE]", provider=self._name
+            )
+        for index in sorted(calls):
+            call = calls[index]
+            yield StreamDelta(tool_call=ToolCall(call["id"], call["name"], call["arguments"]))
+        yield StreamDelta(finish_reason=finish or "stop", usage=usage or Usage())
+
+    async def close(self) -> None:
+        return None
+
+    def _timeout(self, request: ProviderRequest) -> aiohttp.ClientTimeout:
+        limit = min(request.timeout_s, self._config.timeout_s)
+        return timeout_for(limit, self._config.connect_timeout_s)
+
+    def _body(self, request: ProviderRequest, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model_id,
+            "messages": [_message(m) for m in request.messages],
+        }
+        body.update(_params(self._name, request.params, self._limit_field))
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+
+def _params(provider: str, params: GenerationParams, limit_field: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if params.max_tokens:
+        out[limit_field] = params.max_tokens
+    if params.temperature is not None:
+        out["temperature"] = params.temperature
+    if params.top_p is not None:
+        out["top_p"] = params.top_p
+    if params.stop:
+        out["stop"] = list(params.stop)
+    fmt = params.response_format
+    if fmt.type is ResponseFormatType.JSON_OBJECT:
+        out["response_format"] = {"type": "json_object"}
+    elif fmt.type is ResponseFormatType.JSON_SCHEMA:
+        out["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": fmt.schema_name or "response",
+                "schema": sse.request_json(provider, fmt.json_schema, "json_schema", {}),
+                "strict": True,
+            },
+        }
+    if params.tools:
+        out["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    "description": tool.description,
+                    "parameters": sse.request_json(
+                        provider, tool.parameters_json, f"tool {tool.name} parameters", _NO_PARAMS
+                    ),
+                },
+            }
+            for tool in params.tools
+        ]
+        out["tool_choice"] = "auto"
+    if params.logprobs:
+        out["logprobs"] = True
+    return out
+
+
+def _message(message: Message) -> dict[str, Any]:
+    if message.role is Role.TOOL:
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text}
+    out: dict[str, Any] = {"role": message.role.value}
+    if message.parts and message.role is Role.USER:
+        parts: list[dict[str, Any]] = []
+        if message.content:
+            parts.append({"type": "text", "text": message.content})
+        for part in message.parts:
+            if part.text is not None:
+                parts.append({"type": "text", "text": part.text})
+            elif part.image is not None:
+                parts.append({"type": "image_url", "image_url": {"url": image_url(part.image)}})
+        out["content"] = parts
+    else:
+        out["content"] = message.text
+    if message.role is Role.ASSISTANT and message.tool_calls:
+        out["content"] = message.text or None
+        out["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments_json or "{}"},
+            }
+            for call in message.tool_calls
+        ]
+    if message.name:
+        out["name"] = message.name
+    return out
+
+
+def image_url(image: ImagePart) -> str:
+    """A URL for the image: its own, or a ``data:`` URL carrying its bytes."""
+    if image.url:
+        return image.url
+    media_type = image.media_type or "image/png"
+    return f"data:{media_type};base64,{base64.b64encode(image.data).decode('ascii')}"
+
+
+def _completion(answer: Any) -> Completion:
+    choice = answer["choices"][0]
+    message = choice["message"]
+    calls = tuple(
+        ToolCall(
+            id=str(call["id"]),
+            name=str(call["function"]["name"]),
+            arguments_json=str(call["function"].get("arguments") or "{}"),
+        )
+        for call in message.get("tool_calls") or ()
+    )
+    content = message.get("content") or ""
+    if not isinstance(content, str):
+        raise TypeError("message.content is not a string")
+    return Completion(
+        content=content,
+        tool_calls=calls,
+        finish_reason=str(choice.get("finish_reason") or "stop"),
+        usage=_usage(answer.get("usage")),
+        mean_logprob=_mean_logprob(choice.get("logprobs")),
+    )
+
+
+def _usage(raw: Any) -> Usage:
+    if not raw:
+        return Usage()
+    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+
+
+def _mean_logprob(raw: Any) -> float | None:
+    tokens = (raw or {}).get("content") or []
+    values = [float(t["logprob"]) for t in tokens]
+    return sum(values) / len(values) if values else None
+
+
+def _read_chunk(
+    provider: str, chunk: Any, calls: dict[int, dict[str, str]]
+) -> tuple[str, str, Usage | None]:
+    """Fold one ``chat.completion.chunk`` in: its text, finish reason and usage."""
+    if isinstance(chunk, dict) and chunk.get("error"):
+        error = chunk["error"]
+        message = error.get("message", "") if isinstance(error, dict) else str(error)
+        raise ProviderUnavailable(f"{provider}: error mid-stream: {message}", provider=provider)
+    usage = _usage(chunk["usage"]) if chunk.get("usage") else None
+    choices = chunk.get("choices") or []
+    if not choices:
+        return "", "", usage
+    choice = choices[0]
+    delta = choice.get("delta") or {}
+    for call in delta.get("tool_calls") or ():
+        slot = calls.setdefault(int(call.get("index", 0)), {"id": "", "name": "", "arguments": ""})
+        function = call.get("function") or {}
+        slot["id"] = call.get("id") or slot["id"]
+        slot["name"] += function.get("name") or ""
+        slot["arguments"] += function.get("arguments") or ""
+    text = delta.get("content") or ""
+    return str(text), str(choice.get("finish_reason") or ""), usage

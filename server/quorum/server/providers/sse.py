@@ -1,0 +1,272 @@
+"""What the three HTTP adapters share: one POST, one SSE reader, one error translation.
+
+* :func:`post_json` sends a JSON body and returns the decoded JSON answer.
+* :func:`open_events` sends a JSON body and yields the answer's server-sent events.
+* Every aiohttp, socket and JSON failure is translated here, in one place
+  (:func:`translate_errors`), into a :mod:`quorum.server.errors` provider error:
+
+      TimeoutError (total, connect or read)          -> ProviderTimeout
+      connection refused/reset, server disconnected,
+      payload ended early (ClientPayloadError)        -> ProviderUnavailable
+      HTTP status >= 400                              -> http.error_for_status(...)
+      body that is not JSON                           -> ProviderBadResponse
+
+An SSE stream whose consumer stops early (the generator is closed, or the task is
+cancelled) has its HTTP response *closed*, not returned to the pool, so the upstream
+sees the connection go away and stops generating.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from quorum.server.errors import (
+    ProviderBadResponse,
+    ProviderError,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from quorum.server.providers.http import HttpClient, error_for_status
+
+_MAX_ERROR_TEXT = 500
+
+ErrorRefiner = Callable[[ProviderError, bytes], ProviderError]
+"""A vendor hook that improves a mapped error from its raw body (e.g. a retry delay)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    """One dispatched server-sent event: its ``event`` name (may be empty) and data."""
+
+    event: str
+    data: str
+
+
+class SseParser:
+    """Incremental SSE parser (WHATWG event-stream rules) over raw byte chunks.
+
+    Lines end in LF, CRLF or CR; ``data:`` lines of one event are joined with LF; a
+    blank line dispatches the event; comment lines (``:``) are ignored. Lines are not
+    length-limited, so one large JSON chunk never trips a reader limit.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> Iterator[SseEvent]:
+        """Consume ``chunk`` and yield every event it completes."""
+        self._buffer += chunk
+        while True:
+            cut = _line_end(self._buffer)
+            if cut is None:
+                return
+            end, after = cut
+            line = self._buffer[:end].decode("utf-8", errors="replace")
+            self._buffer = self._buffer[after:]
+            event = self._line(line)
+            if event is not None:
+                yield event
+
+    def _line(self, line: str) -> SseEvent | None:
+        if not line:
+            if not self._data and not self._event:
+                return None
+            event = SseEvent(self._event, "\n".join(self._data))
+            self._event, self._data = "", []
+            return event
+        if line.startswith(":"):
+            return None
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        return None
+
+    def close(self) -> SseEvent | None:
+        """End of input: a final event not followed by a blank line is still dispatched."""
+        if self._buffer:
+            event = self._line(self._buffer.decode("utf-8", errors="replace"))
+            self._buffer = b""
+            if event is not None:
+                return event
+        return self._line("")
+
+
+def _line_end(buffer: bytes) -> tuple[int, int] | None:
+    """Where the first line of ``buffer`` ends and the next starts, if it is complete."""
+    lf = buffer.find(b"\n")
+    cr = buffer.find(b"\r")
+    if cr == -1 and lf == -1:
+        return None
+    if cr == -1 or (lf != -1 and lf < cr):
+        return lf, lf + 1
+    if cr + 1 == len(buffer):
+        return None  # a CR at the end may be the first half of CRLF: wait for more
+    return (cr, cr + 2) if buffer[cr + 1 : cr + 2] == b"\n" else (cr, cr + 1)
+
+
+@contextmanager
+def translate_errors(provider: str) -> Iterator[None]:
+    """Translate transport and decoding failures into provider errors."""
+    try:
+        yield
+    except ProviderError:
+        raise
+    except TimeoutError as exc:  # aiohttp's total/connect/read timeouts all subclass it
+        raise ProviderTimeout(f"{provider}: no answer in time", provider=provider) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise ProviderUnavailable(
+            f"{provider}: response body cut off: {exc}", provider=provider
+        ) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise ProviderUnavailable(
+            f"{provider}: connection failed: {type(exc).__name__}: {exc}", provider=provider
+        ) from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProviderBadResponse(f"{provider}: invalid JSON: {exc}", provider=provider) from exc
+
+
+def error_message(raw: bytes) -> str:
+    """The human message of a vendor error body.
+
+    OpenAI, Anthropic and Gemini all nest it as ``{"error": {"message": ...}}``; the
+    vendor's error type or status is appended when present. Anything else is shown
+    as (truncated) text.
+    """
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return raw[:_MAX_ERROR_TEXT].decode("utf-8", errors="replace").strip()
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, str):
+        return error[:_MAX_ERROR_TEXT]
+    if isinstance(error, dict):
+        message = str(error.get("message") or "")[:_MAX_ERROR_TEXT]
+        kind = error.get("type") or error.get("status") or error.get("code")
+        return f"{message} ({kind})" if kind and message else message or str(kind or "")
+    return raw[:_MAX_ERROR_TEXT].decode("utf-8", errors="replace").strip()
+
+
+def request_json(provider: str, text: str, what: str, default: Any) -> Any:
+    """Parse JSON the caller supplied (a schema, tool arguments); empty gives ``default``.
+
+    Invalid JSON is the request's fault, so it is a :class:`ProviderRejected`.
+    """
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProviderRejected(
+            f"{provider}: {what} is not valid JSON: {exc}", provider=provider
+        ) from exc
+
+
+def decode_json(provider: str, raw: bytes) -> Any:
+    """Decode a JSON body; anything else is a :class:`ProviderBadResponse`."""
+    with translate_errors(provider):
+        return json.loads(raw)
+
+
+async def post_json(
+    http: HttpClient,
+    provider: str,
+    url: str,
+    body: Mapping[str, Any],
+    *,
+    headers: Mapping[str, str],
+    time_limit: aiohttp.ClientTimeout,
+    refine: ErrorRefiner | None = None,
+) -> Any:
+    """POST ``body`` as JSON and return the decoded JSON answer (errors translated)."""
+    with translate_errors(provider):
+        async with http.session.post(
+            url, data=_encode(body), headers=_json_headers(headers), timeout=time_limit
+        ) as response:
+            raw = await response.read()
+            if response.status >= 400:
+                raise _status_error(provider, response, raw, refine)
+    return decode_json(provider, raw)
+
+
+@asynccontextmanager
+async def open_events(
+    http: HttpClient,
+    provider: str,
+    url: str,
+    body: Mapping[str, Any],
+    *,
+    headers: Mapping[str, str],
+    time_limit: aiohttp.ClientTimeout,
+    refine: ErrorRefiner | None = None,
+) -> AsyncIterator[AsyncIterator[SseEvent]]:
+    """POST ``body`` and yield an iterator over the answer's server-sent events.
+
+    The connection goes back to the pool only when the block exits normally; on any
+    exception, including ``GeneratorExit`` from a consumer that stopped early and
+    ``CancelledError``, it is closed so the upstream stops work on the request.
+    """
+    with translate_errors(provider):
+        response = await http.session.post(
+            url,
+            data=_encode(body),
+            headers={**_json_headers(headers), "Accept": "text/event-stream"},
+            timeout=time_limit,
+        )
+        if response.status >= 400:
+            try:
+                raw = await response.read()
+            finally:
+                response.release()
+            raise _status_error(provider, response, raw, refine)
+    events = _events(provider, response)
+    try:
+        yield events
+    except BaseException:
+        response.close()
+        raise
+    else:
+        response.release()
+    finally:
+        await events.aclose()
+
+
+async def _events(provider: str, response: aiohttp.ClientResponse) -> AsyncGenerator[SseEvent]:
+    parser = SseParser()
+    chunks = response.content.iter_any()
+    while True:
+        with translate_errors(provider):
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                break
+        for event in parser.feed(chunk):
+            yield event
+    last = parser.close()
+    if last is not None:
+        yield last
+
+
+def _status_error(
+    provider: str, response: aiohttp.ClientResponse, raw: bytes, refine: ErrorRefiner | None
+) -> ProviderError:
+    error = error_for_status(provider, response.status, error_message(raw), response.headers)
+    return refine(error, raw) if refine is not None else error
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _json_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {"Content-Type": "application/json", **headers}

@@ -1,0 +1,1 @@
+"""Quorum server: classify, plan and execute LLM requests behind a gRPC RouteService."""

@@ -1,0 +1,205 @@
+"""A rule-based classifier that runs in microseconds.
+
+Task type comes from keyword and shape signals (code fences, arithmetic, "summarise",
+"translate", ...); difficulty from length, reasoning markers and structure. Confidence
+is high when one task's signals clearly dominate and low when none or several fire, so
+the planner can treat an ambiguous result as harder (the more capable tier).
+Hints override: a caller that names the task keeps its task with confidence 1.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from quorum.server.domain import Classification, Difficulty, RouteRequest
+
+_SCAN_CHARS = 6000  # enough to classify; bounds the cost on huge prompts
+
+_TASKS: tuple[tuple[str, re.Pattern[str], float], ...] = (
+    (
+        "code",
+        re.compile(
+            r"```|\b(def|class|function|return|import|const|let|var|public static|"
+            r"SELECT\s+\w+\s+FROM|stack ?trace|traceback|compile[sr]?|regex|refactor|debug|"
+            r"unit tests?|python|javascript|typescript|golang|rust|java\b|c\+\+|sql|bash|"
+            r"dockerfile|kubernetes yaml|api endpoint)\b",
+            re.IGNORECASE,
+        ),
+        1.0,
+    ),
+    (
+        "math",
+        re.compile(
+            r"\d\s*[-+*/^×÷]\s*\d|\b(solve|equation|integral|derivative|probability|calculate|"
+            r"compute|how many|how much|percent|sum of|prove that|theorem|algebra|geometry)\b",
+            re.IGNORECASE,
+        ),
+        1.0,
+    ),
+    (
+        "summarization",
+        re.compile(
+            r"\b(summari[sz]e|summary|tl;?dr|key points|condense|recap|shorten)\b", re.IGNORECASE
+        ),
+        1.2,
+    ),
+    (
+        "extraction",
+        re.compile(
+            r"\b(extract|parse|pull out|list all|find all|fields?|entities|json with|"
+            r"named entit)",
+            re.IGNORECASE,
+        ),
+        1.0,
+    ),
+    (
+        "translation",
+        re.compile(
+            r"\btranslat(e|ion)\b|"
+            r"\binto (english|french|german|spanish|italian|japanese|chinese)\b",
+            re.IGNORECASE,
+        ),
+        1.3,
+    ),
+    (
+        "classification",
+        re.compile(
+            r"\b(classify|categori[sz]e|sentiment|label (this|the)|which category|is this (spam|"
+            r"positive|negative))\b",
+            re.IGNORECASE,
+        ),
+        1.2,
+    ),
+    (
+        "creative",
+        re.compile(
+            r"\b(poem|story|haiku|lyrics|slogan|creative|imagine|fiction|tagline|jokes?)\b",
+            re.IGNORECASE,
+        ),
+        1.1,
+    ),
+    (
+        "reasoning",
+        re.compile(
+            r"\b(why|analy[sz]e|compare|evaluate|trade-?offs?|pros and cons|design|architect|"
+            r"strategy|plan for|implications?|reason)\b",
+            re.IGNORECASE,
+        ),
+        0.8,
+    ),
+)
+_HARD = re.compile(
+    r"\b(prove|proof|derive|rigorous|step[- ]by[- ]step|in depth|comprehensive|distributed|"
+    r"concurren\w*|optimi[sz]\w*|architect\w*|trade-?offs?|edge cases|formal|complexity|"
+    r"multi-?step|end-to-end|scalab\w*|migrat\w*|thread-?safe|consisten\w*|security review)\b",
+    re.IGNORECASE,
+)
+_MEDIUM = re.compile(
+    r"\b(explain|describe|write|implement|function|compare|summari[sz]e|analy[sz]e|"
+    r"translate|extract|debug|refactor|outline|draft|review)\b",
+    re.IGNORECASE,
+)
+_QUESTIONS = re.compile(r"\?")
+_BULLETS = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scores:
+    task: str
+    task_score: float
+    runner_up: float
+    signals: tuple[str, ...]
+
+
+def _task_scores(text: str) -> _Scores:
+    best, best_score, second = "chat", 0.0, 0.0
+    signals: list[str] = []
+    for task, pattern, weight in _TASKS:
+        hits = len(pattern.findall(text))
+        if not hits:
+            continue
+        score = weight * min(hits, 4)
+        signals.append(f"task:{task}x{hits}")
+        if score > best_score:
+            best, best_score, second = task, score, best_score
+        elif score > second:
+            second = score
+    return _Scores(best, best_score, second, tuple(signals))
+
+
+def classify_text(text: str, *, turns: int = 1) -> Classification:
+    """Classify a prompt's text. Pure and fast; ``turns`` is the conversation length."""
+    scan = text[:_SCAN_CHARS]
+    scores = _task_scores(scan)
+    words = len(text.split())
+    hard = len(_HARD.findall(scan))
+    medium = len(_MEDIUM.findall(scan))
+    signals = list(scores.signals)
+    points = 0.0
+    if words > 400:
+        points += 2.0
+        signals.append("long_prompt")
+    elif words > 120:
+        points += 1.0
+        signals.append("medium_prompt")
+    if hard:
+        points += 1.5 * min(hard, 3)
+        signals.append(f"hard_markers:{hard}")
+    if medium:
+        points += 0.75 if medium == 1 else 1.0
+        signals.append(f"medium_markers:{medium}")
+    if len(_QUESTIONS.findall(scan)) > 2 or len(_BULLETS.findall(scan)) > 3:
+        points += 0.75
+        signals.append("multi_part")
+    if scores.task in ("code", "math") and words > 25:
+        points += 0.5
+    if turns > 6:
+        points += 0.5
+        signals.append("long_conversation")
+
+    if points >= 3.0:
+        difficulty = Difficulty.HIGH
+    elif points >= 0.75:
+        difficulty = Difficulty.MEDIUM
+    else:
+        difficulty = Difficulty.LOW
+    # Confidence: how clearly one task wins, and how far difficulty sits from a boundary.
+    margin = scores.task_score - scores.runner_up
+    task_conf = 0.55 if scores.task_score == 0 else min(0.95, 0.6 + 0.15 * margin)
+    boundary = min(abs(points - 0.75), abs(points - 3.0))
+    diff_conf = min(0.95, 0.55 + 0.2 * boundary)
+    confidence = round(min(task_conf, diff_conf), 3)
+    return Classification(
+        task=scores.task,
+        difficulty=difficulty,
+        confidence=confidence,
+        classifier="rules",
+        signals=tuple(signals),
+    )
+
+
+class RulesClassifier:
+    """The microsecond rule-based classifier, honouring the caller's task hint."""
+
+    async def classify(self, request: RouteRequest) -> Classification:
+        result = classify_text(request.prompt_text, turns=len(request.messages))
+        if request.hints.task:
+            return Classification(
+                task=request.hints.task,
+                difficulty=result.difficulty,
+                confidence=1.0,
+                classifier="hint+rules",
+                agent=request.hints.agent,
+                signals=result.signals,
+            )
+        if request.hints.agent:
+            return Classification(
+                task=result.task,
+                difficulty=result.difficulty,
+                confidence=result.confidence,
+                classifier=result.classifier,
+                agent=request.hints.agent,
+                signals=result.signals,
+            )
+        return result

@@ -1,0 +1,219 @@
+"""The ``quorum`` command line.
+
+quorum serve [--config FILE] [--address HOST:PORT]
+quorum demo
+quorum route "prompt" [--address A] [--strategy S] [--priority P] [--agent A] [--json]
+quorum plan "prompt"  [same options]
+quorum models [--address A] [--json]
+quorum check-config FILE
+quorum router {train,eval} ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from quorum.server.config import Config, default_config, load_config
+from quorum.server.errors import ConfigError
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+    from quorum.route.v1.types_pb2 import RouteRequest
+
+DEFAULT_ADDRESS = "localhost:50051"
+_STRATEGIES = ("auto", "single", "cascade", "consensus_majority", "consensus_judge")
+_PRIORITIES = ("latency", "balanced", "quality", "cost")
+
+
+def _load(path: str | None) -> Config:
+    path = path or os.environ.get("QUORUM_CONFIG") or None
+    return load_config(path) if path else default_config()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from quorum.server.app import serve
+    from quorum.server.logs import configure_logging
+
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    configure_logging(config.server.log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is optional off Linux
+        pass
+    try:
+        return asyncio.run(serve(config, args.address))
+    except ConfigError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"quorum serve: {exc}", file=sys.stderr)
+        return 1
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from quorum.server.catalog import build_catalog
+    from quorum.server.config import resolve_secrets
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    catalog = build_catalog(config)
+    try:
+        resolve_secrets(config)
+    except ConfigError as exc:
+        # Keys live in the environment of the server, not necessarily here.
+        for problem in exc.problems:
+            print(f"warning: {problem}", file=sys.stderr)
+    print(
+        f"{args.file}: ok — {len(config.providers)} providers, {len(config.models)} models, "
+        f"tiers {' < '.join(catalog.tiers)}, baseline {catalog.baseline.name}"
+    )
+    return 0
+
+
+def _hints_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("prompt", help="the user message")
+    parser.add_argument("--address", default=os.environ.get("QUORUM_ADDRESS", DEFAULT_ADDRESS))
+    parser.add_argument("--strategy", choices=_STRATEGIES, default="auto")
+    parser.add_argument("--priority", choices=_PRIORITIES, default="balanced")
+    parser.add_argument("--agent", default="")
+    parser.add_argument("--task", default="")
+    parser.add_argument("--model", default="")
+    parser.add_argument("--tier", default="")
+    parser.add_argument("--use-case", default="")
+    parser.add_argument("--max-cost", type=float, default=None, help="cost ceiling in USD")
+    parser.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
+    parser.add_argument("--json", action="store_true", help="print the response as protobuf JSON")
+
+
+def _request_from_args(args: argparse.Namespace) -> RouteRequest:
+    from quorum.client import build_request
+    from quorum.route.v1 import types_pb2 as pb
+
+    hints = pb.RoutingHints(
+        strategy=pb.Strategy.Value("STRATEGY_" + args.strategy.upper()),
+        priority=pb.Priority.Value("PRIORITY_" + args.priority.upper()),
+        agent=args.agent,
+        task=args.task,
+        model=args.model,
+        tier=args.tier,
+        use_case=args.use_case,
+    )
+    if args.max_cost is not None:
+        hints.max_cost_usd = args.max_cost
+    return build_request(args.prompt, hints=hints)
+
+
+def _cmd_route_or_plan(args: argparse.Namespace) -> int:
+    from google.protobuf import json_format
+    from quorum.client import QuorumClient, QuorumError
+    from quorum.server import render
+
+    request = _request_from_args(args)
+    with QuorumClient(args.address, timeout=args.timeout) as client:
+        try:
+            response: Message
+            if args.command == "route":
+                routed = client.route(request)
+                response, text = routed, render.route_response(routed)
+            else:
+                planned = client.plan(request)
+                response, text = planned, render.plan_response(planned)
+        except QuorumError as exc:
+            print(render.error(exc), file=sys.stderr)
+            return 1
+    if args.json:
+        print(json_format.MessageToJson(response, preserving_proto_field_name=True))
+    else:
+        print(text)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from google.protobuf import json_format
+    from quorum.client import QuorumClient, QuorumError
+    from quorum.server import render
+
+    with QuorumClient(args.address, timeout=args.timeout) as client:
+        try:
+            response = client.list_models()
+        except QuorumError as exc:
+            print(render.error(exc), file=sys.stderr)
+            return 1
+    if args.json:
+        print(json_format.MessageToJson(response, preserving_proto_field_name=True))
+    else:
+        print(render.models(response))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from quorum.server.demo import run_demo
+
+    return asyncio.run(run_demo(concurrency=args.concurrency))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quorum", description="Quorum LLM router")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gRPC server")
+    serve.add_argument("--config", help="YAML config (default: $QUORUM_CONFIG or embedded)")
+    serve.add_argument("--address", help="listen address, default from config ([::]:50051)")
+    serve.set_defaults(func=_cmd_serve)
+
+    demo = sub.add_parser("demo", help="run a server on the embedded default and a workload")
+    demo.add_argument("--concurrency", type=int, default=4)
+    demo.set_defaults(func=_cmd_demo)
+
+    for name, text in (
+        ("route", "route a prompt and print the account"),
+        ("plan", "show what Route would do, without calling a model"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _hints_args(p)
+        p.set_defaults(func=_cmd_route_or_plan)
+
+    models = sub.add_parser("models", help="list the server's models")
+    models.add_argument("--address", default=os.environ.get("QUORUM_ADDRESS", DEFAULT_ADDRESS))
+    models.add_argument("--timeout", type=float, default=10.0)
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=_cmd_models)
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(func=_cmd_check_config)
+
+    router = sub.add_parser("router", help="train or evaluate the learned router", add_help=False)
+    router.add_argument("rest", nargs=argparse.REMAINDER)
+    router.set_defaults(func=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "router":
+        from quorum.server.learned.cli import main as router_main
+
+        code: int = router_main(argv[1:])
+        return code
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,394 @@
+"""Frozen domain types of the request path.
+
+The service layer converts protobuf messages into these and back; nothing past it sees
+a ``_pb2`` object. Enums mirror the proto enums by name so conversion is mechanical.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Role(enum.Enum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class Strategy(enum.Enum):
+    AUTO = "auto"
+    SINGLE = "single"
+    CASCADE = "cascade"
+    CONSENSUS_MAJORITY = "consensus_majority"
+    CONSENSUS_JUDGE = "consensus_judge"
+
+
+class Priority(enum.Enum):
+    LATENCY = "latency"
+    BALANCED = "balanced"
+    QUALITY = "quality"
+    COST = "cost"
+
+
+class Capability(enum.Enum):
+    TOOLS = "tools"
+    VISION = "vision"
+    JSON_MODE = "json_mode"
+    JSON_SCHEMA = "json_schema"
+    STREAMING = "streaming"
+    LOGPROBS = "logprobs"
+
+
+class Sensitivity(enum.IntEnum):
+    """Ordered: a model cleared for a level may receive every lower level."""
+
+    PUBLIC = 1
+    INTERNAL = 2
+    RESTRICTED = 3
+
+
+class Difficulty(enum.IntEnum):
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+
+
+class ResponseFormatType(enum.Enum):
+    TEXT = "text"
+    JSON_OBJECT = "json_object"
+    JSON_SCHEMA = "json_schema"
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    COOLING_DOWN = "cooling_down"
+
+
+class AttemptOutcome(enum.Enum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    OUTVOTED = "outvoted"
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePart:
+    url: str = ""
+    data: bytes = b""
+    media_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ContentPart:
+    """Exactly one of ``text`` or ``image`` is set."""
+
+    text: str | None = None
+    image: ImagePart | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: Role
+    content: str = ""
+    parts: tuple[ContentPart, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str = ""
+    name: str = ""
+
+    @property
+    def text(self) -> str:
+        """All text of the message, parts included."""
+        if not self.parts:
+            return self.content
+        texts = [p.text for p in self.parts if p.text]
+        return "\n".join([self.content, *texts]) if self.content else "\n".join(texts)
+
+    @property
+    def has_image(self) -> bool:
+        return any(p.image is not None for p in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str = ""
+    parameters_json: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    type: ResponseFormatType = ResponseFormatType.TEXT
+    json_schema: str = ""
+    schema_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    max_tokens: int = 0
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    response_format: ResponseFormat = ResponseFormat()
+    tools: tuple[Tool, ...] = ()
+    logprobs: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Hints:
+    strategy: Strategy = Strategy.AUTO
+    priority: Priority = Priority.BALANCED
+    task: str = ""
+    agent: str = ""
+    use_case: str = ""
+    required_capabilities: frozenset[Capability] = frozenset()
+    max_cost_usd: float | None = None
+    model: str = ""
+    tier: str = ""
+    sensitivity: Sensitivity | None = None
+    critical: bool = False
+    consensus_size: int = 0
+    allow_cache: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    """A validated request. ``deadline_s`` is the caller's remaining time, when given."""
+
+    request_id: str
+    messages: tuple[Message, ...]
+    params: GenerationParams = GenerationParams()
+    hints: Hints = Hints()
+    tenant: str = ""
+
+    @property
+    def prompt_text(self) -> str:
+        """The text the classifier reads: the last user message."""
+        for message in reversed(self.messages):
+            if message.role is Role.USER:
+                return message.text
+        return self.messages[-1].text if self.messages else ""
+
+    @property
+    def has_image(self) -> bool:
+        return any(m.has_image for m in self.messages)
+
+    def needed_capabilities(self) -> frozenset[Capability]:
+        """Capabilities asked for explicitly or implied by the request's content."""
+        needed = set(self.hints.required_capabilities)
+        if self.params.tools or any(m.tool_calls for m in self.messages):
+            needed.add(Capability.TOOLS)
+        if self.has_image:
+            needed.add(Capability.VISION)
+        fmt = self.params.response_format.type
+        if fmt is ResponseFormatType.JSON_OBJECT:
+            needed.add(Capability.JSON_MODE)
+        elif fmt is ResponseFormatType.JSON_SCHEMA:
+            needed.add(Capability.JSON_SCHEMA)
+        if self.params.logprobs:
+            needed.add(Capability.LOGPROBS)
+        return frozenset(needed)
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    task: str
+    difficulty: Difficulty
+    confidence: float
+    classifier: str
+    agent: str = ""
+    signals: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    model: str
+    provider: str
+    tier: str
+    estimated_cost_usd: float
+    breaker_state: BreakerState = BreakerState.CLOSED
+    weight: float = 1.0
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStage:
+    role: str
+    candidates: tuple[Candidate, ...]
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPlan:
+    strategy: Strategy
+    stages: tuple[PlanStage, ...]
+    estimated_cost_min_usd: float
+    estimated_cost_max_usd: float
+    reasons: tuple[Reason, ...]
+    max_upstream_calls: int
+
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        return tuple(c for s in self.stages for c in s.candidates)
+
+
+@dataclass(frozen=True, slots=True)
+class GateCheck:
+    name: str
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GateVerdict:
+    passed: bool
+    checks: tuple[GateCheck, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    model: str
+    provider: str
+    tier: str
+    role: str
+    outcome: AttemptOutcome
+    reason: str
+    error_reason: str = ""
+    latency_ms: float = 0.0
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    started_ms: float = 0.0
+    gate: GateVerdict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StageTimings:
+    classify_ms: float = 0.0
+    plan_ms: float = 0.0
+    execute_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeDetail:
+    tiers_tried: tuple[str, ...]
+    escalation_reason: str = ""
+    wasted_cost_usd: float = 0.0
+    route_escalation_rate: float = 0.0
+    deadline_limited: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateAnswer:
+    model: str
+    normalized: str
+    group: int
+    weight: float
+    cancelled: bool = False
+    judge_score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VoteGroup:
+    normalized: str
+    weight: float
+    models: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeDetail:
+    model: str
+    seed: int
+    presented_order: tuple[str, ...]
+    rationale: str = ""
+    fallback_reason: str = ""
+    synthesized: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusDetail:
+    answers: tuple[CandidateAnswer, ...]
+    groups: tuple[VoteGroup, ...]
+    winner_group: int
+    agreement: float
+    early_exit: bool
+    normalizer: str
+    judge: JudgeDetail | None = None
+    tie_break: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What one provider call produced."""
+
+    content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    finish_reason: str = "stop"
+    usage: Usage = Usage()
+    mean_logprob: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    """What an executor produced: the chosen completion and the account of how."""
+
+    completion: Completion
+    model: str
+    provider: str
+    attempts: tuple[Attempt, ...]
+    cascade: CascadeDetail | None = None
+    consensus: ConsensusDetail | None = None
+    simulated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RouteResult:
+    """The full account returned to the caller."""
+
+    request_id: str
+    completion: Completion
+    model: str
+    provider: str
+    strategy: Strategy
+    classification: Classification
+    plan: ExecutionPlan
+    attempts: tuple[Attempt, ...]
+    usage: Usage
+    cost_usd: float
+    baseline_cost_usd: float
+    baseline_model: str
+    timings: StageTimings
+    cascade: CascadeDetail | None = None
+    consensus: ConsensusDetail | None = None
+    cached: bool = False
+    guards: tuple[str, ...] = field(default_factory=tuple)
+    simulated: bool = False

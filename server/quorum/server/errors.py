@@ -1,0 +1,269 @@
+"""Quorum's one error hierarchy.
+
+Every failure the request path can raise is a :class:`QuorumError`. Each class carries
+the gRPC status code it maps to, a stable machine-readable ``reason`` (UPPER_SNAKE, sent
+as ``google.rpc.ErrorInfo.reason``) and whether the condition is worth retrying on
+another candidate. :mod:`quorum.server.status` is the one place that turns these into
+``google.rpc.Status``.
+
+    QuorumError
+    ├── InvalidRequest            INVALID_ARGUMENT    caller sent a bad field (field violations)
+    ├── NotFound                  NOT_FOUND           e.g. unknown request id in Feedback
+    ├── Unauthenticated           UNAUTHENTICATED     missing or unknown token
+    ├── PermissionDenied          PERMISSION_DENIED   tenant may not use a model/strategy/tool
+    ├── NoCandidate               FAILED_PRECONDITION nothing satisfies capabilities/limits
+    ├── StrategyInfeasible        FAILED_PRECONDITION forced strategy cannot run
+    ├── ResourceExhausted         RESOURCE_EXHAUSTED  load shed, queue full, budget spent
+    ├── ExecutionFailed                               execution ended without an answer
+    │   ├── DeadlineExceeded      DEADLINE_EXCEEDED   the caller's deadline ran out
+    │   ├── AllAttemptsFailed     UNAVAILABLE         every candidate failed (attempts kept)
+    │   └── UpstreamRejected      INVALID_ARGUMENT    every provider refused the request (4xx)
+    ├── ConfigError               (start-up only)     invalid configuration, names key paths
+    └── ProviderError             (one upstream call; retryable ones fail over)
+        ├── ProviderUnavailable       5xx, connection error, breaker open
+        ├── ProviderTimeout           no answer in time
+        ├── ProviderRateLimited       429, with Retry-After
+        ├── ProviderBadResponse       malformed body (retryable on another model)
+        ├── ProviderRejected          4xx other than 429: the request itself was refused
+        └── ProviderAuthError         401/403: the provider's credentials are wrong
+
+Provider errors never reach the caller as their own status: the executor records them
+as attempts and, when nothing succeeds, raises :class:`AllAttemptsFailed` listing them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import grpc
+
+if TYPE_CHECKING:
+    from quorum.server.domain import Attempt, ExecutionPlan
+
+
+@dataclass(frozen=True, slots=True)
+class FieldViolation:
+    """One bad field of a request: a dotted path and what is wrong with it."""
+
+    field: str
+    description: str
+
+
+class QuorumError(Exception):
+    """Base of every Quorum error: a gRPC code, a reason and retryability."""
+
+    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+    reason: str = "UNKNOWN"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata: dict[str, str] = dict(metadata or {})
+
+
+class InvalidRequest(QuorumError):
+    """The caller sent a request that cannot be served as it is."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_REQUEST"
+
+    def __init__(self, violations: Sequence[FieldViolation]) -> None:
+        self.violations = tuple(violations)
+        text = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        super().__init__(f"invalid request: {text}")
+
+
+class NotFound(QuorumError):
+    """A referenced object does not exist."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class Unauthenticated(QuorumError):
+    """No valid credentials were presented."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(QuorumError):
+    """The tenant is not allowed what it asked for."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+
+class NoCandidate(QuorumError):
+    """No configured model satisfies the request's requirements."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "NO_CANDIDATE"
+
+
+class StrategyInfeasible(QuorumError):
+    """The caller forced a strategy that cannot run for this request."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "STRATEGY_INFEASIBLE"
+
+
+class ResourceExhausted(QuorumError):
+    """A limit was hit; ``retry_after_s`` tells the caller when to come back."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, metadata=metadata)
+        self.retry_after_s = retry_after_s
+        if reason is not None:
+            self.reason = reason
+
+
+class ExecutionFailed(QuorumError):
+    """Execution ended without an answer; every attempt is kept, in order."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "EXECUTION_FAILED"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: Sequence[Attempt] = (),
+        plan: ExecutionPlan | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.attempts = tuple(attempts)
+        self.plan = plan
+
+
+class DeadlineExceeded(ExecutionFailed):
+    """The caller's deadline ran out before an answer was ready."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "DEADLINE_EXCEEDED"
+
+
+class AllAttemptsFailed(ExecutionFailed):
+    """Every candidate failed."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "ALL_ATTEMPTS_FAILED"
+
+
+class UpstreamRejected(ExecutionFailed):
+    """Every provider that was called refused the request itself (a 4xx other than 429)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "UPSTREAM_REJECTED"
+
+
+class ConfigError(QuorumError):
+    """The configuration is invalid; each line names a key path."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "CONFIG_INVALID"
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class ProviderError(QuorumError):
+    """One upstream call failed. ``status`` is the HTTP status when there was one."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "PROVIDER_ERROR"
+    retryable = True
+    counts_for_breaker: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, metadata=metadata)
+        self.provider = provider
+        self.status = status
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx, connection refused or reset, or the provider's breaker is open."""
+
+    reason = "PROVIDER_UNAVAILABLE"
+
+
+class ProviderTimeout(ProviderError):
+    """The provider did not answer in time."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "PROVIDER_TIMEOUT"
+
+
+class ProviderRateLimited(ProviderError):
+    """429: the provider asks us to slow down, for ``retry_after_s`` when it says."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "PROVIDER_RATE_LIMITED"
+    counts_for_breaker = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status: int | None = 429,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, status=status)
+        self.retry_after_s = retry_after_s
+
+
+class ProviderBadResponse(ProviderError):
+    """The provider answered with something that is not its documented format."""
+
+    reason = "PROVIDER_BAD_RESPONSE"
+
+
+class ProviderRejected(ProviderError):
+    """A 4xx other than 429: the provider refused this request; another model may not."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "PROVIDER_REJECTED"
+    counts_for_breaker = False
+    # Another model may accept what this one refused (e.g. a provider-specific limit).
+    retryable = True
+
+
+class ProviderAuthError(ProviderError):
+    """401/403: the provider's credentials are missing or wrong (an operator problem)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "PROVIDER_AUTH"
+    counts_for_breaker = False
+
+
+def all_error_classes() -> list[type[QuorumError]]:
+    """Every concrete error class, for the test that proves each one is mapped."""
+    found: list[type[QuorumError]] = []
+    stack: list[type[QuorumError]] = [QuorumError]
+    while stack:
+        cls = stack.pop()
+        found.append(cls)
+        stack.extend(cls.__subclasses__())
+    return found

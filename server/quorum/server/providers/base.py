@@ -1,0 +1,62 @@
+"""The one provider interface every vendor adapter implements.
+
+An adapter turns a :class:`ProviderRequest` into the vendor's wire format, calls it
+and turns the answer back into a :class:`~quorum.server.domain.Completion` (unary) or a
+stream of :class:`StreamDelta` (streaming). Adapters raise only
+:class:`~quorum.server.errors.ProviderError` subclasses; they never retry, fail over or
+touch breakers — the executor does that, the same way for every vendor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from quorum.server.domain import Completion, GenerationParams, Message, ToolCall, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRequest:
+    """One upstream call: the provider's model id, the conversation and a time limit."""
+
+    model_id: str
+    messages: tuple[Message, ...]
+    params: GenerationParams
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDelta:
+    """One streamed piece. The last delta of a stream carries ``usage`` and ``finish_reason``."""
+
+    text: str = ""
+    tool_call: ToolCall | None = None
+    finish_reason: str = ""
+    usage: Usage | None = None
+
+
+class Provider(Protocol):
+    """A vendor adapter bound to one configured provider."""
+
+    @property
+    def name(self) -> str:
+        """The configured provider name (used for breakers, metrics and errors)."""
+        ...
+
+    @property
+    def kind(self) -> str:
+        """The vendor kind: "openai", "anthropic", "gemini" or "simulated"."""
+        ...
+
+    async def complete(self, request: ProviderRequest) -> Completion:
+        """Run one non-streaming call."""
+        ...
+
+    def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
+        """Run one streaming call; closing the iterator cancels the upstream request."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources (the shared HTTP session is closed by its owner)."""
+        ...

@@ -1,0 +1,95 @@
+"""HTTP plumbing shared by the HTTP adapters: one session, status → error mapping.
+
+One :class:`aiohttp.ClientSession` serves every provider (connection pooling, one DNS
+cache). Each call gets a timeout bounded by the caller's remaining deadline. HTTP error
+statuses become :mod:`quorum.server.errors` provider errors here, in one place, so every
+adapter classifies them the same way.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+
+import aiohttp
+from quorum.server.errors import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        current = time.time() if now is None else now
+        return max(0.0, when.timestamp() - current)
+    return max(0.0, seconds) if seconds == seconds else None  # NaN guard
+
+
+def error_for_status(
+    provider: str, status: int, message: str, headers: Mapping[str, str]
+) -> ProviderError:
+    """Map an HTTP error status and the vendor's message to a provider error."""
+    text = f"{provider}: HTTP {status}: {message}" if message else f"{provider}: HTTP {status}"
+    if status == 429:
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        if retry_after is None:
+            ms = headers.get("retry-after-ms")
+            if ms:
+                try:
+                    retry_after = max(0.0, float(ms) / 1000.0)
+                except ValueError:
+                    retry_after = None
+        return ProviderRateLimited(text, provider=provider, retry_after_s=retry_after)
+    if status in (401, 403):
+        return ProviderAuthError(text, provider=provider, status=status)
+    if status in (408, 409) or status >= 500:
+        return ProviderUnavailable(text, provider=provider, status=status)
+    if 400 <= status < 500:
+        return ProviderRejected(text, provider=provider, status=status)
+    return ProviderUnavailable(text, provider=provider, status=status)
+
+
+def timeout_for(remaining_s: float, connect_s: float) -> aiohttp.ClientTimeout:
+    """A total timeout bounded by the remaining deadline."""
+    total = max(0.001, remaining_s)
+    return aiohttp.ClientTimeout(total=total, sock_connect=min(connect_s, total))
+
+
+class HttpClient:
+    """Owns the one shared aiohttp session; created inside the running event loop."""
+
+    def __init__(self, *, max_connections: int = 512) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None

@@ -1,0 +1,302 @@
+"""A simulated provider: named models with latency, failures, quality and prices from config.
+
+It powers the embedded default (no API keys), the demo and load tests. Behaviour is
+deterministic where it matters for routing and reproducible where it should vary:
+
+* Whether a model answers a prompt *correctly* is a fixed function of (model, prompt)
+  and the model's ``skill`` at the prompt's difficulty, so a retry of the same model gives
+  the same verdict and a consensus of different models can really disagree.
+* Correct answers to one prompt are identical across models (arithmetic is computed;
+  other prompts get a canonical answer derived from the prompt), so votes can agree.
+* A wrong answer is a refusal/hedge (which a quality gate catches) for a share
+  ``refusal_share`` of cases, otherwise a plausible but wrong answer (which only a vote
+  or judge catches).
+* Latency is log-normal with the configured p50/p95 plus a per-token time; failures are
+  random at ``failure_rate`` and look like an upstream 503.
+
+The simulator keeps its own notion of difficulty (:func:`true_difficulty`), separate from
+Quorum's classifiers, so routing quality is measured rather than assumed.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import hashlib
+import json
+import math
+import operator
+import random
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import cast
+
+from quorum.server.config import DifficultyName, SimulatedBehaviour
+from quorum.server.domain import (
+    Completion,
+    Difficulty,
+    ResponseFormatType,
+    Role,
+    ToolCall,
+    Usage,
+)
+from quorum.server.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
+from quorum.server.providers.base import ProviderRequest, StreamDelta
+from quorum.server.tokens import count_tokens
+
+REFUSALS = (
+    "I'm sorry, but I can't help with that request.",
+    "I'm not able to answer that with confidence.",
+    "I cannot provide a reliable answer to this question.",
+)
+_HARD_MARKERS = re.compile(
+    r"\b(prove|proof|derive|design|architect|trade-?offs?|optimi[sz]e|distributed|"
+    r"concurren|step[- ]by[- ]step|rigorous|theorem|complexity|multi-step|migrat)",
+    re.IGNORECASE,
+)
+_MEDIUM_MARKERS = re.compile(
+    r"\b(explain|summari[sz]e|compare|write|function|implement|translate|extract|"
+    r"analy[sz]e|debug|refactor|why|how does)",
+    re.IGNORECASE,
+)
+_ARITH = re.compile(r"(-?\d+(?:\.\d+)?(?:\s*[-+*/x×]\s*-?\d+(?:\.\d+)?)+)")
+_OPS: Mapping[type[ast.operator], Callable[[float, float], float]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
+_FILLER = (
+    "This follows from the details given in the request.",
+    "The key points are covered above in order of importance.",
+    "Each step builds on the previous one.",
+    "Edge cases were considered and do not change the result.",
+    "The reasoning is summarised briefly for clarity.",
+)
+
+
+def true_difficulty(prompt: str) -> Difficulty:
+    """The simulator's own view of how hard a prompt is."""
+    words = len(prompt.split())
+    hard = len(_HARD_MARKERS.findall(prompt))
+    if hard >= 2 or (hard and words > 40) or words > 250:
+        return Difficulty.HIGH
+    if hard or _MEDIUM_MARKERS.search(prompt) or "```" in prompt or words > 60:
+        return Difficulty.MEDIUM
+    return Difficulty.LOW
+
+
+def _unit(*parts: str) -> float:
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def _eval_arith(expression: str) -> float | None:
+    try:
+        tree = ast.parse(expression.replace("×", "*").replace("x", "*"), mode="eval")
+    except SyntaxError:
+        return None
+
+    def walk(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return float(node.value)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return -walk(node.operand)
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+        raise ValueError("unsupported")
+
+    try:
+        value = walk(tree)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _format_number(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:.4g}"
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedAnswer:
+    """What a simulated model says, and whether it is right (for benchmarks)."""
+
+    text: str
+    correct: bool
+    refusal: bool
+    mean_logprob: float
+
+
+def simulate_answer(
+    model: str, behaviour: SimulatedBehaviour, prompt: str, json_mode: bool, max_tokens: int
+) -> SimulatedAnswer:
+    """The deterministic answer of ``model`` to ``prompt``."""
+    difficulty = true_difficulty(prompt)
+    level = cast(DifficultyName, difficulty.name.lower())
+    skill = behaviour.skill.get(level, 0.8)
+    correct = _unit("correct", model, prompt) < skill
+    match = _ARITH.search(prompt)
+    value = _eval_arith(match.group(1)) if match else None
+    key = hashlib.blake2b(prompt.encode(), digest_size=3).hexdigest()
+    if correct:
+        core = (
+            f"The answer is {_format_number(value)}."
+            if value is not None
+            else (f"Answer {key}: here is a response to the request.")
+        )
+        return SimulatedAnswer(
+            _shape(core, prompt, difficulty, behaviour, json_mode, max_tokens), True, False, -0.08
+        )
+    if _unit("refuse", model, prompt) < behaviour.refusal_share:
+        text = REFUSALS[int(_unit("which", model, prompt) * len(REFUSALS))]
+        if json_mode:
+            text = json.dumps({"answer": None, "error": text})
+        return SimulatedAnswer(text, False, True, -1.6)
+    wrong_key = hashlib.blake2b(f"{model}:{prompt}".encode(), digest_size=3).hexdigest()
+    offset = 1 + int(_unit("offset", model, prompt) * 9)
+    core = (
+        f"The answer is {_format_number(value + offset)}."
+        if value is not None
+        else (f"Answer {wrong_key}: here is a response to the request.")
+    )
+    return SimulatedAnswer(
+        _shape(core, prompt, difficulty, behaviour, json_mode, max_tokens), False, False, -0.9
+    )
+
+
+def _shape(
+    core: str,
+    prompt: str,
+    difficulty: Difficulty,
+    behaviour: SimulatedBehaviour,
+    json_mode: bool,
+    max_tokens: int,
+) -> str:
+    if json_mode:
+        return json.dumps({"answer": core})
+    if core.startswith("The answer is"):
+        return core
+    target = int(behaviour.output_tokens * {1: 0.5, 2: 1.0, 3: 2.0}[int(difficulty)])
+    if max_tokens:
+        target = min(target, max_tokens)
+    words = core.split()
+    i = int(_unit("filler", prompt) * len(_FILLER))
+    while len(words) * 4 // 3 < target:
+        words.extend(_FILLER[i % len(_FILLER)].split())
+        i += 1
+    return " ".join(words)
+
+
+class SimulatedProvider:
+    """A provider whose models are simulated locally (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        behaviours: Mapping[str, SimulatedBehaviour],
+        rng: random.Random | None = None,
+    ) -> None:
+        self._name = name
+        self._behaviours = dict(behaviours)
+        self._rng = rng or random.Random()
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def kind(self) -> str:
+        return "simulated"
+
+    def _behaviour(self, model_id: str) -> SimulatedBehaviour:
+        try:
+            return self._behaviours[model_id]
+        except KeyError:
+            raise ProviderRejected(
+                f"{self._name}: unknown simulated model {model_id!r}",
+                provider=self._name,
+                status=404,
+            ) from None
+
+    def _latency_s(self, b: SimulatedBehaviour, output_tokens: int) -> float:
+        p50 = max(b.latency_ms_p50, 0.0)
+        p95 = max(b.latency_ms_p95, p50)
+        if p50 <= 0:
+            base = 0.0
+        else:
+            sigma = math.log(p95 / p50) / 1.645 if p95 > p50 else 0.0
+            base = p50 * math.exp(self._rng.gauss(0.0, sigma)) if sigma else p50
+        return (base + output_tokens * b.ms_per_output_token) / 1000.0
+
+    def _prepare(self, request: ProviderRequest) -> tuple[SimulatedBehaviour, Completion, float]:
+        behaviour = self._behaviour(request.model_id)
+        prompt = next((m.text for m in reversed(request.messages) if m.role is Role.USER), "")
+        json_mode = request.params.response_format.type is not ResponseFormatType.TEXT
+        answer = simulate_answer(
+            request.model_id, behaviour, prompt, json_mode, request.params.max_tokens
+        )
+        tool_calls: tuple[ToolCall, ...] = ()
+        finish = "stop"
+        content = answer.text
+        for tool in request.params.tools:
+            if tool.name.lower() in prompt.lower() and answer.correct:
+                digest = hashlib.blake2b(prompt.encode(), digest_size=4).hexdigest()
+                tool_calls = (ToolCall(id=f"call_{digest}", name=tool.name, arguments_json="{}"),)
+                content, finish = "", "tool_calls"
+                break
+        input_tokens = sum(count_tokens(m.text) + 4 for m in request.messages)
+        output_tokens = count_tokens(content) if content else 8
+        completion = Completion(
+            content=content,
+            tool_calls=tool_calls,
+            finish_reason=finish,
+            usage=Usage(input_tokens, output_tokens),
+            mean_logprob=answer.mean_logprob if request.params.logprobs else None,
+        )
+        return behaviour, completion, self._latency_s(behaviour, output_tokens)
+
+    def _maybe_fail(self, behaviour: SimulatedBehaviour) -> None:
+        if behaviour.failure_rate and self._rng.random() < behaviour.failure_rate:
+            raise ProviderUnavailable(
+                f"{self._name}: HTTP 503: simulated upstream failure",
+                provider=self._name,
+                status=503,
+            )
+
+    async def complete(self, request: ProviderRequest) -> Completion:
+        behaviour, completion, latency = self._prepare(request)
+        if latency > request.timeout_s:
+            await asyncio.sleep(max(0.0, request.timeout_s))
+            raise ProviderTimeout(
+                f"{self._name}: no answer within {request.timeout_s:.3f}s", provider=self._name
+            )
+        await asyncio.sleep(latency)
+        self._maybe_fail(behaviour)
+        return completion
+
+    async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
+        behaviour, completion, latency = self._prepare(request)
+        per_token = behaviour.ms_per_output_token / 1000.0
+        first = max(0.0, latency - completion.usage.output_tokens * per_token)
+        if first > request.timeout_s:
+            await asyncio.sleep(max(0.0, request.timeout_s))
+            raise ProviderTimeout(
+                f"{self._name}: no first token within {request.timeout_s:.3f}s", provider=self._name
+            )
+        await asyncio.sleep(first)
+        self._maybe_fail(behaviour)
+        for call in completion.tool_calls:
+            yield StreamDelta(tool_call=call)
+        words = completion.content.split(" ") if completion.content else []
+        for i, word in enumerate(words):
+            piece = word if i == 0 else " " + word
+            if per_token:
+                await asyncio.sleep(per_token * count_tokens(piece))
+            yield StreamDelta(text=piece)
+        yield StreamDelta(finish_reason=completion.finish_reason, usage=completion.usage)
+
+    async def close(self) -> None:
+        return None

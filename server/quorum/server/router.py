@@ -1,0 +1,152 @@
+"""The request path: classify → plan → execute, and the account of what happened.
+
+:class:`Router` owns the live parts (provider adapters, the shared HTTP session,
+breakers) and is what the gRPC service (and any other front door) calls. It takes and
+returns domain types only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+from quorum.server.breakers import Breakers, ProviderHealth
+from quorum.server.catalog import Catalog, ModelSpec, build_catalog
+from quorum.server.classify import Classifier, RulesClassifier
+from quorum.server.config import Config
+from quorum.server.domain import (
+    Classification,
+    ExecutionPlan,
+    ExecutionResult,
+    RouteRequest,
+    RouteResult,
+    StageTimings,
+    Strategy,
+    Usage,
+)
+from quorum.server.execute.calls import ExecutionContext
+from quorum.server.execute.single import execute_single
+from quorum.server.plan import estimate_tokens, plan
+from quorum.server.policy import RoutingPolicy, build_policy
+from quorum.server.providers.base import Provider
+from quorum.server.providers.http import HttpClient
+from quorum.server.providers.registry import build_providers
+from quorum.server.state import StateSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOutcome:
+    """What the Plan RPC returns: the decision without running it."""
+
+    classification: Classification
+    plan: ExecutionPlan
+    providers: Mapping[str, ProviderHealth]
+    baseline_model: str
+    baseline_estimated_cost_usd: float
+
+
+class Router:
+    """Classify, plan and execute requests against the configured providers."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        secrets: Mapping[str, SecretStr] | None = None,
+        providers: Mapping[str, Provider] | None = None,
+        classifier: Classifier | None = None,
+    ) -> None:
+        self.config = config
+        self.catalog: Catalog = build_catalog(config)
+        self.policy: RoutingPolicy = build_policy(config)
+        self.http = HttpClient()
+        self.providers: dict[str, Provider] = dict(
+            providers
+            if providers is not None
+            else build_providers(config, self.catalog, secrets or {}, self.http)
+        )
+        self.breakers = Breakers({n: p.breaker for n, p in config.providers.items()})
+        self.provider_timeouts = {n: p.timeout_s for n, p in config.providers.items()}
+        self.classifier: Classifier = classifier or RulesClassifier()
+
+    async def close(self) -> None:
+        for provider in self.providers.values():
+            await provider.close()
+        await self.http.close()
+
+    def snapshot(self) -> StateSnapshot:
+        return StateSnapshot(providers=self.breakers.snapshot())
+
+    def models(self, tier: str = "") -> list[ModelSpec]:
+        return [m for m in self.catalog.ordered() if not tier or m.tier == tier]
+
+    async def explain(self, request: RouteRequest) -> PlanOutcome:
+        """Classify and plan ``request`` without calling a model."""
+        classification = await self.classifier.classify(request)
+        snapshot = self.snapshot()
+        decided = plan(request, classification, self.catalog, self.policy, snapshot)
+        tokens = estimate_tokens(request, classification)
+        baseline = self.catalog.baseline
+        return PlanOutcome(
+            classification=classification,
+            plan=decided,
+            providers=snapshot.providers,
+            baseline_model=baseline.name,
+            baseline_estimated_cost_usd=baseline.estimate_cost(
+                tokens.input_tokens, tokens.output_tokens
+            ),
+        )
+
+    async def route(self, request: RouteRequest, *, timeout_s: float | None = None) -> RouteResult:
+        """Route ``request``; ``timeout_s`` is the time left before the caller's deadline."""
+        t0 = time.monotonic()
+        limit = self.config.server.default_deadline_s
+        deadline = t0 + (min(timeout_s, limit) if timeout_s is not None else limit)
+        classification = await self.classifier.classify(request)
+        t1 = time.monotonic()
+        decided = plan(request, classification, self.catalog, self.policy, self.snapshot())
+        t2 = time.monotonic()
+        ctx = ExecutionContext(
+            providers=self.providers,
+            catalog=self.catalog,
+            breakers=self.breakers,
+            provider_timeouts=self.provider_timeouts,
+            deadline=deadline,
+            max_upstream_calls=decided.max_upstream_calls,
+        )
+        result = await self._execute(ctx, request, decided)
+        t3 = time.monotonic()
+        usage = sum((a.usage for a in result.attempts), Usage())
+        answer_usage = result.completion.usage
+        return RouteResult(
+            request_id=request.request_id,
+            completion=result.completion,
+            model=result.model,
+            provider=result.provider,
+            strategy=decided.strategy,
+            classification=classification,
+            plan=decided,
+            attempts=result.attempts,
+            usage=usage,
+            cost_usd=sum(a.cost_usd for a in result.attempts),
+            baseline_cost_usd=self.catalog.baseline.cost(answer_usage),
+            baseline_model=self.catalog.baseline.name,
+            timings=StageTimings(
+                classify_ms=(t1 - t0) * 1000.0,
+                plan_ms=(t2 - t1) * 1000.0,
+                execute_ms=(t3 - t2) * 1000.0,
+                total_ms=(time.monotonic() - t0) * 1000.0,
+            ),
+            cascade=result.cascade,
+            consensus=result.consensus,
+            simulated=result.simulated,
+        )
+
+    async def _execute(
+        self, ctx: ExecutionContext, request: RouteRequest, decided: ExecutionPlan
+    ) -> ExecutionResult:
+        if decided.strategy is Strategy.SINGLE:
+            return await execute_single(ctx, request, decided)
+        raise AssertionError(f"planner produced an unexecutable strategy {decided.strategy}")

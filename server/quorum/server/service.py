@@ -1,0 +1,137 @@
+"""The gRPC RouteService: protobuf in, domain calls, protobuf out.
+
+Every RPC validates its request through :mod:`quorum.server.convert`, calls the
+:class:`~quorum.server.router.Router`, and maps errors through
+:mod:`quorum.server.status` — the only place errors become statuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import grpc
+import structlog
+from quorum.route.v1 import route_service_pb2 as svc_pb
+from quorum.route.v1 import route_service_pb2_grpc as svc_grpc
+from quorum.route.v1 import types_pb2 as pb
+from quorum.server import convert
+from quorum.server import domain as d
+from quorum.server.errors import QuorumError
+from quorum.server.router import Router
+from quorum.server.status import internal_status, status_for, to_grpc
+
+log = structlog.get_logger("quorum.service")
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class RouteService(svc_grpc.RouteServiceServicer):
+    """Implements quorum.route.v1.RouteService over a :class:`Router`."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+        server = router.config.server
+        self._max_messages = server.max_messages
+        self._max_request_bytes = server.max_request_bytes
+        self._log_prompts = server.log_prompts
+
+    def _request(self, msg: pb.RouteRequest, prefix: str = "") -> d.RouteRequest:
+        return convert.route_request_from_pb(
+            msg,
+            catalog=self._router.catalog,
+            use_cases=self._router.policy.use_cases,
+            max_messages=self._max_messages,
+            max_request_bytes=self._max_request_bytes,
+            prefix=prefix,
+        )
+
+    async def _fail(self, context: Context, exc: BaseException, request_id: str) -> None:
+        if isinstance(exc, QuorumError):
+            log.info(
+                "rpc_failed",
+                request_id=request_id,
+                reason=exc.reason,
+                code=exc.code.name,
+                error=exc.message,
+            )
+            await cast(Any, context).abort_with_status(to_grpc(status_for(exc)))
+        log.exception("rpc_internal_error", request_id=request_id)
+        await cast(Any, context).abort_with_status(to_grpc(internal_status(request_id)))
+
+    async def Route(  # noqa: N802 - gRPC method name
+        self, request: pb.RouteRequest, context: Context
+    ) -> pb.RouteResponse:
+        request_id = request.request_id
+        try:
+            routed = self._request(request)
+            request_id = routed.request_id
+            with structlog.contextvars.bound_contextvars(request_id=request_id):
+                if self._log_prompts:
+                    log.debug("route_prompt", prompt=routed.prompt_text)
+                result = await self._router.route(routed, timeout_s=context.time_remaining())
+                log.info(
+                    "routed",
+                    model=result.model,
+                    strategy=result.strategy.value,
+                    task=result.classification.task,
+                    difficulty=result.classification.difficulty.name.lower(),
+                    attempts=len(result.attempts),
+                    cost_usd=round(result.cost_usd, 8),
+                    total_ms=round(result.timings.total_ms, 2),
+                )
+                return convert.route_response_pb(result)
+        except Exception as exc:
+            await self._fail(context, exc, request_id)
+            raise  # unreachable: abort raises
+
+    async def RouteStream(  # noqa: N802
+        self, request: svc_pb.RouteStreamRequest, context: Context
+    ) -> AsyncIterator[svc_pb.RouteStreamResponse]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "RouteStream is not available yet")
+        yield svc_pb.RouteStreamResponse()  # pragma: no cover - makes this a generator
+
+    async def Plan(  # noqa: N802
+        self, request: svc_pb.PlanRequest, context: Context
+    ) -> svc_pb.PlanResponse:
+        request_id = request.request.request_id
+        try:
+            routed = self._request(request.request, prefix="request.")
+            request_id = routed.request_id
+            outcome = await self._router.explain(routed)
+            return svc_pb.PlanResponse(
+                classification=convert.classification_pb(outcome.classification),
+                plan=convert.plan_pb(outcome.plan),
+                providers=[convert.provider_status_pb(n, h) for n, h in outcome.providers.items()],
+                baseline_model=outcome.baseline_model,
+                baseline_estimated_cost_usd=outcome.baseline_estimated_cost_usd,
+            )
+        except Exception as exc:
+            await self._fail(context, exc, request_id)
+            raise
+
+    async def ListModels(  # noqa: N802
+        self, request: svc_pb.ListModelsRequest, context: Context
+    ) -> svc_pb.ListModelsResponse:
+        try:
+            if request.tier and request.tier not in self._router.catalog.tiers:
+                from quorum.server.errors import FieldViolation, InvalidRequest
+
+                raise InvalidRequest([FieldViolation("tier", f"unknown tier {request.tier!r}")])
+            health = self._router.breakers.snapshot()
+            return svc_pb.ListModelsResponse(
+                models=[
+                    convert.model_info_pb(m, health[m.provider])
+                    for m in self._router.models(request.tier)
+                ],
+                tiers=list(self._router.catalog.tiers),
+            )
+        except Exception as exc:
+            await self._fail(context, exc, "")
+            raise
+
+    async def Feedback(  # noqa: N802
+        self, request: svc_pb.FeedbackRequest, context: Context
+    ) -> svc_pb.FeedbackResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Feedback is not available yet")
+        raise AssertionError("unreachable")

@@ -1,0 +1,1 @@
+"""Fake vendor APIs speaking each vendor's wire format, for contract tests and benchmarks."""

@@ -1,0 +1,463 @@
+"""The engine every fake vendor server shares: behaviours, control API, stats, running.
+
+A vendor module (``openai_server``, ``anthropic_server``, ``gemini_server``) supplies a
+:class:`Vendor`: how to read its request into a :class:`Parsed` (rejecting what the real
+API rejects) and how to write answers, stream frames and error bodies in its exact wire
+format. Everything else lives here, once.
+
+Behaviour is chosen by the model name, or by a script queued through the control API:
+
+=====================  ==============================================================
+``ok`` (or unknown)    a fixed answer; JSON when the request asks for JSON
+``echo``               answers with the last user message (or the last tool result)
+``tools``              calls the first declared tool with ``{"city": "Paris"}``
+``json``               answers with :data:`JSON_ANSWER`
+``slow-<ms>``          waits ``ms`` before answering
+``drip-<ms>``          streams the answer with ``ms`` between chunks
+``error-<status>``     the vendor's error body with that HTTP status
+``ratelimit-<s>``      429 with ``Retry-After: <s>``
+``ratelimit-date-<s>`` 429 with ``Retry-After`` as an HTTP date ``s`` seconds ahead
+``drop``               closes the connection before answering
+``drop-mid-stream``    streams some chunks, then resets the connection (TCP RST)
+``error-mid-stream``   streams some chunks, then the vendor's in-stream error
+``malformed``          a 200 whose body (or first SSE event) is not valid JSON
+``truncated-stream``   streams some chunks and ends the body without the terminator
+=====================  ==============================================================
+
+Control API: ``POST /_control/script`` with ``{"behaviours": [...]}`` queues behaviours
+for the next requests whatever their model; ``GET /_control/stats``; ``POST
+/_control/reset``. Stats count requests, completed answers, server-side drops and
+*client disconnects*: requests whose client went away before the whole answer was sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import email.utils
+import json
+import re
+import signal
+import socket
+import struct
+import time
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+OK_TEXT = "Hello from the fake server: the answer is 42."
+JSON_ANSWER: dict[str, Any] = {"answer": 42, "unit": "none"}
+TOOL_ARGUMENTS: dict[str, Any] = {"city": "Paris"}
+LOGPROB_STEP = 0.05
+
+_BEHAVIOUR = re.compile(
+    r"^(?P<kind>ok|echo|tools|json|drop|drop-mid-stream|error-mid-stream|malformed|"
+    r"truncated-stream|slow|drip|error|ratelimit|ratelimit-date)(?:-(?P<value>\d+(?:\.\d+)?))?$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    """What the fake does for one request."""
+
+    kind: str
+    value: float = 0.0
+
+    @classmethod
+    def parse(cls, name: str) -> Behaviour:
+        """Read a behaviour from a model name (``models/`` prefix allowed); unknown is ok."""
+        match = _BEHAVIOUR.match(name.removeprefix("models/"))
+        if match is None:
+            return cls("ok")
+        value = match["value"]
+        kind = match["kind"]
+        if kind in ("slow", "drip", "error", "ratelimit", "ratelimit-date") and value is None:
+            return cls("ok")
+        return cls(kind, float(value or 0))
+
+
+@dataclass(slots=True)
+class Turn:
+    """One turn of the conversation, vendor-neutral."""
+
+    role: str  # "user", "assistant" or "tool"
+    text: str = ""
+    images: list[dict[str, str]] = field(default_factory=list)  # {"url"} or {"media_type","data"}
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"id", "name", "arguments"}
+    tool_results: list[dict[str, str]] = field(default_factory=list)  # {"id", "content"}
+
+
+@dataclass(slots=True)
+class Parsed:
+    """A request as the fake understood it (kept in stats as ``last_request``)."""
+
+    model: str
+    stream: bool
+    system: str = ""
+    turns: list[Turn] = field(default_factory=list)
+    tools: list[str] = field(default_factory=list)
+    json_mode: bool = False
+    schema: Any = None
+    forced_tool: str = ""
+    logprobs: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def input_tokens(self) -> int:
+        words = len(self.system.split())
+        for turn in self.turns:
+            words += len(turn.text.split()) + 85 * len(turn.images)
+            words += sum(len(str(r["content"]).split()) for r in turn.tool_results)
+            words += sum(len(json.dumps(c["arguments"]).split()) for c in turn.tool_calls)
+        return max(1, words)
+
+
+@dataclass(slots=True)
+class Answer:
+    """What the fake model says, before a vendor encodes it."""
+
+    text: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"id","name","arguments"}
+    finish: str = "stop"  # "stop" or "tool_calls"
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def pieces(self) -> list[str]:
+        """The text as streamed: one word (with its trailing space) per chunk."""
+        return re.findall(r"\S+\s*", self.text) or ([self.text] if self.text else [])
+
+    def logprobs(self) -> list[float]:
+        """Deterministic per-piece log-probabilities."""
+        return [-LOGPROB_STEP * (1 + i % 3) for i in range(len(self.pieces()))]
+
+
+class BadRequest(Exception):
+    """The request is one the real API would refuse; answered with the vendor's error."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class Vendor(Protocol):
+    """A vendor's wire format."""
+
+    name: str
+    api_prefix: str  # what a provider's base_url appends to the server root ("" or "/v1")
+
+    def routes(self, handle: Callable[..., Any]) -> list[web.RouteDef]:
+        """The API routes; each calls ``handle(request, model=..., stream=...)``."""
+        ...
+
+    def check_auth(self, request: web.Request) -> BadRequest | None: ...
+
+    def parse(self, body: Any, model: str | None, stream: bool) -> Parsed: ...
+
+    def error_body(self, status: int, message: str) -> dict[str, Any]: ...
+
+    def error_headers(self, status: int) -> dict[str, str]: ...
+
+    def call_id(self, index: int) -> str: ...
+
+    def unary(self, parsed: Parsed, answer: Answer) -> dict[str, Any]: ...
+
+    def frames(self, parsed: Parsed, answer: Answer) -> tuple[list[bytes], list[bytes]]:
+        """The stream as (body frames, terminal frames): truncation drops the latter."""
+        ...
+
+    def stream_error(self) -> bytes:
+        """The vendor's in-stream error event (an overloaded or internal error)."""
+        ...
+
+
+@dataclass(slots=True)
+class Stats:
+    requests: int = 0
+    completed: int = 0
+    dropped: int = 0
+    client_disconnects: int = 0
+    in_flight: int = 0
+    by_behaviour: Counter[str] = field(default_factory=Counter)
+    last_request: dict[str, Any] | None = None
+    last_body: Any = None
+
+
+class FakeServer:
+    """One fake vendor API with its control API."""
+
+    def __init__(self, vendor: Vendor, *, latency_ms: float = 0, chunk_delay_ms: float = 0):
+        self.vendor = vendor
+        self.latency_s = latency_ms / 1000
+        self.chunk_delay_s = chunk_delay_ms / 1000
+        self.script: deque[Behaviour] = deque()
+        self.stats = Stats()
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.add_routes(self.vendor.routes(self.handle))
+        app.add_routes(
+            [
+                web.post("/_control/script", self._script),
+                web.get("/_control/stats", self._stats),
+                web.post("/_control/reset", self._reset),
+            ]
+        )
+        return app
+
+    async def _script(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        names = body.get("behaviours") or [body["behaviour"]] * int(body.get("count", 1))
+        self.script.extend(Behaviour.parse(str(n)) for n in names)
+        return web.json_response({"queued": len(self.script)})
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        data = asdict(self.stats)
+        data["by_behaviour"] = dict(self.stats.by_behaviour)
+        data["scripted"] = len(self.script)
+        return web.json_response(data)
+
+    async def _reset(self, request: web.Request) -> web.Response:
+        self.script.clear()
+        self.stats = Stats()
+        return web.json_response({"reset": True})
+
+    async def handle(
+        self, request: web.Request, *, model: str | None = None, stream: bool | None = None
+    ) -> web.StreamResponse:
+        stats = self.stats
+        stats.requests += 1
+        stats.in_flight += 1
+        try:
+            return await self._answer(request, model, stream)
+        finally:
+            stats.in_flight -= 1
+
+    async def _answer(
+        self, request: web.Request, model: str | None, stream: bool | None
+    ) -> web.StreamResponse:
+        vendor = self.vendor
+        denied = vendor.check_auth(request)
+        if denied is not None:
+            return self._error(denied.status, denied.message)
+        try:
+            body = json.loads(await request.read())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return self._error(400, f"The request body is not valid JSON: {exc}")
+        try:
+            parsed = vendor.parse(body, model, bool(stream))
+        except BadRequest as exc:
+            return self._error(exc.status, exc.message)
+        behaviour = self.script.popleft() if self.script else Behaviour.parse(parsed.model)
+        self.stats.by_behaviour[behaviour.kind] += 1
+        self.stats.last_request = asdict(parsed)
+        self.stats.last_body = body
+        delay = self.latency_s + (behaviour.value / 1000 if behaviour.kind == "slow" else 0)
+        if not await self._wait(request, delay):
+            return self._client_gone()
+        kind = behaviour.kind
+        if kind == "drop":
+            self.stats.dropped += 1
+            _reset_connection(request)
+            raise ConnectionResetError("fake server dropped the connection")
+        if kind == "error":
+            return self._error(int(behaviour.value), "")
+        if kind in ("ratelimit", "ratelimit-date"):
+            seconds = behaviour.value
+            retry_after = (
+                email.utils.formatdate(time.time() + seconds, usegmt=True)
+                if kind == "ratelimit-date"
+                else f"{seconds:g}"
+            )
+            return self._error(429, "", {"Retry-After": retry_after})
+        if kind == "malformed" and not parsed.stream:
+            self.stats.completed += 1
+            return web.Response(
+                body=b'{"id": "broken", "choices": [', content_type="application/json"
+            )
+        try:
+            answer = self._compose(behaviour, parsed)
+        except BadRequest as exc:
+            return self._error(exc.status, exc.message)
+        if not parsed.stream:
+            self.stats.completed += 1
+            return web.json_response(vendor.unary(parsed, answer))
+        return await self._stream(request, behaviour, parsed, answer)
+
+    async def _stream(
+        self, request: web.Request, behaviour: Behaviour, parsed: Parsed, answer: Answer
+    ) -> web.StreamResponse:
+        body, tail = self.vendor.frames(parsed, answer)
+        kind = behaviour.kind
+        if kind == "malformed":
+            body, tail = [b'data: {"broken": tru\n\n'], []
+        elif kind == "truncated-stream":
+            tail = []
+        elif kind in ("drop-mid-stream", "error-mid-stream"):
+            body = body[: max(2, len(body) // 2)]
+            tail = [self.vendor.stream_error()] if kind == "error-mid-stream" else []
+        gap = behaviour.value / 1000 if kind == "drip" else self.chunk_delay_s
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        try:
+            await response.prepare(request)
+            for index, frame in enumerate([*body, *tail]):
+                if index and not await self._wait(request, gap):
+                    raise ConnectionResetError("client went away mid-stream")
+                await response.write(frame)
+            if kind == "drop-mid-stream":
+                await asyncio.sleep(0.01)  # let the chunks leave before the reset
+                self.stats.dropped += 1
+                _reset_connection(request)
+                raise ConnectionResetError("fake server reset the stream")
+            await response.write_eof()
+        except ConnectionResetError:
+            if kind != "drop-mid-stream":
+                self.stats.client_disconnects += 1
+            raise
+        self.stats.completed += 1
+        return response
+
+    def _compose(self, behaviour: Behaviour, parsed: Parsed) -> Answer:
+        answer = Answer(input_tokens=parsed.input_tokens())
+        if behaviour.kind == "tools" or parsed.forced_tool:
+            if not parsed.tools:
+                raise BadRequest("model 'tools' needs at least one tool in the request")
+            name = parsed.forced_tool or parsed.tools[0]
+            arguments = JSON_ANSWER if parsed.forced_tool and parsed.json_mode else TOOL_ARGUMENTS
+            answer.tool_calls = [
+                {"id": self.vendor.call_id(0), "name": name, "arguments": arguments}
+            ]
+            answer.finish = "tool_calls"
+        elif behaviour.kind == "json" or parsed.json_mode:
+            answer.text = json.dumps(JSON_ANSWER)
+        elif behaviour.kind == "echo":
+            answer.text = _last_user_text(parsed)
+        else:
+            answer.text = OK_TEXT
+        answer.output_tokens = len(answer.pieces()) + sum(
+            len(json.dumps(c["arguments"]).split()) + 5 for c in answer.tool_calls
+        )
+        return answer
+
+    def _error(
+        self, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        self.stats.completed += 1
+        return web.json_response(
+            self.vendor.error_body(status, message),
+            status=status,
+            headers={**self.vendor.error_headers(status), **(headers or {})},
+        )
+
+    def _client_gone(self) -> web.StreamResponse:
+        self.stats.client_disconnects += 1
+        raise ConnectionResetError("client went away")
+
+    async def _wait(self, request: web.Request, seconds: float) -> bool:
+        """Sleep ``seconds``; False as soon as the client has closed the connection."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return False
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return True
+            await asyncio.sleep(min(remaining, 0.01))
+
+
+def _last_user_text(parsed: Parsed) -> str:
+    for turn in reversed(parsed.turns):
+        if turn.tool_results:
+            return "\n".join(str(r["content"]) for r in turn.tool_results)
+        if turn.role == "user" and turn.text:
+            return turn.text
+    return ""
+
+
+def _reset_connection(request: web.Request) -> None:
+    """Abort the connection with a TCP RST (SO_LINGER 0), as a crashed peer would."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def sse(data: Any, event: str = "", *, crlf: bool = False) -> bytes:
+    """One SSE frame: an optional ``event:`` line and one ``data:`` line of JSON."""
+    end = "\r\n" if crlf else "\n"
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    head = f"event: {event}{end}" if event else ""
+    return f"{head}data: {text}{end}{end}".encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """A fake server listening on localhost."""
+
+    server: FakeServer
+    root: str  # http://127.0.0.1:PORT
+
+    @property
+    def base_url(self) -> str:
+        """What a provider's ``base_url`` (or an SDK's) should be."""
+        return self.root + self.server.vendor.api_prefix
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    vendor: Vendor,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    latency_ms: float = 0,
+    chunk_delay_ms: float = 0,
+) -> AsyncIterator[Running]:
+    """Run a fake in the current event loop for the duration of the block."""
+    fake = FakeServer(vendor, latency_ms=latency_ms, chunk_delay_ms=chunk_delay_ms)
+    runner = web.AppRunner(fake.app(), access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    try:
+        yield Running(fake, f"http://{bound_host}:{bound_port}")
+    finally:
+        await runner.cleanup()
+
+
+def main(vendor: Vendor, argv: Sequence[str] | None = None) -> None:
+    """Run one fake as its own process; prints its base URL as the one stdout line."""
+    parser = argparse.ArgumentParser(description=f"Fake {vendor.name} API for tests")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="fixed delay per answer")
+    parser.add_argument("--chunk-delay-ms", type=float, default=0.0, help="delay between chunks")
+    args = parser.parse_args(argv)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with serve(
+            vendor,
+            host=args.host,
+            port=args.port,
+            latency_ms=args.latency_ms,
+            chunk_delay_ms=args.chunk_delay_ms,
+        ) as running:
+            print(running.base_url, flush=True)
+            await stop.wait()
+
+    asyncio.run(run())

@@ -1,0 +1,325 @@
+"""A fake OpenAI chat completions API (``POST /v1/chat/completions``).
+
+Speaks the wire format of ``api.openai.com``: ``chat.completion`` objects,
+``chat.completion.chunk`` SSE events ending in ``data: [DONE]`` (with a usage-only last
+chunk when ``stream_options.include_usage`` is set), and ``{"error": {"message", "type",
+"param", "code"}}`` bodies. Behaviours are listed in :mod:`tests.fakes.common`.
+
+Run alone: ``python -m tests.fakes.openai_server --port 0 --latency-ms 20`` prints the
+base URL (ending in ``/v1``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes import common
+from tests.fakes.common import Answer, BadRequest, Parsed, Turn
+
+_ERRORS: dict[int, tuple[str, str | None, str]] = {
+    400: ("invalid_request_error", None, "Invalid request."),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-fake."),
+    403: ("invalid_request_error", "unsupported_country_region_territory", "Forbidden."),
+    404: ("invalid_request_error", "model_not_found", "The model does not exist."),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests."),
+    500: ("server_error", None, "The server had an error while processing your request."),
+    503: ("server_error", None, "The engine is currently overloaded, please try again later."),
+}
+_ROLES = {"system", "developer", "user", "assistant", "tool"}
+_CREATED = 1_700_000_000
+
+
+class OpenAIVendor:
+    name = "openai"
+    api_prefix = "/v1"
+
+    def routes(self, handle: Callable[..., Any]) -> list[web.RouteDef]:
+        async def chat(request: web.Request) -> web.StreamResponse:
+            response: web.StreamResponse = await handle(request)
+            return response
+
+        return [web.post("/v1/chat/completions", chat)]
+
+    def check_auth(self, request: web.Request) -> BadRequest | None:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not token:
+            return BadRequest("You didn't provide an API key.", 401)
+        return None
+
+    def parse(self, body: Any, model: str | None, stream: bool) -> Parsed:
+        if not isinstance(body, dict):
+            raise BadRequest("The request body must be a JSON object.")
+        if not isinstance(body.get("model"), str) or not body["model"]:
+            raise BadRequest("you must provide a model parameter")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise BadRequest("[] is too short - 'messages'")
+        stream = bool(body.get("stream"))
+        if "stream_options" in body and not stream:
+            raise BadRequest(
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled."
+            )
+        parsed = Parsed(model=body["model"], stream=stream)
+        pending: set[str] = set()
+        for index, message in enumerate(messages):
+            pending = _message(parsed, message, index, pending)
+        if pending:
+            raise BadRequest(
+                "An assistant message with 'tool_calls' must be followed by tool messages "
+                f"responding to each 'tool_call_id'. Missing: {sorted(pending)}"
+            )
+        for tool in body.get("tools") or ():
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if tool.get("type") != "function" or not isinstance(function, dict):
+                raise BadRequest("Invalid value for 'tools[].type': expected 'function'.")
+            if not function.get("name"):
+                raise BadRequest("Missing required parameter: 'tools[].function.name'.")
+            parsed.tools.append(str(function["name"]))
+        fmt = body.get("response_format") or {"type": "text"}
+        if fmt.get("type") == "json_schema":
+            spec = fmt.get("json_schema") or {}
+            if not spec.get("name") or not isinstance(spec.get("schema"), dict):
+                raise BadRequest("Missing required parameter: 'response_format.json_schema.name'.")
+            parsed.json_mode, parsed.schema = True, spec["schema"]
+        elif fmt.get("type") == "json_object":
+            parsed.json_mode = True
+        elif fmt.get("type") != "text":
+            raise BadRequest(f"Invalid value for 'response_format.type': {fmt.get('type')!r}")
+        parsed.logprobs = bool(body.get("logprobs"))
+        limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        for key, value in (
+            ("max_tokens", limit),
+            ("temperature", body.get("temperature")),
+            ("top_p", body.get("top_p")),
+            ("stop", body.get("stop")),
+        ):
+            if value is not None:
+                parsed.params[key] = value
+        parsed.params["include_usage"] = bool(
+            (body.get("stream_options") or {}).get("include_usage")
+        )
+        return parsed
+
+    def error_body(self, status: int, message: str) -> dict[str, Any]:
+        kind, code, default = _ERRORS.get(status, ("server_error", None, "Unexpected error."))
+        return {"error": {"message": message or default, "type": kind, "param": None, "code": code}}
+
+    def error_headers(self, status: int) -> dict[str, str]:
+        return {"x-request-id": "req_fake"}
+
+    def call_id(self, index: int) -> str:
+        return f"call_fake{index:04d}"
+
+    def unary(self, parsed: Parsed, answer: Answer) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": answer.text or None,
+            "refusal": None,
+            "annotations": [],
+        }
+        if answer.tool_calls:
+            message["tool_calls"] = [_call(c) for c in answer.tool_calls]
+        return {
+            **_envelope(parsed, "chat.completion"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": _logprobs(answer) if parsed.logprobs else None,
+                    "finish_reason": answer.finish,
+                }
+            ],
+            "usage": _usage(answer),
+        }
+
+    def frames(self, parsed: Parsed, answer: Answer) -> tuple[list[bytes], list[bytes]]:
+        include_usage = bool(parsed.params.get("include_usage"))
+        logprobs = answer.logprobs()
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, index: int = -1) -> bytes:
+            data = {
+                **_envelope(parsed, "chat.completion.chunk"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": delta,
+                        "logprobs": _piece_logprob(delta, logprobs[index])
+                        if parsed.logprobs and index >= 0
+                        else None,
+                        "finish_reason": finish,
+                    }
+                ],
+            }
+            if include_usage:
+                data["usage"] = None
+            return common.sse(data)
+
+        body = [chunk({"role": "assistant", "content": "", "refusal": None})]
+        body += [chunk({"content": piece}, index=i) for i, piece in enumerate(answer.pieces())]
+        for index, call in enumerate(answer.tool_calls):
+            arguments = json.dumps(call["arguments"])
+            opening = {"index": index, "id": call["id"], "type": "function"}
+            body.append(
+                chunk(
+                    {
+                        "tool_calls": [
+                            {**opening, "function": {"name": call["name"], "arguments": ""}}
+                        ]
+                    }
+                )
+            )
+            for start in range(0, len(arguments), 8):
+                piece = {"index": index, "function": {"arguments": arguments[start : start + 8]}}
+                body.append(chunk({"tool_calls": [piece]}))
+        tail = [chunk({}, answer.finish)]
+        if include_usage:
+            tail.append(
+                common.sse(
+                    {
+                        **_envelope(parsed, "chat.completion.chunk"),
+                        "choices": [],
+                        "usage": _usage(answer),
+                    }
+                )
+            )
+        tail.append(b"data: [DONE]\n\n")
+        return body, tail
+
+    def stream_error(self) -> bytes:
+        return common.sse(self.error_body(500, ""))
+
+
+def _message(parsed: Parsed, message: Any, index: int, pending: set[str]) -> set[str]:
+    """Read one message; returns the tool call ids still waiting for a tool message."""
+    if not isinstance(message, dict) or message.get("role") not in _ROLES:
+        raise BadRequest(f"Invalid value for 'messages[{index}].role'.")
+    role = message["role"]
+    if role == "tool":
+        call_id = message.get("tool_call_id")
+        if call_id not in pending:
+            raise BadRequest(
+                "Invalid parameter: messages with role 'tool' must be a response to a "
+                "preceeding message with 'tool_calls'."
+            )
+        result = {"id": str(call_id), "content": _text(message.get("content"), index, False)[0]}
+        if parsed.turns and parsed.turns[-1].role == "tool":
+            parsed.turns[-1].tool_results.append(result)
+        else:
+            parsed.turns.append(Turn("tool", tool_results=[result]))
+        return pending - {call_id}
+    if pending:
+        raise BadRequest(f"messages[{index}]: expected tool messages for {sorted(pending)}")
+    content = message.get("content")
+    if content is None and not (role == "assistant" and message.get("tool_calls")):
+        raise BadRequest(f"Invalid value for 'messages[{index}].content': expected a string.")
+    text, images = _text(content, index, role == "user")
+    if role in ("system", "developer"):
+        parsed.system = f"{parsed.system}\n\n{text}" if parsed.system else text
+        return set()
+    turn = Turn(role, text=text, images=images)
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        if not call.get("id") or call.get("type") != "function" or not function.get("name"):
+            raise BadRequest(f"Invalid 'messages[{index}].tool_calls': id, type, function needed.")
+        if not isinstance(function.get("arguments"), str):
+            raise BadRequest(
+                f"'messages[{index}].tool_calls[].function.arguments' must be a string."
+            )
+        try:
+            arguments = json.loads(function["arguments"] or "{}")
+        except json.JSONDecodeError:
+            arguments = function["arguments"]
+        turn.tool_calls.append({"id": call["id"], "name": function["name"], "arguments": arguments})
+    parsed.turns.append(turn)
+    return {c["id"] for c in turn.tool_calls}
+
+
+def _text(content: Any, index: int, allow_images: bool) -> tuple[str, list[dict[str, str]]]:
+    if content is None or isinstance(content, str):
+        return content or "", []
+    if not isinstance(content, list):
+        raise BadRequest(f"Invalid type for 'messages[{index}].content'.")
+    texts: list[str] = []
+    images: list[dict[str, str]] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url" and allow_images:
+            url = str((part.get("image_url") or {}).get("url") or "")
+            if url.startswith("data:"):
+                header, _, data = url.partition(",")
+                if not header.endswith(";base64"):
+                    raise BadRequest("Invalid image data URL: expected base64.")
+                images.append({"media_type": header[5:].split(";")[0], "data": data})
+            elif url.startswith(("http://", "https://")):
+                images.append({"url": url})
+            else:
+                raise BadRequest("Invalid 'image_url.url': expected a URL or a base64 data URL.")
+        else:
+            raise BadRequest(f"Invalid content part type in 'messages[{index}].content': {kind!r}")
+    return "\n".join(texts), images
+
+
+def _envelope(parsed: Parsed, obj: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake0001",
+        "object": obj,
+        "created": _CREATED,
+        "model": parsed.model,
+        "service_tier": "default",
+        "system_fingerprint": "fp_fake",
+    }
+
+
+def _call(call: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": call["id"],
+        "type": "function",
+        "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+    }
+
+
+def _usage(answer: Answer) -> dict[str, Any]:
+    return {
+        "prompt_tokens": answer.input_tokens,
+        "completion_tokens": answer.output_tokens,
+        "total_tokens": answer.input_tokens + answer.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def _token(piece: str, logprob: float) -> dict[str, Any]:
+    return {"token": piece, "logprob": logprob, "bytes": list(piece.encode()), "top_logprobs": []}
+
+
+def _logprobs(answer: Answer) -> dict[str, Any]:
+    tokens = [_token(p, lp) for p, lp in zip(answer.pieces(), answer.logprobs(), strict=True)]
+    return {"content": tokens, "refusal": None}
+
+
+def _piece_logprob(delta: dict[str, Any], logprob: float) -> dict[str, Any]:
+    return {"content": [_token(str(delta.get("content", "")), logprob)], "refusal": None}
+
+
+VENDOR = OpenAIVendor()
+
+
+def serve(**options: Any) -> contextlib.AbstractAsyncContextManager[common.Running]:
+    """Run the fake in this event loop: ``async with serve() as fake: fake.base_url``."""
+    return common.serve(VENDOR, **options)
+
+
+if __name__ == "__main__":
+    common.main(VENDOR)

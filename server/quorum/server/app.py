@@ -17,10 +17,11 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from quorum.route.v1 import route_service_pb2, route_service_pb2_grpc
+
+from quorum.route.v1 import route_service_pb2
 from quorum.server.config import Config, resolve_secrets
 from quorum.server.router import Router
-from quorum.server.service import RouteService
+from quorum.server.service import RouteService, add_route_service
 
 log = structlog.get_logger("quorum.app")
 
@@ -74,7 +75,7 @@ def create_server(
         options=server_options(config),
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
     )
-    route_service_pb2_grpc.add_RouteServiceServicer_to_server(RouteService(router), server)
+    add_route_service(RouteService(router), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)

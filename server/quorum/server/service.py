@@ -7,23 +7,47 @@ Every RPC validates its request through :mod:`quorum.server.convert`, calls the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
+
 from quorum.route.v1 import route_service_pb2 as svc_pb
 from quorum.route.v1 import route_service_pb2_grpc as svc_grpc
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server import convert
 from quorum.server import domain as d
-from quorum.server.errors import QuorumError
+from quorum.server.errors import FieldViolation, InvalidRequest, QuorumError
 from quorum.server.router import Router
 from quorum.server.status import internal_status, status_for, to_grpc
 
 log = structlog.get_logger("quorum.service")
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class Undecodable:
+    """Stands in for a request whose bytes are not a valid message."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+
+def _tolerant(parser: Callable[[bytes], Any], type_name: str) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return parser(data)
+        except DecodeError:
+            return Undecodable(type_name)
+
+    return parse
+
+
+def _reject_undecodable(request: object, field: str) -> None:
+    if isinstance(request, Undecodable):
+        raise InvalidRequest([FieldViolation(field, f"not a valid {request.type_name} message")])
 
 
 class RouteService(svc_grpc.RouteServiceServicer):
@@ -62,8 +86,10 @@ class RouteService(svc_grpc.RouteServiceServicer):
     async def Route(  # noqa: N802 - gRPC method name
         self, request: pb.RouteRequest, context: Context
     ) -> pb.RouteResponse:
-        request_id = request.request_id
+        request_id = ""
         try:
+            _reject_undecodable(request, "request")
+            request_id = request.request_id
             routed = self._request(request)
             request_id = routed.request_id
             with structlog.contextvars.bound_contextvars(request_id=request_id):
@@ -94,8 +120,10 @@ class RouteService(svc_grpc.RouteServiceServicer):
     async def Plan(  # noqa: N802
         self, request: svc_pb.PlanRequest, context: Context
     ) -> svc_pb.PlanResponse:
-        request_id = request.request.request_id
+        request_id = ""
         try:
+            _reject_undecodable(request, "request")
+            request_id = request.request.request_id
             routed = self._request(request.request, prefix="request.")
             request_id = routed.request_id
             outcome = await self._router.explain(routed)
@@ -114,9 +142,8 @@ class RouteService(svc_grpc.RouteServiceServicer):
         self, request: svc_pb.ListModelsRequest, context: Context
     ) -> svc_pb.ListModelsResponse:
         try:
+            _reject_undecodable(request, "request")
             if request.tier and request.tier not in self._router.catalog.tiers:
-                from quorum.server.errors import FieldViolation, InvalidRequest
-
                 raise InvalidRequest([FieldViolation("tier", f"unknown tier {request.tier!r}")])
             health = self._router.breakers.snapshot()
             return svc_pb.ListModelsResponse(
@@ -135,3 +162,38 @@ class RouteService(svc_grpc.RouteServiceServicer):
     ) -> svc_pb.FeedbackResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Feedback is not available yet")
         raise AssertionError("unreachable")
+
+
+def add_route_service(service: RouteService, server: grpc.aio.Server) -> None:
+    """Register the service with request parsers that turn corrupt bytes into
+    INVALID_ARGUMENT (the generated registration would answer UNKNOWN)."""
+    methods = svc_pb.DESCRIPTOR.services_by_name["RouteService"].methods
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in methods:
+        in_cls = getattr(svc_pb, method.input_type.name, None) or getattr(
+            pb, method.input_type.name
+        )
+        out_cls = getattr(svc_pb, method.output_type.name, None) or getattr(
+            pb, method.output_type.name
+        )
+        parse = _tolerant(in_cls.FromString, method.input_type.full_name)
+        behaviour = getattr(service, method.name)
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                behaviour,
+                request_deserializer=parse,
+                response_serializer=out_cls.SerializeToString,
+            )
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                behaviour,
+                request_deserializer=parse,
+                response_serializer=out_cls.SerializeToString,
+            )
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                svc_pb.DESCRIPTOR.services_by_name["RouteService"].full_name, handlers
+            ),
+        )
+    )

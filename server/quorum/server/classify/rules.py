@@ -32,7 +32,8 @@ _TASKS: tuple[tuple[str, re.Pattern[str], float], ...] = (
         "math",
         re.compile(
             r"\d\s*[-+*/^×÷]\s*\d|\b(solve|equation|integral|derivative|probability|calculate|"
-            r"compute|how many|how much|percent|sum of|prove that|theorem|algebra|geometry)\b",
+            r"compute|how many|how much|percent|sum of|prove|proof|theorem|lemma|algebra|"
+            r"geometry|primes?)\b",
             re.IGNORECASE,
         ),
         1.0,
@@ -97,7 +98,7 @@ _HARD = re.compile(
 )
 _MEDIUM = re.compile(
     r"\b(explain|describe|write|implement|function|compare|summari[sz]e|analy[sz]e|"
-    r"translate|extract|debug|refactor|outline|draft|review)\b",
+    r"translate|extract|debug|refactor|outline|draft|code review)\b",
     re.IGNORECASE,
 )
 _QUESTIONS = re.compile(r"\?")
@@ -137,8 +138,11 @@ def classify_text(text: str, *, turns: int = 1) -> Classification:
     medium = len(_MEDIUM.findall(scan))
     signals = list(scores.signals)
     points = 0.0
-    if words > 400:
-        points += 2.0
+    if words > 1500:
+        points += 3.0
+        signals.append("very_long_prompt")
+    elif words > 400:
+        points += 2.5
         signals.append("long_prompt")
     elif words > 120:
         points += 1.0

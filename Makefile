@@ -1,0 +1,47 @@
+# Two commands matter: `make demo` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BUF := .tools/node_modules/.bin/buf
+
+.PHONY: setup demo test lint typecheck buf-lint generate check-generated pytest unit contract \
+	integration clients deploy-check bench
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@$(VENV)/bin/quorum demo
+
+test: setup lint typecheck buf-lint pytest
+	@echo "make test: all checks passed"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+buf-lint: setup
+	$(BUF) lint
+
+generate: setup
+	bash scripts/gen_python.sh
+
+pytest: setup
+	@bash scripts/ensure_redis.sh
+	$(VENV)/bin/pytest -q
+
+unit: setup
+	$(VENV)/bin/pytest -q tests/unit
+
+contract: setup
+	$(VENV)/bin/pytest -q tests/contract
+
+integration: setup
+	@bash scripts/ensure_redis.sh
+	$(VENV)/bin/pytest -q tests/integration
+
+bench: setup
+	$(PY) bench/overhead.py

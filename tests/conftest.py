@@ -1,0 +1,100 @@
+"""Shared test helpers: configs built from dicts and real servers on loopback."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+from quorum.client import AsyncQuorumClient
+from quorum.server.app import RunningServer, create_server
+from quorum.server.config import Config, parse_config
+
+FAST_SIM = {"latency_ms_p50": 2, "latency_ms_p95": 4}
+
+
+def sim_config(**overrides: Any) -> dict[str, Any]:
+    """A small all-simulated config with fast models; ``overrides`` are merged at the top."""
+    data: dict[str, Any] = {
+        "providers": {"sim": {"kind": "simulated"}, "sim-b": {"kind": "simulated"}},
+        "tiers": ["cheap", "mid", "premium"],
+        "models": {
+            "flash": {
+                "provider": "sim",
+                "tier": "cheap",
+                "input_usd_per_mtok": 0.1,
+                "output_usd_per_mtok": 0.4,
+                "capabilities": ["tools", "json_mode", "json_schema", "streaming"],
+                "simulated": dict(FAST_SIM, skill={"low": 1.0, "medium": 1.0, "high": 1.0}),
+            },
+            "flash-b": {
+                "provider": "sim-b",
+                "tier": "cheap",
+                "input_usd_per_mtok": 0.15,
+                "output_usd_per_mtok": 0.6,
+                "capabilities": ["tools", "json_mode", "json_schema", "streaming"],
+                "simulated": dict(FAST_SIM, skill={"low": 1.0, "medium": 1.0, "high": 1.0}),
+            },
+            "mid": {
+                "provider": "sim",
+                "tier": "mid",
+                "input_usd_per_mtok": 0.8,
+                "output_usd_per_mtok": 3.2,
+                "capabilities": ["tools", "vision", "json_mode", "streaming"],
+                "simulated": dict(FAST_SIM, skill={"low": 1.0, "medium": 1.0, "high": 1.0}),
+            },
+            "frontier": {
+                "provider": "sim-b",
+                "tier": "premium",
+                "input_usd_per_mtok": 5.0,
+                "output_usd_per_mtok": 25.0,
+                "capabilities": ["tools", "vision", "json_mode", "json_schema", "streaming"],
+                "simulated": dict(FAST_SIM, skill={"low": 1.0, "medium": 1.0, "high": 1.0}),
+            },
+        },
+        "routing": {
+            "baseline_model": "frontier",
+            "difficulty_tiers": {"low": "cheap", "medium": "mid", "high": "premium"},
+            "use_cases": {"autocomplete": {"tier": "cheap"}, "legal_review": {"tier": "premium"}},
+        },
+    }
+    data = copy.deepcopy(data)
+    for key, value in overrides.items():
+        data[key] = value
+    return data
+
+
+def with_model(data: dict[str, Any], name: str, **fields: Any) -> dict[str, Any]:
+    """Return ``data`` with fields of model ``name`` changed (nested dicts merged)."""
+    data = copy.deepcopy(data)
+    model = data["models"][name]
+    for key, value in fields.items():
+        if isinstance(value, dict) and isinstance(model.get(key), dict):
+            model[key] = {**model[key], **value}
+        else:
+            model[key] = value
+    return data
+
+
+@asynccontextmanager
+async def running_server(config: Config) -> AsyncIterator[tuple[RunningServer, AsyncQuorumClient]]:
+    """A started server on a free loopback port and an async client for it."""
+    running = create_server(config, "127.0.0.1:0")
+    await running.start()
+    client = AsyncQuorumClient(f"127.0.0.1:{running.port}", timeout=10)
+    try:
+        yield running, client
+    finally:
+        await client.close()
+        await running.drain(0.5)
+
+
+ServerFactory = Callable[[dict[str, Any]], Any]
+
+
+@pytest.fixture
+def config_from() -> Callable[[dict[str, Any]], Config]:
+    return parse_config

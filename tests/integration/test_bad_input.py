@@ -1,0 +1,161 @@
+"""Bad input gets INVALID_ARGUMENT naming the field, and never harms the server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+import pytest
+
+from quorum.client import QuorumError
+from quorum.route.v1 import route_service_pb2 as svc
+from quorum.route.v1 import types_pb2 as pb
+from quorum.server.config import parse_config
+from tests.conftest import running_server, sim_config
+
+
+def _ok() -> pb.RouteRequest:
+    return pb.RouteRequest(messages=[pb.Message(role=pb.ROLE_USER, content="hello")])
+
+
+def _mutate(fn: Callable[[pb.RouteRequest], object]) -> pb.RouteRequest:
+    request = _ok()
+    fn(request)
+    return request
+
+
+CASES: list[tuple[str, pb.RouteRequest, str]] = [
+    ("no messages", pb.RouteRequest(), "messages"),
+    ("role unspecified", pb.RouteRequest(messages=[pb.Message(content="x")]), "messages[0].role"),
+    (
+        "unknown role value",
+        pb.RouteRequest(messages=[pb.Message(role=99, content="x")]),  # type: ignore[arg-type]
+        "messages[0].role",
+    ),
+    (
+        "empty content",
+        pb.RouteRequest(messages=[pb.Message(role=pb.ROLE_USER)]),
+        "messages[0].content",
+    ),
+    (
+        "tool without id",
+        pb.RouteRequest(messages=[pb.Message(role=pb.ROLE_TOOL, content="4")]),
+        "messages[0].tool_call_id",
+    ),
+    (
+        "negative cost ceiling",
+        _mutate(lambda r: setattr(r.hints, "max_cost_usd", -1.0)),
+        "hints.max_cost_usd",
+    ),
+    (
+        "nan cost ceiling",
+        _mutate(lambda r: setattr(r.hints, "max_cost_usd", float("nan"))),
+        "hints.max_cost_usd",
+    ),
+    ("unknown model", _mutate(lambda r: setattr(r.hints, "model", "gpt-9")), "hints.model"),
+    ("unknown tier", _mutate(lambda r: setattr(r.hints, "tier", "gold")), "hints.tier"),
+    (
+        "unknown use case",
+        _mutate(lambda r: setattr(r.hints, "use_case", "poetry")),
+        "hints.use_case",
+    ),
+    (
+        "unknown strategy value",
+        _mutate(lambda r: setattr(r.hints, "strategy", 42)),
+        "hints.strategy",
+    ),
+    (
+        "unknown priority value",
+        _mutate(lambda r: setattr(r.hints, "priority", 7)),
+        "hints.priority",
+    ),
+    (
+        "unspecified capability",
+        _mutate(lambda r: r.hints.required_capabilities.append(pb.CAPABILITY_UNSPECIFIED)),
+        "hints.required_capabilities[0]",
+    ),
+    (
+        "temperature too high",
+        _mutate(lambda r: setattr(r.params, "temperature", 3.5)),
+        "params.temperature",
+    ),
+    ("top_p zero", _mutate(lambda r: setattr(r.params, "top_p", 0.0)), "params.top_p"),
+    (
+        "schema missing",
+        _mutate(
+            lambda r: setattr(r.params.response_format, "type", pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA)
+        ),
+        "params.response_format.json_schema",
+    ),
+    (
+        "bad tool name",
+        _mutate(lambda r: r.params.tools.add(name="no spaces allowed")),
+        "params.tools[0].name",
+    ),
+    (
+        "bad tool schema",
+        _mutate(lambda r: r.params.tools.add(name="t", parameters_json="[1]")),
+        "params.tools[0].parameters_json",
+    ),
+    ("bad request id", _mutate(lambda r: setattr(r, "request_id", "has spaces")), "request_id"),
+    (
+        "image without source",
+        pb.RouteRequest(
+            messages=[pb.Message(role=pb.ROLE_USER, parts=[pb.ContentPart(image=pb.ImagePart())])]
+        ),
+        "messages[0].parts[0].image",
+    ),
+    (
+        "oversized",
+        pb.RouteRequest(messages=[pb.Message(role=pb.ROLE_USER, content="x" * 5_000_000)]),
+        "messages",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "request_msg", "field"), CASES, ids=[c[0] for c in CASES])
+async def test_bad_route_request(name: str, request_msg: pb.RouteRequest, field: str) -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.route(request_msg)
+        err = info.value
+        assert err.code is grpc.StatusCode.INVALID_ARGUMENT, err
+        assert err.reason == "INVALID_REQUEST"
+        assert field in [v.field for v in err.field_violations], err.field_violations
+        # The server is unharmed.
+        assert (await client.route("hello")).content
+
+
+async def test_plan_prefixes_field_paths() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.plan(pb.RouteRequest())
+    assert [v.field for v in info.value.field_violations] == ["request.messages"]
+
+
+async def test_every_violation_is_reported_at_once() -> None:
+    request = pb.RouteRequest(messages=[pb.Message(content="x")])
+    request.hints.max_cost_usd = -2
+    request.hints.tier = "gold"
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.route(request)
+    fields = {v.field for v in info.value.field_violations}
+    assert fields == {"messages[0].role", "hints.max_cost_usd", "hints.tier"}
+
+
+async def test_garbage_bytes_do_not_crash_the_server() -> None:
+    async with running_server(parse_config(sim_config())) as (running, client):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            raw = channel.unary_unary("/quorum.route.v1.RouteService/Route", None, None)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await raw(b"\xff\xff\xff\x00garbage")
+            assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            unknown = channel.unary_unary("/quorum.route.v1.RouteService/Nope", None, None)
+            with pytest.raises(grpc.aio.AioRpcError) as info2:
+                await unknown(b"")
+            assert info2.value.code() is grpc.StatusCode.UNIMPLEMENTED
+        assert (await client.route("hello")).content
+        assert (await client.list_models(tier="")).models
+        with pytest.raises(QuorumError):
+            await client.feedback(svc.FeedbackRequest())

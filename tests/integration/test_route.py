@@ -1,0 +1,165 @@
+"""Routing through a real server over a real channel with the generated Python client."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from quorum.client import QuorumError, user
+from quorum.route.v1 import route_service_pb2 as svc
+from quorum.route.v1 import types_pb2 as pb
+from quorum.server.config import parse_config
+from tests.conftest import running_server, sim_config, with_model
+
+
+async def test_route_returns_answer_and_full_account() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        r = await client.route("What is 17 * 23?", request_id="req-42")
+    assert r.request_id == "req-42"
+    assert r.content == "The answer is 391."
+    assert (r.model, r.provider, r.strategy) == ("flash", "sim", pb.STRATEGY_SINGLE)
+    assert r.classification.task == "math"
+    assert r.classification.difficulty == pb.DIFFICULTY_LOW
+    assert [s.role for s in r.plan.stages] == ["primary", "fallback"]
+    assert r.plan.reasons
+    (attempt,) = r.attempts
+    assert attempt.outcome == pb.ATTEMPT_OUTCOME_SUCCEEDED
+    assert attempt.usage.input_tokens > 0 and attempt.cost_usd > 0
+    assert r.cost_usd == pytest.approx(attempt.cost_usd)
+    assert r.baseline_model == "frontier"
+    assert r.baseline_cost_usd > r.cost_usd
+    assert r.timings.total_ms >= r.timings.execute_ms > 0
+    assert r.simulated
+
+
+async def test_request_id_generated_when_missing() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        r = await client.route("hello")
+    assert len(r.request_id) == 32
+
+
+async def test_fails_over_to_next_candidate() -> None:
+    data = with_model(sim_config(), "flash", simulated={"failure_rate": 1.0})
+    async with running_server(parse_config(data)) as (_, client):
+        r = await client.route("hello")
+    assert r.model == "flash-b"
+    failed, ok = r.attempts
+    assert (failed.model, failed.outcome, failed.error_reason) == (
+        "flash",
+        pb.ATTEMPT_OUTCOME_FAILED,
+        "PROVIDER_UNAVAILABLE",
+    )
+    assert "503" in failed.reason
+    assert ok.outcome == pb.ATTEMPT_OUTCOME_SUCCEEDED
+
+
+async def test_all_failing_is_unavailable_with_every_attempt() -> None:
+    data = sim_config()
+    for name in data["models"]:
+        data = with_model(data, name, simulated={"failure_rate": 1.0})
+    async with running_server(parse_config(data)) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.route("hello")
+    err = info.value
+    assert err.code is grpc.StatusCode.UNAVAILABLE
+    assert err.reason == "ALL_ATTEMPTS_FAILED"
+    assert [a.model for a in err.attempts] == ["flash", "flash-b", "mid"]
+
+
+async def test_open_breaker_is_skipped_and_shown_in_plan() -> None:
+    data = with_model(sim_config(), "flash", simulated={"failure_rate": 1.0})
+    data["providers"]["sim"]["breaker"] = {"fail_max": 2, "reset_timeout_s": 60}
+    async with running_server(parse_config(data)) as (_, client):
+        for _ in range(2):
+            await client.route("hello")
+        plan = await client.plan("hello")
+        states = {p.provider: p.breaker_state for p in plan.providers}
+        assert states["sim"] == pb.BREAKER_STATE_OPEN
+        assert plan.plan.stages[0].candidates[0].model == "flash-b"
+        models = await client.list_models()
+        assert {m.name: m.breaker_state for m in models.models}["mid"] == pb.BREAKER_STATE_OPEN
+
+
+async def test_deadline_bounds_downstream_work() -> None:
+    data = sim_config()
+    for name in data["models"]:
+        data = with_model(data, name, simulated={"latency_ms_p50": 3000, "latency_ms_p95": 3000})
+    async with running_server(parse_config(data)) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.route("hello", timeout=0.3)
+    assert info.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_no_candidate_is_failed_precondition() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        hints = pb.RoutingHints(sensitivity=pb.SENSITIVITY_RESTRICTED)
+        with pytest.raises(QuorumError) as info:
+            await client.route("hello", hints=hints)
+    assert info.value.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.reason == "NO_CANDIDATE"
+    assert "restricted" in info.value.message
+
+
+async def test_plan_runs_nothing_and_explains() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        p = await client.plan(
+            "Design a distributed rate limiter and analyze the trade-offs step by step"
+        )
+    assert p.classification.difficulty == pb.DIFFICULTY_HIGH
+    assert p.plan.stages[0].candidates[0].model == "frontier"
+    assert p.plan.estimated_cost_max_usd >= p.plan.estimated_cost_min_usd > 0
+    assert any(r.code == "DIFFICULTY_TIER" for r in p.plan.reasons)
+    assert p.baseline_model == "frontier"
+
+
+async def test_list_models() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        all_models = await client.list_models()
+        cheap = await client.list_models(tier="cheap")
+        with pytest.raises(QuorumError) as info:
+            await client.list_models(tier="gold")
+    assert list(all_models.tiers) == ["cheap", "mid", "premium"]
+    assert [m.name for m in cheap.models] == ["flash", "flash-b"]
+    frontier = next(m for m in all_models.models if m.name == "frontier")
+    assert frontier.simulated and frontier.output_usd_per_mtok == 25.0
+    assert pb.CAPABILITY_VISION in frontier.capabilities
+    assert info.value.field_violations[0].field == "tier"
+
+
+async def test_health_and_reflection() -> None:
+    async with running_server(parse_config(sim_config())) as (running, _):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            for service in ("", "quorum.route.v1.RouteService"):
+                reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            call = stub.ServerReflectionInfo()
+            await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            reply = await call.read()
+            await call.done_writing()
+            names = {s.name for s in reply.list_services_response.service}
+    assert {"quorum.route.v1.RouteService", "grpc.health.v1.Health"} <= names
+
+
+async def test_sync_client_works_too() -> None:
+    from quorum.client import QuorumClient
+
+    async with running_server(parse_config(sim_config())) as (running, _):
+        import asyncio
+
+        def call() -> pb.RouteResponse:
+            with QuorumClient(f"127.0.0.1:{running.port}", timeout=5) as sync:
+                return sync.route([user("hello")])
+
+        r = await asyncio.to_thread(call)
+    assert r.content
+
+
+async def test_unimplemented_rpcs_say_so() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.feedback(svc.FeedbackRequest(request_id="x"))
+    assert info.value.code is grpc.StatusCode.UNIMPLEMENTED

@@ -1,0 +1,184 @@
+"""Config errors: one test per bad shape, each naming its key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quorum.server.config import (
+    default_config,
+    load_config,
+    load_config_text,
+    parse_config,
+    resolve_secrets,
+)
+from quorum.server.errors import ConfigError
+from tests.conftest import sim_config, with_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _problems(data: Any) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return list(info.value.problems)
+
+
+def test_embedded_default_is_valid_and_simulated() -> None:
+    config = default_config()
+    assert set(config.tiers) == {"cheap", "mid", "premium"}
+    assert all(config.providers[m.provider].kind == "simulated" for m in config.models.values())
+
+
+def test_examples_are_valid() -> None:
+    files = sorted((ROOT / "examples").glob("*.yaml"))
+    assert files, "examples/ should hold at least one config"
+    for path in files:
+        load_config(path)
+
+
+def test_unknown_key_is_named() -> None:
+    data = with_model(sim_config(), "flash", colour="red")
+    assert _problems(data) == ["models.flash.colour: unknown key"]
+
+
+def test_missing_required_key_is_named() -> None:
+    data = sim_config()
+    del data["models"]["flash"]["input_usd_per_mtok"]
+    assert _problems(data) == ["models.flash.input_usd_per_mtok: required key is missing"]
+
+
+def test_unknown_provider_is_named_with_suggestion() -> None:
+    data = with_model(sim_config(), "flash", provider="simm")
+    (problem,) = _problems(data)
+    assert problem.startswith('models.flash.provider: unknown provider "simm"')
+    assert 'did you mean "sim' in problem
+
+
+def test_unknown_tier_is_named() -> None:
+    data = with_model(sim_config(), "mid", tier="middle")
+    problems = _problems(data)
+    assert any(p.startswith('models.mid.tier: unknown tier "middle"') for p in problems)
+
+
+def test_tier_without_model() -> None:
+    data = sim_config(tiers=["cheap", "mid", "premium", "ultra"])
+    assert 'tiers: tier "ultra" has no model' in _problems(data)
+
+
+def test_negative_price() -> None:
+    data = with_model(sim_config(), "flash", output_usd_per_mtok=-1)
+    (problem,) = _problems(data)
+    assert problem.startswith("models.flash.output_usd_per_mtok:")
+
+
+def test_bad_base_url() -> None:
+    data = sim_config()
+    data["providers"]["oa"] = {"kind": "openai", "base_url": "api.openai.com"}
+    (problem,) = _problems(data)
+    assert problem.startswith("providers.oa.base_url:")
+
+
+def test_http_provider_needs_base_url() -> None:
+    data = sim_config()
+    data["providers"]["oa"] = {"kind": "anthropic"}
+    assert _problems(data) == ["providers.oa.base_url: required for kind 'anthropic'"]
+
+
+def test_unknown_provider_kind() -> None:
+    data = sim_config()
+    data["providers"]["oa"] = {"kind": "opena", "base_url": "https://x"}
+    (problem,) = _problems(data)
+    assert problem.startswith("providers.oa.kind:")
+
+
+def test_simulated_block_on_http_model() -> None:
+    data = sim_config()
+    data["providers"]["oa"] = {"kind": "openai", "base_url": "https://x/v1"}
+    data = with_model(data, "flash", provider="oa")
+    assert "models.flash.simulated: only for models of a simulated provider" in _problems(data)
+
+
+def test_unknown_baseline_model() -> None:
+    data = sim_config()
+    data["routing"]["baseline_model"] = "gpt-9"
+    (problem,) = _problems(data)
+    assert problem.startswith('routing.baseline_model: unknown model "gpt-9"')
+
+
+def test_difficulty_tier_unknown() -> None:
+    data = sim_config()
+    data["routing"]["difficulty_tiers"]["high"] = "top"
+    (problem,) = _problems(data)
+    assert problem.startswith('routing.difficulty_tiers.high: unknown tier "top"')
+
+
+def test_use_case_tier_unknown() -> None:
+    data = sim_config()
+    data["routing"]["use_cases"]["chat"] = {"tier": "fast"}
+    (problem,) = _problems(data)
+    assert problem.startswith('routing.use_cases.chat.tier: unknown tier "fast"')
+
+
+def test_bad_capability() -> None:
+    data = with_model(sim_config(), "flash", capabilities=["telepathy"])
+    (problem,) = _problems(data)
+    assert problem.startswith("models.flash.capabilities.0:")
+
+
+def test_skill_out_of_range() -> None:
+    data = with_model(sim_config(), "flash", simulated={"skill": {"low": 1.5}})
+    (problem,) = _problems(data)
+    assert problem.startswith("models.flash.simulated.skill:")
+
+
+def test_duplicate_tiers() -> None:
+    data = sim_config(tiers=["cheap", "mid", "premium", "mid"])
+    assert "tiers: names must be unique" in _problems(data)
+
+
+def test_redis_url_scheme() -> None:
+    data = sim_config(state={"redis_url": "localhost:6379"})
+    (problem,) = _problems(data)
+    assert problem.startswith("state.redis_url:")
+
+
+def test_several_problems_reported_at_once() -> None:
+    data = with_model(sim_config(), "flash", provider="nope", tier="nope")
+    assert len(_problems(data)) == 2
+
+
+def test_top_level_not_a_mapping() -> None:
+    assert _problems(["a", "b"]) == ["(top level): must be a mapping of keys"]
+
+
+def test_yaml_syntax_error_names_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config_text("providers: {sim: [kind: simulated\n", "bad.yaml")
+    assert info.value.problems[0].startswith("bad.yaml: not valid YAML (line")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "missing.yaml")
+    assert "cannot read" in info.value.problems[0]
+
+
+def test_secrets_from_environment() -> None:
+    data = sim_config()
+    data["providers"]["oa"] = {
+        "kind": "openai",
+        "base_url": "https://x/v1",
+        "api_key_env": "OA_KEY",
+    }
+    config = parse_config(data)
+    keys = resolve_secrets(config, {"OA_KEY": "sk-test"})
+    assert keys["oa"].get_secret_value() == "sk-test"
+    assert "sk-test" not in repr(keys)
+    with pytest.raises(ConfigError) as info:
+        resolve_secrets(config, {})
+    assert info.value.problems == (
+        "providers.oa.api_key_env: environment variable OA_KEY is not set",
+    )

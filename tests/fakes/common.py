@@ -262,7 +262,7 @@ class FakeServer:
         if kind == "drop":
             self.stats.dropped += 1
             _reset_connection(request)
-            raise ConnectionResetError("fake server dropped the connection")
+            return web.Response()  # never sent: aiohttp sees the closed transport
         if kind == "error":
             return self._error(int(behaviour.value), "")
         if kind in ("ratelimit", "ratelimit-date"):
@@ -313,12 +313,11 @@ class FakeServer:
                 await asyncio.sleep(0.01)  # let the chunks leave before the reset
                 self.stats.dropped += 1
                 _reset_connection(request)
-                raise ConnectionResetError("fake server reset the stream")
+                return response
             await response.write_eof()
         except ConnectionResetError:
-            if kind != "drop-mid-stream":
-                self.stats.client_disconnects += 1
-            raise
+            self.stats.client_disconnects += 1
+            return response
         self.stats.completed += 1
         return response
 
@@ -356,7 +355,7 @@ class FakeServer:
 
     def _client_gone(self) -> web.StreamResponse:
         self.stats.client_disconnects += 1
-        raise ConnectionResetError("client went away")
+        return web.Response(status=499)  # never sent: the client has gone
 
     async def _wait(self, request: web.Request, seconds: float) -> bool:
         """Sleep ``seconds``; False as soon as the client has closed the connection."""

@@ -5,7 +5,8 @@ blocks, the SSE event sequence ``message_start``, ``content_block_start`` /
 ``content_block_delta`` (``text_delta``, ``input_json_delta``) / ``content_block_stop``,
 ``ping``, ``message_delta`` (stop reason and usage) and ``message_stop``, ``error``
 events, and ``{"type": "error", "error": {"type", "message"}}`` bodies (529 is
-``overloaded_error``). Requires ``x-api-key`` and ``anthropic-version`` like the API.
+``overloaded_error``). Like the API it requires ``anthropic-version`` and a key, in
+``x-api-key`` or (as recent SDKs send it) ``Authorization: Bearer``.
 
 Run alone: ``python -m tests.fakes.anthropic_server --port 0`` prints the base URL.
 """
@@ -50,7 +51,8 @@ class AnthropicVendor:
         return [web.post("/v1/messages", messages)]
 
     def check_auth(self, request: web.Request) -> BadRequest | None:
-        if not request.headers.get("x-api-key"):
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not (request.headers.get("x-api-key") or bearer):
             return BadRequest("x-api-key header is required", 401)
         if not request.headers.get("anthropic-version"):
             return BadRequest("anthropic-version: header is required")

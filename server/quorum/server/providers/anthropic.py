@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 from pydantic import SecretStr
+
 from quorum.server.config import ProviderConfig
 from quorum.server.domain import (
     Completion,

@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import aiohttp
 from pydantic import SecretStr
+
 from quorum.server.config import ProviderConfig
 from quorum.server.domain import (
     Completion,

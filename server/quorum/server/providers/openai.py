@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from pydantic import SecretStr
+
 from quorum.server.config import ProviderConfig
 from quorum.server.domain import (
     Completion,

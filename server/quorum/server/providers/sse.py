@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+
 from quorum.server.errors import (
     ProviderBadResponse,
     ProviderError,

@@ -38,12 +38,15 @@ class VendorCase:
     adapter: Adapter
     logprobs: bool  # the API reports token log-probabilities
     body_retry_after_s: float | None  # a 429 body alone carries a retry delay (Gemini)
+    call_signature: str = ""  # opaque data the API attaches to a tool call and wants back
 
 
 CASES = {
     "openai": VendorCase("openai", openai_server.serve, OpenAIProvider, True, None),
     "anthropic": VendorCase("anthropic", anthropic_server.serve, AnthropicProvider, False, None),
-    "gemini": VendorCase("gemini", gemini_server.serve, GeminiProvider, True, 17.0),
+    "gemini": VendorCase(
+        "gemini", gemini_server.serve, GeminiProvider, True, 17.0, gemini_server.SIGNATURE
+    ),
 }
 
 

@@ -123,7 +123,7 @@ async def test_generation_params_are_sent(provider: Provider, control: Control) 
     }
 
 
-async def test_tools_both_ways(provider: Provider, control: Control) -> None:
+async def test_tools_both_ways(provider: Provider, control: Control, case: VendorCase) -> None:
     question = Message(Role.USER, "Weather in Paris?")
     first = await provider.complete(ask("tools", question, tools=(WEATHER,)))
     assert first.finish_reason == "tool_calls"
@@ -148,6 +148,8 @@ async def test_tools_both_ways(provider: Provider, control: Control) -> None:
     assert [(c["name"], c["arguments"]) for c in turns[1]["tool_calls"]] == [
         ("get_weather", TOOL_ARGUMENTS)
     ]
+    # what the vendor attached to its call (Gemini's thought signature) came back with it
+    assert turns[1]["tool_calls"][0].get("signature", "") == case.call_signature
     assert [r["content"] for r in turns[2]["tool_results"]] == ["18 degrees and sunny"]
 
 
@@ -283,6 +285,13 @@ async def test_slow_beyond_timeout(provider: Provider, control: Control, mode: M
         await run(provider, ask("slow-3000", timeout_s=0.2), mode)
     stats = await control.wait_for("client_disconnects", 1)
     assert stats["client_disconnects"] == 1  # the upstream saw the request abandoned
+
+
+async def test_stream_stalling_beyond_timeout(provider: Provider) -> None:
+    received: list[StreamDelta] = []
+    with pytest.raises(ProviderTimeout):
+        await drain(provider, ask("drip-3000", timeout_s=0.3), received)
+    assert not any(d.finish_reason for d in received)
 
 
 @pytest.mark.parametrize("mode", ["complete", "stream"])

@@ -65,6 +65,7 @@ _GENERATION_CONFIG = {
     "mediaResolution",
     "speechConfig",
 }
+SIGNATURE = "c2lnLWZha2U="  # the thoughtSignature this fake attaches to its function calls
 _PART_KINDS = ("text", "inlineData", "fileData", "functionCall", "functionResponse")
 
 
@@ -310,7 +311,7 @@ def _content(parsed: Parsed, content: Any, index: int, pending: int) -> int:
 def _function_call(call: dict[str, Any]) -> dict[str, Any]:
     return {
         "functionCall": {"name": call["name"], "args": call["arguments"]},
-        "thoughtSignature": "c2lnLWZha2U=",
+        "thoughtSignature": SIGNATURE,
     }
 
 

@@ -35,16 +35,16 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     router: Router
-    health: health.HealthServicer
+    health: health.aio.HealthServicer
 
     async def start(self) -> None:
         await self.server.start()
-        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
 
     async def drain(self, grace_s: float) -> None:
         """Stop taking RPCs, let in-flight ones finish within ``grace_s``, release resources."""
-        self.health.enter_graceful_shutdown()
+        await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
         await self.router.close()
 
@@ -76,10 +76,10 @@ def create_server(
         maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
     )
     add_route_service(RouteService(router), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    # The asyncio health servicer: the thread-based one would park Watch streams in
+    # executor threads that keep the process alive after shutdown.
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-    health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )

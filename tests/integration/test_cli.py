@@ -1,0 +1,72 @@
+"""The ``quorum`` command line, run as a user would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from quorum.server.config import parse_config
+from tests.conftest import running_server, sim_config, with_model
+
+QUORUM = Path(sys.executable).with_name("quorum")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(QUORUM), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_check_config_accepts_examples() -> None:
+    result = run("check-config", str(ROOT / "examples" / "providers.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+    assert "OPENAI_API_KEY" in result.stderr  # a warning, not a failure
+
+
+def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(with_model(sim_config(), "flash", provider="opena")))
+    result = run("check-config", str(bad))
+    assert result.returncode == 1
+    assert 'models.flash.provider: unknown provider "opena"' in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_route_plan_models_against_a_server() -> None:
+    async with running_server(parse_config(sim_config())) as (running, _):
+        address = f"127.0.0.1:{running.port}"
+        routed = await asyncio.to_thread(
+            run, "route", "What is 6 * 7?", "--address", address, "--json"
+        )
+        assert routed.returncode == 0, routed.stderr
+        body = json.loads(routed.stdout)
+        assert body["content"] == "The answer is 42."
+        assert body["model"] == "flash"
+        text = await asyncio.to_thread(
+            run, "route", "What is 6 * 7?", "--address", address, "--priority", "quality"
+        )
+        assert "frontier" in text.stdout
+        assert "baseline" in text.stdout
+        planned = await asyncio.to_thread(
+            run, "plan", "hello", "--address", address, "--strategy", "single", "--tier", "mid"
+        )
+        assert planned.returncode == 0, planned.stderr
+        assert "FORCED_TIER" in planned.stdout
+        models = await asyncio.to_thread(run, "models", "--address", address)
+        assert "frontier" in models.stdout
+        bad = await asyncio.to_thread(run, "route", "hi", "--address", address, "--tier", "gold")
+        assert bad.returncode == 1
+        assert "hints.tier" in bad.stderr
+
+
+def test_serve_rejects_bad_config(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("providers: {}\nmodels: {}\ntiers: []\n")
+    result = run("serve", "--config", str(bad), "--address", "127.0.0.1:0")
+    assert result.returncode == 2
+    assert "tiers:" in result.stderr

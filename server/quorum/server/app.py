@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer as AsyncHealthServicer  # = health.aio
 from grpc_reflection.v1alpha import reflection
 
 from quorum.route.v1 import route_service_pb2
@@ -35,7 +36,7 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     router: Router
-    health: health.aio.HealthServicer
+    health: AsyncHealthServicer
 
     async def start(self) -> None:
         await self.server.start()
@@ -78,7 +79,7 @@ def create_server(
     add_route_service(RouteService(router), server)
     # The asyncio health servicer: the thread-based one would park Watch streams in
     # executor threads that keep the process alive after shutdown.
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = AsyncHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 
 import aiohttp
+
 from quorum.server.errors import (
     ProviderAuthError,
     ProviderError,

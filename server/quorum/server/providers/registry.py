@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pydantic import SecretStr
+
 from quorum.server.catalog import Catalog
 from quorum.server.config import Config
 from quorum.server.providers.base import Provider

@@ -28,7 +28,7 @@ if [[ "$(git rev-parse --is-shallow-repository)" == "true" ]]; then
     exit 1
   fi
 else
-  first=$(git log --reverse --format=%H -- protos | head -n 1)
+  first=$(git log --format=%H -- protos | tail -n 1)
   if [[ -z "$first" ]]; then
     echo "buf breaking: no commit touches protos/ yet; nothing to compare with" >&2
     exit 1

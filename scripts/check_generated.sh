@@ -19,7 +19,7 @@ stale=0
 if ! git diff --quiet -- "${generated[@]}"; then
   echo "Generated code differs from the committed code:"
   git diff --stat -- "${generated[@]}"
-  git diff -- "${generated[@]}" | head -n 60
+  git diff -- "${generated[@]}" | head -n 60 || true
   stale=1
 fi
 untracked=$(git ls-files --others --exclude-standard -- "${generated[@]}")

@@ -70,8 +70,11 @@ install_maven_binary() { # name groupId:artifactId version
   classifier=$(maven_classifier)
   tmp=$(mktemp -d)
   log "fetch $2:$3:exe:$classifier"
-  mvn -B -ntp -q -Dstyle.color=never "$MAVEN_DEPENDENCY_PLUGIN:copy" \
-    -Dartifact="$2:$3:exe:$classifier" -DoutputDirectory="$tmp" >&2
+  if ! mvn -B -ntp -q "$MAVEN_DEPENDENCY_PLUGIN:copy" \
+    -Dartifact="$2:$3:exe:$classifier" -DoutputDirectory="$tmp" >"$tmp/mvn.log" 2>&1; then
+    cat "$tmp/mvn.log" >&2
+    exit 1
+  fi
   install -m 755 "$tmp"/*.exe "$bin/$1"
   rm -rf "$tmp"
   stamp "$1" "$3"

@@ -44,4 +44,4 @@ integration: setup
 	$(VENV)/bin/pytest -q tests/integration
 
 bench: setup
-	$(PY) bench/overhead.py
+	$(PY) -m bench.overhead

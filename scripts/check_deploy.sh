@@ -197,33 +197,13 @@ section "image dependency pins (deploy/constraints.txt)"
 check "constraints satisfy pyproject.toml and clients/python/pyproject.toml" \
   "$py" deploy/check_constraints.py deploy/constraints.txt pyproject.toml clients/python/pyproject.toml
 
-# --- configs ---------------------------------------------------------------------------
-
-section "configs (quorum check-config)"
-mapfile -t configs < <(find deploy -type f -name 'quorum*.yaml' | sort)
-config_cmd=()
-if [ -x .venv/bin/quorum ] && .venv/bin/quorum check-config --help >/dev/null 2>&1; then
-  config_cmd=(.venv/bin/quorum check-config)
-elif command -v quorum >/dev/null 2>&1 && quorum check-config --help >/dev/null 2>&1; then
-  config_cmd=(quorum check-config)
-elif [ -x .venv/bin/python ] && .venv/bin/python -c 'import quorum.server.config' 2>/dev/null; then
-  echo "  the quorum CLI has no check-config yet: validating with quorum.server.config.load_config"
-  config_cmd=(.venv/bin/python -c 'import sys; from quorum.server.config import load_config; load_config(sys.argv[1])')
-fi
-for config in "${configs[@]}"; do
-  if [ ${#config_cmd[@]} -eq 0 ]; then
-    skip "$config (no quorum CLI or package installed in .venv yet)"
-  else
-    check "$config" "${config_cmd[@]}" "$config"
-  fi
-done
-
 # --- the image, outside Docker -----------------------------------------------------------
 # Mirrors deploy/Dockerfile: build the two wheels, fetch the pinned dependency wheels,
 # install them with no index into a clean venv, then run the server with the Deployment's
 # own arguments and drain it.
 
 section "image recipe outside Docker (wheels, install, serve, drain)"
+quorum_bin=
 if [ "${CHECK_DEPLOY_IMAGE:-1}" = 0 ]; then
   skip "CHECK_DEPLOY_IMAGE=0"
 else
@@ -285,6 +265,30 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
     [ "$status" != 3 ] && printf '%s\n' "$smoke" | sed 's/^/  /'
   done
 fi
+
+# --- configs ---------------------------------------------------------------------------
+
+section "configs (quorum check-config)"
+mapfile -t configs < <(find deploy -type f -name 'quorum*.yaml' | sort)
+config_cmd=()
+if [ -x .venv/bin/quorum ] && .venv/bin/quorum check-config --help >/dev/null 2>&1; then
+  config_cmd=(.venv/bin/quorum check-config)
+elif command -v quorum >/dev/null 2>&1 && quorum check-config --help >/dev/null 2>&1; then
+  config_cmd=(quorum check-config)
+elif [ -x "${quorum_bin:-}" ] && "$quorum_bin" check-config --help >/dev/null 2>&1; then
+  echo "  no quorum CLI in .venv: using the one installed from the image's wheels"
+  config_cmd=("$quorum_bin" check-config)
+elif [ -x .venv/bin/python ] && .venv/bin/python -c 'import quorum.server.config' 2>/dev/null; then
+  echo "  the quorum CLI has no check-config yet: validating with quorum.server.config.load_config"
+  config_cmd=(.venv/bin/python -c 'import sys; from quorum.server.config import load_config; load_config(sys.argv[1])')
+fi
+for config in "${configs[@]}"; do
+  if [ ${#config_cmd[@]} -eq 0 ]; then
+    skip "$config (no quorum CLI or package installed yet)"
+  else
+    check "$config" "${config_cmd[@]}" "$config"
+  fi
+done
 
 # --- summary ---------------------------------------------------------------------------
 

@@ -27,12 +27,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_fake_upstream(vendor: str = "openai", latency_ms: float = 0.0) -> tuple[subprocess.Popen[str], str]:
+def start_fake_upstream(
+    vendor: str = "openai", latency_ms: float = 0.0
+) -> tuple[subprocess.Popen[str], str]:
     """Start a fake vendor API in its own process; returns it and its base URL."""
     proc = subprocess.Popen(
-        [PYTHON, "-m", f"tests.fakes.{vendor}_server", "--port", "0",
-         "--latency-ms", str(latency_ms)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            PYTHON,
+            "-m",
+            f"tests.fakes.{vendor}_server",
+            "--port",
+            "0",
+            "--latency-ms",
+            str(latency_ms),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
@@ -45,7 +57,9 @@ def start_fake_upstream(vendor: str = "openai", latency_ms: float = 0.0) -> tupl
 def start_quorum(config_path: Path, address: str, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [QUORUM, "serve", "--config", str(config_path), "--address", address, *extra],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 

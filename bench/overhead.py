@@ -37,11 +37,23 @@ PROMPT = "What are your opening hours?"
 def config_for(base_url: str) -> dict[str, object]:
     return {
         "server": {"log_level": "warning", "max_concurrent_rpcs": 4096},
-        "providers": {"upstream": {"kind": "openai", "base_url": base_url,
-                                   "api_key_env": "BENCH_UPSTREAM_KEY", "max_connections": 256}},
+        "providers": {
+            "upstream": {
+                "kind": "openai",
+                "base_url": base_url,
+                "api_key_env": "BENCH_UPSTREAM_KEY",
+                "max_connections": 256,
+            }
+        },
         "tiers": ["cheap"],
-        "models": {"ok": {"provider": "upstream", "tier": "cheap",
-                          "input_usd_per_mtok": 0.1, "output_usd_per_mtok": 0.4}},
+        "models": {
+            "ok": {
+                "provider": "upstream",
+                "tier": "cheap",
+                "input_usd_per_mtok": 0.1,
+                "output_usd_per_mtok": 0.4,
+            }
+        },
         "routing": {"default_strategy": "single"},
     }
 
@@ -72,13 +84,17 @@ async def main() -> None:
         body = {"model": "ok", "messages": [{"role": "user", "content": PROMPT}]}
         request = build_request(PROMPT)
         connector = aiohttp.TCPConnector(limit=256)
-        async with aiohttp.ClientSession(connector=connector) as http, AsyncQuorumClient(
-            address, timeout=30
-        ) as client:
+        async with (
+            aiohttp.ClientSession(connector=connector) as http,
+            AsyncQuorumClient(address, timeout=30) as client,
+        ):
 
             async def direct() -> None:
-                async with http.post(f"{base_url}/chat/completions", json=body,
-                                     headers={"Authorization": "Bearer sk-bench"}) as resp:
+                async with http.post(
+                    f"{base_url}/chat/completions",
+                    json=body,
+                    headers={"Authorization": "Bearer sk-bench"},
+                ) as resp:
                     resp.raise_for_status()
                     await resp.read()
 
@@ -95,10 +111,14 @@ async def main() -> None:
                 q = await drive(routed, n, concurrency)
                 cpu = cpu_seconds(server.pid) - cpu0
                 results[f"c{concurrency}"] = {
-                    "direct_p50_ms": d.p50, "direct_p99_ms": d.pct(99),
-                    "quorum_p50_ms": q.p50, "quorum_p99_ms": q.pct(99),
-                    "added_p50_ms": q.p50 - d.p50, "added_p99_ms": q.pct(99) - d.pct(99),
-                    "direct_rps": d.rps, "quorum_rps": q.rps,
+                    "direct_p50_ms": d.p50,
+                    "direct_p99_ms": d.pct(99),
+                    "quorum_p50_ms": q.p50,
+                    "quorum_p99_ms": q.pct(99),
+                    "added_p50_ms": q.p50 - d.p50,
+                    "added_p99_ms": q.pct(99) - d.pct(99),
+                    "direct_rps": d.rps,
+                    "quorum_rps": q.rps,
                     "server_cpu_ms_per_request": cpu / max(1, len(q.latencies_ms)) * 1000,
                     "errors": float(d.errors + q.errors),
                 }
@@ -113,15 +133,19 @@ async def main() -> None:
         print(json.dumps(results, indent=2))
         return
     print(f"upstream latency {args.latency_ms} ms; {args.requests} requests at C=64")
-    print(f"{'':6} {'direct p50/p99':>16} {'quorum p50/p99':>16} {'added p50/p99':>16} "
-          f"{'direct rps':>11} {'quorum rps':>11} {'cpu/req':>9}")
+    print(
+        f"{'':6} {'direct p50/p99':>16} {'quorum p50/p99':>16} {'added p50/p99':>16} "
+        f"{'direct rps':>11} {'quorum rps':>11} {'cpu/req':>9}"
+    )
     for key in ("c1", "c64"):
         r = results[key]
-        print(f"{key.upper():6} {r['direct_p50_ms']:7.2f}/{r['direct_p99_ms']:<7.2f} ms "
-              f"{r['quorum_p50_ms']:7.2f}/{r['quorum_p99_ms']:<7.2f} ms "
-              f"{r['added_p50_ms']:7.2f}/{r['added_p99_ms']:<7.2f} ms "
-              f"{r['direct_rps']:11.0f} {r['quorum_rps']:11.0f} "
-              f"{r['server_cpu_ms_per_request']:7.2f}ms")
+        print(
+            f"{key.upper():6} {r['direct_p50_ms']:7.2f}/{r['direct_p99_ms']:<7.2f} ms "
+            f"{r['quorum_p50_ms']:7.2f}/{r['quorum_p99_ms']:<7.2f} ms "
+            f"{r['added_p50_ms']:7.2f}/{r['added_p99_ms']:<7.2f} ms "
+            f"{r['direct_rps']:11.0f} {r['quorum_rps']:11.0f} "
+            f"{r['server_cpu_ms_per_request']:7.2f}ms"
+        )
     print(f"server RSS after the runs: {results['server']['rss_mb']:.1f} MB")
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 import pybreaker
 import structlog
+
 from quorum.server.config import BreakerConfig
 from quorum.server.domain import BreakerState
 from quorum.server.errors import ProviderError, ProviderUnavailable

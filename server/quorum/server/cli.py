@@ -23,6 +23,7 @@ from quorum.server.errors import ConfigError
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
+
     from quorum.route.v1.types_pb2 import RouteRequest
 
 DEFAULT_ADDRESS = "localhost:50051"
@@ -119,6 +120,7 @@ def _request_from_args(args: argparse.Namespace) -> RouteRequest:
 
 def _cmd_route_or_plan(args: argparse.Namespace) -> int:
     from google.protobuf import json_format
+
     from quorum.client import QuorumClient, QuorumError
     from quorum.server import render
 
@@ -144,6 +146,7 @@ def _cmd_route_or_plan(args: argparse.Namespace) -> int:
 
 def _cmd_models(args: argparse.Namespace) -> int:
     from google.protobuf import json_format
+
     from quorum.client import QuorumClient, QuorumError
     from quorum.server import render
 

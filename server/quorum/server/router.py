@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pydantic import SecretStr
+
 from quorum.server.breakers import Breakers, ProviderHealth
 from quorum.server.catalog import Catalog, ModelSpec, build_catalog
 from quorum.server.classify import Classifier, RulesClassifier

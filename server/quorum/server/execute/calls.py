@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
+
 from quorum.server.breakers import Breakers
 from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.domain import (

@@ -32,6 +32,7 @@ from quorum.server.errors import (
     ProviderRateLimited,
     ProviderTimeout,
 )
+from quorum.server.execute.events import NULL_SINK, AttemptStarted, EventSink
 from quorum.server.providers.base import Provider, ProviderRequest
 
 log = structlog.get_logger("quorum.execute")
@@ -51,6 +52,7 @@ class ExecutionContext:
     deadline: float
     max_upstream_calls: int
     clock: Callable[[], float] = time.monotonic
+    sink: EventSink = NULL_SINK
     started: float = field(default=0.0)
     calls_made: int = 0
 
@@ -101,6 +103,7 @@ async def call_model(
     start = ctx.clock()
     timeout = min(ctx.time_left(), ctx.provider_timeouts.get(spec.provider, 60.0))
     ctx.calls_made += 1
+    ctx.sink.emit(AttemptStarted(spec.name, spec.provider, role))
     error: ProviderError
     try:
         with ctx.breakers.guard(spec.provider):

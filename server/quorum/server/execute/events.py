@@ -1,0 +1,75 @@
+"""Typed execution events, emitted by every strategy while it runs.
+
+Executors report what they do to an :class:`EventSink`; the unary path ignores them
+(:data:`NULL_SINK`), ``RouteStream`` turns them into stream messages. Events are domain
+types: the service layer converts them to protobuf.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from quorum.server.domain import CandidateAnswer, ExecutionPlan, GateVerdict, ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class PlanMade:
+    plan: ExecutionPlan
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStarted:
+    model: str
+    provider: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    model: str
+    text: str = ""
+    tool_call: ToolCall | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GateEvaluated:
+    model: str
+    verdict: GateVerdict
+
+
+@dataclass(frozen=True, slots=True)
+class Escalated:
+    from_tier: str
+    to_tier: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Voted:
+    answer: CandidateAnswer
+
+
+@dataclass(frozen=True, slots=True)
+class FellBack:
+    from_model: str
+    to_model: str
+    reason: str
+    discarded_prefix_chars: int = 0
+
+
+Event = PlanMade | AttemptStarted | Chunk | GateEvaluated | Escalated | Voted | FellBack
+
+
+class EventSink(Protocol):
+    """Receives events in the order they happen; must not block."""
+
+    def emit(self, event: Event) -> None: ...
+
+
+class _NullSink:
+    def emit(self, event: Event) -> None:
+        return None
+
+
+NULL_SINK: EventSink = _NullSink()

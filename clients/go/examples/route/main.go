@@ -69,10 +69,7 @@ func report(err error) {
 		log.Print(err)
 		return
 	}
-	log.Printf("%s (reason %s)", qe.Code, qe.Reason)
-	for _, v := range qe.FieldViolations {
-		log.Printf("  field %s: %s", v.Field, v.Description)
-	}
+	log.Print(qe) // code, reason, message and field violations
 	if qe.RetryDelay > 0 {
 		log.Printf("  retry after %s", qe.RetryDelay)
 	}

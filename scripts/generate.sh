@@ -25,6 +25,8 @@ buf=$root/.tools/node_modules/.bin/buf
 mkdir -p "$bin"
 
 log() { printf '[generate] %s\n' "$*" >&2; }
+# sha256 of a file, with coreutils or (macOS) perl's shasum.
+file_hash() { { sha256sum "$1" 2>/dev/null || shasum -a 256 "$1"; } | cut -d' ' -f1; }
 
 # True when the stamp file for tool $1 records version $2 and the binary exists.
 have() { [[ -x "$bin/$1" && -f "$bin/.$1.version" && "$(cat "$bin/.$1.version")" == "$2" ]]; }
@@ -32,7 +34,7 @@ stamp() { printf '%s\n' "$2" >"$bin/.$1.version"; }
 
 install_npm_tools() {
   local want
-  want=$(sha256sum .tools/package-lock.json | cut -d' ' -f1)
+  want=$(file_hash .tools/package-lock.json)
   if [[ -x "$buf" && -x .tools/node_modules/.bin/protoc-gen-es \
         && "$(cat .tools/node_modules/.lock-sha256 2>/dev/null)" == "$want" ]]; then
     return

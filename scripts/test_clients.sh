@@ -25,6 +25,8 @@ server_pid=""
 started=$SECONDS
 
 log() { printf '\n==> %s\n' "$*"; }
+# sha256 of a file, with coreutils or (macOS) perl's shasum.
+file_hash() { { sha256sum "$1" 2>/dev/null || shasum -a 256 "$1"; } | cut -d' ' -f1; }
 
 stop_server() {
   [[ -n "$server_pid" ]] || return 0
@@ -56,7 +58,7 @@ install_deps() {
   esac
   case " $suites " in *" typescript "*)
     local want
-    want=$(sha256sum clients/typescript/package-lock.json | cut -d' ' -f1)
+    want=$(file_hash clients/typescript/package-lock.json)
     if [[ "$(cat clients/typescript/node_modules/.lock-sha256 2>/dev/null)" != "$want" ]]; then
       (cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error)
       printf '%s\n' "$want" >clients/typescript/node_modules/.lock-sha256

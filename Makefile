@@ -13,7 +13,7 @@ setup:
 demo: setup
 	@$(VENV)/bin/quorum demo
 
-test: setup lint typecheck buf-lint pytest
+test: setup lint typecheck buf-lint deploy-check pytest
 	@echo "make test: all checks passed"
 
 lint: setup
@@ -25,6 +25,9 @@ typecheck: setup
 
 buf-lint: setup
 	$(BUF) lint
+
+deploy-check: setup
+	bash scripts/check_deploy.sh
 
 generate: setup
 	bash scripts/gen_python.sh

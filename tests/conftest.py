@@ -65,6 +65,7 @@ def sim_config(**overrides: Any) -> dict[str, Any]:
             "difficulty_tiers": {"low": "cheap", "medium": "mid", "high": "premium"},
             "use_cases": {"autocomplete": {"tier": "cheap"}, "legal_review": {"tier": "premium"}},
         },
+        "decisions": {"sink": "none"},
     }
     data = copy.deepcopy(data)
     for key, value in overrides.items():

@@ -8,7 +8,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from quorum.client import QuorumError, user
-from quorum.route.v1 import route_service_pb2 as svc
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.config import parse_config
 from tests.conftest import running_server, sim_config, with_model
@@ -156,10 +155,3 @@ async def test_sync_client_works_too() -> None:
 
         r = await asyncio.to_thread(call)
     assert r.content
-
-
-async def test_unimplemented_rpcs_say_so() -> None:
-    async with running_server(parse_config(sim_config())) as (_, client):
-        with pytest.raises(QuorumError) as info:
-            await client.feedback(svc.FeedbackRequest(request_id="x"))
-    assert info.value.code is grpc.StatusCode.UNIMPLEMENTED

@@ -153,6 +153,16 @@ class StateConfig(_Strict):
         return value
 
 
+class DecisionLogConfig(_Strict):
+    """Where every routing decision (and later feedback) is written, as JSON lines."""
+
+    sink: Literal["none", "stdout", "file", "redis"] = "stdout"
+    path: str | None = None
+    include_prompts: bool = False
+    retention_s: float = Field(86_400.0, gt=0, le=30 * 86_400)
+    max_entries: int = Field(100_000, ge=100, le=10_000_000)
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -162,6 +172,7 @@ class Config(_Strict):
     tiers: list[Name] = Field(min_length=1)
     routing: RoutingConfig = RoutingConfig()
     state: StateConfig = StateConfig()
+    decisions: DecisionLogConfig = DecisionLogConfig()
 
 
 def _suggest(value: str, known: Iterable[str]) -> str:
@@ -199,6 +210,11 @@ def _cross_reference(config: Config) -> list[str]:
     for tier in config.tiers:
         if not any(m.tier == tier for m in config.models.values()):
             problems.append(f'tiers: tier "{tier}" has no model')
+    decisions = config.decisions
+    if decisions.sink == "file" and not decisions.path:
+        problems.append("decisions.path: required when decisions.sink is file")
+    if decisions.sink == "redis" and not config.state.redis_url:
+        problems.append("decisions.sink: redis needs state.redis_url")
     routing = config.routing
     if routing.baseline_model and routing.baseline_model not in config.models:
         problems.append(

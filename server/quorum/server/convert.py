@@ -20,6 +20,7 @@ from quorum.route.v1 import types_pb2 as pb
 from quorum.server import domain as d
 from quorum.server.breakers import ProviderHealth
 from quorum.server.catalog import Catalog, ModelSpec
+from quorum.server.decisions import Feedback, FeedbackKind
 from quorum.server.errors import FieldViolation, InvalidRequest
 
 E = TypeVar("E", bound=Enum)
@@ -284,6 +285,48 @@ def route_request_from_pb(
         hints=hints,
         tenant=msg.tenant,
     )
+
+
+_FEEDBACK_KINDS: dict[int, FeedbackKind] = {
+    svc_pb.FEEDBACK_KIND_REGENERATED: "regenerated",
+    svc_pb.FEEDBACK_KIND_THUMBS_UP: "thumbs_up",
+    svc_pb.FEEDBACK_KIND_THUMBS_DOWN: "thumbs_down",
+    svc_pb.FEEDBACK_KIND_SCORE: "score",
+    svc_pb.FEEDBACK_KIND_LABEL: "label",
+}
+
+
+def feedback_from_pb(msg: svc_pb.FeedbackRequest) -> Feedback:
+    """Validate and convert a FeedbackRequest."""
+    c = _Checker("")
+    if not msg.request_id:
+        c.add("request_id", "is required")
+    elif not _ID.match(msg.request_id):
+        c.add("request_id", "must be 1-128 characters: letters, digits or ._:/- ")
+    kind = _FEEDBACK_KINDS.get(msg.kind)
+    if kind is None:
+        c.add(
+            "kind",
+            "must be one of FEEDBACK_KIND_REGENERATED, _THUMBS_UP, _THUMBS_DOWN, _SCORE, _LABEL"
+            if msg.kind == 0
+            else f"unknown enum value {msg.kind}",
+        )
+    score: float | None = None
+    if kind == "score":
+        if not (math.isfinite(msg.score) and 0.0 <= msg.score <= 1.0):
+            c.add("score", "must be within [0, 1]")
+        score = msg.score
+    elif msg.score:
+        c.add("score", "only with FEEDBACK_KIND_SCORE")
+    if kind == "label" and not msg.label:
+        c.add("label", "is required for FEEDBACK_KIND_LABEL")
+    if len(msg.label) > 128:
+        c.add("label", "at most 128 characters")
+    if len(msg.comment) > 2000:
+        c.add("comment", "at most 2000 characters")
+    if c.violations or kind is None:
+        raise InvalidRequest(c.violations)
+    return Feedback(msg.request_id, kind, score, msg.label, msg.comment)
 
 
 # ---- domain → protobuf -------------------------------------------------------------

@@ -17,6 +17,7 @@ from quorum.server.breakers import Breakers, ProviderHealth
 from quorum.server.catalog import Catalog, ModelSpec, build_catalog
 from quorum.server.classify import Classifier, RulesClassifier
 from quorum.server.config import Config
+from quorum.server.decisions import DecisionLog
 from quorum.server.domain import (
     Classification,
     ExecutionPlan,
@@ -71,8 +72,18 @@ class Router:
         self.breakers = Breakers({n: p.breaker for n, p in config.providers.items()})
         self.provider_timeouts = {n: p.timeout_s for n, p in config.providers.items()}
         self.classifier: Classifier = classifier or RulesClassifier()
+        d = config.decisions
+        self.decisions = DecisionLog(
+            sink=d.sink,
+            path=d.path,
+            include_prompts=d.include_prompts,
+            retention_s=d.retention_s,
+            max_entries=d.max_entries,
+            redis_url=config.state.redis_url,
+        )
 
     async def close(self) -> None:
+        await self.decisions.close()
         for provider in self.providers.values():
             await provider.close()
         await self.http.close()
@@ -121,7 +132,7 @@ class Router:
         t3 = time.monotonic()
         usage = sum((a.usage for a in result.attempts), Usage())
         answer_usage = result.completion.usage
-        return RouteResult(
+        routed = RouteResult(
             request_id=request.request_id,
             completion=result.completion,
             model=result.model,
@@ -144,6 +155,8 @@ class Router:
             consensus=result.consensus,
             simulated=result.simulated,
         )
+        self.decisions.record(request, routed)
+        return routed
 
     async def _execute(
         self, ctx: ExecutionContext, request: RouteRequest, decided: ExecutionPlan

@@ -160,8 +160,16 @@ class RouteService(svc_grpc.RouteServiceServicer):
     async def Feedback(  # noqa: N802
         self, request: svc_pb.FeedbackRequest, context: Context
     ) -> svc_pb.FeedbackResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Feedback is not available yet")
-        raise AssertionError("unreachable")
+        request_id = ""
+        try:
+            _reject_undecodable(request, "request")
+            request_id = request.request_id
+            feedback = convert.feedback_from_pb(request)
+            await self._router.decisions.feedback(feedback)
+            return svc_pb.FeedbackResponse(recorded=True)
+        except Exception as exc:
+            await self._fail(context, exc, request_id)
+            raise
 
 
 def add_route_service(service: RouteService, server: grpc.aio.Server) -> None:

@@ -1,0 +1,282 @@
+"""The decision log: every routing decision with its outcome, and feedback on it later.
+
+Each routed request becomes one JSON line (classification, plan, attempts with gate
+verdicts, cost, latency; the prompt only when configured) written to stdout, a file or
+a Redis stream. ``Feedback`` appends a feedback line for a request id the log knows —
+in-process by default, across replicas through Redis when configured — and unknown ids
+are NOT_FOUND. Writing happens off the request path: lines are queued and a background
+task flushes them in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+import structlog
+
+from quorum.server.domain import RouteRequest, RouteResult
+from quorum.server.errors import NotFound
+
+log = structlog.get_logger("quorum.decisions")
+
+FeedbackKind = Literal["regenerated", "thumbs_up", "thumbs_down", "score", "label"]
+_QUEUE_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """An outcome reported for an earlier request."""
+
+    request_id: str
+    kind: FeedbackKind
+    score: float | None = None
+    label: str = ""
+    comment: str = ""
+
+
+def decision_record(
+    request: RouteRequest, result: RouteResult, include_prompt: bool
+) -> dict[str, Any]:
+    """The JSON-able record of one decision (no prompt text unless asked)."""
+    c = result.classification
+    record: dict[str, Any] = {
+        "type": "decision",
+        "ts": time.time(),
+        "request_id": result.request_id,
+        "tenant": request.tenant,
+        "task": c.task,
+        "difficulty": c.difficulty.name.lower(),
+        "confidence": round(c.confidence, 4),
+        "classifier": c.classifier,
+        "agent": c.agent,
+        "strategy": result.strategy.value,
+        "plan": [
+            {"role": s.role, "models": [x.model for x in s.candidates]} for s in result.plan.stages
+        ],
+        "reasons": [r.code for r in result.plan.reasons],
+        "model": result.model,
+        "attempts": [
+            {
+                "model": a.model,
+                "role": a.role,
+                "outcome": a.outcome.value,
+                "reason": a.error_reason or a.reason[:120],
+                "latency_ms": round(a.latency_ms, 2),
+                "cost_usd": a.cost_usd,
+                "gate": None
+                if a.gate is None
+                else {
+                    "passed": a.gate.passed,
+                    "failed": [g.name for g in a.gate.checks if not g.passed],
+                },
+            }
+            for a in result.attempts
+        ],
+        "input_tokens": result.usage.input_tokens,
+        "output_tokens": result.usage.output_tokens,
+        "cost_usd": result.cost_usd,
+        "baseline_cost_usd": result.baseline_cost_usd,
+        "total_ms": round(result.timings.total_ms, 2),
+        "cached": result.cached,
+        "guards": list(result.guards),
+    }
+    if include_prompt:
+        record["prompt"] = request.prompt_text
+    return record
+
+
+class _Index:
+    """Request ids the log knows, bounded by count and age."""
+
+    def __init__(self, max_entries: int, retention_s: float) -> None:
+        self._ids: OrderedDict[str, float] = OrderedDict()
+        self._max = max_entries
+        self._retention = retention_s
+
+    def add(self, request_id: str, now: float) -> None:
+        self._ids[request_id] = now
+        self._ids.move_to_end(request_id)
+        while len(self._ids) > self._max:
+            self._ids.popitem(last=False)
+
+    def knows(self, request_id: str, now: float) -> bool:
+        seen = self._ids.get(request_id)
+        return seen is not None and now - seen <= self._retention
+
+
+class DecisionLog:
+    """Queues decision and feedback lines and writes them in the background."""
+
+    def __init__(
+        self,
+        *,
+        sink: Literal["none", "stdout", "file", "redis"] = "stdout",
+        path: str | None = None,
+        include_prompts: bool = False,
+        retention_s: float = 86_400.0,
+        max_entries: int = 100_000,
+        redis_url: str | None = None,
+        stream_key: str = "quorum:decisions",
+    ) -> None:
+        self._sink = sink
+        self._path = path
+        self._include_prompts = include_prompts
+        self._index = _Index(max_entries, retention_s)
+        self._retention_s = retention_s
+        self._queue: list[str] = []
+        self._wakeup: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._file: TextIO | None = None
+        self._redis_url = redis_url
+        self._stream_key = stream_key
+        self._redis: Any = None
+        self._closing = False
+        self._pending: set[asyncio.Task[None]] = set()
+        self.dropped = 0
+
+    # -- recording -----------------------------------------------------------------
+
+    def record(self, request: RouteRequest, result: RouteResult) -> None:
+        """Remember the decision (for Feedback) and queue its line. Never blocks."""
+        self._index.add(result.request_id, time.monotonic())
+        if self._sink == "none":
+            return
+        self._enqueue(decision_record(request, result, self._include_prompts))
+        if self._redis_url:
+            self._remember_shared(result.request_id)
+
+    async def feedback(self, fb: Feedback) -> None:
+        """Record feedback; raises NotFound for an id the log does not know."""
+        if not self._index.knows(fb.request_id, time.monotonic()) and not await self._shared_knows(
+            fb.request_id
+        ):
+            raise NotFound(
+                f"no decision recorded for request_id {fb.request_id!r} "
+                f"(kept for {self._retention_s:.0f}s)",
+                metadata={"request_id": fb.request_id},
+            )
+        record: dict[str, Any] = {
+            "type": "feedback",
+            "ts": time.time(),
+            "request_id": fb.request_id,
+            "kind": fb.kind,
+        }
+        if fb.score is not None:
+            record["score"] = fb.score
+        if fb.label:
+            record["label"] = fb.label
+        if fb.comment and self._include_prompts:
+            record["comment"] = fb.comment
+        if self._sink != "none":
+            self._enqueue(record)
+
+    def _enqueue(self, record: dict[str, Any]) -> None:
+        if len(self._queue) >= _QUEUE_LIMIT:
+            self.dropped += 1
+            return
+        self._queue.append(json.dumps(record, separators=(",", ":")))
+        if self._writer is None:
+            self._wakeup = asyncio.Event()
+            self._writer = asyncio.get_running_loop().create_task(self._run())
+        assert self._wakeup is not None
+        self._wakeup.set()
+
+    # -- shared index through Redis ---------------------------------------------------
+
+    def _client(self) -> Any:
+        if self._redis is None and self._redis_url:
+            import redis.asyncio as aioredis
+
+            self._redis = aioredis.Redis.from_url(self._redis_url, socket_timeout=0.5)
+        return self._redis
+
+    def _remember_shared(self, request_id: str) -> None:
+        async def put() -> None:
+            try:
+                await self._client().set(
+                    f"{self._stream_key}:id:{request_id}", 1, ex=int(self._retention_s)
+                )
+            except Exception as exc:  # Redis trouble must never fail a request
+                log.warning("decision_index_unavailable", error=type(exc).__name__)
+
+        task = asyncio.get_running_loop().create_task(put())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _shared_knows(self, request_id: str) -> bool:
+        if not self._redis_url:
+            return False
+        try:
+            return bool(await self._client().exists(f"{self._stream_key}:id:{request_id}"))
+        except Exception as exc:
+            log.warning("decision_index_unavailable", error=type(exc).__name__)
+            return False
+
+    # -- writing -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self._flush()
+            if self._closing:
+                return
+
+    async def _flush(self) -> None:
+        lines, self._queue = self._queue, []
+        if not lines:
+            return
+        try:
+            if self._sink == "stdout":
+                sys.stdout.write("\n".join(lines) + "\n")
+                sys.stdout.flush()
+            elif self._sink == "file":
+                await asyncio.to_thread(self._append, lines)
+            elif self._sink == "redis":
+                client = self._client()
+                async with client.pipeline(transaction=False) as pipe:
+                    for line in lines:
+                        pipe.xadd(
+                            self._stream_key, {"record": line}, maxlen=1_000_000, approximate=True
+                        )
+                    await pipe.execute()
+        except Exception as exc:
+            self.dropped += len(lines)
+            log.warning("decision_log_write_failed", error=type(exc).__name__, lines=len(lines))
+
+    def _append(self, lines: list[str]) -> None:
+        if self._file is None:
+            assert self._path is not None
+            self._file = Path(self._path).open("a", encoding="utf-8")  # noqa: SIM115
+        self._file.write("\n".join(lines) + "\n")
+        self._file.flush()
+
+    async def close(self) -> None:
+        """Flush what is queued and stop the writer."""
+        if self._writer is not None and self._wakeup is not None:
+            self._closing = True
+            self._wakeup.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout=5.0)
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+        await self._flush()
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None

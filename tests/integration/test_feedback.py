@@ -1,0 +1,122 @@
+"""Feedback on earlier decisions, and the decision log that records both."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+
+from quorum.client import QuorumError
+from quorum.route.v1 import route_service_pb2 as svc
+from quorum.server.app import create_server
+from quorum.server.config import parse_config
+from tests.conftest import RedisServer, running_server, sim_config
+
+
+async def test_feedback_for_a_routed_request_is_recorded(tmp_path: Path) -> None:
+    log_path = tmp_path / "decisions.jsonl"
+    data = sim_config(decisions={"sink": "file", "path": str(log_path)})
+    async with running_server(parse_config(data)) as (_, client):
+        routed = await client.route("What is 2 + 2?", request_id="fb-1")
+        reply = await client.feedback(
+            svc.FeedbackRequest(request_id="fb-1", kind=svc.FEEDBACK_KIND_SCORE, score=0.75)
+        )
+        assert reply.recorded
+        await client.feedback(
+            svc.FeedbackRequest(request_id="fb-1", kind=svc.FEEDBACK_KIND_REGENERATED)
+        )
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    decision, score, regen = lines
+    assert decision["type"] == "decision"
+    assert decision["request_id"] == "fb-1"
+    assert decision["model"] == routed.model
+    assert decision["attempts"][0]["outcome"] == "succeeded"
+    assert "prompt" not in decision  # prompts are not logged unless configured
+    assert "2 + 2" not in log_path.read_text()
+    assert (score["kind"], score["score"]) == ("score", 0.75)
+    assert regen["kind"] == "regenerated"
+
+
+async def test_unknown_request_id_is_not_found() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.feedback(
+                svc.FeedbackRequest(request_id="never-seen", kind=svc.FEEDBACK_KIND_THUMBS_UP)
+            )
+    assert info.value.code is grpc.StatusCode.NOT_FOUND
+    assert info.value.reason == "NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    ("request_msg", "field"),
+    [
+        (svc.FeedbackRequest(kind=svc.FEEDBACK_KIND_THUMBS_UP), "request_id"),
+        (svc.FeedbackRequest(request_id="x"), "kind"),
+        (svc.FeedbackRequest(request_id="x", kind=svc.FEEDBACK_KIND_SCORE, score=1.5), "score"),
+        (svc.FeedbackRequest(request_id="x", kind=svc.FEEDBACK_KIND_LABEL), "label"),
+        (
+            svc.FeedbackRequest(
+                request_id="x", kind=svc.FEEDBACK_KIND_THUMBS_UP, comment="c" * 3000
+            ),
+            "comment",
+        ),
+    ],
+)
+async def test_bad_feedback_names_the_field(request_msg: svc.FeedbackRequest, field: str) -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.feedback(request_msg)
+    assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert field in [v.field for v in info.value.field_violations]
+
+
+async def test_prompts_logged_only_when_configured(tmp_path: Path) -> None:
+    log_path = tmp_path / "decisions.jsonl"
+    data = sim_config(decisions={"sink": "file", "path": str(log_path), "include_prompts": True})
+    async with running_server(parse_config(data)) as (_, client):
+        await client.route("What is 3 + 4?")
+    (decision,) = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert decision["prompt"] == "What is 3 + 4?"
+
+
+async def test_feedback_reaches_any_replica_through_redis(redis_server: RedisServer) -> None:
+    data = sim_config(state={"redis_url": redis_server.url}, decisions={"sink": "redis"})
+    config = parse_config(data)
+    a = create_server(config, "127.0.0.1:0")
+    b = create_server(config, "127.0.0.1:0")
+    await a.start()
+    await b.start()
+    try:
+        from quorum.client import AsyncQuorumClient
+
+        async with (
+            AsyncQuorumClient(f"127.0.0.1:{a.port}") as ca,
+            AsyncQuorumClient(f"127.0.0.1:{b.port}") as cb,
+        ):
+            await ca.route("hello", request_id="shared-1")
+            for _ in range(50):  # the shared index is written off the request path
+                try:
+                    await cb.feedback(
+                        svc.FeedbackRequest(
+                            request_id="shared-1", kind=svc.FEEDBACK_KIND_THUMBS_DOWN
+                        )
+                    )
+                    break
+                except QuorumError:
+                    import asyncio
+
+                    await asyncio.sleep(0.02)
+            else:
+                pytest.fail("replica b never learned request shared-1")
+    finally:
+        await a.drain(0.5)
+        await b.drain(0.5)
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = client.xrange("quorum:decisions")  # type: ignore[assignment]
+    records = [json.loads(fields[b"record"]) for _, fields in entries]
+    client.close()
+    assert [r["type"] for r in records] == ["decision", "feedback"]

@@ -13,7 +13,7 @@ import time
 from quorum.client import AsyncQuorumClient, QuorumError
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.app import create_server
-from quorum.server.config import default_config
+from quorum.server.config import DecisionLogConfig, default_config
 from quorum.server.logs import configure_logging
 
 WORKLOAD: tuple[str, ...] = (
@@ -42,7 +42,8 @@ def _short(text: str, width: int) -> str:
 async def run_demo(concurrency: int = 4) -> int:
     """Run the demo; returns the exit code."""
     configure_logging("warning")
-    config = default_config()
+    # The table is the output here; decision lines would interleave with it.
+    config = default_config().model_copy(update={"decisions": DecisionLogConfig(sink="none")})
     running = create_server(config, "127.0.0.1:0")
     await running.start()
     semaphore = asyncio.Semaphore(max(1, concurrency))

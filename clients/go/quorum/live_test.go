@@ -72,6 +72,23 @@ func TestLivePlan(t *testing.T) {
 	}
 }
 
+func TestLiveFeedback(t *testing.T) {
+	c := liveClient(t)
+	routed, err := c.Route(context.Background(), UserRequest(question))
+	if err != nil {
+		t.Fatalf("Route: %v", err)
+	}
+	resp, err := c.Feedback(context.Background(), &routev1.FeedbackRequest{
+		RequestId: routed.GetRequestId(), Kind: routev1.FeedbackKind_FEEDBACK_KIND_THUMBS_UP,
+	})
+	if err != nil {
+		t.Fatalf("Feedback: %v", err)
+	}
+	if !resp.GetRecorded() {
+		t.Fatalf("want recorded feedback, got %v", resp)
+	}
+}
+
 func TestLiveListModels(t *testing.T) {
 	c := liveClient(t)
 	resp, err := c.ListModels(context.Background(), "")

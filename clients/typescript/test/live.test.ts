@@ -6,6 +6,7 @@ import {
   Code,
   dial,
   DOMAIN,
+  FeedbackKind,
   QuorumError,
   Reason,
   type RouteStreamResponse,
@@ -47,6 +48,12 @@ describe("live server", { skip }, () => {
     const resp = await client.plan(userRequest(QUESTION));
     assert.ok(resp.plan !== undefined && resp.plan.stages.length > 0, "stages");
     assert.ok((resp.plan.stages[0]?.candidates.length ?? 0) > 0, "candidates");
+  });
+
+  test("feedback on a routed request is recorded", async () => {
+    const routed = await client.route(userRequest(QUESTION));
+    const resp = await client.feedback({ requestId: routed.requestId, kind: FeedbackKind.THUMBS_UP });
+    assert.equal(resp.recorded, true);
   });
 
   test("listModels returns models and tiers", async () => {

@@ -6,6 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.quorum.route.v1.FeedbackKind;
+import dev.quorum.route.v1.FeedbackRequest;
+import dev.quorum.route.v1.FeedbackResponse;
 import dev.quorum.route.v1.ListModelsResponse;
 import dev.quorum.route.v1.PlanResponse;
 import dev.quorum.route.v1.RouteRequest;
@@ -60,6 +63,18 @@ class LiveServerTest {
     PlanResponse resp = client.plan(QuorumClient.userRequest(QUESTION));
     assertTrue(resp.getPlan().getStagesCount() > 0, "stages");
     assertTrue(resp.getPlan().getStages(0).getCandidatesCount() > 0, "candidates");
+  }
+
+  @Test
+  void feedbackOnARoutedRequestIsRecorded() {
+    RouteResponse routed = client.route(QuorumClient.userRequest(QUESTION));
+    FeedbackResponse resp =
+        client.feedback(
+            FeedbackRequest.newBuilder()
+                .setRequestId(routed.getRequestId())
+                .setKind(FeedbackKind.FEEDBACK_KIND_THUMBS_UP)
+                .build());
+    assertTrue(resp.getRecorded());
   }
 
   @Test

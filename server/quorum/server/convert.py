@@ -11,7 +11,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -194,7 +194,11 @@ def _enum_field(value: int, mapping: Mapping[int, E], default: E, field: str, c:
 
 
 def _hints(
-    h: pb.RoutingHints, catalog: Catalog, use_cases: Mapping[str, object], c: _Checker
+    h: pb.RoutingHints,
+    catalog: Catalog,
+    use_cases: Mapping[str, object],
+    agents: Collection[str],
+    c: _Checker,
 ) -> d.Hints:
     strategy = _enum_field(h.strategy, STRATEGIES, d.Strategy.AUTO, "hints.strategy", c)
     priority = _enum_field(h.priority, PRIORITIES, d.Priority.BALANCED, "hints.priority", c)
@@ -226,6 +230,9 @@ def _hints(
     if h.use_case and h.use_case not in use_cases:
         known = ", ".join(use_cases) or "none configured"
         c.add("hints.use_case", f"unknown use case {h.use_case!r} (known: {known})")
+    if h.agent and _NAME.match(h.agent) and h.agent not in agents:
+        known = ", ".join(sorted(agents)) or "none configured"
+        c.add("hints.agent", f"unknown agent {h.agent!r} (known: {known})")
     for name in ("task", "agent"):
         value = getattr(h, name)
         if value and not _NAME.match(value):
@@ -256,6 +263,7 @@ def route_request_from_pb(
     use_cases: Mapping[str, object],
     max_messages: int,
     max_request_bytes: int,
+    agents: Collection[str] = (),
     prefix: str = "",
 ) -> d.RouteRequest:
     """Validate and convert; raise :class:`InvalidRequest` listing every bad field."""
@@ -273,7 +281,7 @@ def route_request_from_pb(
         c.add("messages", f"has {len(msg.messages)} messages, limit {max_messages}")
     messages = [_message(m, f"messages[{i}]", c) for i, m in enumerate(msg.messages)]
     params = _params(msg.params, c)
-    hints = _hints(msg.hints, catalog, use_cases, c)
+    hints = _hints(msg.hints, catalog, use_cases, agents, c)
     if msg.tenant and not _NAME.match(msg.tenant):
         c.add("tenant", "must be 1-64 letters, digits or _.:/-")
     if c.violations:

@@ -13,15 +13,21 @@ from dataclasses import dataclass
 
 from pydantic import SecretStr
 
+from quorum.server.agents import Agent, apply_agent, build_agents
 from quorum.server.breakers import Breakers, ProviderHealth
 from quorum.server.catalog import Catalog, ModelSpec, build_catalog
-from quorum.server.classify import Classifier, RulesClassifier
+from quorum.server.classify import Classifier
+from quorum.server.classify.build import build_classifier
 from quorum.server.config import Config
 from quorum.server.decisions import DecisionLog
 from quorum.server.domain import (
     Classification,
     ExecutionPlan,
     ExecutionResult,
+    GenerationParams,
+    Message,
+    ResponseFormat,
+    ResponseFormatType,
     RouteRequest,
     RouteResult,
     StageTimings,
@@ -32,7 +38,7 @@ from quorum.server.execute.calls import ExecutionContext
 from quorum.server.execute.single import execute_single
 from quorum.server.plan import estimate_tokens, plan
 from quorum.server.policy import RoutingPolicy, build_policy
-from quorum.server.providers.base import Provider
+from quorum.server.providers.base import Provider, ProviderRequest
 from quorum.server.providers.http import HttpClient
 from quorum.server.providers.registry import build_providers
 from quorum.server.state import StateSnapshot
@@ -71,7 +77,10 @@ class Router:
         )
         self.breakers = Breakers({n: p.breaker for n, p in config.providers.items()})
         self.provider_timeouts = {n: p.timeout_s for n, p in config.providers.items()}
-        self.classifier: Classifier = classifier or RulesClassifier()
+        self.agents: dict[str, Agent] = build_agents(config, self.catalog)
+        self.classifier: Classifier = classifier or build_classifier(
+            config, self.agents, self._classify_with_model
+        )
         d = config.decisions
         self.decisions = DecisionLog(
             sink=d.sink,
@@ -97,8 +106,9 @@ class Router:
     async def explain(self, request: RouteRequest) -> PlanOutcome:
         """Classify and plan ``request`` without calling a model."""
         classification = await self.classifier.classify(request)
+        request, catalog = self._for_agent(request, classification)
         snapshot = self.snapshot()
-        decided = plan(request, classification, self.catalog, self.policy, snapshot)
+        decided = plan(request, classification, catalog, self.policy, snapshot)
         tokens = estimate_tokens(request, classification)
         baseline = self.catalog.baseline
         return PlanOutcome(
@@ -117,8 +127,9 @@ class Router:
         limit = self.config.server.default_deadline_s
         deadline = t0 + (min(timeout_s, limit) if timeout_s is not None else limit)
         classification = await self.classifier.classify(request)
+        request, catalog = self._for_agent(request, classification)
         t1 = time.monotonic()
-        decided = plan(request, classification, self.catalog, self.policy, self.snapshot())
+        decided = plan(request, classification, catalog, self.policy, self.snapshot())
         t2 = time.monotonic()
         ctx = ExecutionContext(
             providers=self.providers,
@@ -157,6 +168,31 @@ class Router:
         )
         self.decisions.record(request, routed)
         return routed
+
+    def _for_agent(
+        self, request: RouteRequest, classification: Classification
+    ) -> tuple[RouteRequest, Catalog]:
+        """The agent's view: its tools enforced, its prompt added, its models only."""
+        agent = self.agents.get(classification.agent) if classification.agent else None
+        if agent is None:
+            return request, self.catalog
+        return apply_agent(agent, request), agent.catalog
+
+    async def _classify_with_model(
+        self, model: str, messages: tuple[Message, ...], timeout_s: float
+    ) -> str:
+        """One call for the LLM classifier, under the model's provider breaker."""
+        spec = self.catalog.models[model]
+        params = GenerationParams(
+            max_tokens=60,
+            temperature=0.0,
+            response_format=ResponseFormat(ResponseFormatType.JSON_OBJECT),
+        )
+        with self.breakers.guard(spec.provider):
+            completion = await self.providers[spec.provider].complete(
+                ProviderRequest(spec.model_id, messages, params, timeout_s)
+            )
+        return completion.content
 
     async def _execute(
         self, ctx: ExecutionContext, request: RouteRequest, decided: ExecutionPlan

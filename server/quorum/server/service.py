@@ -65,6 +65,7 @@ class RouteService(svc_grpc.RouteServiceServicer):
             msg,
             catalog=self._router.catalog,
             use_cases=self._router.policy.use_cases,
+            agents=self._router.agents.keys(),
             max_messages=self._max_messages,
             max_request_bytes=self._max_request_bytes,
             prefix=prefix,

@@ -90,6 +90,7 @@ _TASKS: tuple[tuple[str, re.Pattern[str], float], ...] = (
         0.8,
     ),
 )
+TASKS: tuple[str, ...] = ("chat", *(name for name, _, _ in _TASKS))
 _HARD = re.compile(
     r"\b(prove|proof|derive|rigorous|step[- ]by[- ]step|in depth|comprehensive|distributed|"
     r"concurren\w*|optimi[sz]\w*|architect\w*|trade-?offs?|edge cases|formal|complexity|"

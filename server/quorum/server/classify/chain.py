@@ -1,0 +1,90 @@
+"""Classifiers composed: rules first, embeddings when rules are unsure, an LLM last.
+
+* Rules always run (microseconds) and give task, difficulty and confidence.
+* When rules' confidence is below ``confident_at`` — or agents are configured and the
+  request named none — the embedding routes run: a task route can replace an unsure
+  task, an agent route names the agent. Below the similarity threshold the result is
+  "unknown" and the confidence drops, so the planner picks a more capable tier.
+* When both are unsure and an LLM classifier is configured, it is asked (with a tight
+  timeout); on timeout difficulty becomes medium, on a malformed answer rules stand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from quorum.server.classify.base import Classifier
+from quorum.server.classify.embedding import SemanticRoutes
+from quorum.server.classify.rules import RulesClassifier
+from quorum.server.domain import Classification, RouteRequest
+
+
+class ChainClassifier:
+    """Rules → embedding routes → LLM, each only when the previous is unsure."""
+
+    def __init__(
+        self,
+        *,
+        rules: RulesClassifier | None = None,
+        tasks: SemanticRoutes | None = None,
+        agents: SemanticRoutes | None = None,
+        llm: Classifier | None = None,
+        confident_at: float = 0.7,
+    ) -> None:
+        self._rules = rules or RulesClassifier()
+        self._tasks = tasks if tasks is not None and not tasks.empty else None
+        self._agents = agents if agents is not None and not agents.empty else None
+        self._llm = llm
+        self._confident_at = confident_at
+
+    async def classify(self, request: RouteRequest) -> Classification:
+        result = await self._rules.classify(request)
+        want_agent = self._agents is not None and not request.hints.agent
+        unsure = result.confidence < self._confident_at and not request.hints.task
+        if not (unsure and self._tasks is not None) and not want_agent:
+            return await self._ask_llm(request, result) if unsure else result
+        text = request.prompt_text
+        encoder_routes = self._tasks or self._agents
+        assert encoder_routes is not None
+        signals = list(result.signals)
+        if unsure and self._tasks is not None:
+            match = await self._tasks.match(text)
+            if match.route is not None:
+                result = replace(
+                    result,
+                    task=match.route,
+                    confidence=max(result.confidence, round(match.similarity, 3)),
+                    classifier="rules+embedding",
+                )
+                signals.append(f"semantic_task:{match.route}:{match.similarity:.2f}")
+                unsure = result.confidence < self._confident_at
+            else:
+                signals.append(f"semantic_task:unknown:{match.similarity:.2f}")
+        if want_agent and self._agents is not None:
+            match = await self._agents.match(text)
+            if match.route is not None:
+                result = replace(result, agent=match.route, classifier="rules+embedding")
+                signals.append(f"agent:{match.route}:{match.similarity:.2f}")
+            else:
+                # No agent is close enough: treat the request as ambiguous.
+                result = replace(result, confidence=min(result.confidence, 0.4))
+                signals.append(f"agent:unknown:{match.similarity:.2f}")
+        result = replace(result, signals=tuple(signals))
+        if unsure:
+            return await self._ask_llm(request, result)
+        return result
+
+    async def _ask_llm(self, request: RouteRequest, current: Classification) -> Classification:
+        if self._llm is None:
+            return current
+        answer = await self._llm.classify(request)
+        if answer.classifier == "llm":
+            return replace(
+                answer, agent=current.agent or answer.agent, signals=(*current.signals, "llm")
+            )
+        # The LLM timed out or answered badly: keep what we know, with its fallback note.
+        return replace(
+            current,
+            difficulty=answer.difficulty if "timeout" in answer.classifier else current.difficulty,
+            signals=(*current.signals, answer.classifier),
+        )

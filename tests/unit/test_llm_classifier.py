@@ -1,0 +1,80 @@
+"""The LLM classifier: strict parsing, timeout → medium, malformed → rules."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from quorum.server.classify.llm import LLMClassifier, parse_classification
+from quorum.server.domain import Difficulty, Message, Role, RouteRequest
+from quorum.server.errors import ProviderUnavailable
+
+TASKS = ("chat", "code", "math")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"task": "code", "difficulty": "high", "confidence": 0.8}', ("code", Difficulty.HIGH)),
+        ('{"task": "math", "difficulty": "low", "confidence": 1}', ("math", Difficulty.LOW)),
+        ('{"task": "code", "difficulty": "hard", "confidence": 0.8}', None),
+        ('{"task": "poetry", "difficulty": "low", "confidence": 0.8}', None),
+        ('{"task": "code", "difficulty": "low", "confidence": 1.5}', None),
+        ('{"task": "code", "difficulty": "low", "confidence": true}', None),
+        ('{"task": "code", "difficulty": "low"}', None),
+        ('{"task": "code", "difficulty": "low", "confidence": 0.5, "x": 1}', None),
+        ('Sure! {"task": "code", "difficulty": "low", "confidence": 0.5}', None),
+        ("[]", None),
+    ],
+)
+def test_parse_is_strict(text: str, expected: tuple[str, Difficulty] | None) -> None:
+    parsed = parse_classification(text, TASKS)
+    if expected is None:
+        assert parsed is None
+    else:
+        assert parsed is not None
+        assert (parsed.task, parsed.difficulty, parsed.classifier) == (*expected, "llm")
+
+
+def _request(text: str = "What is 2+2?") -> RouteRequest:
+    return RouteRequest("r", (Message(Role.USER, text),))
+
+
+async def test_answer_is_used() -> None:
+    async def call(messages: tuple[Message, ...], timeout: float) -> str:
+        assert messages[0].role is Role.SYSTEM
+        assert "difficulty" in messages[0].content
+        return '{"task": "math", "difficulty": "high", "confidence": 0.9}'
+
+    result = await LLMClassifier(call, tasks=TASKS).classify(_request())
+    assert (result.task, result.difficulty, result.classifier) == ("math", Difficulty.HIGH, "llm")
+
+
+async def test_timeout_falls_back_to_medium() -> None:
+    async def slow(messages: tuple[Message, ...], timeout: float) -> str:
+        await asyncio.sleep(1)
+        return "{}"
+
+    result = await LLMClassifier(slow, tasks=TASKS, timeout_s=0.02).classify(_request("hi"))
+    assert (result.difficulty, result.classifier) == (Difficulty.MEDIUM, "llm-timeout")
+
+
+async def test_malformed_keeps_rules_answer() -> None:
+    async def chatty(messages: tuple[Message, ...], timeout: float) -> str:
+        return "I think this is math."
+
+    result = await LLMClassifier(chatty, tasks=TASKS).classify(_request())
+    assert (result.task, result.difficulty, result.classifier) == (
+        "math",
+        Difficulty.LOW,
+        "llm-malformed",
+    )
+
+
+async def test_provider_error_keeps_rules_answer() -> None:
+    async def down(messages: tuple[Message, ...], timeout: float) -> str:
+        raise ProviderUnavailable("p: 503", provider="p")
+
+    result = await LLMClassifier(down, tasks=TASKS).classify(_request())
+    assert result.classifier == "llm-error"

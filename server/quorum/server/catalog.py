@@ -2,14 +2,27 @@
 
 Prices, tiers, capabilities and sensitivities are resolved at config load so the
 request path does no pydantic or YAML work.
+
+A model is reached through one or more :class:`Deployment` s (the same model through
+two providers or regions, or several local replicas). Each deployment names the
+breaker it runs under: the provider's own, or — for deployments listed explicitly
+and for providers whose breaker scope is ``model`` — one of its own, keyed
+``provider/model_id``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
-from quorum.server.config import Config, SimulatedBehaviour
+from quorum.server.config import (
+    Config,
+    DeploymentConfig,
+    HedgeConfig,
+    ModelConfig,
+    SimulatedBehaviour,
+)
 from quorum.server.domain import Capability, Difficulty, Sensitivity, Usage
 
 _SENSITIVITY = {
@@ -18,6 +31,37 @@ _SENSITIVITY = {
     "restricted": Sensitivity.RESTRICTED,
 }
 _DIFFICULTY = {"low": Difficulty.LOW, "medium": Difficulty.MEDIUM, "high": Difficulty.HIGH}
+
+
+BalanceName = Literal["weighted", "least_outstanding", "lowest_latency"]
+StreamFailover = Literal["restart", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One way to reach a model: provider, the provider's model id, weight and breaker."""
+
+    provider: str
+    provider_kind: str
+    model_id: str
+    weight: float
+    breaker: str
+    simulated: bool = False
+
+    @property
+    def key(self) -> str:
+        """``provider/model_id``: names the deployment in stats and logs."""
+        return f"{self.provider}/{self.model_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class HedgePolicy:
+    """When to send a hedged second request (see :class:`~quorum.server.config.HedgeConfig`)."""
+
+    delay_s: float | None
+    min_delay_s: float
+    initial_delay_s: float
+    min_samples: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +82,10 @@ class ModelSpec:
     max_sensitivity: Sensitivity
     weight: float
     simulated: SimulatedBehaviour | None
+    deployments: tuple[Deployment, ...] = ()
+    balance: BalanceName = "weighted"
+    hedge: HedgePolicy | None = None
+    stream_failover: StreamFailover = "restart"
 
     def cost(self, usage: Usage) -> float:
         """USD cost of the given token usage."""
@@ -73,17 +121,61 @@ class Catalog:
         return tuple(m for tier in self.tiers for m in self.by_tier[tier])
 
 
+def _deployments(config: Config, name: str, m: ModelConfig) -> tuple[Deployment, ...]:
+    explicit = bool(m.deployments)
+    routes = m.deployments or [DeploymentConfig(provider=m.provider, model_id=m.model_id)]
+    out: list[Deployment] = []
+    for route in routes:
+        provider = config.providers[route.provider]
+        model_id = route.model_id or m.model_id or name
+        own_breaker = explicit or provider.breaker.scope == "model"
+        out.append(
+            Deployment(
+                provider=route.provider,
+                provider_kind=provider.kind,
+                model_id=model_id,
+                weight=route.weight,
+                breaker=f"{route.provider}/{model_id}" if own_breaker else route.provider,
+                simulated=provider.kind == "simulated",
+            )
+        )
+    return tuple(out)
+
+
+def _hedge(cfg: HedgeConfig | None) -> HedgePolicy | None:
+    if cfg is None:
+        return None
+    return HedgePolicy(
+        delay_s=cfg.delay_ms / 1000.0 if cfg.delay_ms is not None else None,
+        min_delay_s=cfg.min_delay_ms / 1000.0,
+        initial_delay_s=cfg.initial_delay_ms / 1000.0,
+        min_samples=cfg.min_samples,
+    )
+
+
+def breaker_keys(catalog: Catalog) -> dict[str, str]:
+    """Every breaker a deployment runs under that is not a provider's own, by key → provider."""
+    return {
+        d.breaker: d.provider
+        for m in catalog.models.values()
+        for d in m.deployments
+        if d.breaker != d.provider
+    }
+
+
 def build_catalog(config: Config) -> Catalog:
     """Compile the validated config into a catalog."""
     tiers = tuple(config.tiers)
     models: dict[str, ModelSpec] = {}
     for name, m in config.models.items():
-        provider = config.providers[m.provider]
+        deployments = _deployments(config, name, m)
+        first = deployments[0]
+        provider = config.providers[first.provider]
         models[name] = ModelSpec(
             name=name,
-            provider=m.provider,
+            provider=first.provider,
             provider_kind=provider.kind,
-            model_id=m.model_id or name,
+            model_id=first.model_id,
             tier=m.tier,
             tier_rank=tiers.index(m.tier),
             input_usd_per_mtok=m.input_usd_per_mtok,
@@ -96,6 +188,10 @@ def build_catalog(config: Config) -> Catalog:
             simulated=(m.simulated or SimulatedBehaviour())
             if provider.kind == "simulated"
             else None,
+            deployments=deployments,
+            balance=m.balance,
+            hedge=_hedge(m.hedge),
+            stream_failover=m.stream_failover,
         )
     by_tier = {
         tier: tuple(

@@ -68,6 +68,40 @@ class ProviderConfig(_Strict):
     breaker: BreakerConfig = BreakerConfig()
 
     @field_validator("base_url")
+    scope: Literal["provider", "model"] = Field(
+        "provider",
+        description="one breaker for the provider, or one per model deployment on it",
+    )
+
+
+class RetryConfig(_Strict):
+    """Retries of one provider's failed calls, and how long a 429 may be waited out.
+
+    A retry is taken only for a transient fault (5xx, connection error, malformed
+    body), within the caller's deadline and the upstream-call cap, after a jittered
+    exponential backoff, and only while the retry budget allows: each first call
+    earns ``budget_ratio`` of a retry (plus ``budget_min_per_s`` over time), so a
+    struggling provider sees at most that share of extra load.
+    """
+
+    max_retries: int = Field(0, ge=0, le=10)
+    backoff_base_s: float = Field(0.05, ge=0, le=60)
+    backoff_max_s: float = Field(2.0, ge=0, le=600)
+    budget_ratio: float = Field(0.2, ge=0, le=10)
+    budget_min_per_s: float = Field(1.0, ge=0, le=1000)
+    max_rate_limit_wait_s: float = Field(
+        0.5, ge=0, le=60, description="wait out a Retry-After this short instead of failing over"
+    )
+
+
+class LimitsConfig(_Strict):
+    """Client-side limits of one provider; beyond them requests queue, then fail over."""
+
+    max_concurrency: int | None = Field(None, ge=1, le=100_000)
+    requests_per_minute: int | None = Field(None, ge=1)
+    tokens_per_minute: int | None = Field(None, ge=1)
+    max_queue: int = Field(64, ge=0, le=100_000)
+    max_queue_wait_s: float = Field(1.0, ge=0, le=600)
     @classmethod
     def _url_scheme(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
@@ -81,6 +115,8 @@ def _default_skill() -> dict[DifficultyName, float]:
 
 def _default_capabilities() -> list[CapabilityName]:
     return ["streaming"]
+    retry: RetryConfig = RetryConfig()
+    limits: LimitsConfig = LimitsConfig()
 
 
 class SimulatedBehaviour(_Strict):
@@ -108,7 +144,7 @@ class SimulatedBehaviour(_Strict):
 class ModelConfig(_Strict):
     """A model Quorum may route to."""
 
-    provider: Name
+    provider: Name = Field("", description="required unless deployments are listed")
     model_id: str = ""
     tier: Name
     input_usd_per_mtok: float = Field(ge=0, le=10_000)
@@ -119,6 +155,27 @@ class ModelConfig(_Strict):
     max_sensitivity: SensitivityName = "internal"
     weight: float = Field(1.0, gt=0, le=100)
     simulated: SimulatedBehaviour | None = None
+
+class DeploymentConfig(_Strict):
+    """One way to reach a model: a provider and its id for the model there."""
+
+    provider: Name
+    model_id: str = ""
+    weight: float = Field(1.0, gt=0, le=1000)
+
+
+class HedgeConfig(_Strict):
+    """Hedged requests: a second call to the next candidate when the first is slow."""
+
+    delay_ms: float | None = Field(
+        None, gt=0, le=600_000, description="fixed delay; default the observed p95 latency"
+    )
+    min_delay_ms: float = Field(20.0, ge=0, le=600_000)
+    initial_delay_ms: float = Field(
+        1000.0, gt=0, le=600_000, description="delay until min_samples latencies are observed"
+    )
+    min_samples: int = Field(20, ge=1, le=10_000)
+
 
 
 class UseCasePolicy(_Strict):
@@ -134,6 +191,16 @@ class RoutingConfig(_Strict):
 
     baseline_model: Name | None = None
     default_strategy: StrategyName = "auto"
+    deployments: list[DeploymentConfig] = Field(
+        default_factory=list, description="several ways to reach the model, load-balanced"
+    )
+    balance: Literal["weighted", "least_outstanding", "lowest_latency"] = "weighted"
+    hedge: HedgeConfig | None = None
+    stream_failover: Literal["restart", "error"] = Field(
+        "restart",
+        description="when a stream breaks after its first chunk: restart on the next "
+        "candidate (with a fallback event) or end with an error event",
+    )
     difficulty_tiers: dict[DifficultyName, Name] = Field(default_factory=dict)
     max_failover_attempts: int = Field(3, ge=1, le=20)
     max_upstream_calls: int = Field(8, ge=1, le=64)
@@ -195,14 +262,7 @@ def _cross_reference(config: Config) -> list[str]:
             problems.append(f"{path}.base_url: required for kind {provider.kind!r}")
     for name, model in config.models.items():
         path = f"models.{name}"
-        model_provider = config.providers.get(model.provider)
-        if model_provider is None:
-            problems.append(
-                f'{path}.provider: unknown provider "{model.provider}" '
-                f"{_suggest(model.provider, config.providers)}"
-            )
-        elif model_provider.kind != "simulated" and model.simulated is not None:
-            problems.append(f"{path}.simulated: only for models of a simulated provider")
+        problems.extend(_model_providers(config, path, model))
         if model.tier not in tiers:
             problems.append(
                 f'{path}.tier: unknown tier "{model.tier}" {_suggest(model.tier, tiers)}'
@@ -216,6 +276,9 @@ def _cross_reference(config: Config) -> list[str]:
     if decisions.sink == "redis" and not config.state.redis_url:
         problems.append("decisions.sink: redis needs state.redis_url")
     routing = config.routing
+    namespace: Name = "quorum"
+    refresh_interval_s: float = Field(0.25, gt=0, le=60)
+    redis_timeout_s: float = Field(0.25, gt=0, le=30)
     if routing.baseline_model and routing.baseline_model not in config.models:
         problems.append(
             f'routing.baseline_model: unknown model "{routing.baseline_model}" '
@@ -318,3 +381,39 @@ def resolve_secrets(
     if problems:
         raise ConfigError(problems)
     return keys
+def _model_providers(config: Config, path: str, model: ModelConfig) -> list[str]:
+    """A model names one provider, or lists deployments; every provider must exist."""
+    problems: list[str] = []
+    if model.provider and model.deployments:
+        return [f"{path}.deployments: set provider or deployments, not both"]
+    if not model.provider and not model.deployments:
+        return [f"{path}.provider: required key is missing (or list deployments)"]
+    routes = (
+        [(f"{path}.provider", model.provider)]
+        if model.provider
+        else [
+            (f"{path}.deployments[{i}].provider", d.provider)
+            for i, d in enumerate(model.deployments)
+        ]
+    )
+    simulated = False
+    for key, provider_name in routes:
+        provider = config.providers.get(provider_name)
+        if provider is None:
+            problems.append(
+                f'{key}: unknown provider "{provider_name}" '
+                f"{_suggest(provider_name, config.providers)}"
+            )
+        elif provider.kind == "simulated":
+            simulated = True
+    if model.simulated is not None and not simulated and not problems:
+        problems.append(f"{path}.simulated: only for models of a simulated provider")
+    seen: set[tuple[str, str]] = set()
+    for i, d in enumerate(model.deployments):
+        route = (d.provider, d.model_id or model.model_id)
+        if route in seen:
+            problems.append(f"{path}.deployments[{i}]: duplicate of an earlier deployment")
+        seen.add(route)
+    return problems
+
+

@@ -1,6 +1,6 @@
 """The ``quorum`` command line.
 
-quorum serve [--config FILE] [--address HOST:PORT]
+quorum serve [--config FILE] [--address HOST:PORT] [--http-address HOST:PORT]
 quorum demo
 quorum route "prompt" [--address A] [--strategy S] [--priority P] [--agent A] [--json]
 quorum plan "prompt"  [same options]
@@ -46,6 +46,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(exc.message, file=sys.stderr)
         return 2
     configure_logging(config.server.log_level)
+    if args.http_address:
+        server = config.server.model_copy(update={"http_address": args.http_address})
+        config = config.model_copy(update={"server": server})
     try:
         import uvloop
 
@@ -176,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the gRPC server")
     serve.add_argument("--config", help="YAML config (default: $QUORUM_CONFIG or embedded)")
     serve.add_argument("--address", help="listen address, default from config ([::]:50051)")
+    serve.add_argument(
+        "--http-address",
+        metavar="HOST:PORT",
+        help="also serve the OpenAI-compatible HTTP API here (config server.http_address)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     demo = sub.add_parser("demo", help="run a server on the embedded default and a workload")
@@ -208,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["router", "report"]:
+        from quorum.server.report import main as report_main
+
+        return report_main(argv[2:])
     if argv and argv[0] == "router":
         from quorum.server.learned.cli import main as router_main
 

@@ -33,10 +33,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TlsConfig(_Strict):
+    """TLS on the gRPC port; mutual TLS when clients must present a certificate."""
+
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+    client_ca_file: str | None = None
+    require_client_auth: bool = False
+
+
 class ServerConfig(_Strict):
     """The gRPC listener and its limits."""
 
     address: str = "[::]:50051"
+    http_address: str | None = Field(
+        None,
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$",
+        description="HOST:PORT of the OpenAI-compatible HTTP front door; off when unset",
+    )
     grace_period_s: float = Field(20.0, ge=0, le=600)
     max_connection_age_s: float = Field(300.0, gt=0)
     max_connection_age_grace_s: float = Field(30.0, ge=0)
@@ -46,6 +60,7 @@ class ServerConfig(_Strict):
     default_deadline_s: float = Field(60.0, gt=0, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_prompts: bool = False
+    tls: TlsConfig | None = None
 
 
 class BreakerConfig(_Strict):
@@ -53,21 +68,6 @@ class BreakerConfig(_Strict):
 
     fail_max: int = Field(5, ge=1, le=1000)
     reset_timeout_s: float = Field(30.0, gt=0, le=3600)
-
-
-class ProviderConfig(_Strict):
-    """An upstream LLM API."""
-
-    kind: Literal["openai", "anthropic", "gemini", "simulated"]
-    base_url: str = ""
-    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    timeout_s: float = Field(60.0, gt=0, le=3600)
-    connect_timeout_s: float = Field(5.0, gt=0, le=600)
-    max_connections: int = Field(100, ge=1, le=10_000)
-    headers: dict[str, str] = Field(default_factory=dict)
-    breaker: BreakerConfig = BreakerConfig()
-
-    @field_validator("base_url")
     scope: Literal["provider", "model"] = Field(
         "provider",
         description="one breaker for the provider, or one per model deployment on it",
@@ -102,6 +102,23 @@ class LimitsConfig(_Strict):
     tokens_per_minute: int | None = Field(None, ge=1)
     max_queue: int = Field(64, ge=0, le=100_000)
     max_queue_wait_s: float = Field(1.0, ge=0, le=600)
+
+
+class ProviderConfig(_Strict):
+    """An upstream LLM API."""
+
+    kind: Literal["openai", "anthropic", "gemini", "simulated"]
+    base_url: str = ""
+    api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    timeout_s: float = Field(60.0, gt=0, le=3600)
+    connect_timeout_s: float = Field(5.0, gt=0, le=600)
+    max_connections: int = Field(100, ge=1, le=10_000)
+    headers: dict[str, str] = Field(default_factory=dict)
+    breaker: BreakerConfig = BreakerConfig()
+    retry: RetryConfig = RetryConfig()
+    limits: LimitsConfig = LimitsConfig()
+
+    @field_validator("base_url")
     @classmethod
     def _url_scheme(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
@@ -115,8 +132,6 @@ def _default_skill() -> dict[DifficultyName, float]:
 
 def _default_capabilities() -> list[CapabilityName]:
     return ["streaming"]
-    retry: RetryConfig = RetryConfig()
-    limits: LimitsConfig = LimitsConfig()
 
 
 class SimulatedBehaviour(_Strict):
@@ -141,21 +156,6 @@ class SimulatedBehaviour(_Strict):
         return value
 
 
-class ModelConfig(_Strict):
-    """A model Quorum may route to."""
-
-    provider: Name = Field("", description="required unless deployments are listed")
-    model_id: str = ""
-    tier: Name
-    input_usd_per_mtok: float = Field(ge=0, le=10_000)
-    output_usd_per_mtok: float = Field(ge=0, le=10_000)
-    context_window: int = Field(128_000, ge=256)
-    max_output_tokens: int = Field(4096, ge=1)
-    capabilities: list[CapabilityName] = Field(default_factory=_default_capabilities)
-    max_sensitivity: SensitivityName = "internal"
-    weight: float = Field(1.0, gt=0, le=100)
-    simulated: SimulatedBehaviour | None = None
-
 class DeploymentConfig(_Strict):
     """One way to reach a model: a provider and its id for the model there."""
 
@@ -177,20 +177,20 @@ class HedgeConfig(_Strict):
     min_samples: int = Field(20, ge=1, le=10_000)
 
 
+class ModelConfig(_Strict):
+    """A model Quorum may route to."""
 
-class UseCasePolicy(_Strict):
-    """A named policy a request selects with ``hints.use_case``."""
-
-    priority: PriorityName | None = None
-    tier: Name | None = None
-    strategy: StrategyName | None = None
-
-
-class RoutingConfig(_Strict):
-    """How the planner chooses."""
-
-    baseline_model: Name | None = None
-    default_strategy: StrategyName = "auto"
+    provider: Name = Field("", description="required unless deployments are listed")
+    model_id: str = ""
+    tier: Name
+    input_usd_per_mtok: float = Field(ge=0, le=10_000)
+    output_usd_per_mtok: float = Field(ge=0, le=10_000)
+    context_window: int = Field(128_000, ge=256)
+    max_output_tokens: int = Field(4096, ge=1)
+    capabilities: list[CapabilityName] = Field(default_factory=_default_capabilities)
+    max_sensitivity: SensitivityName = "internal"
+    weight: float = Field(1.0, gt=0, le=100)
+    simulated: SimulatedBehaviour | None = None
     deployments: list[DeploymentConfig] = Field(
         default_factory=list, description="several ways to reach the model, load-balanced"
     )
@@ -201,16 +201,91 @@ class RoutingConfig(_Strict):
         description="when a stream breaks after its first chunk: restart on the next "
         "candidate (with a fallback event) or end with an error event",
     )
+
+
+class UseCasePolicy(_Strict):
+    """A named policy a request selects with ``hints.use_case``."""
+
+    priority: PriorityName | None = None
+    tier: Name | None = None
+    strategy: StrategyName | None = None
+
+
+NormalizerName = Literal["auto", "exact", "text", "numeric", "choice", "json", "labels"]
+
+
+class GateConfig(_Strict):
+    """The cascade's quality gate: fast checks only, never another model call."""
+
+    min_chars: int = Field(1, ge=0, le=100_000)
+    refusal_phrases: list[str] | None = Field(
+        None, description="replaces the built-in multilingual list when set"
+    )
+    extra_refusal_phrases: list[str] = Field(default_factory=list)
+    refusal_scan_chars: int = Field(240, ge=10, le=100_000)
+    min_mean_logprob: float | None = Field(-0.7, le=0)
+    request_logprobs: bool = Field(
+        True, description="ask models with the logprobs capability for log-probabilities"
+    )
+    max_repeated_share: float = Field(0.3, gt=0, le=1)
+
+
+class CascadeConfig(_Strict):
+    """Cheapest tier first; escalate when the gate fails; skip tiers that keep failing."""
+
+    auto: bool = Field(True, description="the planner may choose cascade for medium requests")
+    tiers: list[Name] = Field(default_factory=list, description="empty: every tier")
+    models_per_tier: int = Field(2, ge=1, le=10)
+    escalation_threshold: float = Field(0.40, ge=0, le=1)
+    window: int = Field(50, ge=1, le=100_000)
+    min_samples: int = Field(20, ge=1, le=100_000)
+    probe_share: float = Field(0.05, ge=0, le=1)
+    gate: GateConfig = GateConfig()
+
+
+class ConsensusConfig(_Strict):
+    """Several models in parallel, reconciled by weighted majority or a judge."""
+
+    auto: bool = Field(True, description="the planner may choose consensus for hard requests")
+    auto_mode: Literal["majority", "judge"] = "majority"
+    size: int = Field(3, ge=2, le=16)
+    max_size: int = Field(5, ge=2, le=16)
+    models: list[Name] = Field(default_factory=list, description="preferred voters, in order")
+    normalizer: NormalizerName = "auto"
+    weighting: Literal["static", "observed"] = "static"
+    accuracy_window: int = Field(200, ge=1, le=100_000)
+    accuracy_min_samples: int = Field(20, ge=1, le=100_000)
+    early_exit: bool = True
+    tie_break: Literal["most_capable", "judge"] = "most_capable"
+    judge_model: Name | None = None
+    judge_timeout_s: float = Field(20.0, gt=0, le=600)
+    synthesize: bool = False
+    exclude_judge_provider: bool = False
+    budget_pressure_above: float = Field(
+        0.8, ge=0, le=1, description="share of budget spent above which auto never fans out"
+    )
+
+
+class RoutingConfig(_Strict):
+    """How the planner chooses."""
+
+    baseline_model: Name | None = None
+    default_strategy: StrategyName = "auto"
     difficulty_tiers: dict[DifficultyName, Name] = Field(default_factory=dict)
     max_failover_attempts: int = Field(3, ge=1, le=20)
     max_upstream_calls: int = Field(8, ge=1, le=64)
     use_cases: dict[Name, UseCasePolicy] = Field(default_factory=dict)
+    cascade: CascadeConfig = CascadeConfig()
+    consensus: ConsensusConfig = ConsensusConfig()
 
 
 class StateConfig(_Strict):
     """Where state shared across replicas lives."""
 
     redis_url: str | None = None
+    namespace: Name = "quorum"
+    refresh_interval_s: float = Field(0.25, gt=0, le=60)
+    redis_timeout_s: float = Field(0.25, gt=0, le=30)
 
     @field_validator("redis_url")
     @classmethod
@@ -218,6 +293,50 @@ class StateConfig(_Strict):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+
+class AgentConfig(_Strict):
+    """A named task domain: examples to recognise it, its prompt, tools and models."""
+
+    description: str = ""
+    examples: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
+        default_factory=list
+    )
+    system_prompt: str = ""
+    tools: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]] | None = None
+    models: dict[Name, Name] = Field(default_factory=dict, description="tier -> model")
+
+
+class EmbeddingClassifierConfig(_Strict):
+    """Semantic routes over example utterances (all-MiniLM-L6-v2, local)."""
+
+    enabled: bool = True
+    threshold: float = Field(0.45, ge=0, le=1)
+    k: int = Field(5, ge=1, le=50)
+    tasks: dict[Name, list[Annotated[str, Field(min_length=1)]]] = Field(default_factory=dict)
+
+
+class LLMClassifierConfig(_Strict):
+    """A cheap model asked for {task, difficulty, confidence} as strict JSON."""
+
+    model: Name
+    timeout_ms: float = Field(300.0, gt=0, le=10_000)
+
+
+class ClassifierConfig(_Strict):
+    """How requests are classified: rules, then embeddings, then an LLM when unsure."""
+
+    confident_at: float = Field(0.7, ge=0, le=1)
+    embedding: EmbeddingClassifierConfig = EmbeddingClassifierConfig()
+    llm: LLMClassifierConfig | None = None
+
+
+class ShadowConfig(_Strict):
+    """Shadow evaluation: re-ask a cheaper tier for a sample of traffic, off the hot path."""
+
+    sample_rate: float = Field(0.0, ge=0, le=1)
+    daily_budget_usd: float = Field(1.0, ge=0)
+    timeout_s: float = Field(30.0, gt=0, le=600)
 
 
 class DecisionLogConfig(_Strict):
@@ -230,6 +349,200 @@ class DecisionLogConfig(_Strict):
     max_entries: int = Field(100_000, ge=100, le=10_000_000)
 
 
+# ---- tenants, auth, budgets, cache, admission, observability -----------------------
+
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+TokenDigest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+HostPort = Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$")]
+
+
+class AuthConfig(_Strict):
+    """How callers prove which tenant they are: ``authorization: Bearer <token>``.
+
+    Tokens are never stored: each tenant lists the hex digest of its token, SHA-256 or
+    (better, with ``token_hash: hmac_sha256``) HMAC-SHA256 under a server key read from
+    ``hash_key_env``. ``mode`` defaults to ``tokens`` whenever tenants are configured;
+    ``disabled`` must be written out and is meant for local use.
+    """
+
+    mode: Literal["tokens", "disabled"] | None = None
+    token_hash: Literal["sha256", "hmac_sha256"] = "sha256"
+    hash_key_env: EnvName | None = None
+
+
+class BudgetLimits(_Strict):
+    """Spend limits of one scope (a tenant, or every tenant together), in USD."""
+
+    daily_usd: float | None = Field(None, ge=0)
+    monthly_usd: float | None = Field(None, ge=0)
+    overdraft_usd: float = Field(
+        0.0, ge=0, description="how far past a limit a critical request may still go"
+    )
+    soft_limit_ratio: float | None = Field(
+        None, gt=0, le=1, description="override of budgets.soft_limit_ratio for this scope"
+    )
+
+
+class BudgetsConfig(_Strict):
+    """Budgets: reserve a plan's maximum cost before calling, settle to the actual after."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    all_tenants: BudgetLimits = Field(default_factory=BudgetLimits, alias="global")
+    soft_limit_ratio: float = Field(
+        0.85, gt=0, le=1, description="above it non-critical requests go to the cheapest tier"
+    )
+    store_failure: Literal["deny", "allow"] = Field(
+        "deny", description="when the shared budget store cannot be reached"
+    )
+    max_reservation_s: float = Field(
+        900.0, gt=0, le=86_400, description="a reservation never settled is released after this"
+    )
+
+
+class PlanRule(_Strict):
+    """What a plan allows, for all requests or for one use case."""
+
+    max_tier: Name | None = None
+    strategies: list[StrategyName] | None = None
+
+
+class PlanConfig(PlanRule):
+    """A commercial plan (free, pro, enterprise, ...) that policies key on."""
+
+    use_cases: dict[Name, PlanRule] = Field(default_factory=dict)
+
+
+class TenantConfig(_Strict):
+    """A caller of the service, with its token, plan, allow-lists, limits and budget."""
+
+    token_sha256: TokenDigest | list[TokenDigest] | None = None
+    token_sha256_env: EnvName | None = None
+    plan: Name = "pro"
+    models: list[Name] | None = None
+    tiers: list[Name] | None = None
+    strategies: list[StrategyName] | None = None
+    agents: list[Name] | None = None
+    tools: list[str] | None = None
+    use_cases: list[Name] | None = None
+    default_sensitivity: SensitivityName | None = None
+    max_inflight: int | None = Field(None, ge=1, le=1_000_000)
+    budget: BudgetLimits = BudgetLimits()
+
+    def digests(self) -> list[str]:
+        """The token digests written in the config (not those from the environment)."""
+        if self.token_sha256 is None:
+            return []
+        return [self.token_sha256] if isinstance(self.token_sha256, str) else self.token_sha256
+
+
+class AdmissionConfig(_Strict):
+    """Load shedding: requests beyond these get RESOURCE_EXHAUSTED with a retry delay."""
+
+    max_inflight: int | None = Field(
+        None, ge=1, le=1_000_000, description="default: server.max_concurrent_rpcs"
+    )
+    max_inflight_per_tenant: int | None = Field(None, ge=1, le=1_000_000)
+    retry_after_s: float = Field(1.0, gt=0, le=3600)
+
+
+class CacheConfig(_Strict):
+    """Exact-match cache of final answers, per tenant; opt-in per request or by default."""
+
+    enabled: bool = False
+    default_allow: bool = False
+    ttl_s: float = Field(300.0, gt=0, le=30 * 86_400)
+    max_entries: int = Field(10_000, ge=1, le=10_000_000)
+    max_entry_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_memory_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="in-process store only: total size bound"
+    )
+    cache_tool_calls: bool = False
+    cache_nonzero_temperature: bool = False
+    max_sensitivity: SensitivityName = Field(
+        "internal", description="requests above this level are never cached"
+    )
+
+
+class TracingConfig(_Strict):
+    """OpenTelemetry tracing, exported with OTLP over gRPC."""
+
+    otlp_endpoint: str = Field(min_length=1)
+    sample_ratio: float = Field(0.1, ge=0, le=1)
+    insecure: bool | None = Field(None, description="default: true for an http:// endpoint")
+    service_name: str = Field("quorum", min_length=1)
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _otlp_scheme(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+class ObservabilityConfig(_Strict):
+    """Prometheus metrics and tracing."""
+
+    metrics_address: HostPort | None = None
+    tracing: TracingConfig | None = None
+
+
+def _cross_reference_access(config: Config) -> list[str]:
+    """Cross-references of tenants, plans, auth and TLS."""
+    problems: list[str] = []
+    tiers = set(config.tiers)
+    use_cases = set(config.routing.use_cases)
+    auth = config.auth
+    mode = auth.mode or ("tokens" if config.tenants else "disabled")
+    if auth.mode == "tokens" and not config.tenants:
+        problems.append("auth.mode: tokens needs at least one tenant under tenants")
+    if auth.token_hash == "hmac_sha256" and auth.hash_key_env is None:
+        problems.append("auth.hash_key_env: required when auth.token_hash is hmac_sha256")
+    for name, plan in config.plans.items():
+        rules = [(f"plans.{name}", plan)]
+        rules += [(f"plans.{name}.use_cases.{u}", r) for u, r in plan.use_cases.items()]
+        for u in plan.use_cases:
+            if u not in use_cases:
+                problems.append(
+                    f'plans.{name}.use_cases.{u}: unknown use case "{u}" {_suggest(u, use_cases)}'
+                )
+        for path, rule in rules:
+            if rule.max_tier is not None and rule.max_tier not in tiers:
+                problems.append(
+                    f'{path}.max_tier: unknown tier "{rule.max_tier}" '
+                    f"{_suggest(rule.max_tier, tiers)}"
+                )
+    plans = {"free", "pro", "enterprise", *config.plans}
+    seen: dict[str, str] = {}
+    for name, tenant in config.tenants.items():
+        path = f"tenants.{name}"
+        if mode == "tokens" and not tenant.digests() and tenant.token_sha256_env is None:
+            problems.append(f"{path}: set token_sha256 or token_sha256_env")
+        for digest in tenant.digests():
+            if digest in seen:
+                problems.append(f"{path}.token_sha256: same token as tenants.{seen[digest]}")
+            seen[digest] = name
+        if tenant.plan not in plans:
+            problems.append(
+                f'{path}.plan: unknown plan "{tenant.plan}" {_suggest(tenant.plan, plans)}'
+            )
+        for key, known in (
+            ("models", set(config.models)),
+            ("tiers", tiers),
+            ("use_cases", use_cases),
+        ):
+            for value in getattr(tenant, key) or ():
+                if value not in known:
+                    problems.append(
+                        f'{path}.{key}: unknown {key[:-1].replace("_", " ")} "{value}" '
+                        f"{_suggest(value, known)}"
+                    )
+    tls = config.server.tls
+    if tls is not None and tls.require_client_auth and not tls.client_ca_file:
+        problems.append("server.tls.client_ca_file: required when require_client_auth is true")
+    return problems
+
+
 class Config(_Strict):
     """The whole configuration file."""
 
@@ -240,6 +553,16 @@ class Config(_Strict):
     routing: RoutingConfig = RoutingConfig()
     state: StateConfig = StateConfig()
     decisions: DecisionLogConfig = DecisionLogConfig()
+    agents: dict[Name, AgentConfig] = Field(default_factory=dict)
+    classifier: ClassifierConfig = ClassifierConfig()
+    shadow: ShadowConfig = ShadowConfig()
+    auth: AuthConfig = AuthConfig()
+    tenants: dict[Name, TenantConfig] = Field(default_factory=dict)
+    plans: dict[Name, PlanConfig] = Field(default_factory=dict)
+    budgets: BudgetsConfig = BudgetsConfig()
+    cache: CacheConfig = CacheConfig()
+    admission: AdmissionConfig = AdmissionConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
 
 
 def _suggest(value: str, known: Iterable[str]) -> str:
@@ -247,6 +570,90 @@ def _suggest(value: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(value, names, n=1)
     hint = f'; did you mean "{close[0]}"?' if close else ""
     return f"(known: {', '.join(names) or 'none'}){hint}"
+
+
+def _model_providers(config: Config, path: str, model: ModelConfig) -> list[str]:
+    """A model names one provider, or lists deployments; every provider must exist."""
+    problems: list[str] = []
+    if model.provider and model.deployments:
+        return [f"{path}.deployments: set provider or deployments, not both"]
+    if not model.provider and not model.deployments:
+        return [f"{path}.provider: required key is missing (or list deployments)"]
+    routes = (
+        [(f"{path}.provider", model.provider)]
+        if model.provider
+        else [
+            (f"{path}.deployments[{i}].provider", d.provider)
+            for i, d in enumerate(model.deployments)
+        ]
+    )
+    simulated = False
+    for key, provider_name in routes:
+        provider = config.providers.get(provider_name)
+        if provider is None:
+            problems.append(
+                f'{key}: unknown provider "{provider_name}" '
+                f"{_suggest(provider_name, config.providers)}"
+            )
+        elif provider.kind == "simulated":
+            simulated = True
+    if model.simulated is not None and not simulated and not problems:
+        problems.append(f"{path}.simulated: only for models of a simulated provider")
+    seen: set[tuple[str, str]] = set()
+    for i, d in enumerate(model.deployments):
+        route = (d.provider, d.model_id or model.model_id)
+        if route in seen:
+            problems.append(f"{path}.deployments[{i}]: duplicate of an earlier deployment")
+        seen.add(route)
+    return problems
+
+
+def _cross_reference_strategies(config: Config) -> list[str]:
+    """``routing.cascade`` and ``routing.consensus`` against the tiers and models."""
+    problems: list[str] = []
+    routing = config.routing
+    cascade, consensus = routing.cascade, routing.consensus
+    order = {tier: i for i, tier in enumerate(config.tiers)}
+    ranks: list[int] = []
+    for i, tier in enumerate(cascade.tiers):
+        if tier not in order:
+            problems.append(
+                f'routing.cascade.tiers[{i}]: unknown tier "{tier}" {_suggest(tier, order)}'
+            )
+        else:
+            ranks.append(order[tier])
+    if ranks != sorted(set(ranks)):
+        problems.append("routing.cascade.tiers: list each tier once, cheapest first")
+    if cascade.min_samples > cascade.window:
+        problems.append(
+            f"routing.cascade.min_samples: {cascade.min_samples} exceeds window {cascade.window}"
+        )
+    for i, model in enumerate(consensus.models):
+        if model not in config.models:
+            problems.append(
+                f'routing.consensus.models[{i}]: unknown model "{model}" '
+                f"{_suggest(model, config.models)}"
+            )
+    if consensus.judge_model and consensus.judge_model not in config.models:
+        problems.append(
+            f'routing.consensus.judge_model: unknown model "{consensus.judge_model}" '
+            f"{_suggest(consensus.judge_model, config.models)}"
+        )
+    if consensus.size > consensus.max_size:
+        problems.append(
+            f"routing.consensus.size: {consensus.size} exceeds max_size {consensus.max_size}"
+        )
+    if consensus.size > routing.max_upstream_calls:
+        problems.append(
+            f"routing.consensus.size: {consensus.size} exceeds routing.max_upstream_calls "
+            f"{routing.max_upstream_calls}"
+        )
+    if consensus.accuracy_min_samples > consensus.accuracy_window:
+        problems.append(
+            f"routing.consensus.accuracy_min_samples: {consensus.accuracy_min_samples} "
+            f"exceeds accuracy_window {consensus.accuracy_window}"
+        )
+    return problems
 
 
 def _cross_reference(config: Config) -> list[str]:
@@ -270,15 +677,30 @@ def _cross_reference(config: Config) -> list[str]:
     for tier in config.tiers:
         if not any(m.tier == tier for m in config.models.values()):
             problems.append(f'tiers: tier "{tier}" has no model')
+    for name, agent in config.agents.items():
+        for tier, model_name in agent.models.items():
+            path = f"agents.{name}.models.{tier}"
+            if tier not in tiers:
+                problems.append(f'{path}: unknown tier "{tier}" {_suggest(tier, tiers)}')
+            elif model_name not in config.models:
+                problems.append(
+                    f'{path}: unknown model "{model_name}" {_suggest(model_name, config.models)}'
+                )
+            elif config.models[model_name].tier != tier:
+                problems.append(
+                    f'{path}: model "{model_name}" is in tier "{config.models[model_name].tier}"'
+                )
+    llm = config.classifier.llm
+    if llm is not None and llm.model not in config.models:
+        problems.append(
+            f'classifier.llm.model: unknown model "{llm.model}" {_suggest(llm.model, config.models)}'
+        )
     decisions = config.decisions
     if decisions.sink == "file" and not decisions.path:
         problems.append("decisions.path: required when decisions.sink is file")
     if decisions.sink == "redis" and not config.state.redis_url:
         problems.append("decisions.sink: redis needs state.redis_url")
     routing = config.routing
-    namespace: Name = "quorum"
-    refresh_interval_s: float = Field(0.25, gt=0, le=60)
-    redis_timeout_s: float = Field(0.25, gt=0, le=30)
     if routing.baseline_model and routing.baseline_model not in config.models:
         problems.append(
             f'routing.baseline_model: unknown model "{routing.baseline_model}" '
@@ -295,6 +717,7 @@ def _cross_reference(config: Config) -> list[str]:
                 f'routing.use_cases.{name}.tier: unknown tier "{policy.tier}" '
                 f"{_suggest(policy.tier, tiers)}"
             )
+    problems.extend(_cross_reference_strategies(config))
     return problems
 
 
@@ -320,6 +743,7 @@ def parse_config(data: Any) -> Config:
     except ValidationError as exc:
         raise ConfigError(_format_pydantic(exc)) from None
     problems = _cross_reference(config)
+    problems += _cross_reference_access(config)
     if problems:
         raise ConfigError(problems)
     return config
@@ -381,39 +805,3 @@ def resolve_secrets(
     if problems:
         raise ConfigError(problems)
     return keys
-def _model_providers(config: Config, path: str, model: ModelConfig) -> list[str]:
-    """A model names one provider, or lists deployments; every provider must exist."""
-    problems: list[str] = []
-    if model.provider and model.deployments:
-        return [f"{path}.deployments: set provider or deployments, not both"]
-    if not model.provider and not model.deployments:
-        return [f"{path}.provider: required key is missing (or list deployments)"]
-    routes = (
-        [(f"{path}.provider", model.provider)]
-        if model.provider
-        else [
-            (f"{path}.deployments[{i}].provider", d.provider)
-            for i, d in enumerate(model.deployments)
-        ]
-    )
-    simulated = False
-    for key, provider_name in routes:
-        provider = config.providers.get(provider_name)
-        if provider is None:
-            problems.append(
-                f'{key}: unknown provider "{provider_name}" '
-                f"{_suggest(provider_name, config.providers)}"
-            )
-        elif provider.kind == "simulated":
-            simulated = True
-    if model.simulated is not None and not simulated and not problems:
-        problems.append(f"{path}.simulated: only for models of a simulated provider")
-    seen: set[tuple[str, str]] = set()
-    for i, d in enumerate(model.deployments):
-        route = (d.provider, d.model_id or model.model_id)
-        if route in seen:
-            problems.append(f"{path}.deployments[{i}]: duplicate of an earlier deployment")
-        seen.add(route)
-    return problems
-
-

@@ -153,6 +153,11 @@ class DecisionLog:
         if self._redis_url:
             self._remember_shared(result.request_id)
 
+    def note(self, record: dict[str, Any]) -> None:
+        """Queue any other record (e.g. a shadow verdict) for the log."""
+        if self._sink != "none":
+            self._enqueue(record)
+
     async def feedback(self, fb: Feedback) -> None:
         """Record feedback; raises NotFound for an id the log does not know."""
         if not self._index.knows(fb.request_id, time.monotonic()) and not await self._shared_knows(

@@ -21,7 +21,9 @@ from quorum.server.classify.build import build_classifier
 from quorum.server.config import Config
 from quorum.server.decisions import DecisionLog
 from quorum.server.domain import (
+    Candidate,
     Classification,
+    Completion,
     ExecutionPlan,
     ExecutionResult,
     GenerationParams,
@@ -34,13 +36,14 @@ from quorum.server.domain import (
     Strategy,
     Usage,
 )
-from quorum.server.execute.calls import ExecutionContext
+from quorum.server.execute.calls import ExecutionContext, call_model
 from quorum.server.execute.single import execute_single
 from quorum.server.plan import estimate_tokens, plan
 from quorum.server.policy import RoutingPolicy, build_policy
 from quorum.server.providers.base import Provider, ProviderRequest
 from quorum.server.providers.http import HttpClient
 from quorum.server.providers.registry import build_providers
+from quorum.server.shadow import ShadowEvaluator, ShadowSettings
 from quorum.server.state import StateSnapshot
 
 
@@ -90,8 +93,17 @@ class Router:
             max_entries=d.max_entries,
             redis_url=config.state.redis_url,
         )
+        self.shadow = ShadowEvaluator(
+            ShadowSettings(
+                config.shadow.sample_rate, config.shadow.daily_budget_usd, config.shadow.timeout_s
+            ),
+            self.catalog,
+            self._shadow_call,
+            self.decisions,
+        )
 
     async def close(self) -> None:
+        await self.shadow.close()
         await self.decisions.close()
         for provider in self.providers.values():
             await provider.close()
@@ -167,6 +179,7 @@ class Router:
             simulated=result.simulated,
         )
         self.decisions.record(request, routed)
+        self.shadow.consider(request, routed)
         return routed
 
     def _for_agent(
@@ -177,6 +190,21 @@ class Router:
         if agent is None:
             return request, self.catalog
         return apply_agent(agent, request), agent.catalog
+
+    async def _shadow_call(
+        self, request: RouteRequest, candidate: Candidate, timeout_s: float
+    ) -> tuple[Completion | None, float]:
+        """One shadow call on its own deadline and call budget."""
+        ctx = ExecutionContext(
+            providers=self.providers,
+            catalog=self.catalog,
+            breakers=self.breakers,
+            provider_timeouts=self.provider_timeouts,
+            deadline=time.monotonic() + timeout_s,
+            max_upstream_calls=1,
+        )
+        called = await call_model(ctx, request, candidate, "shadow")
+        return called.completion, called.attempt.cost_usd
 
     async def _classify_with_model(
         self, model: str, messages: tuple[Message, ...], timeout_s: float

@@ -1,0 +1,131 @@
+"""Shadow evaluation: measure on live traffic whether a cheaper tier would have done.
+
+A configured share of requests (chosen by a hash of the request id, so it is
+reproducible) is sent again — after the caller has its answer, off the request path and
+within its own daily budget — to the cheapest model of a cheaper tier that has the
+capabilities the request needs. The two answers are compared with the task's
+normaliser and the cheaper answer goes through the quality gate's basic checks; the
+verdict is written to the decision log as a ``shadow`` line. ``quorum router report``
+turns those lines into per-task agreement rates and recommendations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from quorum.server.catalog import Catalog, ModelSpec
+from quorum.server.decisions import DecisionLog
+from quorum.server.domain import Candidate, Completion, RouteRequest, RouteResult
+from quorum.server.execute.normalize import normalize, resolve
+
+log = structlog.get_logger("quorum.shadow")
+
+ShadowCall = Callable[[RouteRequest, Candidate, float], Awaitable[tuple[Completion | None, float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSettings:
+    sample_rate: float = 0.0
+    daily_budget_usd: float = 1.0
+    timeout_s: float = 30.0
+
+
+def sampled(request_id: str, rate: float) -> bool:
+    """Deterministic sampling: the same request id always gets the same answer."""
+    if rate <= 0:
+        return False
+    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < rate
+
+
+def shadow_model(catalog: Catalog, request: RouteRequest, answered_by: str) -> ModelSpec | None:
+    """The cheapest model of a cheaper tier able to serve the request, if any."""
+    primary = catalog.models.get(answered_by)
+    if primary is None or primary.tier_rank == 0:
+        return None
+    needed = request.needed_capabilities()
+    for model in catalog.ordered():
+        if model.tier_rank < primary.tier_rank and needed <= model.capabilities:
+            return model
+    return None
+
+
+class ShadowEvaluator:
+    """Schedules shadow calls and logs their verdicts."""
+
+    def __init__(
+        self,
+        settings: ShadowSettings,
+        catalog: Catalog,
+        call: ShadowCall,
+        decisions: DecisionLog,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._call = call
+        self._decisions = decisions
+        self._clock = clock
+        self._day = -1
+        self._spent = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def consider(self, request: RouteRequest, result: RouteResult) -> None:
+        """Maybe shadow ``result``'s request; never blocks, never raises."""
+        if result.cached or not sampled(request.request_id, self._settings.sample_rate):
+            return
+        model = shadow_model(self._catalog, request, result.model)
+        if model is None:
+            return
+        day = int(self._clock() // 86_400)
+        if day != self._day:
+            self._day, self._spent = day, 0.0
+        if self._spent >= self._settings.daily_budget_usd:
+            return
+        task = asyncio.get_running_loop().create_task(self._run(request, result, model))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, request: RouteRequest, result: RouteResult, model: ModelSpec) -> None:
+        candidate = Candidate(model.name, model.provider, model.tier, 0.0)
+        try:
+            completion, cost = await self._call(request, candidate, self._settings.timeout_s)
+        except Exception as exc:  # shadow traffic must never disturb serving
+            log.warning("shadow_failed", model=model.name, error=type(exc).__name__)
+            return
+        self._spent += cost
+        if completion is None:
+            agree, reason = False, "shadow call failed"
+        else:
+            name = resolve("auto", request, result.classification.task)
+            ours = normalize(name, result.completion.content)
+            theirs = normalize(name, completion.content)
+            agree = bool(ours) and ours == theirs
+            reason = f"{name} {'equal' if agree else 'differ'}"
+        self._decisions.note(
+            {
+                "type": "shadow",
+                "ts": self._clock(),
+                "request_id": result.request_id,
+                "task": result.classification.task,
+                "agent": result.classification.agent,
+                "primary_model": result.model,
+                "primary_tier": self._catalog.models[result.model].tier,
+                "primary_cost_usd": result.cost_usd,
+                "shadow_model": model.name,
+                "shadow_tier": model.tier,
+                "shadow_cost_usd": cost,
+                "agree": agree,
+                "reason": reason,
+            }
+        )
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,8 +1,8 @@
-"""Per-provider circuit breakers: pybreaker, wrapped once for asyncio.
+"""Circuit breakers per provider (or per model deployment): pybreaker, wrapped once.
 
 pybreaker's ``call()`` does not await coroutines, so every upstream call runs as::
 
-    with breakers.guard(provider):
+    with breakers.guard(key):
         await adapter.complete(request)
 
 ``breaker.calling()`` counts an exception raised inside the block as a failure and opens
@@ -10,20 +10,25 @@ the breaker at ``fail_max``. What counts: 5xx, timeouts, connection errors and m
 bodies. What does not: 4xx other than 429 (the request's fault, not the provider's),
 429 (handled by a cool-down instead), and cancellation (the caller went away).
 
-Half-open lets exactly one probe through; concurrent calls are refused until it ends.
-A 429 with Retry-After puts the provider in a cool-down for that long. States are
-readable as a frozen snapshot for the planner and reported to listeners for logs and
-metrics.
+A breaker key is a provider name, or ``provider/model_id`` for a deployment with a
+breaker of its own (see :mod:`quorum.server.catalog`). Half-open lets exactly one probe
+through per replica; concurrent calls are refused until it ends. A 429 with Retry-After
+puts the key in a cool-down for that long.
+
+States are readable as a frozen snapshot for the planner, reported to state listeners
+(logged here) and to :class:`BreakerObserver` s — the hook for metrics. With a
+:class:`SharedBackend` (Redis, :mod:`quorum.server.shared_state`) breaker state and
+cool-downs are shared across replicas; reads stay local either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import pybreaker
 import structlog
@@ -39,6 +44,13 @@ _STATES = {
     pybreaker.STATE_OPEN: BreakerState.OPEN,
     pybreaker.STATE_HALF_OPEN: BreakerState.HALF_OPEN,
 }
+# Lower is healthier: used to pick the best of several deployments.
+_RANK = {
+    BreakerState.CLOSED: 0,
+    BreakerState.HALF_OPEN: 1,
+    BreakerState.COOLING_DOWN: 2,
+    BreakerState.OPEN: 3,
+}
 
 
 def _not_a_provider_fault(exc: BaseException) -> bool:
@@ -49,66 +61,156 @@ def _not_a_provider_fault(exc: BaseException) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ProviderHealth:
-    """A provider's breaker as the planner sees it."""
+    """A breaker as the planner sees it."""
 
     state: BreakerState
     failure_count: int
     cooldown_remaining_s: float
 
+    def better_than(self, other: ProviderHealth) -> bool:
+        mine, theirs = _RANK[self.state], _RANK[other.state]
+        if mine != theirs:
+            return mine < theirs
+        return self.cooldown_remaining_s < other.cooldown_remaining_s
+
 
 StateListener = Callable[[str, BreakerState, BreakerState], None]
 
 
+class BreakerObserver:
+    """Receives everything the breakers see; subclass and override what you need.
+
+    Every method runs on the event loop and must not block.
+    """
+
+    def state_changed(self, key: str, old: BreakerState, new: BreakerState) -> None:
+        """A breaker moved between closed, open and half-open."""
+
+    def call_succeeded(self, key: str) -> None:
+        """A guarded call ended without a provider fault."""
+
+    def call_failed(self, key: str, error: BaseException) -> None:
+        """A guarded call failed with a fault that counts against the breaker."""
+
+    def rejected(self, key: str, why: str) -> None:
+        """A call was refused before it started: ``open``, ``half_open`` or ``cooling_down``."""
+
+    def cooled_down(self, key: str, seconds: float) -> None:
+        """A 429's Retry-After (or a shared one) holds calls for ``seconds``."""
+
+
+class SharedBackend(Protocol):
+    """State shared across replicas: breaker storage, cool-downs, a sync callback."""
+
+    def storage(self, key: str) -> pybreaker.CircuitBreakerStorage:
+        """The (local-view) storage for breaker ``key``."""
+        ...
+
+    def publish_cooldown(self, key: str, until_epoch: float) -> None:
+        """Share a cool-down of ``key`` until the wall-clock time ``until_epoch``."""
+        ...
+
+    def subscribe(self, on_sync: Callable[[Mapping[str, float]], None]) -> None:
+        """Call ``on_sync(cooldowns_until_epoch)`` after each refresh, on the loop."""
+        ...
+
+
 class _Listener(pybreaker.CircuitBreakerListener):
-    def __init__(self, notify: Callable[[str, str, str], None]) -> None:
-        self._notify = notify
+    def __init__(self, owner: Breakers) -> None:
+        self._owner = owner
 
     def state_change(self, cb: Any, old_state: Any, new_state: Any) -> None:
         old = old_state.name if old_state is not None else pybreaker.STATE_CLOSED
-        self._notify(cb.name, old, new_state.name)
+        self._owner._on_change(cb.name, old, new_state.name)
+
+    def failure(self, cb: Any, exc: BaseException) -> None:
+        for observer in self._owner._observers:
+            observer.call_failed(cb.name, exc)
+
+    def success(self, cb: Any) -> None:
+        for observer in self._owner._observers:
+            observer.call_succeeded(cb.name)
 
 
 class Breakers:
-    """One breaker per provider, plus Retry-After cool-downs."""
+    """One breaker per provider and per deployment that has its own, plus cool-downs."""
 
     def __init__(
         self,
         providers: Mapping[str, BreakerConfig],
         *,
+        deployments: Mapping[str, str] | None = None,
+        shared: SharedBackend | None = None,
         storage_factory: Callable[[str], pybreaker.CircuitBreakerStorage] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``deployments`` maps a deployment's breaker key to its provider, whose
+        :class:`BreakerConfig` it uses."""
         self._clock = clock
         self._listeners: list[StateListener] = []
+        self._observers: list[BreakerObserver] = []
         self._cooldown_until: dict[str, float] = {}
         self._probing: set[str] = set()
-        listener = _Listener(self._on_change)
+        self._shared = shared
+        if shared is not None and storage_factory is None:
+            storage_factory = shared.storage
+        self._providers = tuple(providers)
+        self._by_provider: dict[str, list[str]] = {name: [] for name in providers}
+        self._scope = {name: cfg.scope for name, cfg in providers.items()}
+        listener = _Listener(self)
         self._breakers: dict[str, pybreaker.CircuitBreaker] = {}
-        for name, cfg in providers.items():
+        keys = dict(providers)
+        for key, provider in (deployments or {}).items():
+            keys[key] = providers[provider]
+            self._by_provider[provider].append(key)
+        for key, cfg in keys.items():
             kwargs: dict[str, Any] = {}
             if storage_factory is not None:
-                kwargs["state_storage"] = storage_factory(name)
-            self._breakers[name] = pybreaker.CircuitBreaker(
+                kwargs["state_storage"] = storage_factory(key)
+            self._breakers[key] = pybreaker.CircuitBreaker(
                 fail_max=cfg.fail_max,
                 reset_timeout=cfg.reset_timeout_s,
                 exclude=[_not_a_provider_fault],
                 listeners=[listener],
-                name=name,
+                name=key,
                 throw_new_error_on_trip=False,
                 **kwargs,
             )
+        if shared is not None:
+            shared.subscribe(self._on_sync)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self._breakers)
 
     def add_listener(self, listener: StateListener) -> None:
-        """Call ``listener(provider, old, new)`` on every state change."""
+        """Call ``listener(key, old, new)`` on every state change."""
         self._listeners.append(listener)
+
+    def observe(self, observer: BreakerObserver) -> None:
+        """Report every call outcome, rejection, cool-down and state change to ``observer``."""
+        self._observers.append(observer)
 
     def _on_change(self, name: str, old: str, new: str) -> None:
         old_state, new_state = _STATES.get(old, BreakerState.CLOSED), _STATES[new]
+        if old_state is new_state:
+            return
         log.warning(
             "breaker_state_changed", provider=name, old=old_state.value, new=new_state.value
         )
         for listener in self._listeners:
             listener(name, old_state, new_state)
+        for observer in self._observers:
+            observer.state_changed(name, old_state, new_state)
+
+    def _on_sync(self, cooldowns: Mapping[str, float]) -> None:
+        """After a shared refresh: adopt cool-downs and let pybreaker notice new states."""
+        wall, now = time.time(), self._clock()
+        for key, until_epoch in cooldowns.items():
+            if key in self._breakers and until_epoch > wall:
+                self._extend_cooldown(key, now + (until_epoch - wall), publish=False)
+        for breaker in self._breakers.values():
+            _ = breaker.state  # a state changed elsewhere notifies the listeners here
 
     def _effective_state(self, name: str) -> BreakerState:
         breaker = self._breakers[name]
@@ -123,54 +225,98 @@ class Breakers:
         return _STATES.get(state, BreakerState.CLOSED)
 
     def health(self, name: str) -> ProviderHealth:
-        """The provider's state now, cool-downs included."""
+        """The key's state now, cool-downs included."""
         remaining = max(0.0, self._cooldown_until.get(name, 0.0) - self._clock())
         state = self._effective_state(name)
         if remaining > 0 and state is BreakerState.CLOSED:
             state = BreakerState.COOLING_DOWN
         return ProviderHealth(state, int(self._breakers[name].fail_counter), remaining)
 
+    def provider_health(self, provider: str) -> ProviderHealth:
+        """A provider's health: its own breaker, or with breaker scope ``model`` the
+        healthiest of its deployments' (the provider still serves through those)."""
+        own = self.health(provider)
+        if self._scope.get(provider) != "model" or not self._by_provider.get(provider):
+            return own
+        return best_health(self.health(k) for k in self._by_provider[provider])
+
+    def deployment_health(self, keys: tuple[str, ...]) -> ProviderHealth:
+        """The healthiest of several breakers: a model with deployments is as callable
+        as its best deployment."""
+        return best_health(self.health(k) for k in keys)
+
     def snapshot(self) -> dict[str, ProviderHealth]:
-        """Every provider's health, for a planner snapshot."""
-        return {name: self.health(name) for name in self._breakers}
+        """Every provider's health, then every deployment breaker's, for a planner snapshot."""
+        out = {name: self.provider_health(name) for name in self._providers}
+        for key in self._breakers:
+            if key not in out:
+                out[key] = self.health(key)
+        return out
+
+    def callable(self, name: str) -> bool:
+        """Whether a call under ``name`` would be let through right now."""
+        health = self.health(name)
+        if health.cooldown_remaining_s > 0:
+            return False
+        if health.state is BreakerState.HALF_OPEN:
+            return name not in self._probing
+        return health.state is BreakerState.CLOSED
 
     def cool_down(self, name: str, seconds: float) -> None:
         """Hold calls to ``name`` for ``seconds`` (from a 429's Retry-After)."""
-        until = self._clock() + max(0.0, seconds)
-        if until > self._cooldown_until.get(name, 0.0):
-            self._cooldown_until[name] = until
-            log.info("provider_cooling_down", provider=name, seconds=round(seconds, 3))
+        self._extend_cooldown(name, self._clock() + max(0.0, seconds), publish=True)
+
+    def _extend_cooldown(self, name: str, until: float, *, publish: bool) -> None:
+        if until <= self._cooldown_until.get(name, 0.0):
+            return
+        self._cooldown_until[name] = until
+        seconds = until - self._clock()
+        log.info(
+            "provider_cooling_down", provider=name, seconds=round(seconds, 3), shared=not publish
+        )
+        for observer in self._observers:
+            observer.cooled_down(name, seconds)
+        if publish and self._shared is not None:
+            self._shared.publish_cooldown(name, time.time() + seconds)
+
+    def _reject(self, name: str, why: str, message: str) -> ProviderUnavailable:
+        for observer in self._observers:
+            observer.rejected(name, why)
+        return ProviderUnavailable(message, provider=name, metadata={"breaker": why})
 
     @contextmanager
     def guard(self, name: str) -> Iterator[None]:
-        """Run the block under ``name``'s breaker; raise if the provider is not callable."""
+        """Run the block under ``name``'s breaker; raise if it is not callable."""
         health = self.health(name)
-        if health.state is BreakerState.COOLING_DOWN:
-            raise ProviderUnavailable(
+        if health.cooldown_remaining_s > 0:
+            raise self._reject(
+                name,
+                "cooling_down",
                 f"{name}: cooling down for {health.cooldown_remaining_s:.1f}s after a 429",
-                provider=name,
-                metadata={"breaker": "cooling_down"},
             )
         if health.state is BreakerState.OPEN:
-            raise ProviderUnavailable(
-                f"{name}: circuit breaker open", provider=name, metadata={"breaker": "open"}
-            )
+            raise self._reject(name, "open", f"{name}: circuit breaker open")
         probe = health.state is BreakerState.HALF_OPEN
         if probe:
             if name in self._probing:
-                raise ProviderUnavailable(
-                    f"{name}: circuit breaker half-open, a probe is in flight",
-                    provider=name,
-                    metadata={"breaker": "half_open"},
+                raise self._reject(
+                    name, "half_open", f"{name}: circuit breaker half-open, a probe is in flight"
                 )
             self._probing.add(name)
         try:
             with self._breakers[name].calling():
                 yield
         except pybreaker.CircuitBreakerError:
-            raise ProviderUnavailable(
-                f"{name}: circuit breaker open", provider=name, metadata={"breaker": "open"}
-            ) from None
+            raise self._reject(name, "open", f"{name}: circuit breaker open") from None
         finally:
             if probe:
                 self._probing.discard(name)
+
+
+def best_health(healths: Iterable[ProviderHealth]) -> ProviderHealth:
+    """The healthiest of ``healths`` (closed first, then half-open, cooling, open)."""
+    best: ProviderHealth | None = None
+    for health in healths:
+        if best is None or health.better_than(best):
+            best = health
+    return best if best is not None else ProviderHealth(BreakerState.CLOSED, 0, 0.0)

@@ -1,8 +1,23 @@
 """One upstream call, the same way for every strategy.
 
-:func:`call_model` runs one attempt under the provider's breaker, bounded by the time
-left before the caller's deadline, applies a 429's Retry-After as a cool-down, and
-returns an :class:`~quorum.server.domain.Attempt` with the completion or the error.
+:func:`call_model` calls one candidate model and never raises a provider error: it
+returns a :class:`CallResult` with the completion or the error and an
+:class:`~quorum.server.domain.Attempt` for every request it sent upstream. On the way:
+
+* **Deployment**: the model's deployments whose breaker lets a call through are
+  offered to the balancer (:mod:`quorum.server.balance`); a retry prefers one not yet
+  tried.
+* **Limits**: the provider's concurrency and per-minute limits (queueing briefly,
+  never past the deadline); a refusal is a skipped attempt, so the strategy fails over.
+* **Breaker**: the call runs under the deployment's breaker, bounded by the time left
+  before the caller's deadline and the provider's timeout.
+* **429**: Retry-After cools the deployment down (shared across replicas when state is
+  in Redis). When the wait is short (``retry.max_rate_limit_wait_s``) and the deadline
+  allows, the call waits it out once and tries again; otherwise it fails over.
+* **Retries**: transient faults (5xx, connection errors, malformed bodies) are retried
+  up to ``retry.max_retries`` after a jittered exponential backoff, within the deadline
+  and the upstream-call cap, and only while the provider's retry budget allows.
+
 Adapter bugs are caught here and recorded as bad responses: a provider fault never
 escapes as an unexplained error.
 """
@@ -17,7 +32,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from quorum.server.breakers import Breakers
-from quorum.server.catalog import Catalog, ModelSpec
+from quorum.server.catalog import Catalog, Deployment, ModelSpec
 from quorum.server.domain import (
     Attempt,
     AttemptOutcome,
@@ -31,14 +46,20 @@ from quorum.server.errors import (
     ProviderError,
     ProviderRateLimited,
     ProviderTimeout,
+    ProviderUnavailable,
 )
 from quorum.server.execute.events import NULL_SINK, AttemptStarted, EventSink
+from quorum.server.limits import Permit
 from quorum.server.providers.base import Provider, ProviderRequest
+from quorum.server.resilience import Resilience
+from quorum.server.tokens import count_tokens
 
 log = structlog.get_logger("quorum.execute")
 
 MIN_ATTEMPT_S = 0.005  # below this there is no point starting a call
 DEFAULT_COOLDOWN_S = 1.0  # a 429 without Retry-After
+DEFAULT_OUTPUT_TOKENS = 512  # for a tokens-per-minute estimate without max_tokens
+SATURATED = "PROVIDER_SATURATED"  # attempt error_reason: the provider's configured limit
 
 
 @dataclass(slots=True)
@@ -55,6 +76,7 @@ class ExecutionContext:
     sink: EventSink = NULL_SINK
     started: float = field(default=0.0)
     calls_made: int = 0
+    resilience: Resilience = field(default_factory=Resilience)
 
     def __post_init__(self) -> None:
         if not self.started:
@@ -69,10 +91,25 @@ class ExecutionContext:
 
 @dataclass(frozen=True, slots=True)
 class CallResult:
+    """The outcome of :func:`call_model`: the last attempt, and any before it (retries)."""
+
     attempt: Attempt
     completion: Completion | None
     error: ProviderError | None
     spec: ModelSpec
+    earlier: tuple[Attempt, ...] = ()
+    deployment: Deployment | None = None
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        """Every attempt of this call, in order: add these to the account."""
+        return (*self.earlier, self.attempt)
+
+    @property
+    def simulated(self) -> bool:
+        if self.deployment is not None:
+            return self.deployment.simulated
+        return self.spec.simulated is not None
 
 
 def skipped(
@@ -90,79 +127,265 @@ def skipped(
     )
 
 
+def skip_kind(error: ProviderError | None) -> str:
+    """Why nothing was sent: ``open``/``half_open``/``cooling_down`` (breaker), a limit
+    name, or ``""`` when the request did go upstream."""
+    if error is None:
+        return ""
+    return error.metadata.get("breaker") or error.metadata.get("limit") or ""
+
+
+def retry_after_hint(error: ProviderError | None) -> float | None:
+    """When the caller could come back, for a rate-limited or saturated attempt."""
+    if isinstance(error, ProviderRateLimited):
+        return error.retry_after_s or DEFAULT_COOLDOWN_S
+    if error is not None and "retry_after_s" in error.metadata:
+        return float(error.metadata["retry_after_s"])
+    return None
+
+
+def choose_deployment(ctx: ExecutionContext, spec: ModelSpec, tried: set[str]) -> Deployment:
+    """A deployment to call: a callable one not yet tried, picked by the balancer.
+
+    When none is callable the least unhealthy is returned; its breaker guard then
+    refuses it with the reason.
+    """
+    deployments = spec.deployments or _implicit(spec)
+    pool = [d for d in deployments if d.key not in tried] or list(deployments)
+    usable = [d for d in pool if ctx.breakers.callable(d.breaker)]
+    if usable:
+        return ctx.resilience.balancer.choose(spec, usable)
+    best = pool[0]
+    for d in pool[1:]:
+        if ctx.breakers.health(d.breaker).better_than(ctx.breakers.health(best.breaker)):
+            best = d
+    return best
+
+
+def _implicit(spec: ModelSpec) -> tuple[Deployment, ...]:
+    return (
+        Deployment(
+            spec.provider,
+            spec.provider_kind,
+            spec.model_id,
+            1.0,
+            spec.provider,
+            spec.simulated is not None,
+        ),
+    )
+
+
+def estimate_tokens(request: RouteRequest) -> int:
+    """Tokens a call may use, for a tokens-per-minute limit (corrected after the call)."""
+    output = request.params.max_tokens or DEFAULT_OUTPUT_TOKENS
+    return sum(count_tokens(m.text) + 4 for m in request.messages) + output
+
+
+async def acquire_permit(
+    ctx: ExecutionContext, request: RouteRequest, deployment: Deployment
+) -> Permit | None:
+    """A slot under the provider's limits, or None when it has none; raises
+    :class:`ProviderUnavailable` (``metadata["limit"]``) when refused."""
+    limiter = ctx.resilience.limiters.get(deployment.provider)
+    if limiter is None:
+        return None
+    return await limiter.acquire(estimate_tokens(request), ctx.time_left() - MIN_ATTEMPT_S)
+
+
+def rate_limit_wait(ctx: ExecutionContext, deployment: Deployment) -> float:
+    """Seconds to wait out ``deployment``'s cool-down, or 0 when it should fail over."""
+    health = ctx.breakers.health(deployment.breaker)
+    remaining = health.cooldown_remaining_s
+    if remaining <= 0:
+        return 0.0
+    allowed = ctx.resilience.retry_policy(deployment.provider).max_rate_limit_wait_s
+    if remaining > allowed or ctx.time_left() < remaining + MIN_ATTEMPT_S * 2:
+        return 0.0
+    return remaining
+
+
+def failed_attempt(
+    spec: ModelSpec,
+    deployment: Deployment,
+    role: str,
+    error: ProviderError,
+    *,
+    started_ms: float,
+    latency_ms: float,
+    usage: Usage | None = None,
+) -> Attempt:
+    kind = skip_kind(error)
+    return Attempt(
+        model=spec.name,
+        provider=deployment.provider,
+        tier=spec.tier,
+        role=role,
+        outcome=AttemptOutcome.SKIPPED if kind else AttemptOutcome.FAILED,
+        reason=error.message,
+        error_reason=SATURATED if "limit" in error.metadata else error.reason,
+        latency_ms=latency_ms,
+        usage=usage or Usage(),
+        cost_usd=spec.cost(usage) if usage else 0.0,
+        started_ms=started_ms,
+    )
+
+
+def adapter_error(provider: str, model: str, exc: Exception) -> ProviderBadResponse:
+    """An adapter bug, recorded as a bad response (and logged with its traceback)."""
+    log.exception("adapter_error", provider=provider, model=model)
+    error = ProviderBadResponse(
+        f"{provider}: unexpected {type(exc).__name__} handling the response", provider=provider
+    )
+    error.__cause__ = exc
+    return error
+
+
 async def call_model(
     ctx: ExecutionContext,
     request: RouteRequest,
     candidate: Candidate,
     role: str,
 ) -> CallResult:
-    """Call ``candidate`` once for ``request``; never raises a provider error."""
+    """Call ``candidate`` for ``request`` (with retries by policy); never raises a
+    provider error."""
     spec = ctx.catalog.models[candidate.model]
-    provider = ctx.providers[spec.provider]
+    res = ctx.resilience
+    earlier: list[Attempt] = []
+    tried: set[str] = set()
+    retries = 0
+    waited = False
+    first = True
+    while True:
+        deployment = choose_deployment(ctx, spec, tried)
+        if not waited:
+            wait = rate_limit_wait(ctx, deployment)
+            if wait > 0:
+                waited = True
+                await asyncio.sleep(wait)
+                continue
+        attempt, completion, error = await _send(ctx, request, spec, deployment, role, first)
+        if completion is not None:
+            return CallResult(attempt, completion, None, spec, tuple(earlier), deployment)
+        assert error is not None
+        tried.add(deployment.key)
+        kind = skip_kind(error)
+        if not kind:
+            first = False
+        if isinstance(error, ProviderRateLimited):
+            ctx.breakers.cool_down(deployment.breaker, error.retry_after_s or DEFAULT_COOLDOWN_S)
+        if ctx.time_left() < MIN_ATTEMPT_S or ctx.calls_made >= ctx.max_upstream_calls:
+            return CallResult(attempt, None, error, spec, tuple(earlier), deployment)
+        others = [
+            d
+            for d in (spec.deployments or ())
+            if d.key not in tried and ctx.breakers.callable(d.breaker)
+        ]
+        if kind or isinstance(error, ProviderRateLimited):
+            # Nothing was sent, or the provider asked us to wait: another deployment
+            # now, or this one once its cool-down (if short) is over.
+            if others or (not waited and rate_limit_wait(ctx, deployment) > 0):
+                earlier.append(attempt)
+                continue
+            return CallResult(attempt, None, error, spec, tuple(earlier), deployment)
+        policy = res.retry_policy(deployment.provider)
+        transient = isinstance(error, ProviderUnavailable | ProviderBadResponse)
+        if not transient or retries >= policy.max_retries:
+            return CallResult(attempt, None, error, spec, tuple(earlier), deployment)
+        delay = 0.0 if others else res.backoff_s(deployment.provider, retries)
+        if ctx.time_left() < delay + MIN_ATTEMPT_S * 2:
+            return CallResult(attempt, None, error, spec, tuple(earlier), deployment)
+        target = others[0].provider if others else deployment.provider
+        budget = res.budgets.get(target)
+        if budget is not None and not budget.try_spend():
+            log.info("retry_budget_exhausted", provider=target, model=spec.name)
+            return CallResult(attempt, None, error, spec, tuple(earlier), deployment)
+        retries += 1
+        earlier.append(attempt)
+        if not others:
+            tried.discard(deployment.key)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+async def _send(
+    ctx: ExecutionContext,
+    request: RouteRequest,
+    spec: ModelSpec,
+    deployment: Deployment,
+    role: str,
+    first: bool,
+) -> tuple[Attempt, Completion | None, ProviderError | None]:
+    """One request upstream (or a refusal before it): the attempt and its outcome."""
+    res = ctx.resilience
     started_ms = ctx.elapsed_ms()
     start = ctx.clock()
-    timeout = min(ctx.time_left(), ctx.provider_timeouts.get(spec.provider, 60.0))
-    ctx.calls_made += 1
-    ctx.sink.emit(AttemptStarted(spec.name, spec.provider, role))
+    permit: Permit | None = None
     error: ProviderError
     try:
-        with ctx.breakers.guard(spec.provider):
+        permit = await acquire_permit(ctx, request, deployment)
+        provider = ctx.providers[deployment.provider]
+        timeout = min(ctx.time_left(), ctx.provider_timeouts.get(deployment.provider, 60.0))
+        with ctx.breakers.guard(deployment.breaker):
+            ctx.calls_made += 1
+            if first and (budget := res.budgets.get(deployment.provider)) is not None:
+                budget.deposit()
+            ctx.sink.emit(AttemptStarted(spec.name, deployment.provider, role))
+            sent = ctx.clock()
             try:
-                async with asyncio.timeout(timeout + 0.05):
-                    completion = await provider.complete(
-                        ProviderRequest(spec.model_id, request.messages, request.params, timeout)
-                    )
+                with res.balancer.track(deployment):
+                    async with asyncio.timeout(timeout + 0.05):
+                        completion = await provider.complete(
+                            ProviderRequest(
+                                deployment.model_id, request.messages, request.params, timeout
+                            )
+                        )
             except TimeoutError:
                 raise ProviderTimeout(
-                    f"{spec.provider}: no answer within {timeout:.3f}s", provider=spec.provider
+                    f"{deployment.provider}: no answer within {timeout:.3f}s",
+                    provider=deployment.provider,
                 ) from None
             except (ProviderError, asyncio.CancelledError):
                 raise
             except Exception as exc:  # an adapter bug must not become an unexplained error
-                log.exception("adapter_error", provider=spec.provider, model=spec.name)
-                raise ProviderBadResponse(
-                    f"{spec.provider}: unexpected {type(exc).__name__} handling the response",
-                    provider=spec.provider,
-                ) from exc
+                raise adapter_error(deployment.provider, spec.name, exc) from exc
     except ProviderError as exc:
         error = exc
     else:
-        latency = (ctx.clock() - start) * 1000.0
+        done = ctx.clock()
+        res.latency.record(spec.name, done - sent)
+        res.latency.record(deployment.key, done - sent)
+        if permit is not None:
+            permit.release(completion.usage.input_tokens + completion.usage.output_tokens)
         attempt = Attempt(
             model=spec.name,
-            provider=spec.provider,
+            provider=deployment.provider,
             tier=spec.tier,
             role=role,
             outcome=AttemptOutcome.SUCCEEDED,
             reason="ok",
-            latency_ms=latency,
+            latency_ms=(done - start) * 1000.0,
             usage=completion.usage,
             cost_usd=spec.cost(completion.usage),
             started_ms=started_ms,
         )
-        return CallResult(attempt, completion, None, spec)
-    if isinstance(error, ProviderRateLimited):
-        ctx.breakers.cool_down(spec.provider, error.retry_after_s or DEFAULT_COOLDOWN_S)
-    breaker_skip = error.metadata.get("breaker")
-    attempt = Attempt(
-        model=spec.name,
-        provider=spec.provider,
-        tier=spec.tier,
-        role=role,
-        outcome=AttemptOutcome.SKIPPED if breaker_skip else AttemptOutcome.FAILED,
-        reason=error.message,
-        error_reason=error.reason,
-        latency_ms=(ctx.clock() - start) * 1000.0,
-        usage=Usage(),
+        return attempt, completion, None
+    finally:
+        if permit is not None:
+            permit.release()
+    attempt = failed_attempt(
+        spec,
+        deployment,
+        role,
+        error,
         started_ms=started_ms,
+        latency_ms=(ctx.clock() - start) * 1000.0,
     )
-    if breaker_skip:
-        ctx.calls_made -= 1  # nothing was sent upstream
     log.info(
         "attempt_failed",
-        provider=spec.provider,
+        provider=deployment.provider,
         model=spec.name,
         reason=error.reason,
         status=error.status,
+        skipped=skip_kind(error) or None,
     )
-    return CallResult(attempt, None, error, spec)
+    return attempt, None, error

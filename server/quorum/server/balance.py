@@ -1,0 +1,73 @@
+"""Spreading a model's calls over its deployments.
+
+Three policies, chosen per model in config (``models.<name>.balance``):
+
+* ``weighted``: random, in proportion to the deployments' weights;
+* ``least_outstanding``: the deployment with the fewest calls in flight per unit of
+  weight (ties broken at random);
+* ``lowest_latency``: the lowest moving-average latency; a deployment without samples
+  goes first, and one call in ten is spread by weight so a deployment that was slow
+  once is measured again.
+
+Only deployments whose breaker would let a call through are offered; the caller
+excludes those it already tried.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from quorum.server.catalog import Deployment, ModelSpec
+from quorum.server.latency import LatencyTracker
+
+EXPLORE_SHARE = 0.1
+
+
+class Balancer:
+    """Chooses a deployment per call and counts calls in flight per deployment."""
+
+    def __init__(self, latency: LatencyTracker, rng: random.Random | None = None) -> None:
+        self._latency = latency
+        self._rng = rng or random.Random()
+        self._outstanding: dict[str, int] = {}
+
+    def outstanding(self, deployment: Deployment) -> int:
+        return self._outstanding.get(deployment.key, 0)
+
+    @contextmanager
+    def track(self, deployment: Deployment) -> Iterator[None]:
+        """Count a call in flight on ``deployment`` for the duration of the block."""
+        key = deployment.key
+        self._outstanding[key] = self._outstanding.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            self._outstanding[key] -= 1
+
+    def choose(self, spec: ModelSpec, usable: Sequence[Deployment]) -> Deployment:
+        """One of ``usable`` (non-empty) by ``spec``'s policy."""
+        if len(usable) == 1:
+            return usable[0]
+        if spec.balance == "least_outstanding":
+            return self._least_outstanding(usable)
+        if spec.balance == "lowest_latency" and self._rng.random() >= EXPLORE_SHARE:
+            return self._lowest_latency(usable)
+        return self._weighted(usable)
+
+    def _weighted(self, usable: Sequence[Deployment]) -> Deployment:
+        return self._rng.choices(list(usable), weights=[d.weight for d in usable])[0]
+
+    def _least_outstanding(self, usable: Sequence[Deployment]) -> Deployment:
+        def load(d: Deployment) -> float:
+            return self.outstanding(d) / d.weight
+
+        lowest = min(load(d) for d in usable)
+        return self._weighted([d for d in usable if load(d) == lowest])
+
+    def _lowest_latency(self, usable: Sequence[Deployment]) -> Deployment:
+        unmeasured = [d for d in usable if self._latency.ewma(d.key) is None]
+        if unmeasured:
+            return self._weighted(unmeasured)
+        return min(usable, key=lambda d: (self._latency.ewma(d.key) or 0.0, -d.weight))

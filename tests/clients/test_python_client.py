@@ -1,0 +1,96 @@
+"""The Python client, sync and async, against a live server.
+
+With ``QUORUM_ADDRESS`` set (as ``scripts/test_clients.sh`` does) the tests use that
+server; otherwise they start one in-process on the embedded default config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from quorum.client import AsyncQuorumClient, QuorumClient, QuorumError, build_request, user
+from quorum.route.v1 import route_service_pb2 as svc
+from quorum.route.v1 import types_pb2 as pb
+from quorum.server.app import create_server
+from quorum.server.config import DecisionLogConfig, default_config
+
+
+@pytest.fixture(scope="module")
+async def address() -> AsyncIterator[str]:
+    given = os.environ.get("QUORUM_ADDRESS")
+    if given:
+        yield given
+        return
+    config = default_config().model_copy(update={"decisions": DecisionLogConfig(sink="none")})
+    running = create_server(config, "127.0.0.1:0")
+    await running.start()
+    try:
+        yield f"127.0.0.1:{running.port}"
+    finally:
+        await running.drain(1.0)
+
+
+async def test_async_route_plan_models_feedback(address: str) -> None:
+    async with AsyncQuorumClient(address, timeout=15) as client:
+        routed = await client.route("What is 2+2?")
+        assert routed.content
+        assert routed.model
+        assert routed.attempts
+        planned = await client.plan("What is 2+2?")
+        assert planned.plan.stages
+        models = await client.list_models()
+        assert len(models.models) >= 3
+        fb = await client.feedback(
+            svc.FeedbackRequest(request_id=routed.request_id, kind=svc.FEEDBACK_KIND_THUMBS_UP)
+        )
+        assert fb.recorded
+
+
+async def test_async_stream_ends_with_final(address: str) -> None:
+    async with AsyncQuorumClient(address, timeout=15) as client:
+        events = [e async for e in client.route_stream("Tell me a short fact about tea.")]
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[0] == "plan"
+    assert kinds[-1] == "final"
+    text = "".join(e.chunk.text for e in events if e.WhichOneof("event") == "chunk")
+    assert text == events[-1].final.content
+
+
+async def test_async_error_details_are_decoded(address: str) -> None:
+    async with AsyncQuorumClient(address, timeout=15) as client:
+        with pytest.raises(QuorumError) as info:
+            await client.route(pb.RouteRequest())
+    err = info.value
+    assert err.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert err.reason == "INVALID_REQUEST"
+    assert err.domain == "quorum.dev"
+    assert [v.field for v in err.field_violations] == ["messages"]
+
+
+async def test_async_deadline(address: str) -> None:
+    async with AsyncQuorumClient(address) as client:
+        with pytest.raises(QuorumError) as info:
+            await client.route("Design a distributed system step by step", timeout=0.001)
+    assert info.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def _sync_suite(address: str) -> None:
+    with QuorumClient(address, timeout=15) as client:
+        routed = client.route([user("What is 3+4?")])
+        assert routed.content
+        planned = client.plan(build_request("hello", hints=pb.RoutingHints(tier="premium")))
+        assert planned.plan.stages[0].candidates[0].tier == "premium"
+        events = list(client.route_stream("hello"))
+        assert events[-1].WhichOneof("event") == "final"
+        with pytest.raises(QuorumError) as info:
+            client.route("hi", hints=pb.RoutingHints(tier="gold"))
+        assert info.value.field_violations[0].field == "hints.tier"
+
+
+async def test_sync_client(address: str) -> None:
+    await asyncio.to_thread(_sync_suite, address)

@@ -1,0 +1,341 @@
+"""The OpenAI-compatible HTTP listener: routes, limits and lifecycle.
+
+``POST /v1/chat/completions`` (unary or ``stream: true``), ``GET /v1/models`` and
+``GET /v1/models/{id}``, served by aiohttp in the gRPC server's event loop over the same
+:class:`~quorum.server.router.Router`. Requests are validated by
+:mod:`~quorum.server.frontdoor.translate`, errors answered by
+:mod:`~quorum.server.frontdoor.errors`, streams written by
+:mod:`~quorum.server.frontdoor.stream`.
+
+:class:`HttpFrontDoor` starts and drains the listener: on drain it stops accepting
+connections, answers new requests on open connections with 503, gives in-flight ones
+the grace period, then closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from quorum.server.convert import _ID as REQUEST_ID  # the gRPC door's request-id rule
+from quorum.server.domain import RouteRequest
+from quorum.server.errors import (
+    ConfigError,
+    FieldViolation,
+    InvalidRequest,
+    NotFound,
+    QuorumError,
+    ResourceExhausted,
+)
+from quorum.server.execute.events import PlanMade
+from quorum.server.frontdoor import naming
+from quorum.server.frontdoor.account import plain, result_headers, route_headers
+from quorum.server.frontdoor.errors import http_error as to_http_error
+from quorum.server.frontdoor.errors import internal_error, plain_error
+from quorum.server.frontdoor.stream import SseResponder, StreamItem, error_response
+from quorum.server.frontdoor.translate import completion_body, parse_chat_request
+from quorum.server.router import Router
+
+log = structlog.get_logger("quorum.frontdoor")
+
+TIMEOUT_HEADER = "x-quorum-timeout-s"
+REQUEST_ID_HEADERS = ("x-quorum-request-id", "x-request-id")
+MAX_TIMEOUT_S = 3600.0
+# After the grace period, handlers still running get this long before they are cancelled.
+_CANCEL_AFTER_S = 0.25
+
+
+def parse_address(address: str) -> tuple[str | None, int]:
+    """``HOST:PORT`` (``[::]:8080``, ``0.0.0.0:8080``, ``:8080``) → (host or None, port)."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError([f"http address {address!r}: expected HOST:PORT, e.g. [::]:8080"])
+    host = host.removeprefix("[").removesuffix("]")
+    return (host or None), int(port_text)
+
+
+@dataclass
+class _State:
+    """What the handlers share: the router, limits, and the drain bookkeeping."""
+
+    router: Router
+    started: int = field(default_factory=lambda: int(time.time()))
+    in_flight: int = 0
+    routing: int = 0
+    draining: bool = False
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @contextlib.contextmanager
+    def routing_slot(self) -> Any:
+        """A place among the concurrent routed requests, or 429 when there is none."""
+        limit = self.router.config.server.max_concurrent_rpcs
+        if self.routing >= limit:
+            raise ResourceExhausted(
+                f"too many concurrent requests (limit {limit}); retry shortly",
+                retry_after_s=1.0,
+                reason="OVERLOADED",
+            )
+        self.routing += 1
+        try:
+            yield
+        finally:
+            self.routing -= 1
+
+
+_STATE = web.AppKey("quorum_state", _State)
+
+
+def _request_id(request: web.Request) -> str:
+    for header in REQUEST_ID_HEADERS:
+        value = request.headers.get(header)
+        if value is not None:
+            if not REQUEST_ID.match(value):
+                raise InvalidRequest(
+                    [FieldViolation(header, "must be 1-128 letters, digits or ._:/-")]
+                )
+            return value
+    return uuid.uuid4().hex
+
+
+def _timeout(request: web.Request) -> float | None:
+    raw = request.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= MAX_TIMEOUT_S:
+        raise InvalidRequest(
+            [FieldViolation(TIMEOUT_HEADER, f"must be seconds within (0, {MAX_TIMEOUT_S:g}]")]
+        )
+    return value
+
+
+async def _authenticate(request: web.Request) -> str:
+    """The tenant of the request's bearer token ("" while no tenants are configured)."""
+    return ""
+
+
+async def _read_json(request: web.Request, max_bytes: int) -> Any:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise InvalidRequest(
+            [FieldViolation("messages", f"request body is too large, limit {max_bytes} bytes")]
+        ) from None
+    if len(raw) > max_bytes:
+        raise InvalidRequest(
+            [FieldViolation("messages", f"request is {len(raw)} bytes, limit {max_bytes}")]
+        )
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest([FieldViolation("body", f"is not valid JSON ({exc})")]) from None
+
+
+async def route_events(
+    router: Router, request: RouteRequest, timeout_s: float | None
+) -> AsyncGenerator[StreamItem, None]:
+    """The Router's events for ``request``, ending with its result."""
+    result = await router.route(request, timeout_s=timeout_s)
+    yield PlanMade(result.plan)
+    yield result
+
+
+class _Handlers:
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self.router = state.router
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        request_id = uuid.uuid4().hex
+        origins: dict[str, str] = {}
+        try:
+            request_id = _request_id(request)
+            tenant = await _authenticate(request)
+            timeout_s = _timeout(request)
+            server = self.router.config.server
+            body = await _read_json(request, server.max_request_bytes)
+            chat = parse_chat_request(
+                body,
+                catalog=self.router.catalog,
+                policy=self.router.policy,
+                max_messages=server.max_messages,
+                request_id=request_id,
+                agents=self.router.agents.keys(),
+                tenant=tenant,
+            )
+            origins = dict(chat.origins)
+            created = int(time.time())
+            with structlog.contextvars.bound_contextvars(request_id=request_id):
+                with self.state.routing_slot():
+                    if chat.stream:
+                        responder = SseResponder(request, chat, created)
+                        return await responder.respond(
+                            route_events(self.router, chat.route, timeout_s)
+                        )
+                    result = await self.router.route(chat.route, timeout_s=timeout_s)
+                log.info(
+                    "http_routed",
+                    model=result.model,
+                    strategy=plain(result.strategy),
+                    attempts=len(result.attempts),
+                    cost_usd=round(result.cost_usd, 8),
+                    total_ms=round(result.timings.total_ms, 2),
+                )
+                tier = self.router.catalog.models[result.model].tier
+                return web.json_response(
+                    completion_body(result, created), headers=result_headers(result, tier)
+                )
+        except QuorumError as exc:
+            log.info("http_failed", request_id=request_id, reason=exc.reason, error=exc.message)
+            return error_response(
+                to_http_error(exc, request_id=request_id, origins=origins),
+                route_headers(request_id),
+            )
+        except Exception:
+            log.exception("http_internal_error", request_id=request_id)
+            return error_response(internal_error(request_id), route_headers(request_id))
+
+    def _model_entry(self, model_id: str, kind: str, owner: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": model_id,
+            "object": "model",
+            "created": self.state.started,
+            "owned_by": owner,
+        }
+        extension: dict[str, Any] = {"kind": kind}
+        spec = self.router.catalog.models.get(model_id) if kind == "model" else None
+        if spec is not None:
+            health = self.router.breakers.snapshot()[spec.provider]
+            extension.update(
+                provider=spec.provider,
+                provider_kind=spec.provider_kind,
+                tier=spec.tier,
+                input_usd_per_mtok=spec.input_usd_per_mtok,
+                output_usd_per_mtok=spec.output_usd_per_mtok,
+                context_window=spec.context_window,
+                capabilities=plain(spec.capabilities),
+                breaker_state=plain(health.state),
+                simulated=spec.simulated is not None,
+            )
+        entry["quorum"] = extension
+        return entry
+
+    def _entries(self) -> list[dict[str, Any]]:
+        return [
+            self._model_entry(*e)
+            for e in naming.model_entries(
+                self.router.catalog, self.router.policy, self.router.agents.keys()
+            )
+        ]
+
+    async def list_models(self, request: web.Request) -> web.StreamResponse:
+        try:
+            await _authenticate(request)
+        except QuorumError as exc:
+            return error_response(to_http_error(exc))
+        return web.json_response({"object": "list", "data": self._entries()})
+
+    async def get_model(self, request: web.Request) -> web.StreamResponse:
+        model = request.match_info["model"]
+        try:
+            await _authenticate(request)
+            for entry in self._entries():
+                if entry["id"] == model:
+                    return web.json_response(entry)
+            raise NotFound(
+                f"The model `{model}` does not exist on this server (GET /v1/models lists them)",
+                metadata={"param": "model", "model": model},
+            )
+        except QuorumError as exc:
+            return error_response(to_http_error(exc))
+
+
+def _guard(state: _State) -> Middleware:
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if state.draining:
+            error = plain_error(503, "the server is shutting down; retry", "shutting_down")
+            return error_response(error, {"Connection": "close", "Retry-After": "1"})
+        state.in_flight += 1
+        state.idle.clear()
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status == 404:
+                message = f"Unknown request URL: {request.method} {request.path}"
+                return error_response(plain_error(404, message, "unknown_url"))
+            if exc.status == 405:
+                message = f"Method {request.method} is not allowed on {request.path}"
+                return error_response(plain_error(405, message, "method_not_allowed"))
+            raise
+        finally:
+            state.in_flight -= 1
+            if state.in_flight == 0:
+                state.idle.set()
+
+    return guard
+
+
+def build_app(router: Router) -> web.Application:
+    """The aiohttp application over ``router``."""
+    state = _State(router)
+    # Bodies a little over the limit still reach validation and get an error naming it.
+    max_size = router.config.server.max_request_bytes * 2 + 1024 * 1024
+    app = web.Application(client_max_size=max_size, middlewares=[_guard(state)])
+    handlers = _Handlers(state)
+    app.router.add_post("/v1/chat/completions", handlers.chat_completions)
+    app.router.add_get("/v1/models", handlers.list_models)
+    app.router.add_get("/v1/models/{model:.+}", handlers.get_model)
+    app[_STATE] = state
+    return app
+
+
+class HttpFrontDoor:
+    """The HTTP listener's lifecycle: bind, start, drain."""
+
+    def __init__(self, router: Router, address: str) -> None:
+        self.address = address
+        self._host, self._port = parse_address(address)
+        self._app = build_app(router)
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=_CANCEL_AFTER_S)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(f"cannot bind HTTP address {self.address}: {exc.strerror}") from exc
+        self._runner, self._site = runner, site
+        self.port = int(runner.addresses[0][1])
+
+    async def stop(self, grace_s: float) -> None:
+        """Refuse new work, give in-flight requests ``grace_s``, then close."""
+        if self._runner is None:
+            return
+        state = self._app[_STATE]
+        state.draining = True
+        if self._site is not None:
+            await self._site.stop()
+        if state.in_flight:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.idle.wait(), grace_s)
+        await self._runner.cleanup()
+        self._runner = None

@@ -1,0 +1,270 @@
+"""The ``model`` naming scheme: which names mean "let Quorum route", and with what hints.
+
+``model`` is one of:
+
+* ``quorum:auto`` — classify, plan and route with the server's policy;
+* ``quorum:<agent>`` — a configured agent (``agents``), e.g. ``quorum:email_assistant``:
+  its system prompt, tools and models, the tier chosen by difficulty;
+* ``quorum:<use-case>`` — a configured use case (``routing.use_cases``), e.g.
+  ``quorum:legal_review``;
+* ``quorum:<tier>`` — any model of a tier (cheapest first, failing over upwards), e.g.
+  ``quorum:cheap``;
+* a configured model name, e.g. ``sim-mid`` — that model first, failing over to others
+  with the same capabilities.
+
+A ``quorum:`` name may carry routing hints as a query string, e.g.
+``quorum:auto?strategy=cascade&priority=quality&max_cost_usd=0.01``. The same hints may
+be given as the body's ``quorum`` object (``extra_body={"quorum": {...}}`` in the OpenAI
+SDKs); the two are merged, and a hint given both ways with different values is an error.
+Hint keys: ``strategy``, ``priority``, ``tier``, ``use_case``, ``agent``, ``task``,
+``max_cost_usd``, ``sensitivity``, ``required_capabilities``, ``critical``,
+``consensus_size``, ``allow_cache``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from quorum.server.catalog import Catalog
+from quorum.server.domain import Capability, Hints, Priority, Sensitivity, Strategy
+from quorum.server.errors import FieldViolation, InvalidRequest, NotFound
+from quorum.server.policy import RoutingPolicy
+
+PREFIX = "quorum:"
+AUTO = "auto"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+MAX_CONSENSUS_SIZE = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What ``model`` (and the ``quorum`` object) asked for."""
+
+    hints: Hints
+    # Where each hint came from ("model" or "quorum.<key>"), for errors naming the field.
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+
+def _choices(enum_type: type[Strategy | Priority | Sensitivity | Capability]) -> str:
+    return ", ".join(m.value if isinstance(m.value, str) else m.name.lower() for m in enum_type)
+
+
+def _enum(raw: Any, enum_type: type[Any]) -> Any:
+    if not isinstance(raw, str):
+        raise ValueError(f"must be a string, one of {_choices(enum_type)}")
+    for member in enum_type:
+        if raw.lower() in (member.name.lower(), str(member.value)):
+            return member
+    raise ValueError(f"unknown value {raw!r}; one of {_choices(enum_type)}")
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str) or not _NAME.match(raw):
+        raise ValueError("must be 1-64 letters, digits or _.:/-")
+    return raw
+
+
+def _number(raw: Any) -> float:
+    if isinstance(raw, str):
+        try:
+            raw = float(raw)
+        except ValueError:
+            raise ValueError("must be a number") from None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise ValueError("must be a number")
+    if not math.isfinite(raw) or raw < 0:
+        raise ValueError("must be a finite number >= 0")
+    return float(raw)
+
+
+def _integer(raw: Any) -> int:
+    if isinstance(raw, str) and raw.isdigit():
+        raw = int(raw)
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ValueError("must be an integer")
+    if not 0 <= raw <= MAX_CONSENSUS_SIZE:
+        raise ValueError(f"must be within [0, {MAX_CONSENSUS_SIZE}]")
+    return raw
+
+
+def _flag(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in _TRUE | _FALSE:
+        return raw.lower() in _TRUE
+    raise ValueError("must be true or false")
+
+
+def _capabilities(raw: Any) -> frozenset[Capability]:
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        raise ValueError("must be a list of capabilities")
+    return frozenset(_enum(item, Capability) for item in items if item)
+
+
+_PARSERS: Mapping[str, Callable[[Any], Any]] = {
+    "strategy": lambda raw: _enum(raw, Strategy),
+    "priority": lambda raw: _enum(raw, Priority),
+    "sensitivity": lambda raw: _enum(raw, Sensitivity),
+    "tier": _text,
+    "use_case": _text,
+    "agent": _text,
+    "task": _text,
+    "max_cost_usd": _number,
+    "required_capabilities": _capabilities,
+    "critical": _flag,
+    "consensus_size": _integer,
+    "allow_cache": _flag,
+}
+
+
+def _hint_values(
+    raw: Mapping[str, Any], where: Callable[[str], str], violations: list[FieldViolation]
+) -> dict[str, tuple[Any, str]]:
+    """Parse hint values; returns key → (value, origin)."""
+    out: dict[str, tuple[Any, str]] = {}
+    for key, value in raw.items():
+        parser = _PARSERS.get(key)
+        if parser is None:
+            violations.append(
+                FieldViolation(where(key), f"unknown hint; known: {', '.join(_PARSERS)}")
+            )
+            continue
+        try:
+            out[key] = (parser(value), where(key))
+        except ValueError as exc:
+            violations.append(FieldViolation(where(key), str(exc)))
+    return out
+
+
+def resolve(
+    model: str,
+    extension: Mapping[str, Any],
+    catalog: Catalog,
+    policy: RoutingPolicy,
+    agents: Collection[str] = (),
+) -> Target:
+    """Turn ``model`` and the ``quorum`` object into routing hints.
+
+    Raises :class:`NotFound` (param ``model``) for a name that is neither a configured
+    model nor a ``quorum:`` route, and :class:`InvalidRequest` for bad hints.
+    """
+    violations: list[FieldViolation] = []
+    query: dict[str, Any] = {}
+    base: dict[str, Any] = {}
+    if model.startswith(PREFIX):
+        route, _, query_text = model[len(PREFIX) :].partition("?")
+        if route in agents:
+            base["agent"] = route
+        elif route in policy.use_cases:
+            base["use_case"] = route
+        elif route in catalog.tiers:
+            base["tier"] = route
+        elif route != AUTO:
+            raise _unknown(model, catalog, policy, agents)
+        pairs = parse_qsl(query_text, keep_blank_values=True)
+        for key, value in pairs:
+            if key in query:
+                violations.append(FieldViolation("model", f"hint {key!r} given twice"))
+            query[key] = value
+    elif model in catalog.models:
+        base["model"] = model
+    else:
+        raise _unknown(model, catalog, policy, agents)
+
+    values = _hint_values(query, lambda key: "model", violations)
+    from_body = _hint_values(extension, lambda key: f"quorum.{key}", violations)
+    for key, (value, origin) in from_body.items():
+        if key in values and values[key][0] != value:
+            violations.append(FieldViolation(origin, f"conflicts with {key}={query[key]} in model"))
+        values[key] = (value, origin)
+    for key, value in base.items():
+        if key in values:
+            violations.append(FieldViolation(values[key][1], f"{key} is already set by model"))
+        values[key] = (value, "model")
+
+    def get(key: str, default: Any) -> Any:
+        return values[key][0] if key in values else default
+
+    tier = get("tier", "")
+    use_case = get("use_case", "")
+    forced = get("model", "")
+    agent = get("agent", "")
+    if agent and agent not in agents:
+        known = _join(sorted(agents)) or "none configured"
+        violations.append(
+            FieldViolation(values["agent"][1], f"unknown agent {agent!r} (known: {known})")
+        )
+    if tier and tier not in catalog.tiers:
+        violations.append(
+            FieldViolation(
+                values["tier"][1], f"unknown tier {tier!r} (known: {_join(catalog.tiers)})"
+            )
+        )
+    if use_case and use_case not in policy.use_cases:
+        violations.append(
+            FieldViolation(
+                values["use_case"][1],
+                f"unknown use case {use_case!r} (known: {_join(policy.use_cases) or 'none'})",
+            )
+        )
+    if forced and tier and tier in catalog.tiers and catalog.models[forced].tier != tier:
+        violations.append(
+            FieldViolation(
+                values["tier"][1], f"model {forced!r} is in tier {catalog.models[forced].tier!r}"
+            )
+        )
+    if violations:
+        raise InvalidRequest(violations)
+    hints = Hints(
+        strategy=get("strategy", Strategy.AUTO),
+        priority=get("priority", Priority.BALANCED),
+        task=get("task", ""),
+        agent=agent,
+        use_case=use_case,
+        required_capabilities=get("required_capabilities", frozenset()),
+        max_cost_usd=get("max_cost_usd", None),
+        model=forced,
+        tier=tier,
+        sensitivity=get("sensitivity", None),
+        critical=get("critical", False),
+        consensus_size=get("consensus_size", 0),
+        allow_cache=get("allow_cache", False),
+    )
+    return Target(hints, {key: origin for key, (_, origin) in values.items()})
+
+
+def _join(names: Any) -> str:
+    return ", ".join(names)
+
+
+def _unknown(
+    model: str, catalog: Catalog, policy: RoutingPolicy, agents: Collection[str]
+) -> NotFound:
+    names = [name for name, _, _ in model_entries(catalog, policy, agents)]
+    return NotFound(
+        f"The model `{model}` does not exist on this server; known: {', '.join(names)} "
+        "(GET /v1/models lists them)",
+        metadata={"param": "model", "model": model},
+    )
+
+
+def model_entries(
+    catalog: Catalog, policy: RoutingPolicy, agents: Collection[str] = ()
+) -> list[tuple[str, str, str]]:
+    """Every name ``model`` accepts, as (id, kind, owner): routes first, in the order
+    :func:`resolve` looks them up, each name once."""
+    routes: dict[str, str] = {AUTO: "route"}
+    for kind, names in (("agent", agents), ("use_case", policy.use_cases), ("tier", catalog.tiers)):
+        for name in names:
+            routes.setdefault(name, kind)
+    entries = [(PREFIX + name, kind, "quorum") for name, kind in routes.items()]
+    entries += [(spec.name, "model", spec.provider) for spec in catalog.ordered()]
+    return entries

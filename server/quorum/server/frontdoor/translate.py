@@ -1,0 +1,526 @@
+"""OpenAI chat-completions JSON ⇄ Quorum's domain types.
+
+:func:`parse_chat_request` validates a request body field by field — with the limits the
+gRPC front door applies — and names each bad field by its OpenAI path (``temperature``,
+``messages[2].content[1].image_url.url``, ``tools[0].function.parameters``); every
+problem is reported at once as an :class:`~quorum.server.errors.InvalidRequest`.
+:func:`completion_body` builds the ``chat.completion`` answer from a
+:class:`~quorum.server.domain.RouteResult`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from quorum.server import domain as d
+from quorum.server.catalog import Catalog
+from quorum.server.convert import _IMAGE_TYPES as IMAGE_TYPES  # the gRPC door's limits
+from quorum.server.convert import _TOOL_NAME as TOOL_NAME
+from quorum.server.convert import MAX_CONTENT_CHARS, MAX_IMAGE_BYTES
+from quorum.server.errors import FieldViolation, InvalidRequest, NotFound
+from quorum.server.frontdoor import naming
+from quorum.server.frontdoor.account import account_json
+from quorum.server.policy import RoutingPolicy
+
+MAX_TOKENS = 1_000_000
+MAX_STOP = 4
+MAX_TOOLS = 128
+_ROLES = {
+    "system": d.Role.SYSTEM,
+    "developer": d.Role.SYSTEM,
+    "user": d.Role.USER,
+    "assistant": d.Role.ASSISTANT,
+    "tool": d.Role.TOOL,
+}
+_MESSAGE_KEYS = {
+    d.Role.SYSTEM: {"role", "content", "name"},
+    d.Role.USER: {"role", "content", "name"},
+    d.Role.ASSISTANT: {"role", "content", "name", "tool_calls", "refusal"},
+    d.Role.TOOL: {"role", "content", "tool_call_id"},
+}
+# Accepted for compatibility and not forwarded: they tune sampling or bookkeeping only.
+IGNORED = frozenset(
+    {
+        "user",
+        "seed",
+        "metadata",
+        "store",
+        "service_tier",
+        "parallel_tool_calls",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+    }
+)
+# Recognised but not supported: a clear error beats a silently different answer.
+UNSUPPORTED = {
+    "functions": "use tools",
+    "function_call": "use tool_choice",
+    "audio": "audio output is not supported",
+    "prediction": "predicted outputs are not supported",
+    "reasoning_effort": "not supported; choose a model or tier instead",
+    "web_search_options": "web search is not supported",
+    "verbosity": "not supported",
+}
+HANDLED = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "stop",
+        "n",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "logprobs",
+        "top_logprobs",
+        "modalities",
+        "quorum",
+    }
+)
+_FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+_DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?:;[\w=.+-]+)*;base64,", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A validated ``POST /v1/chat/completions``."""
+
+    route: d.RouteRequest
+    model: str
+    stream: bool = False
+    include_usage: bool = False
+    origins: Mapping[str, str] = field(default_factory=dict)
+
+
+class _Violations:
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+
+    def add(self, path: str, description: str) -> None:
+        self.items.append(FieldViolation(path, description))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def _image(raw: Any, path: str, v: _Violations) -> d.ImagePart | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("url"), str):
+        v.add(path, "must be an object with a url")
+        return None
+    url: str = raw["url"]
+    detail = raw.get("detail")
+    if detail is not None and detail not in ("auto", "low", "high"):
+        v.add(f"{path}.detail", "must be auto, low or high")
+    if url.startswith(("https://", "http://")):
+        return d.ImagePart(url=url)
+    match = _DATA_URL.match(url)
+    if not match:
+        v.add(f"{path}.url", "must be an http(s) URL or a data:image/...;base64, URL")
+        return None
+    if match["type"] not in IMAGE_TYPES:
+        v.add(f"{path}.url", f"image type must be one of {', '.join(sorted(IMAGE_TYPES))}")
+    size = (len(url) - match.end()) * 3 // 4
+    if size > MAX_IMAGE_BYTES:
+        v.add(f"{path}.url", f"image is about {size} bytes, limit {MAX_IMAGE_BYTES}")
+    return d.ImagePart(url=url)
+
+
+def _content(
+    raw: Any, path: str, role: d.Role | None, v: _Violations
+) -> tuple[str, tuple[d.ContentPart, ...]]:
+    if raw is None:
+        return "", ()
+    if isinstance(raw, str):
+        return raw, ()
+    if not isinstance(raw, list):
+        v.add(path, "must be a string or an array of content parts")
+        return "", ()
+    parts: list[d.ContentPart] = []
+    for j, part in enumerate(raw):
+        ppath = f"{path}[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            parts.append(d.ContentPart(text=part["text"]))
+        elif (
+            kind == "refusal" and role is d.Role.ASSISTANT and isinstance(part.get("refusal"), str)
+        ):
+            parts.append(d.ContentPart(text=part["refusal"]))
+        elif kind == "image_url" and role is d.Role.USER:
+            image = _image(part.get("image_url"), f"{ppath}.image_url", v)
+            if image is not None:
+                parts.append(d.ContentPart(image=image))
+        elif kind in ("text", "refusal", "image_url"):
+            v.add(ppath, f"a {kind} part is not valid here")
+        else:
+            v.add(
+                f"{ppath}.type",
+                f"unsupported content part {kind!r}; text and image_url (user) are supported",
+            )
+    return "", tuple(parts)
+
+
+def _tool_calls(raw: Any, path: str, v: _Violations) -> tuple[d.ToolCall, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        v.add(path, "must be an array")
+        return ()
+    calls: list[d.ToolCall] = []
+    for j, call in enumerate(raw):
+        cpath = f"{path}[{j}]"
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            v.add(f"{cpath}.function", "is required")
+            continue
+        if call.get("type", "function") != "function":
+            v.add(f"{cpath}.type", "must be function")
+        call_id, name = call.get("id"), function.get("name")
+        arguments = function.get("arguments", "")
+        if not isinstance(call_id, str) or not call_id:
+            v.add(f"{cpath}.id", "is required")
+        if not isinstance(name, str) or not name:
+            v.add(f"{cpath}.function.name", "is required")
+        if not isinstance(arguments, str) or (arguments and not _json_object(arguments)):
+            v.add(f"{cpath}.function.arguments", "must be a JSON object in a string")
+            arguments = ""
+        calls.append(d.ToolCall(str(call_id or ""), str(name or ""), arguments))
+    return tuple(calls)
+
+
+def _message(raw: Any, path: str, v: _Violations) -> d.Message | None:
+    if not isinstance(raw, dict):
+        v.add(path, "must be an object")
+        return None
+    role_name = raw.get("role")
+    role = _ROLES.get(role_name) if isinstance(role_name, str) else None
+    if role is None:
+        v.add(f"{path}.role", "must be one of system, developer, user, assistant, tool")
+        return None
+    for key in raw.keys() - _MESSAGE_KEYS[role]:
+        v.add(f"{path}.{key}", f"not supported on a {raw['role']} message")
+    content, parts = _content(raw.get("content"), f"{path}.content", role, v)
+    calls = _tool_calls(raw.get("tool_calls"), f"{path}.tool_calls", v)
+    name = raw.get("name", "")
+    if not isinstance(name, str):
+        v.add(f"{path}.name", "must be a string")
+        name = ""
+    tool_call_id = raw.get("tool_call_id", "")
+    if role is d.Role.TOOL and (not isinstance(tool_call_id, str) or not tool_call_id):
+        v.add(f"{path}.tool_call_id", "is required for a tool message")
+        tool_call_id = ""
+    message = d.Message(role, content, parts, calls, tool_call_id, name)
+    chars = len(message.text)
+    if chars > MAX_CONTENT_CHARS:
+        v.add(f"{path}.content", f"is {chars} characters, limit {MAX_CONTENT_CHARS}")
+    if not content and not parts and not calls:
+        v.add(f"{path}.content", "is empty: set content or tool_calls")
+    return message
+
+
+def _tools(raw: Any, v: _Violations) -> tuple[d.Tool, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        v.add("tools", "must be an array")
+        return ()
+    if len(raw) > MAX_TOOLS:
+        v.add("tools", f"at most {MAX_TOOLS} tools")
+    tools: list[d.Tool] = []
+    seen: set[str] = set()
+    for i, tool in enumerate(raw):
+        path = f"tools[{i}]"
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            v.add(f"{path}.type", "must be function")
+            continue
+        if not isinstance(function, dict):
+            v.add(f"{path}.function", "is required")
+            continue
+        name = function.get("name")
+        if not isinstance(name, str) or not TOOL_NAME.match(name):
+            v.add(f"{path}.function.name", "must be 1-64 letters, digits, '_' or '-'")
+            continue
+        if name in seen:
+            v.add(f"{path}.function.name", f"duplicate tool name {name!r}")
+        seen.add(name)
+        description = function.get("description", "")
+        if not isinstance(description, str):
+            v.add(f"{path}.function.description", "must be a string")
+            description = ""
+        parameters = function.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            v.add(f"{path}.function.parameters", "must be a JSON Schema object")
+            parameters = None
+        schema = json.dumps(parameters) if parameters is not None else ""
+        tools.append(d.Tool(name, description, schema))
+    return tuple(tools)
+
+
+def _tool_choice(raw: Any, tools: tuple[d.Tool, ...], v: _Violations) -> tuple[d.Tool, ...]:
+    """Apply ``tool_choice``; only what every provider can honour is accepted."""
+    if raw is None or raw == "auto":
+        return tools
+    if raw == "none":
+        return ()
+    if raw == "required" or isinstance(raw, dict):
+        v.add("tool_choice", "only auto and none are supported; Quorum lets the model decide")
+    else:
+        v.add("tool_choice", "must be auto or none")
+    return tools
+
+
+def _response_format(raw: Any, v: _Violations) -> d.ResponseFormat:
+    if raw is None:
+        return d.ResponseFormat()
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "text":
+        return d.ResponseFormat()
+    if kind == "json_object":
+        return d.ResponseFormat(d.ResponseFormatType.JSON_OBJECT)
+    if kind != "json_schema":
+        v.add("response_format.type", "must be text, json_object or json_schema")
+        return d.ResponseFormat()
+    spec = raw.get("json_schema")
+    if not isinstance(spec, dict):
+        v.add("response_format.json_schema", "is required for json_schema")
+        return d.ResponseFormat()
+    name = spec.get("name", "")
+    if not isinstance(name, str) or (name and not TOOL_NAME.match(name)):
+        v.add("response_format.json_schema.name", "must be 1-64 letters, digits, '_' or '-'")
+        name = ""
+    schema = spec.get("schema")
+    if not isinstance(schema, dict):
+        v.add("response_format.json_schema.schema", "must be a JSON Schema object")
+        return d.ResponseFormat()
+    return d.ResponseFormat(d.ResponseFormatType.JSON_SCHEMA, json.dumps(schema), name)
+
+
+def _stop(raw: Any, v: _Violations) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        v.add("stop", "must be a string or an array of strings")
+        return ()
+    if len(items) > MAX_STOP:
+        v.add("stop", f"at most {MAX_STOP} stop sequences")
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not 1 <= len(item) <= 256:
+            v.add("stop" if isinstance(raw, str) else f"stop[{i}]", "must be 1 to 256 characters")
+    return tuple(s for s in items if isinstance(s, str))
+
+
+def _max_tokens(body: Mapping[str, Any], v: _Violations) -> int:
+    found = 0
+    for key in ("max_completion_tokens", "max_tokens"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOKENS:
+            v.add(key, f"must be an integer within [1, {MAX_TOKENS}]")
+        elif found and value != found:
+            v.add(key, "conflicts with max_completion_tokens; set one of them")
+        else:
+            found = value
+    return found
+
+
+def _number(
+    body: Mapping[str, Any], key: str, low: float, high: float, v: _Violations
+) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not _is_number(value):
+        v.add(key, "must be a number")
+        return None
+    if not low <= value <= high or (key == "top_p" and value == 0):
+        v.add(key, f"must be within {'(' if key == 'top_p' else '['}{low:g}, {high:g}]")
+        return None
+    return float(value)
+
+
+def _params(body: Mapping[str, Any], v: _Violations) -> d.GenerationParams:
+    logprobs = body.get("logprobs") or False
+    if not isinstance(logprobs, bool):
+        v.add("logprobs", "must be a boolean")
+        logprobs = False
+    top_logprobs = body.get("top_logprobs")
+    if top_logprobs not in (None, 0):
+        v.add("top_logprobs", "not supported; the quorum field reports a mean log-probability")
+    tools = _tool_choice(body.get("tool_choice"), _tools(body.get("tools"), v), v)
+    return d.GenerationParams(
+        max_tokens=_max_tokens(body, v),
+        temperature=_number(body, "temperature", 0.0, 2.0, v),
+        top_p=_number(body, "top_p", 0.0, 1.0, v),
+        stop=_stop(body.get("stop"), v),
+        response_format=_response_format(body.get("response_format"), v),
+        tools=tools,
+        logprobs=logprobs,
+    )
+
+
+def _top_level(body: Mapping[str, Any], v: _Violations) -> tuple[bool, bool]:
+    """Check the keys that shape the exchange; returns (stream, include_usage)."""
+    for key in sorted(body.keys() - HANDLED - IGNORED):
+        why = UNSUPPORTED.get(key, "unrecognized request argument")
+        v.add(key, why)
+    if body.get("n") not in (None, 1):
+        v.add("n", "must be 1: Quorum returns one choice")
+    modalities = body.get("modalities")
+    if modalities is not None and modalities != ["text"]:
+        v.add("modalities", 'only ["text"] is supported')
+    stream = body.get("stream") or False
+    if not isinstance(stream, bool):
+        v.add("stream", "must be a boolean")
+        stream = False
+    options = body.get("stream_options")
+    include_usage = False
+    if options is not None:
+        if not stream:
+            v.add("stream_options", "only allowed when stream is true")
+        elif not isinstance(options, dict) or not isinstance(
+            options.get("include_usage", False), bool
+        ):
+            v.add("stream_options.include_usage", "must be a boolean")
+        else:
+            include_usage = bool(options.get("include_usage", False))
+    return stream, include_usage
+
+
+def parse_chat_request(
+    body: Any,
+    *,
+    catalog: Catalog,
+    policy: RoutingPolicy,
+    max_messages: int,
+    request_id: str,
+    agents: Collection[str] = (),
+    tenant: str = "",
+) -> ChatRequest:
+    """Validate a chat-completions body; raise :class:`InvalidRequest` naming every bad
+    field, or :class:`NotFound` (param ``model``) for an unknown model."""
+    v = _Violations()
+    if not isinstance(body, dict):
+        raise InvalidRequest([FieldViolation("body", "must be a JSON object")])
+    stream, include_usage = _top_level(body, v)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        v.add("model", "is required: a model name or quorum:auto")
+        model = ""
+    raw_messages = body.get("messages")
+    messages: list[d.Message] = []
+    if not isinstance(raw_messages, list) or not raw_messages:
+        v.add("messages", "at least one message is required")
+    elif len(raw_messages) > max_messages:
+        v.add("messages", f"has {len(raw_messages)} messages, limit {max_messages}")
+    else:
+        for i, raw in enumerate(raw_messages):
+            message = _message(raw, f"messages[{i}]", v)
+            if message is not None:
+                messages.append(message)
+    params = _params(body, v)
+    extension = body.get("quorum", {})
+    if not isinstance(extension, dict):
+        v.add("quorum", "must be an object of routing hints")
+        extension = {}
+    target: naming.Target | None = None
+    missing: NotFound | None = None
+    if model:
+        try:
+            target = naming.resolve(model, extension, catalog, policy, agents)
+        except InvalidRequest as exc:
+            v.items.extend(exc.violations)
+        except NotFound as exc:
+            missing = exc
+    if v.items:
+        raise InvalidRequest(v.items)
+    if missing is not None:
+        raise missing
+    assert target is not None
+    route = d.RouteRequest(
+        request_id=request_id,
+        messages=tuple(messages),
+        params=params,
+        hints=target.hints,
+        tenant=tenant,
+    )
+    return ChatRequest(route, model, stream, include_usage, target.origins)
+
+
+# ---- domain → JSON ----------------------------------------------------------------------
+
+
+def finish_reason(completion: d.Completion) -> str:
+    reason = completion.finish_reason
+    if reason in _FINISH_REASONS:
+        return reason
+    return "tool_calls" if completion.tool_calls else "stop"
+
+
+def tool_call_json(call: d.ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments_json or "{}"},
+    }
+
+
+def usage_json(usage: d.Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+    }
+
+
+def completion_id(request_id: str) -> str:
+    return f"chatcmpl-{request_id}"
+
+
+def completion_body(result: d.RouteResult, created: int) -> dict[str, Any]:
+    """The ``chat.completion`` object, with Quorum's account in ``quorum``."""
+    completion = result.completion
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": completion.content if completion.content or not completion.tool_calls else None,
+        "refusal": None,
+    }
+    if completion.tool_calls:
+        message["tool_calls"] = [tool_call_json(c) for c in completion.tool_calls]
+    return {
+        "id": completion_id(result.request_id),
+        "object": "chat.completion",
+        "created": created,
+        "model": result.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": finish_reason(completion),
+            }
+        ],
+        "usage": usage_json(completion.usage),
+        "system_fingerprint": None,
+        "quorum": account_json(result),
+    }

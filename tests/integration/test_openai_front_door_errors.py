@@ -1,0 +1,280 @@
+"""The front door's tables: every error mapped, every model name and hint understood.
+
+No server here: these check the one error mapping and the request translation directly,
+so that a new error class or hint cannot slip through unmapped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+
+from quorum.server import domain as d
+from quorum.server.catalog import build_catalog
+from quorum.server.config import parse_config
+from quorum.server.errors import (
+    AllAttemptsFailed,
+    ConfigError,
+    FieldViolation,
+    InvalidRequest,
+    ProviderError,
+    ProviderRateLimited,
+    QuorumError,
+    ResourceExhausted,
+    StrategyInfeasible,
+    all_error_classes,
+)
+from quorum.server.frontdoor.errors import HTTP_STATUS, http_error
+from quorum.server.frontdoor.naming import resolve
+from quorum.server.frontdoor.translate import parse_chat_request
+from quorum.server.policy import build_policy
+from tests.conftest import sim_config
+
+CONFIG = parse_config(sim_config())
+CATALOG = build_catalog(CONFIG)
+POLICY = build_policy(CONFIG)
+AGENTS = ("email_assistant",)
+
+
+def _instance(cls: type[QuorumError]) -> QuorumError:
+    if issubclass(cls, InvalidRequest):
+        return cls([FieldViolation("temperature", "bad")])
+    if cls is ConfigError:
+        return ConfigError(["x: bad"])
+    return cls("something went wrong")
+
+
+def test_every_grpc_code_has_an_http_status() -> None:
+    assert set(HTTP_STATUS) == set(grpc.StatusCode)
+
+
+@pytest.mark.parametrize("cls", all_error_classes(), ids=lambda c: c.__name__)
+def test_every_error_class_is_mapped(cls: type[QuorumError]) -> None:
+    error = http_error(_instance(cls), request_id="r1")
+    body = error.body["error"]
+    assert set(body) >= {"message", "type", "param", "code"}
+    assert body["code"] == cls.reason.lower()
+    assert body["quorum"]["request_id"] == "r1"
+    if cls is QuorumError:
+        assert error.status == 500
+    elif issubclass(cls, ProviderError):
+        # A provider fault is an availability, rate or request problem, never a bare 500.
+        assert error.status in (400, 429, 503, 504)
+    else:
+        assert error.status != 500
+
+
+def test_rate_limits_carry_retry_after() -> None:
+    error = http_error(ResourceExhausted("slow down", retry_after_s=2.2, reason="OVERLOADED"))
+    assert error.status == 429
+    assert error.headers == {"Retry-After": "3", "retry-after-ms": "2200"}
+    assert error.body["error"]["code"] == "overloaded"
+    upstream = http_error(ProviderRateLimited("429", retry_after_s=0.2))
+    assert upstream.headers["Retry-After"] == "1"
+
+
+def test_budget_exhaustion_is_insufficient_quota() -> None:
+    error = http_error(ResourceExhausted("spent", reason="BUDGET_EXHAUSTED"))
+    assert (error.status, error.body["error"]["type"]) == (429, "insufficient_quota")
+
+
+def test_failed_execution_lists_attempts() -> None:
+    attempt = d.Attempt("flash", "sim", "cheap", "primary", d.AttemptOutcome.FAILED, "503")
+    error = http_error(AllAttemptsFailed("all failed", attempts=[attempt]))
+    assert error.status == 503
+    (listed,) = error.body["error"]["quorum"]["attempts"]
+    assert (listed["model"], listed["outcome"]) == ("flash", "failed")
+
+
+def test_strategy_errors_name_where_the_strategy_came_from() -> None:
+    error = StrategyInfeasible("not enabled")
+    assert http_error(error).body["error"]["param"] == "model"
+    origins = {"strategy": "quorum.strategy"}
+    assert http_error(error, origins=origins).body["error"]["param"] == "quorum.strategy"
+
+
+# --- model names and hints ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "extension", "expected"),
+    [
+        ("quorum:auto", {}, d.Hints()),
+        ("flash", {}, d.Hints(model="flash")),
+        ("quorum:cheap", {}, d.Hints(tier="cheap")),
+        ("quorum:legal_review", {}, d.Hints(use_case="legal_review")),
+        ("quorum:email_assistant", {}, d.Hints(agent="email_assistant")),
+        (
+            "quorum:auto?strategy=cascade&priority=cost",
+            {},
+            d.Hints(strategy=d.Strategy.CASCADE, priority=d.Priority.COST),
+        ),
+        (
+            "quorum:auto",
+            {"strategy": "consensus_majority", "consensus_size": 3, "critical": True},
+            d.Hints(strategy=d.Strategy.CONSENSUS_MAJORITY, consensus_size=3, critical=True),
+        ),
+        (
+            "quorum:auto?max_cost_usd=0.01&sensitivity=restricted&required_capabilities=tools,vision",
+            {},
+            d.Hints(
+                max_cost_usd=0.01,
+                sensitivity=d.Sensitivity.RESTRICTED,
+                required_capabilities=frozenset({d.Capability.TOOLS, d.Capability.VISION}),
+            ),
+        ),
+        (
+            "quorum:auto?agent=email_assistant",
+            {"task": "code"},
+            d.Hints(agent="email_assistant", task="code"),
+        ),
+        (
+            "quorum:auto?priority=quality",
+            {"priority": "quality"},
+            d.Hints(priority=d.Priority.QUALITY),
+        ),
+    ],
+)
+def test_model_names_become_hints(model: str, extension: dict[str, Any], expected: d.Hints) -> None:
+    assert resolve(model, extension, CATALOG, POLICY, AGENTS).hints == expected
+
+
+@pytest.mark.parametrize(
+    ("model", "extension", "field"),
+    [
+        ("quorum:auto?strategy=psychic", {}, "model"),
+        ("quorum:auto?colour=blue", {}, "model"),
+        ("quorum:auto?priority=cost", {"priority": "quality"}, "quorum.priority"),
+        ("quorum:cheap?tier=mid", {}, "model"),
+        ("quorum:auto", {"tier": "gold"}, "quorum.tier"),
+        ("flash", {"tier": "premium"}, "quorum.tier"),
+        ("quorum:auto", {"max_cost_usd": -1}, "quorum.max_cost_usd"),
+        ("quorum:auto", {"consensus_size": 99}, "quorum.consensus_size"),
+        ("quorum:auto", {"agent": "no spaces"}, "quorum.agent"),
+        ("quorum:auto?agent=travel_agent", {}, "model"),
+        ("quorum:email_assistant?agent=other", {}, "model"),
+    ],
+)
+def test_bad_hints_name_their_field(model: str, extension: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        resolve(model, extension, CATALOG, POLICY, AGENTS)
+    assert caught.value.violations[0].field == field
+
+
+def _parse(**body: Any) -> Any:
+    body.setdefault("model", "quorum:auto")
+    body.setdefault("messages", [{"role": "user", "content": "hi"}])
+    return parse_chat_request(
+        body, catalog=CATALOG, policy=POLICY, max_messages=4, request_id="r1", agents=AGENTS
+    )
+
+
+def test_messages_map_to_domain() -> None:
+    chat = _parse(
+        messages=[
+            {"role": "developer", "content": "Be brief."},
+            {
+                "role": "user",
+                "name": "ann",
+                "content": [
+                    {"type": "text", "text": "Look:"},
+                    {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "look", "arguments": '{"at": "a"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "ok"}]},
+        ],
+        tools=[
+            {"type": "function", "function": {"name": "look", "parameters": {"type": "object"}}}
+        ],
+        max_tokens=50,
+        stop="END",
+        response_format={"type": "json_object"},
+        logprobs=True,
+    )
+    system, user, assistant, tool = chat.route.messages
+    assert (system.role, system.content) == (d.Role.SYSTEM, "Be brief.")
+    assert user.name == "ann"
+    assert user.parts == (
+        d.ContentPart(text="Look:"),
+        d.ContentPart(image=d.ImagePart(url="https://x.test/a.png")),
+    )
+    assert assistant.tool_calls == (d.ToolCall("c1", "look", '{"at": "a"}'),)
+    assert (tool.tool_call_id, tool.text) == ("c1", "ok")
+    params = chat.route.params
+    assert params.tools == (d.Tool("look", "", '{"type": "object"}'),)
+    assert (params.max_tokens, params.stop, params.logprobs) == (50, ("END",), True)
+    assert params.response_format.type is d.ResponseFormatType.JSON_OBJECT
+    assert chat.route.request_id == "r1"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"messages": [{"role": "user", "content": "x"}] * 5}, "messages"),
+        ({"messages": [{"role": "user", "content": ""}]}, "messages[0].content"),
+        ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content"),
+        (
+            {"messages": [{"role": "system", "content": "x", "tool_call_id": "c"}]},
+            "messages[0].tool_call_id",
+        ),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},
+            "messages[0].content[0].type",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "[1]"}}],
+                    }
+                ]
+            },
+            "messages[0].tool_calls[0].function.arguments",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "image_url",
+                                "image_url": {"url": "data:image/tiff;base64,AAAA"},
+                            }
+                        ],
+                    }
+                ]
+            },
+            "messages[0].content[0].image_url.url",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "bad name"}}]},
+            "tools[0].function.name",
+        ),
+        ({"tools": [{"type": "retrieval"}]}, "tools[0].type"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"max_tokens": 10, "max_completion_tokens": 20}, "max_tokens"),
+        ({"top_logprobs": 3, "logprobs": True}, "top_logprobs"),
+        ({"functions": []}, "functions"),
+        ({"quorum": "fast"}, "quorum"),
+        ({"model": 42}, "model"),
+    ],
+)
+def test_bad_bodies_name_their_field(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        _parse(**body)
+    assert caught.value.violations[0].field == field

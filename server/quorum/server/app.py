@@ -21,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from quorum.route.v1 import route_service_pb2
 from quorum.server.config import Config, resolve_secrets
+from quorum.server.frontdoor import HttpFrontDoor
 from quorum.server.router import Router
 from quorum.server.service import RouteService, add_route_service
 
@@ -37,16 +38,20 @@ class RunningServer:
     port: int
     router: Router
     health: AsyncHealthServicer
+    http: HttpFrontDoor | None = None  # the OpenAI-compatible listener, when configured
 
     async def start(self) -> None:
         await self.server.start()
+        if self.http is not None:
+            await self.http.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
 
     async def drain(self, grace_s: float) -> None:
         """Stop taking RPCs, let in-flight ones finish within ``grace_s``, release resources."""
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace_s)
+        http_stopped = self.http.stop(grace_s) if self.http is not None else asyncio.sleep(0)
+        await asyncio.gather(self.server.stop(grace_s), http_stopped)
         await self.router.close()
 
 
@@ -87,7 +92,9 @@ def create_server(
     port = server.add_insecure_port(address or config.server.address)
     if port == 0:
         raise OSError(f"cannot bind {address or config.server.address}")
-    return RunningServer(server, port, router, health_servicer)
+    http_address = config.server.http_address
+    http = HttpFrontDoor(router, http_address) if http_address else None
+    return RunningServer(server, port, router, health_servicer, http)
 
 
 async def serve(config: Config, address: str | None = None) -> int:
@@ -99,6 +106,7 @@ async def serve(config: Config, address: str | None = None) -> int:
         address=address or config.server.address,
         port=running.port,
         models=len(running.router.catalog.models),
+        http_port=running.http.port if running.http is not None else None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,0 +1,183 @@
+"""The gRPC interceptor in front of RouteService: authenticate, admit, observe.
+
+For every RouteService RPC, before the servicer runs:
+
+1. **Authenticate** the ``authorization: Bearer <token>`` metadata (when auth is on);
+   missing or unknown credentials → UNAUTHENTICATED.
+2. **Admit** it under the in-flight limits (:mod:`quorum.server.admission`); beyond
+   them → RESOURCE_EXHAUSTED with RetryInfo.
+3. Run the servicer **as the tenant** (:func:`quorum.server.auth.acting_as`), inside a
+   trace span when tracing is on, with a :class:`~quorum.server.metrics.RequestRecord`
+   the router fills in; afterwards count ``quorum_requests_total`` with the final code
+   and observe the total duration.
+
+Health and reflection are not RouteService and pass untouched: probes and ``grpcurl
+list`` need no token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
+
+import grpc
+import structlog
+
+from quorum.route.v1 import route_service_pb2
+from quorum.server.admission import Admission, Ticket
+from quorum.server.auth import acting_as
+from quorum.server.errors import QuorumError
+from quorum.server.metrics import Metrics, close_record, open_record
+from quorum.server.status import status_for, to_grpc
+from quorum.server.tenants import TenantPolicy, Tenants
+from quorum.server.tracing import Tracing
+
+log = structlog.get_logger("quorum.gateway")
+
+SERVICE = route_service_pb2.DESCRIPTOR.services_by_name["RouteService"].full_name
+_PREFIX = f"/{SERVICE}/"
+_COUNTED = frozenset({f"{_PREFIX}Route", f"{_PREFIX}RouteStream"})
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Metadata = Sequence[tuple[str, str | bytes]]
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+if TYPE_CHECKING:
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.aio.ServerInterceptor
+
+
+def _code_name(context: Context, exc: BaseException | None) -> str:
+    code = cast(Any, context).code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    if isinstance(code, int):
+        for member in grpc.StatusCode:
+            if member.value[0] == code:
+                return str(member.name)
+    if isinstance(exc, QuorumError):
+        return str(exc.code.name)
+    return "CANCELLED" if exc is not None and isinstance(exc, BaseException) else "UNKNOWN"
+
+
+class Gateway(_Interceptor):
+    """Authentication, admission, metrics and tracing around every RouteService RPC."""
+
+    def __init__(
+        self,
+        tenants: Tenants,
+        admission: Admission,
+        metrics: Metrics,
+        tracing: Tracing | None = None,
+    ) -> None:
+        self._tenants = tenants
+        self._admission = admission
+        self._metrics = metrics
+        self._tracing = tracing
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(details)
+        method: str = details.method
+        if handler is None or not method.startswith(_PREFIX):
+            return handler  # None: unknown method, which grpc answers UNIMPLEMENTED
+        metadata: Metadata = tuple(details.invocation_metadata or ())
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, metadata, cast(Any, handler.unary_unary)),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(method, metadata, cast(Any, handler.unary_stream)),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    def _span(self, method: str, metadata: Metadata) -> AbstractContextManager[Any]:
+        return self._tracing.rpc(method, metadata) if self._tracing else nullcontext()
+
+    async def _admit(
+        self, metadata: Metadata, context: Context
+    ) -> tuple[TenantPolicy | None, Ticket]:
+        authorization = next((v for k, v in metadata if k == "authorization"), None)
+        try:
+            tenant = self._tenants.authenticate(authorization)
+            return tenant, self._admission.admit(tenant)
+        except QuorumError as exc:
+            log.info("rpc_refused", reason=exc.reason, code=exc.code.name, error=exc.message)
+            await cast(Any, context).abort_with_status(to_grpc(status_for(exc)))
+            raise  # unreachable: abort raises
+
+    def _finish(self, method: str, record_tenant: str, record: Any, code: str, t0: float) -> None:
+        if method in _COUNTED:
+            self._metrics.request(record_tenant, record.strategy, record.model, code)
+            self._metrics.stage("total", time.perf_counter() - t0)
+        if self._tracing is not None:
+            self._tracing.annotate({"rpc.grpc.status_code": code, "quorum.tenant": record_tenant})
+
+    def _unary(
+        self, method: str, metadata: Metadata, inner: Callable[[Any, Context], Awaitable[Any]]
+    ) -> Callable[[Any, Context], Awaitable[Any]]:
+        async def behaviour(request: Any, context: Context) -> Any:
+            t0 = time.perf_counter()
+            record, token = open_record()
+            code = "OK"
+            ticket: Ticket | None = None
+            try:
+                with self._span(method, metadata):
+                    try:
+                        tenant, ticket = await self._admit(metadata, context)
+                        record.tenant = tenant.name if tenant else record.tenant
+                        with acting_as(tenant):
+                            return await inner(request, context)
+                    except BaseException as exc:
+                        code = _code_name(context, exc)
+                        raise
+                    finally:
+                        self._finish(method, record.tenant or "_none", record, code, t0)
+            finally:
+                if ticket is not None:
+                    ticket.release()
+                close_record(token)
+
+        return behaviour
+
+    def _stream(
+        self,
+        method: str,
+        metadata: Metadata,
+        inner: Callable[[Any, Context], AsyncIterator[Any]],
+    ) -> Callable[[Any, Context], AsyncIterator[Any]]:
+        async def behaviour(request: Any, context: Context) -> AsyncIterator[Any]:
+            t0 = time.perf_counter()
+            record, token = open_record()
+            code = "OK"
+            ticket: Ticket | None = None
+            try:
+                with self._span(method, metadata):
+                    try:
+                        tenant, ticket = await self._admit(metadata, context)
+                        record.tenant = tenant.name if tenant else record.tenant
+                        with acting_as(tenant):
+                            async for item in inner(request, context):
+                                yield item
+                    except BaseException as exc:
+                        code = _code_name(context, exc)
+                        raise
+                    finally:
+                        self._finish(method, record.tenant or "_none", record, code, t0)
+            finally:
+                if ticket is not None:
+                    ticket.release()
+                close_record(token)
+
+        return behaviour

@@ -1,0 +1,309 @@
+"""Everything the router does around classify → plan → execute for a tenant.
+
+The router calls, in order::
+
+    scope = await guardrails.begin(request)       # tenant, permissions, defaults,
+    if scope.hit: return scope.hit                # cache lookup, budget guard
+    catalog = guardrails.narrow(scope, catalog)   # an agent's models, for this tenant
+    request, decided = guardrails.decide(scope, request, plan_fn)  # planner + rules
+    async with guardrails.execution(scope, decided, deadline) as run:
+        run.done(await execute(...))              # reserve before, settle after
+    guardrails.finish(scope, result)              # metrics, cache store
+
+* **Tenant**: from the authenticated identity (or ``RouteRequest.tenant`` with auth
+  off); hints naming something the tenant may not use → PERMISSION_DENIED; its default
+  sensitivity is applied; the planner gets the tenant's filtered catalog.
+* **Cache**: looked up before the budget guard — a hit costs nothing, so it is served
+  even when the budget is spent.
+* **Budget guard**: :func:`~quorum.server.budget_guard.budget_guard` on the current
+  readings; its notes go to ``RouteResult.guards`` and the plan's reasons.
+* **Strategy rules**: when the planner picks a strategy the tenant's plan (or the budget
+  guard) forbids, it plans again with single.
+* **Reserve/settle**: the plan's estimated maximum cost is reserved before any call
+  and settled to the actual cost after, also on failure; on cancellation the whole
+  reservation is kept as spent (calls in flight may still be billed).
+* **Restricted data** never leaves the models cleared for it; when they all fail the
+  caller is told so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+import structlog
+
+from quorum.server.auth import current_tenant
+from quorum.server.budget import GLOBAL, Budgets, Counter, MemoryBudgetStore
+from quorum.server.budget_guard import CONSENSUS, budget_guard
+from quorum.server.budget_redis import RedisBudgetStore
+from quorum.server.cache import MemoryAnswerStore, RedisAnswerStore, ResponseCache, hit_result
+from quorum.server.catalog import Catalog
+from quorum.server.config import Config
+from quorum.server.domain import (
+    Attempt,
+    ExecutionPlan,
+    ExecutionResult,
+    Reason,
+    RouteRequest,
+    RouteResult,
+    Sensitivity,
+    Strategy,
+)
+from quorum.server.errors import AllAttemptsFailed, ExecutionFailed, ResourceExhausted
+from quorum.server.metrics import Metrics, current_record
+from quorum.server.tenants import (
+    TenantPolicy,
+    Tenants,
+    cheapest_tier,
+    check_request,
+    filter_catalog,
+    with_tenant_defaults,
+)
+from quorum.server.tracing import Tracing
+
+log = structlog.get_logger("quorum.guardrails")
+
+SETTLE_MARGIN_S = 30.0
+
+
+@dataclass(slots=True)
+class Scope:
+    """One request as its tenant may run it."""
+
+    tenant: TenantPolicy
+    request: RouteRequest
+    catalog: Catalog
+    started: float
+    guards: list[str] = field(default_factory=list)
+    forbid_consensus: bool = False
+    cache_key: str | None = None
+    counters: Sequence[Counter] = ()
+    hit: RouteResult | None = None
+
+
+@dataclass(slots=True)
+class Run:
+    """The execution of one plan, as the reservation needs to settle it."""
+
+    attempts: tuple[Attempt, ...] = ()
+    finished: bool = False
+
+    def done(self, result: ExecutionResult) -> ExecutionResult:
+        self.attempts = result.attempts
+        self.finished = True
+        return result
+
+
+class Guardrails:
+    """Tenants, cache, budgets, metrics and tracing around the request path."""
+
+    def __init__(
+        self,
+        config: Config,
+        catalog: Catalog,
+        metrics: Metrics,
+        tracing: Tracing | None = None,
+    ) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.metrics = metrics
+        self.tracing = tracing
+        self.tenants = Tenants(config, catalog)
+        url = config.state.redis_url
+        limited = Budgets.limited(config.budgets.all_tenants) or any(
+            Budgets.limited(t.budget) for t in config.tenants.values()
+        )
+        self.redis: aioredis.Redis | None = None
+        if url and (limited or config.cache.enabled):
+            self.redis = aioredis.Redis.from_url(
+                url, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
+        self.budgets: Budgets | None = None
+        if limited:
+            store = RedisBudgetStore(self.redis) if self.redis else MemoryBudgetStore()
+            self.budgets = Budgets(
+                config.budgets, store, retry_after_s=config.admission.retry_after_s
+            )
+        self.cache: ResponseCache | None = None
+        if config.cache.enabled:
+            answers = (
+                RedisAnswerStore(self.redis)
+                if self.redis
+                else MemoryAnswerStore(config.cache.max_entries, config.cache.max_memory_bytes)
+            )
+            self.cache = ResponseCache(config.cache, answers)
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    def caller(self, requested: str = "") -> TenantPolicy:
+        """The tenant of the current request."""
+        return self.tenants.for_request(current_tenant(), requested)
+
+    # ---- before planning --------------------------------------------------------------
+
+    async def begin(self, request: RouteRequest, *, explain: bool = False) -> Scope:
+        """Resolve the tenant, check permissions, apply defaults, look up the cache and
+        apply the budget guard. ``explain`` (the Plan RPC) skips the cache and turns a
+        budget refusal into a note."""
+        started = time.monotonic()
+        tenant = self.caller(request.tenant)
+        record = current_record()
+        if record is not None:
+            record.tenant = tenant.name
+        check_request(tenant, request)
+        request = with_tenant_defaults(tenant, request)
+        catalog = tenant.catalog_for(request.hints.use_case)
+        scope = Scope(tenant, request, catalog, started)
+        if self.cache is not None and not explain:
+            scope.cache_key = self.cache.key(tenant.name, request)
+            if scope.cache_key is not None:
+                answer = await self.cache.get(scope.cache_key)
+                if answer is not None:
+                    elapsed = (time.monotonic() - started) * 1000.0
+                    scope.hit = hit_result(request, answer, self.catalog.baseline, elapsed)
+                    self.metrics.cache_hit(tenant.name, scope.hit)
+                    if record is not None:
+                        record.strategy, record.model = answer.strategy.value, answer.model
+                    return scope
+        if self.budgets is not None:
+            await self._guard(scope, explain)
+        return scope
+
+    async def _guard(self, scope: Scope, explain: bool) -> None:
+        assert self.budgets is not None
+        scope.counters = self.budgets.counters(scope.tenant.name, scope.tenant.budget)
+        readings = await self.budgets.read(scope.counters)
+        for r in readings:
+            c = r.counter
+            label = GLOBAL if c.scope == GLOBAL else c.scope
+            self.metrics.budget(label, c.period.value, r.ratio, c.limit / 1e6)
+        try:
+            outcome = budget_guard(
+                scope.request.hints,
+                readings,
+                cheapest_tier=cheapest_tier(scope.catalog),
+                retry_after_s=self.config.admission.retry_after_s,
+            )
+        except ResourceExhausted as exc:
+            if not explain:
+                raise
+            scope.guards.append(f"budget: Route would be refused now: {exc.message}")
+            return
+        scope.guards.extend(outcome.notes)
+        scope.forbid_consensus = outcome.forbid_consensus
+        if outcome.hints is not scope.request.hints:
+            scope.request = dataclasses.replace(scope.request, hints=outcome.hints)
+
+    # ---- planning ---------------------------------------------------------------------
+
+    def narrow(self, scope: Scope, catalog: Catalog) -> Catalog:
+        """``catalog`` (the whole one, or an agent's) limited to what the tenant may use."""
+        if catalog is self.catalog:
+            return scope.catalog
+        return filter_catalog(catalog, scope.catalog.models)
+
+    def decide(
+        self,
+        scope: Scope,
+        request: RouteRequest,
+        plan_fn: Callable[[RouteRequest], ExecutionPlan],
+    ) -> tuple[RouteRequest, ExecutionPlan]:
+        """Plan with the pure planner; plan again with single when the chosen strategy
+        is one the tenant's plan or the budget guard forbids. Returns the request as
+        planned (its hints may have changed) and the plan, with the guards' notes."""
+        decided = plan_fn(request)
+        use_case = request.hints.use_case
+        why = ""
+        if not scope.tenant.allows_strategy(decided.strategy, use_case):
+            why = f"plan {scope.tenant.plan or 'default'} does not allow"
+        elif scope.forbid_consensus and decided.strategy in CONSENSUS:
+            why = "budget guard forbids"
+        if why:
+            fallback = Strategy.SINGLE
+            hints = dataclasses.replace(request.hints, strategy=fallback)
+            request = dataclasses.replace(request, hints=hints)
+            scope.guards.append(f"strategy: {why} {decided.strategy.value}; ran {fallback.value}")
+            decided = plan_fn(request)
+        if scope.guards:
+            extra = tuple(Reason("GUARD", g) for g in scope.guards)
+            decided = dataclasses.replace(decided, reasons=decided.reasons + extra)
+        record = current_record()
+        if record is not None:
+            record.strategy = decided.strategy.value
+        return request, decided
+
+    # ---- execution --------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def execution(
+        self, scope: Scope, decided: ExecutionPlan, deadline: float
+    ) -> AsyncIterator[Run]:
+        """Reserve the plan's maximum cost, run, then settle to what the attempts cost."""
+        reservation = None
+        if self.budgets is not None and scope.counters:
+            reservation = await self.budgets.reserve(
+                scope.tenant.name,
+                scope.request.request_id,
+                scope.counters,
+                decided.estimated_cost_max_usd,
+                critical=scope.request.hints.critical,
+                hold_s=max(0.0, deadline - time.monotonic()) + SETTLE_MARGIN_S,
+            )
+        run = Run()
+        started_ns = time.time_ns()
+        cancelled = False
+        try:
+            yield run
+        except ExecutionFailed as exc:
+            run.attempts = exc.attempts
+            if (
+                isinstance(exc, AllAttemptsFailed)
+                and scope.request.hints.sensitivity is Sensitivity.RESTRICTED
+            ):
+                raise AllAttemptsFailed(
+                    f"{exc.message}; the request is marked restricted, so it was sent only "
+                    "to models cleared for restricted data and never falls back to others",
+                    attempts=exc.attempts,
+                    plan=exc.plan,
+                ) from exc
+            raise
+        except (asyncio.CancelledError, Exception):
+            cancelled = not run.finished
+            raise
+        finally:
+            self.metrics.attempts(scope.tenant.name, run.attempts)
+            if self.tracing is not None:
+                self.tracing.attempts(run.attempts, started_ns)
+            if reservation is not None and self.budgets is not None:
+                actual = (
+                    reservation.amount / 1e6 if cancelled else sum(a.cost_usd for a in run.attempts)
+                )
+                await asyncio.shield(self.budgets.settle(reservation, actual))
+
+    # ---- after ------------------------------------------------------------------------
+
+    async def finish(self, scope: Scope, result: RouteResult) -> None:
+        """Record the result's metrics and store it in the cache when allowed."""
+        self.metrics.result(scope.tenant.name, result)
+        record = current_record()
+        if record is not None:
+            record.model = result.model
+        if self.tracing is not None:
+            self.tracing.annotate(
+                {
+                    "quorum.model": result.model,
+                    "quorum.strategy": result.strategy.value,
+                    "quorum.cost_usd": result.cost_usd,
+                    "quorum.cached": result.cached,
+                }
+            )
+        if self.cache is not None and scope.cache_key is not None:
+            await self.cache.put(scope.cache_key, result)

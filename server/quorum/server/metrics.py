@@ -1,0 +1,300 @@
+"""Prometheus metrics: one registry per server, label children bound once.
+
+Names and labels (docs/deploy.md's alerts use them):
+
+==========================================  =========================================
+``quorum_requests_total``                   tenant, strategy, model, code — every
+                                            Route/RouteStream RPC by final status
+``quorum_request_duration_seconds``         stage: classify, plan, execute, total,
+                                            attempt
+``quorum_upstream_attempts_total``          provider, model, outcome
+``quorum_upstream_duration_seconds``        provider, model (per-model percentiles)
+``quorum_tokens_total``                     model, direction (input, output)
+``quorum_cost_usd_total``                   tenant, model
+``quorum_baseline_cost_usd_total``          tenant — the premium model's price for the
+                                            same answers (the saving's reference)
+``quorum_breaker_state``                    provider: 0 closed, 1 half-open, 2 open
+``quorum_cascade_escalations_total``        route (agent, else task)
+``quorum_consensus_agreement``              histogram of the winning share
+``quorum_budget_used_ratio``                tenant (``_global`` for all), period
+``quorum_budget_limit_usd``                 tenant, period
+``quorum_inflight_requests``                requests being served
+``quorum_shed_total``                       reason
+``quorum_cache_hits_total``                 tenant
+==========================================  =========================================
+
+Label values come from config (tenants, models, providers, tiers) or small enums, so
+cardinality is bounded; a caller can never create a label value. Children are cached
+in dicts keyed by their label tuple, so recording costs a dict lookup and an increment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from quorum.server.domain import Attempt, BreakerState, Classification, RouteResult
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+)  # fmt: skip
+_RATIO_BUCKETS = (0.2, 0.34, 0.4, 0.5, 0.6, 0.67, 0.75, 0.8, 0.9, 1.0)
+BREAKER_VALUES = {
+    BreakerState.CLOSED: 0,
+    BreakerState.COOLING_DOWN: 0,
+    BreakerState.HALF_OPEN: 1,
+    BreakerState.OPEN: 2,
+}
+
+C = TypeVar("C")
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What one RPC's ``quorum_requests_total`` sample is labelled with, filled in as the
+    request goes (the interceptor sets the code, the router the rest)."""
+
+    tenant: str = ""
+    strategy: str = ""
+    model: str = ""
+
+
+_record: ContextVar[RequestRecord | None] = ContextVar("quorum_request_record", default=None)
+
+
+def current_record() -> RequestRecord | None:
+    """The record of the RPC being served, if an interceptor opened one."""
+    return _record.get()
+
+
+def open_record() -> tuple[RequestRecord, Token[RequestRecord | None]]:
+    """Start a record for this context; pass the token to :func:`close_record`."""
+    record = RequestRecord()
+    return record, _record.set(record)
+
+
+def close_record(token: Token[RequestRecord | None]) -> None:
+    # An abandoned stream is closed from another context, where reset cannot work.
+    with suppress(ValueError):
+        _record.reset(token)
+
+
+def route_label(classification: Classification) -> str:
+    """The route a cascade's escalation is counted under: the agent, else the task."""
+    return classification.agent or classification.task or "unknown"
+
+
+class _Bound(dict[tuple[str, ...], C]):
+    """Label children of one family, bound on first use."""
+
+    def __init__(self, make: Callable[..., C]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: tuple[str, ...]) -> C:
+        child = self._make(*key)
+        self[key] = child
+        return child
+
+
+class Metrics:
+    """Every Quorum metric, in its own registry (several servers may share a process)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        requests = Counter(
+            "quorum_requests_total",
+            "Route and RouteStream RPCs by tenant, strategy, answering model and status code",
+            ["tenant", "strategy", "model", "code"],
+            registry=r,
+        )
+        duration = Histogram(
+            "quorum_request_duration_seconds",
+            "Time per stage of the request path (classify, plan, execute, total, attempt)",
+            ["stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        attempts = Counter(
+            "quorum_upstream_attempts_total",
+            "Upstream calls by provider, model and outcome",
+            ["provider", "model", "outcome"],
+            registry=r,
+        )
+        upstream = Histogram(
+            "quorum_upstream_duration_seconds",
+            "Latency of upstream calls by provider and model",
+            ["provider", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        tokens = Counter(
+            "quorum_tokens_total", "Tokens by model and direction", ["model", "direction"],
+            registry=r,
+        )  # fmt: skip
+        cost = Counter(
+            "quorum_cost_usd_total", "Spend in USD by tenant and model", ["tenant", "model"],
+            registry=r,
+        )  # fmt: skip
+        baseline = Counter(
+            "quorum_baseline_cost_usd_total",
+            "What the premium baseline model would have cost for the same answers, in USD",
+            ["tenant"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "quorum_breaker_state",
+            "Circuit breaker per provider: 0 closed, 1 half-open, 2 open",
+            ["provider"],
+            registry=r,
+        )
+        escalations = Counter(
+            "quorum_cascade_escalations_total",
+            "Cascade escalations to a more capable tier, by route",
+            ["route"],
+            registry=r,
+        )
+        self.agreement = Histogram(
+            "quorum_consensus_agreement",
+            "Share of consensus weight behind the winning answer",
+            buckets=_RATIO_BUCKETS,
+            registry=r,
+        )
+        budget_ratio = Gauge(
+            "quorum_budget_used_ratio",
+            "Budget used (spent plus reserved) over its limit, by tenant and period",
+            ["tenant", "period"],
+            registry=r,
+        )
+        budget_limit = Gauge(
+            "quorum_budget_limit_usd", "Budget limit in USD", ["tenant", "period"], registry=r
+        )
+        self.inflight = Gauge("quorum_inflight_requests", "Requests being served now", registry=r)
+        shed = Counter(
+            "quorum_shed_total", "Requests refused by load shedding, by reason", ["reason"],
+            registry=r,
+        )  # fmt: skip
+        cache_hits = Counter(
+            "quorum_cache_hits_total", "Answers served from the response cache", ["tenant"],
+            registry=r,
+        )  # fmt: skip
+        self._requests = _Bound(requests.labels)
+        self._stage = _Bound(duration.labels)
+        self._attempts = _Bound(attempts.labels)
+        self._upstream = _Bound(upstream.labels)
+        self._tokens = _Bound(tokens.labels)
+        self._cost = _Bound(cost.labels)
+        self._baseline = _Bound(baseline.labels)
+        self._escalations = _Bound(escalations.labels)
+        self._budget_ratio = _Bound(budget_ratio.labels)
+        self._budget_limit = _Bound(budget_limit.labels)
+        self._shed = _Bound(shed.labels)
+        self._cache_hits = _Bound(cache_hits.labels)
+        for stage in ("classify", "plan", "execute", "total", "attempt"):
+            _ = self._stage[(stage,)]  # bound now, so every stage shows from the start
+
+    # ---- recording ------------------------------------------------------------------
+
+    def request(self, tenant: str, strategy: str, model: str, code: str) -> None:
+        self._requests[(tenant, strategy, model, code)].inc()
+
+    def stage(self, stage: str, seconds: float) -> None:
+        self._stage[(stage,)].observe(seconds)
+
+    def attempts(self, tenant: str, attempts: Iterable[Attempt]) -> None:
+        """Count upstream attempts, their latency, tokens and cost."""
+        for a in attempts:
+            self._attempts[(a.provider, a.model, a.outcome.value)].inc()
+            if a.latency_ms > 0:
+                seconds = a.latency_ms / 1000.0
+                self._upstream[(a.provider, a.model)].observe(seconds)
+                self._stage[("attempt",)].observe(seconds)
+            if a.usage.input_tokens:
+                self._tokens[(a.model, "input")].inc(a.usage.input_tokens)
+            if a.usage.output_tokens:
+                self._tokens[(a.model, "output")].inc(a.usage.output_tokens)
+            if a.cost_usd:
+                self._cost[(tenant, a.model)].inc(a.cost_usd)
+
+    def result(self, tenant: str, result: RouteResult) -> None:
+        """Everything a finished route tells (its attempts are counted separately)."""
+        t = result.timings
+        self._stage[("classify",)].observe(t.classify_ms / 1000.0)
+        self._stage[("plan",)].observe(t.plan_ms / 1000.0)
+        self._stage[("execute",)].observe(t.execute_ms / 1000.0)
+        self._baseline[(tenant,)].inc(result.baseline_cost_usd)
+        cascade = result.cascade
+        if cascade is not None and len(cascade.tiers_tried) > 1:
+            self._escalations[(route_label(result.classification),)].inc(
+                len(cascade.tiers_tried) - 1
+            )
+        if result.consensus is not None:
+            self.agreement.observe(result.consensus.agreement)
+
+    def cache_hit(self, tenant: str, result: RouteResult) -> None:
+        self._cache_hits[(tenant,)].inc()
+        self._baseline[(tenant,)].inc(result.baseline_cost_usd)
+
+    def shed(self, reason: str) -> None:
+        self._shed[(reason,)].inc()
+
+    def budget(self, tenant: str, period: str, ratio: float, limit_usd: float) -> None:
+        self._budget_ratio[(tenant, period)].set(ratio)
+        self._budget_limit[(tenant, period)].set(limit_usd)
+
+    def breaker(self, provider: str, state: BreakerState) -> None:
+        self.breaker_state.labels(provider).set(BREAKER_VALUES[state])
+
+    def breaker_listener(self) -> Callable[[str, BreakerState, BreakerState], None]:
+        """For ``Breakers.add_listener``."""
+
+        def on_change(provider: str, old: BreakerState, new: BreakerState) -> None:
+            self.breaker(provider, new)
+
+        return on_change
+
+
+@dataclass
+class MetricsServer:
+    """The ``/metrics`` HTTP endpoint, served from a daemon thread."""
+
+    httpd: WSGIServer
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_port)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.httpd.shutdown)
+        self.httpd.server_close()
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` into host and port; an empty host means every one."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def serve_metrics(metrics: Metrics, address: str) -> MetricsServer:
+    """Serve ``metrics`` at ``http://address/metrics`` (any path answers the same)."""
+    host, port = split_address(address)
+    httpd, thread = start_http_server(port, host, registry=metrics.registry)
+    return MetricsServer(httpd, thread)
+
+
+def sample_value(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
+    """The current value of one sample (for tests and ``quorum stats`` self-checks)."""
+    value: Any = metrics.registry.get_sample_value(name, labels or {})
+    return float(value or 0.0)

@@ -207,8 +207,10 @@ class Breakers:
         """After a shared refresh: adopt cool-downs and let pybreaker notice new states."""
         wall, now = time.time(), self._clock()
         for key, until_epoch in cooldowns.items():
-            if key in self._breakers and until_epoch > wall:
-                self._extend_cooldown(key, now + (until_epoch - wall), publish=False)
+            until = now + (until_epoch - wall)
+            # Our own cool-downs come back too; only a longer one (set elsewhere) counts.
+            if key in self._breakers and until > self._cooldown_until.get(key, 0.0) + 0.05:
+                self._extend_cooldown(key, until, publish=False)
         for breaker in self._breakers.values():
             _ = breaker.state  # a state changed elsewhere notifies the listeners here
 

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import structlog
 
@@ -60,6 +61,8 @@ MIN_ATTEMPT_S = 0.005  # below this there is no point starting a call
 DEFAULT_COOLDOWN_S = 1.0  # a 429 without Retry-After
 DEFAULT_OUTPUT_TOKENS = 512  # for a tokens-per-minute estimate without max_tokens
 SATURATED = "PROVIDER_SATURATED"  # attempt error_reason: the provider's configured limit
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -230,6 +233,16 @@ def failed_attempt(
     )
 
 
+def count_call(
+    ctx: ExecutionContext, spec: ModelSpec, deployment: Deployment, role: str, first: bool
+) -> None:
+    """A request is about to go upstream: count it, feed the retry budget, announce it."""
+    ctx.calls_made += 1
+    if first and (budget := ctx.resilience.budgets.get(deployment.provider)) is not None:
+        budget.deposit()
+    ctx.sink.emit(AttemptStarted(spec.name, deployment.provider, role))
+
+
 def adapter_error(provider: str, model: str, exc: Exception) -> ProviderBadResponse:
     """An adapter bug, recorded as a bad response (and logged with its traceback)."""
     log.exception("adapter_error", provider=provider, model=model)
@@ -238,6 +251,27 @@ def adapter_error(provider: str, model: str, exc: Exception) -> ProviderBadRespo
     )
     error.__cause__ = exc
     return error
+
+
+@dataclass(frozen=True, slots=True)
+class Sent(Generic[T]):
+    """One request upstream (or a refusal before it): its attempt and its outcome."""
+
+    attempt: Attempt
+    value: T | None
+    error: ProviderError | None
+
+
+@dataclass(frozen=True, slots=True)
+class Called(Generic[T]):
+    """The last :class:`Sent` of a call, the attempts before it and the deployment used."""
+
+    last: Sent[T]
+    earlier: tuple[Attempt, ...]
+    deployment: Deployment
+
+
+Send = Callable[[Deployment, bool], Awaitable[Sent[T]]]
 
 
 async def call_model(
@@ -249,6 +283,22 @@ async def call_model(
     """Call ``candidate`` for ``request`` (with retries by policy); never raises a
     provider error."""
     spec = ctx.catalog.models[candidate.model]
+
+    async def send(deployment: Deployment, first: bool) -> Sent[Completion]:
+        return await _send(ctx, request, spec, deployment, role, first)
+
+    called = await with_policy(ctx, spec, send)
+    last = called.last
+    return CallResult(last.attempt, last.value, last.error, spec, called.earlier, called.deployment)
+
+
+async def with_policy(ctx: ExecutionContext, spec: ModelSpec, send: Send[T]) -> Called[T]:
+    """Run ``send(deployment, first)`` until it succeeds or the policy says stop.
+
+    Chooses the deployment each time, waits out a short cool-down once, moves to
+    another deployment after a refusal or a 429, and retries transient faults within
+    the retry policy, the budget, the deadline and the upstream-call cap.
+    """
     res = ctx.resilience
     earlier: list[Attempt] = []
     tried: set[str] = set()
@@ -263,9 +313,10 @@ async def call_model(
                 waited = True
                 await asyncio.sleep(wait)
                 continue
-        attempt, completion, error = await _send(ctx, request, spec, deployment, role, first)
-        if completion is not None:
-            return CallResult(attempt, completion, None, spec, tuple(earlier), deployment)
+        sent = await send(deployment, first)
+        if sent.value is not None:
+            return Called(sent, tuple(earlier), deployment)
+        error = sent.error
         assert error is not None
         tried.add(deployment.key)
         kind = skip_kind(error)
@@ -274,33 +325,31 @@ async def call_model(
         if isinstance(error, ProviderRateLimited):
             ctx.breakers.cool_down(deployment.breaker, error.retry_after_s or DEFAULT_COOLDOWN_S)
         if ctx.time_left() < MIN_ATTEMPT_S or ctx.calls_made >= ctx.max_upstream_calls:
-            return CallResult(attempt, None, error, spec, tuple(earlier), deployment)
+            return Called(sent, tuple(earlier), deployment)
         others = [
-            d
-            for d in (spec.deployments or ())
-            if d.key not in tried and ctx.breakers.callable(d.breaker)
+            d for d in spec.deployments if d.key not in tried and ctx.breakers.callable(d.breaker)
         ]
         if kind or isinstance(error, ProviderRateLimited):
             # Nothing was sent, or the provider asked us to wait: another deployment
             # now, or this one once its cool-down (if short) is over.
             if others or (not waited and rate_limit_wait(ctx, deployment) > 0):
-                earlier.append(attempt)
+                earlier.append(sent.attempt)
                 continue
-            return CallResult(attempt, None, error, spec, tuple(earlier), deployment)
+            return Called(sent, tuple(earlier), deployment)
         policy = res.retry_policy(deployment.provider)
         transient = isinstance(error, ProviderUnavailable | ProviderBadResponse)
         if not transient or retries >= policy.max_retries:
-            return CallResult(attempt, None, error, spec, tuple(earlier), deployment)
+            return Called(sent, tuple(earlier), deployment)
         delay = 0.0 if others else res.backoff_s(deployment.provider, retries)
         if ctx.time_left() < delay + MIN_ATTEMPT_S * 2:
-            return CallResult(attempt, None, error, spec, tuple(earlier), deployment)
+            return Called(sent, tuple(earlier), deployment)
         target = others[0].provider if others else deployment.provider
         budget = res.budgets.get(target)
         if budget is not None and not budget.try_spend():
             log.info("retry_budget_exhausted", provider=target, model=spec.name)
-            return CallResult(attempt, None, error, spec, tuple(earlier), deployment)
+            return Called(sent, tuple(earlier), deployment)
         retries += 1
-        earlier.append(attempt)
+        earlier.append(sent.attempt)
         if not others:
             tried.discard(deployment.key)
         if delay > 0:
@@ -314,8 +363,8 @@ async def _send(
     deployment: Deployment,
     role: str,
     first: bool,
-) -> tuple[Attempt, Completion | None, ProviderError | None]:
-    """One request upstream (or a refusal before it): the attempt and its outcome."""
+) -> Sent[Completion]:
+    """One unary request upstream (or a refusal before it)."""
     res = ctx.resilience
     started_ms = ctx.elapsed_ms()
     start = ctx.clock()
@@ -326,10 +375,7 @@ async def _send(
         provider = ctx.providers[deployment.provider]
         timeout = min(ctx.time_left(), ctx.provider_timeouts.get(deployment.provider, 60.0))
         with ctx.breakers.guard(deployment.breaker):
-            ctx.calls_made += 1
-            if first and (budget := res.budgets.get(deployment.provider)) is not None:
-                budget.deposit()
-            ctx.sink.emit(AttemptStarted(spec.name, deployment.provider, role))
+            count_call(ctx, spec, deployment, role, first)
             sent = ctx.clock()
             try:
                 with res.balancer.track(deployment):
@@ -368,7 +414,7 @@ async def _send(
             cost_usd=spec.cost(completion.usage),
             started_ms=started_ms,
         )
-        return attempt, completion, None
+        return Sent(attempt, completion, None)
     finally:
         if permit is not None:
             permit.release()
@@ -388,4 +434,4 @@ async def _send(
         status=error.status,
         skipped=skip_kind(error) or None,
     )
-    return attempt, None, error
+    return Sent(attempt, None, error)

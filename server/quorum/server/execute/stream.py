@@ -1,0 +1,378 @@
+"""Streaming execution, for RouteStream.
+
+:func:`stream_single` is the single strategy reading ``provider.stream(...)``: chunks go
+to the context's sink as they arrive. Opening a stream — up to its first piece — runs
+under the same policy as a unary call (deployment choice, limits, breaker, short
+Retry-After waits, retries), so a stream that breaks before its first chunk fails over
+silently: the attempt is recorded and the next candidate announces itself with its own
+``AttemptStarted``. A stream that breaks after chunks were sent is never truncated
+silently: with the model's ``stream_failover: restart`` the next candidate that opens
+restarts the answer, preceded by a :class:`~quorum.server.execute.events.FellBack` that
+carries how many characters to discard; otherwise (or when no candidate is left) the
+run fails with reason ``STREAM_INTERRUPTED`` and the stream ends with an error event.
+
+Other strategies stream through :func:`forward`: their unary executor runs with a sink
+that forwards its events (attempts, gate verdicts, escalations, votes) and the answer
+follows as chunks once it is final — a cascade's tier output is only sent after its
+gate passed.
+
+The breaker sees a stream as one call: a failure before or during the stream counts,
+a caller that goes away does not. Cancelling the run closes the upstream response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from quorum.server.catalog import Deployment, ModelSpec
+from quorum.server.domain import (
+    Attempt,
+    AttemptOutcome,
+    Completion,
+    ExecutionPlan,
+    ExecutionResult,
+    RouteRequest,
+    ToolCall,
+    Usage,
+)
+from quorum.server.errors import (
+    DeadlineExceeded,
+    ExecutionFailed,
+    ProviderBadResponse,
+    ProviderError,
+    ProviderTimeout,
+)
+from quorum.server.execute.calls import (
+    MIN_ATTEMPT_S,
+    CallResult,
+    ExecutionContext,
+    Sent,
+    acquire_permit,
+    adapter_error,
+    count_call,
+    failed_attempt,
+    skipped,
+    with_policy,
+)
+from quorum.server.execute.events import Chunk, Event, FellBack
+from quorum.server.execute.single import deadline_exceeded, no_answer
+from quorum.server.limits import Permit
+from quorum.server.providers.base import ProviderRequest, StreamDelta
+from quorum.server.tokens import count_tokens
+
+R = TypeVar("R")
+INTERRUPTED = "STREAM_INTERRUPTED"
+ANSWER_CHUNK_CHARS = 2048  # a buffered answer is sent in pieces of at most this
+
+
+@dataclass(slots=True)
+class _Opened:
+    """A stream whose first piece arrived; the rest is still to be read."""
+
+    deltas: AsyncIterator[StreamDelta]
+    first: StreamDelta
+    stack: contextlib.ExitStack
+    permit: Permit | None
+    deployment: Deployment
+    start: float
+    started_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Relayed:
+    attempt: Attempt
+    completion: Completion | None
+    error: ProviderError | None
+    chars: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Broken:
+    model: str
+    reason: str
+    chars: int
+
+
+async def stream_single(
+    ctx: ExecutionContext, request: RouteRequest, plan: ExecutionPlan
+) -> ExecutionResult:
+    """Run ``plan`` with the single strategy, streaming; events go to ``ctx.sink``."""
+    queue = [(stage.role, c) for stage in plan.stages for c in stage.candidates]
+    attempts: list[Attempt] = []
+    results: list[CallResult] = []
+    broken: _Broken | None = None
+    for role, candidate in queue:
+        if ctx.time_left() < MIN_ATTEMPT_S:
+            break
+        if ctx.calls_made >= ctx.max_upstream_calls:
+            attempts.append(skipped(candidate, role, "upstream call cap reached", ctx))
+            continue
+        spec = ctx.catalog.models[candidate.model]
+
+        async def send(deployment: Deployment, first: bool) -> Sent[_Opened]:
+            return await _open(ctx, request, spec, deployment, role, first)  # noqa: B023
+
+        called = await with_policy(ctx, spec, send)
+        attempts.extend(called.earlier)
+        opened = called.last.value
+        if opened is None:
+            attempts.append(called.last.attempt)
+            last = called.last
+            results.append(CallResult(last.attempt, None, last.error, spec, (), called.deployment))
+            continue
+        if broken is not None:
+            ctx.sink.emit(FellBack(broken.model, spec.name, broken.reason, broken.chars))
+            broken = None
+        relayed = await _relay(ctx, request, spec, role, opened)
+        attempts.append(relayed.attempt)
+        if relayed.completion is not None:
+            return ExecutionResult(
+                completion=relayed.completion,
+                model=spec.name,
+                provider=opened.deployment.provider,
+                attempts=tuple(attempts),
+                simulated=opened.deployment.simulated,
+            )
+        assert relayed.error is not None
+        results.append(
+            CallResult(relayed.attempt, None, relayed.error, spec, (), opened.deployment)
+        )
+        broken = _Broken(spec.name, relayed.error.message, relayed.chars)
+        if spec.stream_failover == "error":
+            raise _interrupted(ctx, broken, attempts, plan, "restarting is off for this model")
+    if broken is not None:
+        raise _interrupted(ctx, broken, attempts, plan, "no candidate could take over")
+    if ctx.time_left() < MIN_ATTEMPT_S:
+        raise deadline_exceeded(attempts, plan)
+    raise no_answer(ctx, attempts, results, plan)
+
+
+def _interrupted(
+    ctx: ExecutionContext,
+    broken: _Broken,
+    attempts: list[Attempt],
+    plan: ExecutionPlan,
+    why: str,
+) -> ExecutionFailed:
+    message = (
+        f"the stream from {broken.model} broke after {broken.chars} characters "
+        f"({broken.reason}); {why}"
+    )
+    if ctx.time_left() < MIN_ATTEMPT_S:
+        return DeadlineExceeded(message, attempts=attempts, plan=plan)
+    error = ExecutionFailed(message, attempts=attempts, plan=plan)
+    error.reason = INTERRUPTED
+    return error
+
+
+async def _open(
+    ctx: ExecutionContext,
+    request: RouteRequest,
+    spec: ModelSpec,
+    deployment: Deployment,
+    role: str,
+    first: bool,
+) -> Sent[_Opened]:
+    """Start a stream on ``deployment`` and wait for its first piece."""
+    started_ms = ctx.elapsed_ms()
+    start = ctx.clock()
+    stack = contextlib.ExitStack()
+    deltas: AsyncIterator[StreamDelta] | None = None
+    permit: Permit | None = None
+    try:
+        permit = await acquire_permit(ctx, request, deployment)
+        if permit is not None:
+            stack.callback(permit.release)
+        provider = ctx.providers[deployment.provider]
+        timeout = min(ctx.time_left(), ctx.provider_timeouts.get(deployment.provider, 60.0))
+        stack.enter_context(ctx.breakers.guard(deployment.breaker))
+        count_call(ctx, spec, deployment, role, first)
+        stack.enter_context(ctx.resilience.balancer.track(deployment))
+        deltas = provider.stream(
+            ProviderRequest(deployment.model_id, request.messages, request.params, timeout)
+        )
+        try:
+            async with asyncio.timeout(timeout + 0.05):
+                head = await anext(deltas)
+        except StopAsyncIteration:
+            raise ProviderBadResponse(
+                f"{deployment.provider}: the stream ended before any data",
+                provider=deployment.provider,
+            ) from None
+        except TimeoutError:
+            raise ProviderTimeout(
+                f"{deployment.provider}: no first chunk within {timeout:.3f}s",
+                provider=deployment.provider,
+            ) from None
+        except (ProviderError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            raise adapter_error(deployment.provider, spec.name, exc) from exc
+    except BaseException as exc:
+        await _close(deltas)
+        stack.__exit__(type(exc), exc, exc.__traceback__)
+        if not isinstance(exc, ProviderError):
+            raise
+        attempt = failed_attempt(
+            spec,
+            deployment,
+            role,
+            exc,
+            started_ms=started_ms,
+            latency_ms=(ctx.clock() - start) * 1000.0,
+        )
+        return Sent(attempt, None, exc)
+    opened = _Opened(deltas, head, stack, permit, deployment, start, started_ms)
+    provisional = Attempt(
+        spec.name,
+        deployment.provider,
+        spec.tier,
+        role,
+        AttemptOutcome.SUCCEEDED,
+        "streaming",
+        started_ms=started_ms,
+    )  # replaced by the real attempt once the stream ends
+    return Sent(provisional, opened, None)
+
+
+async def _relay(
+    ctx: ExecutionContext,
+    request: RouteRequest,
+    spec: ModelSpec,
+    role: str,
+    opened: _Opened,
+) -> _Relayed:
+    """Send the stream's pieces as chunks until it ends, breaks or the deadline passes."""
+    provider = opened.deployment.provider
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    finish = ""
+    usage: Usage | None = None
+    chars = 0
+    error: ProviderError | None = None
+    try:
+        async with asyncio.timeout(max(0.0, ctx.time_left())):
+            delta: StreamDelta | None = opened.first
+            while delta is not None:
+                if delta.text:
+                    texts.append(delta.text)
+                    chars += len(delta.text)
+                    ctx.sink.emit(Chunk(spec.name, text=delta.text))
+                if delta.tool_call is not None:
+                    calls.append(delta.tool_call)
+                    ctx.sink.emit(Chunk(spec.name, tool_call=delta.tool_call))
+                finish = delta.finish_reason or finish
+                usage = delta.usage or usage
+                delta = await anext(opened.deltas, None)
+        if not finish:
+            error = ProviderBadResponse(
+                f"{provider}: the stream ended without a finish reason", provider=provider
+            )
+    except TimeoutError:
+        error = ProviderTimeout(f"{provider}: the stream outlasted the deadline", provider=provider)
+    except ProviderError as exc:
+        error = exc
+    except asyncio.CancelledError as exc:
+        await _close(opened.deltas)
+        opened.stack.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    except Exception as exc:
+        error = adapter_error(provider, spec.name, exc)
+    latency_ms = (ctx.clock() - opened.start) * 1000.0
+    text = "".join(texts)
+    if error is None:
+        used = usage or _estimate(request, text)
+        if opened.permit is not None:
+            opened.permit.release(used.input_tokens + used.output_tokens)
+        opened.stack.__exit__(None, None, None)
+        attempt = Attempt(
+            model=spec.name,
+            provider=provider,
+            tier=spec.tier,
+            role=role,
+            outcome=AttemptOutcome.SUCCEEDED,
+            reason="ok",
+            latency_ms=latency_ms,
+            usage=used,
+            cost_usd=spec.cost(used),
+            started_ms=opened.started_ms,
+        )
+        completion = Completion(text, tuple(calls), finish, used)
+        return _Relayed(attempt, completion, None, chars)
+    await _close(opened.deltas)
+    opened.stack.__exit__(type(error), error, None)
+    spent = _estimate(request, text)
+    attempt = failed_attempt(
+        spec,
+        opened.deployment,
+        role,
+        error,
+        started_ms=opened.started_ms,
+        latency_ms=latency_ms,
+        usage=spent,
+    )
+    if chars or calls:
+        attempt = replace(attempt, reason=f"stream broke after {chars} characters: {error.message}")
+    return _Relayed(attempt, None, error, chars)
+
+
+def _estimate(request: RouteRequest, text: str) -> Usage:
+    """Usage of a stream that reported none (it broke): estimated from the text."""
+    prompt = sum(count_tokens(m.text) + 4 for m in request.messages)
+    return Usage(prompt, count_tokens(text) if text else 0)
+
+
+async def _close(deltas: AsyncIterator[StreamDelta] | None) -> None:
+    """Close an upstream stream (its HTTP response is closed, not pooled)."""
+    close = getattr(deltas, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()
+
+
+class EventQueue:
+    """A sink that queues events for :func:`forward`; never blocks."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+
+    def emit(self, event: Event) -> None:
+        self._queue.put_nowait(event)
+
+
+async def forward(work: Awaitable[R], sink: EventQueue) -> AsyncIterator[Event | R]:
+    """Yield the events ``work`` emits into ``sink`` as they happen, then its result.
+
+    ``work``'s error is raised after its events. Closing the iterator early cancels
+    ``work`` (and with it any upstream call).
+    """
+    queue = sink._queue
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(lambda _: queue.put_nowait(None))  # None: work is done
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                yield task.result()
+                return
+            yield item
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def answer_chunks(model: str, completion: Completion) -> list[Chunk]:
+    """A buffered answer as chunks: the text in pieces, then each tool call."""
+    content = completion.content
+    chunks = [
+        Chunk(model, text=content[i : i + ANSWER_CHUNK_CHARS])
+        for i in range(0, len(content), ANSWER_CHUNK_CHARS)
+    ]
+    chunks.extend(Chunk(model, tool_call=call) for call in completion.tool_calls)
+    return chunks

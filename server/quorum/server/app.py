@@ -22,8 +22,12 @@ from grpc_reflection.v1alpha import reflection
 from quorum.route.v1 import route_service_pb2
 from quorum.server.config import Config, resolve_secrets
 from quorum.server.frontdoor import HttpFrontDoor
+from quorum.server.admission import Admission
+from quorum.server.gateway import Gateway
+from quorum.server.metrics import MetricsServer, serve_metrics
 from quorum.server.router import Router
 from quorum.server.service import RouteService, add_route_service
+from quorum.server.tls import server_credentials
 
 log = structlog.get_logger("quorum.app")
 
@@ -39,6 +43,7 @@ class RunningServer:
     router: Router
     health: AsyncHealthServicer
     http: HttpFrontDoor | None = None  # the OpenAI-compatible listener, when configured
+    metrics: MetricsServer | None = None  # the Prometheus endpoint, when configured
 
     async def start(self) -> None:
         await self.server.start()
@@ -53,6 +58,8 @@ class RunningServer:
         http_stopped = self.http.stop(grace_s) if self.http is not None else asyncio.sleep(0)
         await asyncio.gather(self.server.stop(grace_s), http_stopped)
         await self.router.close()
+        if self.metrics is not None:
+            await self.metrics.stop()
 
 
 def server_options(config: Config) -> list[tuple[str, int]]:
@@ -72,14 +79,27 @@ def server_options(config: Config) -> list[tuple[str, int]]:
 
 
 def create_server(
-    config: Config, address: str | None = None, *, router: Router | None = None
+    config: Config,
+    address: str | None = None,
+    *,
+    router: Router | None = None,
+    metrics_address: str | None = None,
 ) -> RunningServer:
-    """Build the server bound to ``address`` (default from config); not yet started."""
+    """Build the server bound to ``address`` (default from config); not yet started.
+
+    ``metrics_address`` (default ``observability.metrics_address``) serves Prometheus
+    metrics at ``/metrics``; it is bound here, so a taken port fails at once.
+    """
     if router is None:
         router = Router(config, secrets=resolve_secrets(config))
+    admission = Admission(config, router.metrics)
+    gateway = Gateway(router.guardrails.tenants, admission, router.metrics, router.tracing)
     server = grpc.aio.server(
         options=server_options(config),
-        maximum_concurrent_rpcs=config.server.max_concurrent_rpcs,
+        interceptors=[gateway],
+        # Admission sheds RouteService calls with RetryInfo at its own limit; the
+        # transport's cap sits above it so health checks and reflection still get in.
+        maximum_concurrent_rpcs=admission.max_inflight + max(64, admission.max_inflight // 4),
     )
     add_route_service(RouteService(router), server)
     # The asyncio health servicer: the thread-based one would park Watch streams in
@@ -89,17 +109,25 @@ def create_server(
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address or config.server.address)
+    tls = config.server.tls
+    if tls is not None:
+        port = server.add_secure_port(address or config.server.address, server_credentials(tls))
+    else:
+        port = server.add_insecure_port(address or config.server.address)
     if port == 0:
         raise OSError(f"cannot bind {address or config.server.address}")
     http_address = config.server.http_address
     http = HttpFrontDoor(router, http_address) if http_address else None
-    return RunningServer(server, port, router, health_servicer, http)
+    metrics_address = metrics_address or config.observability.metrics_address
+    metrics = serve_metrics(router.metrics, metrics_address) if metrics_address else None
+    return RunningServer(server, port, router, health_servicer, http, metrics=metrics)
 
 
-async def serve(config: Config, address: str | None = None) -> int:
+async def serve(
+    config: Config, address: str | None = None, *, metrics_address: str | None = None
+) -> int:
     """Run until SIGTERM or SIGINT, then drain; returns the exit code."""
-    running = create_server(config, address)
+    running = create_server(config, address, metrics_address=metrics_address)
     await running.start()
     log.info(
         "serving",
@@ -107,6 +135,8 @@ async def serve(config: Config, address: str | None = None) -> int:
         port=running.port,
         models=len(running.router.catalog.models),
         http_port=running.http.port if running.http is not None else None,
+        metrics_port=running.metrics.port if running.metrics is not None else None,
+        tls=config.server.tls is not None,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

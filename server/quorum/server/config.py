@@ -530,6 +530,7 @@ def _cross_reference_access(config: Config) -> list[str]:
             ("models", set(config.models)),
             ("tiers", tiers),
             ("use_cases", use_cases),
+            ("agents", set(config.agents)),
         ):
             for value in getattr(tenant, key) or ():
                 if value not in known:

@@ -38,6 +38,8 @@ from quorum.server.domain import (
 )
 from quorum.server.execute.calls import ExecutionContext, call_model
 from quorum.server.execute.single import execute_single
+from quorum.server.guardrails import Guardrails
+from quorum.server.metrics import Metrics
 from quorum.server.plan import estimate_tokens, plan
 from quorum.server.policy import RoutingPolicy, build_policy
 from quorum.server.providers.base import Provider, ProviderRequest
@@ -45,6 +47,7 @@ from quorum.server.providers.http import HttpClient
 from quorum.server.providers.registry import build_providers
 from quorum.server.shadow import ShadowEvaluator, ShadowSettings
 from quorum.server.state import StateSnapshot
+from quorum.server.tracing import Tracing
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,8 @@ class Router:
         secrets: Mapping[str, SecretStr] | None = None,
         providers: Mapping[str, Provider] | None = None,
         classifier: Classifier | None = None,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.config = config
         self.catalog: Catalog = build_catalog(config)
@@ -101,8 +106,19 @@ class Router:
             self._shadow_call,
             self.decisions,
         )
+        # ---- tenants, budgets, cache, metrics, tracing: quorum.server.guardrails ----
+        self.metrics = metrics or Metrics()
+        traced = config.observability.tracing
+        self.tracing = tracing or (Tracing.create(traced) if traced is not None else None)
+        self.guardrails = Guardrails(config, self.catalog, self.metrics, self.tracing)
+        self.breakers.add_listener(self.metrics.breaker_listener())
+        for name, health in self.breakers.snapshot().items():
+            self.metrics.breaker(name, health.state)
 
     async def close(self) -> None:
+        await self.guardrails.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
         await self.shadow.close()
         await self.decisions.close()
         for provider in self.providers.values():
@@ -113,14 +129,20 @@ class Router:
         return StateSnapshot(providers=self.breakers.snapshot())
 
     def models(self, tier: str = "") -> list[ModelSpec]:
-        return [m for m in self.catalog.ordered() if not tier or m.tier == tier]
+        """The models the calling tenant may use, cheapest tier first."""
+        catalog = self.guardrails.caller().catalog
+        return [m for m in catalog.ordered() if not tier or m.tier == tier]
 
     async def explain(self, request: RouteRequest) -> PlanOutcome:
         """Classify and plan ``request`` without calling a model."""
-        classification = await self.classifier.classify(request)
-        request, catalog = self._for_agent(request, classification)
+        scope = await self.guardrails.begin(request, explain=True)
+        classification = await self.classifier.classify(scope.request)
+        request, catalog = self._for_agent(scope.request, classification)
+        catalog = self.guardrails.narrow(scope, catalog)
         snapshot = self.snapshot()
-        decided = plan(request, classification, catalog, self.policy, snapshot)
+        request, decided = self.guardrails.decide(
+            scope, request, lambda r: plan(r, classification, catalog, self.policy, snapshot)
+        )
         tokens = estimate_tokens(request, classification)
         baseline = self.catalog.baseline
         return PlanOutcome(
@@ -138,10 +160,17 @@ class Router:
         t0 = time.monotonic()
         limit = self.config.server.default_deadline_s
         deadline = t0 + (min(timeout_s, limit) if timeout_s is not None else limit)
-        classification = await self.classifier.classify(request)
-        request, catalog = self._for_agent(request, classification)
+        scope = await self.guardrails.begin(request)  # tenant, permissions, cache, budget guard
+        if scope.hit is not None:
+            return scope.hit
+        classification = await self.classifier.classify(scope.request)
+        request, catalog = self._for_agent(scope.request, classification)
+        catalog = self.guardrails.narrow(scope, catalog)
         t1 = time.monotonic()
-        decided = plan(request, classification, catalog, self.policy, self.snapshot())
+        snapshot = self.snapshot()
+        request, decided = self.guardrails.decide(
+            scope, request, lambda r: plan(r, classification, catalog, self.policy, snapshot)
+        )
         t2 = time.monotonic()
         ctx = ExecutionContext(
             providers=self.providers,
@@ -151,7 +180,8 @@ class Router:
             deadline=deadline,
             max_upstream_calls=decided.max_upstream_calls,
         )
-        result = await self._execute(ctx, request, decided)
+        async with self.guardrails.execution(scope, decided, deadline) as run:
+            result = run.done(await self._execute(ctx, request, decided))
         t3 = time.monotonic()
         usage = sum((a.usage for a in result.attempts), Usage())
         answer_usage = result.completion.usage
@@ -176,10 +206,12 @@ class Router:
             ),
             cascade=result.cascade,
             consensus=result.consensus,
+            guards=tuple(scope.guards),
             simulated=result.simulated,
         )
         self.decisions.record(request, routed)
         self.shadow.consider(request, routed)
+        await self.guardrails.finish(scope, routed)
         return routed
 
     def _for_agent(

@@ -1,0 +1,137 @@
+"""Answer extraction and normalisation for consensus votes.
+
+Two answers vote together when their normalised forms are equal. Each normaliser takes
+the raw answer text and returns its canonical form, or ``""`` when it finds no answer of
+its kind (the candidate then abstains):
+
+``exact``    the text with surrounding whitespace removed
+``text``     whitespace collapsed, case folded, trailing punctuation dropped
+``numeric``  the final number: ``#### 42`` (GSM8K style), then "the answer is 42" /
+             "answer: 42", then the last number in the text; ``1,234.50`` → ``1234.5``
+``choice``   a multiple-choice letter: "(B)", "Answer: B", "the answer is C", a leading
+             "B." or "**B**"
+``json``     canonical JSON: keys sorted, no insignificant whitespace (a code fence is
+             unwrapped)
+``labels``   a set of labels: split on commas, semicolons, newlines and "and", case
+             folded, de-duplicated, sorted (a JSON array of strings works too)
+
+``auto`` picks one from the request: JSON output → ``json``; task ``math`` → ``numeric``;
+task ``classification`` → ``labels``; otherwise ``text``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from decimal import Decimal, InvalidOperation
+
+from quorum.server.domain import ResponseFormatType, RouteRequest
+from quorum.server.execute.gate import strip_fence
+
+NORMALIZERS = ("exact", "text", "numeric", "choice", "json", "labels")
+
+_SPACE = re.compile(r"\s+")
+_NUMBER = r"[-+−]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+_HASHES = re.compile(r"####\s*(" + _NUMBER + ")")
+_STATED = re.compile(
+    r"(?:answer\s+is|answer\s*[:=]|result\s+is|equals|=)\s*\**\s*(" + _NUMBER + ")",
+    re.IGNORECASE,
+)
+_ANY_NUMBER = re.compile(_NUMBER)
+_CHOICE_PATTERNS = (
+    re.compile(r"answer\s+is\s*[:\-]?\s*\(?\**([A-J])\b\)?", re.IGNORECASE),
+    re.compile(r"answer\s*[:\-]\s*\(?\**([A-J])\b\)?", re.IGNORECASE),
+    re.compile(r"^\s*\**\(?([A-J])\)?\**\s*(?:[.):\-]|$)", re.MULTILINE),
+    re.compile(r"\(([A-J])\)"),
+    re.compile(r"\*\*([A-J])\*\*"),
+)
+_LABEL_SPLIT = re.compile(r"\s*(?:,|;|\n|\band\b|\|)\s*", re.IGNORECASE)
+
+
+def exact(text: str) -> str:
+    return text.strip()
+
+
+def folded_text(text: str) -> str:
+    return _SPACE.sub(" ", text).strip().casefold().rstrip(".!?。 ")
+
+
+def _canonical_number(raw: str) -> str:
+    cleaned = raw.replace("−", "-").replace("$", "").replace(",", "").replace(" ", "")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        return ""
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value.normalize(), "f")
+
+
+def numeric(text: str) -> str:
+    for pattern in (_HASHES, _STATED):
+        found = pattern.findall(text)
+        if found:
+            return _canonical_number(found[-1])
+    numbers = _ANY_NUMBER.findall(text)
+    return _canonical_number(numbers[-1]) if numbers else ""
+
+
+def choice(text: str) -> str:
+    for pattern in _CHOICE_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            return match.group(1).upper()
+    stripped = text.strip().rstrip(".").strip("*() ")
+    return stripped.upper() if re.fullmatch(r"[A-Ja-j]", stripped) else ""
+
+
+def canonical_json(text: str) -> str:
+    try:
+        value = json.loads(strip_fence(text))
+    except ValueError:
+        return ""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def labels(text: str) -> str:
+    body = strip_fence(text).strip()
+    items: list[str]
+    try:
+        value = json.loads(body)
+    except ValueError:
+        value = None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = list(value)
+    else:
+        items = _LABEL_SPLIT.split(body)
+    cleaned = {folded_text(i).strip("\"'`*-• ") for i in items}
+    return ",".join(sorted(c for c in cleaned if c))
+
+
+_BY_NAME: Mapping[str, Callable[[str], str]] = {
+    "exact": exact,
+    "text": folded_text,
+    "numeric": numeric,
+    "choice": choice,
+    "json": canonical_json,
+    "labels": labels,
+}
+
+
+def resolve(name: str, request: RouteRequest, task: str) -> str:
+    """The normaliser to use: ``name`` itself, or the pick of ``auto`` for this request."""
+    if name != "auto":
+        return name
+    if request.params.response_format.type is not ResponseFormatType.TEXT:
+        return "json"
+    if task == "math":
+        return "numeric"
+    if task == "classification":
+        return "labels"
+    return "text"
+
+
+def normalize(name: str, text: str) -> str:
+    """Apply normaliser ``name`` (one of :data:`NORMALIZERS`) to ``text``."""
+    return _BY_NAME[name](text)

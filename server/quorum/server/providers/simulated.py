@@ -16,6 +16,17 @@ deterministic where it matters for routing and reproducible where it should vary
 
 The simulator keeps its own notion of difficulty (:func:`true_difficulty`), separate from
 Quorum's classifiers, so routing quality is measured rather than assumed.
+
+Two additions serve consensus and benchmarks:
+
+* :func:`is_correct_answer` tells whether a text carries the canonical correct answer to
+  a prompt, so a benchmark can score any final answer (a vote's, a judge's synthesis).
+* A simulated model asked with the consensus judge's prompt (see
+  :mod:`quorum.server.execute.judge`) acts as the judge: it replies with valid scores
+  JSON, scoring each candidate high when it carries the correct answer to the embedded
+  question and low otherwise. Its own ``skill`` at the question's difficulty is the
+  chance it judges a candidate right; otherwise it judges that candidate the wrong way.
+  In synthesis mode its ``answer`` is the text of the candidate it scored best.
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ from quorum.server.domain import (
     Usage,
 )
 from quorum.server.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
+from quorum.server.execute.judge import JudgeTask, read_judge_prompt
 from quorum.server.providers.base import ProviderRequest, StreamDelta
 from quorum.server.tokens import count_tokens
 
@@ -128,6 +140,46 @@ class SimulatedAnswer:
     correct: bool
     refusal: bool
     mean_logprob: float
+
+
+def correct_core(prompt: str) -> str:
+    """The canonical correct answer to ``prompt``, before length and format shaping."""
+    match = _ARITH.search(prompt)
+    value = _eval_arith(match.group(1)) if match else None
+    if value is not None:
+        return f"The answer is {_format_number(value)}."
+    key = hashlib.blake2b(prompt.encode(), digest_size=3).hexdigest()
+    return f"Answer {key}: here is a response to the request."
+
+
+def is_correct_answer(prompt: str, text: str) -> bool:
+    """Whether ``text`` carries the correct answer to ``prompt`` (for benchmarks and judges)."""
+    return bool(text) and correct_core(prompt) in text
+
+
+def simulate_judge(model: str, behaviour: SimulatedBehaviour, task: JudgeTask) -> SimulatedAnswer:
+    """A simulated judge's scores JSON for ``task`` (see the module docstring)."""
+    level = cast(DifficultyName, true_difficulty(task.question).name.lower())
+    skill = behaviour.skill.get(level, 0.8)
+    scores: dict[str, float] = {}
+    good: list[str] = []
+    for label, text in sorted(task.candidates.items()):
+        truth = is_correct_answer(task.question, text)
+        judged = truth if _unit("judge", model, task.question, text) < skill else not truth
+        jitter = _unit("score", model, task.question, text) * 0.1
+        scores[label] = round(0.85 + jitter if judged else 0.05 + jitter, 3)
+        if judged:
+            good.append(label)
+    best = max(sorted(scores), key=lambda label: scores[label]) if scores else ""
+    rationale = (
+        f"{', '.join(good)} give{'s' if len(good) == 1 else ''} the expected result."
+        if good
+        else "No candidate gives the expected result."
+    )
+    reply: dict[str, object] = {"scores": scores, "best": best, "rationale": rationale}
+    if task.synthesize:
+        reply["answer"] = task.candidates.get(best, "")
+    return SimulatedAnswer(json.dumps(reply), bool(good), False, -0.1)
 
 
 def simulate_answer(
@@ -235,8 +287,13 @@ class SimulatedProvider:
         behaviour = self._behaviour(request.model_id)
         prompt = next((m.text for m in reversed(request.messages) if m.role is Role.USER), "")
         json_mode = request.params.response_format.type is not ResponseFormatType.TEXT
-        answer = simulate_answer(
-            request.model_id, behaviour, prompt, json_mode, request.params.max_tokens
+        judging = read_judge_prompt(request.messages)
+        answer = (
+            simulate_judge(request.model_id, behaviour, judging)
+            if judging is not None
+            else simulate_answer(
+                request.model_id, behaviour, prompt, json_mode, request.params.max_tokens
+            )
         )
         tool_calls: tuple[ToolCall, ...] = ()
         finish = "stop"

@@ -4,27 +4,34 @@
 ordered candidates, estimates the cost and records why. Everything it needs is passed
 in, so its tests are tables.
 
-Order of decisions for the single strategy:
-
 1. Eligible models: every needed capability (asked for, or implied by tools, images,
    JSON formats, logprobs), a context window that fits, cleared for the request's data
    sensitivity, and an estimated cost within the caller's ceiling.
-2. Target tier: a forced model or tier, else the use-case policy, else the priority
-   (latency and cost → cheapest tier, quality → most capable), else difficulty. An
-   ambiguous classification moves one tier up.
-3. Order: the target tier cheapest first, then more capable tiers, then cheaper ones;
-   providers whose breaker is open or cooling down go last. The list is cut to the
-   failover limit.
+2. Strategy: the caller's (``hints.strategy``), else the use case's, else the configured
+   default; a forced strategy that cannot run raises
+   :class:`~quorum.server.errors.StrategyInfeasible` saying why. Otherwise ``auto``:
+
+   * a forced model or tier, a use case pinning a tier, or latency priority → single;
+   * ``critical``, or high difficulty with quality priority → consensus, when at least
+     two models are eligible, the estimate fits ``max_cost_usd`` and the budget is not
+     under pressure (critical requests are exempt from the pressure rule);
+   * medium difficulty (balanced priority), cost priority, or high difficulty under
+     budget pressure → cascade, while the escalation guard leaves two tiers to try;
+   * anything else → single.
+
+   Multi-call strategies are laid out by :mod:`quorum.server.plan_stages`.
+3. Single: target tier from a forced model or tier, the use case, the priority or the
+   difficulty (an ambiguous classification moves one tier up); candidates in the target
+   tier cheapest first, then more capable tiers, then cheaper ones; unhealthy providers
+   last; cut to the failover limit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.domain import (
-    BreakerState,
-    Candidate,
     Classification,
     Difficulty,
     ExecutionPlan,
@@ -36,12 +43,30 @@ from quorum.server.domain import (
     Strategy,
 )
 from quorum.server.errors import NoCandidate, StrategyInfeasible
+from quorum.server.plan_stages import (
+    Planning,
+    cascade_route,
+    eligible_cascade_tiers,
+    guard_tiers,
+    is_probe,
+    make_candidate,
+    plan_cascade,
+    plan_consensus,
+)
 from quorum.server.policy import RoutingPolicy
 from quorum.server.state import StateSnapshot
 from quorum.server.tokens import count_tokens
 
+__all__ = [
+    "TokenEstimate",
+    "cascade_route",
+    "effective_priority",
+    "estimate_tokens",
+    "is_probe",
+    "plan",
+]
+
 _DEFAULT_OUTPUT_TOKENS = {Difficulty.LOW: 150, Difficulty.MEDIUM: 400, Difficulty.HIGH: 800}
-_UNHEALTHY = (BreakerState.OPEN, BreakerState.COOLING_DOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +128,9 @@ def _eligible(
     return eligible
 
 
-def _target_tier(
-    request: RouteRequest,
-    classification: Classification,
-    catalog: Catalog,
-    policy: RoutingPolicy,
-    reasons: list[Reason],
-) -> str:
+def _target_tier(p: Planning) -> str:
+    request, classification, catalog, policy = p.request, p.classification, p.catalog, p.policy
+    reasons = p.reasons
     hints = request.hints
     if hints.model:
         tier = catalog.models[hints.model].tier
@@ -159,7 +180,7 @@ def effective_priority(request: RouteRequest, policy: RoutingPolicy) -> Priority
 
 
 def _order(
-    eligible: list[ModelSpec], target_tier: str, catalog: Catalog, forced: str
+    eligible: tuple[ModelSpec, ...], target_tier: str, catalog: Catalog, forced: str
 ) -> list[ModelSpec]:
     rank = catalog.tier_rank(target_tier)
 
@@ -175,45 +196,129 @@ def _order(
     return sorted(eligible, key=key)
 
 
-def _candidate(
-    model: ModelSpec, tokens: TokenEstimate, snapshot: StateSnapshot, note: str
-) -> Candidate:
-    health = snapshot.health(model.provider)
-    if health.state in _UNHEALTHY:
-        note = (
-            f"{note}; provider {health.state.value}" if note else f"provider {health.state.value}"
+def _plan_single(p: Planning) -> ExecutionPlan:
+    tier = _target_tier(p)
+    ordered = _order(p.eligible, tier, p.catalog, p.request.hints.model)
+    healthy = [m for m in ordered if p.healthy(m)]
+    unhealthy = [m for m in ordered if m not in healthy]
+    if unhealthy:
+        p.reasons.append(
+            Reason(
+                "UNHEALTHY_LAST",
+                "moved to the end: "
+                + ", ".join(
+                    f"{m.name} ({p.snapshot.health(m.provider).state.value})" for m in unhealthy
+                ),
+            )
         )
-    return Candidate(
-        model=model.name,
-        provider=model.provider,
-        tier=model.tier,
-        estimated_cost_usd=model.estimate_cost(tokens.input_tokens, tokens.output_tokens),
-        breaker_state=health.state,
-        weight=model.weight,
-        note=note,
+    ordered = healthy + unhealthy
+    limit = min(p.policy.max_failover_attempts, p.policy.max_upstream_calls)
+    chosen = ordered[:limit]
+    primary = make_candidate(p, chosen[0], "first choice")
+    fallbacks = tuple(make_candidate(p, m, "") for m in chosen[1:])
+    stages = [PlanStage("primary", (primary,), "answer returned unless the call fails")]
+    if fallbacks:
+        stages.append(PlanStage("fallback", fallbacks, "tried in order on 5xx, 429, timeout"))
+    costs = [c.estimated_cost_usd for s in stages for c in s.candidates]
+    return ExecutionPlan(
+        strategy=Strategy.SINGLE,
+        stages=tuple(stages),
+        estimated_cost_min_usd=primary.estimated_cost_usd,
+        estimated_cost_max_usd=max(costs),
+        reasons=tuple(p.reasons),
+        max_upstream_calls=limit,
     )
 
 
-def choose_strategy(
-    request: RouteRequest, policy: RoutingPolicy, reasons: list[Reason]
-) -> Strategy:
-    """The strategy to run. Only single is executable so far; others are refused clearly."""
-    use_case = policy.use_cases.get(request.hints.use_case) if request.hints.use_case else None
-    strategy = request.hints.strategy
-    if strategy is Strategy.AUTO and use_case is not None and use_case.strategy:
-        strategy = use_case.strategy
-        reasons.append(Reason("USE_CASE_STRATEGY", f"use case {use_case.name} → {strategy.value}"))
-    if strategy is Strategy.AUTO:
-        strategy = policy.default_strategy
-    if strategy is Strategy.AUTO:
-        reasons.append(Reason("AUTO_SINGLE", "single model with failover"))
-        return Strategy.SINGLE
-    if strategy is not Strategy.SINGLE:
-        raise StrategyInfeasible(
-            f"strategy {strategy.value} is not enabled on this server",
-            metadata={"strategy": strategy.value},
+def _requested(p: Planning) -> tuple[Strategy, bool]:
+    """The strategy asked for (AUTO if none), and whether the caller forced it."""
+    hints, policy = p.request.hints, p.policy
+    if hints.strategy is not Strategy.AUTO:
+        p.reasons.append(Reason("FORCED_STRATEGY", f"caller asked for {hints.strategy.value}"))
+        return hints.strategy, True
+    use_case = policy.use_cases.get(hints.use_case) if hints.use_case else None
+    if use_case is not None and use_case.strategy and use_case.strategy is not Strategy.AUTO:
+        p.reasons.append(
+            Reason("USE_CASE_STRATEGY", f"use case {use_case.name} → {use_case.strategy.value}")
         )
-    return strategy
+        return use_case.strategy, False
+    if policy.default_strategy is not Strategy.AUTO:
+        p.reasons.append(
+            Reason("DEFAULT_STRATEGY", f"configured default {policy.default_strategy.value}")
+        )
+    return policy.default_strategy, False
+
+
+def _cascade(p: Planning, *, forced: bool) -> ExecutionPlan | None:
+    """The cascade plan; None (auto only) when the guard leaves a single tier."""
+    tiers = eligible_cascade_tiers(p)
+    if len(tiers) < 2:
+        raise p.infeasible(
+            Strategy.CASCADE,
+            "needs eligible models in at least two tiers, found " + (", ".join(tiers) or "none"),
+        )
+    guarded = guard_tiers(p, tiers)
+    if len(guarded) < 2 and not forced:
+        return None
+    return plan_cascade(p, guarded)
+
+
+def _auto(p: Planning) -> ExecutionPlan:
+    hints, policy, snapshot = p.request.hints, p.policy, p.snapshot
+    difficulty = p.classification.difficulty
+    priority = effective_priority(p.request, policy)
+    use_case = policy.use_cases.get(hints.use_case) if hints.use_case else None
+    if hints.model or hints.tier or (use_case is not None and use_case.tier):
+        p.reasons.append(Reason("AUTO_SINGLE", "a pinned model or tier runs single"))
+        return _plan_single(p)
+    if priority is Priority.LATENCY:
+        p.reasons.append(Reason("AUTO_SINGLE", "latency priority → one model, no fan-out"))
+        return _plan_single(p)
+    pressure = snapshot.budget_used_share > policy.consensus.budget_pressure_above
+    if hints.critical or (difficulty is Difficulty.HIGH and priority is Priority.QUALITY):
+        why = "critical request" if hints.critical else "hard request, quality priority"
+        if not policy.consensus.auto:
+            p.reasons.append(Reason("CONSENSUS_OFF", f"{why}, but auto consensus is disabled"))
+        elif pressure and not hints.critical:
+            p.reasons.append(
+                Reason(
+                    "BUDGET_PRESSURE",
+                    f"{snapshot.budget_used_share:.0%} of the budget spent → no fan-out",
+                )
+            )
+        else:
+            try:
+                decided = plan_consensus(p, policy.consensus.auto_mode)
+            except StrategyInfeasible as exc:
+                p.reasons.append(Reason("CONSENSUS_SKIPPED", exc.message))
+            else:
+                p.reasons.insert(0, Reason("AUTO_CONSENSUS", f"{why} → consensus"))
+                return _with_reasons(decided, p)
+    wants_cascade = (
+        (difficulty is Difficulty.MEDIUM and priority is Priority.BALANCED)
+        or priority is Priority.COST
+        or (pressure and difficulty is Difficulty.HIGH and priority is Priority.BALANCED)
+    )
+    if wants_cascade and policy.cascade.auto:
+        try:
+            cascade = _cascade(p, forced=False)
+        except StrategyInfeasible as exc:
+            p.reasons.append(Reason("CASCADE_SKIPPED", exc.message))
+        else:
+            if cascade is not None:
+                why = f"{priority.value} priority" if priority is Priority.COST else "difficulty"
+                p.reasons.insert(0, Reason("AUTO_CASCADE", f"{why} → cascade, cheapest first"))
+                return _with_reasons(cascade, p)
+            p.reasons.append(
+                Reason("CASCADE_SKIPPED", "the escalation guard leaves one tier → single")
+            )
+    p.reasons.append(Reason("AUTO_SINGLE", "single model with failover"))
+    return _plan_single(p)
+
+
+def _with_reasons(decided: ExecutionPlan, p: Planning) -> ExecutionPlan:
+    """``decided`` with every reason gathered, including those added after it was built."""
+    return replace(decided, reasons=tuple(p.reasons))
 
 
 def plan(
@@ -225,37 +330,33 @@ def plan(
 ) -> ExecutionPlan:
     """Choose strategy, candidates and cost estimate for ``request``. Pure."""
     reasons: list[Reason] = []
-    strategy = choose_strategy(request, policy, reasons)
     tokens = estimate_tokens(request, classification)
     eligible = _eligible(request, catalog, tokens, reasons)
-    tier = _target_tier(request, classification, catalog, policy, reasons)
-    ordered = _order(eligible, tier, catalog, request.hints.model)
-    healthy = [m for m in ordered if snapshot.health(m.provider).state not in _UNHEALTHY]
-    unhealthy = [m for m in ordered if m not in healthy]
-    if unhealthy:
-        reasons.append(
-            Reason(
-                "UNHEALTHY_LAST",
-                "moved to the end: "
-                + ", ".join(
-                    f"{m.name} ({snapshot.health(m.provider).state.value})" for m in unhealthy
-                ),
-            )
-        )
-    ordered = healthy + unhealthy
-    limit = min(policy.max_failover_attempts, policy.max_upstream_calls)
-    chosen = ordered[:limit]
-    primary = _candidate(chosen[0], tokens, snapshot, "first choice")
-    fallbacks = tuple(_candidate(m, tokens, snapshot, "") for m in chosen[1:])
-    stages = [PlanStage("primary", (primary,), "answer returned unless the call fails")]
-    if fallbacks:
-        stages.append(PlanStage("fallback", fallbacks, "tried in order on 5xx, 429, timeout"))
-    costs = [c.estimated_cost_usd for s in stages for c in s.candidates]
-    return ExecutionPlan(
-        strategy=strategy,
-        stages=tuple(stages),
-        estimated_cost_min_usd=primary.estimated_cost_usd,
-        estimated_cost_max_usd=max(costs),
-        reasons=tuple(reasons),
-        max_upstream_calls=limit,
+    p = Planning(
+        request=request,
+        classification=classification,
+        catalog=catalog,
+        policy=policy,
+        snapshot=snapshot,
+        input_tokens=tokens.input_tokens,
+        output_tokens=tokens.output_tokens,
+        eligible=tuple(eligible),
+        reasons=reasons,
     )
+    requested, forced = _requested(p)
+    if requested is Strategy.AUTO:
+        return _auto(p)
+    if requested is Strategy.SINGLE:
+        return _plan_single(p)
+    try:
+        if requested is Strategy.CASCADE:
+            decided = _cascade(p, forced=True)
+            assert decided is not None
+            return decided
+        return plan_consensus(p, requested)
+    except StrategyInfeasible as exc:
+        if forced:
+            raise
+        # A policy's strategy that cannot run for this request degrades to single.
+        p.reasons.append(Reason("STRATEGY_SKIPPED", exc.message))
+        return _plan_single(p)

@@ -37,10 +37,14 @@ from quorum.server.domain import (
     Usage,
 )
 from quorum.server.execute.calls import ExecutionContext, call_model
+from quorum.server.execute.cascade import CascadeRuntime, execute_cascade
+from quorum.server.execute.consensus import ConsensusRuntime, execute_judge, execute_majority
 from quorum.server.execute.single import execute_single
 from quorum.server.guardrails import Guardrails
 from quorum.server.metrics import Metrics
-from quorum.server.plan import estimate_tokens, plan
+from quorum.server.observed import ObservedState, build_observed
+from quorum.server.plan import cascade_route, estimate_tokens, plan
+from quorum.server.plan_stages import request_agent
 from quorum.server.policy import RoutingPolicy, build_policy
 from quorum.server.providers.base import Provider, ProviderRequest
 from quorum.server.providers.http import HttpClient
@@ -98,6 +102,7 @@ class Router:
             max_entries=d.max_entries,
             redis_url=config.state.redis_url,
         )
+        self.observed: ObservedState = build_observed(config)
         self.shadow = ShadowEvaluator(
             ShadowSettings(
                 config.shadow.sample_rate, config.shadow.daily_budget_usd, config.shadow.timeout_s
@@ -120,13 +125,19 @@ class Router:
         if self.tracing is not None:
             self.tracing.shutdown()
         await self.shadow.close()
+        await self.observed.close()
         await self.decisions.close()
         for provider in self.providers.values():
             await provider.close()
         await self.http.close()
 
     def snapshot(self) -> StateSnapshot:
-        return StateSnapshot(providers=self.breakers.snapshot())
+        self.observed.start()  # shared windows refresh in the background once a loop runs
+        return StateSnapshot(
+            providers=self.breakers.snapshot(),
+            escalation_rates=dict(self.observed.escalations.rates()),
+            model_accuracy=dict(self.observed.accuracy.rates()),
+        )
 
     def models(self, tier: str = "") -> list[ModelSpec]:
         """The models the calling tenant may use, cheapest tier first."""
@@ -181,7 +192,7 @@ class Router:
             max_upstream_calls=decided.max_upstream_calls,
         )
         async with self.guardrails.execution(scope, decided, deadline) as run:
-            result = run.done(await self._execute(ctx, request, decided))
+            result = run.done(await self._execute(ctx, request, decided, classification))
         t3 = time.monotonic()
         usage = sum((a.usage for a in result.attempts), Usage())
         answer_usage = result.completion.usage
@@ -255,8 +266,32 @@ class Router:
         return completion.content
 
     async def _execute(
-        self, ctx: ExecutionContext, request: RouteRequest, decided: ExecutionPlan
+        self,
+        ctx: ExecutionContext,
+        request: RouteRequest,
+        decided: ExecutionPlan,
+        classification: Classification,
     ) -> ExecutionResult:
-        if decided.strategy is Strategy.SINGLE:
+        strategy = decided.strategy
+        if strategy is Strategy.SINGLE:
             return await execute_single(ctx, request, decided)
-        raise AssertionError(f"planner produced an unexecutable strategy {decided.strategy}")
+        if strategy is Strategy.CASCADE:
+            route = cascade_route(request, classification, self.catalog, self.policy)
+            cascade = CascadeRuntime(
+                gate=self.policy.cascade.gate,
+                escalations=self.observed.escalations,
+                agent=request_agent(request, classification),
+                route_rate=self.observed.escalations.rates().get(route, 0.0),
+            )
+            return await execute_cascade(ctx, request, decided, cascade)
+        if strategy in (Strategy.CONSENSUS_MAJORITY, Strategy.CONSENSUS_JUDGE):
+            consensus = ConsensusRuntime(
+                policy=self.policy.consensus,
+                gate=self.policy.cascade.gate,
+                accuracy=self.observed.accuracy,
+                task=classification.task,
+            )
+            if strategy is Strategy.CONSENSUS_JUDGE:
+                return await execute_judge(ctx, request, decided, consensus)
+            return await execute_majority(ctx, request, decided, consensus)
+        raise AssertionError(f"planner produced an unexecutable strategy {strategy}")

@@ -1,0 +1,209 @@
+"""The cascade strategy: cheapest tier first, escalating when the quality gate fails.
+
+The plan holds one ``tier`` stage per tier, cheapest first (the escalation guard has
+already skipped tiers whose route keeps escalating). For each tier:
+
+1. **Deadline**: if the tier's observed p95 latency does not fit in the time left, the
+   cascade skips to the first later tier that fits; when none does and an answer is
+   already in hand, it returns the best gated answer with ``deadline_limited`` set.
+2. **Call**: the tier's first candidate; on a provider fault, the next candidate of the
+   same tier (same-tier failover); when the whole tier fails, the next tier. Models with
+   the logprobs capability are asked for log-probabilities, the gate's confidence signal.
+3. **Gate** (:mod:`quorum.server.execute.gate`): pass → return the answer; fail → the
+   attempt is REJECTED, the route's escalation outcome is recorded, and the next tier
+   runs. The last tier's answer is returned whatever its verdict (unless an earlier
+   answer scored better on the gate).
+
+The account carries the tiers tried, each gate verdict (on its attempt and as a
+``GateEvaluated`` event), the escalation reasons, the cost of answers not used, and the
+route's escalation rate when planned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from quorum.server.domain import (
+    Attempt,
+    AttemptOutcome,
+    Capability,
+    CascadeDetail,
+    Completion,
+    ExecutionPlan,
+    ExecutionResult,
+    GateVerdict,
+    PlanStage,
+    RouteRequest,
+)
+from quorum.server.execute.calls import MIN_ATTEMPT_S, CallResult, ExecutionContext, call_model
+from quorum.server.execute.events import Escalated, GateEvaluated
+from quorum.server.execute.gate import GatePolicy, Verifier, evaluate, failure_summary, usable
+from quorum.server.execute.single import deadline_exceeded, no_answer
+from quorum.server.observed import OutcomeStore
+from quorum.server.state import route_key
+
+P95 = 0.95
+
+
+@dataclass(frozen=True, slots=True)
+class CascadeRuntime:
+    """What a cascade needs beyond the plan: the gate, the route and where outcomes go."""
+
+    gate: GatePolicy
+    escalations: OutcomeStore
+    agent: str = ""
+    route_rate: float = 0.0
+    verifiers: Sequence[Verifier] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """An answer in hand: its call, its verdict and where its attempt sits."""
+
+    result: CallResult
+    completion: Completion
+    verdict: GateVerdict
+    index: int
+    tier_rank: int
+
+    def score(self) -> tuple[bool, int, int]:
+        passed = sum(c.passed for c in self.verdict.checks)
+        return (usable(self.verdict), passed, self.tier_rank)
+
+
+def _p95_s(ctx: ExecutionContext, stage: PlanStage) -> float | None:
+    return ctx.resilience.latency.quantile(stage.candidates[0].model, P95)
+
+
+def _fits(ctx: ExecutionContext, stage: PlanStage) -> bool:
+    p95 = _p95_s(ctx, stage)
+    return p95 is None or p95 <= ctx.time_left()
+
+
+def _with_logprobs(request: RouteRequest, capabilities: frozenset[Capability]) -> RouteRequest:
+    if request.params.logprobs or Capability.LOGPROBS not in capabilities:
+        return request
+    return replace(request, params=replace(request.params, logprobs=True))
+
+
+async def _call_tier(
+    ctx: ExecutionContext,
+    request: RouteRequest,
+    stage: PlanStage,
+    runtime: CascadeRuntime,
+    attempts: list[Attempt],
+    failed: list[CallResult],
+) -> CallResult | None:
+    """The tier's first answer, failing over within the tier on provider faults."""
+    wants_logprobs = runtime.gate.request_logprobs and runtime.gate.min_mean_logprob is not None
+    for candidate in stage.candidates:
+        if ctx.time_left() < MIN_ATTEMPT_S or ctx.calls_made >= ctx.max_upstream_calls:
+            return None
+        spec = ctx.catalog.models[candidate.model]
+        call_request = _with_logprobs(request, spec.capabilities) if wants_logprobs else request
+        result = await call_model(ctx, call_request, candidate, "tier")
+        attempts.extend(result.attempts)
+        if result.completion is not None:
+            return result
+        failed.append(result)
+    return None
+
+
+def _finish(
+    answer: _Answer,
+    attempts: list[Attempt],
+    detail: CascadeDetail,
+    reason: str,
+) -> ExecutionResult:
+    attempt = attempts[answer.index]
+    attempts[answer.index] = replace(attempt, outcome=AttemptOutcome.SUCCEEDED, reason=reason)
+    wasted = sum(a.cost_usd for i, a in enumerate(attempts) if i != answer.index)
+    return ExecutionResult(
+        completion=answer.completion,
+        model=answer.result.spec.name,
+        provider=attempt.provider,
+        attempts=tuple(attempts),
+        cascade=replace(detail, wasted_cost_usd=wasted),
+        simulated=answer.result.simulated,
+    )
+
+
+async def execute_cascade(
+    ctx: ExecutionContext, request: RouteRequest, plan: ExecutionPlan, runtime: CascadeRuntime
+) -> ExecutionResult:
+    """Run ``plan`` as a cascade; raise with every attempt when no tier answers."""
+    stages = [s for s in plan.stages if s.role == "tier"]
+    attempts: list[Attempt] = []
+    failed: list[CallResult] = []
+    answers: list[_Answer] = []
+    tiers_tried: list[str] = []
+    escalations: list[str] = []
+
+    def detail(deadline_limited: bool = False) -> CascadeDetail:
+        return CascadeDetail(
+            tiers_tried=tuple(tiers_tried),
+            escalation_reason="; ".join(escalations),
+            route_escalation_rate=runtime.route_rate,
+            deadline_limited=deadline_limited,
+        )
+
+    i = 0
+    while i < len(stages):
+        stage = stages[i]
+        tier = stage.candidates[0].tier
+        if not _fits(ctx, stage):
+            later = next((j for j in range(i + 1, len(stages)) if _fits(ctx, stages[j])), None)
+            p95 = _p95_s(ctx, stage) or 0.0
+            why = f"p95 {p95 * 1000:.0f}ms > {ctx.time_left() * 1000:.0f}ms left"
+            if later is not None:
+                escalations.append(f"{tier}: skipped, {why}")
+                i = later
+                continue
+            if answers:
+                best = max(answers, key=_Answer.score)
+                escalations.append(f"{tier}: not tried, {why}")
+                return _finish(
+                    best, attempts, detail(True), "returned: best gated answer before the deadline"
+                )
+            # Nothing in hand: try anyway, a p95 is not a maximum.
+        if ctx.time_left() < MIN_ATTEMPT_S:
+            break
+        tiers_tried.append(tier)
+        result = await _call_tier(ctx, request, stage, runtime, attempts, failed)
+        last = i == len(stages) - 1
+        if result is None or result.completion is None:
+            if not last:
+                escalations.append(f"{tier}: no model answered")
+                ctx.sink.emit(
+                    Escalated(tier, stages[i + 1].candidates[0].tier, "no model answered")
+                )
+            i += 1
+            continue
+        verdict = evaluate(request, result.completion, runtime.gate, runtime.verifiers)
+        ctx.sink.emit(GateEvaluated(result.spec.name, verdict))
+        index = len(attempts) - 1
+        attempts[index] = replace(attempts[index], gate=verdict)
+        answer = _Answer(result, result.completion, verdict, index, result.spec.tier_rank)
+        answers.append(answer)
+        if not last:
+            runtime.escalations.record(route_key(runtime.agent, tier), not verdict.passed)
+        if verdict.passed:
+            return _finish(answer, attempts, detail(), "ok: gate passed")
+        summary = failure_summary(verdict)
+        attempts[index] = replace(attempts[index], outcome=AttemptOutcome.REJECTED, reason=summary)
+        if last:
+            best = max(answers, key=_Answer.score)
+            return _finish(best, attempts, detail(), "returned: best answer of the last tier")
+        escalations.append(f"{tier}: {summary}")
+        ctx.sink.emit(Escalated(tier, stages[i + 1].candidates[0].tier, summary))
+        i += 1
+    if answers:
+        best = max(answers, key=_Answer.score)
+        limited = ctx.time_left() < MIN_ATTEMPT_S
+        return _finish(
+            best, attempts, detail(limited), "returned: best gated answer, no higher tier answered"
+        )
+    if ctx.time_left() < MIN_ATTEMPT_S:
+        raise deadline_exceeded(attempts, plan)
+    raise no_answer(ctx, attempts, failed, plan)

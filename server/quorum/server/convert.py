@@ -21,7 +21,17 @@ from quorum.server import domain as d
 from quorum.server.breakers import ProviderHealth
 from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.decisions import Feedback, FeedbackKind
-from quorum.server.errors import FieldViolation, InvalidRequest
+from quorum.server.errors import ExecutionFailed, FieldViolation, InvalidRequest, QuorumError
+from quorum.server.execute.events import (
+    AttemptStarted,
+    Chunk,
+    Escalated,
+    Event,
+    FellBack,
+    GateEvaluated,
+    PlanMade,
+    Voted,
+)
 
 E = TypeVar("E", bound=Enum)
 
@@ -520,4 +530,73 @@ def model_info_pb(m: ModelSpec, health: ProviderHealth) -> pb.ModelInfo:
         max_sensitivity=SENSITIVITY_PB[m.max_sensitivity],
         simulated=m.simulated is not None,
         breaker_state=BREAKER_PB[health.state],
+    )
+
+
+# ---- stream events → protobuf ------------------------------------------------------
+
+
+def stream_event_pb(item: Event | d.RouteResult) -> svc_pb.RouteStreamResponse:
+    """One RouteStream message for an execution event or the final account."""
+    if isinstance(item, d.RouteResult):
+        return svc_pb.RouteStreamResponse(final=route_response_pb(item))
+    if isinstance(item, PlanMade):
+        return svc_pb.RouteStreamResponse(plan=plan_pb(item.plan))
+    if isinstance(item, AttemptStarted):
+        return svc_pb.RouteStreamResponse(
+            attempt_started=svc_pb.AttemptStartedEvent(
+                model=item.model, provider=item.provider, role=item.role
+            )
+        )
+    if isinstance(item, Chunk):
+        chunk = svc_pb.ChunkEvent(model=item.model, text=item.text)
+        if item.tool_call is not None:
+            chunk.tool_call.CopyFrom(tool_call_pb(item.tool_call))
+        return svc_pb.RouteStreamResponse(chunk=chunk)
+    if isinstance(item, GateEvaluated):
+        return svc_pb.RouteStreamResponse(
+            gate=svc_pb.GateEvent(model=item.model, verdict=gate_pb(item.verdict))
+        )
+    if isinstance(item, Escalated):
+        return svc_pb.RouteStreamResponse(
+            escalation=svc_pb.EscalationEvent(
+                from_tier=item.from_tier, to_tier=item.to_tier, reason=item.reason
+            )
+        )
+    if isinstance(item, Voted):
+        return svc_pb.RouteStreamResponse(
+            vote=svc_pb.VoteEvent(answer=candidate_answer_pb(item.answer))
+        )
+    if isinstance(item, FellBack):
+        return svc_pb.RouteStreamResponse(
+            fallback=svc_pb.FallbackEvent(
+                from_model=item.from_model,
+                to_model=item.to_model,
+                reason=item.reason,
+                discarded_prefix_chars=item.discarded_prefix_chars,
+            )
+        )
+    raise TypeError(f"no stream message for {type(item).__name__}")
+
+
+def stream_error_pb(error: QuorumError) -> svc_pb.RouteStreamResponse:
+    """The last message of a stream that failed after it started."""
+    attempts = error.attempts if isinstance(error, ExecutionFailed) else ()
+    return svc_pb.RouteStreamResponse(
+        error=svc_pb.ErrorEvent(
+            code=error.code.name,
+            reason=error.reason,
+            message=error.message,
+            attempts=[attempt_pb(a) for a in attempts],
+        )
+    )
+
+
+def stream_internal_error_pb(request_id: str) -> svc_pb.RouteStreamResponse:
+    """The last message of a stream that failed on a bug: generic, details in the log."""
+    message = "internal error; see server logs" + (
+        f" for request {request_id}" if request_id else ""
+    )
+    return svc_pb.RouteStreamResponse(
+        error=svc_pb.ErrorEvent(code="INTERNAL", reason="INTERNAL", message=message)
     )

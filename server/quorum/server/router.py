@@ -8,14 +8,14 @@ returns domain types only.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
 
 from pydantic import SecretStr
 
 from quorum.server.agents import Agent, apply_agent, build_agents
 from quorum.server.breakers import Breakers, ProviderHealth
-from quorum.server.catalog import Catalog, ModelSpec, build_catalog
+from quorum.server.catalog import Catalog, ModelSpec, breaker_keys, build_catalog
 from quorum.server.classify import Classifier
 from quorum.server.classify.build import build_classifier
 from quorum.server.config import Config
@@ -39,7 +39,9 @@ from quorum.server.domain import (
 from quorum.server.execute.calls import ExecutionContext, call_model
 from quorum.server.execute.cascade import CascadeRuntime, execute_cascade
 from quorum.server.execute.consensus import ConsensusRuntime, execute_judge, execute_majority
+from quorum.server.execute.events import NULL_SINK, Chunk, Event, EventSink, PlanMade
 from quorum.server.execute.single import execute_single
+from quorum.server.execute.stream import EventQueue, answer_chunks, forward, stream_single
 from quorum.server.guardrails import Guardrails
 from quorum.server.metrics import Metrics
 from quorum.server.observed import ObservedState, build_observed
@@ -49,7 +51,9 @@ from quorum.server.policy import RoutingPolicy, build_policy
 from quorum.server.providers.base import Provider, ProviderRequest
 from quorum.server.providers.http import HttpClient
 from quorum.server.providers.registry import build_providers
+from quorum.server.resilience import build_resilience
 from quorum.server.shadow import ShadowEvaluator, ShadowSettings
+from quorum.server.shared_state import build_shared_state
 from quorum.server.state import StateSnapshot
 from quorum.server.tracing import Tracing
 
@@ -87,7 +91,14 @@ class Router:
             if providers is not None
             else build_providers(config, self.catalog, secrets or {}, self.http)
         )
-        self.breakers = Breakers({n: p.breaker for n, p in config.providers.items()})
+        # ---- resilience: shared breaker state, limits, retries, balancing ----
+        self.shared_state = build_shared_state(config.state)
+        self.breakers = Breakers(
+            {n: p.breaker for n, p in config.providers.items()},
+            deployments=breaker_keys(self.catalog),
+            shared=self.shared_state,
+        )
+        self.resilience = build_resilience(config)
         self.provider_timeouts = {n: p.timeout_s for n, p in config.providers.items()}
         self.agents: dict[str, Agent] = build_agents(config, self.catalog)
         self.classifier: Classifier = classifier or build_classifier(
@@ -130,6 +141,8 @@ class Router:
         for provider in self.providers.values():
             await provider.close()
         await self.http.close()
+        if self.shared_state is not None:
+            await self.shared_state.close()
 
     def snapshot(self) -> StateSnapshot:
         self.observed.start()  # shared windows refresh in the background once a loop runs
@@ -166,8 +179,18 @@ class Router:
             ),
         )
 
-    async def route(self, request: RouteRequest, *, timeout_s: float | None = None) -> RouteResult:
-        """Route ``request``; ``timeout_s`` is the time left before the caller's deadline."""
+    async def route(
+        self,
+        request: RouteRequest,
+        *,
+        timeout_s: float | None = None,
+        sink: EventSink = NULL_SINK,
+    ) -> RouteResult:
+        """Route ``request``; ``timeout_s`` is the time left before the caller's deadline.
+
+        Events (the plan, attempts, chunks, gate verdicts, ...) go to ``sink`` as they
+        happen; with a sink, the single strategy streams from the provider.
+        """
         t0 = time.monotonic()
         limit = self.config.server.default_deadline_s
         deadline = t0 + (min(timeout_s, limit) if timeout_s is not None else limit)
@@ -183,6 +206,7 @@ class Router:
             scope, request, lambda r: plan(r, classification, catalog, self.policy, snapshot)
         )
         t2 = time.monotonic()
+        sink.emit(PlanMade(decided))
         ctx = ExecutionContext(
             providers=self.providers,
             catalog=self.catalog,
@@ -190,9 +214,11 @@ class Router:
             provider_timeouts=self.provider_timeouts,
             deadline=deadline,
             max_upstream_calls=decided.max_upstream_calls,
+            sink=sink,
+            resilience=self.resilience,
         )
         async with self.guardrails.execution(scope, decided, deadline) as run:
-            result = run.done(await self._execute(ctx, request, decided, classification))
+            result = run.done(await self._run(ctx, request, decided, classification))
         t3 = time.monotonic()
         usage = sum((a.usage for a in result.attempts), Usage())
         answer_usage = result.completion.usage
@@ -225,6 +251,48 @@ class Router:
         await self.guardrails.finish(scope, routed)
         return routed
 
+    # ---- streaming --------------------------------------------------------------------
+
+    async def route_stream(
+        self, request: RouteRequest, *, timeout_s: float | None = None
+    ) -> AsyncIterator[Event | RouteResult]:
+        """Route ``request`` as a stream of events, the plan first and the full account
+        (a :class:`RouteResult`) last.
+
+        Errors before the plan (invalid or infeasible requests) are raised before any
+        event; later ones after the events that preceded them. An answer that was not
+        streamed live (cascade, consensus, a cached answer) is sent as chunks just
+        before the account. Closing the iterator cancels the work and its upstream calls.
+        """
+        events = EventQueue()
+        planned = streamed = False
+        async for item in forward(self.route(request, timeout_s=timeout_s, sink=events), events):
+            if isinstance(item, PlanMade):
+                planned = True
+            elif isinstance(item, Chunk):
+                streamed = True
+            if not isinstance(item, RouteResult):
+                yield item
+                continue
+            if not planned:
+                yield PlanMade(item.plan)
+            if not streamed:
+                for chunk in answer_chunks(item.model, item.completion):
+                    yield chunk
+            yield item
+
+    def _run(
+        self,
+        ctx: ExecutionContext,
+        request: RouteRequest,
+        decided: ExecutionPlan,
+        classification: Classification,
+    ) -> Awaitable[ExecutionResult]:
+        """The strategy's executor; a single model streams when there is a sink."""
+        if ctx.sink is not NULL_SINK and decided.strategy is Strategy.SINGLE:
+            return stream_single(ctx, request, decided)
+        return self._execute(ctx, request, decided, classification)
+
     def _for_agent(
         self, request: RouteRequest, classification: Classification
     ) -> tuple[RouteRequest, Catalog]:
@@ -245,6 +313,7 @@ class Router:
             provider_timeouts=self.provider_timeouts,
             deadline=time.monotonic() + timeout_s,
             max_upstream_calls=1,
+            resilience=self.resilience,
         )
         called = await call_model(ctx, request, candidate, "shadow")
         return called.completion, called.attempt.cost_usd

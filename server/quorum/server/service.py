@@ -115,8 +115,51 @@ class RouteService(svc_grpc.RouteServiceServicer):
     async def RouteStream(  # noqa: N802
         self, request: svc_pb.RouteStreamRequest, context: Context
     ) -> AsyncIterator[svc_pb.RouteStreamResponse]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "RouteStream is not available yet")
-        yield svc_pb.RouteStreamResponse()  # pragma: no cover - makes this a generator
+        """Typed events, the plan first; the account (``final``) or an ``error`` last.
+
+        A request that fails before the plan (invalid, infeasible) gets a gRPC status
+        like Route; once events have been sent a failure is the last event instead.
+        """
+        request_id = ""
+        started = False
+        try:
+            _reject_undecodable(request, "request")
+            request_id = request.request.request_id
+            routed = self._request(request.request, prefix="request.")
+            request_id = routed.request_id
+            with structlog.contextvars.bound_contextvars(request_id=request_id):
+                if self._log_prompts:
+                    log.debug("route_prompt", prompt=routed.prompt_text)
+                stream = self._router.route_stream(routed, timeout_s=context.time_remaining())
+                async for item in stream:
+                    started = True
+                    if isinstance(item, d.RouteResult):
+                        log.info(
+                            "routed",
+                            model=item.model,
+                            strategy=item.strategy.value,
+                            attempts=len(item.attempts),
+                            cost_usd=round(item.cost_usd, 8),
+                            total_ms=round(item.timings.total_ms, 2),
+                            streamed=True,
+                        )
+                    yield convert.stream_event_pb(item)
+        except Exception as exc:
+            if not started:
+                await self._fail(context, exc, request_id)
+                raise  # unreachable: abort raises
+            if isinstance(exc, QuorumError):
+                log.info(
+                    "stream_failed",
+                    request_id=request_id,
+                    reason=exc.reason,
+                    code=exc.code.name,
+                    error=exc.message,
+                )
+                yield convert.stream_error_pb(exc)
+            else:
+                log.exception("rpc_internal_error", request_id=request_id)
+                yield convert.stream_internal_error_pb(request_id)
 
     async def Plan(  # noqa: N802
         self, request: svc_pb.PlanRequest, context: Context

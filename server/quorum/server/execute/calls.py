@@ -296,8 +296,9 @@ async def with_policy(ctx: ExecutionContext, spec: ModelSpec, send: Send[T]) -> 
     """Run ``send(deployment, first)`` until it succeeds or the policy says stop.
 
     Chooses the deployment each time, waits out a short cool-down once, moves to
-    another deployment after a refusal or a 429, and retries transient faults within
-    the retry policy, the budget, the deadline and the upstream-call cap.
+    another deployment of the model after any failure, and retries transient faults on
+    the same one within the retry policy, the budget, the deadline and the
+    upstream-call cap.
     """
     res = ctx.resilience
     earlier: list[Attempt] = []
@@ -329,10 +330,15 @@ async def with_policy(ctx: ExecutionContext, spec: ModelSpec, send: Send[T]) -> 
         others = [
             d for d in spec.deployments if d.key not in tried and ctx.breakers.callable(d.breaker)
         ]
+        if others:
+            # Another deployment of the same model: a different upstream, so no backoff
+            # and no retry budget — this is failover within the model.
+            earlier.append(sent.attempt)
+            continue
         if kind or isinstance(error, ProviderRateLimited):
-            # Nothing was sent, or the provider asked us to wait: another deployment
-            # now, or this one once its cool-down (if short) is over.
-            if others or (not waited and rate_limit_wait(ctx, deployment) > 0):
+            # Nothing was sent, or the provider asked us to wait: this deployment again
+            # once its cool-down is over, if that is soon.
+            if not waited and rate_limit_wait(ctx, deployment) > 0:
                 earlier.append(sent.attempt)
                 continue
             return Called(sent, tuple(earlier), deployment)
@@ -340,18 +346,16 @@ async def with_policy(ctx: ExecutionContext, spec: ModelSpec, send: Send[T]) -> 
         transient = isinstance(error, ProviderUnavailable | ProviderBadResponse)
         if not transient or retries >= policy.max_retries:
             return Called(sent, tuple(earlier), deployment)
-        delay = 0.0 if others else res.backoff_s(deployment.provider, retries)
+        delay = res.backoff_s(deployment.provider, retries)
         if ctx.time_left() < delay + MIN_ATTEMPT_S * 2:
             return Called(sent, tuple(earlier), deployment)
-        target = others[0].provider if others else deployment.provider
-        budget = res.budgets.get(target)
+        budget = res.budgets.get(deployment.provider)
         if budget is not None and not budget.try_spend():
-            log.info("retry_budget_exhausted", provider=target, model=spec.name)
+            log.info("retry_budget_exhausted", provider=deployment.provider, model=spec.name)
             return Called(sent, tuple(earlier), deployment)
         retries += 1
         earlier.append(sent.attempt)
-        if not others:
-            tried.discard(deployment.key)
+        tried.discard(deployment.key)
         if delay > 0:
             await asyncio.sleep(delay)
 

@@ -119,3 +119,97 @@ async def test_rate_limit_cools_down_without_opening() -> None:
         await _call(b, limited)
     clock.now += 2.5
     assert b.health("p").state is BreakerState.CLOSED
+
+
+def _deployment_breakers(clock: Clock | None = None) -> Breakers:
+    return Breakers(
+        {
+            "east": BreakerConfig(fail_max=2, reset_timeout_s=30),
+            "west": BreakerConfig(fail_max=2, reset_timeout_s=30, scope="model"),
+        },
+        deployments={"east/llama": "east", "west/llama": "west", "west/mistral": "west"},
+        clock=clock or Clock(),
+    )
+
+
+async def _fail_under(b: Breakers, key: str) -> None:
+    with pytest.raises(ProviderUnavailable):
+        with b.guard(key):
+            await _failing()
+
+
+async def test_a_failing_deployment_opens_only_its_own_breaker() -> None:
+    b = _deployment_breakers()
+    for _ in range(2):
+        await _fail_under(b, "east/llama")
+    assert b.health("east/llama").state is BreakerState.OPEN
+    assert b.health("east").state is BreakerState.CLOSED  # the provider's other models
+    assert b.callable("west/llama") and not b.callable("east/llama")
+    # A model is as callable as its best deployment.
+    assert b.deployment_health(("east/llama", "west/llama")).state is BreakerState.CLOSED
+    assert b.deployment_health(("east/llama",)).state is BreakerState.OPEN
+    snapshot = b.snapshot()
+    assert snapshot["east/llama"].state is BreakerState.OPEN
+    assert snapshot["east"].state is BreakerState.CLOSED
+
+
+async def test_provider_with_model_scope_reports_its_healthiest_model() -> None:
+    b = _deployment_breakers()
+    for _ in range(2):
+        await _fail_under(b, "west/llama")
+    assert b.provider_health("west").state is BreakerState.CLOSED  # mistral still serves
+    for _ in range(2):
+        await _fail_under(b, "west/mistral")
+    assert b.provider_health("west").state is BreakerState.OPEN
+
+
+async def test_cooldown_is_per_key_and_blocks_half_open_probes_too() -> None:
+    clock = Clock()
+    b = _deployment_breakers(clock)
+    b.cool_down("east/llama", 1.0)
+    assert not b.callable("east/llama") and b.callable("east")
+    with pytest.raises(ProviderUnavailable) as info:
+        with b.guard("east/llama"):
+            pass
+    assert info.value.metadata["breaker"] == "cooling_down"
+    clock.now += 1.5
+    assert b.callable("east/llama")
+
+
+async def test_observer_hears_outcomes_rejections_cooldowns_and_changes() -> None:
+    from quorum.server.breakers import BreakerObserver
+
+    seen: list[tuple[str, ...]] = []
+
+    class Recorder(BreakerObserver):
+        def state_changed(self, key: str, old: BreakerState, new: BreakerState) -> None:
+            seen.append(("state", key, new.value))
+
+        def call_succeeded(self, key: str) -> None:
+            seen.append(("ok", key))
+
+        def call_failed(self, key: str, error: BaseException) -> None:
+            seen.append(("failed", key))
+
+        def rejected(self, key: str, why: str) -> None:
+            seen.append(("rejected", key, why))
+
+        def cooled_down(self, key: str, seconds: float) -> None:
+            seen.append(("cool", key))
+
+    b = _breakers(fail_max=1)
+    b.observe(Recorder())
+    with b.guard("p"):
+        await asyncio.sleep(0)
+    await _fail_under(b, "p")
+    with pytest.raises(ProviderUnavailable):
+        with b.guard("p"):
+            pass
+    b.cool_down("p", 1.0)
+    assert seen == [
+        ("ok", "p"),
+        ("failed", "p"),
+        ("state", "p", "open"),
+        ("rejected", "p", "open"),
+        ("cool", "p"),
+    ]

@@ -1,0 +1,178 @@
+"""RouteStream over a real channel: event order, failover, interruption, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+
+from quorum.client import QuorumError, build_request
+from quorum.route.v1 import route_service_pb2 as svc
+from quorum.route.v1 import route_service_pb2_grpc as svc_grpc
+from quorum.route.v1 import types_pb2 as pb
+from quorum.server.config import parse_config
+from tests.conftest import running_server, sim_config, with_model
+from tests.fakes import openai_server
+from tests.fakes.common import OK_TEXT, Running
+from tests.faults.upstreams import collect, config, hints, kinds, outcomes, provider, text_of
+
+
+@pytest.fixture
+async def oa() -> AsyncIterator[Running]:
+    async with openai_server.serve() as running:
+        yield running
+
+
+async def test_events_in_order_and_final_is_the_unary_account() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        events = await collect(client, "What is 17 * 23?", request_id="s-1")
+        unary = await client.route("What is 17 * 23?", request_id="u-1")
+    order = kinds(events)
+    assert order[0] == "plan" and order[1] == "attempt_started" and order[-1] == "final"
+    assert set(order[2:-1]) == {"chunk"}
+    final = events[-1].final
+    assert final.request_id == "s-1"
+    assert text_of(events) == final.content == unary.content
+    assert (final.model, final.strategy) == (unary.model, unary.strategy)
+    assert events[0].plan == final.plan
+    assert outcomes(final.attempts) == outcomes(unary.attempts) == [("flash", "SUCCEEDED")]
+    assert final.usage.output_tokens > 0 and final.cost_usd > 0
+
+
+async def test_invalid_request_is_a_status_not_an_event() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await collect(client, "hi", hints=pb.RoutingHints(tier="gold"))
+        assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.field_violations[0].field == "request.hints.tier"
+        with pytest.raises(QuorumError) as info:
+            await collect(
+                client, "hi", hints=pb.RoutingHints(sensitivity=pb.SENSITIVITY_RESTRICTED)
+            )
+        assert info.value.code is grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_failure_after_the_plan_is_an_error_event_with_attempts() -> None:
+    data = sim_config()
+    for name in data["models"]:
+        data = with_model(data, name, simulated={"failure_rate": 1.0})
+    async with running_server(parse_config(data)) as (_, client):
+        events = await collect(client, "hello")
+    assert kinds(events)[0] == "plan" and kinds(events)[-1] == "error"
+    error = events[-1].error
+    assert (error.code, error.reason) == ("UNAVAILABLE", "ALL_ATTEMPTS_FAILED")
+    assert [a.model for a in error.attempts] == ["flash", "flash-b", "mid"]
+    assert kinds(events).count("attempt_started") == 3
+
+
+async def test_break_before_the_first_chunk_fails_over_silently(oa: Running) -> None:
+    cfg = config(
+        {"oa": provider(oa.base_url)},
+        [("bad", "oa", "drop"), ("worse", "oa", "malformed"), ("good", "oa", "ok")],
+    )
+    async with running_server(cfg) as (_, client):
+        events = await collect(client)
+    order = kinds(events)
+    assert "fallback" not in order and "error" not in order
+    started = [e.attempt_started.model for e in events if e.HasField("attempt_started")]
+    assert started == ["bad", "worse", "good"]
+    assert order.index("chunk") > max(i for i, k in enumerate(order) if k == "attempt_started")
+    assert text_of(events) == OK_TEXT
+    final = events[-1].final
+    assert outcomes(final.attempts) == [
+        ("bad", "FAILED"),
+        ("worse", "FAILED"),
+        ("good", "SUCCEEDED"),
+    ]
+    assert final.attempts[1].error_reason == "PROVIDER_BAD_RESPONSE"
+
+
+@pytest.mark.parametrize("fault", ["drop-mid-stream", "truncated-stream", "error-mid-stream"])
+async def test_break_mid_stream_restarts_with_a_fallback_event(oa: Running, fault: str) -> None:
+    cfg = config({"oa": provider(oa.base_url)}, [("first", "oa", fault), ("second", "oa", "ok")])
+    async with running_server(cfg) as (_, client):
+        events = await collect(client)
+    order = kinds(events)
+    assert order.count("fallback") == 1 and order[-1] == "final"
+    fallback = events[order.index("fallback")].fallback
+    assert (fallback.from_model, fallback.to_model) == ("first", "second")
+    assert fallback.discarded_prefix_chars > 0
+    before = "".join(e.chunk.text for e in events[: order.index("fallback")] if e.HasField("chunk"))
+    assert fallback.discarded_prefix_chars == len(before)
+    assert text_of(events) == events[-1].final.content == OK_TEXT
+    failed, ok = events[-1].final.attempts
+    assert (failed.outcome, ok.outcome) == (pb.ATTEMPT_OUTCOME_FAILED, pb.ATTEMPT_OUTCOME_SUCCEEDED)
+    assert "stream broke after" in failed.reason
+    assert failed.usage.output_tokens > 0  # what was streamed is accounted for
+
+
+async def test_break_mid_stream_without_restart_ends_with_an_error(oa: Running) -> None:
+    cfg = config(
+        {"oa": provider(oa.base_url)},
+        {
+            "first": {"provider": "oa", "model_id": "drop-mid-stream", "stream_failover": "error"},
+            "second": {"provider": "oa", "model_id": "ok"},
+        },
+    )
+    async with running_server(cfg) as (_, client):
+        events = await collect(client)
+    order = kinds(events)
+    assert "chunk" in order and "fallback" not in order and order[-1] == "error"
+    error = events[-1].error
+    assert (error.code, error.reason) == ("UNAVAILABLE", "STREAM_INTERRUPTED")
+    assert "broke after" in error.message
+    assert [a.model for a in error.attempts] == ["first"]
+
+
+async def test_no_candidate_left_after_a_break_is_an_error_not_a_truncation(oa: Running) -> None:
+    cfg = config({"oa": provider(oa.base_url)}, [("only", "oa", "truncated-stream")])
+    async with running_server(cfg) as (_, client):
+        events = await collect(client)
+    assert kinds(events)[-1] == "error"
+    assert events[-1].error.reason == "STREAM_INTERRUPTED"
+
+
+async def test_leaving_the_stream_cancels_the_upstream_request(oa: Running) -> None:
+    cfg = config({"oa": provider(oa.base_url)}, [("slow", "oa", "drip-50")])
+    async with running_server(cfg) as (running, _):
+        seen = []
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            call = svc_grpc.RouteServiceStub(channel).RouteStream(
+                svc.RouteStreamRequest(request=build_request("Hello there")), timeout=10
+            )
+            async for event in call:
+                seen.append(event.WhichOneof("event"))
+                if seen[-1] == "chunk":
+                    break
+            call.cancel()  # the caller goes away mid-answer
+        stats = oa.server.stats
+        for _ in range(100):
+            if stats.client_disconnects:
+                break
+            await asyncio.sleep(0.02)
+        assert stats.client_disconnects == 1 and stats.completed == 0
+        assert running.router.breakers.health("oa").failure_count == 0  # not a provider fault
+    assert seen == ["plan", "attempt_started", "chunk"]
+
+
+async def test_deadline_mid_stream_is_deadline_exceeded(oa: Running) -> None:
+    cfg = config({"oa": provider(oa.base_url)}, [("slow", "oa", "drip-100")])
+    async with running_server(cfg) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await collect(client, timeout=0.35)
+    # The caller's deadline passed: the call ends with its status, never INTERNAL.
+    assert info.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_tool_calls_stream_as_chunks(oa: Running) -> None:
+    cfg = config({"oa": provider(oa.base_url)}, [("tooly", "oa", "tools")])
+    params = pb.GenerationParams(tools=[pb.Tool(name="weather", parameters_json="{}")])
+    async with running_server(cfg) as (_, client):
+        events = await collect(client, params=params, hints=hints("tooly"))
+    calls = [
+        e.chunk.tool_call for e in events if e.HasField("chunk") and e.chunk.HasField("tool_call")
+    ]
+    assert [c.name for c in calls] == ["weather"]
+    assert list(events[-1].final.tool_calls) == calls

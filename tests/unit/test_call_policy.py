@@ -1,0 +1,384 @@
+"""The call policy against a scripted provider: retries, budget, deployments, 429, hedging."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from quorum.server.breakers import Breakers
+from quorum.server.catalog import breaker_keys, build_catalog
+from quorum.server.config import Config, parse_config
+from quorum.server.domain import (
+    AttemptOutcome,
+    Candidate,
+    Completion,
+    ExecutionPlan,
+    Message,
+    PlanStage,
+    Role,
+    RouteRequest,
+    Strategy,
+    Usage,
+)
+from quorum.server.errors import (
+    ProviderRateLimited,
+    ProviderTimeout,
+    ProviderUnavailable,
+    ResourceExhausted,
+)
+from quorum.server.execute.calls import ExecutionContext, call_model
+from quorum.server.execute.single import execute_single
+from quorum.server.providers.base import ProviderRequest, StreamDelta
+from quorum.server.resilience import build_resilience
+
+Step = BaseException | float  # an error to raise, or seconds to take before answering
+
+
+class Scripted:
+    """A provider that follows a script per model id; answers "ok" by default."""
+
+    def __init__(self, name: str, script: dict[str, list[Step]] | None = None) -> None:
+        self._name = name
+        self.script = script or {}
+        self.calls: list[str] = []
+        self.cancelled = 0
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def kind(self) -> str:
+        return "openai"
+
+    async def complete(self, request: ProviderRequest) -> Completion:
+        self.calls.append(request.model_id)
+        steps = self.script.get(request.model_id, [])
+        step = steps.pop(0) if steps else 0.0
+        if isinstance(step, BaseException):
+            raise step
+        try:
+            await asyncio.sleep(step)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return Completion(f"{self._name}:{request.model_id}", usage=Usage(10, 5))
+
+    def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        return None
+
+
+def _config(providers: dict[str, Any], models: dict[str, Any]) -> Config:
+    entries = {
+        name: {"tier": "t", "input_usd_per_mtok": 1.0 + i, "output_usd_per_mtok": 1.0} | fields
+        for i, (name, fields) in enumerate(models.items())
+    }
+    return parse_config(
+        {
+            "providers": {
+                n: {"kind": "openai", "base_url": "http://x"} | p for n, p in providers.items()
+            },
+            "tiers": ["t"],
+            "models": entries,
+        }
+    )
+
+
+def _ctx(
+    config: Config, providers: dict[str, Scripted], *, deadline_s: float = 5.0, cap: int = 8
+) -> ExecutionContext:
+    catalog = build_catalog(config)
+    return ExecutionContext(
+        providers=providers,
+        catalog=catalog,
+        breakers=Breakers(
+            {n: p.breaker for n, p in config.providers.items()}, deployments=breaker_keys(catalog)
+        ),
+        provider_timeouts={n: p.timeout_s for n, p in config.providers.items()},
+        deadline=time.monotonic() + deadline_s,
+        max_upstream_calls=cap,
+        resilience=build_resilience(config, seed=7),
+    )
+
+
+def _candidate(ctx: ExecutionContext, model: str) -> Candidate:
+    spec = ctx.catalog.models[model]
+    return Candidate(spec.name, spec.provider, spec.tier, 0.0)
+
+
+REQUEST = RouteRequest("r", (Message(Role.USER, "hi"),))
+
+
+def _fault(provider: str = "a") -> ProviderUnavailable:
+    return ProviderUnavailable(f"{provider}: HTTP 503", provider=provider, status=503)
+
+
+async def test_transient_faults_are_retried_within_max_retries() -> None:
+    cfg = _config(
+        {"a": {"retry": {"max_retries": 2, "backoff_base_s": 0.001}}}, {"m": {"provider": "a"}}
+    )
+    a = Scripted("a", {"m": [_fault(), _fault()]})
+    ctx = _ctx(cfg, {"a": a})
+    result = await call_model(ctx, REQUEST, _candidate(ctx, "m"), "primary")
+    assert result.completion is not None
+    assert [x.outcome for x in result.attempts] == [
+        AttemptOutcome.FAILED,
+        AttemptOutcome.FAILED,
+        AttemptOutcome.SUCCEEDED,
+    ]
+    assert ctx.calls_made == 3 and a.calls == ["m", "m", "m"]
+
+
+async def test_no_retry_by_default_nor_for_timeouts() -> None:
+    cfg = _config(
+        {"a": {}, "b": {"retry": {"max_retries": 3}}},
+        {"m": {"provider": "a"}, "n": {"provider": "b"}},
+    )
+    a = Scripted("a", {"m": [_fault()]})
+    b = Scripted("b", {"n": [ProviderTimeout("b: slow", provider="b")]})
+    ctx = _ctx(cfg, {"a": a, "b": b})
+    assert (await call_model(ctx, REQUEST, _candidate(ctx, "m"), "primary")).completion is None
+    assert (await call_model(ctx, REQUEST, _candidate(ctx, "n"), "primary")).completion is None
+    assert a.calls == ["m"] and b.calls == ["n"]
+
+
+async def test_retries_stop_at_the_budget() -> None:
+    cfg = _config(
+        {
+            "a": {
+                "retry": {
+                    "max_retries": 5,
+                    "backoff_base_s": 0,
+                    "budget_ratio": 0.0,
+                    "budget_min_per_s": 0,
+                },
+                "breaker": {"fail_max": 1000},
+            }
+        },
+        {"m": {"provider": "a"}},
+    )
+    a = Scripted("a", {"m": [_fault() for _ in range(100)]})
+    ctx = _ctx(cfg, {"a": a}, cap=64)
+    for _ in range(5):
+        await call_model(ctx, REQUEST, _candidate(ctx, "m"), "primary")
+    # Five first calls, plus the budget's initial allowance of ten retries — not 25.
+    assert len(a.calls) == 5 + 10
+
+
+async def test_retries_respect_the_upstream_call_cap() -> None:
+    cfg = _config(
+        {"a": {"retry": {"max_retries": 5, "backoff_base_s": 0}}}, {"m": {"provider": "a"}}
+    )
+    a = Scripted("a", {"m": [_fault() for _ in range(10)]})
+    ctx = _ctx(cfg, {"a": a}, cap=2)
+    result = await call_model(ctx, REQUEST, _candidate(ctx, "m"), "primary")
+    assert result.completion is None and ctx.calls_made == 2
+
+
+async def test_short_retry_after_is_waited_out_long_one_fails_over() -> None:
+    cfg = _config(
+        {"a": {"retry": {"max_rate_limit_wait_s": 0.2}}, "b": {}},
+        {"m": {"provider": "a"}, "n": {"provider": "b"}},
+    )
+    a = Scripted("a", {"m": [ProviderRateLimited("a: 429", provider="a", retry_after_s=0.05)]})
+    ctx = _ctx(cfg, {"a": a, "b": Scripted("b")})
+    t0 = time.monotonic()
+    result = await call_model(ctx, REQUEST, _candidate(ctx, "m"), "primary")
+    assert result.completion is not None and a.calls == ["m", "m"]
+    assert time.monotonic() - t0 >= 0.05
+    assert [x.error_reason for x in result.attempts] == ["PROVIDER_RATE_LIMITED", ""]
+
+    a.script["m"] = [ProviderRateLimited("a: 429", provider="a", retry_after_s=30)]
+    plan = _plan(ctx, "m", "n")
+    answer = await execute_single(ctx, REQUEST, plan)
+    assert answer.model == "n"
+    assert ctx.breakers.health("a").cooldown_remaining_s == pytest.approx(30, abs=1)
+
+
+async def test_every_candidate_rate_limited_is_resource_exhausted_with_a_delay() -> None:
+    cfg = _config(
+        {
+            "a": {"retry": {"max_rate_limit_wait_s": 0}},
+            "b": {"retry": {"max_rate_limit_wait_s": 0}},
+        },
+        {"m": {"provider": "a"}, "n": {"provider": "b"}},
+    )
+    a = Scripted("a", {"m": [ProviderRateLimited("a: 429", provider="a", retry_after_s=7)]})
+    b = Scripted("b", {"n": [ProviderRateLimited("b: 429", provider="b", retry_after_s=3)]})
+    ctx = _ctx(cfg, {"a": a, "b": b})
+    with pytest.raises(ResourceExhausted) as info:
+        await execute_single(ctx, REQUEST, _plan(ctx, "m", "n"))
+    assert info.value.retry_after_s == pytest.approx(3, abs=0.1)
+    assert info.value.reason == "UPSTREAM_THROTTLED"
+
+
+async def test_a_failing_deployment_moves_the_call_to_another() -> None:
+    cfg = _config(
+        {"east": {}, "west": {}},
+        {
+            "llama": {
+                "deployments": [
+                    {"provider": "east", "weight": 100},
+                    {"provider": "west", "weight": 1},
+                ]
+            }
+        },
+    )
+    east = Scripted("east", {"llama": [_fault("east") for _ in range(20)]})
+    west = Scripted("west")
+    ctx = _ctx(cfg, {"east": east, "west": west})
+    answered = []
+    for _ in range(10):
+        ctx.calls_made = 0  # a new request, same breakers
+        result = await call_model(ctx, REQUEST, _candidate(ctx, "llama"), "primary")
+        assert result.completion is not None
+        answered.append(result.attempt.provider)
+    assert set(answered) == {"west"}
+    # east's own breaker opened (fail_max 5); west's stayed closed; no retry policy needed
+    assert len(east.calls) == 5
+    assert not ctx.breakers.callable("east/llama") and ctx.breakers.callable("west/llama")
+
+
+async def test_weighted_balancing_follows_weights() -> None:
+    cfg = _config(
+        {"east": {}, "west": {}},
+        {
+            "llama": {
+                "deployments": [
+                    {"provider": "east", "weight": 3},
+                    {"provider": "west", "weight": 1},
+                ]
+            }
+        },
+    )
+    east, west = Scripted("east"), Scripted("west")
+    ctx = _ctx(cfg, {"east": east, "west": west}, cap=1000)
+    for _ in range(400):
+        await call_model(ctx, REQUEST, _candidate(ctx, "llama"), "primary")
+    assert 0.65 < len(east.calls) / 400 < 0.85
+
+
+async def test_least_outstanding_spreads_concurrent_calls() -> None:
+    cfg = _config(
+        {"r1": {}, "r2": {}},
+        {
+            "local": {
+                "balance": "least_outstanding",
+                "deployments": [{"provider": "r1"}, {"provider": "r2"}],
+            }
+        },
+    )
+    r1, r2 = Scripted("r1", {"local": [0.05] * 10}), Scripted("r2", {"local": [0.05] * 10})
+    ctx = _ctx(cfg, {"r1": r1, "r2": r2}, cap=100)
+    await asyncio.gather(
+        *(call_model(ctx, REQUEST, _candidate(ctx, "local"), "p") for _ in range(10))
+    )
+    assert len(r1.calls) == len(r2.calls) == 5
+
+
+async def test_lowest_latency_prefers_the_faster_deployment() -> None:
+    cfg = _config(
+        {"slow": {}, "fast": {}},
+        {
+            "m": {
+                "balance": "lowest_latency",
+                "deployments": [{"provider": "slow"}, {"provider": "fast"}],
+            }
+        },
+    )
+    slow, fast = Scripted("slow", {"m": [0.03] * 100}), Scripted("fast")
+    ctx = _ctx(cfg, {"slow": slow, "fast": fast}, cap=100)
+    for _ in range(40):
+        await call_model(ctx, REQUEST, _candidate(ctx, "m"), "p")
+    assert len(fast.calls) > 30
+
+
+async def test_limits_refusal_is_a_skip_and_fails_over() -> None:
+    cfg = _config(
+        {"a": {"limits": {"max_concurrency": 1, "max_queue": 0}}, "b": {}},
+        {"m": {"provider": "a"}, "n": {"provider": "b"}},
+    )
+    a = Scripted("a", {"m": [0.1, 0.1]})
+    ctx = _ctx(cfg, {"a": a, "b": Scripted("b")})
+    plan = _plan(ctx, "m", "n")
+    first, second = await asyncio.gather(
+        execute_single(ctx, REQUEST, plan), execute_single(ctx, REQUEST, plan)
+    )
+    assert sorted([first.model, second.model]) == ["m", "n"]
+    skipped = next(r for r in (first, second) if r.model == "n").attempts[0]
+    assert (skipped.outcome, skipped.error_reason) == (AttemptOutcome.SKIPPED, "PROVIDER_SATURATED")
+
+
+async def test_every_candidate_saturated_is_resource_exhausted() -> None:
+    cfg = _config(
+        {"a": {"limits": {"max_concurrency": 1, "max_queue": 0}}}, {"m": {"provider": "a"}}
+    )
+    ctx = _ctx(cfg, {"a": Scripted("a", {"m": [0.1]})})
+    plan = _plan(ctx, "m")
+    results = await asyncio.gather(
+        execute_single(ctx, REQUEST, plan),
+        execute_single(ctx, REQUEST, plan),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1 and isinstance(errors[0], ResourceExhausted)
+    assert errors[0].retry_after_s is not None
+
+
+async def test_hedge_wins_when_the_first_is_slow_and_the_loser_is_cancelled() -> None:
+    cfg = _config(
+        {"a": {}, "b": {}},
+        {"m": {"provider": "a", "hedge": {"delay_ms": 30}}, "n": {"provider": "b"}},
+    )
+    a = Scripted("a", {"m": [1.0]})
+    ctx = _ctx(cfg, {"a": a, "b": Scripted("b")})
+    t0 = time.monotonic()
+    result = await execute_single(ctx, REQUEST, _plan(ctx, "m", "n"))
+    assert time.monotonic() - t0 < 0.5
+    assert result.model == "n"
+    assert [(x.model, x.role, x.outcome) for x in result.attempts] == [
+        ("n", "hedge", AttemptOutcome.SUCCEEDED),
+        ("m", "primary", AttemptOutcome.CANCELLED),
+    ]
+    assert a.cancelled == 1 and ctx.calls_made == 2
+
+
+async def test_no_hedge_when_the_first_answers_in_time_or_the_cap_is_reached() -> None:
+    cfg = _config(
+        {"a": {}, "b": {}},
+        {"m": {"provider": "a", "hedge": {"delay_ms": 200}}, "n": {"provider": "b"}},
+    )
+    b = Scripted("b")
+    ctx = _ctx(cfg, {"a": Scripted("a", {"m": [0.01]}), "b": b})
+    result = await execute_single(ctx, REQUEST, _plan(ctx, "m", "n"))
+    assert result.model == "m" and b.calls == []
+    ctx = _ctx(cfg, {"a": Scripted("a", {"m": [0.3]}), "b": b}, cap=1)
+    result = await execute_single(ctx, REQUEST, _plan(ctx, "m", "n"))
+    assert result.model == "m" and b.calls == []
+
+
+async def test_hedge_delay_follows_observed_p95() -> None:
+    cfg = _config(
+        {"a": {}}, {"m": {"provider": "a", "hedge": {"min_samples": 5, "min_delay_ms": 1}}}
+    )
+    ctx = _ctx(cfg, {"a": Scripted("a")})
+    spec = ctx.catalog.models["m"]
+    assert ctx.resilience.hedge_delay_s(spec) == pytest.approx(1.0)  # until observed
+    for ms in (10, 20, 30, 40, 200):
+        ctx.resilience.latency.record("m", ms / 1000)
+    assert ctx.resilience.hedge_delay_s(spec) == pytest.approx(0.2)
+
+
+def _plan(ctx: ExecutionContext, *models: str) -> ExecutionPlan:
+    first, *rest = (_candidate(ctx, m) for m in models)
+    stages = [PlanStage("primary", (first,))]
+    if rest:
+        stages.append(PlanStage("fallback", tuple(rest)))
+    return ExecutionPlan(Strategy.SINGLE, tuple(stages), 0.0, 0.0, (), ctx.max_upstream_calls)

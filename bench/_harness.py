@@ -115,15 +115,26 @@ class Run:
         return len(self.latencies_ms) / self.elapsed_s if self.elapsed_s else 0.0
 
 
-async def drive(call: Callable[[], Awaitable[object]], total: int, concurrency: int) -> Run:
-    """Run ``total`` calls with ``concurrency`` workers; record each latency."""
+async def drive(
+    call: Callable[[], Awaitable[object]],
+    total: int,
+    concurrency: int,
+    *,
+    duration_s: float | None = None,
+) -> Run:
+    """Run ``total`` calls with ``concurrency`` workers; record each latency.
+
+    With ``duration_s`` the run also stops starting calls once that much time has
+    passed, so a slow path gets fewer calls rather than a longer run.
+    """
     latencies: list[float] = []
     errors = 0
     remaining = total
+    stop_at = time.perf_counter() + duration_s if duration_s is not None else float("inf")
 
     async def worker() -> None:
         nonlocal remaining, errors
-        while remaining > 0:
+        while remaining > 0 and time.perf_counter() < stop_at:
             remaining -= 1
             t0 = time.perf_counter()
             try:

@@ -1,0 +1,105 @@
+"""The floor: the least a Python gRPC gateway can do per request.
+
+    .venv/bin/python -m bench.bare_forwarder --upstream http://127.0.0.1:PORT/v1 \
+        --address 127.0.0.1:PORT [--no-uvloop]
+
+A ``grpc.aio`` server with one generic handler for ``RouteService/Route``: it decodes
+the RouteRequest, posts its messages (to ``hints.model``, if set) to the upstream's
+chat completions endpoint over one shared aiohttp session, and answers with the text.
+No validation, no classification, no planning, no breakers, no account. Anything
+Quorum adds on top of this is the price of routing; the benchmark measures that price.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+from typing import Any
+
+import aiohttp
+import grpc
+
+from quorum.route.v1 import types_pb2 as pb
+
+SERVICE = "quorum.route.v1.RouteService"
+
+
+class Forwarder:
+    """Forwards each Route request to one OpenAI-compatible upstream."""
+
+    def __init__(self, upstream: str, model: str) -> None:
+        self._url = f"{upstream}/chat/completions"
+        self._model = model
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def route(self, request: pb.RouteRequest, context: Any) -> pb.RouteResponse:
+        assert self._session is not None
+        model = request.hints.model or self._model
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": m.content} for m in request.messages],
+        }
+        async with self._session.post(
+            self._url,
+            data=json.dumps(body),
+            headers={"Authorization": "Bearer sk-bench", "Content-Type": "application/json"},
+        ) as response:
+            answer = json.loads(await response.read())
+        return pb.RouteResponse(
+            content=answer["choices"][0]["message"]["content"] or "", model=model
+        )
+
+
+async def run(upstream: str, address: str, model: str) -> None:
+    forwarder = Forwarder(upstream, model)
+    await forwarder.start()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    handler = grpc.unary_unary_rpc_method_handler(
+        forwarder.route,
+        request_deserializer=pb.RouteRequest.FromString,
+        response_serializer=pb.RouteResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE, {"Route": handler}),)
+    )
+    if server.add_insecure_port(address) == 0:
+        raise OSError(f"cannot bind {address}")
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+    await server.stop(1)
+    await forwarder.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--upstream", required=True, help="base URL ending in /v1")
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--model", default="ok")
+    parser.add_argument("--no-uvloop", action="store_true")
+    args = parser.parse_args()
+    if not args.no_uvloop:
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+    asyncio.run(run(args.upstream, args.address, args.model))
+
+
+if __name__ == "__main__":
+    main()

@@ -21,6 +21,7 @@ route's escalation rate when planned.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -40,6 +41,7 @@ from quorum.server.execute.calls import MIN_ATTEMPT_S, CallResult, ExecutionCont
 from quorum.server.execute.events import Escalated, GateEvaluated
 from quorum.server.execute.gate import GatePolicy, Verifier, evaluate, failure_summary, usable
 from quorum.server.execute.single import deadline_exceeded, no_answer
+from quorum.server.execute.voters import REPLY_MARGIN_S
 from quorum.server.observed import OutcomeStore
 from quorum.server.state import route_key
 
@@ -94,15 +96,38 @@ async def _call_tier(
     runtime: CascadeRuntime,
     attempts: list[Attempt],
     failed: list[CallResult],
+    in_hand: bool,
 ) -> CallResult | None:
-    """The tier's first answer, failing over within the tier on provider faults."""
+    """The tier's first answer, failing over within the tier on provider faults.
+
+    With an answer already in hand, a call still running just before the deadline is
+    cancelled so that answer can be returned in time.
+    """
     wants_logprobs = runtime.gate.request_logprobs and runtime.gate.min_mean_logprob is not None
     for candidate in stage.candidates:
         if ctx.time_left() < MIN_ATTEMPT_S or ctx.calls_made >= ctx.max_upstream_calls:
             return None
         spec = ctx.catalog.models[candidate.model]
         call_request = _with_logprobs(request, spec.capabilities) if wants_logprobs else request
-        result = await call_model(ctx, call_request, candidate, "tier")
+        started_ms = ctx.elapsed_ms()
+        limit = ctx.time_left() - REPLY_MARGIN_S if in_hand else None
+        try:
+            async with asyncio.timeout(limit):
+                result = await call_model(ctx, call_request, candidate, "tier")
+        except TimeoutError:
+            attempts.append(
+                Attempt(
+                    model=candidate.model,
+                    provider=candidate.provider,
+                    tier=candidate.tier,
+                    role="tier",
+                    outcome=AttemptOutcome.CANCELLED,
+                    reason="cancelled: the deadline is near, an answer is in hand",
+                    latency_ms=ctx.elapsed_ms() - started_ms,
+                    started_ms=started_ms,
+                )
+            )
+            return None
         attempts.extend(result.attempts)
         if result.completion is not None:
             return result
@@ -167,10 +192,10 @@ async def execute_cascade(
                     best, attempts, detail(True), "returned: best gated answer before the deadline"
                 )
             # Nothing in hand: try anyway, a p95 is not a maximum.
-        if ctx.time_left() < MIN_ATTEMPT_S:
+        if ctx.time_left() < MIN_ATTEMPT_S or (answers and ctx.time_left() < REPLY_MARGIN_S * 2):
             break
         tiers_tried.append(tier)
-        result = await _call_tier(ctx, request, stage, runtime, attempts, failed)
+        result = await _call_tier(ctx, request, stage, runtime, attempts, failed, bool(answers))
         last = i == len(stages) - 1
         if result is None or result.completion is None:
             if not last:
@@ -200,7 +225,7 @@ async def execute_cascade(
         i += 1
     if answers:
         best = max(answers, key=_Answer.score)
-        limited = ctx.time_left() < MIN_ATTEMPT_S
+        limited = ctx.time_left() < REPLY_MARGIN_S + MIN_ATTEMPT_S
         return _finish(
             best, attempts, detail(limited), "returned: best gated answer, no higher tier answered"
         )

@@ -49,6 +49,7 @@ from quorum.server.execute.judge import (
 )
 from quorum.server.execute.vote import agreement, leaders, most_capable_group, tally
 from quorum.server.execute.voters import (
+    REPLY_MARGIN_S,
     ConsensusRuntime,
     account,
     answer_of,
@@ -99,7 +100,7 @@ async def ask_judge(
     shown, names = tuple(order), tuple(labels)
     if ctx.calls_made >= ctx.max_upstream_calls:
         return JudgeCall(None, None, None, shown, names, "upstream call cap reached")
-    limit = min(timeout_s, ctx.time_left())
+    limit = min(timeout_s, ctx.time_left() - REPLY_MARGIN_S)
     if limit < MIN_ATTEMPT_S:
         return JudgeCall(None, None, None, shown, names, "no time left for the judge")
     started_ms = ctx.elapsed_ms()
@@ -178,7 +179,7 @@ async def execute_majority(
         _stage(plan, "voters"),
         runtime,
         early_exit=policy.early_exit,
-        until=ctx.deadline,
+        until=ctx.deadline - REPLY_MARGIN_S,
     )
     ballots = round_.ballots()
     groups = tally(ballots)
@@ -249,7 +250,7 @@ async def execute_judge(
         _stage(plan, "voters"),
         runtime,
         early_exit=False,
-        until=max(ctx.clock(), ctx.deadline - reserve),
+        until=max(ctx.clock(), ctx.deadline - REPLY_MARGIN_S - reserve),
     )
     seed = judge_seed(request.request_id)
     ballots = round_.ballots()

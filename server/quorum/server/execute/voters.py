@@ -41,6 +41,9 @@ from quorum.server.observed import OutcomeStore
 from quorum.server.policy import ConsensusPolicy
 from quorum.server.state import accuracy_key
 
+#: Stop waiting for answers this long before the caller's deadline, so the reply gets out.
+REPLY_MARGIN_S = 0.03
+
 
 @dataclass(frozen=True, slots=True)
 class ConsensusRuntime:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import heapq
 import math
 import time
 import uuid
@@ -167,19 +168,26 @@ class MemoryBudgetStore:
         self._counters: dict[str, list[int]] = {}
         self._expires: dict[str, float] = {}
         self._reservations: dict[str, _Reservation] = {}
+        self._holds: list[tuple[float, str, str]] = []  # heap of (expiry, id, nonce)
 
     def _sweep(self, now: float) -> None:
-        for rid, r in list(self._reservations.items()):
-            if r.state == "reserved" and r.expires <= now:
+        """Release reservations held past their time; forget old settled ones."""
+        while self._holds and self._holds[0][0] <= now:
+            _, rid, nonce = heapq.heappop(self._holds)
+            r = self._reservations.get(rid)
+            if r is not None and r.nonce == nonce and r.state == "reserved":
                 for key in r.keys:
                     self._counters[key][1] -= r.amount
                 r.state = "expired"
-            if r.state != "reserved" and r.expires + 86_400 <= now:
-                del self._reservations[rid]
-        for key, until in list(self._expires.items()):
-            if until <= now:
-                self._expires.pop(key)
-                self._counters.pop(key, None)
+        if len(self._reservations) > 10_000:
+            for rid, r in list(self._reservations.items()):
+                if r.state != "reserved" and r.expires + 86_400 <= now:
+                    del self._reservations[rid]
+        if len(self._expires) > 64:
+            for key, until in list(self._expires.items()):
+                if until <= now:
+                    self._expires.pop(key)
+                    self._counters.pop(key, None)
 
     async def read(self, keys: Sequence[str]) -> list[tuple[int, int]]:
         out = []
@@ -199,10 +207,8 @@ class MemoryBudgetStore:
         hold_s: float,
     ) -> ReserveResult:
         now = self._clock()
+        self._sweep(now)
         existing = self._reservations.get(rid)
-        if (existing is not None and existing.expires <= now) or len(self._reservations) > 10_000:
-            self._sweep(now)
-            existing = self._reservations.get(rid)
         if existing is not None and existing.state == "reserved":
             if existing.nonce == nonce:
                 return ReserveResult(ReserveStatus.OK)
@@ -217,6 +223,7 @@ class MemoryBudgetStore:
                 self._expires[key] = now + keep
             self._counters[key][1] += amount
         self._reservations[rid] = _Reservation(nonce, amount, tuple(keys), now + hold_s)
+        heapq.heappush(self._holds, (now + hold_s, rid, nonce))
         return ReserveResult(ReserveStatus.OK)
 
     async def settle(self, rid: str, nonce: str, actual: int) -> bool:
@@ -388,10 +395,16 @@ class Budgets:
         await self.store.close()
 
 
+def usd(micros: int) -> str:
+    """Micro-dollars for people: cents above a dollar, four significant digits below."""
+    value = micros / MICROS
+    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4g}"
+
+
 def describe(counter: Counter) -> str:
     who = "global" if counter.scope == GLOBAL else f"tenant {counter.scope}"
     period = "daily" if counter.period is Period.DAY else "monthly"
-    return f"{who} {period} budget of ${counter.limit / MICROS:.2f}"
+    return f"{who} {period} budget of {usd(counter.limit)}"
 
 
 def exhausted(
@@ -408,10 +421,10 @@ def exhausted(
     allowance = counter.limit + (counter.overdraft if critical else 0)
     spent_out = spent + max(amount, 1) > allowance  # in-flight ones cannot free it
     extra = " and its overdraft" if critical and counter.overdraft else ""
+    needs = f", this request may cost up to {usd(amount)}" if amount else ""
     return ResourceExhausted(
-        f"{describe(counter)}{extra} is used up: ${spent / MICROS:.4f} spent, "
-        f"${reserved / MICROS:.4f} reserved by requests in flight, this request may cost up "
-        f"to ${amount / MICROS:.4f}",
+        f"{describe(counter)}{extra} is used up: {usd(spent)} spent, "
+        f"{usd(reserved)} reserved by requests in flight{needs}",
         retry_after_s=counter.resets_in_s if spent_out else retry_after_s,
         reason="BUDGET_EXHAUSTED",
         metadata={

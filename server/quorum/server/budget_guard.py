@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from quorum.server.budget import CounterState, describe, exhausted
+from quorum.server.budget import CounterState, describe, exhausted, usd
 from quorum.server.domain import Hints, Priority, Strategy
 
 CONSENSUS = frozenset({Strategy.CONSENSUS_MAJORITY, Strategy.CONSENSUS_JUDGE})
@@ -52,7 +52,7 @@ def budget_guard(
             if hints.critical and reading.used < counter.limit + counter.overdraft:
                 notes.append(
                     f"budget: {describe(counter)} is used up; critical request runs on the "
-                    f"overdraft (${counter.overdraft / 1e6:.2f})"
+                    f"overdraft ({usd(counter.overdraft)})"
                 )
                 continue
             raise exhausted(

@@ -1,6 +1,8 @@
 """The ``quorum`` command line.
 
 quorum serve [--config FILE] [--address HOST:PORT] [--http-address HOST:PORT]
+             [--metrics-address HOST:PORT]
+quorum stats [--metrics-address HOST:PORT] [--json]
 quorum demo
 quorum route "prompt" [--address A] [--strategy S] [--priority P] [--agent A] [--json]
 quorum plan "prompt"  [same options]
@@ -56,13 +58,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - uvloop is optional off Linux
         pass
     try:
-        return asyncio.run(serve(config, args.address))
+        return asyncio.run(serve(config, args.address, metrics_address=args.metrics_address))
     except ConfigError as exc:
         print(exc.message, file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"quorum serve: {exc}", file=sys.stderr)
         return 1
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from quorum.server.stats import run
+
+    code, text = run(args.metrics_address, json_output=args.json, timeout_s=args.timeout)
+    print(text, file=sys.stderr if code else sys.stdout)
+    return code
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -184,7 +194,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="also serve the OpenAI-compatible HTTP API here (config server.http_address)",
     )
+    serve.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at /metrics here (config observability.metrics_address)",
+    )
     serve.set_defaults(func=_cmd_serve)
+
+    stats = sub.add_parser("stats", help="show a running server's live numbers from /metrics")
+    stats.add_argument(
+        "--metrics-address",
+        default=os.environ.get("QUORUM_METRICS_ADDRESS", "localhost:9090"),
+        metavar="HOST:PORT",
+        help="the server's metrics endpoint (default $QUORUM_METRICS_ADDRESS or localhost:9090)",
+    )
+    stats.add_argument("--timeout", type=float, default=5.0)
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=_cmd_stats)
 
     demo = sub.add_parser("demo", help="run a server on the embedded default and a workload")
     demo.add_argument("--concurrency", type=int, default=4)

@@ -279,26 +279,31 @@ async def call_model(
     request: RouteRequest,
     candidate: Candidate,
     role: str,
+    *,
+    reserve: int = 0,
 ) -> CallResult:
     """Call ``candidate`` for ``request`` (with retries by policy); never raises a
-    provider error."""
+    provider error. Retries leave ``reserve`` upstream calls of the cap unused, for
+    the candidates the caller may still need."""
     spec = ctx.catalog.models[candidate.model]
 
     async def send(deployment: Deployment, first: bool) -> Sent[Completion]:
         return await _send(ctx, request, spec, deployment, role, first)
 
-    called = await with_policy(ctx, spec, send)
+    called = await with_policy(ctx, spec, send, reserve=reserve)
     last = called.last
     return CallResult(last.attempt, last.value, last.error, spec, called.earlier, called.deployment)
 
 
-async def with_policy(ctx: ExecutionContext, spec: ModelSpec, send: Send[T]) -> Called[T]:
+async def with_policy(
+    ctx: ExecutionContext, spec: ModelSpec, send: Send[T], *, reserve: int = 0
+) -> Called[T]:
     """Run ``send(deployment, first)`` until it succeeds or the policy says stop.
 
     Chooses the deployment each time, waits out a short cool-down once, moves to
     another deployment of the model after any failure, and retries transient faults on
     the same one within the retry policy, the budget, the deadline and the
-    upstream-call cap.
+    upstream-call cap (less ``reserve``: calls kept for later candidates).
     """
     res = ctx.resilience
     earlier: list[Attempt] = []
@@ -335,6 +340,8 @@ async def with_policy(ctx: ExecutionContext, spec: ModelSpec, send: Send[T]) -> 
             # and no retry budget — this is failover within the model.
             earlier.append(sent.attempt)
             continue
+        if ctx.calls_made + reserve >= ctx.max_upstream_calls:
+            return Called(sent, tuple(earlier), deployment)  # leave the rest to others
         if kind or isinstance(error, ProviderRateLimited):
             # Nothing was sent, or the provider asked us to wait: this deployment again
             # once its cool-down is over, if that is soon.

@@ -75,7 +75,7 @@ async def execute_single(
             )
             index += 1 if hedged else 0
         else:
-            result = await call_model(ctx, request, candidate, role)
+            result = await call_model(ctx, request, candidate, role, reserve=len(queue) - index)
             attempts.extend(result.attempts)
             winner, done = (result if result.completion is not None else None), [result]
         if winner is not None and winner.completion is not None:
@@ -100,7 +100,7 @@ async def _hedged(
 ) -> tuple[CallResult | None, list[CallResult], bool]:
     """Call ``first``; after ``delay`` without an answer also ``second``. Returns the
     winner (if any), the finished calls, and whether ``second`` was used."""
-    primary = asyncio.create_task(call_model(ctx, request, first[1], first[0]))
+    primary = asyncio.create_task(call_model(ctx, request, first[1], first[0], reserve=1))
     tasks: dict[asyncio.Task[CallResult], tuple[Candidate, str, float]] = {
         primary: (first[1], first[0], ctx.elapsed_ms())
     }

@@ -105,7 +105,7 @@ async def stream_single(
     attempts: list[Attempt] = []
     results: list[CallResult] = []
     broken: _Broken | None = None
-    for role, candidate in queue:
+    for index, (role, candidate) in enumerate(queue, 1):
         if ctx.time_left() < MIN_ATTEMPT_S:
             break
         if ctx.calls_made >= ctx.max_upstream_calls:
@@ -116,7 +116,7 @@ async def stream_single(
         async def send(deployment: Deployment, first: bool) -> Sent[_Opened]:
             return await _open(ctx, request, spec, deployment, role, first)  # noqa: B023
 
-        called = await with_policy(ctx, spec, send)
+        called = await with_policy(ctx, spec, send, reserve=len(queue) - index)
         attempts.extend(called.earlier)
         opened = called.last.value
         if opened is None:

@@ -82,7 +82,7 @@ def hints(model: str = "", **fields: Any) -> pb.RoutingHints:
 
 
 async def route_or_error(
-    client: AsyncQuorumClient, prompt: str = "Hello there", **kwargs: Any
+    client: AsyncQuorumClient, prompt: str | Sequence[pb.Message] = "Hello there", **kwargs: Any
 ) -> pb.RouteResponse | QuorumError:
     """The answer, or the error; never lets INTERNAL/UNKNOWN pass."""
     try:

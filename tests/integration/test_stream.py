@@ -176,3 +176,37 @@ async def test_tool_calls_stream_as_chunks(oa: Running) -> None:
     ]
     assert [c.name for c in calls] == ["weather"]
     assert list(events[-1].final.tool_calls) == calls
+
+
+async def test_cascade_sends_chunks_only_after_the_gate_passed() -> None:
+    refuses = {"skill": {"low": 0.0, "medium": 0.0, "high": 0.0}, "refusal_share": 1.0}
+    data = with_model(sim_config(), "flash", simulated=refuses)
+    async with running_server(parse_config(data)) as (_, client):
+        events = await collect(
+            client, "What is 17 * 23?", hints=pb.RoutingHints(strategy=pb.STRATEGY_CASCADE)
+        )
+    order = kinds(events)
+    assert order[0] == "plan" and order[-1] == "final"
+    assert order.index("escalation") < order.index("chunk")
+    gates = [e.gate for e in events if e.HasField("gate")]
+    assert [g.verdict.passed for g in gates] == [False, True]
+    last_gate = max(i for i, k in enumerate(order) if k == "gate")
+    assert all(i > last_gate for i, k in enumerate(order) if k == "chunk")
+    chunks = [e.chunk for e in events if e.HasField("chunk")]
+    assert {c.model for c in chunks} == {gates[-1].model}  # the rejected tier never streamed
+    assert text_of(events) == events[-1].final.content
+
+
+async def test_consensus_streams_votes_then_the_winning_answer() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        events = await collect(
+            client,
+            "What is 17 * 23?",
+            hints=pb.RoutingHints(strategy=pb.STRATEGY_CONSENSUS_MAJORITY),
+        )
+    order = kinds(events)
+    assert order[0] == "plan" and order[-1] == "final"
+    assert order.count("vote") >= 2
+    assert max(i for i, k in enumerate(order) if k == "vote") < order.index("chunk")
+    assert text_of(events) == events[-1].final.content
+    assert events[-1].final.consensus.answers

@@ -1,0 +1,70 @@
+"""429 with Retry-After through the real server: cool-downs, short waits, shared status."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from quorum.client import QuorumError
+from quorum.route.v1 import types_pb2 as pb
+from tests.conftest import running_server
+from tests.fakes.common import Behaviour, Running
+from tests.faults.upstreams import config, outcomes, provider, route_or_error
+
+
+@pytest.mark.parametrize("behaviour", ["ratelimit-30", "ratelimit-date-30"])
+async def test_retry_after_cools_the_provider_down_and_it_is_skipped(
+    oa: Running, oa2: Running, behaviour: str
+) -> None:
+    cfg = config(
+        {"limited": provider(oa.base_url), "good": provider(oa2.base_url)},
+        [("busy", "limited", behaviour), ("free", "good", "ok")],
+    )
+    async with running_server(cfg) as (_, client):
+        first = await route_or_error(client)
+        assert isinstance(first, pb.RouteResponse) and first.model == "free"
+        assert first.attempts[0].error_reason == "PROVIDER_RATE_LIMITED"
+        plan = await client.plan("Hello there")
+        limited = next(p for p in plan.providers if p.provider == "limited")
+        assert limited.breaker_state == pb.BREAKER_STATE_COOLING_DOWN
+        assert limited.cooldown_remaining_s == pytest.approx(30, abs=2)  # seconds or HTTP date
+        assert limited.failure_count == 0  # a 429 is not a fault: the breaker stays closed
+        for _ in range(5):
+            r = await route_or_error(client)
+            assert isinstance(r, pb.RouteResponse) and r.model == "free"
+    assert oa.server.stats.requests == 1  # nothing sent while cooling down
+
+
+async def test_short_retry_after_is_waited_out_on_the_same_model(oa: Running) -> None:
+    cfg = config(
+        {"oa": provider(oa.base_url, retry={"max_rate_limit_wait_s": 0.5})},
+        [("first", "oa", "ok"), ("second", "oa", "ok")],
+    )
+    oa.server.script.append(Behaviour.parse("ratelimit-0.2"))
+    async with running_server(cfg) as (_, client):
+        t0 = time.monotonic()
+        r = await client.route("Hello there")
+    assert time.monotonic() - t0 >= 0.2
+    assert r.model == "first"  # the routing decision held
+    assert outcomes(r.attempts) == [("first", "FAILED"), ("first", "SUCCEEDED")]
+
+
+async def test_everything_rate_limited_is_resource_exhausted_with_retry_info(
+    oa: Running, an: Running
+) -> None:
+    cfg = config(
+        {"oa": provider(oa.base_url), "an": provider(an.base_url, kind="anthropic")},
+        [("gpt", "oa", "ratelimit-20"), ("claude", "an", "ratelimit-8")],
+    )
+    async with running_server(cfg) as (_, client):
+        error = await route_or_error(client)
+        assert isinstance(error, QuorumError)
+        assert error.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert error.reason == "UPSTREAM_THROTTLED"
+        assert error.retry_after_s == pytest.approx(8, abs=1)  # the soonest
+        again = await route_or_error(client)  # both cooling down: nothing is sent
+        assert isinstance(again, QuorumError)
+        assert again.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert oa.server.stats.requests == an.server.stats.requests == 1

@@ -27,7 +27,9 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from quorum.server.admission import Admission
 from quorum.server.convert import _ID as REQUEST_ID  # the gRPC door's request-id rule
+from quorum.server.convert import _NAME as TENANT_NAME
 from quorum.server.domain import RouteRequest
 from quorum.server.errors import (
     ConfigError,
@@ -35,19 +37,20 @@ from quorum.server.errors import (
     InvalidRequest,
     NotFound,
     QuorumError,
-    ResourceExhausted,
 )
-from quorum.server.execute.events import PlanMade
 from quorum.server.frontdoor import naming
 from quorum.server.frontdoor.account import plain, result_headers, route_headers
 from quorum.server.frontdoor.errors import http_error as to_http_error
 from quorum.server.frontdoor.errors import internal_error, plain_error
+from quorum.server.frontdoor.gate import Gate
 from quorum.server.frontdoor.stream import SseResponder, StreamItem, error_response
-from quorum.server.frontdoor.translate import completion_body, parse_chat_request
+from quorum.server.frontdoor.translate import ChatRequest, completion_body, parse_chat_request
 from quorum.server.router import Router
 
 log = structlog.get_logger("quorum.frontdoor")
 
+CHAT_METHOD = "/v1/chat/completions"
+TENANT_HEADER = "x-quorum-tenant"
 TIMEOUT_HEADER = "x-quorum-timeout-s"
 REQUEST_ID_HEADERS = ("x-quorum-request-id", "x-request-id")
 MAX_TIMEOUT_S = 3600.0
@@ -66,30 +69,14 @@ def parse_address(address: str) -> tuple[str | None, int]:
 
 @dataclass
 class _State:
-    """What the handlers share: the router, limits, and the drain bookkeeping."""
+    """What the handlers share: the router, the gate, and the drain bookkeeping."""
 
     router: Router
+    gate: Gate
     started: int = field(default_factory=lambda: int(time.time()))
     in_flight: int = 0
-    routing: int = 0
     draining: bool = False
     idle: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @contextlib.contextmanager
-    def routing_slot(self) -> Any:
-        """A place among the concurrent routed requests, or 429 when there is none."""
-        limit = self.router.config.server.max_concurrent_rpcs
-        if self.routing >= limit:
-            raise ResourceExhausted(
-                f"too many concurrent requests (limit {limit}); retry shortly",
-                retry_after_s=1.0,
-                reason="OVERLOADED",
-            )
-        self.routing += 1
-        try:
-            yield
-        finally:
-            self.routing -= 1
 
 
 _STATE = web.AppKey("quorum_state", _State)
@@ -122,9 +109,15 @@ def _timeout(request: web.Request) -> float | None:
     return value
 
 
-async def _authenticate(request: web.Request) -> str:
-    """The tenant of the request's bearer token ("" while no tenants are configured)."""
-    return ""
+def _tenant(request: web.Request) -> str:
+    """The tenant a caller asks to act as (``x-quorum-tenant``); the router checks it
+    against the authenticated one, as it does ``RouteRequest.tenant``."""
+    value = request.headers.get(TENANT_HEADER, "")
+    if value and not TENANT_NAME.match(value):
+        raise InvalidRequest(
+            [FieldViolation(TENANT_HEADER, "must be 1-64 letters, digits or _.:/-")]
+        )
+    return value
 
 
 async def _read_json(request: web.Request, max_bytes: int) -> Any:
@@ -147,10 +140,16 @@ async def _read_json(request: web.Request, max_bytes: int) -> Any:
 async def route_events(
     router: Router, request: RouteRequest, timeout_s: float | None
 ) -> AsyncGenerator[StreamItem, None]:
-    """The Router's events for ``request``, ending with its result."""
-    result = await router.route(request, timeout_s=timeout_s)
-    yield PlanMade(result.plan)
-    yield result
+    """The Router's events for ``request``, ending with its result; closing this
+    generator closes the Router's stream, which cancels the upstream calls."""
+    events = router.route_stream(request, timeout_s=timeout_s)
+    try:
+        async for item in events:
+            yield item
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()
 
 
 class _Handlers:
@@ -163,41 +162,33 @@ class _Handlers:
         origins: dict[str, str] = {}
         try:
             request_id = _request_id(request)
-            tenant = await _authenticate(request)
-            timeout_s = _timeout(request)
-            server = self.router.config.server
-            body = await _read_json(request, server.max_request_bytes)
-            chat = parse_chat_request(
-                body,
-                catalog=self.router.catalog,
-                policy=self.router.policy,
-                max_messages=server.max_messages,
-                request_id=request_id,
-                agents=self.router.agents.keys(),
-                tenant=tenant,
-            )
-            origins = dict(chat.origins)
-            created = int(time.time())
             with structlog.contextvars.bound_contextvars(request_id=request_id):
-                with self.state.routing_slot():
+                async with self.state.gate.serving(request, CHAT_METHOD) as served:
+                    chat = await self._parse(request, request_id)
+                    origins = dict(chat.origins)
+                    timeout_s = _timeout(request)
+                    created = int(time.time())
                     if chat.stream:
                         responder = SseResponder(request, chat, created)
-                        return await responder.respond(
+                        response = await responder.respond(
                             route_events(self.router, chat.route, timeout_s)
                         )
+                        served.code = responder.code
+                        return response
                     result = await self.router.route(chat.route, timeout_s=timeout_s)
-                log.info(
-                    "http_routed",
-                    model=result.model,
-                    strategy=plain(result.strategy),
-                    attempts=len(result.attempts),
-                    cost_usd=round(result.cost_usd, 8),
-                    total_ms=round(result.timings.total_ms, 2),
-                )
-                tier = self.router.catalog.models[result.model].tier
-                return web.json_response(
-                    completion_body(result, created), headers=result_headers(result, tier)
-                )
+                    log.info(
+                        "http_routed",
+                        model=result.model,
+                        strategy=plain(result.strategy),
+                        attempts=len(result.attempts),
+                        cost_usd=round(result.cost_usd, 8),
+                        total_ms=round(result.timings.total_ms, 2),
+                    )
+                    spec = self.router.catalog.models.get(result.model)
+                    return web.json_response(
+                        completion_body(result, created),
+                        headers=result_headers(result, spec.tier if spec else ""),
+                    )
         except QuorumError as exc:
             log.info("http_failed", request_id=request_id, reason=exc.reason, error=exc.message)
             return error_response(
@@ -207,6 +198,19 @@ class _Handlers:
         except Exception:
             log.exception("http_internal_error", request_id=request_id)
             return error_response(internal_error(request_id), route_headers(request_id))
+
+    async def _parse(self, request: web.Request, request_id: str) -> ChatRequest:
+        server = self.router.config.server
+        body = await _read_json(request, server.max_request_bytes)
+        return parse_chat_request(
+            body,
+            catalog=self.router.catalog,
+            policy=self.router.policy,
+            max_messages=server.max_messages,
+            request_id=request_id,
+            agents=self.router.agents.keys(),
+            tenant=_tenant(request),
+        )
 
     def _model_entry(self, model_id: str, kind: str, owner: str) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -218,7 +222,7 @@ class _Handlers:
         extension: dict[str, Any] = {"kind": kind}
         spec = self.router.catalog.models.get(model_id) if kind == "model" else None
         if spec is not None:
-            health = self.router.breakers.snapshot()[spec.provider]
+            health = self.router.breakers.snapshot().get(spec.provider)
             extension.update(
                 provider=spec.provider,
                 provider_kind=spec.provider_kind,
@@ -227,32 +231,37 @@ class _Handlers:
                 output_usd_per_mtok=spec.output_usd_per_mtok,
                 context_window=spec.context_window,
                 capabilities=plain(spec.capabilities),
-                breaker_state=plain(health.state),
+                breaker_state=plain(health.state) if health else None,
                 simulated=spec.simulated is not None,
             )
         entry["quorum"] = extension
         return entry
 
-    def _entries(self) -> list[dict[str, Any]]:
+    def _entries(self, request: web.Request) -> list[dict[str, Any]]:
+        """What the caller's tenant may ask for (all of it when tenants are off)."""
+        tenants = self.router.guardrails.tenants
+        tenant = tenants.for_request(self.state.gate.authenticate(request), _tenant(request))
+        agents = [a for a in self.router.agents if tenant.agents is None or a in tenant.agents]
+        use_cases = [
+            u
+            for u in self.router.policy.use_cases
+            if tenant.use_cases is None or u in tenant.use_cases
+        ]
         return [
-            self._model_entry(*e)
-            for e in naming.model_entries(
-                self.router.catalog, self.router.policy, self.router.agents.keys()
-            )
+            self._model_entry(*entry)
+            for entry in naming.model_entries(tenant.catalog, use_cases, agents)
         ]
 
     async def list_models(self, request: web.Request) -> web.StreamResponse:
         try:
-            await _authenticate(request)
+            return web.json_response({"object": "list", "data": self._entries(request)})
         except QuorumError as exc:
             return error_response(to_http_error(exc))
-        return web.json_response({"object": "list", "data": self._entries()})
 
     async def get_model(self, request: web.Request) -> web.StreamResponse:
         model = request.match_info["model"]
         try:
-            await _authenticate(request)
-            for entry in self._entries():
+            for entry in self._entries(request):
                 if entry["id"] == model:
                     return web.json_response(entry)
             raise NotFound(
@@ -289,14 +298,15 @@ def _guard(state: _State) -> Middleware:
     return guard
 
 
-def build_app(router: Router) -> web.Application:
-    """The aiohttp application over ``router``."""
-    state = _State(router)
+def build_app(router: Router, admission: Admission | None = None) -> web.Application:
+    """The aiohttp application over ``router``; ``admission`` is the server's one
+    in-flight limiter, shared with the gRPC door."""
+    state = _State(router, Gate(router, admission))
     # Bodies a little over the limit still reach validation and get an error naming it.
     max_size = router.config.server.max_request_bytes * 2 + 1024 * 1024
     app = web.Application(client_max_size=max_size, middlewares=[_guard(state)])
     handlers = _Handlers(state)
-    app.router.add_post("/v1/chat/completions", handlers.chat_completions)
+    app.router.add_post(CHAT_METHOD, handlers.chat_completions)
     app.router.add_get("/v1/models", handlers.list_models)
     app.router.add_get("/v1/models/{model:.+}", handlers.get_model)
     app[_STATE] = state
@@ -306,10 +316,18 @@ def build_app(router: Router) -> web.Application:
 class HttpFrontDoor:
     """The HTTP listener's lifecycle: bind, start, drain."""
 
-    def __init__(self, router: Router, address: str) -> None:
+    def __init__(
+        self,
+        router: Router,
+        address: str,
+        admission: Admission | None = None,
+        *,
+        reuse_port: bool = False,
+    ) -> None:
         self.address = address
         self._host, self._port = parse_address(address)
-        self._app = build_app(router)
+        self._reuse_port = reuse_port
+        self._app = build_app(router, admission)
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self.port = 0
@@ -317,7 +335,7 @@ class HttpFrontDoor:
     async def start(self) -> None:
         runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=_CANCEL_AFTER_S)
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port)
+        site = web.TCPSite(runner, self._host, self._port, reuse_port=self._reuse_port or None)
         try:
             await site.start()
         except OSError as exc:

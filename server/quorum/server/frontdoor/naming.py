@@ -248,7 +248,7 @@ def _join(names: Any) -> str:
 def _unknown(
     model: str, catalog: Catalog, policy: RoutingPolicy, agents: Collection[str]
 ) -> NotFound:
-    names = [name for name, _, _ in model_entries(catalog, policy, agents)]
+    names = [name for name, _, _ in model_entries(catalog, policy.use_cases, agents)]
     return NotFound(
         f"The model `{model}` does not exist on this server; known: {', '.join(names)} "
         "(GET /v1/models lists them)",
@@ -257,12 +257,13 @@ def _unknown(
 
 
 def model_entries(
-    catalog: Catalog, policy: RoutingPolicy, agents: Collection[str] = ()
+    catalog: Catalog, use_cases: Collection[str], agents: Collection[str] = ()
 ) -> list[tuple[str, str, str]]:
     """Every name ``model`` accepts, as (id, kind, owner): routes first, in the order
-    :func:`resolve` looks them up, each name once."""
+    :func:`resolve` looks them up, each name once; tiers only when they hold a model."""
+    tiers = [tier for tier in catalog.tiers if catalog.by_tier.get(tier)]
     routes: dict[str, str] = {AUTO: "route"}
-    for kind, names in (("agent", agents), ("use_case", policy.use_cases), ("tier", catalog.tiers)):
+    for kind, names in (("agent", agents), ("use_case", use_cases), ("tier", tiers)):
         for name in names:
             routes.setdefault(name, kind)
     entries = [(PREFIX + name, kind, "quorum") for name, kind in routes.items()]

@@ -57,6 +57,7 @@ class SseResponder:
         self._builder: ChunkBuilder | None = None
         self._strategy = ""
         self._sent = ""
+        self.code = "OK"  # the outcome as a gRPC code name, for the request metrics
 
     async def _open(self, model: str) -> ChunkBuilder:
         response = web.StreamResponse(
@@ -127,7 +128,8 @@ class SseResponder:
         assert self._response is not None
         await self._response.write(DONE)
 
-    async def _fail(self, error: HttpError) -> web.StreamResponse:
+    async def _fail(self, error: HttpError, code: str) -> web.StreamResponse:
+        self.code = code
         if self._response is None:
             return error_response(error, route_headers(self._request_id))
         await self._response.write(frame(error.body))
@@ -152,17 +154,19 @@ class SseResponder:
             await self._finish(result)
         except ConnectionResetError:
             log.info("stream_client_gone", request_id=self._request_id)
+            self.code = "CANCELLED"
             return self._response or web.Response(status=499)
         except _Interrupted as exc:
             log.warning("stream_interrupted", request_id=self._request_id, error=str(exc))
-            return await self._fail(exc.error)
+            return await self._fail(exc.error, "UNAVAILABLE")
         except QuorumError as exc:
             log.info("http_failed", request_id=self._request_id, reason=exc.reason)
             return await self._fail(
-                http_error(exc, request_id=self._request_id, origins=self._chat.origins)
+                http_error(exc, request_id=self._request_id, origins=self._chat.origins),
+                exc.code.name,
             )
         except Exception:
             log.exception("http_internal_error", request_id=self._request_id)
-            return await self._fail(internal_error(self._request_id))
+            return await self._fail(internal_error(self._request_id), "INTERNAL")
         assert self._response is not None
         return self._response

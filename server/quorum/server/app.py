@@ -117,7 +117,7 @@ def create_server(
     if port == 0:
         raise OSError(f"cannot bind {address or config.server.address}")
     http_address = config.server.http_address
-    http = HttpFrontDoor(router, http_address) if http_address else None
+    http = HttpFrontDoor(router, http_address, admission) if http_address else None
     metrics_address = metrics_address or config.observability.metrics_address
     metrics = serve_metrics(router.metrics, metrics_address) if metrics_address else None
     return RunningServer(server, port, router, health_servicer, http, metrics=metrics)

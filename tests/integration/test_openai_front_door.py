@@ -12,7 +12,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +25,7 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
+import yaml
 from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMessageParam
 
 from quorum.server.app import RunningServer
@@ -29,6 +34,7 @@ from tests.conftest import running_server, sim_config, with_model
 from tests.fakes import openai_server
 from tests.fakes.common import OK_TEXT
 
+QUORUM = Path(sys.executable).with_name("quorum")
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 WEATHER: ChatCompletionFunctionToolParam = {
     "type": "function",
@@ -540,6 +546,147 @@ async def test_real_adapter_answer_passes_through(monkeypatch: pytest.MonkeyPatc
     assert unary.model == "upstream"
 
 
+# --- tenants, auth, budgets ----------------------------------------------------------------
+
+TOKEN = "tok-acme-0123456789"
+
+
+def tenant_config(budget_usd: float | None = None) -> dict[str, Any]:
+    data = sim_config()
+    data["tenants"] = {
+        "acme": {
+            "token_sha256": hashlib.sha256(TOKEN.encode()).hexdigest(),
+            "models": ["flash", "flash-b"],
+            "budget": {"daily_usd": budget_usd},
+        }
+    }
+    return data
+
+
+async def test_bearer_token_is_the_tenant() -> None:
+    async with front_door(tenant_config()) as (running, anonymous):
+        acme = openai.AsyncOpenAI(api_key=TOKEN, base_url=_base_url(running), max_retries=0)
+        wrong = openai.AsyncOpenAI(api_key="tok-nope", base_url=_base_url(running), max_retries=0)
+        try:
+            ok = await acme.chat.completions.create(model="quorum:auto", messages=MATH)
+            with pytest.raises(openai.AuthenticationError) as missing:
+                await anonymous.chat.completions.create(model="quorum:auto", messages=MATH)
+            with pytest.raises(openai.AuthenticationError) as unknown:
+                await wrong.chat.completions.create(model="quorum:auto", messages=MATH)
+            with pytest.raises(openai.PermissionDeniedError) as denied:
+                await acme.chat.completions.create(model="frontier", messages=MATH)
+            with pytest.raises(openai.AuthenticationError):
+                await wrong.models.list()
+            visible = [m.id for m in (await acme.models.list()).data]
+        finally:
+            await acme.close()
+            await wrong.close()
+    assert (ok.model_extra or {})["quorum"]["model"] in ("flash", "flash-b")
+    assert (missing.value.status_code, missing.value.code) == (401, "unauthenticated")
+    assert unknown.value.type == "authentication_error"
+    assert (denied.value.status_code, denied.value.code) == (403, "permission_denied")
+    assert "frontier" in denied.value.message
+    assert "frontier" not in visible and "quorum:premium" not in visible
+    assert {"quorum:auto", "flash", "flash-b"} <= set(visible)
+
+
+async def test_spent_budget_is_429_insufficient_quota() -> None:
+    async with front_door(tenant_config(budget_usd=0.000_000_1)) as (running, _):
+        acme = openai.AsyncOpenAI(api_key=TOKEN, base_url=_base_url(running), max_retries=0)
+        try:
+            with pytest.raises(openai.RateLimitError) as caught:
+                await acme.chat.completions.create(model="quorum:auto", messages=MATH)
+        finally:
+            await acme.close()
+    err = caught.value
+    assert (err.type, err.code) == ("insufficient_quota", "budget_exhausted")
+    assert int(err.response.headers["Retry-After"]) >= 1
+
+
+def upstream_config(base_url: str, *behaviours: str) -> dict[str, Any]:
+    """Models ``up-0``, ``up-1``, ... on the fake OpenAI server, one per behaviour."""
+    return {
+        "providers": {"up": {"kind": "openai", "base_url": base_url, **KEY}},
+        "tiers": ["only"],
+        "models": {
+            f"up-{i}": {
+                "provider": "up",
+                "model_id": behaviour,
+                "tier": "only",
+                "input_usd_per_mtok": 1.0 + i,
+                "output_usd_per_mtok": 2.0 + i,
+            }
+            for i, behaviour in enumerate(behaviours)
+        },
+    }
+
+
+async def test_stream_is_forwarded_as_it_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_OPENAI_KEY", "sk-test")
+    async with openai_server.serve() as fake:
+        async with front_door(upstream_config(fake.base_url, "drip-40")) as (_, client):
+            stream = await client.chat.completions.create(model="up-0", messages=MATH, stream=True)
+            loop = asyncio.get_running_loop()
+            arrivals: list[float] = []
+            text = ""
+            async for chunk in stream:
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        arrivals.append(loop.time())
+                        text += choice.delta.content
+    assert text == OK_TEXT
+    assert len(arrivals) > 2
+    assert arrivals[-1] - arrivals[0] > 0.05  # pieces came apart, not in one buffer
+
+
+async def _raw_stream(base_url: str, model: str) -> tuple[str, dict[str, Any]]:
+    """Stream with a plain HTTP client: the text the chunks carried, and the last event."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            base_url + "/chat/completions",
+            json={"model": model, "messages": MATH, "stream": True},
+        ) as response:
+            assert response.status == 200
+            body = (await response.read()).decode()
+    assert body.endswith("\n\n")
+    events = [json.loads(e.removeprefix("data: ")) for e in body.split("\n\n")[:-1]]
+    text = "".join(c["delta"].get("content") or "" for e in events for c in e.get("choices", ()))
+    return text, events[-1]
+
+
+async def _read_all(stream: openai.AsyncStream[Any], into: list[str]) -> None:
+    async for chunk in stream:
+        into.extend(c.delta.content or "" for c in chunk.choices)
+
+
+async def test_stream_broken_mid_way_ends_with_an_error_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAKE_OPENAI_KEY", "sk-test")
+    async with openai_server.serve() as fake:
+        data = upstream_config(fake.base_url, "drop-mid-stream")
+        async with front_door(data) as (running, client):
+            stream = await client.chat.completions.create(model="up-0", messages=MATH, stream=True)
+            pieces: list[str] = []
+            with pytest.raises(openai.APIError) as caught:
+                await _read_all(stream, pieces)
+            text, last = await _raw_stream(_base_url(running), "up-0")
+    assert "".join(pieces) == text and OK_TEXT.startswith(text) and text != OK_TEXT
+    assert caught.value.code == "stream_interrupted"
+    assert last["error"]["type"] == "server_error"  # an error event, and no [DONE]
+
+
+async def test_restart_on_another_model_is_not_spliced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_OPENAI_KEY", "sk-test")
+    async with openai_server.serve() as fake:
+        data = upstream_config(fake.base_url, "drop-mid-stream", "ok")
+        async with front_door(data) as (running, _):
+            text, last = await _raw_stream(_base_url(running), "up-0")
+    assert OK_TEXT.startswith(text) and text != OK_TEXT  # the first model's prefix only
+    assert last["error"]["code"] == "stream_interrupted"
+    assert "restarted on up-1" in last["error"]["message"]
+
+
 # --- models --------------------------------------------------------------------------------
 
 
@@ -588,6 +735,67 @@ async def test_drain_finishes_in_flight_http_and_refuses_new_connections() -> No
         await fresh.close()
         assert (await in_flight).choices[0].message.content == "The answer is 391."
         await drained
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _wait_http(base_url: str, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(base_url + "/models") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{base_url} never answered")
+            await asyncio.sleep(0.05)
+
+
+async def test_serve_flag_starts_http_and_sigterm_drains_it(tmp_path: Path) -> None:
+    slow = {"latency_ms_p50": 800, "latency_ms_p95": 800}
+    data = with_model(sim_config(server={"grace_period_s": 5}), "flash", simulated=slow)
+    config = tmp_path / "quorum.yaml"
+    config.write_text(yaml.safe_dump(data))
+    http_port = _free_port()
+    base_url = f"http://127.0.0.1:{http_port}/v1"
+    proc = subprocess.Popen(
+        [
+            str(QUORUM),
+            "serve",
+            "--config",
+            str(config),
+            "--address",
+            f"127.0.0.1:{_free_port()}",
+            "--http-address",
+            f"127.0.0.1:{http_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        await _wait_http(base_url)
+        client = openai.AsyncOpenAI(api_key="x", base_url=base_url, max_retries=0)
+        in_flight = asyncio.create_task(
+            client.chat.completions.create(model="flash", messages=MATH)
+        )
+        await asyncio.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        completion = await in_flight
+        await client.close()
+        assert completion.choices[0].message.content == "The answer is 391."
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 # --- the npm SDK ---------------------------------------------------------------------------

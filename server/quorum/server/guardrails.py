@@ -57,6 +57,7 @@ from quorum.server.domain import (
 )
 from quorum.server.errors import AllAttemptsFailed, ExecutionFailed, ResourceExhausted
 from quorum.server.metrics import Metrics, current_record
+from quorum.server.state import StateSnapshot
 from quorum.server.tenants import (
     TenantPolicy,
     Tenants,
@@ -84,6 +85,7 @@ class Scope:
     forbid_consensus: bool = False
     cache_key: str | None = None
     counters: Sequence[Counter] = ()
+    budget_share: float = 0.0
     hit: RouteResult | None = None
 
 
@@ -181,6 +183,7 @@ class Guardrails:
         assert self.budgets is not None
         scope.counters = self.budgets.counters(scope.tenant.name, scope.tenant.budget)
         readings = await self.budgets.read(scope.counters)
+        scope.budget_share = max((r.ratio for r in readings), default=0.0)
         for r in readings:
             c = r.counter
             label = GLOBAL if c.scope == GLOBAL else c.scope
@@ -203,6 +206,13 @@ class Guardrails:
             scope.request = dataclasses.replace(scope.request, hints=outcome.hints)
 
     # ---- planning ---------------------------------------------------------------------
+
+    @staticmethod
+    def with_budget(scope: Scope, snapshot: StateSnapshot) -> StateSnapshot:
+        """The planner's snapshot with the share of the tightest budget already used."""
+        if not scope.budget_share:
+            return snapshot
+        return dataclasses.replace(snapshot, budget_used_share=scope.budget_share)
 
     def narrow(self, scope: Scope, catalog: Catalog) -> Catalog:
         """``catalog`` (the whole one, or an agent's) limited to what the tenant may use."""

@@ -163,7 +163,7 @@ class Router:
         classification = await self.classifier.classify(scope.request)
         request, catalog = self._for_agent(scope.request, classification)
         catalog = self.guardrails.narrow(scope, catalog)
-        snapshot = self.snapshot()
+        snapshot = self.guardrails.with_budget(scope, self.snapshot())
         request, decided = self.guardrails.decide(
             scope, request, lambda r: plan(r, classification, catalog, self.policy, snapshot)
         )
@@ -201,7 +201,7 @@ class Router:
         request, catalog = self._for_agent(scope.request, classification)
         catalog = self.guardrails.narrow(scope, catalog)
         t1 = time.monotonic()
-        snapshot = self.snapshot()
+        snapshot = self.guardrails.with_budget(scope, self.snapshot())
         request, decided = self.guardrails.decide(
             scope, request, lambda r: plan(r, classification, catalog, self.policy, snapshot)
         )

@@ -20,9 +20,9 @@ from grpc_health.v1._async import HealthServicer as AsyncHealthServicer  # = hea
 from grpc_reflection.v1alpha import reflection
 
 from quorum.route.v1 import route_service_pb2
+from quorum.server.admission import Admission
 from quorum.server.config import Config, resolve_secrets
 from quorum.server.frontdoor import HttpFrontDoor
-from quorum.server.admission import Admission
 from quorum.server.gateway import Gateway
 from quorum.server.metrics import MetricsServer, serve_metrics
 from quorum.server.router import Router

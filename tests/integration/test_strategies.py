@@ -396,3 +396,36 @@ async def test_upstream_call_cap_holds_in_every_strategy() -> None:
                 await client.route(MEDIUM, hints=_hints(strategy))
             sent = [a for a in info.value.attempts if a.outcome == pb.ATTEMPT_OUTCOME_FAILED]
             assert len(sent) <= 2
+
+
+async def test_a_tied_vote_can_go_to_the_judge() -> None:
+    data = _judge_config(tie_break="judge", models=["flash", "flash-b"])
+    async with running_server(parse_config(data)) as (_, client):
+        r = await client.route(
+            MEDIUM, hints=_hints(pb.STRATEGY_CONSENSUS_MAJORITY, consensus_size=2)
+        )
+    assert [s.role for s in r.plan.stages] == ["voters", "judge"]
+    assert r.consensus.tie_break == "judge frontier chose among 2 tied groups"
+    assert r.model == "flash-b" and correct_core(MEDIUM) in r.content
+    assert r.consensus.judge.rationale and sorted(r.consensus.judge.presented_order) == [
+        "flash",
+        "flash-b",
+    ]
+
+
+async def test_observed_agreement_weights_later_votes() -> None:
+    data = _judge_config(weighting="observed", accuracy_window=4, accuracy_min_samples=2)
+    async with running_server(parse_config(data)) as (_, client):
+        hints = _hints(pb.STRATEGY_CONSENSUS_MAJORITY)
+        before = (await client.plan(MEDIUM, hints=hints)).plan
+        for _ in range(2):
+            await client.route(MEDIUM, hints=hints)
+        after = (await client.plan(MEDIUM, hints=hints)).plan
+    assert {c.model: c.weight for c in before.stages[0].candidates} == {
+        "flash": 1.0,
+        "flash-b": 1.0,
+        "mid": 1.0,
+    }
+    weights = {c.model: c.weight for c in after.stages[0].candidates}
+    assert weights["flash"] < 0.1 and weights["flash-b"] == weights["mid"] == 1.0
+    assert any(r.code == "OBSERVED_WEIGHTS" for r in after.reasons)

@@ -519,3 +519,11 @@ def test_multi_call_plans_are_pure(hints: dict[str, Any]) -> None:
     request, cls = _request(**hints), _cls(Difficulty.MEDIUM)
     snapshot = StateSnapshot(escalation_rates={"/cheap": 0.2})
     assert _plan(request, cls, snapshot) == _plan(request, cls, snapshot)
+
+
+def test_judge_outside_the_callers_catalog_is_infeasible() -> None:
+    policy = replace(POLICY, consensus=replace(POLICY.consensus, judge_model="frontier"))
+    narrowed = replace(CATALOG, models={n: m for n, m in CATALOG.models.items() if n != "frontier"})
+    request = _request(strategy=Strategy.CONSENSUS_JUDGE)
+    with pytest.raises(StrategyInfeasible, match="frontier is not available to this caller"):
+        plan(request, _cls(), narrowed, policy, StateSnapshot())

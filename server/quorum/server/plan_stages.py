@@ -236,7 +236,9 @@ def _judge_model(p: Planning, voters: int) -> tuple[ModelSpec | None, str]:
 
     name = p.policy.consensus.judge_model
     if name:
-        model = p.catalog.models[name]
+        model = p.catalog.models.get(name)
+        if model is None:
+            return None, f"judge model {name} is not available to this caller"
         why = unfit(model)
         return (None, why) if why else (model, "")
     fit = [m for m in p.catalog.ordered() if not unfit(m)]

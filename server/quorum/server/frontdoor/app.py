@@ -62,7 +62,8 @@ def parse_address(address: str) -> tuple[str | None, int]:
     """``HOST:PORT`` (``[::]:8080``, ``0.0.0.0:8080``, ``:8080``) → (host or None, port)."""
     host, sep, port_text = address.rpartition(":")
     if not sep or not port_text.isdigit() or int(port_text) > 65535:
-        raise ConfigError([f"http address {address!r}: expected HOST:PORT, e.g. [::]:8080"])
+        where = "server.http_address (--http-address)"
+        raise ConfigError([f"{where} {address!r}: expected HOST:PORT, e.g. [::]:8080"])
     host = host.removeprefix("[").removesuffix("]")
     return (host or None), int(port_text)
 

@@ -30,6 +30,8 @@ from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMes
 
 from quorum.server.app import RunningServer
 from quorum.server.config import parse_config
+from quorum.server.frontdoor import HttpFrontDoor
+from quorum.server.router import Router
 from tests.conftest import running_server, sim_config, with_model
 from tests.fakes import openai_server
 from tests.fakes.common import OK_TEXT
@@ -796,6 +798,32 @@ async def test_serve_flag_starts_http_and_sigterm_drains_it(tmp_path: Path) -> N
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_bad_http_address_is_refused_before_serving() -> None:
+    result = subprocess.run(
+        [str(QUORUM), "serve", "--address", "127.0.0.1:0", "--http-address", "nowhere"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "expected HOST:PORT" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_listeners_share_a_port_with_reuse_port() -> None:
+    router = Router(parse_config(sim_config()))
+    address = f"127.0.0.1:{_free_port()}"
+    doors = [HttpFrontDoor(router, address, reuse_port=True) for _ in range(2)]
+    try:
+        for door in doors:
+            await door.start()
+        assert doors[0].port == doors[1].port
+    finally:
+        for door in doors:
+            await door.stop(0.1)
+        await router.close()
 
 
 # --- the npm SDK ---------------------------------------------------------------------------

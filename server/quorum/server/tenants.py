@@ -259,8 +259,9 @@ class Tenants:
             if authenticated is None:
                 raise Unauthenticated("no authenticated tenant for this request")
             if requested and requested != authenticated.name:
+                # The value is not echoed: callers have been known to paste a token there.
                 raise PermissionDenied(
-                    f"request.tenant {requested!r} is not the authenticated tenant",
+                    "request.tenant is not the authenticated tenant",
                     metadata={"tenant": authenticated.name},
                 )
             return authenticated
@@ -270,5 +271,5 @@ class Tenants:
             return self.anonymous
         policy = self.policies.get(requested)
         if policy is None:
-            raise PermissionDenied(f"unknown tenant {requested!r}")
+            raise PermissionDenied("request.tenant names no configured tenant")
         return policy

@@ -94,10 +94,45 @@ export class QuorumClient {
     request: RouteRequestInit,
     options?: CallOptions,
   ): AsyncGenerator<RouteStreamResponse, void, undefined> {
+    // Connect's stream iterator has no return(): leaving the loop early would leave the call,
+    // and the deadline timer that keeps node alive, running until the deadline. So the call
+    // gets its own abort signal; on an early exit it is aborted, and one more next() lets
+    // Connect see the abort and clear its timer.
+    const abort = new AbortController();
+    const outer = options?.signal;
+    const forward = () => abort.abort(outer?.reason);
+    if (outer?.aborted) {
+      forward();
+    }
+    outer?.addEventListener("abort", forward, { once: true });
+    const events = this.service
+      .routeStream(
+        { request },
+        { ...this.#opts(options, this.streamTimeoutMs), signal: abort.signal },
+      )
+      [Symbol.asyncIterator]();
+    let finished = false;
     try {
-      yield* this.service.routeStream({ request }, this.#opts(options, this.streamTimeoutMs));
-    } catch (err) {
-      throw toQuorumError(err);
+      for (;;) {
+        let next: IteratorResult<RouteStreamResponse>;
+        try {
+          next = await events.next();
+        } catch (err) {
+          finished = true;
+          throw toQuorumError(err);
+        }
+        if (next.done) {
+          finished = true;
+          return;
+        }
+        yield next.value;
+      }
+    } finally {
+      outer?.removeEventListener("abort", forward);
+      if (!finished) {
+        abort.abort();
+        await events.next().catch(() => undefined);
+      }
     }
   }
 

@@ -31,16 +31,6 @@ func liveClient(t *testing.T) *Client {
 
 const question = "What is 2+2?"
 
-// skipIfStreamPending skips a stream test while the server answers RouteStream with
-// UNIMPLEMENTED. TEMPORARY: remove once the server streams; every other error still fails.
-func skipIfStreamPending(t *testing.T, err error) {
-	t.Helper()
-	var qe *Error
-	if errors.As(err, &qe) && qe.Code == codes.Unimplemented {
-		t.Skipf("TEMPORARY skip: the server does not implement RouteStream yet (%v)", err)
-	}
-}
-
 func TestLiveRoute(t *testing.T) {
 	c := liveClient(t)
 	resp, err := c.Route(context.Background(), UserRequest(question))
@@ -107,7 +97,6 @@ func TestLiveRouteStream(t *testing.T) {
 	var text strings.Builder
 	for event, err := range c.RouteStream(context.Background(), UserRequest(question)) {
 		if err != nil {
-			skipIfStreamPending(t, err)
 			t.Fatalf("RouteStream after %d events: %v", len(events), err)
 		}
 		events = append(events, event)
@@ -142,7 +131,6 @@ func TestLiveRouteStreamBreakCancels(t *testing.T) {
 	n := 0
 	for event, err := range c.RouteStream(context.Background(), UserRequest(question)) {
 		if err != nil {
-			skipIfStreamPending(t, err)
 			t.Fatalf("RouteStream: %v", err)
 		}
 		if event.GetPlan() == nil {

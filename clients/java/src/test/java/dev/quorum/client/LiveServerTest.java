@@ -19,7 +19,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.condition.EnabledIfEnvironmentVariable;
@@ -84,17 +83,6 @@ class LiveServerTest {
     assertTrue(resp.getTiersCount() > 0, "tiers");
   }
 
-  /**
-   * Skip a stream test while the server answers RouteStream with UNIMPLEMENTED. TEMPORARY:
-   * remove once the server streams; every other error still fails.
-   */
-  private static void skipIfStreamPending(QuorumException e) {
-    Assumptions.assumeFalse(
-        e.code() == Status.Code.UNIMPLEMENTED,
-        () -> "TEMPORARY skip: the server does not implement RouteStream yet (" + e.getMessage() + ")");
-    throw e;
-  }
-
   @Test
   void routeStreamStartsWithThePlanAndEndsWithFinal() {
     List<RouteStreamResponse> events = new ArrayList<>();
@@ -103,8 +91,6 @@ class LiveServerTest {
         assertNotEquals(RouteStreamResponse.EventCase.ERROR, event.getEventCase(), event::toString);
         events.add(event);
       }
-    } catch (QuorumException e) {
-      skipIfStreamPending(e);
     }
     assertTrue(events.size() >= 2, "events: " + events.size());
     assertEquals(RouteStreamResponse.EventCase.PLAN, events.get(0).getEventCase());
@@ -122,8 +108,6 @@ class LiveServerTest {
     try (RouteStream stream = client.routeStream(QuorumClient.userRequest(QUESTION))) {
       assertTrue(stream.hasNext());
       assertEquals(RouteStreamResponse.EventCase.PLAN, stream.next().getEventCase());
-    } catch (QuorumException e) {
-      skipIfStreamPending(e);
     }
   }
 

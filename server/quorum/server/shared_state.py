@@ -370,7 +370,8 @@ class SharedBreakerState:
         pipe = self._redis.pipeline(transaction=False)
         writes = 0
         for key, key_ops in batch.ops.items():
-            for kind, value in key_ops:
+            # A full write goes last: it then only fills in what the other writes left.
+            for kind, value in sorted(key_ops, key=lambda op: op[0] == "full"):
                 writes += 1
                 if kind == "incr":
                     pipe.incrby(self._key(key, "fail_counter"), int(value))
@@ -385,8 +386,7 @@ class SharedBreakerState:
                 elif kind == "opened_at":
                     self._script(keys=[self._key(key, "opened_at")], args=[value], client=pipe)
                 elif kind == "full":
-                    for name, item in batch.full[key].items():
-                        pipe.set(self._key(key, name), item)
+                    self._write_full(pipe, key, batch.full[key])
         now_ms = int(time.time() * 1000)
         for key, until in batch.cooldowns.items():
             until_ms = int(until * 1000)
@@ -424,6 +424,21 @@ class SharedBreakerState:
                 if until_ms:
                     remote_cooldowns[key] = int(until_ms) / 1000.0
         return _Reply(remote, remote_cooldowns, writes)
+
+    def _write_full(self, pipe: Any, key: str, record: dict[str, Any]) -> None:
+        """Write a breaker Redis had no record of, without overriding another replica's:
+        an open breaker wins over a closed one, the latest opening wins, counters that
+        exist are kept."""
+        if record["state"] == pybreaker.STATE_CLOSED:
+            pipe.setnx(self._key(key, "state"), record["state"])
+        else:
+            pipe.set(self._key(key, "state"), record["state"])
+        pipe.setnx(self._key(key, "fail_counter"), record["fail_counter"])
+        pipe.setnx(self._key(key, "success_counter"), record["success_counter"])
+        if "opened_at" in record:
+            self._script(
+                keys=[self._key(key, "opened_at")], args=[record["opened_at"]], client=pipe
+            )
 
     def _apply(self, outcome: tuple[_Batch, _Reply | BaseException]) -> bool:
         """On the loop: adopt a reply, or keep the writes for the next try."""

@@ -9,7 +9,6 @@ import structlog
 
 from quorum.server.classify.base import Classifier
 from quorum.server.classify.chain import ChainClassifier
-from quorum.server.classify.embedding import SemanticRoutes
 from quorum.server.classify.llm import LLMClassifier
 from quorum.server.classify.rules import TASKS, RulesClassifier
 from quorum.server.config import Config
@@ -27,6 +26,8 @@ def build_classifier(config: Config, agents: Mapping[str, object], call: ModelCa
     tasks = settings.embedding.tasks
     task_routes = agent_routes = None
     if settings.embedding.enabled and (tasks or agent_examples):
+        # numpy and the model load only when semantic routes are configured.
+        from quorum.server.classify.embedding import SemanticRoutes
         from quorum.server.embeddings import MiniLMEncoder
 
         encoder = MiniLMEncoder()

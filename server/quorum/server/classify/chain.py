@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from quorum.server.classify.base import Classifier
-from quorum.server.classify.embedding import SemanticRoutes
 from quorum.server.classify.rules import RulesClassifier
 from quorum.server.domain import Classification, RouteRequest
+
+if TYPE_CHECKING:
+    from quorum.server.classify.embedding import SemanticRoutes
 
 
 class ChainClassifier:

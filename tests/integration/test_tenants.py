@@ -194,3 +194,17 @@ async def test_in_flight_limits_shed_with_retry_info() -> None:
         assert sample_value(metrics, "quorum_shed_total", {"reason": "tenant_max_inflight"}) == 3
         assert sample_value(metrics, "quorum_shed_total", {"reason": "max_inflight"}) == 4
         assert sample_value(metrics, "quorum_inflight_requests") == 0
+
+
+async def test_a_strategy_the_plan_forbids_is_replaced_after_planning() -> None:
+    async with serving(tenant_config()) as running:
+        async with client(running, "acme") as acme, client(running, "free-co") as free:
+            critical = pb.RoutingHints(critical=True)
+            assert (await acme.route("What is 17 * 23?", hints=critical)).strategy in (
+                pb.STRATEGY_CONSENSUS_MAJORITY,
+                pb.STRATEGY_CONSENSUS_JUDGE,
+            )
+            r = await free.route("What is 17 * 23?", hints=critical)
+            assert r.strategy == pb.STRATEGY_SINGLE
+            (guard,) = r.guards
+            assert guard.startswith("strategy: plan free does not allow consensus")

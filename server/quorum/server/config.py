@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -352,7 +353,6 @@ class DecisionLogConfig(_Strict):
 # ---- tenants, auth, budgets, cache, admission, observability -----------------------
 
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-TokenDigest = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 HostPort = Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$")]
 
 
@@ -416,7 +416,7 @@ class PlanConfig(PlanRule):
 class TenantConfig(_Strict):
     """A caller of the service, with its token, plan, allow-lists, limits and budget."""
 
-    token_sha256: TokenDigest | list[TokenDigest] | None = None
+    token_sha256: str | list[str] | None = None
     token_sha256_env: EnvName | None = None
     plan: Name = "pro"
     models: list[Name] | None = None
@@ -428,6 +428,17 @@ class TenantConfig(_Strict):
     default_sensitivity: SensitivityName | None = None
     max_inflight: int | None = Field(None, ge=1, le=1_000_000)
     budget: BudgetLimits = BudgetLimits()
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _hex_digests(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for digest in [value] if isinstance(value, str) else value or []:
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError(
+                    "must be the 64-character lowercase hex SHA-256 (or HMAC-SHA256) digest "
+                    "of the token, or a list of them; never the token itself"
+                )
+        return value
 
     def digests(self) -> list[str]:
         """The token digests written in the config (not those from the environment)."""
@@ -499,7 +510,7 @@ def _cross_reference_access(config: Config) -> list[str]:
     if auth.token_hash == "hmac_sha256" and auth.hash_key_env is None:
         problems.append("auth.hash_key_env: required when auth.token_hash is hmac_sha256")
     for name, plan in config.plans.items():
-        rules = [(f"plans.{name}", plan)]
+        rules: list[tuple[str, PlanRule]] = [(f"plans.{name}", plan)]
         rules += [(f"plans.{name}.use_cases.{u}", r) for u, r in plan.use_cases.items()]
         for u in plan.use_cases:
             if u not in use_cases:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import uuid
 from collections.abc import Collection, Mapping
 from enum import Enum
@@ -32,15 +31,16 @@ from quorum.server.execute.events import (
     PlanMade,
     Voted,
 )
+from quorum.server.names import (
+    IMAGE_TYPES,
+    MAX_CONTENT_CHARS,
+    MAX_IMAGE_BYTES,
+    NAME,
+    REQUEST_ID,
+    TOOL_NAME,
+)
 
 E = TypeVar("E", bound=Enum)
-
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
-_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
-MAX_CONTENT_CHARS = 2_000_000
-MAX_IMAGE_BYTES = 20 * 1024 * 1024
 
 
 def _enum_map(wrapper: Any, prefix: str, target: type[E]) -> dict[int, E]:
@@ -116,9 +116,9 @@ def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
                 c.add(f"{ppath}.image", "set exactly one of url or data")
             elif img.url and not img.url.startswith(("https://", "http://", "data:image/")):
                 c.add(f"{ppath}.image.url", "must be an http(s) or data:image/ URL")
-            elif img.data and img.media_type not in _IMAGE_TYPES:
+            elif img.data and img.media_type not in IMAGE_TYPES:
                 c.add(
-                    f"{ppath}.image.media_type", f"must be one of {', '.join(sorted(_IMAGE_TYPES))}"
+                    f"{ppath}.image.media_type", f"must be one of {', '.join(sorted(IMAGE_TYPES))}"
                 )
             elif len(img.data) > MAX_IMAGE_BYTES:
                 c.add(f"{ppath}.image.data", f"is {len(img.data)} bytes, limit {MAX_IMAGE_BYTES}")
@@ -172,7 +172,7 @@ def _params(p: pb.GenerationParams, c: _Checker) -> d.GenerationParams:
     tools: list[d.Tool] = []
     seen: set[str] = set()
     for i, t in enumerate(p.tools):
-        if not _TOOL_NAME.match(t.name):
+        if not TOOL_NAME.match(t.name):
             c.add(f"params.tools[{i}].name", "must be 1-64 letters, digits, '_' or '-'")
         elif t.name in seen:
             c.add(f"params.tools[{i}].name", f"duplicate tool name {t.name!r}")
@@ -240,12 +240,12 @@ def _hints(
     if h.use_case and h.use_case not in use_cases:
         known = ", ".join(use_cases) or "none configured"
         c.add("hints.use_case", f"unknown use case {h.use_case!r} (known: {known})")
-    if h.agent and _NAME.match(h.agent) and h.agent not in agents:
+    if h.agent and NAME.match(h.agent) and h.agent not in agents:
         known = ", ".join(sorted(agents)) or "none configured"
         c.add("hints.agent", f"unknown agent {h.agent!r} (known: {known})")
     for name in ("task", "agent"):
         value = getattr(h, name)
-        if value and not _NAME.match(value):
+        if value and not NAME.match(value):
             c.add(f"hints.{name}", "must be 1-64 letters, digits or _.:/-")
     if h.consensus_size > 16:
         c.add("hints.consensus_size", "must be at most 16")
@@ -283,7 +283,7 @@ def route_request_from_pb(
         c.add("messages", f"request is {size} bytes, limit {max_request_bytes}")
         raise InvalidRequest(c.violations)
     request_id = msg.request_id
-    if request_id and not _ID.match(request_id):
+    if request_id and not REQUEST_ID.match(request_id):
         c.add("request_id", "must be 1-128 characters: letters, digits or ._:/- ")
     if not msg.messages:
         c.add("messages", "at least one message is required")
@@ -292,7 +292,7 @@ def route_request_from_pb(
     messages = [_message(m, f"messages[{i}]", c) for i, m in enumerate(msg.messages)]
     params = _params(msg.params, c)
     hints = _hints(msg.hints, catalog, use_cases, agents, c)
-    if msg.tenant and not _NAME.match(msg.tenant):
+    if msg.tenant and not NAME.match(msg.tenant):
         c.add("tenant", "must be 1-64 letters, digits or _.:/-")
     if c.violations:
         raise InvalidRequest(c.violations)
@@ -319,7 +319,7 @@ def feedback_from_pb(msg: svc_pb.FeedbackRequest) -> Feedback:
     c = _Checker("")
     if not msg.request_id:
         c.add("request_id", "is required")
-    elif not _ID.match(msg.request_id):
+    elif not REQUEST_ID.match(msg.request_id):
         c.add("request_id", "must be 1-128 characters: letters, digits or ._:/- ")
     kind = _FEEDBACK_KINDS.get(msg.kind)
     if kind is None:

@@ -28,8 +28,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from quorum.server.admission import Admission
-from quorum.server.convert import _ID as REQUEST_ID  # the gRPC door's request-id rule
-from quorum.server.convert import _NAME as TENANT_NAME
 from quorum.server.domain import RouteRequest
 from quorum.server.errors import (
     ConfigError,
@@ -45,6 +43,8 @@ from quorum.server.frontdoor.errors import internal_error, plain_error
 from quorum.server.frontdoor.gate import Gate
 from quorum.server.frontdoor.stream import SseResponder, StreamItem, error_response
 from quorum.server.frontdoor.translate import ChatRequest, completion_body, parse_chat_request
+from quorum.server.names import NAME as TENANT_NAME
+from quorum.server.names import REQUEST_ID
 from quorum.server.router import Router
 
 log = structlog.get_logger("quorum.frontdoor")

@@ -24,7 +24,6 @@ Hint keys: ``strategy``, ``priority``, ``tier``, ``use_case``, ``agent``, ``task
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,11 +32,11 @@ from urllib.parse import parse_qsl
 from quorum.server.catalog import Catalog
 from quorum.server.domain import Capability, Hints, Priority, Sensitivity, Strategy
 from quorum.server.errors import FieldViolation, InvalidRequest, NotFound
+from quorum.server.names import NAME
 from quorum.server.policy import RoutingPolicy
 
 PREFIX = "quorum:"
 AUTO = "auto"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 MAX_CONSENSUS_SIZE = 16
@@ -66,7 +65,7 @@ def _enum(raw: Any, enum_type: type[Any]) -> Any:
 
 
 def _text(raw: Any) -> str:
-    if not isinstance(raw, str) or not _NAME.match(raw):
+    if not isinstance(raw, str) or not NAME.match(raw):
         raise ValueError("must be 1-64 letters, digits or _.:/-")
     return raw
 

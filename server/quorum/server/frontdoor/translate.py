@@ -19,12 +19,10 @@ from typing import Any
 
 from quorum.server import domain as d
 from quorum.server.catalog import Catalog
-from quorum.server.convert import _IMAGE_TYPES as IMAGE_TYPES  # the gRPC door's limits
-from quorum.server.convert import _TOOL_NAME as TOOL_NAME
-from quorum.server.convert import MAX_CONTENT_CHARS, MAX_IMAGE_BYTES
 from quorum.server.errors import FieldViolation, InvalidRequest, NotFound
 from quorum.server.frontdoor import naming
 from quorum.server.frontdoor.account import account_json
+from quorum.server.names import IMAGE_TYPES, MAX_CONTENT_CHARS, MAX_IMAGE_BYTES, TOOL_NAME
 from quorum.server.policy import RoutingPolicy
 
 MAX_TOKENS = 1_000_000

@@ -4,8 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BUF := .tools/node_modules/.bin/buf
 
-.PHONY: setup demo test lint typecheck buf-lint generate check-generated pytest unit contract \
-	integration clients deploy-check bench
+.PHONY: setup demo test lint typecheck buf-lint api-check generate check-generated pytest unit \
+	contract integration test-clients deploy-check bench
 
 setup:
 	@bash scripts/setup.sh
@@ -13,7 +13,7 @@ setup:
 demo: setup
 	@$(VENV)/bin/quorum demo
 
-test: setup lint typecheck buf-lint deploy-check pytest
+test: setup lint typecheck api-check check-generated deploy-check test-clients pytest
 	@echo "make test: all checks passed"
 
 lint: setup
@@ -26,11 +26,20 @@ typecheck: setup
 buf-lint: setup
 	$(BUF) lint
 
+api-check: setup
+	bash scripts/buf_checks.sh
+
 deploy-check: setup
 	bash scripts/check_deploy.sh
 
 generate: setup
-	bash scripts/gen_python.sh
+	bash scripts/generate.sh
+
+check-generated: setup
+	bash scripts/check_generated.sh
+
+test-clients: setup
+	bash scripts/test_clients.sh
 
 pytest: setup
 	@bash scripts/ensure_redis.sh

@@ -14,7 +14,6 @@ demo: setup
 	@$(VENV)/bin/quorum demo
 
 test: setup lint typecheck api-check check-generated deploy-check test-clients pytest
-	@echo "make test: all checks passed"
 
 lint: setup
 	$(VENV)/bin/ruff check .

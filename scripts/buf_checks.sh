@@ -4,7 +4,8 @@
 #
 # Baseline: the first commit that touched protos/ (the original v1 contract), read offline from
 # the local git repository. In a shallow clone that commit is not available, so the annotated
-# tag api/v1.0.0 is used if present; otherwise the check fails and says how to fetch history.
+# tag api/v1.0.0 is used if present, else the committed image of that release,
+# api/v1.0.0.binpb (made with `buf build .git#ref=<first commit> -o api/v1.0.0.binpb`).
 # Releases of the API are tagged api/v1.x (e.g. `git tag -a api/v1.1.0`); this script creates
 # no tags.
 set -euo pipefail
@@ -22,9 +23,12 @@ if [[ "$(git rev-parse --is-shallow-repository)" == "true" ]]; then
   if git rev-parse -q --verify "refs/tags/api/v1.0.0" >/dev/null; then
     against="$git_dir#tag=api/v1.0.0"
     baseline="tag api/v1.0.0 (shallow clone: the first commit of protos/ is not available)"
+  elif [[ -f api/v1.0.0.binpb ]]; then
+    against="api/v1.0.0.binpb"
+    baseline="the committed image api/v1.0.0.binpb (shallow clone)"
   else
-    echo "buf breaking: shallow clone and no tag api/v1.0.0; run 'git fetch --unshallow' (or" \
-      "fetch the tag) so the v1 baseline can be read" >&2
+    echo "buf breaking: shallow clone, no tag api/v1.0.0 and no api/v1.0.0.binpb; run" \
+      "'git fetch --unshallow' so the v1 baseline can be read" >&2
     exit 1
   fi
 else

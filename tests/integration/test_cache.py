@@ -104,3 +104,24 @@ async def test_replicas_share_entries_through_redis(redis_server: RedisServer) -
     redis_server.stop()  # a cache that is down is a miss, never an error
     async with serving(data) as (_, three):
         assert not (await three.route("What is 9 * 9?", tenant="acme")).cached
+
+
+async def _streamed(client: AsyncQuorumClient, prompt: str) -> pb.RouteResponse:
+    finals = [
+        event.final
+        async for event in client.route_stream(prompt, tenant="acme", hints=ALLOW)
+        if event.WhichOneof("event") == "final"
+    ]
+    (final,) = finals
+    return final
+
+
+async def test_streams_bypass_the_cache_unless_configured() -> None:
+    async with serving(cache_config()) as (_, client):
+        await client.route("What is 4 * 4?", tenant="acme", hints=ALLOW)
+        assert not (await _streamed(client, "What is 4 * 4?")).cached
+        assert (await client.route("What is 4 * 4?", tenant="acme", hints=ALLOW)).cached
+    async with serving(cache_config(cache_streams=True)) as (_, client):
+        await client.route("What is 4 * 4?", tenant="acme", hints=ALLOW)
+        hit = await _streamed(client, "What is 4 * 4?")
+        assert hit.cached and hit.content

@@ -3,7 +3,7 @@
 A request is looked up only when the cache is enabled, the request allows it
 (``hints.allow_cache``, or ``cache.default_allow``), its data is no more sensitive than
 ``cache.max_sensitivity``, its temperature is unset or zero and it carries no tools —
-the last two unless configured otherwise. Streaming never goes through here.
+the last two unless configured otherwise. Streams bypass it unless ``cache_streams``.
 
 The key is a SHA-256 over the tenant, the normalised messages (Unicode NFC, line endings
 unified, outer whitespace stripped), every generation parameter and every routing hint

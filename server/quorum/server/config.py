@@ -470,6 +470,7 @@ class CacheConfig(_Strict):
     )
     cache_tool_calls: bool = False
     cache_nonzero_temperature: bool = False
+    cache_streams: bool = False
     max_sensitivity: SensitivityName = Field(
         "internal", description="requests above this level are never cached"
     )

@@ -151,10 +151,13 @@ class Guardrails:
 
     # ---- before planning --------------------------------------------------------------
 
-    async def begin(self, request: RouteRequest, *, explain: bool = False) -> Scope:
+    async def begin(
+        self, request: RouteRequest, *, explain: bool = False, streaming: bool = False
+    ) -> Scope:
         """Resolve the tenant, check permissions, apply defaults, look up the cache and
         apply the budget guard. ``explain`` (the Plan RPC) skips the cache and turns a
-        budget refusal into a note."""
+        budget refusal into a note; a stream skips the cache unless
+        ``cache.cache_streams`` is set."""
         started = time.monotonic()
         tenant = self.caller(request.tenant)
         record = current_record()
@@ -164,7 +167,8 @@ class Guardrails:
         request = with_tenant_defaults(tenant, request)
         catalog = tenant.catalog_for(request.hints.use_case)
         scope = Scope(tenant, request, catalog, started)
-        if self.cache is not None and not explain:
+        cache_ok = not explain and (not streaming or self.config.cache.cache_streams)
+        if self.cache is not None and cache_ok:
             scope.cache_key = self.cache.key(tenant.name, request)
             if scope.cache_key is not None:
                 answer = await self.cache.get(scope.cache_key)

@@ -194,7 +194,8 @@ class Router:
         t0 = time.monotonic()
         limit = self.config.server.default_deadline_s
         deadline = t0 + (min(timeout_s, limit) if timeout_s is not None else limit)
-        scope = await self.guardrails.begin(request)  # tenant, permissions, cache, budget guard
+        # Tenant, permissions, cache (not for streams), budget guard.
+        scope = await self.guardrails.begin(request, streaming=sink is not NULL_SINK)
         if scope.hit is not None:
             return scope.hit
         classification = await self.classifier.classify(scope.request)

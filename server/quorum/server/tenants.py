@@ -241,6 +241,8 @@ class Tenants:
                 reason="auth.mode is disabled: any caller may act as any tenant",
                 tenants=len(config.tenants),
             )
+        else:
+            log.info("auth_off", reason="no tenants configured: every caller is _anonymous")
 
     def authenticate(self, authorization: str | bytes | None) -> TenantPolicy | None:
         """The tenant a request's credentials prove, None when authentication is off."""

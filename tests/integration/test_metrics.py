@@ -30,7 +30,7 @@ from quorum.server.domain import (
     Strategy,
     Usage,
 )
-from quorum.server.metrics import Metrics
+from quorum.server.metrics import Metrics, sample_value
 from quorum.server.router import Router
 from quorum.server.stats import quantile, summarize
 from quorum.server.tracing import Tracing
@@ -204,3 +204,27 @@ def test_label_values_come_from_config_only() -> None:
     # and it comes from grpc.StatusCode.
     assert {c.name for c in grpc.StatusCode} >= {"OK", "UNAVAILABLE", "RESOURCE_EXHAUSTED"}
     assert pb.STRATEGY_SINGLE  # the strategy label is the domain enum's value
+
+
+async def test_cascade_escalations_and_consensus_agreement_are_recorded() -> None:
+    data = sim_config()
+    for name in ("flash", "flash-b"):
+        data = with_model(
+            data, name, simulated={"skill": {"low": 0, "medium": 0, "high": 0}, "refusal_share": 1}
+        )
+    running = create_server(parse_config(data), "127.0.0.1:0")
+    await running.start()
+    try:
+        async with AsyncQuorumClient(f"127.0.0.1:{running.port}", timeout=10) as client:
+            cascade = pb.RoutingHints(strategy=pb.STRATEGY_CASCADE)
+            r = await client.route("What is 17 * 23?", hints=cascade)
+            assert r.cascade.tiers_tried[0] == "cheap" and len(r.cascade.tiers_tried) > 1
+            vote = pb.RoutingHints(strategy=pb.STRATEGY_CONSENSUS_MAJORITY)
+            await client.route("What is 17 * 23?", hints=vote)
+    finally:
+        await running.drain(0.5)
+    metrics = running.router.metrics
+    escalations = len(r.cascade.tiers_tried) - 1
+    labels = {"route": "/cheap"}
+    assert sample_value(metrics, "quorum_cascade_escalations_total", labels) == escalations
+    assert sample_value(metrics, "quorum_consensus_agreement_count") == 1

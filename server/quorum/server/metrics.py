@@ -14,7 +14,7 @@ Names and labels (docs/deploy.md's alerts use them):
 ``quorum_baseline_cost_usd_total``          tenant — the premium model's price for the
                                             same answers (the saving's reference)
 ``quorum_breaker_state``                    provider: 0 closed, 1 half-open, 2 open
-``quorum_cascade_escalations_total``        route (agent, else task)
+``quorum_cascade_escalations_total``        route (agent/first tier, the planner's key)
 ``quorum_consensus_agreement``              histogram of the winning share
 ``quorum_budget_used_ratio``                tenant (``_global`` for all), period
 ``quorum_budget_limit_usd``                 tenant, period
@@ -41,7 +41,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from quorum.server.domain import Attempt, BreakerState, Classification, RouteResult
+from quorum.server.domain import Attempt, BreakerState, RouteResult
+from quorum.server.state import route_key
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -88,9 +89,12 @@ def close_record(token: Token[RequestRecord | None]) -> None:
         _record.reset(token)
 
 
-def route_label(classification: Classification) -> str:
-    """The route a cascade's escalation is counted under: the agent, else the task."""
-    return classification.agent or classification.task or "unknown"
+def route_label(result: RouteResult) -> str:
+    """The route a cascade's escalations are counted under: the planner's key for it
+    (agent and first tier, :func:`~quorum.server.state.route_key`), so the metric and
+    the escalation guard talk about the same routes."""
+    tiers = result.cascade.tiers_tried if result.cascade is not None else ()
+    return route_key(result.classification.agent, tiers[0] if tiers else "")
 
 
 class _Bound(dict[tuple[str, ...], C]):
@@ -235,9 +239,7 @@ class Metrics:
         self._baseline[(tenant,)].inc(result.baseline_cost_usd)
         cascade = result.cascade
         if cascade is not None and len(cascade.tiers_tried) > 1:
-            self._escalations[(route_label(result.classification),)].inc(
-                len(cascade.tiers_tried) - 1
-            )
+            self._escalations[(route_label(result),)].inc(len(cascade.tiers_tried) - 1)
         if result.consensus is not None:
             self.agreement.observe(result.consensus.agreement)
 

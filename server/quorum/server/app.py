@@ -62,7 +62,8 @@ class RunningServer:
             await self.metrics.stop()
 
 
-def server_options(config: Config) -> list[tuple[str, int]]:
+def server_options(config: Config, *, reuse_port: bool = False) -> list[tuple[str, int]]:
+    """Channel options; ``reuse_port`` lets several worker processes bind one port."""
     s = config.server
     # The transport accepts somewhat more than the validated limit so that an oversized
     # request reaches validation and gets INVALID_ARGUMENT naming the field.
@@ -74,7 +75,7 @@ def server_options(config: Config) -> list[tuple[str, int]]:
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
     ]
 
 
@@ -84,6 +85,7 @@ def create_server(
     *,
     router: Router | None = None,
     metrics_address: str | None = None,
+    reuse_port: bool = False,
 ) -> RunningServer:
     """Build the server bound to ``address`` (default from config); not yet started.
 
@@ -95,7 +97,7 @@ def create_server(
     admission = Admission(config, router.metrics)
     gateway = Gateway(router.guardrails.tenants, admission, router.metrics, router.tracing)
     server = grpc.aio.server(
-        options=server_options(config),
+        options=server_options(config, reuse_port=reuse_port),
         interceptors=[gateway],
         # Admission sheds RouteService calls with RetryInfo at its own limit; the
         # transport's cap sits above it so health checks and reflection still get in.
@@ -124,10 +126,16 @@ def create_server(
 
 
 async def serve(
-    config: Config, address: str | None = None, *, metrics_address: str | None = None
+    config: Config,
+    address: str | None = None,
+    *,
+    metrics_address: str | None = None,
+    reuse_port: bool = False,
 ) -> int:
     """Run until SIGTERM or SIGINT, then drain; returns the exit code."""
-    running = create_server(config, address, metrics_address=metrics_address)
+    running = create_server(
+        config, address, metrics_address=metrics_address, reuse_port=reuse_port
+    )
     await running.start()
     log.info(
         "serving",

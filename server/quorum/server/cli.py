@@ -51,6 +51,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.http_address:
         server = config.server.model_copy(update={"http_address": args.http_address})
         config = config.model_copy(update={"server": server})
+    if args.workers > 1:
+        from quorum.server.workers import supervise
+
+        metrics_address = getattr(args, "metrics_address", None)
+        return supervise(config, args.address, args.workers, metrics_address=metrics_address)
     try:
         import uvloop
 
@@ -182,6 +187,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(concurrency=args.concurrency))
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quorum", description="Quorum LLM router")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-address",
         metavar="HOST:PORT",
         help="serve Prometheus metrics at /metrics here (config observability.metrics_address)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="run N server processes on one port (SO_REUSEPORT) under a supervisor",
     )
     serve.set_defaults(func=_cmd_serve)
 

@@ -274,7 +274,10 @@ class Breakers:
         self._cooldown_until[name] = until
         seconds = until - self._clock()
         log.info(
-            "provider_cooling_down", provider=name, seconds=round(seconds, 3), shared=not publish
+            "provider_cooling_down",
+            provider=name,
+            seconds=round(seconds, 3),
+            source="here" if publish else "another replica",
         )
         for observer in self._observers:
             observer.cooled_down(name, seconds)

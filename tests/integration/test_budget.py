@@ -16,7 +16,7 @@ from quorum.route.v1 import types_pb2 as pb
 from quorum.server.app import RunningServer, create_server
 from quorum.server.budget import MICROS, Budgets
 from quorum.server.config import parse_config
-from tests.conftest import sim_config, with_model
+from tests.conftest import RedisServer, sim_config, with_model
 
 PROMPT = "What is 17 * 23?"
 HARD = "Prove that the square root of 2 is irrational, rigorously, step by step."
@@ -185,3 +185,23 @@ async def test_a_request_id_in_flight_cannot_be_reserved_twice() -> None:
         spent, reserved = await used(running)
         assert spent == pytest.approx(first_cost + again.cost_usd, abs=2e-6)
         assert reserved == 0
+
+
+@pytest.mark.parametrize("mode", ["deny", "allow"])
+async def test_an_unreachable_budget_store_denies_or_allows_as_configured(
+    redis_server: RedisServer, mode: str
+) -> None:
+    data = budget_config({"daily_usd": 1.0}, budgets={"store_failure": mode})
+    data["state"] = {"redis_url": redis_server.url}
+    async with serving(data) as (_, client):
+        assert (await client.route(PROMPT, tenant="acme")).content
+        redis_server.stop()
+        if mode == "allow":
+            assert (await client.route(PROMPT, tenant="acme")).content
+            return
+        with pytest.raises(QuorumError) as info:
+            await client.route(PROMPT, tenant="acme")
+        err = info.value
+        assert err.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert err.reason == "BUDGET_STORE_UNAVAILABLE" and err.retry_after_s == 1.0
+        assert (await client.route(PROMPT)).content  # requests without a budget still run

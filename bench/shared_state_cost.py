@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 
 import pybreaker
 import redis
 
-from bench._harness import free_port
+from bench.stream_ttft import start_redis
 from quorum.server.breakers import Breakers
 from quorum.server.config import BreakerConfig, StateConfig
 from quorum.server.logs import configure_logging
@@ -59,18 +56,7 @@ async def main() -> None:
     parser.add_argument("--cycles", type=int, default=200)
     args = parser.parse_args()
     configure_logging("warning")
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("needs redis-server (scripts/ensure_redis.sh installs it)")
-    port = free_port()
-    workdir = tempfile.mkdtemp()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(0.3)
-    url = f"redis://127.0.0.1:{port}/0"
+    proc, url = start_redis()
     config = {f"p{i}": BreakerConfig(fail_max=1000) for i in range(args.breakers)}
     try:
         memory = Breakers(config)
@@ -106,7 +92,6 @@ async def main() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"hot path: one guarded call (health + guard), {args.breakers} breakers")
     for name, us in hot.items():

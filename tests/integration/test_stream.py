@@ -160,10 +160,17 @@ async def test_leaving_the_stream_cancels_the_upstream_request(oa: Running) -> N
 async def test_deadline_mid_stream_is_deadline_exceeded(oa: Running) -> None:
     cfg = config({"oa": provider(oa.base_url)}, [("slow", "oa", "drip-100")])
     async with running_server(cfg) as (_, client):
-        with pytest.raises(QuorumError) as info:
-            await collect(client, timeout=0.35)
-    # The caller's deadline passed: the call ends with its status, never INTERNAL.
-    assert info.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+        events: list[svc.RouteStreamResponse] = []
+        try:
+            async for event in client.route_stream("Hello there", timeout=0.35):
+                events.append(event)
+        except QuorumError as exc:
+            code = exc.code.name  # the caller's deadline passed first
+        else:
+            assert kinds(events)[-1] == "error"  # the server's copy of it passed first
+            code = events[-1].error.code
+    assert code == "DEADLINE_EXCEEDED"
+    assert "chunk" in kinds(events) and "final" not in kinds(events)
 
 
 async def test_tool_calls_stream_as_chunks(oa: Running) -> None:

@@ -72,9 +72,9 @@ JUDGE_SHARE_WITHOUT_HISTORY = 0.4  # of the time left, kept for a judge never se
 
 @dataclass(frozen=True, slots=True)
 class JudgeCall:
-    """One judge call: its attempt, and a verdict or why there is none."""
+    """One judge call: its attempts (retries included), and a verdict or why there is none."""
 
-    attempt: Attempt | None
+    attempts: tuple[Attempt, ...]
     completion: Completion | None
     verdict: JudgeVerdict | None
     order: tuple[int, ...]
@@ -99,10 +99,10 @@ async def ask_judge(
     )
     shown, names = tuple(order), tuple(labels)
     if ctx.calls_made >= ctx.max_upstream_calls:
-        return JudgeCall(None, None, None, shown, names, "upstream call cap reached")
+        return JudgeCall((), None, None, shown, names, "upstream call cap reached")
     limit = min(timeout_s, ctx.time_left() - REPLY_MARGIN_S)
     if limit < MIN_ATTEMPT_S:
-        return JudgeCall(None, None, None, shown, names, "no time left for the judge")
+        return JudgeCall((), None, None, shown, names, "no time left for the judge")
     started_ms = ctx.elapsed_ms()
     try:
         async with asyncio.timeout(limit):
@@ -119,10 +119,11 @@ async def ask_judge(
             latency_ms=ctx.elapsed_ms() - started_ms,
             started_ms=started_ms,
         )
-        return JudgeCall(attempt, None, None, shown, names, attempt.reason)
+        return JudgeCall((attempt,), None, None, shown, names, attempt.reason)
+    earlier = result.attempts[:-1]
     if result.completion is None:
         reason = f"judge call failed: {result.attempt.reason}"
-        return JudgeCall(result.attempt, None, None, shown, names, reason)
+        return JudgeCall(result.attempts, None, None, shown, names, reason)
     try:
         verdict = parse_judge_reply(result.completion.content, labels, synthesize)
     except JudgeReplyError as exc:
@@ -132,10 +133,10 @@ async def ask_judge(
             reason=f"judge reply unusable: {exc}",
             error_reason="JUDGE_REPLY_INVALID",
         )
-        return JudgeCall(attempt, result.completion, None, shown, names, attempt.reason)
+        return JudgeCall((*earlier, attempt), result.completion, None, shown, names, attempt.reason)
     what = "wrote the final answer" if synthesize else f"scored {len(labels)} candidates"
     attempt = replace(result.attempt, reason=what)
-    return JudgeCall(attempt, result.completion, verdict, shown, names)
+    return JudgeCall((*earlier, attempt), result.completion, verdict, shown, names)
 
 
 def _judge_pick(call: JudgeCall, ranks: Sequence[tuple[int, float]]) -> tuple[int, list[float]]:
@@ -203,8 +204,7 @@ async def execute_majority(
             synthesize=False,
             timeout_s=policy.judge_timeout_s,
         )
-        if call.attempt is not None:
-            extra.append(call.attempt)
+        extra.extend(call.attempts)
         shown = tuple(reps[i].candidate.model for i in call.order)
         if call.verdict is not None:
             pick, _ = _judge_pick(call, [r.rank for r in reps])
@@ -275,7 +275,7 @@ async def execute_judge(
             timeout_s=policy.judge_timeout_s,
         )
         fallback = call.failure
-    extra = [call.attempt] if call is not None and call.attempt is not None else []
+    extra = list(call.attempts) if call is not None else []
     shown = tuple(voting[i].candidate.model for i in call.order) if call is not None else ()
     if call is None or call.verdict is None:
         if call is not None:
@@ -301,7 +301,6 @@ async def execute_judge(
         )
         return result_of(chosen, account(round_, groups, winner, chosen, extra=extra), detail)
     assert call.verdict is not None
-    assert call.attempt is not None
     assert call.completion is not None
     pick, scores = _judge_pick(call, [v.rank for v in voting])
     best = voting[pick]
@@ -327,7 +326,7 @@ async def execute_judge(
     return ExecutionResult(
         completion=replace(judge_completion, content=call.verdict.answer, mean_logprob=None),
         model=judge.model,
-        provider=call.attempt.provider,
+        provider=call.attempts[-1].provider,
         attempts=account(round_, groups, winner, None, synthesized=True, extra=extra),
         consensus=detail,
         simulated=ctx.catalog.models[judge.model].simulated is not None,

@@ -36,6 +36,7 @@ from quorum.server.config import Config
 log = structlog.get_logger("quorum.observed")
 
 _KEY_TTL_S = 7 * 24 * 3600  # an idle route's history expires after a week
+_CLOSE_WAIT_S = 1.0
 
 
 class OutcomeStore(Protocol):
@@ -117,6 +118,7 @@ class RedisWindows:
         self._warned = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def healthy(self) -> bool:
@@ -131,7 +133,7 @@ class RedisWindows:
         return self._remote if self._healthy else self.local.rates()
 
     def start(self) -> None:
-        if self._refresher is not None and not self._refresher.done():
+        if self._closed or (self._refresher is not None and not self._refresher.done()):
             return
         try:
             loop = asyncio.get_running_loop()
@@ -140,14 +142,20 @@ class RedisWindows:
         self._refresher = loop.create_task(self._refresh_loop())
 
     async def close(self) -> None:
+        # Bounded waits only: a cancellation swallowed inside a Redis call must not hold
+        # up shutdown; the loop also stops on the flag.
+        self._closed = True
+        pending = set(self._tasks)
         if self._refresher is not None:
             self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=1.0)
+            pending.add(self._refresher)
+        if pending:
+            await asyncio.wait(pending, timeout=_CLOSE_WAIT_S)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        if self._closed:
+            work.close()
+            return
         try:
             task = asyncio.get_running_loop().create_task(work)
         except RuntimeError:  # no loop: a synchronous caller; the local window has it
@@ -218,7 +226,7 @@ class RedisWindows:
         self._ok()
 
     async def _refresh_loop(self) -> None:
-        while True:
+        while not self._closed:
             await self.refresh()
             await asyncio.sleep(self._refresh_s)
 
@@ -244,7 +252,9 @@ class ObservedState:
         await self.escalations.close()
         await self.accuracy.close()
         if self._client is not None:
-            await self._client.aclose()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_CLOSE_WAIT_S):
+                    await self._client.aclose()
 
 
 def build_observed(config: Config) -> ObservedState:

@@ -27,6 +27,9 @@ LOW = "hello there"
 PERFECT = {"low": 1.0, "medium": 1.0, "high": 1.0}
 REFUSES_MEDIUM = {"skill": {"low": 1.0, "medium": 0.0, "high": 0.0}, "refusal_share": 1.0}
 SLOW = {"latency_ms_p50": 3000, "latency_ms_p95": 3000}
+# A reply that arrived at all arrived within the gRPC deadline (grpc enforces it); this
+# bound only shows that the slow calls were not waited for, with slack for a busy machine.
+NOT_WAITED_S = 1.0
 
 
 def _hints(strategy: int, **fields: Any) -> pb.RoutingHints:
@@ -77,7 +80,7 @@ async def test_cascade_returns_the_best_gated_answer_at_the_deadline() -> None:
         t0 = time.monotonic()
         r = await client.route(MEDIUM, hints=_hints(pb.STRATEGY_CASCADE), timeout=0.5)
         elapsed = time.monotonic() - t0
-    assert elapsed < 0.5
+    assert elapsed < NOT_WAITED_S
     assert r.cascade.deadline_limited
     assert r.model == "flash"  # the refusal is all there is; the account says so
     assert not r.attempts[0].gate.passed
@@ -268,7 +271,7 @@ async def test_majority_honours_the_deadline() -> None:
     async with running_server(parse_config(data)) as (_, client):
         t0 = time.monotonic()
         r = await client.route(MATH, hints=_hints(pb.STRATEGY_CONSENSUS_MAJORITY), timeout=0.4)
-        assert time.monotonic() - t0 < 0.4
+        assert time.monotonic() - t0 < NOT_WAITED_S
     assert r.model == "flash" and not r.consensus.early_exit
     cancelled = [a for a in r.attempts if a.outcome == pb.ATTEMPT_OUTCOME_CANCELLED]
     assert {a.model for a in cancelled} == {"mid", "frontier"}
@@ -353,7 +356,7 @@ async def test_judge_honours_the_deadline() -> None:
     async with running_server(parse_config(data)) as (_, client):
         t0 = time.monotonic()
         r = await client.route(MEDIUM, hints=_hints(pb.STRATEGY_CONSENSUS_JUDGE), timeout=0.5)
-        assert time.monotonic() - t0 < 0.5
+        assert time.monotonic() - t0 < NOT_WAITED_S
     assert "judge timed out" in r.consensus.judge.fallback_reason
 
 
@@ -414,7 +417,9 @@ async def test_a_tied_vote_can_go_to_the_judge() -> None:
 
 
 async def test_observed_agreement_weights_later_votes() -> None:
-    data = _judge_config(weighting="observed", accuracy_window=4, accuracy_min_samples=2)
+    data = _judge_config(
+        weighting="observed", accuracy_window=4, accuracy_min_samples=2, early_exit=False
+    )
     async with running_server(parse_config(data)) as (_, client):
         hints = _hints(pb.STRATEGY_CONSENSUS_MAJORITY)
         before = (await client.plan(MEDIUM, hints=hints)).plan

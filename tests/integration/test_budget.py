@@ -173,7 +173,7 @@ async def test_a_failed_request_settles_to_what_it_cost() -> None:
 async def test_a_request_id_in_flight_cannot_be_reserved_twice() -> None:
     data = budget_config({"daily_usd": 1.0})
     for name in data["models"]:
-        data = with_model(data, name, simulated={"latency_ms_p50": 300, "latency_ms_p95": 300})
+        data = with_model(data, name, simulated={"latency_ms_p50": 900, "latency_ms_p95": 900})
     async with serving(data) as (running, client):
         first = asyncio.create_task(client.route(PROMPT, tenant="acme", request_id="same-id"))
         await asyncio.sleep(0.1)

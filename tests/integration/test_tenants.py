@@ -170,7 +170,7 @@ async def test_in_flight_limits_shed_with_retry_info() -> None:
     data = tenant_config(admission={"max_inflight": 6, "retry_after_s": 0.25})
     data["tenants"]["acme"]["max_inflight"] = 2
     for name in ("flash", "flash-b", "mid", "frontier"):
-        data = with_model(data, name, simulated={"latency_ms_p50": 300, "latency_ms_p95": 300})
+        data = with_model(data, name, simulated={"latency_ms_p50": 900, "latency_ms_p95": 900})
     async with serving(data) as running:
         async with client(running, "acme") as acme, client(running, "free-co") as free:
             first = [asyncio.create_task(acme.route("hello")) for _ in range(2)]

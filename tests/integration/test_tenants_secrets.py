@@ -103,7 +103,8 @@ async def test_no_secret_in_logs_responses_errors_or_metrics(tmp_path: Path) -> 
                         assert info.value.code is grpc.StatusCode.UNAUTHENTICATED
                         seen.append(f"{info.value} {info.value.metadata}")
                 url = f"http://{metrics}/metrics"
-                body = await asyncio.to_thread(lambda: urllib.request.urlopen(url).read())
+                page = await asyncio.to_thread(urllib.request.urlopen, url, timeout=10)
+                body = page.read()
                 seen.append(body.decode())
             finally:
                 proc.send_signal(signal.SIGTERM)

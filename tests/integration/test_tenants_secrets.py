@@ -104,7 +104,8 @@ async def test_no_secret_in_logs_responses_errors_or_metrics(tmp_path: Path) -> 
                         seen.append(f"{info.value} {info.value.metadata}")
                 url = f"http://{metrics}/metrics"
                 page = await asyncio.to_thread(urllib.request.urlopen, url, timeout=10)
-                body = page.read()
+                with page:
+                    body = page.read()
                 seen.append(body.decode())
             finally:
                 proc.send_signal(signal.SIGTERM)

@@ -5,8 +5,8 @@ returns a :class:`CallResult` with the completion or the error and an
 :class:`~quorum.server.domain.Attempt` for every request it sent upstream. On the way:
 
 * **Deployment**: the model's deployments whose breaker lets a call through are
-  offered to the balancer (:mod:`quorum.server.balance`); a retry prefers one not yet
-  tried.
+  offered to the balancer (:mod:`quorum.server.balance`); after any failure the call
+  moves to a deployment it has not tried (a different upstream: no backoff, no budget).
 * **Limits**: the provider's concurrency and per-minute limits (queueing briefly,
   never past the deadline); a refusal is a skipped attempt, so the strategy fails over.
 * **Breaker**: the call runs under the deployment's breaker, bounded by the time left
@@ -14,9 +14,12 @@ returns a :class:`CallResult` with the completion or the error and an
 * **429**: Retry-After cools the deployment down (shared across replicas when state is
   in Redis). When the wait is short (``retry.max_rate_limit_wait_s``) and the deadline
   allows, the call waits it out once and tries again; otherwise it fails over.
-* **Retries**: transient faults (5xx, connection errors, malformed bodies) are retried
-  up to ``retry.max_retries`` after a jittered exponential backoff, within the deadline
-  and the upstream-call cap, and only while the provider's retry budget allows.
+* **Retries**: transient faults (5xx, connection errors, malformed bodies) on the same
+  deployment are retried up to ``retry.max_retries`` after a jittered exponential
+  backoff, within the deadline, only while the provider's retry budget allows, and
+  leaving ``reserve`` calls of the request's cap for the candidates still to come.
+
+:func:`with_policy` is that loop on its own, so a stream can be opened under it too.
 
 Adapter bugs are caught here and recorded as bad responses: a provider fault never
 escapes as an unexplained error.

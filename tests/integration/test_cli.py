@@ -70,3 +70,20 @@ def test_serve_rejects_bad_config(tmp_path: Path) -> None:
     result = run("serve", "--config", str(bad), "--address", "127.0.0.1:0")
     assert result.returncode == 2
     assert "tiers:" in result.stderr
+
+
+async def test_route_sends_the_bearer_token() -> None:
+    import hashlib
+
+    data = sim_config()
+    data["tenants"] = {"acme": {"token_sha256": hashlib.sha256(b"s3cret-token").hexdigest()}}
+    async with running_server(parse_config(data)) as (running, _):
+        address = f"127.0.0.1:{running.port}"
+        denied = await asyncio.to_thread(run, "route", "hi", "--address", address)
+        assert denied.returncode == 1
+        assert "UNAUTHENTICATED" in denied.stderr
+        allowed = await asyncio.to_thread(
+            run, "route", "hi", "--address", address, "--token", "s3cret-token", "--json"
+        )
+        assert allowed.returncode == 0, allowed.stderr
+        assert "s3cret-token" not in allowed.stdout

@@ -18,6 +18,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quorum.server.config import Config, default_config, load_config
@@ -26,6 +27,7 @@ from quorum.server.errors import ConfigError
 if TYPE_CHECKING:
     from google.protobuf.message import Message
 
+    from quorum.client import QuorumClient
     from quorum.route.v1.types_pb2 import RouteRequest
 
 DEFAULT_ADDRESS = "localhost:50051"
@@ -103,9 +105,43 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _connection_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", default=os.environ.get("QUORUM_ADDRESS", DEFAULT_ADDRESS))
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("QUORUM_TOKEN", ""),
+        help="bearer token (default $QUORUM_TOKEN)",
+    )
+    parser.add_argument("--tls-ca", help="CA certificate to verify the server (enables TLS)")
+    parser.add_argument("--tls-cert", help="client certificate, for mutual TLS")
+    parser.add_argument("--tls-key", help="client private key, for mutual TLS")
+
+
+def _client(args: argparse.Namespace) -> QuorumClient:
+    """A client for the server named by the connection flags."""
+    import grpc
+
+    from quorum.client import QuorumClient
+
+    metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
+    channel = None
+    if args.tls_ca:
+
+        def read(path: str | None) -> bytes | None:
+            return Path(path).read_bytes() if path else None
+
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=read(args.tls_ca),
+            private_key=read(args.tls_key),
+            certificate_chain=read(args.tls_cert),
+        )
+        channel = grpc.secure_channel(args.address, credentials)
+    return QuorumClient(args.address, channel=channel, timeout=args.timeout, metadata=metadata)
+
+
 def _hints_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", help="the user message")
-    parser.add_argument("--address", default=os.environ.get("QUORUM_ADDRESS", DEFAULT_ADDRESS))
+    _connection_args(parser)
     parser.add_argument("--strategy", choices=_STRATEGIES, default="auto")
     parser.add_argument("--priority", choices=_PRIORITIES, default="balanced")
     parser.add_argument("--agent", default="")
@@ -139,11 +175,11 @@ def _request_from_args(args: argparse.Namespace) -> RouteRequest:
 def _cmd_route_or_plan(args: argparse.Namespace) -> int:
     from google.protobuf import json_format
 
-    from quorum.client import QuorumClient, QuorumError
+    from quorum.client import QuorumError
     from quorum.server import render
 
     request = _request_from_args(args)
-    with QuorumClient(args.address, timeout=args.timeout) as client:
+    with _client(args) as client:
         try:
             response: Message
             if args.command == "route":
@@ -165,10 +201,10 @@ def _cmd_route_or_plan(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from google.protobuf import json_format
 
-    from quorum.client import QuorumClient, QuorumError
+    from quorum.client import QuorumError
     from quorum.server import render
 
-    with QuorumClient(args.address, timeout=args.timeout) as client:
+    with _client(args) as client:
         try:
             response = client.list_models()
         except QuorumError as exc:
@@ -247,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_cmd_route_or_plan)
 
     models = sub.add_parser("models", help="list the server's models")
-    models.add_argument("--address", default=os.environ.get("QUORUM_ADDRESS", DEFAULT_ADDRESS))
+    _connection_args(models)
     models.add_argument("--timeout", type=float, default=10.0)
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=_cmd_models)

@@ -267,6 +267,10 @@ async def _relay(
                     ctx.sink.emit(Chunk(spec.name, tool_call=delta.tool_call))
                 finish = delta.finish_reason or finish
                 usage = delta.usage or usage
+                if delta.text or delta.tool_call is not None:
+                    # Let the chunk go out now: pieces already buffered upstream would
+                    # otherwise all be read before the caller sees the first one.
+                    await asyncio.sleep(0)
                 delta = await anext(opened.deltas, None)
         if not finish:
             error = ProviderBadResponse(

@@ -1,0 +1,254 @@
+"""Overload: offered twice what the server can do, it sheds rather than queues.
+
+    .venv/bin/python -m bench.overload [--seconds 8] [--max-inflight 64]
+
+1. Capacity: a closed loop at concurrency 32 measures the requests/s one server
+   sustains (fake upstream answering at once, single strategy).
+2. An open loop — requests started at a fixed rate whatever happens to earlier ones,
+   as independent callers would — offers half the capacity, then twice the capacity.
+3. The same overload against a server whose admission limit is out of reach (100,000
+   in flight), to show what shedding prevents: a queue that grows until deadlines
+   expire.
+
+With admission on (``admission.max_inflight``), requests beyond the limit end at once
+with RESOURCE_EXHAUSTED and a RetryInfo delay; accepted requests keep a bounded p99
+(about the limit divided by the throughput). Each call has a 2 s deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import yaml
+from google.rpc import error_details_pb2, status_pb2
+
+from bench._harness import (
+    Run,
+    drive,
+    free_port,
+    start_fake_upstream,
+    start_quorum,
+    wait_serving,
+)
+from bench.peers import KEY_ENV, PROMPT
+from quorum.route.v1 import route_service_pb2_grpc as svc_grpc
+from quorum.route.v1 import types_pb2 as pb
+
+DEADLINE_S = 2.0
+
+
+def config_for(base_url: str, max_inflight: int) -> dict[str, Any]:
+    return {
+        "server": {"log_level": "warning", "max_concurrent_rpcs": max(max_inflight, 64)},
+        "admission": {"max_inflight": max_inflight, "retry_after_s": 0.5},
+        "providers": {
+            "upstream": {
+                "kind": "openai",
+                "base_url": base_url,
+                "api_key_env": KEY_ENV,
+                "max_connections": 512,
+            }
+        },
+        "tiers": ["cheap"],
+        "models": {
+            "ok": {
+                "provider": "upstream",
+                "tier": "cheap",
+                "input_usd_per_mtok": 0.1,
+                "output_usd_per_mtok": 0.4,
+            }
+        },
+        "routing": {"default_strategy": "single"},
+        "decisions": {"sink": "none"},
+    }
+
+
+@dataclass
+class OpenLoop:
+    """Outcomes of one open-loop run."""
+
+    offered_rps: float
+    seconds: float
+    latencies_ok: list[float] = field(default_factory=list)
+    latencies_shed: list[float] = field(default_factory=list)
+    codes: Counter[str] = field(default_factory=Counter)
+    retry_info: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        ok = Run(self.latencies_ok, self.seconds, 0)
+        shed = Run(self.latencies_shed, self.seconds, 0)
+        total = sum(self.codes.values())
+        return {
+            "offered_rps": round(self.offered_rps),
+            "sent": total,
+            "codes": dict(self.codes),
+            "goodput_rps": round(len(self.latencies_ok) / self.seconds),
+            "shed_share": round(self.codes["RESOURCE_EXHAUSTED"] / total, 3) if total else 0.0,
+            "shed_with_retry_info": self.retry_info,
+            "accepted_p50_ms": round(ok.p50, 2),
+            "accepted_p99_ms": round(ok.pct(99), 2),
+            "accepted_max_ms": round(max(self.latencies_ok, default=float("nan")), 2),
+            "shed_p99_ms": round(shed.pct(99), 2),
+        }
+
+
+def has_retry_info(exc: grpc.aio.AioRpcError) -> bool:
+    trailing: Any = exc.trailing_metadata() or ()
+    for key, value in trailing:
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            status = status_pb2.Status.FromString(value)
+            return any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details)
+    return False
+
+
+async def open_loop(stub: Any, rate: float, seconds: float) -> OpenLoop:
+    """Start ``rate`` calls a second for ``seconds``, each on its own task."""
+    result = OpenLoop(rate, seconds)
+    request = pb.RouteRequest(messages=[pb.Message(role=pb.ROLE_USER, content=PROMPT)])
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one() -> None:
+        t0 = time.perf_counter()
+        try:
+            await stub.Route(request, timeout=DEADLINE_S)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code().name
+            result.codes[code] += 1
+            if code == "RESOURCE_EXHAUSTED":
+                result.latencies_shed.append((time.perf_counter() - t0) * 1000)
+                result.retry_info += has_retry_info(exc)
+            return
+        result.codes["OK"] += 1
+        result.latencies_ok.append((time.perf_counter() - t0) * 1000)
+
+    start = time.perf_counter()
+    sent = 0
+    while (now := time.perf_counter() - start) < seconds:
+        due = int(now * rate) + 1
+        while sent < due:
+            task = asyncio.create_task(one())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            sent += 1
+        await asyncio.sleep(0.002)
+    if tasks:
+        await asyncio.wait(tasks, timeout=DEADLINE_S + 5)
+    return result
+
+
+async def scenario(
+    base_url: str, tmp: Path, max_inflight: int, args: argparse.Namespace, rate: float | None
+) -> dict[str, Any]:
+    config = tmp / f"overload-{max_inflight}.yaml"
+    config.write_text(yaml.safe_dump(config_for(base_url, max_inflight)))
+    address = f"127.0.0.1:{free_port()}"
+    server = start_quorum(config, address)
+    out: dict[str, Any] = {"max_inflight": max_inflight}
+    try:
+        await wait_serving(address)
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        async with grpc.aio.insecure_channel(address, options=options) as channel:
+            stub: Any = svc_grpc.RouteServiceStub(channel)
+            request = pb.RouteRequest(messages=[pb.Message(role=pb.ROLE_USER, content=PROMPT)])
+
+            async def call() -> None:
+                await stub.Route(request, timeout=DEADLINE_S)
+
+            await drive(call, 500, 8)
+            if rate is None:
+                closed = await drive(call, 1_000_000, 32, duration_s=args.seconds)
+                rate = closed.rps
+                out["capacity_rps"] = round(rate)
+                out["capacity_p99_ms"] = round(closed.pct(99), 2)
+            out["half"] = (await open_loop(stub, rate / 2, args.seconds)).summary()
+            await asyncio.sleep(1.0)
+            out["double"] = (await open_loop(stub, rate * 2, args.seconds)).summary()
+    finally:
+        server.terminate()
+        server.wait(30)
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    upstream, base_url = start_fake_upstream("openai")
+    tmp = Path(tempfile.mkdtemp(prefix="quorum-overload-"))
+    os.environ[KEY_ENV] = "sk-bench"
+    try:
+        shedding = await scenario(base_url, tmp, args.max_inflight, args, None)
+        unbounded = await scenario(base_url, tmp, 100_000, args, float(shedding["capacity_rps"]))
+    finally:
+        upstream.terminate()
+        upstream.wait(10)
+    return {"shedding": shedding, "unbounded": unbounded}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--max-inflight", type=int, default=64)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    result = asyncio.run(run(args))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    s, u = result["shedding"], result["unbounded"]
+    print(f"capacity (closed loop, C=32): {s['capacity_rps']:,} rps, p99 {s['capacity_p99_ms']} ms")
+    header = (
+        f"{'':34} {'offered':>8} {'goodput':>8} {'shed':>6} {'p50 ok':>8} {'p99 ok':>8} "
+        f"{'max ok':>8}  codes"
+    )
+    print(header)
+    for label, block in (
+        (f"admission {s['max_inflight']} in flight, 0.5x", s["half"]),
+        (f"admission {s['max_inflight']} in flight, 2x", s["double"]),
+        ("no effective limit, 0.5x", u["half"]),
+        ("no effective limit, 2x", u["double"]),
+    ):
+        print(
+            f"{label:34} {block['offered_rps']:>8,} {block['goodput_rps']:>8,} "
+            f"{block['shed_share']:>6.0%} {block['accepted_p50_ms']:>8.1f} "
+            f"{block['accepted_p99_ms']:>8.1f} {block['accepted_max_ms']:>8.1f}  {block['codes']}"
+        )
+    d = s["double"]
+    shed = d["codes"].get("RESOURCE_EXHAUSTED", 0)
+    checks = [
+        ("sheds with RESOURCE_EXHAUSTED at 2x", shed > 0, f"{shed:,} shed"),
+        (
+            "every shed call carries RetryInfo",
+            d["shed_with_retry_info"] == shed,
+            f"{d['shed_with_retry_info']:,}/{shed:,}",
+        ),
+        (
+            "accepted p99 stays bounded (< 1 s, well inside the 2 s deadline)",
+            d["accepted_p99_ms"] < 1000,
+            f"{d['accepted_p99_ms']} ms",
+        ),
+        (
+            "no INTERNAL/UNKNOWN",
+            not any(c in d["codes"] for c in ("INTERNAL", "UNKNOWN")),
+            json.dumps(d["codes"]),
+        ),
+    ]
+    for text, ok, detail in checks:
+        print(f"[{'PASS' if ok else 'FAIL'}] {text}: {detail}")
+
+
+if __name__ == "__main__":
+    main()

@@ -64,6 +64,8 @@ def sim_config(**overrides: Any) -> dict[str, Any]:
             "baseline_model": "frontier",
             "difficulty_tiers": {"low": "cheap", "medium": "mid", "high": "premium"},
             "use_cases": {"autocomplete": {"tier": "cheap"}, "legal_review": {"tier": "premium"}},
+            # Tests pin which model answers; exploration has its own tests.
+            "performance": {"explore_share": 0.0},
         },
         "decisions": {"sink": "none"},
     }

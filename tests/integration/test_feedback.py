@@ -120,3 +120,19 @@ async def test_feedback_reaches_any_replica_through_redis(redis_server: RedisSer
     records = [json.loads(fields[b"record"]) for _, fields in entries]
     client.close()
     assert [r["type"] for r in records] == ["decision", "feedback"]
+
+
+async def test_feedback_teaches_the_planner() -> None:
+    data = sim_config()
+    data["routing"]["performance"] = {"explore_share": 0.0, "min_samples": 3, "window": 10}
+    async with running_server(parse_config(data)) as (running, client):
+        for i in range(3):
+            r = await client.route("hello there", request_id=f"p-{i}")
+            assert r.model == "flash"
+            await client.feedback(
+                svc.FeedbackRequest(request_id=f"p-{i}", kind=svc.FEEDBACK_KIND_THUMBS_DOWN)
+            )
+        planned = await client.plan("hello there")
+        assert running.router.observed.quality.rates()["flash/chat"] == 0.0
+    assert planned.plan.stages[0].candidates[0].model == "flash-b"
+    assert any(r.code == "PERFORMANCE" and "flash 0.00" in r.message for r in planned.plan.reasons)

@@ -82,6 +82,7 @@ class ModelSpec:
     max_sensitivity: Sensitivity
     weight: float
     simulated: SimulatedBehaviour | None
+    quality_prior: float = 0.85
     deployments: tuple[Deployment, ...] = ()
     balance: BalanceName = "weighted"
     hedge: HedgePolicy | None = None
@@ -163,6 +164,11 @@ def breaker_keys(catalog: Catalog) -> dict[str, str]:
     }
 
 
+def _tier_prior(rank: int, tiers: int) -> float:
+    """Cold-start quality: 0.75 for the cheapest tier up to 0.95 for the most capable."""
+    return 0.75 + 0.2 * (rank / (tiers - 1) if tiers > 1 else 1.0)
+
+
 def build_catalog(config: Config) -> Catalog:
     """Compile the validated config into a catalog."""
     tiers = tuple(config.tiers)
@@ -185,6 +191,9 @@ def build_catalog(config: Config) -> Catalog:
             capabilities=frozenset(Capability(c) for c in m.capabilities),
             max_sensitivity=_SENSITIVITY[m.max_sensitivity],
             weight=m.weight,
+            quality_prior=m.quality_prior
+            if m.quality_prior is not None
+            else _tier_prior(tiers.index(m.tier), len(tiers)),
             simulated=(m.simulated or SimulatedBehaviour())
             if provider.kind == "simulated"
             else None,

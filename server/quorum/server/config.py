@@ -191,6 +191,9 @@ class ModelConfig(_Strict):
     capabilities: list[CapabilityName] = Field(default_factory=_default_capabilities)
     max_sensitivity: SensitivityName = "internal"
     weight: float = Field(1.0, gt=0, le=100)
+    quality_prior: float | None = Field(
+        None, ge=0, le=1, description="expected answer quality before any is observed"
+    )
     simulated: SimulatedBehaviour | None = None
     deployments: list[DeploymentConfig] = Field(
         default_factory=list, description="several ways to reach the model, load-balanced"
@@ -267,6 +270,17 @@ class ConsensusConfig(_Strict):
     )
 
 
+class PerformanceConfig(_Strict):
+    """Performance-based routing: order a tier's models by observed quality per task."""
+
+    enabled: bool = True
+    explore_share: float = Field(
+        0.05, ge=0, le=1, description="share of requests that Thompson-sample the order"
+    )
+    window: int = Field(200, ge=1, le=100_000)
+    min_samples: int = Field(20, ge=1, le=100_000)
+
+
 class RoutingConfig(_Strict):
     """How the planner chooses."""
 
@@ -274,6 +288,7 @@ class RoutingConfig(_Strict):
     default_strategy: StrategyName = "auto"
     difficulty_tiers: dict[DifficultyName, Name] = Field(default_factory=dict)
     max_failover_attempts: int = Field(3, ge=1, le=20)
+    performance: PerformanceConfig = PerformanceConfig()
     max_upstream_calls: int = Field(8, ge=1, le=64)
     use_cases: dict[Name, UseCasePolicy] = Field(default_factory=dict)
     cascade: CascadeConfig = CascadeConfig()
@@ -706,7 +721,8 @@ def _cross_reference(config: Config) -> list[str]:
     llm = config.classifier.llm
     if llm is not None and llm.model not in config.models:
         problems.append(
-            f'classifier.llm.model: unknown model "{llm.model}" {_suggest(llm.model, config.models)}'
+            f'classifier.llm.model: unknown model "{llm.model}" '
+            f"{_suggest(llm.model, config.models)}"
         )
     decisions = config.decisions
     if decisions.sink == "file" and not decisions.path:

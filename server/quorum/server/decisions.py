@@ -42,6 +42,17 @@ class Feedback:
     comment: str = ""
 
 
+def feedback_is_good(fb: Feedback) -> bool | None:
+    """Whether feedback says the answer was good, bad, or neither (a label)."""
+    if fb.kind == "thumbs_up":
+        return True
+    if fb.kind in ("thumbs_down", "regenerated"):
+        return False
+    if fb.kind == "score" and fb.score is not None:
+        return fb.score >= 0.5
+    return None
+
+
 def decision_record(
     request: RouteRequest, result: RouteResult, include_prompt: bool
 ) -> dict[str, Any]:
@@ -93,23 +104,33 @@ def decision_record(
     return record
 
 
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """What the log remembers of a decision, for feedback: who answered which task."""
+
+    model: str
+    task: str
+
+
 class _Index:
     """Request ids the log knows, bounded by count and age."""
 
     def __init__(self, max_entries: int, retention_s: float) -> None:
-        self._ids: OrderedDict[str, float] = OrderedDict()
+        self._ids: OrderedDict[str, tuple[float, Decided]] = OrderedDict()
         self._max = max_entries
         self._retention = retention_s
 
-    def add(self, request_id: str, now: float) -> None:
-        self._ids[request_id] = now
+    def add(self, request_id: str, now: float, decided: Decided) -> None:
+        self._ids[request_id] = (now, decided)
         self._ids.move_to_end(request_id)
         while len(self._ids) > self._max:
             self._ids.popitem(last=False)
 
-    def knows(self, request_id: str, now: float) -> bool:
+    def get(self, request_id: str, now: float) -> Decided | None:
         seen = self._ids.get(request_id)
-        return seen is not None and now - seen <= self._retention
+        if seen is None or now - seen[0] > self._retention:
+            return None
+        return seen[1]
 
 
 class DecisionLog:
@@ -146,23 +167,24 @@ class DecisionLog:
 
     def record(self, request: RouteRequest, result: RouteResult) -> None:
         """Remember the decision (for Feedback) and queue its line. Never blocks."""
-        self._index.add(result.request_id, time.monotonic())
-        if self._sink == "none":
-            return
-        self._enqueue(decision_record(request, result, self._include_prompts))
+        decided = Decided(result.model, result.classification.task)
+        self._index.add(result.request_id, time.monotonic(), decided)
         if self._redis_url:
-            self._remember_shared(result.request_id)
+            self._remember_shared(result.request_id, decided)
+        if self._sink != "none":
+            self._enqueue(decision_record(request, result, self._include_prompts))
 
     def note(self, record: dict[str, Any]) -> None:
         """Queue any other record (e.g. a shadow verdict) for the log."""
         if self._sink != "none":
             self._enqueue(record)
 
-    async def feedback(self, fb: Feedback) -> None:
-        """Record feedback; raises NotFound for an id the log does not know."""
-        if not self._index.knows(fb.request_id, time.monotonic()) and not await self._shared_knows(
+    async def feedback(self, fb: Feedback) -> Decided:
+        """Record feedback and say what it was about; NotFound for an id the log lacks."""
+        decided = self._index.get(fb.request_id, time.monotonic()) or await self._shared_get(
             fb.request_id
-        ):
+        )
+        if decided is None:
             raise NotFound(
                 f"no decision recorded for request_id {fb.request_id!r} "
                 f"(kept for {self._retention_s:.0f}s)",
@@ -182,6 +204,7 @@ class DecisionLog:
             record["comment"] = fb.comment
         if self._sink != "none":
             self._enqueue(record)
+        return decided
 
     def _enqueue(self, record: dict[str, Any]) -> None:
         if len(self._queue) >= _QUEUE_LIMIT:
@@ -203,11 +226,13 @@ class DecisionLog:
             self._redis = aioredis.Redis.from_url(self._redis_url, socket_timeout=0.5)
         return self._redis
 
-    def _remember_shared(self, request_id: str) -> None:
+    def _remember_shared(self, request_id: str, decided: Decided) -> None:
         async def put() -> None:
             try:
                 await self._client().set(
-                    f"{self._stream_key}:id:{request_id}", 1, ex=int(self._retention_s)
+                    f"{self._stream_key}:id:{request_id}",
+                    f"{decided.model}\t{decided.task}",
+                    ex=int(self._retention_s),
                 )
             except Exception as exc:  # Redis trouble must never fail a request
                 log.warning("decision_index_unavailable", error=type(exc).__name__)
@@ -216,14 +241,19 @@ class DecisionLog:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _shared_knows(self, request_id: str) -> bool:
+    async def _shared_get(self, request_id: str) -> Decided | None:
         if not self._redis_url:
-            return False
+            return None
         try:
-            return bool(await self._client().exists(f"{self._stream_key}:id:{request_id}"))
+            value = await self._client().get(f"{self._stream_key}:id:{request_id}")
         except Exception as exc:
             log.warning("decision_index_unavailable", error=type(exc).__name__)
-            return False
+            return None
+        if value is None:
+            return None
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        model, _, task = text.partition("\t")
+        return Decided(model, task)
 
     # -- writing -------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
-"""Observed outcome rates the planner reads: cascade escalations and voter accuracy.
+"""Observed outcome rates the planner reads: escalations, voter accuracy, answer quality.
 
 Each rate is a sliding window of recent boolean outcomes per key — for escalations the
 key is a cascade route (agent × tier, :func:`~quorum.server.state.route_key`) and the
 outcome "the gate failed and the cascade escalated"; for accuracy the key is model ×
-task and the outcome "this model's answer agreed with the winning vote". A key reports
+task and the outcome "this model's answer agreed with the winning vote"; for quality the
+key is model × task too and the outcome "the answer passed the quality gate" or "the
+caller's feedback on it was good". A key reports
 a rate only once it holds ``min_samples`` outcomes.
 
 Two implementations sit behind :class:`OutcomeStore`:
@@ -239,18 +241,22 @@ class ObservedState:
         escalations: OutcomeStore,
         accuracy: OutcomeStore,
         client: aioredis.Redis | None = None,
+        quality: OutcomeStore | None = None,
     ) -> None:
         self.escalations = escalations
         self.accuracy = accuracy
+        self.quality: OutcomeStore = quality or LocalWindows(200, 20)
         self._client = client
 
     def start(self) -> None:
         self.escalations.start()
         self.accuracy.start()
+        self.quality.start()
 
     async def close(self) -> None:
         await self.escalations.close()
         await self.accuracy.close()
+        await self.quality.close()
         if self._client is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_CLOSE_WAIT_S):
@@ -260,11 +266,13 @@ class ObservedState:
 def build_observed(config: Config) -> ObservedState:
     """In-process windows, or Redis-shared ones when ``state.redis_url`` is set."""
     cascade, consensus = config.routing.cascade, config.routing.consensus
+    performance = config.routing.performance
     state = config.state
     if not state.redis_url:
         return ObservedState(
             LocalWindows(cascade.window, cascade.min_samples),
             LocalWindows(consensus.accuracy_window, consensus.accuracy_min_samples),
+            quality=LocalWindows(performance.window, performance.min_samples),
         )
     client = aioredis.Redis.from_url(
         state.redis_url,
@@ -289,4 +297,12 @@ def build_observed(config: Config) -> ObservedState:
             namespace=state.namespace,
         ),
         client,
+        quality=RedisWindows(
+            client,
+            "quality",
+            window=performance.window,
+            min_samples=performance.min_samples,
+            refresh_s=state.refresh_interval_s,
+            namespace=state.namespace,
+        ),
     )

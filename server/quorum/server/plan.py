@@ -43,6 +43,7 @@ from quorum.server.domain import (
     Strategy,
 )
 from quorum.server.errors import NoCandidate, StrategyInfeasible
+from quorum.server.performance import rank as performance_rank
 from quorum.server.plan_stages import (
     Planning,
     cascade_route,
@@ -180,25 +181,54 @@ def effective_priority(request: RouteRequest, policy: RoutingPolicy) -> Priority
 
 
 def _order(
-    eligible: tuple[ModelSpec, ...], target_tier: str, catalog: Catalog, forced: str
+    eligible: tuple[ModelSpec, ...],
+    target_tier: str,
+    catalog: Catalog,
+    forced: str,
+    quality: dict[str, float] | None = None,
 ) -> list[ModelSpec]:
+    """Target tier first, then more capable tiers, then cheaper ones; within a tier by
+    ``quality`` (best first) when given, else cheapest first."""
     rank = catalog.tier_rank(target_tier)
+    scores = quality or {}
 
-    def key(model: ModelSpec) -> tuple[int, int, float, str]:
+    def key(model: ModelSpec) -> tuple[int, int, float, float, str]:
         if model.name == forced:
             group = -1
         elif model.tier_rank >= rank:
             group = model.tier_rank - rank
         else:
             group = len(catalog.tiers) + (rank - model.tier_rank)
-        return (0 if model.name == forced else 1, group, model.blended_price, model.name)
+        return (
+            0 if model.name == forced else 1,
+            group,
+            -scores.get(model.name, 0.0),
+            model.blended_price,
+            model.name,
+        )
 
     return sorted(eligible, key=key)
 
 
+def _performance(p: Planning, tier: str) -> dict[str, float] | None:
+    """Quality scores for the target tier's models, with the figures in the reasons."""
+    policy = p.policy.performance
+    in_tier = [m for m in p.eligible if m.tier == tier]
+    if not policy.enabled or len(in_tier) < 2:
+        return None
+    task = p.classification.task
+    estimates, explored = performance_rank(in_tier, task, p.snapshot, policy, p.request.request_id)
+    figures = ", ".join(
+        f"{e.model} {e.quality:.2f}{'' if e.observed else ' (prior)'}" for e in estimates
+    )
+    how = "exploring (Thompson sample)" if explored else "by observed quality"
+    p.reasons.append(Reason("PERFORMANCE", f"tier {tier} on {task}, {how}: {figures}"))
+    return {e.model: e.score for e in estimates}
+
+
 def _plan_single(p: Planning) -> ExecutionPlan:
     tier = _target_tier(p)
-    ordered = _order(p.eligible, tier, p.catalog, p.request.hints.model)
+    ordered = _order(p.eligible, tier, p.catalog, p.request.hints.model, _performance(p, tier))
     healthy = [m for m in ordered if p.healthy(m)]
     unhealthy = [m for m in ordered if m not in healthy]
     if unhealthy:
@@ -212,8 +242,10 @@ def _plan_single(p: Planning) -> ExecutionPlan:
             )
         )
     ordered = healthy + unhealthy
-    limit = min(p.policy.max_failover_attempts, p.policy.max_upstream_calls)
-    chosen = ordered[:limit]
+    # Candidates are capped by the failover limit; the call cap leaves room for retries
+    # and hedges up to the per-request limit.
+    limit = p.policy.max_upstream_calls
+    chosen = ordered[: min(p.policy.max_failover_attempts, limit)]
     primary = make_candidate(p, chosen[0], "first choice")
     fallbacks = tuple(make_candidate(p, m, "") for m in chosen[1:])
     stages = [PlanStage("primary", (primary,), "answer returned unless the call fails")]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from quorum.server.config import Config, GateConfig
 from quorum.server.domain import Priority, Strategy
 from quorum.server.execute.gate import DEFAULT_REFUSAL_PHRASES, GatePolicy
+from quorum.server.performance import PerformancePolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class RoutingPolicy:
     use_cases: Mapping[str, UseCase] = field(default_factory=dict)
     cascade: CascadePolicy = CascadePolicy()
     consensus: ConsensusPolicy = ConsensusPolicy()
+    performance: PerformancePolicy = field(default_factory=PerformancePolicy)
 
 
 def build_gate(gate: GateConfig) -> GatePolicy:
@@ -84,6 +86,11 @@ def build_policy(config: Config) -> RoutingPolicy:
     cascade, consensus = routing.cascade, routing.consensus
     return RoutingPolicy(
         default_strategy=Strategy(routing.default_strategy),
+        performance=PerformancePolicy(
+            enabled=routing.performance.enabled,
+            explore_share=routing.performance.explore_share,
+            min_samples=routing.performance.min_samples,
+        ),
         max_failover_attempts=routing.max_failover_attempts,
         max_upstream_calls=routing.max_upstream_calls,
         use_cases={

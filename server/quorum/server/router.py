@@ -19,7 +19,7 @@ from quorum.server.catalog import Catalog, ModelSpec, breaker_keys, build_catalo
 from quorum.server.classify import Classifier
 from quorum.server.classify.build import build_classifier
 from quorum.server.config import Config
-from quorum.server.decisions import DecisionLog
+from quorum.server.decisions import DecisionLog, Feedback, feedback_is_good
 from quorum.server.domain import (
     Candidate,
     Classification,
@@ -54,7 +54,7 @@ from quorum.server.providers.registry import build_providers
 from quorum.server.resilience import build_resilience
 from quorum.server.shadow import ShadowEvaluator, ShadowSettings
 from quorum.server.shared_state import build_shared_state
-from quorum.server.state import StateSnapshot
+from quorum.server.state import StateSnapshot, accuracy_key
 from quorum.server.tracing import Tracing
 
 
@@ -150,6 +150,7 @@ class Router:
             providers=self.breakers.snapshot(),
             escalation_rates=dict(self.observed.escalations.rates()),
             model_accuracy=dict(self.observed.accuracy.rates()),
+            model_quality=dict(self.observed.quality.rates()),
         )
 
     def models(self, tier: str = "") -> list[ModelSpec]:
@@ -248,6 +249,7 @@ class Router:
             simulated=result.simulated,
         )
         self.decisions.record(request, routed)
+        self._observe_quality(routed)
         self.shadow.consider(request, routed)
         await self.guardrails.finish(scope, routed)
         return routed
@@ -293,6 +295,20 @@ class Router:
         if ctx.sink is not NULL_SINK and decided.strategy is Strategy.SINGLE:
             return stream_single(ctx, request, decided)
         return self._execute(ctx, request, decided, classification)
+
+    def _observe_quality(self, result: RouteResult) -> None:
+        """Feed gate verdicts into the per-model, per-task quality the planner orders by."""
+        task = result.classification.task
+        for attempt in result.attempts:
+            if attempt.gate is not None:
+                self.observed.quality.record(accuracy_key(attempt.model, task), attempt.gate.passed)
+
+    async def feedback(self, feedback: Feedback) -> None:
+        """Record feedback on an earlier request; good or bad answers teach the planner."""
+        decided = await self.decisions.feedback(feedback)
+        good = feedback_is_good(feedback)
+        if good is not None and decided.model:
+            self.observed.quality.record(accuracy_key(decided.model, decided.task), good)
 
     def _for_agent(
         self, request: RouteRequest, classification: Classification

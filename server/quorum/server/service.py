@@ -209,7 +209,7 @@ class RouteService(svc_grpc.RouteServiceServicer):
             _reject_undecodable(request, "request")
             request_id = request.request_id
             feedback = convert.feedback_from_pb(request)
-            await self._router.decisions.feedback(feedback)
+            await self._router.feedback(feedback)
             return svc_pb.FeedbackResponse(recorded=True)
         except Exception as exc:
             await self._fail(context, exc, request_id)

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any
 
 import grpc
+
 from quorum.client._errors import error_from_rpc
 from quorum.route.v1 import route_service_pb2 as svc
 from quorum.route.v1 import route_service_pb2_grpc as svc_grpc
@@ -116,14 +117,17 @@ class QuorumClient:
     ) -> Iterator[svc.RouteStreamResponse]:
         if not isinstance(request, pb.RouteRequest):
             request = build_request(request, **kwargs)
+        call: Any = self._stub.RouteStream(
+            svc.RouteStreamRequest(request=request),
+            timeout=timeout or self._timeout,
+            metadata=self._metadata,
+        )
         try:
-            yield from self._stub.RouteStream(
-                svc.RouteStreamRequest(request=request),
-                timeout=timeout or self._timeout,
-                metadata=self._metadata,
-            )
+            yield from call
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
+        finally:
+            call.cancel()  # leaving the loop early cancels the call (a no-op once it is done)
 
 
 class AsyncQuorumClient:
@@ -221,3 +225,5 @@ class AsyncQuorumClient:
                 yield event
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
+        finally:
+            call.cancel()  # leaving the loop early cancels the call (a no-op once it is done)

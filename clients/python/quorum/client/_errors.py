@@ -8,6 +8,7 @@ from typing import Any, cast
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
+
 from quorum.route.v1 import types_pb2
 
 _DETAILS_KEY = "grpc-status-details-bin"

@@ -17,7 +17,9 @@ CHEAP = [CATALOG.models["flash"], CATALOG.models["flash-b"]]
 
 
 def test_cold_start_uses_priors_then_price() -> None:
-    estimates, explored = rank(CHEAP, "chat", StateSnapshot(), PerformancePolicy(explore_share=0.0), "r")
+    estimates, explored = rank(
+        CHEAP, "chat", StateSnapshot(), PerformancePolicy(explore_share=0.0), "r"
+    )
     assert not explored
     assert [e.model for e in estimates] == ["flash", "flash-b"]  # equal priors: stable order
     assert all(not e.observed for e in estimates)

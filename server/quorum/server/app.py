@@ -133,9 +133,7 @@ async def serve(
     reuse_port: bool = False,
 ) -> int:
     """Run until SIGTERM or SIGINT, then drain; returns the exit code."""
-    running = create_server(
-        config, address, metrics_address=metrics_address, reuse_port=reuse_port
-    )
+    running = create_server(config, address, metrics_address=metrics_address, reuse_port=reuse_port)
     await running.start()
     log.info(
         "serving",

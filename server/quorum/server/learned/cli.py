@@ -1,0 +1,132 @@
+"""``quorum router train`` and ``quorum router eval``: build the artifact, judge a router.
+
+    quorum router train [--data FILE...] [--out DIR] [--quality-target 0.95]
+    quorum router eval --data FILE.jsonl [--router DIR] [--json] [--plot OUT.png]
+
+``main(argv)`` returns the exit code: 0 on success, 2 for bad input (missing files, an artifact
+of another format version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from quorum.server.learned.data import (
+    DataError,
+    default_data_files,
+    files_digest,
+    load_prices,
+    load_rows,
+)
+
+DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "default"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="quorum router", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train the learned router and write its artifact")
+    train.add_argument("--data", nargs="+", type=Path, help="JSONL files (default: shared data)")
+    train.add_argument("--out", type=Path, default=DEFAULT_ARTIFACT, help="artifact directory")
+    train.add_argument("--prices", type=Path, help="prices.json (default: beside the data)")
+    train.add_argument(
+        "--quality-target",
+        type=float,
+        default=0.95,
+        help="fraction of the premium model's quality to calibrate for (default 0.95)",
+    )
+    train.add_argument("--folds", type=int, default=3, help="calibration folds (default 3)")
+    train.add_argument("--seed", type=int, default=0)
+    ev = sub.add_parser("eval", help="evaluate a router on a JSONL file, per source")
+    ev.add_argument("--data", nargs="+", type=Path, required=True, help="JSONL file(s)")
+    ev.add_argument("--router", type=Path, default=DEFAULT_ARTIFACT, help="artifact directory")
+    ev.add_argument("--prices", type=Path, help="prices.json (default: beside the data)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object keyed by source")
+    ev.add_argument("--plot", type=Path, help="write a PNG of the curves")
+    ev.add_argument("--bootstrap", type=int, default=200, help="bootstrap rounds for SEs")
+    return parser
+
+
+def _prices_path(explicit: Path | None, data: Sequence[Path]) -> Path | None:
+    if explicit is not None:
+        return explicit
+    beside = data[0].parent / "prices.json" if data else None
+    return beside if beside is not None and beside.is_file() else None
+
+
+def _train(args: argparse.Namespace) -> int:
+    from quorum.server.learned.artifact import save_router
+    from quorum.server.learned.training import TrainConfig, train_router
+
+    files = list(args.data) if args.data else default_data_files()
+    prices = load_prices(_prices_path(args.prices, files))
+    rows = load_rows(files)
+    cfg = TrainConfig(quality_target=args.quality_target, folds=args.folds, seed=args.seed)
+    started = time.perf_counter()
+    router, fitted = train_router(rows, prices, cfg)
+    extra = {
+        "training_data": {
+            "files": [f.name for f in sorted(files)],
+            "sha256": files_digest(files),
+            "rows": len(rows),
+        },
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "calibration": {s: f.calibration for s, f in fitted.items() if f.calibration},
+    }
+    save_router(router, args.out, extra)
+    took = time.perf_counter() - started
+    for source, head in router.heads.items():
+        detail = (
+            f"threshold {head.threshold:.4f}"
+            if head.threshold is not None
+            else f"lambda {head.lam:.4g}"
+        )
+        if head.cascade is not None:
+            detail += f", cascade threshold {head.cascade.threshold:.4f}"
+        print(f"{source}: {head.kind}, {len(head.models)} models, {detail}")
+    print(f"wrote {args.out} in {took:.0f}s")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from quorum.server.learned.artifact import load_router
+    from quorum.server.learned.evaluation import evaluate, json_summary
+    from quorum.server.learned.report import format_reports
+
+    router = load_router(args.router)
+    prices = load_prices(_prices_path(args.prices, args.data))
+    rows = load_rows(args.data)
+    reports = evaluate(router, rows, prices, rounds=args.bootstrap)
+    if not reports:
+        print("no source of the data matches a head of the router", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(json_summary(reports), sort_keys=True))
+    else:
+        sys.stdout.write(format_reports(reports))
+    if args.plot:
+        from quorum.server.learned.plotting import plot_reports
+
+        plot_reports(reports, args.plot)
+        if not args.json:
+            print(f"plot written to {args.plot}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``quorum router ...`` with ``argv`` (without the program name)."""
+    from quorum.server.learned.artifact import ArtifactError
+
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        if args.command == "train":
+            return _train(args)
+        return _eval(args)
+    except (DataError, ArtifactError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,297 @@
+"""Judging a router on rows it has not seen: per source, its curve and the headline figures.
+
+``evaluate`` scores every row with the numpy router (exactly as served), then reads the curves of
+:mod:`.metrics`. Standard errors come from bootstrap resamples of the rows with the router's
+scores held fixed (they measure the evaluation set's noise, not the training's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from quorum.server.learned.data import Price, RoutingRow, SourceTable, build_table, split_by_source
+from quorum.server.learned.heads import PAIR, SourceHead
+from quorum.server.learned.metrics import (
+    OF_GAP,
+    OF_STRONG,
+    STANDARD_TARGETS,
+    MultiCurve,
+    RoutingCurve,
+    bootstrap_se,
+    lambda_grid,
+    multi_curve,
+    pareto_apgr,
+    routing_curve,
+    target_quality,
+)
+from quorum.server.learned.router import LearnedRouter
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+CURVE_POINTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+@dataclass
+class SourceReport:
+    """Figures for one source; ``figures`` is what ``--json`` prints for it."""
+
+    source: str
+    kind: str
+    models: tuple[str, ...]
+    figures: dict[str, Any]
+    curve_table: list[dict[str, float]]
+    plot: dict[str, Any] = field(default_factory=dict)
+
+
+def find_head(router: LearnedRouter, table: SourceTable) -> SourceHead | None:
+    """The head trained on this source, else one whose models are exactly the rows' models."""
+    if table.source in router.heads:
+        return router.heads[table.source]
+    for head in router.heads.values():
+        if set(head.models) == set(table.models):
+            return head
+    return None
+
+
+def _se(stat: Any, n: int, rounds: int) -> float:
+    return bootstrap_se(stat, n, rounds) if rounds > 0 else float("nan")
+
+
+def _pair_figures(
+    prefix: str, scores: FloatArray, t: SourceTable, cascade: bool, rounds: int
+) -> tuple[dict[str, float], RoutingCurve]:
+    q, c = t.scores, t.costs
+
+    def curve_of(rows: IntArray | None) -> RoutingCurve:
+        idx = np.arange(len(scores)) if rows is None else rows
+        return routing_curve(
+            scores[idx], q[idx, 0], q[idx, 1], c[idx, 0], c[idx, 1], cascade=cascade
+        )
+
+    def share(level: float, kind: str, rows: IntArray | None) -> float:
+        idx = np.arange(len(scores)) if rows is None else rows
+        weak, strong = float(q[idx, 0].mean()), float(q[idx, 1].mean())
+        return curve_of(rows).share_at(target_quality(level, kind, weak, strong))
+
+    def saved(rows: IntArray | None) -> float:
+        idx = np.arange(len(scores)) if rows is None else rows
+        strong = float(q[idx, 1].mean())
+        cost = curve_of(rows).cost_at(target_quality(0.95, OF_STRONG, 0.0, strong))
+        return 1.0 - cost / float(c[idx, 1].mean())
+
+    n = len(scores)
+    out: dict[str, float] = {}
+    for label, level, kind in STANDARD_TARGETS:
+        out[f"{prefix}strong_share_at_{label}"] = share(level, kind, None)
+        out[f"{prefix}strong_share_at_{label}_se"] = _se(
+            lambda r, lv=level, kd=kind: share(lv, kd, r), n, rounds
+        )
+    out[f"{prefix}cost_saved_at_95"] = saved(None)
+    out[f"{prefix}cost_saved_at_95_se"] = _se(saved, n, rounds)
+    out[f"{prefix}apgr"] = curve_of(None).apgr()
+    out[f"{prefix}apgr_se"] = _se(lambda r: curve_of(r).apgr(), n, rounds)
+    return out, curve_of(None)
+
+
+def evaluate_pair(head: SourceHead, t: SourceTable, rounds: int) -> SourceReport:
+    """Curve and figures of a two-model source (and of its cascade where answers exist)."""
+    expected = np.array([head.expected_scores(p) for p in t.prompts])
+    gain = expected[:, 1] - expected[:, 0]
+    figures: dict[str, Any] = {"n": len(t.prompts), "models": list(t.models)}
+    fig, curve = _pair_figures("", gain, t, cascade=False, rounds=rounds)
+    figures.update(fig)
+    q, c = t.scores, t.costs
+    weak, strong = float(q[:, 0].mean()), float(q[:, 1].mean())
+    figures["weak_quality"], figures["strong_quality"] = weak, strong
+    oracle = routing_curve(q[:, 1] - q[:, 0], q[:, 0], q[:, 1], c[:, 0], c[:, 1])
+    t95 = target_quality(0.95, OF_STRONG, weak, strong)
+    figures["random_strong_share_at_95"] = (
+        max(0.0, (t95 - weak) / (strong - weak)) if strong > weak else 0.0
+    )
+    figures["oracle_strong_share_at_95"] = oracle.share_at(t95)
+    if head.threshold is not None:
+        share, quality, cost = curve.at_threshold(head.threshold, gain)
+        figures["calibrated"] = {
+            "threshold": head.threshold,
+            "strong_share": share,
+            "quality_fraction_of_strong": quality / strong if strong else float("nan"),
+            "cost_fraction": cost / float(c[:, 1].mean()),
+        }
+    plot: dict[str, Any] = {
+        "router": (curve.shares, curve.quality),
+        "oracle": (oracle.shares, oracle.quality),
+        "random": ((0.0, 1.0), (weak, strong)),
+        "target": t95,
+        "xlabel": f"share sent to {t.models[1]}",
+    }
+    if head.cascade is not None and sum(1 for r in t.responses if r) >= 0.9 * len(t.responses):
+        cgain = np.array(
+            [head.cascade_gain(p, r) for p, r in zip(t.prompts, t.responses, strict=True)]
+        )
+        cfig, ccurve = _pair_figures("cascade_", cgain, t, cascade=True, rounds=rounds)
+        figures.update(cfig)
+        plot["cascade"] = (ccurve.shares, ccurve.quality)
+    table = []
+    for x in CURVE_POINTS:
+        j = int(np.searchsorted(curve.shares, x - 1e-12))
+        j = min(j, len(curve.shares) - 1)
+        table.append(
+            {
+                "strong_share": float(curve.shares[j]),
+                "quality": float(curve.quality[j]),
+                "cost_fraction": float(curve.cost[j] / c[:, 1].mean()),
+            }
+        )
+    return SourceReport(t.source, PAIR, t.models, figures, table, plot)
+
+
+def _multi_stats(curve: MultiCurve, t: SourceTable, rows: IntArray | None) -> dict[str, float]:
+    idx = np.arange(len(t.prompts)) if rows is None else rows
+    q, c = t.scores[idx], t.costs[idx]
+    premium_q, premium_c = float(q[:, -1].mean()), float(c[:, -1].mean())
+    cheap_q = float(q[:, 0].mean())
+    qs, cs, ps = curve.points(rows)
+    out = {"score_at_half_cost": curve.best_quality_within(0.5 * premium_c, rows)}
+    for label, level, kind in STANDARD_TARGETS:
+        i = curve.cheapest_reaching(target_quality(level, kind, cheap_q, premium_q), rows)
+        out[f"strong_share_at_{label}"] = float(ps[i]) if i is not None else float("nan")
+        if label == "95":
+            out["cost_saved_at_95"] = (
+                1.0 - float(cs[i]) / premium_c if i is not None else float("nan")
+            )
+    out["apgr"] = pareto_apgr(qs, cs, cheap_q, premium_q, premium_c)
+    return out
+
+
+def evaluate_multi(head: SourceHead, t: SourceTable, rounds: int) -> SourceReport:
+    """Operating points of a many-model source, its chosen point and the headline figures."""
+    expected = np.array([head.expected_scores(p) for p in t.prompts])
+    est_cost = np.array([head.cost.estimate(p) for p in t.prompts])
+    lams = lambda_grid(float(np.median(est_cost[:, -1])))
+    if head.lam is not None:
+        lams = np.unique(np.append(lams, head.lam))
+    curve = multi_curve(expected, est_cost, t.scores, t.costs, lams)
+    n = len(t.prompts)
+    figures: dict[str, Any] = {"n": n, "models": list(t.models), "premium": t.models[-1]}
+    stats = _multi_stats(curve, t, None)
+    for key, value in stats.items():
+        figures[key] = value
+        figures[f"{key}_se"] = _se(lambda r, k=key: _multi_stats(curve, t, r)[k], n, rounds)
+    premium_q, premium_c = float(t.scores[:, -1].mean()), float(t.costs[:, -1].mean())
+    figures["premium_quality"], figures["premium_cost_usd"] = premium_q, premium_c
+    qs, cs, ps = curve.points()
+    if head.lam is not None:
+        i = int(np.nonzero(lams == head.lam)[0][0])
+        figures["cost_fraction"] = float(cs[i] / premium_c)
+        figures["score_at_calibrated"] = float(qs[i])
+        figures["calibrated"] = {"lambda": head.lam, "premium_share": float(ps[i])}
+        boot = lambda r: float(curve.points(r)[1][i] / t.costs[r, -1].mean())  # noqa: E731
+        figures["cost_fraction_se"] = _se(boot, n, rounds)
+    noise = 1e-9 * np.arange(len(t.models))[None, :]
+    oracle = multi_curve(t.scores - noise, t.costs, t.scores, t.costs, lambda_grid(premium_c))
+    oq, oc, _ = oracle.points()
+    table = []
+    order = np.argsort(cs)
+    for frac in (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0):
+        ok = order[cs[order] <= frac * premium_c + 1e-15]
+        best = float(qs[ok].max()) if ok.size else float("nan")
+        table.append({"cost_fraction": frac, "quality": best})
+    singles = {
+        m: (float(t.costs[:, j].mean() / premium_c), float(t.scores[:, j].mean()))
+        for j, m in enumerate(t.models)
+    }
+    plot = {
+        "router": (cs / premium_c, qs),
+        "oracle": (oc / premium_c, oq),
+        "singles": singles,
+        "target": 0.95 * premium_q,
+        "xlabel": f"cost as a fraction of always {t.models[-1]}",
+    }
+    return SourceReport(t.source, "multi", t.models, figures, table, plot)
+
+
+def evaluate(
+    router: LearnedRouter,
+    rows: Sequence[RoutingRow],
+    prices: Mapping[str, Price],
+    *,
+    rounds: int = 200,
+) -> dict[str, SourceReport]:
+    """Reports for every source of ``rows`` that the router has a head for."""
+    reports: dict[str, SourceReport] = {}
+    for source, source_rows in split_by_source(rows).items():
+        table = build_table(source_rows, prices).complete()
+        head = find_head(router, table)
+        if head is None or not table.prompts:
+            continue
+        table = build_table(
+            [r for r in source_rows if all(m in r.results for m in head.models)],
+            prices,
+            head.models,
+        )
+        if head.kind == PAIR:
+            reports[source] = evaluate_pair(head, table, rounds)
+        else:
+            reports[source] = evaluate_multi(head, table, rounds)
+    return reports
+
+
+_JSON_KEYS = (
+    "n",
+    "strong_share_at_95",
+    "cost_saved_at_95",
+    "strong_share_at_80",
+    "strong_share_at_50",
+    "apgr",
+    "cascade_strong_share_at_95",
+    "cascade_strong_share_at_50",
+    "cascade_strong_share_at_80",
+    "cascade_cost_saved_at_95",
+    "cascade_apgr",
+    "score_at_half_cost",
+    "cost_fraction",
+    "score_at_calibrated",
+)
+
+
+def json_summary(reports: Mapping[str, SourceReport]) -> dict[str, dict[str, Any]]:
+    """One JSON-ready object keyed by source: headline figures, their SEs, and details."""
+    out: dict[str, dict[str, Any]] = {}
+    for source, rep in reports.items():
+        f = rep.figures
+        entry: dict[str, Any] = {"kind": rep.kind}
+        for key in _JSON_KEYS:
+            if key in f:
+                entry[key] = _clean(f[key])
+                if f"{key}_se" in f:
+                    entry[f"{key}_se"] = _clean(f[f"{key}_se"])
+        for key in (
+            "models",
+            "calibrated",
+            "random_strong_share_at_95",
+            "oracle_strong_share_at_95",
+        ):
+            if key in f:
+                entry[key] = _clean(f[key])
+        out[source] = entry
+    return out
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        return None if not np.isfinite(v) else round(v, 6)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+__all__ = ["OF_GAP", "SourceReport", "evaluate", "json_summary"]

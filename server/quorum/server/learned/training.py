@@ -1,0 +1,320 @@
+"""Training the learned router: one head per source, calibrated on out-of-fold predictions.
+
+For each source of the training rows:
+
+1. fit the features (TF-IDF word and char n-grams, cues) on the source's prompts;
+2. fit one probability model per model of the pool and, where rows have categories, the
+   category prior (:mod:`.fitting`);
+3. predict every training row out-of-fold (k folds grouped by row id, so a prompt listed twice
+   never sits on both sides) and calibrate on those predictions: the threshold that reaches the
+   configured quality target for a pair, the ``lambda`` for a pool of many models, and the
+   cascade threshold where rows carry the cheap model's answers;
+4. refit on all rows and export to numpy.
+
+The config states targets as "fraction of the premium model's quality"; the router finds the
+threshold or lambda from data, never from a hand-set number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp  # type: ignore[import-untyped]
+from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]
+
+from quorum.server.learned.data import (
+    Price,
+    RoutingRow,
+    SourceTable,
+    build_table,
+    estimate_tokens,
+    split_by_source,
+)
+from quorum.server.learned.fitting import (
+    CategoryFit,
+    PerModel,
+    SklearnFeatures,
+    f32,
+    fit_category,
+    fit_features,
+    fit_per_model,
+    fit_probability,
+)
+from quorum.server.learned.heads import (
+    MULTI,
+    PAIR,
+    CascadeVerifier,
+    CostModel,
+    SourceHead,
+    sigmoid,
+)
+from quorum.server.learned.metrics import (
+    OF_STRONG,
+    STANDARD_TARGETS,
+    lambda_grid,
+    multi_curve,
+    routing_curve,
+    target_quality,
+)
+from quorum.server.learned.router import LearnedRouter
+from quorum.server.learned.verifier import answer_cues
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; ``quality_target`` is a fraction of the premium model's quality."""
+
+    quality_target: float = 0.95
+    folds: int = 3
+    seed: int = 0
+    word_features: int = 30000
+    char_features: int = 30000
+    c: float = 0.3
+    category_c: float = 0.5
+    category_temperature: float = 5.0
+    category_weight: float = 0.5
+    category_shrinkage: float = 20.0
+    category_top_k: int = 1200
+    category_min_rows: int = 20
+    verifier_c: float = 1.0
+    default_source: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.quality_target <= 1.0:
+            raise ValueError("quality_target is a fraction of the premium's quality, in (0, 1]")
+        if self.folds < 2:
+            raise ValueError("calibration needs at least 2 folds")
+
+
+def group_folds(ids: Sequence[str], folds: int, seed: int) -> IntArray:
+    """Fold index of each row; rows sharing an id share a fold."""
+    unique = sorted(set(ids))
+    perm = np.random.default_rng(seed).permutation(len(unique))
+    fold_of = {u: int(perm[i]) % folds for i, u in enumerate(unique)}
+    return np.array([fold_of[i] for i in ids], dtype=np.intp)
+
+
+@dataclass
+class Verifier:
+    """Fitted cascade verifier: scaler and logistic regression over answer cues."""
+
+    scaler: StandardScaler
+    model: LogisticRegression
+
+    def predict(self, cues: FloatArray) -> FloatArray:
+        """P(cheap answer right) with the exported weights."""
+        z = self.scaler.transform(cues) @ self.model.coef_[0] + self.model.intercept_[0]
+        return sigmoid(np.asarray(z))
+
+
+def fit_verifier(cues: FloatArray, weak_scores: FloatArray, c: float) -> Verifier:
+    """Fit the verifier on the cheap model's answer cues and its scores."""
+    scaler = StandardScaler().fit(cues)
+    scaler.mean_ = f32(scaler.mean_)
+    scaler.scale_ = f32(np.where(scaler.scale_ > 0, scaler.scale_, 1.0))
+    return Verifier(scaler, fit_probability(scaler.transform(cues), weak_scores, c))
+
+
+@dataclass
+class FittedHead:
+    """A trained head with the scikit-learn objects it was exported from (for checks)."""
+
+    head: SourceHead
+    features: SklearnFeatures
+    per_model: PerModel
+    category: CategoryFit | None
+    verifier: Verifier | None
+    oof_expected: FloatArray
+    oof_cascade: FloatArray | None
+    calibration: dict[str, float] = field(default_factory=dict)
+
+    def sklearn_expected(self, prompts: Sequence[str]) -> FloatArray:
+        """Per-model expected scores computed by scikit-learn (reference for the numpy path)."""
+        x = self.features.transform(prompts)
+        p = np.column_stack([m.predict_proba(x)[:, 1] for m in self.per_model.models])
+        if self.category is None:
+            return np.asarray(p)
+        d = np.asarray(self.category.classifier.decision_function(x), dtype=np.float64)
+        if d.ndim == 1:
+            d = np.column_stack([-d / 2, d / 2])
+        z = self.category.prior.temperature * d
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        prior = (e / e.sum(axis=1, keepdims=True)) @ self.category.prior.prior
+        w = self.category.prior.weight
+        return np.asarray((1 - w) * p + w * prior)
+
+
+def _fit_core(
+    x: sp.csr_matrix, table: SourceTable, rows: IntArray, cfg: TrainConfig
+) -> tuple[PerModel, CategoryFit | None]:
+    per_model = fit_per_model(x[rows], table.scores[rows], cfg.c)
+    category = fit_category(
+        x[rows],
+        [table.categories[i] for i in rows],
+        table.scores[rows],
+        min_rows=cfg.category_min_rows,
+        c=cfg.category_c,
+        temperature=cfg.category_temperature,
+        shrinkage=cfg.category_shrinkage,
+        top_k=cfg.category_top_k,
+        weight=cfg.category_weight,
+    )
+    return per_model, category
+
+
+def _predict_core(
+    x: sp.csr_matrix, per_model: PerModel, category: CategoryFit | None
+) -> FloatArray:
+    p = per_model.predict(x)
+    if category is None:
+        return p
+    w = category.prior.weight
+    return np.asarray((1 - w) * p + w * category.predict(x))
+
+
+def fit_cost_model(table: SourceTable) -> CostModel:
+    """Per model, least squares of cost on estimated prompt tokens (what is known up front)."""
+    tokens = np.array([estimate_tokens(p) for p in table.prompts], dtype=np.float64)
+    base = np.zeros(len(table.models))
+    slope = np.zeros(len(table.models))
+    for j in range(len(table.models)):
+        have = ~np.isnan(table.costs[:, j])
+        design = np.column_stack([np.ones(int(have.sum())), tokens[have]])
+        (base[j], slope[j]), *_ = np.linalg.lstsq(design, table.costs[have, j], rcond=None)
+    return CostModel(base, slope)
+
+
+def _pair_thresholds(gain: FloatArray, table: SourceTable, cascade: bool) -> dict[str, float]:
+    q, c = table.scores, table.costs
+    curve = routing_curve(gain, q[:, 0], q[:, 1], c[:, 0], c[:, 1], cascade=cascade)
+    weak, strong = float(q[:, 0].mean()), float(q[:, 1].mean())
+    return {
+        label: curve.threshold_at(target_quality(level, kind, weak, strong))
+        for label, level, kind in STANDARD_TARGETS
+    }
+
+
+def _pair_threshold(gain: FloatArray, table: SourceTable, level: float, cascade: bool) -> float:
+    q, c = table.scores, table.costs
+    curve = routing_curve(gain, q[:, 0], q[:, 1], c[:, 0], c[:, 1], cascade=cascade)
+    return curve.threshold_at(
+        target_quality(level, OF_STRONG, float(q[:, 0].mean()), float(q[:, 1].mean()))
+    )
+
+
+def _calibrate_lambda(
+    expected: FloatArray, est_cost: FloatArray, table: SourceTable, level: float
+) -> tuple[float, dict[str, float]]:
+    complete = ~np.isnan(table.scores).any(axis=1)
+    q, c = table.scores[complete], table.costs[complete]
+    premium_cost = float(c[:, -1].mean())
+    lams = lambda_grid(float(np.median(est_cost[complete, -1])))
+    curve = multi_curve(expected[complete], est_cost[complete], q, c, lams)
+    target = level * float(q[:, -1].mean())
+    pick = curve.cheapest_reaching(target)
+    lam = float(lams[pick]) if pick is not None else 0.0
+    qs, cs, _ = curve.points()
+    i = pick if pick is not None else 0
+    return lam, {"oof_quality": float(qs[i]), "oof_cost_fraction": float(cs[i] / premium_cost)}
+
+
+def train_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
+    """Train, calibrate and export the head of one source."""
+    features = fit_features(table.prompts, cfg.word_features, cfg.char_features)
+    x = features.transform(table.prompts)
+    n = len(table.prompts)
+    kind = PAIR if len(table.models) == 2 else MULTI
+    folds = group_folds(table.ids, cfg.folds, cfg.seed)
+    oof = np.zeros((n, len(table.models)))
+    for f in range(cfg.folds):
+        train_rows = np.nonzero(folds != f)[0]
+        test_rows = np.nonzero(folds == f)[0]
+        if test_rows.size == 0 or train_rows.size == 0:
+            continue
+        per_model, category = _fit_core(x, table, train_rows, cfg)
+        oof[test_rows] = _predict_core(x[test_rows], per_model, category)
+    per_model, category = _fit_core(x, table, np.arange(n), cfg)
+    cost = fit_cost_model(table)
+    coef, intercept = per_model.coef()
+    calibration: dict[str, float] = {}
+    threshold: float | None = None
+    thresholds: dict[str, float] = {}
+    lam: float | None = None
+    cascade: CascadeVerifier | None = None
+    verifier: Verifier | None = None
+    oof_cascade: FloatArray | None = None
+    if kind == PAIR:
+        complete = ~np.isnan(table.scores).any(axis=1)
+        sub = table.subset(np.nonzero(complete)[0])
+        gain = oof[complete, 1] - oof[complete, 0]
+        threshold = _pair_threshold(gain, sub, cfg.quality_target, cascade=False)
+        thresholds = _pair_thresholds(gain, sub, cascade=False)
+        if table.has_cheap_responses:
+            cues = np.asarray(
+                [answer_cues(p, r) for p, r in zip(table.prompts, table.responses, strict=True)]
+            )
+            weak = np.nan_to_num(table.scores[:, 0])
+            p_cheap = np.zeros(n)
+            for f in range(cfg.folds):
+                tr, te = folds != f, folds == f
+                if te.any() and tr.any():
+                    p_cheap[te] = fit_verifier(cues[tr], weak[tr], cfg.verifier_c).predict(cues[te])
+            oof_cascade = oof[:, 1] - p_cheap
+            verifier = fit_verifier(cues, weak, cfg.verifier_c)
+            cgain = oof_cascade[complete]
+            cascade = CascadeVerifier(
+                coef=np.asarray(verifier.model.coef_[0], dtype=np.float64),
+                intercept=float(verifier.model.intercept_[0]),
+                mean=np.asarray(verifier.scaler.mean_, dtype=np.float64),
+                scale=np.asarray(verifier.scaler.scale_, dtype=np.float64),
+                threshold=_pair_threshold(cgain, sub, cfg.quality_target, cascade=True),
+                thresholds=_pair_thresholds(cgain, sub, cascade=True),
+            )
+    else:
+        est_cost = np.array([cost.estimate(p) for p in table.prompts])
+        lam, calibration = _calibrate_lambda(oof, est_cost, table, cfg.quality_target)
+    head = SourceHead(
+        source=table.source,
+        kind=kind,
+        models=table.models,
+        space=features.export(),
+        coef=coef,
+        intercept=intercept,
+        category=None if category is None else category.prior,
+        cost=cost,
+        quality_target=cfg.quality_target,
+        threshold=threshold,
+        thresholds=thresholds,
+        lam=lam,
+        cascade=cascade,
+    )
+    return FittedHead(head, features, per_model, category, verifier, oof, oof_cascade, calibration)
+
+
+def train_heads(
+    rows: Sequence[RoutingRow], prices: Mapping[str, Price], cfg: TrainConfig
+) -> dict[str, FittedHead]:
+    """Train one head per source of ``rows``."""
+    return {
+        source: train_head(build_table(source_rows, prices), cfg)
+        for source, source_rows in split_by_source(rows).items()
+    }
+
+
+def train_router(
+    rows: Sequence[RoutingRow], prices: Mapping[str, Price], cfg: TrainConfig
+) -> tuple[LearnedRouter, dict[str, FittedHead]]:
+    """Train every head and assemble the router (default source: config's, else the first)."""
+    fitted = train_heads(rows, prices, cfg)
+    if not fitted:
+        raise ValueError("no training rows")
+    default = cfg.default_source or next(iter(fitted))
+    router = LearnedRouter(heads={s: f.head for s, f in fitted.items()}, default_source=default)
+    return router, fitted

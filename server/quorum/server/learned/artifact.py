@@ -3,9 +3,10 @@
 The manifest carries ``format_version``, the training data's file names and SHA-256, the
 training config, and per source: the kind of head, its models (cheapest first), calibrated
 thresholds or lambda, and the shapes of its arrays. ``weights.npz`` holds vocabularies (as
-string arrays), idf, coefficients and scalers under keys ``h<index>.<name>``. Weights are stored
-as float32 (the exported estimators were rounded to the same values before export, so scores
-still equal the scikit-learn pipeline's). Loading needs only numpy and checks the version first.
+string arrays), idf, coefficients and scalers under keys ``h<index>.<name>``. Coefficient
+matrices are stored as float16 and the rest as float32; training rounded the estimators to the
+same values before export, so scores still equal the scikit-learn pipeline's. Loading needs only
+numpy and checks the version first.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _head_arrays(prefix: str, head: SourceHead) -> dict[str, npt.NDArray[Any]]:
         arrays[f"{prefix}.idf{i}"] = _f32(block.idf)
     arrays[f"{prefix}.cue_mean"] = _f32(head.space.cue_mean)
     arrays[f"{prefix}.cue_scale"] = _f32(head.space.cue_scale)
-    arrays[f"{prefix}.coef"] = _f32(head.coef)
+    arrays[f"{prefix}.coef"] = np.asarray(head.coef, dtype=np.float16)
     arrays[f"{prefix}.intercept"] = _f32(head.intercept)
     arrays[f"{prefix}.cost_base"] = np.asarray(head.cost.base, dtype=np.float64)
     arrays[f"{prefix}.cost_per_token"] = np.asarray(head.cost.per_token, dtype=np.float64)

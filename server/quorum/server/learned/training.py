@@ -76,6 +76,8 @@ class TrainConfig:
     seed: int = 0
     word_features: int = 30000
     char_features: int = 30000
+    multi_word_features: int = 10000
+    multi_char_features: int = 10000
     c: float = 0.3
     category_c: float = 0.5
     category_temperature: float = 5.0
@@ -227,10 +229,13 @@ def _calibrate_lambda(
 
 def train_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
     """Train, calibrate and export the head of one source."""
-    features = fit_features(table.prompts, cfg.word_features, cfg.char_features)
+    kind = PAIR if len(table.models) == 2 else MULTI
+    if kind == PAIR:
+        features = fit_features(table.prompts, cfg.word_features, cfg.char_features)
+    else:  # one weight column per model: a smaller vocabulary keeps the artifact small
+        features = fit_features(table.prompts, cfg.multi_word_features, cfg.multi_char_features)
     x = features.transform(table.prompts)
     n = len(table.prompts)
-    kind = PAIR if len(table.models) == 2 else MULTI
     folds = group_folds(table.ids, cfg.folds, cfg.seed)
     oof = np.zeros((n, len(table.models)))
     for f in range(cfg.folds):

@@ -1,0 +1,109 @@
+"""Loading the JSONL format and pricing rows."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from quorum.server.learned.data import (
+    DATA_ENV,
+    DEFAULT_OUTPUT_TOKENS,
+    DataError,
+    ModelResult,
+    Price,
+    build_table,
+    default_data_dir,
+    estimate_tokens,
+    is_letter_answer_prompt,
+    load_prices,
+    load_rows,
+    output_tokens,
+    result_cost,
+)
+
+from .synthetic import STRONG, WEAK, write_jsonl
+
+
+def test_loads_rows_with_any_number_of_models(data_dir: Path) -> None:
+    rows = load_rows([data_dir / "pair.jsonl", data_dir / "multi.jsonl"])
+    assert len(rows) == 280
+    assert {len(r.results) for r in rows} == {2, 3}
+    first = rows[0]
+    assert first.source == "synth-pair" and first.category == "maths"
+    assert first.results[WEAK].response is not None
+
+
+def test_bad_lines_name_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"source": "s", "prompt": "p", "results": {"m": {"score": 1}}}\n{oops\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2: not JSON"):
+        load_rows([path])
+    path.write_text('{"source": "s", "prompt": "p", "results": {"m": {}}}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:1: results.m needs a numeric 'score'"):
+        load_rows([path])
+    with pytest.raises(DataError, match="no such file"):
+        load_rows([tmp_path / "missing.jsonl"])
+
+
+def test_token_estimate_is_four_characters_a_token() -> None:
+    assert estimate_tokens("") == 1
+    assert estimate_tokens("A") == 1
+    assert estimate_tokens("abcd") == 1
+    assert estimate_tokens("abcde") == 2
+    assert estimate_tokens("x" * 400) == 100
+
+
+def test_multiple_choice_answers_cost_one_output_token() -> None:
+    mmlu = "Which is prime?\nA. 4\nB. 6\nC. 7\nD. 9\nAnswer:"
+    assert is_letter_answer_prompt(mmlu)
+    assert output_tokens(mmlu, ModelResult(1.0)) == 1
+    assert not is_letter_answer_prompt("Write a poem about autumn.")
+    assert output_tokens("Write a poem.", ModelResult(1.0)) == DEFAULT_OUTPUT_TOKENS
+    assert output_tokens("Write a poem.", ModelResult(1.0, response="x" * 40)) == 10
+
+
+def test_cost_prefers_cost_usd_then_prices() -> None:
+    prices = {STRONG: Price(10.0, 30.0)}
+    prompt = "Which is prime?\nA. 4\nB. 7\nAnswer:"  # 33 chars -> 9 tokens, 1 output token
+    assert result_cost(prompt, STRONG, ModelResult(1.0, cost_usd=0.5), prices) == 0.5
+    expected = (9 * 10.0 + 1 * 30.0) / 1e6
+    assert math.isclose(result_cost(prompt, STRONG, ModelResult(1.0), prices), expected)
+    with pytest.raises(DataError, match=r"no cost_usd and no entry in prices\.json"):
+        result_cost(prompt, "unknown", ModelResult(1.0), prices)
+
+
+def test_table_orders_models_by_cost_and_marks_missing(tmp_path: Path) -> None:
+    rows = [
+        {
+            "id": "a",
+            "source": "s",
+            "prompt": "p",
+            "results": {
+                "dear": {"score": 1, "cost_usd": 2.0},
+                "cheap": {"score": 0, "cost_usd": 1.0},
+            },
+        },
+        {
+            "id": "b",
+            "source": "s",
+            "prompt": "q",
+            "results": {"cheap": {"score": 1, "cost_usd": 1.0}},
+        },
+    ]
+    table = build_table(load_rows([write_jsonl(tmp_path / "s.jsonl", rows)]), {})
+    assert table.models == ("cheap", "dear")
+    assert np.isnan(table.scores[1, 1])
+    assert table.complete().ids == ("a",)
+
+
+def test_data_dir_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    assert default_data_dir() == tmp_path
+    monkeypatch.delenv(DATA_ENV)
+    assert default_data_dir().parts[-3:] == ("shared", "data", "routing")
+    assert load_prices(tmp_path / "absent.json") == {}

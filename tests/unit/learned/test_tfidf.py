@@ -1,0 +1,89 @@
+"""The numpy TF-IDF equals scikit-learn's TfidfVectorizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[import-untyped]
+
+from quorum.server.learned.fitting import cue_block_scale
+from quorum.server.learned.text import CUE_NAMES, focus_text, prompt_cues
+from quorum.server.learned.tfidf import TfidfBlock, char_wb_ngrams, word_ngrams
+
+TEXTS = [
+    "the quick brown fox jumps over the lazy dog",
+    "a b c  d\te\nf — naïve café déjà vu, x^2 + 3x = 7?",
+    "Statement 1 | Every group is abelian. Statement 2 | Z_5 is a field.\nA. True, True",
+    "",
+    "ab",
+    "I  I I ii iii iiii iiiii",
+    "numbers 12 345 6,789 3.14 and $100 in 2024!",
+]
+
+
+@pytest.mark.parametrize(
+    ("analyzer", "ngram_range"),
+    [("word", (1, 2)), ("char_wb", (3, 5)), ("char_wb", (2, 2)), ("word", (2, 3))],
+)
+def test_numpy_tfidf_equals_sklearn(analyzer: str, ngram_range: tuple[int, int]) -> None:
+    texts = [t.lower() for t in TEXTS]
+    vec = TfidfVectorizer(
+        analyzer=analyzer, ngram_range=ngram_range, sublinear_tf=True, preprocessor=lambda t: t
+    ).fit(texts[:5])
+    block = TfidfBlock(
+        analyzer,
+        ngram_range,
+        {str(k): int(v) for k, v in vec.vocabulary_.items()},
+        np.asarray(vec.idf_, dtype=np.float64),
+    )
+    expected = vec.transform(texts).toarray()
+    for i, text in enumerate(texts):
+        got = np.zeros(block.size)
+        cols, vals = block.transform(text)
+        got[cols] = vals
+        np.testing.assert_allclose(got, expected[i], rtol=0, atol=1e-12)
+
+
+def test_ngram_functions_follow_sklearn_order() -> None:
+    assert word_ngrams("a bb cc dd", 1, 2) == ["bb", "cc", "dd", "bb cc", "cc dd"]
+    assert char_wb_ngrams("ab cdef", 3, 4) == [
+        " ab",
+        "ab ",
+        " ab ",
+        " cd",
+        "cde",
+        "def",
+        "ef ",
+        " cde",
+        "cdef",
+        "def ",
+    ]
+    assert char_wb_ngrams("a", 3, 5) == [" a "]
+
+
+def test_bad_block_is_rejected() -> None:
+    with pytest.raises(ValueError, match="analyzer"):
+        TfidfBlock("char", (1, 1), {}, np.zeros(0))
+    with pytest.raises(ValueError, match="differ in length"):
+        TfidfBlock("word", (1, 1), {"a": 0}, np.zeros(2))
+
+
+def test_few_shot_prompts_focus_on_the_last_question() -> None:
+    shot = "Q: {}\\nA) x\\nB) y\\nAnswer:\\nA"
+    prompt = (
+        "['"
+        + "\\n\\n".join(
+            [shot.format(i) for i in range(4)] + ["Q: the real one\\nA) x\\nB) y\\nAnswer:"]
+        )
+        + "']"
+    )
+    assert focus_text(prompt) == "q: the real one\na) x\nb) y\nanswer:"
+    assert focus_text("Plain Question?") == "plain question?"
+    cues = prompt_cues(prompt)
+    assert len(cues) == len(CUE_NAMES)
+    assert cues[CUE_NAMES.index("few_shot")] == 1.0
+
+
+def test_cue_scale_is_floored() -> None:
+    scale = cue_block_scale(np.array([0.0, 1.0, 4.0, 0.01]))
+    np.testing.assert_allclose(scale, 2.0 * np.array([0.25, 1.0, 4.0, 0.25]))

@@ -339,12 +339,22 @@ class LLMClassifierConfig(_Strict):
     timeout_ms: float = Field(300.0, gt=0, le=10_000)
 
 
+class LearnedRouterConfig(_Strict):
+    """The learned router trained on real routing data (``quorum router train``)."""
+
+    artifact: str = Field("default", description='"default" or an artifact directory')
+    source: str | None = Field(None, description="which trained head; default: the artifact's")
+    difficulty: bool = Field(True, description="let it decide the difficulty")
+    verifier: bool = Field(False, description="add its verifier to the cascade's gate")
+
+
 class ClassifierConfig(_Strict):
     """How requests are classified: rules, then embeddings, then an LLM when unsure."""
 
     confident_at: float = Field(0.7, ge=0, le=1)
     embedding: EmbeddingClassifierConfig = EmbeddingClassifierConfig()
     llm: LLMClassifierConfig | None = None
+    learned: LearnedRouterConfig | None = None
 
 
 class ShadowConfig(_Strict):

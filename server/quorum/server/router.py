@@ -17,7 +17,7 @@ from quorum.server.agents import Agent, apply_agent, build_agents
 from quorum.server.breakers import Breakers, ProviderHealth
 from quorum.server.catalog import Catalog, ModelSpec, breaker_keys, build_catalog
 from quorum.server.classify import Classifier
-from quorum.server.classify.build import build_classifier
+from quorum.server.classify.build import build_classifier, build_verifiers
 from quorum.server.config import Config
 from quorum.server.decisions import DecisionLog, Feedback, feedback_is_good
 from quorum.server.domain import (
@@ -40,6 +40,7 @@ from quorum.server.execute.calls import ExecutionContext, call_model
 from quorum.server.execute.cascade import CascadeRuntime, execute_cascade
 from quorum.server.execute.consensus import ConsensusRuntime, execute_judge, execute_majority
 from quorum.server.execute.events import NULL_SINK, Chunk, Event, EventSink, PlanMade
+from quorum.server.execute.gate import Verifier
 from quorum.server.execute.single import execute_single
 from quorum.server.execute.stream import EventQueue, answer_chunks, forward, stream_single
 from quorum.server.guardrails import Guardrails
@@ -101,6 +102,7 @@ class Router:
         self.resilience = build_resilience(config)
         self.provider_timeouts = {n: p.timeout_s for n, p in config.providers.items()}
         self.agents: dict[str, Agent] = build_agents(config, self.catalog)
+        self.verifiers: tuple[Verifier, ...] = build_verifiers(config)
         self.classifier: Classifier = classifier or build_classifier(
             config, self.agents, self._classify_with_model
         )
@@ -364,6 +366,7 @@ class Router:
         if strategy is Strategy.CASCADE:
             route = cascade_route(request, classification, self.catalog, self.policy)
             cascade = CascadeRuntime(
+                verifiers=self.verifiers,
                 gate=self.policy.cascade.gate,
                 escalations=self.observed.escalations,
                 agent=request_agent(request, classification),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -13,6 +16,10 @@ from quorum.server.classify.llm import LLMClassifier
 from quorum.server.classify.rules import TASKS, RulesClassifier
 from quorum.server.config import Config
 from quorum.server.domain import Message
+
+if TYPE_CHECKING:
+    from quorum.server.execute.gate import Verifier
+    from quorum.server.learned.router import LearnedRouter
 
 log = structlog.get_logger("quorum.classify")
 
@@ -45,8 +52,48 @@ def build_classifier(config: Config, agents: Mapping[str, object], call: ModelCa
             tasks=names,
             timeout_s=settings.llm.timeout_ms / 1000.0,
         )
+    first: Classifier = RulesClassifier()
+    router = learned_router(config)
+    if router is not None and settings.learned is not None and settings.learned.difficulty:
+        from quorum.server.classify.learned import LearnedClassifier
+
+        first = LearnedClassifier(router, source=settings.learned.source)
     if task_routes is None and agent_routes is None and llm is None:
-        return RulesClassifier()
+        return first
     return ChainClassifier(
-        tasks=task_routes, agents=agent_routes, llm=llm, confident_at=settings.confident_at
+        rules=first,
+        tasks=task_routes,
+        agents=agent_routes,
+        llm=llm,
+        confident_at=settings.confident_at,
     )
+
+
+def learned_router(config: Config) -> LearnedRouter | None:
+    """The configured learned router, loaded from its artifact (None when not configured)."""
+    settings = config.classifier.learned
+    if settings is None:
+        return None
+    from quorum.server.learned.cli import DEFAULT_ARTIFACT
+
+    path = DEFAULT_ARTIFACT if settings.artifact == "default" else Path(settings.artifact)
+    return _load_router(str(path.resolve()))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_router(path: str) -> LearnedRouter:
+    """One load per artifact, shared by the classifier and the verifier."""
+    from quorum.server.learned.router import LearnedRouter
+
+    return LearnedRouter.load(path)
+
+
+def build_verifiers(config: Config) -> tuple[Verifier, ...]:
+    """Learned checks for the cascade's quality gate, when configured."""
+    settings = config.classifier.learned
+    router = learned_router(config) if settings is not None and settings.verifier else None
+    if router is None or settings is None:
+        return ()
+    from quorum.server.classify.learned import LearnedVerifier
+
+    return (LearnedVerifier(router, settings.source),)

@@ -28,13 +28,13 @@ class ChainClassifier:
     def __init__(
         self,
         *,
-        rules: RulesClassifier | None = None,
+        rules: Classifier | None = None,
         tasks: SemanticRoutes | None = None,
         agents: SemanticRoutes | None = None,
         llm: Classifier | None = None,
         confident_at: float = 0.7,
     ) -> None:
-        self._rules = rules or RulesClassifier()
+        self._rules: Classifier = rules or RulesClassifier()
         self._tasks = tasks if tasks is not None and not tasks.empty else None
         self._agents = agents if agents is not None and not agents.empty else None
         self._llm = llm

@@ -102,8 +102,24 @@ _MEDIUM = re.compile(
     r"translate|extract|debug|refactor|outline|draft|code review)\b",
     re.IGNORECASE,
 )
-_QUESTIONS = re.compile(r"\?")
 _BULLETS = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s", re.MULTILINE)
+
+
+def _ascii_twin(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """``pattern`` lower-cased and case-sensitive, for lower-cased ASCII text.
+
+    On ASCII text both find the same number of matches, the twin at under half the
+    cost (IGNORECASE matching is slow in ``re``); text with any other character keeps
+    the original, with its Unicode case folding.
+    """
+    if re.search(r"\\[A-Z]", pattern.pattern):
+        raise ValueError(f"an upper-case escape would change meaning: {pattern.pattern!r}")
+    return re.compile(pattern.pattern.lower(), pattern.flags & ~re.IGNORECASE)
+
+
+_TASKS_ASCII = tuple((task, _ascii_twin(p), weight) for task, p, weight in _TASKS)
+_HARD_ASCII = _ascii_twin(_HARD)
+_MEDIUM_ASCII = _ascii_twin(_MEDIUM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,10 +130,12 @@ class _Scores:
     signals: tuple[str, ...]
 
 
-def _task_scores(text: str) -> _Scores:
+def _task_scores(
+    text: str, tasks: tuple[tuple[str, re.Pattern[str], float], ...] = _TASKS
+) -> _Scores:
     best, best_score, second = "chat", 0.0, 0.0
     signals: list[str] = []
-    for task, pattern, weight in _TASKS:
+    for task, pattern, weight in tasks:
         hits = len(pattern.findall(text))
         if not hits:
             continue
@@ -133,10 +151,16 @@ def _task_scores(text: str) -> _Scores:
 def classify_text(text: str, *, turns: int = 1) -> Classification:
     """Classify a prompt's text. Pure and fast; ``turns`` is the conversation length."""
     scan = text[:_SCAN_CHARS]
-    scores = _task_scores(scan)
+    if scan.isascii():
+        lowered = scan.lower()
+        scores = _task_scores(lowered, _TASKS_ASCII)
+        hard = len(_HARD_ASCII.findall(lowered))
+        medium = len(_MEDIUM_ASCII.findall(lowered))
+    else:
+        scores = _task_scores(scan)
+        hard = len(_HARD.findall(scan))
+        medium = len(_MEDIUM.findall(scan))
     words = len(text.split())
-    hard = len(_HARD.findall(scan))
-    medium = len(_MEDIUM.findall(scan))
     signals = list(scores.signals)
     points = 0.0
     if words > 1500:
@@ -154,7 +178,7 @@ def classify_text(text: str, *, turns: int = 1) -> Classification:
     if medium:
         points += 0.75 if medium == 1 else 1.0
         signals.append(f"medium_markers:{medium}")
-    if len(_QUESTIONS.findall(scan)) > 2 or len(_BULLETS.findall(scan)) > 3:
+    if scan.count("?") > 2 or len(_BULLETS.findall(scan)) > 3:
         points += 0.75
         signals.append("multi_part")
     if scores.task in ("code", "math") and words > 25:

@@ -1,0 +1,84 @@
+"""The learned router behind the classifier interface, and its cascade verifier.
+
+The router (trained by ``quorum router train`` on real per-prompt results) scores each
+prompt with the expected quality of every model in its training pool, cheapest first,
+and recommends the cheapest that meets its calibrated quality target. Quorum's own
+models differ from that pool, so the recommendation is read as a *difficulty*: the
+cheapest pool model suffices → low, the dearest is needed → high, anything between →
+medium. The planner then turns difficulty into a tier as usual. Confidence grows with
+the distance of the routing score from its calibrated threshold.
+
+The verifier reads a cheap model's answer (for sources whose head was trained on them)
+and fails the cascade's gate when the stronger model is expected to do better.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from quorum.server.classify.rules import RulesClassifier
+from quorum.server.domain import Classification, Completion, Difficulty, GateCheck, RouteRequest
+
+if TYPE_CHECKING:
+    from quorum.server.learned.router import LearnedRouter
+
+
+def difficulty_from_scores(models: tuple[str, ...], recommended: str) -> Difficulty:
+    """Where the recommended model sits in the pool (cheapest first) as a difficulty."""
+    position = models.index(recommended) if recommended in models else len(models) - 1
+    if position == 0:
+        return Difficulty.LOW
+    if position == len(models) - 1:
+        return Difficulty.HIGH
+    return Difficulty.MEDIUM
+
+
+class LearnedClassifier:
+    """Rules for the task; the learned router for the difficulty."""
+
+    def __init__(
+        self,
+        router: LearnedRouter,
+        *,
+        source: str | None = None,
+        rules: RulesClassifier | None = None,
+    ) -> None:
+        self._router = router
+        self._source = source
+        self._rules = rules or RulesClassifier()
+
+    async def classify(self, request: RouteRequest) -> Classification:
+        base = await self._rules.classify(request)
+        scores = self._router.score(request.prompt_text, self._source)
+        difficulty = difficulty_from_scores(scores.models, scores.recommended)
+        gain = scores.gains[-1] if scores.gains else 0.0
+        if scores.threshold is not None:
+            confidence = min(0.95, 0.55 + abs(gain - scores.threshold))
+        else:
+            confidence = max(base.confidence, 0.7)
+        return replace(
+            base,
+            difficulty=difficulty,
+            confidence=round(confidence, 3),
+            classifier=f"{base.classifier}+learned",
+            signals=(*base.signals, f"learned:{scores.source}:gain={gain:.3f}"),
+        )
+
+
+class LearnedVerifier:
+    """A gate check: escalate when the learned verifier doubts the cheap answer."""
+
+    name = "learned_verifier"
+
+    def __init__(self, router: LearnedRouter, source: str | None = None) -> None:
+        self._router = router
+        self._source = source
+
+    def verify(self, request: RouteRequest, completion: Completion) -> GateCheck:
+        decision = self._router.verify(request.prompt_text, completion.content, self._source)
+        reason = (
+            f"p(cheap answer right)={decision.p_cheap_correct:.2f}, expected gain of "
+            f"escalating {decision.gain:.2f} vs threshold {decision.threshold:.2f}"
+        )
+        return GateCheck(self.name, not decision.escalate, reason)

@@ -102,8 +102,9 @@ def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
             if m.role == 0
             else f"unknown enum value {m.role}",
         )
-    if len(m.content) > MAX_CONTENT_CHARS:
-        c.add(f"{path}.content", f"is {len(m.content)} characters, limit {MAX_CONTENT_CHARS}")
+    content = m.content  # each read of a protobuf string field decodes it anew
+    if len(content) > MAX_CONTENT_CHARS:
+        c.add(f"{path}.content", f"is {len(content)} characters, limit {MAX_CONTENT_CHARS}")
     parts: list[d.ContentPart] = []
     for j, part in enumerate(m.parts):
         ppath = f"{path}.parts[{j}]"
@@ -125,19 +126,20 @@ def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
             parts.append(d.ContentPart(image=d.ImagePart(img.url, img.data, img.media_type)))
         else:
             c.add(ppath, "set text or image")
-    calls = tuple(d.ToolCall(t.id, t.name, t.arguments_json) for t in m.tool_calls)
-    for j, call in enumerate(m.tool_calls):
+    tool_calls = m.tool_calls
+    calls = tuple(d.ToolCall(t.id, t.name, t.arguments_json) for t in tool_calls)
+    for j, call in enumerate(tool_calls):
         if not call.name:
             c.add(f"{path}.tool_calls[{j}].name", "is required")
         if call.arguments_json and _json_object(call.arguments_json) is None:
             c.add(f"{path}.tool_calls[{j}].arguments_json", "must be a JSON object")
     if role is d.Role.TOOL and not m.tool_call_id:
         c.add(f"{path}.tool_call_id", "is required for a ROLE_TOOL message")
-    if not m.content and not parts and not calls:
+    if not content and not parts and not calls:
         c.add(f"{path}.content", "is empty: set content, parts or tool_calls")
     if role is None:
         return None
-    return d.Message(role, m.content, tuple(parts), calls, m.tool_call_id, m.name)
+    return d.Message(role, content, tuple(parts), calls, m.tool_call_id, m.name)
 
 
 def _params(p: pb.GenerationParams, c: _Checker) -> d.GenerationParams:
@@ -290,9 +292,14 @@ def route_request_from_pb(
     elif len(msg.messages) > max_messages:
         c.add("messages", f"has {len(msg.messages)} messages, limit {max_messages}")
     messages = [_message(m, f"messages[{i}]", c) for i, m in enumerate(msg.messages)]
-    params = _params(msg.params, c)
-    hints = _hints(msg.hints, catalog, use_cases, agents, c)
-    if msg.tenant and not NAME.match(msg.tenant):
+    # Most requests set no params or no hints: their conversion is the same every time.
+    params = _params(msg.params, c) if msg.HasField("params") else _DEFAULT_PARAMS
+    if msg.HasField("hints"):
+        hints = _hints(msg.hints, catalog, use_cases, agents, c)
+    else:
+        hints = _default_hints(catalog)
+    tenant = msg.tenant
+    if tenant and not NAME.match(tenant):
         c.add("tenant", "must be 1-64 letters, digits or _.:/-")
     if c.violations:
         raise InvalidRequest(c.violations)
@@ -301,8 +308,19 @@ def route_request_from_pb(
         messages=tuple(m for m in messages if m is not None),
         params=params,
         hints=hints,
-        tenant=msg.tenant,
+        tenant=tenant,
     )
+
+
+_DEFAULT_PARAMS = _params(pb.GenerationParams(), _Checker(""))
+_DEFAULT_HINTS: list[d.Hints] = []
+
+
+def _default_hints(catalog: Catalog) -> d.Hints:
+    """What an unset ``hints`` converts to (no field set, so no catalog lookup)."""
+    if not _DEFAULT_HINTS:
+        _DEFAULT_HINTS.append(_hints(pb.RoutingHints(), catalog, {}, (), _Checker("")))
+    return _DEFAULT_HINTS[0]
 
 
 _FEEDBACK_KINDS: dict[int, FeedbackKind] = {

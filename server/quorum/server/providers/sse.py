@@ -175,8 +175,10 @@ def request_json(provider: str, text: str, what: str, default: Any) -> Any:
 
 def decode_json(provider: str, raw: bytes) -> Any:
     """Decode a JSON body; anything else is a :class:`ProviderBadResponse`."""
-    with translate_errors(provider):
+    try:
         return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # as translate_errors maps them
+        raise ProviderBadResponse(f"{provider}: invalid JSON: {exc}", provider=provider) from exc
 
 
 async def post_json(
@@ -265,8 +267,12 @@ def _status_error(
     return refine(error, raw) if refine is not None else error
 
 
+# json.dumps builds a new encoder per call when given options; this one is built once.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _encode(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(body).encode("utf-8")
 
 
 def _json_headers(headers: Mapping[str, str]) -> dict[str, str]:

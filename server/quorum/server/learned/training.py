@@ -316,10 +316,14 @@ def train_heads(
 def train_router(
     rows: Sequence[RoutingRow], prices: Mapping[str, Price], cfg: TrainConfig
 ) -> tuple[LearnedRouter, dict[str, FittedHead]]:
-    """Train every head and assemble the router (default source: config's, else the first)."""
+    """Train every head and assemble the router.
+
+    The default source is the config's, else the one with the most training rows.
+    """
     fitted = train_heads(rows, prices, cfg)
     if not fitted:
         raise ValueError("no training rows")
-    default = cfg.default_source or next(iter(fitted))
+    sizes = {s: len(f.oof_expected) for s, f in fitted.items()}
+    default = cfg.default_source or max(sizes, key=lambda s: sizes[s])
     router = LearnedRouter(heads={s: f.head for s, f in fitted.items()}, default_source=default)
     return router, fitted

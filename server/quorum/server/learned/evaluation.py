@@ -7,6 +7,7 @@ scores held fixed (they measure the evaluation set's noise, not the training's).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -223,12 +224,18 @@ def evaluate(
     *,
     rounds: int = 200,
 ) -> dict[str, SourceReport]:
-    """Reports for every source of ``rows`` that the router has a head for."""
+    """Reports for every source of ``rows`` that the router has a head for.
+
+    A source matches the head trained on it, else a head with exactly its models; rows lacking
+    a result for one of the head's models are left out (``n`` counts the rows used).
+    """
     reports: dict[str, SourceReport] = {}
+    skipped: list[str] = []
     for source, source_rows in split_by_source(rows).items():
         table = build_table(source_rows, prices).complete()
         head = find_head(router, table)
         if head is None or not table.prompts:
+            skipped.append(source)
             continue
         table = build_table(
             [r for r in source_rows if all(m in r.results for m in head.models)],
@@ -239,6 +246,9 @@ def evaluate(
             reports[source] = evaluate_pair(head, table, rounds)
         else:
             reports[source] = evaluate_multi(head, table, rounds)
+    if skipped:
+        names = ", ".join(skipped)
+        print(f"note: no head of the router fits source(s) {names}; skipped", file=sys.stderr)
     return reports
 
 

@@ -50,6 +50,7 @@ def test_eval_text_and_plot(
             "eval",
             "--data",
             str(data_dir / "pair.jsonl"),
+            str(data_dir / "multi.jsonl"),
             "--router",
             str(artifact),
             "--plot",
@@ -61,6 +62,7 @@ def test_eval_text_and_plot(
     assert code == 0
     text = capsys.readouterr().out
     assert "[synth-pair]" in text and "strong share at 95%" in text and "cascade" in text
+    assert "[synth-multi]" in text and "mean score at <= 50% of premium cost" in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+
 from quorum.server.learned.evaluation import SourceReport
 
 
@@ -31,10 +33,13 @@ def plot_reports(reports: Mapping[str, SourceReport], out: Path) -> None:
         else:
             xs, ys = p["router"]
             order = xs.argsort()
-            ax.plot(xs[order], ys[order], ".-", color="tab:blue", ms=3, label="learned router")
+            ax.plot(xs[order], ys[order], ".", color="tab:blue", ms=3, alpha=0.4)
+            # the best quality reachable within each cost: the operating points' upper envelope
+            envelope = np.maximum.accumulate(ys[order])
+            ax.plot(xs[order], envelope, "-", color="tab:blue", label="learned router (lambda)")
             ox, oy = p["oracle"]
             o = ox.argsort()
-            ax.plot(ox[o], oy[o], ":", color="black", label="oracle")
+            ax.plot(ox[o], np.maximum.accumulate(oy[o]), ":", color="black", label="oracle")
             singles = p["singles"]
             sx = [v[0] for v in singles.values()]
             sy = [v[1] for v in singles.values()]

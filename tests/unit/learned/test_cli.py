@@ -86,3 +86,39 @@ def test_train_writes_an_artifact(
 def test_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", "--data", str(tmp_path / "none.jsonl"), "--router", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_eval_falls_back_to_the_prices_trained_with(
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "trained"
+    assert (
+        main(["train", "--data", str(data_dir / "pair.jsonl"), "--out", str(out), "--folds", "2"])
+        == 0
+    )
+    assert (
+        json.loads((out / "manifest.json").read_text())["prices"]["strong-model"]["input_per_mtok"]
+        == 10.0
+    )
+    lonely = tmp_path / "elsewhere"
+    lonely.mkdir()
+    (lonely / "pair.jsonl").write_bytes((data_dir / "pair.jsonl").read_bytes())
+    monkeypatch.setenv("QUORUM_ROUTING_DATA", str(tmp_path / "no-data-here"))
+    capsys.readouterr()
+    code = main(
+        [
+            "eval",
+            "--data",
+            str(lonely / "pair.jsonl"),
+            "--router",
+            str(out),
+            "--json",
+            "--bootstrap",
+            "0",
+        ]
+    )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["synth-pair"]["n"] == 160

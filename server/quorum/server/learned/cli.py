@@ -13,11 +13,13 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from quorum.server.learned.data import (
     DataError,
+    Price,
     default_data_files,
     files_digest,
     load_prices,
@@ -59,6 +61,14 @@ def _prices_path(explicit: Path | None, data: Sequence[Path]) -> Path | None:
     return beside if beside is not None and beside.is_file() else None
 
 
+def _manifest_prices(manifest: Mapping[str, Any]) -> dict[str, Price]:
+    raw = manifest.get("prices") or {}
+    return {
+        str(m): Price(float(v["input_per_mtok"]), float(v["output_per_mtok"]))
+        for m, v in raw.items()
+    }
+
+
 def _train(args: argparse.Namespace) -> int:
     from quorum.server.learned.artifact import save_router
     from quorum.server.learned.training import TrainConfig, train_router
@@ -77,6 +87,10 @@ def _train(args: argparse.Namespace) -> int:
         },
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "calibration": {s: f.calibration for s, f in fitted.items() if f.calibration},
+        "prices": {
+            m: {"input_per_mtok": p.input_per_mtok, "output_per_mtok": p.output_per_mtok}
+            for m, p in prices.items()
+        },
     }
     save_router(router, args.out, extra)
     took = time.perf_counter() - started
@@ -99,7 +113,8 @@ def _eval(args: argparse.Namespace) -> int:
     from quorum.server.learned.report import format_reports
 
     router = load_router(args.router)
-    prices = load_prices(_prices_path(args.prices, args.data))
+    # prices of the data's folder (or --prices), falling back to those the router was trained with
+    prices = _manifest_prices(router.manifest) | load_prices(_prices_path(args.prices, args.data))
     rows = load_rows(args.data)
     reports = evaluate(router, rows, prices, rounds=args.bootstrap)
     if not reports:

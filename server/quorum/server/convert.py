@@ -368,73 +368,100 @@ def feedback_from_pb(msg: svc_pb.FeedbackRequest) -> Feedback:
 # ---- domain → protobuf -------------------------------------------------------------
 
 
+# The response is built from nested dicts: protobuf fills nested messages from a dict
+# in place, where a message argument is built on its own and then copied in.
+Fields = dict[str, Any]
+
+
+def _usage(u: d.Usage) -> Fields:
+    return {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
+
+
 def usage_pb(u: d.Usage) -> pb.Usage:
-    return pb.Usage(input_tokens=u.input_tokens, output_tokens=u.output_tokens)
+    return pb.Usage(**_usage(u))
+
+
+def _classification(c: d.Classification) -> Fields:
+    return {
+        "task": c.task,
+        "difficulty": DIFFICULTY_PB[c.difficulty],
+        "confidence": c.confidence,
+        "agent": c.agent,
+        "classifier": c.classifier,
+        "signals": list(c.signals),
+    }
 
 
 def classification_pb(c: d.Classification) -> pb.Classification:
-    return pb.Classification(
-        task=c.task,
-        difficulty=DIFFICULTY_PB[c.difficulty],
-        confidence=c.confidence,
-        agent=c.agent,
-        classifier=c.classifier,
-        signals=list(c.signals),
-    )
+    return pb.Classification(**_classification(c))
+
+
+def _candidate(c: d.Candidate) -> Fields:
+    return {
+        "model": c.model,
+        "provider": c.provider,
+        "tier": c.tier,
+        "estimated_cost_usd": c.estimated_cost_usd,
+        "breaker_state": BREAKER_PB[c.breaker_state],
+        "weight": c.weight,
+        "note": c.note,
+    }
 
 
 def candidate_pb(c: d.Candidate) -> pb.Candidate:
-    return pb.Candidate(
-        model=c.model,
-        provider=c.provider,
-        tier=c.tier,
-        estimated_cost_usd=c.estimated_cost_usd,
-        breaker_state=BREAKER_PB[c.breaker_state],
-        weight=c.weight,
-        note=c.note,
-    )
+    return pb.Candidate(**_candidate(c))
+
+
+def _plan(p: d.ExecutionPlan) -> Fields:
+    return {
+        "strategy": STRATEGY_PB[p.strategy],
+        "stages": [
+            {"role": s.role, "candidates": [_candidate(c) for c in s.candidates], "note": s.note}
+            for s in p.stages
+        ],
+        "estimated_cost_min_usd": p.estimated_cost_min_usd,
+        "estimated_cost_max_usd": p.estimated_cost_max_usd,
+        "reasons": [{"code": r.code, "message": r.message} for r in p.reasons],
+        "max_upstream_calls": p.max_upstream_calls,
+    }
 
 
 def plan_pb(p: d.ExecutionPlan) -> pb.ExecutionPlan:
-    return pb.ExecutionPlan(
-        strategy=STRATEGY_PB[p.strategy],
-        stages=[
-            pb.PlanStage(
-                role=s.role, candidates=[candidate_pb(c) for c in s.candidates], note=s.note
-            )
-            for s in p.stages
-        ],
-        estimated_cost_min_usd=p.estimated_cost_min_usd,
-        estimated_cost_max_usd=p.estimated_cost_max_usd,
-        reasons=[pb.Reason(code=r.code, message=r.message) for r in p.reasons],
-        max_upstream_calls=p.max_upstream_calls,
-    )
+    return pb.ExecutionPlan(**_plan(p))
+
+
+def _gate(g: d.GateVerdict) -> Fields:
+    return {
+        "passed": g.passed,
+        "checks": [{"name": c.name, "passed": c.passed, "reason": c.reason} for c in g.checks],
+    }
 
 
 def gate_pb(g: d.GateVerdict) -> pb.GateVerdict:
-    return pb.GateVerdict(
-        passed=g.passed,
-        checks=[pb.GateCheck(name=c.name, passed=c.passed, reason=c.reason) for c in g.checks],
-    )
+    return pb.GateVerdict(**_gate(g))
+
+
+def _attempt(a: d.Attempt) -> Fields:
+    fields: Fields = {
+        "model": a.model,
+        "provider": a.provider,
+        "tier": a.tier,
+        "role": a.role,
+        "outcome": OUTCOME_PB[a.outcome],
+        "reason": a.reason,
+        "error_reason": a.error_reason,
+        "latency_ms": a.latency_ms,
+        "usage": _usage(a.usage),
+        "cost_usd": a.cost_usd,
+        "started_ms": a.started_ms,
+    }
+    if a.gate is not None:
+        fields["gate"] = _gate(a.gate)
+    return fields
 
 
 def attempt_pb(a: d.Attempt) -> pb.Attempt:
-    msg = pb.Attempt(
-        model=a.model,
-        provider=a.provider,
-        tier=a.tier,
-        role=a.role,
-        outcome=OUTCOME_PB[a.outcome],
-        reason=a.reason,
-        error_reason=a.error_reason,
-        latency_ms=a.latency_ms,
-        usage=usage_pb(a.usage),
-        cost_usd=a.cost_usd,
-        started_ms=a.started_ms,
-    )
-    if a.gate is not None:
-        msg.gate.CopyFrom(gate_pb(a.gate))
-    return msg
+    return pb.Attempt(**_attempt(a))
 
 
 def tool_call_pb(t: d.ToolCall) -> pb.ToolCall:
@@ -493,31 +520,35 @@ def consensus_pb(c: d.ConsensusDetail) -> pb.ConsensusDetail:
 
 
 def route_response_pb(r: d.RouteResult) -> pb.RouteResponse:
-    msg = pb.RouteResponse(
-        request_id=r.request_id,
-        content=r.completion.content,
-        tool_calls=[tool_call_pb(t) for t in r.completion.tool_calls],
-        finish_reason=r.completion.finish_reason,
-        model=r.model,
-        provider=r.provider,
-        strategy=STRATEGY_PB[r.strategy],
-        classification=classification_pb(r.classification),
-        plan=plan_pb(r.plan),
-        attempts=[attempt_pb(a) for a in r.attempts],
-        usage=usage_pb(r.usage),
-        cost_usd=r.cost_usd,
-        baseline_cost_usd=r.baseline_cost_usd,
-        baseline_model=r.baseline_model,
-        timings=pb.StageTimings(
-            classify_ms=r.timings.classify_ms,
-            plan_ms=r.timings.plan_ms,
-            execute_ms=r.timings.execute_ms,
-            total_ms=r.timings.total_ms,
-        ),
-        cached=r.cached,
-        guards=list(r.guards),
-        simulated=r.simulated,
-    )
+    fields: Fields = {
+        "request_id": r.request_id,
+        "content": r.completion.content,
+        "tool_calls": [
+            {"id": t.id, "name": t.name, "arguments_json": t.arguments_json}
+            for t in r.completion.tool_calls
+        ],
+        "finish_reason": r.completion.finish_reason,
+        "model": r.model,
+        "provider": r.provider,
+        "strategy": STRATEGY_PB[r.strategy],
+        "classification": _classification(r.classification),
+        "plan": _plan(r.plan),
+        "attempts": [_attempt(a) for a in r.attempts],
+        "usage": _usage(r.usage),
+        "cost_usd": r.cost_usd,
+        "baseline_cost_usd": r.baseline_cost_usd,
+        "baseline_model": r.baseline_model,
+        "timings": {
+            "classify_ms": r.timings.classify_ms,
+            "plan_ms": r.timings.plan_ms,
+            "execute_ms": r.timings.execute_ms,
+            "total_ms": r.timings.total_ms,
+        },
+        "cached": r.cached,
+        "guards": list(r.guards),
+        "simulated": r.simulated,
+    }
+    msg = pb.RouteResponse(**fields)
     if r.cascade is not None:
         msg.cascade.CopyFrom(cascade_pb(r.cascade))
     if r.consensus is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,7 +69,8 @@ def run(files: Sequence[Path], folds: int, seed: int) -> dict[str, dict[str, Any
             bucket = per_source.setdefault(source, {})
             for k, v in values.items():
                 bucket.setdefault(k, []).append(float(v))
-        print(f"fold {fold + 1}/{folds} done in {time.perf_counter() - started:.0f}s", flush=True)
+        elapsed = time.perf_counter() - started
+        print(f"fold {fold + 1}/{folds} done in {elapsed:.0f}s", file=sys.stderr, flush=True)
     out: dict[str, dict[str, Any]] = {}
     for source, bucket in per_source.items():
         out[source] = {}

@@ -122,7 +122,7 @@ def fit_probability(x: sp.csr_matrix | FloatArray, y: FloatArray, c: float) -> L
     A constant target gets zero weights and the (clipped) log-odds of its value as intercept.
     """
     n_features = x.shape[1]
-    model = LogisticRegression(C=c, solver="liblinear")
+    model = LogisticRegression(C=c, solver="liblinear", random_state=0)
     if np.all(y == y[0]):
         p = float(np.clip(y[0], 1e-3, 1 - 1e-3))
         model.classes_ = np.array([0.0, 1.0])
@@ -213,7 +213,7 @@ def fit_category(
         return None
     cats = np.asarray(categories)
     keep = np.isin(cats, labels)
-    clf = LinearSVC(C=c).fit(x[keep], cats[keep])
+    clf = LinearSVC(C=c, random_state=0).fit(x[keep], cats[keep])
     coef = np.asarray(clf.coef_, dtype=np.float64)
     if top_k < coef.shape[1]:
         cut = -np.partition(-np.abs(coef), top_k - 1, axis=1)[:, top_k - 1 : top_k]

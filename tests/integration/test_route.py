@@ -155,3 +155,17 @@ async def test_sync_client_works_too() -> None:
 
         r = await asyncio.to_thread(call)
     assert r.content
+
+
+async def test_consensus_that_runs_out_of_time_is_deadline_exceeded() -> None:
+    data = sim_config()
+    for name in data["models"]:
+        data = with_model(data, name, simulated={"latency_ms_p50": 2000, "latency_ms_p95": 2000})
+    async with running_server(parse_config(data)) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.route(
+                "What is 6 * 7?",
+                hints=pb.RoutingHints(strategy=pb.STRATEGY_CONSENSUS_MAJORITY),
+                timeout=0.3,
+            )
+    assert info.value.code is grpc.StatusCode.DEADLINE_EXCEEDED

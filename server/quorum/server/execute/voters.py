@@ -80,6 +80,7 @@ class Round:
     voters: list[Voter]
     normalizer: str
     early_exit: bool = False
+    timed_out: bool = False
     failed: list[CallResult] = field(default_factory=list)
 
     def ballots(self) -> list[Ballot]:
@@ -158,6 +159,7 @@ async def gather(
         while pending:
             timeout = until - ctx.clock()
             if timeout <= 0:
+                round_.timed_out = True
                 break
             done, pending = await asyncio.wait(
                 pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -272,7 +274,9 @@ def failure(
     attempts = sorted(
         [a for v in round_.voters for a in v.attempts] + list(extra), key=lambda a: a.started_ms
     )
-    if ctx.time_left() < MIN_ATTEMPT_S:
+    # Voting stops a reply margin before the deadline: running out of time there is a
+    # deadline, not an unavailable provider.
+    if round_.timed_out or ctx.time_left() < MIN_ATTEMPT_S:
         return deadline_exceeded(attempts, plan)
     error = no_answer(ctx, attempts, round_.failed, plan)
     if isinstance(error, ExecutionFailed):

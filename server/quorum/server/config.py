@@ -372,7 +372,7 @@ class DecisionLogConfig(_Strict):
     path: str | None = None
     include_prompts: bool = False
     retention_s: float = Field(86_400.0, gt=0, le=30 * 86_400)
-    max_entries: int = Field(100_000, ge=100, le=10_000_000)
+    max_entries: int = Field(50_000, ge=100, le=10_000_000)
 
 
 # ---- tenants, auth, budgets, cache, admission, observability -----------------------

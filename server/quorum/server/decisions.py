@@ -143,7 +143,7 @@ class DecisionLog:
         path: str | None = None,
         include_prompts: bool = False,
         retention_s: float = 86_400.0,
-        max_entries: int = 100_000,
+        max_entries: int = 50_000,
         redis_url: str | None = None,
         stream_key: str = "quorum:decisions",
     ) -> None:

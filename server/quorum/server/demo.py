@@ -68,7 +68,7 @@ async def run_demo(concurrency: int = 4) -> int:
     print("Quorum demo — embedded default config; every model below is SIMULATED (no API keys).")
     print()
     header = (
-        f"{'prompt':<44} {'task':<13} {'difficulty':<10} {'model':<13} "
+        f"{'prompt':<40} {'task':<13} {'difficulty':<10} {'strategy':<8} {'model':<13} "
         f"{'latency':>9} {'cost':>10} {'premium':>10}"
     )
     print(header)
@@ -78,15 +78,17 @@ async def run_demo(concurrency: int = 4) -> int:
     for prompt, result, latency in rows:
         if isinstance(result, QuorumError):
             failures += 1
-            print(f"{_short(prompt, 44):<44} error: {result.code.name} {result.reason}")
+            print(f"{_short(prompt, 40):<40} error: {result.code.name} {result.reason}")
             continue
         difficulty = pb.Difficulty.Name(result.classification.difficulty)
         difficulty = difficulty.removeprefix("DIFFICULTY_").lower()
+        strategy = pb.Strategy.Name(result.strategy).removeprefix("STRATEGY_").lower()
+        strategy = strategy.replace("consensus_", "")
         total += result.cost_usd
         baseline += result.baseline_cost_usd
         print(
-            f"{_short(prompt, 44):<44} {result.classification.task:<13} {difficulty:<10} "
-            f"{result.model:<13} {latency:>7.1f}ms ${result.cost_usd:>9.6f} "
+            f"{_short(prompt, 40):<40} {result.classification.task:<13} {difficulty:<10} "
+            f"{strategy:<8} {result.model:<13} {latency:>7.1f}ms ${result.cost_usd:>9.6f} "
             f"${result.baseline_cost_usd:>9.6f}"
         )
     print("-" * len(header))

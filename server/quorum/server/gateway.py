@@ -77,6 +77,9 @@ class Gateway(_Interceptor):
         self._admission = admission
         self._metrics = metrics
         self._tracing = tracing
+        # Wrapped handlers are built once per method; each call reads its own metadata
+        # from the servicer context, so nothing is allocated per call here.
+        self._wrapped: dict[str, Handler] = {}
 
     async def intercept_service(
         self,
@@ -87,16 +90,21 @@ class Gateway(_Interceptor):
         method: str = details.method
         if handler is None or not method.startswith(_PREFIX):
             return handler  # None: unknown method, which grpc answers UNIMPLEMENTED
-        metadata: Metadata = tuple(details.invocation_metadata or ())
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            wrapped = self._wrapped[method] = self._wrap(method, handler)
+        return wrapped
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, metadata, cast(Any, handler.unary_unary)),
+                self._unary(method, cast(Any, handler.unary_unary)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(method, metadata, cast(Any, handler.unary_stream)),
+                self._stream(method, cast(Any, handler.unary_stream)),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -125,10 +133,11 @@ class Gateway(_Interceptor):
             self._tracing.annotate({"rpc.grpc.status_code": code, "quorum.tenant": record_tenant})
 
     def _unary(
-        self, method: str, metadata: Metadata, inner: Callable[[Any, Context], Awaitable[Any]]
+        self, method: str, inner: Callable[[Any, Context], Awaitable[Any]]
     ) -> Callable[[Any, Context], Awaitable[Any]]:
         async def behaviour(request: Any, context: Context) -> Any:
             t0 = time.perf_counter()
+            metadata: Metadata = tuple(context.invocation_metadata() or ())
             record, token = open_record()
             code = "OK"
             ticket: Ticket | None = None
@@ -154,11 +163,11 @@ class Gateway(_Interceptor):
     def _stream(
         self,
         method: str,
-        metadata: Metadata,
         inner: Callable[[Any, Context], AsyncIterator[Any]],
     ) -> Callable[[Any, Context], AsyncIterator[Any]]:
         async def behaviour(request: Any, context: Context) -> AsyncIterator[Any]:
             t0 = time.perf_counter()
+            metadata: Metadata = tuple(context.invocation_metadata() or ())
             record, token = open_record()
             code = "OK"
             ticket: Ticket | None = None

@@ -110,7 +110,7 @@ async def run(n: int, profile: str | None, log_level: str) -> None:
     try:
         admission = Admission(config, router.metrics)
         gateway = Gateway(router.guardrails.tenants, admission, router.metrics, router.tracing)
-        behaviour = gateway._unary(f"/{SERVICE}/Route", (), service.Route)
+        behaviour = gateway._unary(f"/{SERVICE}/Route", service.Route)
 
         async def whole() -> None:
             request = pb.RouteRequest.FromString(data)

@@ -275,7 +275,7 @@ class PerformanceConfig(_Strict):
 
     enabled: bool = True
     explore_share: float = Field(
-        0.05, ge=0, le=1, description="share of requests that Thompson-sample the order"
+        0.0, ge=0, le=1, description="share of requests that Thompson-sample the order (opt-in)"
     )
     window: int = Field(200, ge=1, le=100_000)
     min_samples: int = Field(20, ge=1, le=100_000)

@@ -25,7 +25,7 @@ PRIOR_STRENGTH = 10.0  # pseudo-observations behind a configured prior
 @dataclass(frozen=True, slots=True)
 class PerformancePolicy:
     enabled: bool = True
-    explore_share: float = 0.05
+    explore_share: float = 0.0
     min_samples: int = 20
 
 

@@ -11,12 +11,12 @@ re-measured.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from quorum.server.catalog import ModelSpec
+from quorum.server.hashing import fraction
 from quorum.server.state import StateSnapshot, accuracy_key
 
 PRIOR_STRENGTH = 10.0  # pseudo-observations behind a configured prior
@@ -38,8 +38,7 @@ class Estimate:
 
 
 def _unit(*parts: str) -> float:
-    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
+    return fraction("\x1f".join(parts))
 
 
 def explores(request_id: str, share: float) -> bool:

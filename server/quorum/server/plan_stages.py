@@ -11,7 +11,6 @@ forced the strategy or, in ``auto``, falls back to a simpler one.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from quorum.server.catalog import Catalog, ModelSpec
@@ -28,6 +27,7 @@ from quorum.server.domain import (
 )
 from quorum.server.errors import StrategyInfeasible
 from quorum.server.execute.vote import min_deciding_weight
+from quorum.server.hashing import fraction
 from quorum.server.policy import RoutingPolicy
 from quorum.server.state import StateSnapshot, accuracy_key, route_key
 
@@ -85,8 +85,7 @@ def is_probe(request_id: str, share: float) -> bool:
     """Whether this request probes a guarded cascade route: a fixed hash of its id."""
     if share <= 0:
         return False
-    digest = hashlib.blake2b(f"probe:{request_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < share
+    return fraction(f"probe:{request_id}") < share
 
 
 def request_agent(request: RouteRequest, classification: Classification) -> str:

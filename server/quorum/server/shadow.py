@@ -12,7 +12,6 @@ turns those lines into per-task agreement rates and recommendations.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.decisions import DecisionLog
 from quorum.server.domain import Candidate, Completion, RouteRequest, RouteResult
 from quorum.server.execute.normalize import normalize, resolve
+from quorum.server.hashing import fraction
 
 log = structlog.get_logger("quorum.shadow")
 
@@ -40,8 +40,7 @@ def sampled(request_id: str, rate: float) -> bool:
     """Deterministic sampling: the same request id always gets the same answer."""
     if rate <= 0:
         return False
-    digest = hashlib.blake2b(request_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 < rate
+    return fraction(request_id) < rate
 
 
 def shadow_model(catalog: Catalog, request: RouteRequest, answered_by: str) -> ModelSpec | None:

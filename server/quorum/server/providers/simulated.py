@@ -54,6 +54,7 @@ from quorum.server.domain import (
 )
 from quorum.server.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
 from quorum.server.execute.judge import JudgeTask, read_judge_prompt
+from quorum.server.hashing import fraction
 from quorum.server.providers.base import ProviderRequest, StreamDelta
 from quorum.server.tokens import count_tokens
 
@@ -100,8 +101,7 @@ def true_difficulty(prompt: str) -> Difficulty:
 
 
 def _unit(*parts: str) -> float:
-    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
+    return fraction("\x1f".join(parts))
 
 
 def _eval_arith(expression: str) -> float | None:

@@ -9,15 +9,16 @@ caller sent none, and limits tools: a request may only use the tools its agent a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.config import Config
 from quorum.server.domain import Message, Role, RouteRequest
 from quorum.server.errors import PermissionDenied
+from quorum.server.values import value_type
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Agent:
     name: str
     system_prompt: str

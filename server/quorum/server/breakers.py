@@ -27,7 +27,6 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pybreaker
@@ -36,6 +35,7 @@ import structlog
 from quorum.server.config import BreakerConfig
 from quorum.server.domain import BreakerState
 from quorum.server.errors import ProviderError, ProviderUnavailable
+from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.breakers")
 
@@ -59,7 +59,7 @@ def _not_a_provider_fault(exc: BaseException) -> bool:
     return isinstance(exc, ProviderError) and not exc.counts_for_breaker
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ProviderHealth:
     """A breaker as the planner sees it."""
 

@@ -36,6 +36,7 @@ import structlog
 
 from quorum.server.config import BudgetLimits, BudgetsConfig
 from quorum.server.errors import ResourceExhausted
+from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.budget")
 
@@ -69,7 +70,7 @@ def window(period: Period, now: datetime) -> tuple[str, float]:
 _KEEP_S = {Period.DAY: 2 * 86_400, Period.MONTH: 40 * 86_400}
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Counter:
     """One budget a request counts towards, in the current window."""
 
@@ -86,7 +87,7 @@ class Counter:
         return _KEEP_S[self.period]
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class CounterState:
     """A counter and what is spent and reserved on it now (micro-dollars)."""
 
@@ -112,7 +113,7 @@ class ReserveStatus(enum.Enum):
     DUPLICATE = "duplicate"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ReserveResult:
     status: ReserveStatus
     refused_index: int = -1

@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from quorum.server.budget import CounterState, describe, exhausted, usd
 from quorum.server.domain import Hints, Priority, Strategy
+from quorum.server.values import value_type
 
 CONSENSUS = frozenset({Strategy.CONSENSUS_MAJORITY, Strategy.CONSENSUS_JUDGE})
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class GuardOutcome:
     """The hints to plan with and what the guard changed, for ``RouteResult.guards``."""
 

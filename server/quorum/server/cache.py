@@ -24,7 +24,6 @@ import time
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -47,6 +46,7 @@ from quorum.server.domain import (
     ToolCall,
     Usage,
 )
+from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.cache")
 
@@ -57,7 +57,7 @@ _SENSITIVITY = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class CachedAnswer:
     """What a hit gives back: the answer and how it was first produced."""
 

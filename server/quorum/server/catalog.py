@@ -13,7 +13,6 @@ and for providers whose breaker scope is ``model`` — one of its own, keyed
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Literal
 
 from quorum.server.config import (
@@ -24,6 +23,7 @@ from quorum.server.config import (
     SimulatedBehaviour,
 )
 from quorum.server.domain import Capability, Difficulty, Sensitivity, Usage
+from quorum.server.values import value_type
 
 _SENSITIVITY = {
     "public": Sensitivity.PUBLIC,
@@ -37,7 +37,7 @@ BalanceName = Literal["weighted", "least_outstanding", "lowest_latency"]
 StreamFailover = Literal["restart", "error"]
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Deployment:
     """One way to reach a model: provider, the provider's model id, weight and breaker."""
 
@@ -54,7 +54,7 @@ class Deployment:
         return f"{self.provider}/{self.model_id}"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class HedgePolicy:
     """When to send a hedged second request (see :class:`~quorum.server.config.HedgeConfig`)."""
 
@@ -64,7 +64,7 @@ class HedgePolicy:
     min_samples: int
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ModelSpec:
     """One routable model, as the planner and executor see it."""
 
@@ -104,7 +104,7 @@ class ModelSpec:
         return (self.input_usd_per_mtok + 3 * self.output_usd_per_mtok) / 4
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Catalog:
     """All models, tiers cheapest first, and the premium baseline."""
 

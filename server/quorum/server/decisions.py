@@ -16,7 +16,6 @@ import json
 import sys
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -24,6 +23,7 @@ import structlog
 
 from quorum.server.domain import RouteRequest, RouteResult
 from quorum.server.errors import NotFound
+from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.decisions")
 
@@ -31,7 +31,7 @@ FeedbackKind = Literal["regenerated", "thumbs_up", "thumbs_down", "score", "labe
 _QUEUE_LIMIT = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Feedback:
     """An outcome reported for an earlier request."""
 
@@ -104,7 +104,7 @@ def decision_record(
     return record
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Decided:
     """What the log remembers of a decision, for feedback: who answered which task."""
 

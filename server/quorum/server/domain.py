@@ -7,7 +7,9 @@ a ``_pb2`` object. Enums mirror the proto enums by name so conversion is mechani
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from quorum.server.values import value_type
 
 
 class Role(enum.Enum):
@@ -77,14 +79,14 @@ class AttemptOutcome(enum.Enum):
     OUTVOTED = "outvoted"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ImagePart:
     url: str = ""
     data: bytes = b""
     media_type: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ContentPart:
     """Exactly one of ``text`` or ``image`` is set."""
 
@@ -92,14 +94,14 @@ class ContentPart:
     image: ImagePart | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ToolCall:
     id: str
     name: str
     arguments_json: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Message:
     role: Role
     content: str = ""
@@ -121,21 +123,21 @@ class Message:
         return any(p.image is not None for p in self.parts)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Tool:
     name: str
     description: str = ""
     parameters_json: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ResponseFormat:
     type: ResponseFormatType = ResponseFormatType.TEXT
     json_schema: str = ""
     schema_name: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class GenerationParams:
     max_tokens: int = 0
     temperature: float | None = None
@@ -146,7 +148,7 @@ class GenerationParams:
     logprobs: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Hints:
     strategy: Strategy = Strategy.AUTO
     priority: Priority = Priority.BALANCED
@@ -163,7 +165,7 @@ class Hints:
     allow_cache: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RouteRequest:
     """A validated request. ``deadline_s`` is the caller's remaining time, when given."""
 
@@ -202,7 +204,7 @@ class RouteRequest:
         return frozenset(needed)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Classification:
     task: str
     difficulty: Difficulty
@@ -212,7 +214,7 @@ class Classification:
     signals: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
@@ -223,7 +225,7 @@ class Usage:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Candidate:
     model: str
     provider: str
@@ -234,20 +236,20 @@ class Candidate:
     note: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class PlanStage:
     role: str
     candidates: tuple[Candidate, ...]
     note: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Reason:
     code: str
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ExecutionPlan:
     strategy: Strategy
     stages: tuple[PlanStage, ...]
@@ -261,20 +263,20 @@ class ExecutionPlan:
         return tuple(c for s in self.stages for c in s.candidates)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class GateCheck:
     name: str
     passed: bool
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class GateVerdict:
     passed: bool
     checks: tuple[GateCheck, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Attempt:
     model: str
     provider: str
@@ -290,7 +292,7 @@ class Attempt:
     gate: GateVerdict | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class StageTimings:
     classify_ms: float = 0.0
     plan_ms: float = 0.0
@@ -298,7 +300,7 @@ class StageTimings:
     total_ms: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class CascadeDetail:
     tiers_tried: tuple[str, ...]
     escalation_reason: str = ""
@@ -307,7 +309,7 @@ class CascadeDetail:
     deadline_limited: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class CandidateAnswer:
     model: str
     normalized: str
@@ -317,14 +319,14 @@ class CandidateAnswer:
     judge_score: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class VoteGroup:
     normalized: str
     weight: float
     models: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class JudgeDetail:
     model: str
     seed: int
@@ -334,7 +336,7 @@ class JudgeDetail:
     synthesized: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ConsensusDetail:
     answers: tuple[CandidateAnswer, ...]
     groups: tuple[VoteGroup, ...]
@@ -346,7 +348,7 @@ class ConsensusDetail:
     tie_break: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Completion:
     """What one provider call produced."""
 
@@ -357,7 +359,7 @@ class Completion:
     mean_logprob: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ExecutionResult:
     """What an executor produced: the chosen completion and the account of how."""
 
@@ -370,7 +372,7 @@ class ExecutionResult:
     simulated: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RouteResult:
     """The full account returned to the caller."""
 

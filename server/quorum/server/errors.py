@@ -34,16 +34,17 @@ as attempts and, when nothing succeeds, raises :class:`AllAttemptsFailed` listin
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 import grpc
+
+from quorum.server.values import value_type
 
 if TYPE_CHECKING:
     from quorum.server.domain import Attempt, ExecutionPlan
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class FieldViolation:
     """One bad field of a request: a dotted path and what is wrong with it."""
 

@@ -13,23 +13,23 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from quorum.server.catalog import ModelSpec
 from quorum.server.hashing import fraction
 from quorum.server.state import StateSnapshot, accuracy_key
+from quorum.server.values import value_type
 
 PRIOR_STRENGTH = 10.0  # pseudo-observations behind a configured prior
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class PerformancePolicy:
     enabled: bool = True
     explore_share: float = 0.0
     min_samples: int = 20
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Estimate:
     model: str
     quality: float

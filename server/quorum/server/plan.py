@@ -28,7 +28,7 @@ in, so its tests are tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.domain import (
@@ -57,6 +57,7 @@ from quorum.server.plan_stages import (
 from quorum.server.policy import RoutingPolicy
 from quorum.server.state import StateSnapshot
 from quorum.server.tokens import count_tokens
+from quorum.server.values import value_type
 
 __all__ = [
     "TokenEstimate",
@@ -70,7 +71,7 @@ __all__ = [
 _DEFAULT_OUTPUT_TOKENS = {Difficulty.LOW: 150, Difficulty.MEDIUM: 400, Difficulty.HIGH: 800}
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class TokenEstimate:
     input_tokens: int
     output_tokens: int

@@ -11,8 +11,6 @@ forced the strategy or, in ``auto``, falls back to a simpler one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.domain import (
     BreakerState,
@@ -30,13 +28,14 @@ from quorum.server.execute.vote import min_deciding_weight
 from quorum.server.hashing import fraction
 from quorum.server.policy import RoutingPolicy
 from quorum.server.state import StateSnapshot, accuracy_key, route_key
+from quorum.server.values import value_type
 
 UNHEALTHY = (BreakerState.OPEN, BreakerState.COOLING_DOWN)
 JUDGE_PROMPT_TOKENS = 250  # the judge's instructions and delimiters
 JUDGE_TOKENS_PER_CANDIDATE = 30  # its score and share of the rationale
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Planning:
     """Everything one planning decision reads; ``reasons`` collects why."""
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from quorum.server.config import Config, GateConfig
 from quorum.server.domain import Priority, Strategy
 from quorum.server.execute.gate import DEFAULT_REFUSAL_PHRASES, GatePolicy
 from quorum.server.performance import PerformancePolicy
+from quorum.server.values import value_type
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class UseCase:
     """A named policy selected by ``hints.use_case``."""
 
@@ -21,7 +22,7 @@ class UseCase:
     strategy: Strategy | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class CascadePolicy:
     """How cascades run and when the escalation guard skips a tier."""
 
@@ -35,7 +36,7 @@ class CascadePolicy:
     gate: GatePolicy = field(default_factory=GatePolicy)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ConsensusPolicy:
     """How consensus runs: voters, normaliser, weights, tie-break and judge."""
 
@@ -57,7 +58,7 @@ class ConsensusPolicy:
     budget_pressure_above: float = 0.8
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RoutingPolicy:
     default_strategy: Strategy = Strategy.AUTO
     max_failover_attempts: int = 3

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from dataclasses import dataclass
 
 from pydantic import SecretStr
 
@@ -57,9 +56,10 @@ from quorum.server.shadow import ShadowEvaluator, ShadowSettings
 from quorum.server.shared_state import build_shared_state
 from quorum.server.state import StateSnapshot, accuracy_key
 from quorum.server.tracing import Tracing
+from quorum.server.values import value_type
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class PlanOutcome:
     """What the Plan RPC returns: the decision without running it."""
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import structlog
 
@@ -23,13 +22,14 @@ from quorum.server.decisions import DecisionLog
 from quorum.server.domain import Candidate, Completion, RouteRequest, RouteResult
 from quorum.server.execute.normalize import normalize, resolve
 from quorum.server.hashing import fraction
+from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.shadow")
 
 ShadowCall = Callable[[RouteRequest, Candidate, float], Awaitable[tuple[Completion | None, float]]]
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ShadowSettings:
     sample_rate: float = 0.0
     daily_budget_usd: float = 1.0

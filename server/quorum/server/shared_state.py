@@ -40,6 +40,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from quorum.server.config import StateConfig
+from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.shared_state")
 
@@ -61,7 +62,7 @@ _COUNTER_OPS = {"incr", "reset"}
 _SUCCESS_OPS = {"sincr", "sreset"}
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Remote:
     """One breaker as read back from Redis; ``state`` None when Redis has no record."""
 
@@ -200,7 +201,7 @@ class LocalView(pybreaker.CircuitBreakerStorage):
                 self._state = str(value)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class _Batch:
     """Writes taken from the local views for one round trip."""
 

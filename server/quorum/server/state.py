@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from quorum.server.breakers import ProviderHealth
 from quorum.server.domain import BreakerState
+from quorum.server.values import value_type
 
 _HEALTHY = ProviderHealth(BreakerState.CLOSED, 0, 0.0)
 
@@ -21,7 +22,7 @@ def accuracy_key(model: str, task: str) -> str:
     return f"{model}/{task}"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class StateSnapshot:
     """Breaker states and observed rates at the moment a request is planned.
 

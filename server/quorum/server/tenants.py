@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 import structlog
 
@@ -26,6 +25,7 @@ from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.config import BudgetLimits, Config, PlanConfig, PlanRule
 from quorum.server.domain import RouteRequest, Sensitivity, Strategy
 from quorum.server.errors import ConfigError, PermissionDenied, Unauthenticated
+from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.tenants")
 
@@ -49,7 +49,7 @@ def builtin_plans(config: Config) -> dict[str, PlanConfig]:
     }
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class TenantPolicy:
     """What one tenant may do, resolved against the catalog."""
 

@@ -36,6 +36,7 @@ from types import FrameType
 import structlog
 
 from quorum.server.config import Config
+from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.workers")
 
@@ -45,7 +46,7 @@ POLL_S = 0.1
 STOP_MARGIN_S = 10.0  # beyond the grace period, before stragglers are killed
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class WorkerSpec:
     """Everything one worker needs, handed over by the supervisor."""
 

@@ -10,11 +10,12 @@ more capable tier).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+from quorum.server.values import value_type
 
 Array = npt.NDArray[np.float32]
 
@@ -27,7 +28,7 @@ class Encoder(Protocol):
     def encode(self, texts: Sequence[str]) -> Array: ...
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RouteMatch:
     """The best route for a text, or ``None`` below the threshold."""
 

@@ -10,9 +10,9 @@ Hints override: a caller that names the task keeps its task with confidence 1.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from quorum.server.domain import Classification, Difficulty, RouteRequest
+from quorum.server.values import value_type
 
 _SCAN_CHARS = 6000  # enough to classify; bounds the cost on huge prompts
 
@@ -122,7 +122,7 @@ _HARD_ASCII = _ascii_twin(_HARD)
 _MEDIUM_ASCII = _ascii_twin(_MEDIUM)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class _Scores:
     task: str
     task_score: float

@@ -57,6 +57,7 @@ from quorum.server.limits import Permit
 from quorum.server.providers.base import Provider, ProviderRequest
 from quorum.server.resilience import Resilience
 from quorum.server.tokens import count_tokens
+from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.execute")
 
@@ -95,7 +96,7 @@ class ExecutionContext:
         return (self.clock() - self.started) * 1000.0
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class CallResult:
     """The outcome of :func:`call_model`: the last attempt, and any before it (retries)."""
 
@@ -256,7 +257,7 @@ def adapter_error(provider: str, model: str, exc: Exception) -> ProviderBadRespo
     return error
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Sent(Generic[T]):
     """One request upstream (or a refusal before it): its attempt and its outcome."""
 
@@ -265,7 +266,7 @@ class Sent(Generic[T]):
     error: ProviderError | None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Called(Generic[T]):
     """The last :class:`Sent` of a call, the attempts before it and the deployment used."""
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from quorum.server.domain import (
     Attempt,
@@ -44,11 +44,12 @@ from quorum.server.execute.single import deadline_exceeded, no_answer
 from quorum.server.execute.voters import REPLY_MARGIN_S
 from quorum.server.observed import OutcomeStore
 from quorum.server.state import route_key
+from quorum.server.values import value_type
 
 P95 = 0.95
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class CascadeRuntime:
     """What a cascade needs beyond the plan: the gate, the route and where outcomes go."""
 
@@ -59,7 +60,7 @@ class CascadeRuntime:
     verifiers: Sequence[Verifier] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class _Answer:
     """An answer in hand: its call, its verdict and where its attempt sits."""
 

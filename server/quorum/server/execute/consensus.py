@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from quorum.server.domain import (
     Attempt,
@@ -60,6 +60,7 @@ from quorum.server.execute.voters import (
     representative,
     result_of,
 )
+from quorum.server.values import value_type
 
 __all__ = ["ConsensusRuntime", "JudgeCall", "ask_judge", "execute_judge", "execute_majority"]
 
@@ -70,7 +71,7 @@ JUDGE_SHARE_WITHOUT_HISTORY = 0.4  # of the time left, kept for a judge never se
 # ---- the judge ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class JudgeCall:
     """One judge call: its attempts (retries included), and a verdict or why there is none."""
 

@@ -7,50 +7,50 @@ types: the service layer converts them to protobuf.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from quorum.server.domain import CandidateAnswer, ExecutionPlan, GateVerdict, ToolCall
+from quorum.server.values import value_type
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class PlanMade:
     plan: ExecutionPlan
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AttemptStarted:
     model: str
     provider: str
     role: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Chunk:
     model: str
     text: str = ""
     tool_call: ToolCall | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class GateEvaluated:
     model: str
     verdict: GateVerdict
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Escalated:
     from_tier: str
     to_tier: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Voted:
     answer: CandidateAnswer
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class FellBack:
     from_model: str
     to_model: str

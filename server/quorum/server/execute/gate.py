@@ -24,7 +24,6 @@ import json
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -37,6 +36,7 @@ from quorum.server.domain import (
     ResponseFormatType,
     RouteRequest,
 )
+from quorum.server.values import value_type
 
 #: Refusal and hedging openers, lower-case, in the languages callers commonly use.
 DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
@@ -103,7 +103,7 @@ _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class GatePolicy:
     """Thresholds of the gate, compiled from ``routing.cascade.gate``."""
 

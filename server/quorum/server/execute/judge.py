@@ -25,7 +25,6 @@ import math
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from quorum.server.domain import (
@@ -38,6 +37,7 @@ from quorum.server.domain import (
     RouteRequest,
 )
 from quorum.server.execute.gate import strip_fence
+from quorum.server.values import value_type
 
 MARKER = "[quorum-judge/v1]"
 LABELS = "ABCDEFGHIJKLMNOP"
@@ -50,7 +50,7 @@ class JudgeReplyError(ValueError):
     """The judge's reply is not the strict JSON asked for; the message says how."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class JudgeVerdict:
     scores: Mapping[str, float]
     best: str
@@ -58,7 +58,7 @@ class JudgeVerdict:
     answer: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class JudgeTask:
     """A judge prompt read back (what a simulated judge needs)."""
 

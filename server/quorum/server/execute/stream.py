@@ -63,6 +63,7 @@ from quorum.server.execute.single import deadline_exceeded, no_answer
 from quorum.server.limits import Permit
 from quorum.server.providers.base import ProviderRequest, StreamDelta
 from quorum.server.tokens import count_tokens
+from quorum.server.values import value_type
 
 R = TypeVar("R")
 INTERRUPTED = "STREAM_INTERRUPTED"
@@ -82,7 +83,7 @@ class _Opened:
     started_ms: float
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class _Relayed:
     attempt: Attempt
     completion: Completion | None
@@ -90,7 +91,7 @@ class _Relayed:
     chars: int
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class _Broken:
     model: str
     reason: str

@@ -10,14 +10,14 @@ the remaining calls can be cancelled.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from quorum.server.domain import VoteGroup
+from quorum.server.values import value_type
 
 _EPS = 1e-9
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Ballot:
     """One answer in the vote. ``rank`` orders models by capability for tie-breaks."""
 

@@ -40,12 +40,13 @@ from quorum.server.execute.vote import Ballot, decided, tally
 from quorum.server.observed import OutcomeStore
 from quorum.server.policy import ConsensusPolicy
 from quorum.server.state import accuracy_key
+from quorum.server.values import value_type
 
 #: Stop waiting for answers this long before the caller's deadline, so the reply gets out.
 REPLY_MARGIN_S = 0.03
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ConsensusRuntime:
     """What a consensus needs beyond the plan: its policy, the gate, and the task."""
 

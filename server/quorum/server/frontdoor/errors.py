@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -34,6 +33,7 @@ from quorum.server.errors import (
     ResourceExhausted,
 )
 from quorum.server.frontdoor.account import attempt_json, plan_json
+from quorum.server.values import value_type
 
 # google.rpc.Code → HTTP status, as in google/rpc/code.proto.
 HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
@@ -72,7 +72,7 @@ _ERROR_TYPE: Mapping[int, str] = {
 _BUDGET_REASONS = frozenset({"BUDGET_EXHAUSTED", "BUDGET_EXCEEDED", "QUOTA_EXHAUSTED"})
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class HttpError:
     """An error ready to send: status, OpenAI body and extra headers."""
 

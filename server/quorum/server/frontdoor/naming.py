@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -34,6 +34,7 @@ from quorum.server.domain import Capability, Hints, Priority, Sensitivity, Strat
 from quorum.server.errors import FieldViolation, InvalidRequest, NotFound
 from quorum.server.names import NAME
 from quorum.server.policy import RoutingPolicy
+from quorum.server.values import value_type
 
 PREFIX = "quorum:"
 AUTO = "auto"
@@ -42,7 +43,7 @@ _FALSE = {"false", "0", "no"}
 MAX_CONSENSUS_SIZE = 16
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Target:
     """What ``model`` (and the ``quorum`` object) asked for."""
 

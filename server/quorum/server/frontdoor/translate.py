@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from quorum.server import domain as d
@@ -24,6 +24,7 @@ from quorum.server.frontdoor import naming
 from quorum.server.frontdoor.account import account_json
 from quorum.server.names import IMAGE_TYPES, MAX_CONTENT_CHARS, MAX_IMAGE_BYTES, TOOL_NAME
 from quorum.server.policy import RoutingPolicy
+from quorum.server.values import value_type
 
 MAX_TOKENS = 1_000_000
 MAX_STOP = 4
@@ -90,7 +91,7 @@ _FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?:;[\w=.+-]+)*;base64,", re.ASCII)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ChatRequest:
     """A validated ``POST /v1/chat/completions``."""
 

@@ -10,13 +10,13 @@ touch breakers — the executor does that, the same way for every vendor.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Protocol
 
 from quorum.server.domain import Completion, GenerationParams, Message, ToolCall, Usage
+from quorum.server.values import value_type
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ProviderRequest:
     """One upstream call: the provider's model id, the conversation and a time limit."""
 
@@ -26,7 +26,7 @@ class ProviderRequest:
     timeout_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class StreamDelta:
     """One streamed piece. The last delta of a stream carries ``usage`` and ``finish_reason``."""
 

@@ -40,7 +40,6 @@ import operator
 import random
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from typing import cast
 
 from quorum.server.config import DifficultyName, SimulatedBehaviour
@@ -57,6 +56,7 @@ from quorum.server.execute.judge import JudgeTask, read_judge_prompt
 from quorum.server.hashing import fraction
 from quorum.server.providers.base import ProviderRequest, StreamDelta
 from quorum.server.tokens import count_tokens
+from quorum.server.values import value_type
 
 REFUSALS = (
     "I'm sorry, but I can't help with that request.",
@@ -132,7 +132,7 @@ def _format_number(value: float) -> str:
     return str(int(value)) if value == int(value) else f"{value:.4g}"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class SimulatedAnswer:
     """What a simulated model says, and whether it is right (for benchmarks)."""
 

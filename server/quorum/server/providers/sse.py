@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -34,6 +33,7 @@ from quorum.server.errors import (
     ProviderUnavailable,
 )
 from quorum.server.providers.http import HttpClient, error_for_status
+from quorum.server.values import value_type
 
 _MAX_ERROR_TEXT = 500
 
@@ -41,7 +41,7 @@ ErrorRefiner = Callable[[ProviderError, bytes], ProviderError]
 """A vendor hook that improves a mapped error from its raw body (e.g. a retry delay)."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class SseEvent:
     """One dispatched server-sent event: its ``event`` name (may be empty) and data."""
 

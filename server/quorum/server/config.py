@@ -373,6 +373,8 @@ class DecisionLogConfig(_Strict):
     include_prompts: bool = False
     retention_s: float = Field(86_400.0, gt=0, le=30 * 86_400)
     max_entries: int = Field(50_000, ge=100, le=10_000_000)
+    # Queued lines are written in one batch at most this often (0: as soon as possible).
+    flush_interval_s: float = Field(0.05, ge=0, le=10)
 
 
 # ---- tenants, auth, budgets, cache, admission, observability -----------------------

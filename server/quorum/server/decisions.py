@@ -4,8 +4,10 @@ Each routed request becomes one JSON line (classification, plan, attempts with g
 verdicts, cost, latency; the prompt only when configured) written to stdout, a file or
 a Redis stream. ``Feedback`` appends a feedback line for a request id the log knows —
 in-process by default, across replicas through Redis when configured — and unknown ids
-are NOT_FOUND. Writing happens off the request path: lines are queued and a background
-task flushes them in batches.
+are NOT_FOUND. Writing happens off the request path: a decision is queued as it is
+(its values are immutable) and a background task turns the queue into JSON lines and
+writes them in one batch at most every ``flush_interval_s``, so a busy server pays one
+write per batch rather than one per request.
 """
 
 from __future__ import annotations
@@ -54,13 +56,14 @@ def feedback_is_good(fb: Feedback) -> bool | None:
 
 
 def decision_record(
-    request: RouteRequest, result: RouteResult, include_prompt: bool
+    request: RouteRequest, result: RouteResult, include_prompt: bool, ts: float | None = None
 ) -> dict[str, Any]:
-    """The JSON-able record of one decision (no prompt text unless asked)."""
+    """The JSON-able record of one decision (no prompt text unless asked); ``ts`` is
+    when it was decided (now, if not given)."""
     c = result.classification
     record: dict[str, Any] = {
         "type": "decision",
-        "ts": time.time(),
+        "ts": time.time() if ts is None else ts,
         "request_id": result.request_id,
         "tenant": request.tenant,
         "task": c.task,
@@ -146,13 +149,17 @@ class DecisionLog:
         max_entries: int = 50_000,
         redis_url: str | None = None,
         stream_key: str = "quorum:decisions",
+        flush_interval_s: float = 0.05,
     ) -> None:
         self._sink = sink
+        self._flush_interval_s = flush_interval_s
         self._path = path
         self._include_prompts = include_prompts
         self._index = _Index(max_entries, retention_s)
         self._retention_s = retention_s
-        self._queue: list[str] = []
+        # A queued entry is a ready record, or a decision (request, result, time) whose
+        # record the writer builds.
+        self._queue: list[dict[str, Any] | tuple[RouteRequest, RouteResult, float]] = []
         self._wakeup: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
         self._file: TextIO | None = None
@@ -161,6 +168,7 @@ class DecisionLog:
         self._redis: Any = None
         self._closing = False
         self._pending: set[asyncio.Task[None]] = set()
+        self._closed = asyncio.Event()
         self.dropped = 0
 
     # -- recording -----------------------------------------------------------------
@@ -172,7 +180,7 @@ class DecisionLog:
         if self._redis_url:
             self._remember_shared(result.request_id, decided)
         if self._sink != "none":
-            self._enqueue(decision_record(request, result, self._include_prompts))
+            self._enqueue((request, result, time.time()))
 
     def note(self, record: dict[str, Any]) -> None:
         """Queue any other record (e.g. a shadow verdict) for the log."""
@@ -206,16 +214,23 @@ class DecisionLog:
             self._enqueue(record)
         return decided
 
-    def _enqueue(self, record: dict[str, Any]) -> None:
+    def _enqueue(self, entry: dict[str, Any] | tuple[RouteRequest, RouteResult, float]) -> None:
         if len(self._queue) >= _QUEUE_LIMIT:
             self.dropped += 1
             return
-        self._queue.append(json.dumps(record, separators=(",", ":")))
-        if self._writer is None:
-            self._wakeup = asyncio.Event()
+        self._queue.append(entry)
+        wakeup = self._wakeup
+        if wakeup is None:
+            wakeup = self._wakeup = asyncio.Event()
             self._writer = asyncio.get_running_loop().create_task(self._run())
-        assert self._wakeup is not None
-        self._wakeup.set()
+        if not wakeup.is_set():
+            wakeup.set()
+
+    def _line(self, entry: dict[str, Any] | tuple[RouteRequest, RouteResult, float]) -> str:
+        if isinstance(entry, tuple):
+            request, result, ts = entry
+            entry = decision_record(request, result, self._include_prompts, ts)
+        return json.dumps(entry, separators=(",", ":"))
 
     # -- shared index through Redis ---------------------------------------------------
 
@@ -261,15 +276,20 @@ class DecisionLog:
         assert self._wakeup is not None
         while True:
             await self._wakeup.wait()
+            if self._flush_interval_s > 0 and not self._closing:
+                # Let a batch gather; close() cuts the wait short.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), self._flush_interval_s)
             self._wakeup.clear()
             await self._flush()
             if self._closing:
                 return
 
     async def _flush(self) -> None:
-        lines, self._queue = self._queue, []
-        if not lines:
+        entries, self._queue = self._queue, []
+        if not entries:
             return
+        lines = [self._line(entry) for entry in entries]
         try:
             if self._sink == "stdout":
                 sys.stdout.write("\n".join(lines) + "\n")
@@ -299,6 +319,7 @@ class DecisionLog:
         """Flush what is queued and stop the writer."""
         if self._writer is not None and self._wakeup is not None:
             self._closing = True
+            self._closed.set()
             self._wakeup.set()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.shield(self._writer), timeout=5.0)

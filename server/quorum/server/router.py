@@ -114,6 +114,7 @@ class Router:
             retention_s=d.retention_s,
             max_entries=d.max_entries,
             redis_url=config.state.redis_url,
+            flush_interval_s=d.flush_interval_s,
         )
         self.observed: ObservedState = build_observed(config)
         self.shadow = ShadowEvaluator(

@@ -213,3 +213,35 @@ async def test_observer_hears_outcomes_rejections_cooldowns_and_changes() -> Non
         ("rejected", "p", "open"),
         ("cool", "p"),
     ]
+
+
+async def test_steady_snapshot_is_shared_until_a_breaker_event() -> None:
+    clock = Clock()
+    b = _breakers(fail_max=3, clock=clock)
+
+    async def ok() -> None:
+        await asyncio.sleep(0)
+
+    first = b.snapshot()
+    assert b.snapshot() is first  # nothing happened: the same snapshot
+    with pytest.raises(ProviderUnavailable):
+        await _call(b, _failing)
+    counted = b.snapshot()
+    assert counted is not first
+    assert counted["p"].failure_count == 1
+    await _call(b, ok)  # a success resets the count, and the snapshot says so
+    assert b.snapshot()["p"].failure_count == 0
+
+
+def test_cool_down_shows_at_once_and_ends_with_the_clock() -> None:
+    clock = Clock()
+    b = _breakers(clock=clock)
+    assert b.snapshot()["p"].state is BreakerState.CLOSED
+    b.cool_down("p", 2.0)
+    assert b.health("p").state is BreakerState.COOLING_DOWN
+    assert b.snapshot()["p"].cooldown_remaining_s == pytest.approx(2.0)
+    clock.now += 1.5
+    assert b.health("p").cooldown_remaining_s == pytest.approx(0.5)
+    clock.now += 1.0
+    assert b.health("p").state is BreakerState.CLOSED
+    assert b.snapshot()["p"].state is BreakerState.CLOSED

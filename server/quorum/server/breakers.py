@@ -16,7 +16,10 @@ through per replica; concurrent calls are refused until it ends. A 429 with Retr
 puts the key in a cool-down for that long.
 
 States are readable as a frozen snapshot for the planner, reported to state listeners
-(logged here) and to :class:`BreakerObserver` s — the hook for metrics. With a
+(logged here) and to :class:`BreakerObserver` s — the hook for metrics. While every
+breaker is closed and nothing cools down, health does not change with time, so the
+snapshot is kept until a breaker event (a failure, a state change, a cool-down, a
+shared refresh) and every request reads the same one. With a
 :class:`SharedBackend` (Redis, :mod:`quorum.server.shared_state`) breaker state and
 cool-downs are shared across replicas; reads stay local either way.
 """
@@ -124,11 +127,18 @@ class _Listener(pybreaker.CircuitBreakerListener):
         self._owner._on_change(cb.name, old, new_state.name)
 
     def failure(self, cb: Any, exc: BaseException) -> None:
-        for observer in self._owner._observers:
+        owner = self._owner
+        owner._counted.add(cb.name)
+        owner._changed()
+        for observer in owner._observers:
             observer.call_failed(cb.name, exc)
 
     def success(self, cb: Any) -> None:
-        for observer in self._owner._observers:
+        owner = self._owner
+        if cb.name in owner._counted:  # the success reset a failure count
+            owner._counted.discard(cb.name)
+            owner._changed()
+        for observer in owner._observers:
             observer.call_succeeded(cb.name)
 
 
@@ -151,6 +161,16 @@ class Breakers:
         self._observers: list[BreakerObserver] = []
         self._cooldown_until: dict[str, float] = {}
         self._probing: set[str] = set()
+        # The steady snapshot: valid while ``_version`` (bumped by every breaker event)
+        # is unchanged. ``None`` with ``_unsteady_until`` in the future: some breaker's
+        # health depends on the time now, so it is computed afresh on each read.
+        self._version = 0
+        self._steady: dict[str, ProviderHealth] | None = None
+        self._steady_version = -1
+        self._unsteady_until = 0.0
+        self._counted: set[str] = set()
+        self._snapshot: dict[str, ProviderHealth] = {}
+        self._snapshot_version = -1
         self._shared = shared
         if shared is not None and storage_factory is None:
             storage_factory = shared.storage
@@ -191,7 +211,27 @@ class Breakers:
         """Report every call outcome, rejection, cool-down and state change to ``observer``."""
         self._observers.append(observer)
 
+    def _changed(self) -> None:
+        self._version += 1
+
+    def _steady_health(self) -> dict[str, ProviderHealth] | None:
+        """Every key's health when none of it depends on the time, else ``None``."""
+        if self._steady_version == self._version and (
+            self._steady is not None or self._clock() < self._unsteady_until
+        ):
+            return self._steady
+        version = self._version
+        healths = {key: self._health_now(key) for key in self._breakers}
+        steady = all(
+            h.state is BreakerState.CLOSED and h.cooldown_remaining_s == 0 for h in healths.values()
+        )
+        self._steady = healths if steady else None
+        self._steady_version = version
+        self._unsteady_until = 0.0 if steady else self._clock() + 0.25
+        return self._steady
+
     def _on_change(self, name: str, old: str, new: str) -> None:
+        self._changed()
         old_state, new_state = _STATES.get(old, BreakerState.CLOSED), _STATES[new]
         if old_state is new_state:
             return
@@ -205,6 +245,7 @@ class Breakers:
 
     def _on_sync(self, cooldowns: Mapping[str, float]) -> None:
         """After a shared refresh: adopt cool-downs and let pybreaker notice new states."""
+        self._changed()  # counts and states may have changed elsewhere
         wall, now = time.time(), self._clock()
         for key, until_epoch in cooldowns.items():
             until = now + (until_epoch - wall)
@@ -228,6 +269,12 @@ class Breakers:
 
     def health(self, name: str) -> ProviderHealth:
         """The key's state now, cool-downs included."""
+        steady = self._steady_health()
+        if steady is not None:
+            return steady[name]
+        return self._health_now(name)
+
+    def _health_now(self, name: str) -> ProviderHealth:
         remaining = max(0.0, self._cooldown_until.get(name, 0.0) - self._clock())
         state = self._effective_state(name)
         if remaining > 0 and state is BreakerState.CLOSED:
@@ -247,8 +294,17 @@ class Breakers:
         as its best deployment."""
         return best_health(self.health(k) for k in keys)
 
-    def snapshot(self) -> dict[str, ProviderHealth]:
-        """Every provider's health, then every deployment breaker's, for a planner snapshot."""
+    def snapshot(self) -> Mapping[str, ProviderHealth]:
+        """Every provider's health, then every deployment breaker's, for a planner snapshot
+        (shared while the breakers are steady: read it, do not change it)."""
+        if self._steady_health() is not None:
+            if self._snapshot_version != self._version:
+                self._snapshot = self._snapshot_of()
+                self._snapshot_version = self._version
+            return self._snapshot
+        return self._snapshot_of()
+
+    def _snapshot_of(self) -> dict[str, ProviderHealth]:
         out = {name: self.provider_health(name) for name in self._providers}
         for key in self._breakers:
             if key not in out:
@@ -272,6 +328,7 @@ class Breakers:
         if until <= self._cooldown_until.get(name, 0.0):
             return
         self._cooldown_until[name] = until
+        self._changed()
         seconds = until - self._clock()
         log.info(
             "provider_cooling_down",

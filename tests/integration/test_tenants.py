@@ -208,3 +208,48 @@ async def test_a_strategy_the_plan_forbids_is_replaced_after_planning() -> None:
             assert r.strategy == pb.STRATEGY_SINGLE
             (guard,) = r.guards
             assert guard.startswith("strategy: plan free does not allow consensus")
+
+
+async def test_a_saturated_cpu_sheds_before_parsing_and_keeps_health() -> None:
+    data = sim_config(admission={"retry_after_s": 0.5, "shed_busy_threshold": 0.9})
+    async with serving(data) as running:
+        shedder = running.shedder
+        assert shedder is not None
+        async with AsyncQuorumClient(f"127.0.0.1:{running.port}", timeout=5) as anyone:
+            assert (await anyone.route("hello")).content  # starts the monitor
+            shedder.max_share = 1.0
+            shedder.share = 1.0
+            shedder.busy_threshold = 0.0  # every sample counts as saturated
+            for _ in range(3):
+                with pytest.raises(QuorumError) as info:
+                    await anyone.route("hello")
+                assert info.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert info.value.reason == "OVERLOADED"
+                assert info.value.retry_after_s == pytest.approx(0.5)
+            with pytest.raises(QuorumError) as stream_info:
+                async for _ in anyone.route_stream("hello"):
+                    pass
+            assert stream_info.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert stream_info.value.reason == "OVERLOADED"
+            # Even bytes that are no RouteRequest get the same answer: nothing is parsed.
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+            raw = channel.unary_unary("/quorum.route.v1.RouteService/Route", None, None)
+            with pytest.raises(grpc.aio.AioRpcError) as raw_info:
+                await raw(b"\xff\xff\xff", timeout=5)
+            assert raw_info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            health = health_pb2_grpc.HealthStub(channel)
+            reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            models = await anyone.list_models()  # only Route and RouteStream are shed
+            assert models.models
+            await channel.close(None)
+            shedder.busy_threshold = 1.01  # idle again: the share decays to zero
+            for _ in range(100):
+                if shedder.share == 0.0:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await anyone.route("hello")).content
+        assert (
+            sample_value(running.router.metrics, "quorum_shed_total", {"reason": "cpu_saturated"})
+            >= 4
+        )

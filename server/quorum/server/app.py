@@ -27,6 +27,7 @@ from quorum.server.gateway import Gateway
 from quorum.server.metrics import MetricsServer, serve_metrics
 from quorum.server.router import Router
 from quorum.server.service import RouteService, add_route_service
+from quorum.server.shedding import LoadShedder
 from quorum.server.tls import server_credentials
 
 log = structlog.get_logger("quorum.app")
@@ -44,6 +45,7 @@ class RunningServer:
     health: AsyncHealthServicer
     http: HttpFrontDoor | None = None  # the OpenAI-compatible listener, when configured
     metrics: MetricsServer | None = None  # the Prometheus endpoint, when configured
+    shedder: LoadShedder | None = None  # CPU-based shedding, when configured
 
     async def start(self) -> None:
         await self.server.start()
@@ -57,6 +59,8 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         http_stopped = self.http.stop(grace_s) if self.http is not None else asyncio.sleep(0)
         await asyncio.gather(self.server.stop(grace_s), http_stopped)
+        if self.shedder is not None:
+            await self.shedder.close()
         await self.router.close()
         if self.metrics is not None:
             await self.metrics.stop()
@@ -95,7 +99,9 @@ def create_server(
     if router is None:
         router = Router(config, secrets=resolve_secrets(config))
     admission = Admission(config, router.metrics)
-    gateway = Gateway(router.guardrails.tenants, admission, router.metrics, router.tracing)
+    threshold = config.admission.shed_busy_threshold
+    shedder = LoadShedder(threshold) if threshold is not None else None
+    gateway = Gateway(router.guardrails.tenants, admission, router.metrics, router.tracing, shedder)
     server = grpc.aio.server(
         options=server_options(config, reuse_port=reuse_port),
         interceptors=[gateway],
@@ -122,7 +128,9 @@ def create_server(
     http = HttpFrontDoor(router, http_address, admission) if http_address else None
     metrics_address = metrics_address or config.observability.metrics_address
     metrics = serve_metrics(router.metrics, metrics_address) if metrics_address else None
-    return RunningServer(server, port, router, health_servicer, http, metrics=metrics)
+    return RunningServer(
+        server, port, router, health_servicer, http, metrics=metrics, shedder=shedder
+    )
 
 
 async def serve(

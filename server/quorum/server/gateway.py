@@ -5,7 +5,9 @@ For every RouteService RPC, before the servicer runs:
 1. **Authenticate** the ``authorization: Bearer <token>`` metadata (when auth is on);
    missing or unknown credentials → UNAUTHENTICATED.
 2. **Admit** it under the in-flight limits (:mod:`quorum.server.admission`); beyond
-   them → RESOURCE_EXHAUSTED with RetryInfo.
+   them → RESOURCE_EXHAUSTED with RetryInfo. While the CPU is saturated
+   (:mod:`quorum.server.shedding`) a share of new Route and RouteStream calls is refused
+   the same way before its request is parsed, the cheapest answer gRPC allows.
 3. Run the servicer **as the tenant** (:func:`quorum.server.auth.acting_as`), inside a
    trace span when tracing is on, with a :class:`~quorum.server.metrics.RequestRecord`
    the router fills in; afterwards count ``quorum_requests_total`` with the final code
@@ -28,8 +30,9 @@ import structlog
 from quorum.route.v1 import route_service_pb2
 from quorum.server.admission import Admission, Ticket
 from quorum.server.auth import acting_as
-from quorum.server.errors import QuorumError
+from quorum.server.errors import QuorumError, ResourceExhausted
 from quorum.server.metrics import Metrics, close_record, open_record
+from quorum.server.shedding import LoadShedder
 from quorum.server.status import status_for, to_grpc
 from quorum.server.tenants import TenantPolicy, Tenants
 from quorum.server.tracing import Tracing
@@ -48,6 +51,11 @@ if TYPE_CHECKING:
     _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:
     _Interceptor = grpc.aio.ServerInterceptor
+
+
+def _ignore(data: bytes) -> None:
+    """The deserializer of a refused call: its request is never read."""
+    return None
 
 
 def _code_name(context: Context, exc: BaseException | None) -> str:
@@ -72,11 +80,20 @@ class Gateway(_Interceptor):
         admission: Admission,
         metrics: Metrics,
         tracing: Tracing | None = None,
+        shedder: LoadShedder | None = None,
     ) -> None:
         self._tenants = tenants
         self._admission = admission
         self._metrics = metrics
         self._tracing = tracing
+        self._shedder = shedder
+        overloaded = ResourceExhausted(
+            "server CPU saturated; retry shortly",
+            retry_after_s=admission.retry_after_s,
+            reason="OVERLOADED",
+        )
+        self._overloaded = to_grpc(status_for(overloaded))
+        self._refusals: dict[str, Handler] = {}
         # Wrapped handlers are built once per method; each call reads its own metadata
         # from the servicer context, so nothing is allocated per call here.
         self._wrapped: dict[str, Handler] = {}
@@ -86,14 +103,48 @@ class Gateway(_Interceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
         details: grpc.HandlerCallDetails,
     ) -> Handler:
-        handler = await continuation(details)
         method: str = details.method
+        if method in _COUNTED and self._shedder is not None and self._shedder.shed():
+            return self._refusal(method)
+        handler = await continuation(details)
         if handler is None or not method.startswith(_PREFIX):
             return handler  # None: unknown method, which grpc answers UNIMPLEMENTED
         wrapped = self._wrapped.get(method)
         if wrapped is None:
             wrapped = self._wrapped[method] = self._wrap(method, handler)
         return wrapped
+
+    def _refusal(self, method: str) -> Handler:
+        """A handler that refuses at once, without parsing the request."""
+        self._metrics.shed("cpu_saturated")
+        refusal = self._refusals.get(method)
+        if refusal is not None:
+            return refusal
+        status = self._overloaded
+
+        async def refuse(request: Any, context: Context) -> bytes:
+            # Setting the status and returning is much cheaper than aborting (no
+            # exception through grpc.aio); the client sees only the status.
+            context.set_code(status.code)
+            context.set_details(status.details)
+            context.set_trailing_metadata(status.trailing_metadata)
+            return b""
+
+        async def refuse_stream(request: Any, context: Context) -> AsyncIterator[Any]:
+            context.set_code(status.code)
+            context.set_details(status.details)
+            context.set_trailing_metadata(status.trailing_metadata)
+            return
+            yield  # pragma: no cover - makes this an async generator
+
+        if method.endswith("/Route"):
+            refusal = grpc.unary_unary_rpc_method_handler(refuse, request_deserializer=_ignore)
+        else:
+            refusal = grpc.unary_stream_rpc_method_handler(
+                refuse_stream, request_deserializer=_ignore
+            )
+        self._refusals[method] = refusal
+        return refusal
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
         if handler.unary_unary is not None:

@@ -8,17 +8,18 @@
    as independent callers would — offers half the capacity, then twice the capacity,
    to three servers:
 
-   * **admission**: the server as configured, ``admission.max_inflight`` 64;
-   * **+ gRPC core pending limits**: the same with gRPC core's own bounds on RPCs that
-     arrived but that the server has not taken yet (:data:`CORE_LIMITS`, set through
-     :mod:`bench._serve_options`);
-   * **no effective limit**: ``max_inflight`` 100,000.
+   * **default**: the server as configured by default: ``admission.max_inflight`` 64 and
+     CPU-based shedding (:mod:`quorum.server.shedding`);
+   * **in-flight limit only**: the same with ``admission.shed_busy_threshold: null``;
+   * **+ gRPC core pending limits**: in-flight limit only, with gRPC core's own bounds
+     on RPCs that arrived but that the server has not taken yet (:data:`CORE_LIMITS`,
+     set through :mod:`bench._serve_options`).
 
 What it shows: when the CPU is the limit, ``grpc.aio`` takes new RPCs from gRPC core
 only between turns of the event loop, so the backlog grows in gRPC core, before any
-Python code runs and before admission can count it. Each call has a 2 s deadline;
-accepted p50/p99, shed share, status codes and whether shed calls carry RetryInfo are
-printed.
+Python code runs and before an in-flight limit can count it; shedding on the event
+loop's busy share refuses calls instead. Each call has a 2 s deadline; accepted
+p50/p99, shed share, status codes and whether shed calls carry RetryInfo are printed.
 """
 
 from __future__ import annotations
@@ -63,10 +64,13 @@ CORE_LIMITS = [
 ]
 
 
-def config_for(base_url: str, max_inflight: int) -> dict[str, Any]:
+def config_for(base_url: str, max_inflight: int, *, cpu_shedding: bool = True) -> dict[str, Any]:
+    admission: dict[str, Any] = {"max_inflight": max_inflight, "retry_after_s": 0.5}
+    if not cpu_shedding:
+        admission["shed_busy_threshold"] = None
     return {
         "server": {"log_level": "warning", "max_concurrent_rpcs": max(max_inflight, 64)},
-        "admission": {"max_inflight": max_inflight, "retry_after_s": 0.5},
+        "admission": admission,
         "providers": {
             "upstream": {
                 "kind": "openai",
@@ -194,13 +198,18 @@ async def scenario(
     args: argparse.Namespace,
     rate: float | None,
     *,
+    cpu_shedding: bool = True,
     grpc_options: list[tuple[str, int]] | None = None,
 ) -> dict[str, Any]:
-    config = tmp / f"overload-{max_inflight}.yaml"
-    config.write_text(yaml.safe_dump(config_for(base_url, max_inflight)))
+    config = tmp / f"overload-{max_inflight}-{cpu_shedding}-{bool(grpc_options)}.yaml"
+    config.write_text(yaml.safe_dump(config_for(base_url, max_inflight, cpu_shedding=cpu_shedding)))
     address = f"127.0.0.1:{free_port()}"
     server = start_server(config, address, grpc_options)
-    out: dict[str, Any] = {"max_inflight": max_inflight, "grpc_options": grpc_options or []}
+    out: dict[str, Any] = {
+        "max_inflight": max_inflight,
+        "cpu_shedding": cpu_shedding,
+        "grpc_options": grpc_options or [],
+    }
     try:
         await wait_serving(address)
         options = [("grpc.use_local_subchannel_pool", 1)]
@@ -235,16 +244,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="quorum-overload-"))
     os.environ[KEY_ENV] = "sk-bench"
     try:
-        admission = await scenario(base_url, tmp, args.max_inflight, args, None)
-        rate = float(admission["capacity_rps"])
+        default = await scenario(base_url, tmp, args.max_inflight, args, None)
+        rate = float(default["capacity_rps"])
+        inflight = await scenario(base_url, tmp, args.max_inflight, args, rate, cpu_shedding=False)
         core = await scenario(
-            base_url, tmp, args.max_inflight, args, rate, grpc_options=CORE_LIMITS
+            base_url,
+            tmp,
+            args.max_inflight,
+            args,
+            rate,
+            cpu_shedding=False,
+            grpc_options=CORE_LIMITS,
         )
-        unbounded = await scenario(base_url, tmp, 100_000, args, rate)
     finally:
         upstream.terminate()
         upstream.wait(10)
-    return {"admission": admission, "core_limits": core, "unbounded": unbounded}
+    return {"default": default, "inflight_only": inflight, "core_limits": core}
 
 
 def main() -> None:
@@ -263,7 +278,7 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
-    a, c, u = result["admission"], result["core_limits"], result["unbounded"]
+    a, i, c = result["default"], result["inflight_only"], result["core_limits"]
     print(f"capacity (closed loop, C=64): {a['capacity_rps']:,} rps, p99 {a['capacity_p99_ms']} ms")
     header = (
         f"{'':40} {'offered':>8} {'goodput':>8} {'shed':>6} {'p50 ok':>8} {'p99 ok':>8} "
@@ -271,19 +286,19 @@ def main() -> None:
     )
     print(header)
     for label, block in (
-        (f"admission ({a['max_inflight']} in flight), 0.5x", a["half"]),
-        (f"admission ({a['max_inflight']} in flight), 2x", a["double"]),
+        ("default (CPU shedding), 0.5x", a["half"]),
+        ("default (CPU shedding), 2x", a["double"]),
+        (f"in-flight limit ({i['max_inflight']}) only, 0.5x", i["half"]),
+        (f"in-flight limit ({i['max_inflight']}) only, 2x", i["double"]),
         ("+ gRPC core pending limits, 0.5x", c["half"]),
         ("+ gRPC core pending limits, 2x", c["double"]),
-        ("no effective limit, 0.5x", u["half"]),
-        ("no effective limit, 2x", u["double"]),
     ):
         print(
             f"{label:40} {block['offered_rps']:>8,} {block['goodput_rps']:>8,} "
             f"{block['shed_share']:>6.0%} {block['accepted_p50_ms']:>8.1f} "
             f"{block['accepted_p99_ms']:>8.1f} {block['accepted_max_ms']:>8.1f}  {block['codes']}"
         )
-    for name, block in (("admission", a["double"]), ("core limits", c["double"])):
+    for name, block in (("default", a["double"]),):
         shed = block["codes"].get("RESOURCE_EXHAUSTED", 0)
         checks = [
             (f"{name}: sheds with RESOURCE_EXHAUSTED at 2x", shed > 0, f"{shed:,} shed"),
@@ -303,6 +318,14 @@ def main() -> None:
                 json.dumps(block["codes"]),
             ),
         ]
+        half = a["half"]
+        checks.append(
+            (
+                "default: at 0.5x almost nothing is shed (<= 2%)",
+                half["shed_share"] <= 0.02,
+                f"{half['shed_share']:.1%}",
+            )
+        )
         for text, ok, detail in checks:
             print(f"[{'PASS' if ok else 'FAIL'}] {text}: {detail}")
 

@@ -77,3 +77,13 @@ def test_committed_default_artifact_loads_and_is_small() -> None:
     router = LearnedRouter.load(DEFAULT_ARTIFACT)
     scores = router.score("What is 2 + 2?\nA. 3\nB. 4\nC. 5\nD. 6\nAnswer:")
     assert scores.recommended in scores.models
+
+
+def test_round_trip_keeps_the_warm_words(trained: Trained, saved: Path) -> None:
+    router, _ = trained
+    loaded = LearnedRouter.load(saved)
+    for source in router.sources:
+        before = router.head(source).space.blocks
+        after = loaded.head(source).space.blocks
+        assert [b.warm_words for b in before] == [b.warm_words for b in after]
+        assert any(b.warm_words for b in after)

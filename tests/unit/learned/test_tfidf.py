@@ -8,7 +8,13 @@ from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[impo
 
 from quorum.server.learned.fitting import cue_block_scale
 from quorum.server.learned.text import CUE_NAMES, focus_text, prompt_cues
-from quorum.server.learned.tfidf import TfidfBlock, char_wb_ngrams, word_ngrams
+from quorum.server.learned.tfidf import (
+    TfidfBlock,
+    char_wb_ngrams,
+    frequent_words,
+    padded_word_ngrams,
+    word_ngrams,
+)
 
 TEXTS = [
     "the quick brown fox jumps over the lazy dog",
@@ -87,3 +93,32 @@ def test_few_shot_prompts_focus_on_the_last_question() -> None:
 def test_cue_scale_is_floored() -> None:
     scale = cue_block_scale(np.array([0.0, 1.0, 4.0, 0.01]))
     np.testing.assert_allclose(scale, 2.0 * np.array([0.25, 1.0, 4.0, 0.25]))
+
+
+def test_warm_and_cached_words_give_the_same_row() -> None:
+    texts = [t.lower() for t in TEXTS]
+    vec = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, preprocessor=lambda t: t
+    ).fit(texts)
+    vocab = {str(k): int(v) for k, v in vec.vocabulary_.items()}
+    idf = np.asarray(vec.idf_, dtype=np.float64)
+    cold = TfidfBlock("char_wb", (3, 5), vocab, idf)
+    warm = TfidfBlock("char_wb", (3, 5), vocab, idf, warm_words=frequent_words(texts, 50, 1))
+    for text in texts + texts:  # the second pass reads the cache filled by the first
+        a, b = cold.transform(text), warm.transform(text)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_allclose(a[1], b[1], rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match="warm_words"):
+        TfidfBlock("word", (1, 1), {"ab": 0}, np.ones(1), warm_words=("ab",))
+
+
+def test_frequent_words_rank_by_document_frequency() -> None:
+    assert frequent_words(["a b b", "b c", "c d", "b"], 10) == ("b", "c")
+    assert frequent_words(["a b b", "b c", "c d", "b"], 1) == ("b",)
+    assert frequent_words(["x"], 5, min_df=1) == ("x",)
+
+
+def test_padded_word_ngrams_equal_char_wb_ngrams_of_one_word() -> None:
+    for word in ("a", "ab", "abc", "abcd", "abcdefgh", "naïve"):
+        for low, high in ((3, 5), (2, 2), (1, 4)):
+            assert padded_word_ngrams(word, low, high) == char_wb_ngrams(word, low, high)

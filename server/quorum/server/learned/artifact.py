@@ -49,6 +49,8 @@ def _head_arrays(prefix: str, head: SourceHead) -> dict[str, npt.NDArray[Any]]:
         terms = sorted(block.vocabulary, key=block.vocabulary.__getitem__)
         arrays[f"{prefix}.vocab{i}"] = np.array(terms, dtype=np.str_)
         arrays[f"{prefix}.idf{i}"] = _f32(block.idf)
+        if block.warm_words:
+            arrays[f"{prefix}.warm{i}"] = np.array(block.warm_words, dtype=np.str_)
     arrays[f"{prefix}.cue_mean"] = _f32(head.space.cue_mean)
     arrays[f"{prefix}.cue_scale"] = _f32(head.space.cue_scale)
     arrays[f"{prefix}.coef"] = np.asarray(head.coef, dtype=np.float16)
@@ -149,6 +151,7 @@ def _load_head(source: str, entry: Mapping[str, Any], z: Mapping[str, Any]) -> S
     blocks = []
     for i, spec in enumerate(entry["blocks"]):
         terms = [str(t) for t in z[f"{p}.vocab{i}"]]
+        warm = tuple(str(t) for t in z[f"{p}.warm{i}"]) if f"{p}.warm{i}" in z else ()
         blocks.append(
             TfidfBlock(
                 analyzer=str(spec["analyzer"]),
@@ -156,6 +159,7 @@ def _load_head(source: str, entry: Mapping[str, Any], z: Mapping[str, Any]) -> S
                 vocabulary={t: j for j, t in enumerate(terms)},
                 idf=arr(f"idf{i}"),
                 sublinear_tf=bool(spec["sublinear_tf"]),
+                warm_words=warm,
             )
         )
     space = FeatureSpace(tuple(blocks), arr("cue_mean"), arr("cue_scale"))

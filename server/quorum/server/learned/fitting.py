@@ -20,7 +20,7 @@ from sklearn.svm import LinearSVC  # type: ignore[import-untyped]
 
 from quorum.server.learned.heads import CategoryPrior, sigmoid
 from quorum.server.learned.text import focus_text, prompt_cues
-from quorum.server.learned.tfidf import FeatureSpace, TfidfBlock
+from quorum.server.learned.tfidf import FeatureSpace, TfidfBlock, frequent_words
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -46,6 +46,7 @@ class SklearnFeatures:
     word: TfidfVectorizer
     char: TfidfVectorizer
     scaler: StandardScaler
+    warm_words: tuple[str, ...] = ()
 
     def transform(self, prompts: Sequence[str]) -> sp.csr_matrix:
         """Feature matrix of ``prompts`` computed by scikit-learn."""
@@ -60,7 +61,9 @@ class SklearnFeatures:
         blocks = []
         for vec, analyzer, rng in ((self.word, "word", (1, 2)), (self.char, "char_wb", (3, 5))):
             vocab = {str(k): int(v) for k, v in vec.vocabulary_.items()}
-            blocks.append(TfidfBlock(analyzer, rng, vocab, np.asarray(vec.idf_, dtype=np.float64)))
+            idf = np.asarray(vec.idf_, dtype=np.float64)
+            warm = self.warm_words if analyzer == "char_wb" else ()
+            blocks.append(TfidfBlock(analyzer, rng, vocab, idf, warm_words=warm))
         return FeatureSpace(
             tuple(blocks),
             np.asarray(self.scaler.mean_, dtype=np.float64),
@@ -68,8 +71,14 @@ class SklearnFeatures:
         )
 
 
-def fit_features(prompts: Sequence[str], word_features: int, char_features: int) -> SklearnFeatures:
-    """Fit word (1-2) and char_wb (3-5) TF-IDF and the cue scaler on ``prompts``."""
+def fit_features(
+    prompts: Sequence[str], word_features: int, char_features: int, warm_words: int = 20000
+) -> SklearnFeatures:
+    """Fit word (1-2) and char_wb (3-5) TF-IDF and the cue scaler on ``prompts``.
+
+    The ``warm_words`` most frequent words of the prompts (seen in at least two) are kept so
+    that the numpy scorer can look their char n-grams up once, when it loads.
+    """
     texts = [focus_text(p) for p in prompts]
     small = len(texts) < 50
     word = TfidfVectorizer(
@@ -97,7 +106,7 @@ def fit_features(prompts: Sequence[str], word_features: int, char_features: int)
     scaler = StandardScaler().fit(cues)
     scaler.mean_ = f32(scaler.mean_)
     scaler.scale_ = f32(cue_block_scale(np.asarray(scaler.scale_, dtype=np.float64)))
-    return SklearnFeatures(word, char, scaler)
+    return SklearnFeatures(word, char, scaler, frequent_words(texts, warm_words))
 
 
 def cue_block_scale(std: FloatArray) -> FloatArray:

@@ -24,9 +24,18 @@ _ESCAPED_NEWLINE = re.compile(r"\\n")
 _BLOCKS = re.compile(r"\n\s*\n")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _OPTION = re.compile(r"(?m)^\s*\(?[A-J][).:]\s")
-_MATH = re.compile(r"\$|\\frac|\\sqrt|\^|[=<>≤≥∑∫√π]|\bsqrt\b|\blog\b")
-_CODE = re.compile(r"\bdef |\bfunction\b|```|\breturn\b|\bpython\b|\bcode\b|[{};]")
-_NEGATION = re.compile(r"\b(?:NOT|EXCEPT|LEAST|FALSE)\b|\bnot\b|\bexcept\b|\bleast\b")
+# The word alternatives of these patterns are led by their first letter and a look-behind
+# (``[sl](?<!\w[sl])`` is ``\b[sl]``): the same matches as ``\bsqrt\b|\blog\b``, but the
+# regex engine can skip ahead to candidate letters instead of testing every position.
+_MATH = re.compile(r"[$^=<>≤≥∑∫√π]|\\(?:frac|sqrt)|[sl](?<!\w[sl])(?:(?<=s)qrt\b|(?<=l)og\b)")
+_CODE = re.compile(
+    r"[{};]|```|[dfrpc](?<!\w[dfrpc])"
+    r"(?:(?<=d)ef |(?<=f)unction\b|(?<=r)eturn\b|(?<=p)ython\b|(?<=c)ode\b)"
+)
+_NEGATION = re.compile(
+    r"[NEFLnel](?<!\w[NEFLnel])(?:(?<=N)OT\b|(?<=E)XCEPT\b|(?<=L)EAST\b|(?<=F)ALSE\b"
+    r"|(?<=n)ot\b|(?<=e)xcept\b|(?<=l)east\b)"
+)
 _PAIRED = re.compile(r"(?:Statement|Scenario)\s*[12]\s*\|")
 _ROMAN = re.compile(r"(?m)^\s*(?:I|II|III|IV)\.\s")
 
@@ -69,28 +78,60 @@ def _few_shot_tail(text: str) -> str | None:
     return blocks[-1] if earlier >= 2 else None
 
 
-def focus_text(prompt: str) -> str:
-    """The lower-cased part of ``prompt`` the n-gram features see (see the module docstring)."""
+def _focus(prompt: str) -> tuple[str, bool]:
+    """The unescaped part of ``prompt`` that matters, and whether it is a few-shot tail."""
     text = _unescape(prompt)
     tail = _few_shot_tail(text)
-    if tail is not None:
-        text = tail
-    return text[-MAX_FOCUS_CHARS:].lower()
+    return (text, False) if tail is None else (tail, True)
+
+
+def focus_text(prompt: str) -> str:
+    """The lower-cased part of ``prompt`` the n-gram features see (see the module docstring)."""
+    focus, _ = _focus(prompt)
+    return focus[-MAX_FOCUS_CHARS:].lower()
 
 
 def prompt_cues(prompt: str) -> list[float]:
     """Dense cues of ``prompt`` in :data:`CUE_NAMES` order (unscaled)."""
-    text = _unescape(prompt)
-    tail = _few_shot_tail(text)
-    focus = tail if tail is not None else text
+    focus, few_shot = _focus(prompt)
+    return _cues(prompt, focus, few_shot)
+
+
+def focus_and_cues(prompt: str) -> tuple[str, list[float]]:
+    """``(focus_text(prompt), prompt_cues(prompt))``, reading the prompt once."""
+    focus, few_shot = _focus(prompt)
+    return focus[-MAX_FOCUS_CHARS:].lower(), _cues(prompt, focus, few_shot)
+
+
+_ALL_BYTES = bytes(range(128))
+_NOT_ALPHA = bytes(b for b in _ALL_BYTES if not chr(b).isalpha())
+_NOT_UPPER = bytes(b for b in _ALL_BYTES if not chr(b).isupper())
+_NOT_DIGIT = bytes(b for b in _ALL_BYTES if not chr(b).isdigit())
+
+
+def _char_classes(text: str) -> tuple[int, int, int]:
+    """Counts of letters, upper-case letters and digits (``str.isalpha``/``isupper``/``isdigit``).
+
+    ASCII text (nearly every prompt) is counted by deleting the other bytes, in C.
+    """
+    if text.isascii():
+        raw = text.encode("ascii")
+        return (
+            len(raw.translate(None, _NOT_ALPHA)),
+            len(raw.translate(None, _NOT_UPPER)),
+            len(raw.translate(None, _NOT_DIGIT)),
+        )
+    return sum(map(str.isalpha, text)), sum(map(str.isupper, text)), sum(map(str.isdigit, text))
+
+
+def _cues(prompt: str, focus: str, few_shot: bool) -> list[float]:
     chars = max(1, len(focus))
     words = focus.split()
-    letters = sum(1 for c in focus if c.isalpha())
-    upper = sum(1 for c in focus if c.isupper())
+    letters, upper, digits = _char_classes(focus)
     return [
         math.log1p(len(prompt)),
         math.log1p(len(focus)),
-        sum(1 for c in focus if c.isdigit()) / chars,
+        digits / chars,
         math.log1p(len(_NUMBER.findall(focus))),
         math.log1p(len(_MATH.findall(focus))),
         float(len(_OPTION.findall(focus))),
@@ -101,6 +142,6 @@ def prompt_cues(prompt: str) -> list[float]:
         math.log1p(focus.count("?")),
         upper / max(1, letters),
         math.log1p(focus.count("\n")),
-        1.0 if tail is not None else 0.0,
-        sum(len(w) for w in words) / max(1, len(words)),
+        1.0 if few_shot else 0.0,
+        sum(map(len, words)) / max(1, len(words)),
     ]

@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from quorum.server.learned.text import focus_text, prompt_cues
+from quorum.server.learned.text import focus_and_cues, prompt_cues
 
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 _SPACES = re.compile(r"\s\s+")
+
+WORD_CACHE_LIMIT = 100_000
+"""Distinct words whose char n-gram columns a block remembers before starting afresh."""
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -55,6 +59,26 @@ def char_wb_ngrams(text: str, low: int, high: int) -> list[str]:
     return out
 
 
+def padded_word_ngrams(word: str, low: int, high: int) -> list[str]:
+    """:func:`char_wb_ngrams` of a single whitespace-free ``word``, in the same order."""
+    padded = f" {word} "
+    size = len(padded)
+    grams = [
+        padded[i : i + n] for n in range(low, min(high, size - 1) + 1) for i in range(size - n + 1)
+    ]
+    if size <= high:
+        grams.append(padded)
+    return grams
+
+
+def frequent_words(texts: Sequence[str], limit: int, min_df: int = 2) -> tuple[str, ...]:
+    """Up to ``limit`` whitespace-separated words of ``texts`` with the highest document
+    frequency (at least ``min_df``), most frequent first: a char_wb block's ``warm_words``."""
+    df = Counter(w for t in texts for w in set(t.split()))
+    ranked = sorted((w for w, c in df.items() if c >= min_df), key=lambda w: (-df[w], w))
+    return tuple(ranked[:limit])
+
+
 @dataclass(frozen=True)
 class TfidfBlock:
     """One fitted vectoriser: ``analyzer`` is ``word`` or ``char_wb``."""
@@ -64,12 +88,20 @@ class TfidfBlock:
     vocabulary: dict[str, int]
     idf: FloatArray
     sublinear_tf: bool = True
+    warm_words: tuple[str, ...] = ()
+    _word_cache: dict[str, IntArray] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if self.analyzer not in ("word", "char_wb"):
             raise ValueError(f"analyzer must be 'word' or 'char_wb', not {self.analyzer!r}")
         if len(self.idf) != len(self.vocabulary):
             raise ValueError("idf and vocabulary differ in length")
+        if self.warm_words and self.analyzer != "char_wb":
+            raise ValueError("warm_words only apply to a char_wb block")
+        for word in self.warm_words[:WORD_CACHE_LIMIT]:
+            self._word_columns(word)
 
     @property
     def size(self) -> int:
@@ -85,21 +117,54 @@ class TfidfBlock:
 
     def transform(self, text: str) -> tuple[IntArray, FloatArray]:
         """Sparse L2-normalised TF-IDF row of focused ``text``: column indices and values."""
-        counts: dict[int, int] = {}
-        vocab = self.vocabulary
-        for term in self.terms(text):
-            col = vocab.get(term)
-            if col is not None:
-                counts[col] = counts.get(col, 0) + 1
-        if not counts:
+        if self.analyzer == "char_wb":
+            cols, tf = self._char_counts(text)
+        else:
+            found = [c for c in map(self.vocabulary.get, self.terms(text)) if c is not None]
+            cols, counts = np.unique(np.asarray(found, dtype=np.int64), return_counts=True)
+            tf = counts.astype(np.float64)
+        if cols.size == 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        cols = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
         if self.sublinear_tf:
             tf = np.log(tf) + 1.0
         vals = tf * self.idf[cols]
         norm = math.sqrt(float(vals @ vals))
         return cols, vals / norm if norm > 0 else vals
+
+    def _word_columns(self, word: str) -> IntArray:
+        """Vocabulary columns of the char_wb n-grams of one word (repeats kept), remembered.
+
+        ``char_wb`` n-grams never cross a word, so each distinct word is cut and looked up once;
+        a frequent word then costs one dictionary lookup. The cache starts with the block's
+        ``warm_words`` (frequent words of the training prompts) and starts afresh when it holds
+        :data:`WORD_CACHE_LIMIT` words.
+        """
+        cols = self._word_cache.get(word)
+        if cols is None:
+            low, high = self.ngram_range
+            get = self.vocabulary.get
+            found = [c for c in map(get, padded_word_ngrams(word, low, high)) if c is not None]
+            cols = np.asarray(found, dtype=np.int64)
+            if len(self._word_cache) >= WORD_CACHE_LIMIT:
+                self._word_cache.clear()
+            self._word_cache[word] = cols
+        return cols
+
+    def _char_counts(self, text: str) -> tuple[IntArray, FloatArray]:
+        """Columns and raw counts of the char_wb n-grams of ``text``."""
+        words = Counter(text.split())  # == sklearn's whitespace squeeze followed by split()
+        if not words:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        parts = [self._word_columns(w) for w in words]
+        lengths = np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
+        repeats = np.fromiter(words.values(), dtype=np.float64, count=len(parts))
+        weights = np.repeat(repeats, lengths)
+        counts: FloatArray = np.asarray(
+            np.bincount(np.concatenate(parts), weights=weights, minlength=self.size),
+            dtype=np.float64,
+        )
+        cols = np.flatnonzero(counts)
+        return cols.astype(np.int64), counts[cols]
 
 
 @dataclass(frozen=True)
@@ -122,6 +187,7 @@ class FeatureSpace:
     cue_mean: FloatArray
     cue_scale: FloatArray
     offsets: tuple[int, ...] = field(init=False)
+    _cue_cols: IntArray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         starts: list[int] = []
@@ -131,6 +197,8 @@ class FeatureSpace:
             total += block.size
         starts.append(total)
         object.__setattr__(self, "offsets", tuple(starts))
+        cue_cols = np.arange(len(self.cue_mean), dtype=np.int64) + total
+        object.__setattr__(self, "_cue_cols", cue_cols)
 
     @property
     def size(self) -> int:
@@ -144,16 +212,15 @@ class FeatureSpace:
 
     def transform(self, prompt: str) -> SparseRow:
         """The prompt's feature row."""
-        text = focus_text(prompt)
+        text, raw = focus_and_cues(prompt)
         cols: list[IntArray] = []
         vals: list[FloatArray] = []
         for block, start in zip(self.blocks, self.offsets, strict=False):
             c, v = block.transform(text)
             cols.append(c + start)
             vals.append(v)
-        cue_cols = np.arange(len(self.cue_mean), dtype=np.int64) + self.offsets[-1]
-        cols.append(cue_cols)
-        vals.append(self.cues(prompt))
+        cols.append(self._cue_cols)
+        vals.append((np.asarray(raw, dtype=np.float64) - self.cue_mean) / self.cue_scale)
         return SparseRow(np.concatenate(cols), np.concatenate(vals))
 
     def transform_dense(self, prompts: Sequence[str]) -> FloatArray:

@@ -15,6 +15,7 @@ from quorum.server.learned.metrics import (
     lambda_grid,
     multi_curve,
     pareto_apgr,
+    refine_lambdas,
     routing_curve,
     target_quality,
 )
@@ -93,3 +94,14 @@ def test_multi_curve_reads_budgets_and_targets() -> None:
     assert c[i] == pytest.approx(1.5) and p[i] == 0.0
     assert mc.cheapest_reaching(1.01) is None
     assert pareto_apgr(q, c, 0.5, 1.0, 10.0) > 0.8
+
+
+def test_refine_lambdas_adds_points_where_the_figure_crosses_its_target() -> None:
+    lams = np.array([0.0, 1.0, 2.0, 4.0])
+    cost = np.array([9.0, 7.0, 3.0, 1.0])  # falls as lambda grows
+    refined = refine_lambdas(lams, cost, 5.0, points=3)
+    assert len(refined) == 7 and set(lams) <= set(refined)
+    assert np.all((refined[2:5] > 1.0) & (refined[2:5] < 2.0))
+    assert np.all(np.diff(refined) > 0)
+    np.testing.assert_array_equal(refine_lambdas(lams, cost, 100.0), lams)  # never crossed
+    assert len(refine_lambdas(lams, np.array([9.0, 1.0, 9.0, 1.0]), 5.0, points=2)) == 10

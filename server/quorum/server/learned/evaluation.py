@@ -27,6 +27,7 @@ from quorum.server.learned.metrics import (
     lambda_grid,
     multi_curve,
     pareto_apgr,
+    refine_lambdas,
     routing_curve,
     target_quality,
 )
@@ -175,6 +176,9 @@ def evaluate_multi(head: SourceHead, t: SourceTable, rounds: int) -> SourceRepor
     expected = np.array([head.expected_scores(p) for p in t.prompts])
     est_cost = np.array([head.cost.estimate(p) for p in t.prompts])
     lams = lambda_grid(float(np.median(est_cost[:, -1])))
+    curve = multi_curve(expected, est_cost, t.scores, t.costs, lams)
+    half_cost = 0.5 * float(t.costs[:, -1].mean())
+    lams = refine_lambdas(lams, curve.points()[1], half_cost)
     if head.lam is not None:
         lams = np.unique(np.append(lams, head.lam))
     curve = multi_curve(expected, est_cost, t.scores, t.costs, lams)

@@ -167,6 +167,30 @@ def lambda_grid(reference_cost: float, points: int = 160) -> FloatArray:
     return np.concatenate([[0.0], np.geomspace(1e-3, 1e3, points) * scale, [1e9 * scale]])
 
 
+def refine_lambdas(
+    lams: FloatArray, values: FloatArray, target: float, points: int = 48
+) -> FloatArray:
+    """``lams`` plus ``points`` more between each pair of neighbours where ``values`` crosses
+    ``target``.
+
+    ``values`` is a per-lambda figure of the operating points (mean cost, mean quality). Adjacent
+    lambdas of :func:`lambda_grid` are 9% apart, and one step can move many prompts to another
+    model at once; refining where the figure crosses its target lets the router (and its
+    evaluation) find the operating point that meets a budget or a quality target closely,
+    instead of the nearest coarse step on the safe side.
+    """
+    lams = np.asarray(lams, dtype=np.float64)
+    above = np.asarray(values) >= target
+    extra = []
+    for i in np.nonzero(above[1:] != above[:-1])[0]:
+        lo, hi = float(lams[i]), float(lams[i + 1])
+        if lo > 0 and hi > 0:
+            extra.append(np.geomspace(lo, hi, points + 2)[1:-1])
+        else:
+            extra.append(np.linspace(lo, hi, points + 2)[1:-1])
+    return np.unique(np.concatenate([lams, *extra])) if extra else lams
+
+
 def choose_models(expected: FloatArray, est_cost: FloatArray, lam: float) -> IntArray:
     """Per prompt, the model maximising ``expected - lam * est_cost``."""
     return np.asarray(np.argmax(expected - lam * est_cost, axis=1), dtype=np.intp)

@@ -57,6 +57,7 @@ from quorum.server.learned.metrics import (
     STANDARD_TARGETS,
     lambda_grid,
     multi_curve,
+    refine_lambdas,
     routing_curve,
     target_quality,
 )
@@ -220,6 +221,8 @@ def _calibrate_lambda(
     lams = lambda_grid(float(np.median(est_cost[complete, -1])))
     curve = multi_curve(expected[complete], est_cost[complete], q, c, lams)
     target = level * float(q[:, -1].mean())
+    lams = refine_lambdas(lams, curve.points()[0], target)
+    curve = multi_curve(expected[complete], est_cost[complete], q, c, lams)
     pick = curve.cheapest_reaching(target)
     lam = float(lams[pick]) if pick is not None else 0.0
     qs, cs, _ = curve.points()

@@ -210,6 +210,7 @@ async def test_a_strategy_the_plan_forbids_is_replaced_after_planning() -> None:
             assert guard.startswith("strategy: plan free does not allow consensus")
 
 
+@pytest.mark.cpu_shedding
 async def test_a_saturated_cpu_sheds_before_parsing_and_keeps_health() -> None:
     data = sim_config(admission={"retry_after_s": 0.5, "shed_busy_threshold": 0.9})
     async with serving(data) as running:

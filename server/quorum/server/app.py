@@ -27,7 +27,7 @@ from quorum.server.gateway import Gateway
 from quorum.server.metrics import MetricsServer, serve_metrics
 from quorum.server.router import Router
 from quorum.server.service import RouteService, add_route_service
-from quorum.server.shedding import LoadShedder
+from quorum.server.shedding import LoadShedder, build_shedder
 from quorum.server.tls import server_credentials
 
 log = structlog.get_logger("quorum.app")
@@ -99,8 +99,7 @@ def create_server(
     if router is None:
         router = Router(config, secrets=resolve_secrets(config))
     admission = Admission(config, router.metrics)
-    threshold = config.admission.shed_busy_threshold
-    shedder = LoadShedder(threshold) if threshold is not None else None
+    shedder = build_shedder(config.admission.shed_busy_threshold)
     gateway = Gateway(router.guardrails.tenants, admission, router.metrics, router.tracing, shedder)
     server = grpc.aio.server(
         options=server_options(config, reuse_port=reuse_port),

@@ -38,6 +38,11 @@ import structlog
 log = structlog.get_logger("quorum.shedding")
 
 
+def build_shedder(threshold: float | None) -> LoadShedder | None:
+    """The shedder for ``admission.shed_busy_threshold``; ``None`` turns shedding off."""
+    return LoadShedder(threshold) if threshold is not None else None
+
+
 class BusyMeter:
     """The share of wall time the calling thread was running or waiting to run."""
 

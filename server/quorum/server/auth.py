@@ -17,8 +17,8 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping
+from contextlib import suppress
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -40,16 +40,21 @@ def current_tenant() -> TenantPolicy | None:
     return _current.get()
 
 
-@contextmanager
-def acting_as(tenant: TenantPolicy | None) -> Iterator[None]:
+class acting_as:  # noqa: N801 - used like a function: ``with acting_as(tenant):``
     """Run a block as ``tenant`` (what the interceptor does around each RPC)."""
-    token = _current.set(tenant)
-    try:
-        yield
-    finally:
+
+    __slots__ = ("_tenant", "_token")
+
+    def __init__(self, tenant: TenantPolicy | None) -> None:
+        self._tenant = tenant
+
+    def __enter__(self) -> None:
+        self._token = _current.set(self._tenant)
+
+    def __exit__(self, *exc: object) -> None:
         # An abandoned stream is closed from another context, where reset cannot work.
         with suppress(ValueError):
-            _current.reset(token)
+            _current.reset(self._token)
 
 
 def token_digest(token: str, key: bytes | None = None) -> str:

@@ -16,8 +16,7 @@ excludes those it already tried.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 from quorum.server.catalog import Deployment, ModelSpec
 from quorum.server.latency import LatencyTracker
@@ -36,15 +35,9 @@ class Balancer:
     def outstanding(self, deployment: Deployment) -> int:
         return self._outstanding.get(deployment.key, 0)
 
-    @contextmanager
-    def track(self, deployment: Deployment) -> Iterator[None]:
-        """Count a call in flight on ``deployment`` for the duration of the block."""
-        key = deployment.key
-        self._outstanding[key] = self._outstanding.get(key, 0) + 1
-        try:
-            yield
-        finally:
-            self._outstanding[key] -= 1
+    def track(self, deployment: Deployment) -> _Tracked:
+        """Count a call in flight on ``deployment`` for the duration of a ``with`` block."""
+        return _Tracked(self._outstanding, deployment.key)
 
     def choose(self, spec: ModelSpec, usable: Sequence[Deployment]) -> Deployment:
         """One of ``usable`` (non-empty) by ``spec``'s policy."""
@@ -71,3 +64,19 @@ class Balancer:
         if unmeasured:
             return self._weighted(unmeasured)
         return min(usable, key=lambda d: (self._latency.ewma(d.key) or 0.0, -d.weight))
+
+
+class _Tracked:
+    """The ``with`` block of :meth:`Balancer.track`."""
+
+    __slots__ = ("_counts", "_key")
+
+    def __init__(self, counts: dict[str, int], key: str) -> None:
+        self._counts = counts
+        self._key = key
+
+    def __enter__(self) -> None:
+        self._counts[self._key] = self._counts.get(self._key, 0) + 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._counts[self._key] -= 1

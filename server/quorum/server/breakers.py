@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Any, Protocol
 
 import pybreaker
@@ -346,33 +347,68 @@ class Breakers:
             observer.rejected(name, why)
         return ProviderUnavailable(message, provider=name, metadata={"breaker": why})
 
-    @contextmanager
-    def guard(self, name: str) -> Iterator[None]:
-        """Run the block under ``name``'s breaker; raise if it is not callable."""
-        health = self.health(name)
+    def guard(self, name: str) -> _Guard:
+        """A ``with`` block under ``name``'s breaker; entering raises if it is not callable."""
+        return _Guard(self, name)
+
+
+class _Guard:
+    """The ``with`` block of :meth:`Breakers.guard`: refuses or admits the call, then
+    lets pybreaker's ``calling()`` count how it ended."""
+
+    __slots__ = ("_calling", "_name", "_owner", "_probe")
+
+    def __init__(self, owner: Breakers, name: str) -> None:
+        self._owner = owner
+        self._name = name
+        self._probe = False
+
+    def __enter__(self) -> None:
+        owner, name = self._owner, self._name
+        health = owner.health(name)
         if health.cooldown_remaining_s > 0:
-            raise self._reject(
+            raise owner._reject(
                 name,
                 "cooling_down",
                 f"{name}: cooling down for {health.cooldown_remaining_s:.1f}s after a 429",
             )
         if health.state is BreakerState.OPEN:
-            raise self._reject(name, "open", f"{name}: circuit breaker open")
-        probe = health.state is BreakerState.HALF_OPEN
-        if probe:
-            if name in self._probing:
-                raise self._reject(
+            raise owner._reject(name, "open", f"{name}: circuit breaker open")
+        if health.state is BreakerState.HALF_OPEN:
+            if name in owner._probing:
+                raise owner._reject(
                     name, "half_open", f"{name}: circuit breaker half-open, a probe is in flight"
                 )
-            self._probing.add(name)
+            owner._probing.add(name)
+            self._probe = True
+        self._calling: AbstractContextManager[None] = owner._breakers[name].calling()
         try:
-            with self._breakers[name].calling():
-                yield
+            self._calling.__enter__()
         except pybreaker.CircuitBreakerError:
-            raise self._reject(name, "open", f"{name}: circuit breaker open") from None
+            self._end_probe()
+            raise owner._reject(name, "open", f"{name}: circuit breaker open") from None
+        except BaseException:
+            self._end_probe()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        try:
+            return self._calling.__exit__(exc_type, exc, tb)
+        except pybreaker.CircuitBreakerError:
+            name = self._name
+            raise self._owner._reject(name, "open", f"{name}: circuit breaker open") from None
         finally:
-            if probe:
-                self._probing.discard(name)
+            self._end_probe()
+
+    def _end_probe(self) -> None:
+        if self._probe:
+            self._owner._probing.discard(self._name)
+            self._probe = False
 
 
 def best_health(healths: Iterable[ProviderHealth]) -> ProviderHealth:

@@ -85,8 +85,12 @@ class HttpClient:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
             )
+            # Provider APIs authenticate with keys, never cookies: a dummy jar skips
+            # cookie filtering and storing on every request (about 10 µs of CPU each).
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 

@@ -9,8 +9,8 @@
    to three servers:
 
    * **default**: the server as configured by default: ``admission.max_inflight`` 64 and
-     CPU-based shedding (:mod:`quorum.server.shedding`);
-   * **in-flight limit only**: the same with ``admission.shed_busy_threshold: null``;
+     shedding on queueing delay (:mod:`quorum.server.shedding`);
+   * **in-flight limit only**: the same with ``admission.max_queue_delay_ms: null``;
    * **+ gRPC core pending limits**: in-flight limit only, with gRPC core's own bounds
      on RPCs that arrived but that the server has not taken yet (:data:`CORE_LIMITS`,
      set through :mod:`bench._serve_options`).
@@ -67,7 +67,7 @@ CORE_LIMITS = [
 def config_for(base_url: str, max_inflight: int, *, cpu_shedding: bool = True) -> dict[str, Any]:
     admission: dict[str, Any] = {"max_inflight": max_inflight, "retry_after_s": 0.5}
     if not cpu_shedding:
-        admission["shed_busy_threshold"] = None
+        admission["max_queue_delay_ms"] = None
     return {
         "server": {"log_level": "warning", "max_concurrent_rpcs": max(max_inflight, 64)},
         "admission": admission,
@@ -286,8 +286,8 @@ def main() -> None:
     )
     print(header)
     for label, block in (
-        ("default (CPU shedding), 0.5x", a["half"]),
-        ("default (CPU shedding), 2x", a["double"]),
+        ("default (queue-delay shedding), 0.5x", a["half"]),
+        ("default (queue-delay shedding), 2x", a["double"]),
         (f"in-flight limit ({i['max_inflight']}) only, 0.5x", i["half"]),
         (f"in-flight limit ({i['max_inflight']}) only, 2x", i["double"]),
         ("+ gRPC core pending limits, 0.5x", c["half"]),

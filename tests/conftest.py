@@ -21,18 +21,6 @@ from quorum.server.config import Config, parse_config
 FAST_SIM = {"latency_ms_p50": 2, "latency_ms_p95": 4}
 
 
-@pytest.fixture(autouse=True)
-def _no_cpu_shedding_in_process(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Servers under test share the event loop with the test's own clients, so the loop's
-    busy share measures the test too and CPU-based shedding would refuse its calls; it
-    stays off unless a test is marked ``cpu_shedding``. (Servers started as their own
-    processes, like the CLI's, keep the configured default.)"""
-    if request.node.get_closest_marker("cpu_shedding") is None:
-        monkeypatch.setattr("quorum.server.app.build_shedder", lambda threshold: None)
-
-
 def sim_config(**overrides: Any) -> dict[str, Any]:
     """A small all-simulated config with fast models; ``overrides`` are merged at the top."""
     data: dict[str, Any] = {

@@ -210,17 +210,17 @@ async def test_a_strategy_the_plan_forbids_is_replaced_after_planning() -> None:
             assert guard.startswith("strategy: plan free does not allow consensus")
 
 
-@pytest.mark.cpu_shedding
-async def test_a_saturated_cpu_sheds_before_parsing_and_keeps_health() -> None:
-    data = sim_config(admission={"retry_after_s": 0.5, "shed_busy_threshold": 0.9})
+async def test_a_queueing_backlog_sheds_before_parsing_and_keeps_health() -> None:
+    data = sim_config(admission={"retry_after_s": 0.5, "max_queue_delay_ms": 50})
     async with serving(data) as running:
         shedder = running.shedder
         assert shedder is not None
         async with AsyncQuorumClient(f"127.0.0.1:{running.port}", timeout=5) as anyone:
-            assert (await anyone.route("hello")).content  # starts the monitor
+            assert (await anyone.route("hello")).content
+            assert shedder.share == 0.0  # an idle server queues nothing
             shedder.max_share = 1.0
             shedder.share = 1.0
-            shedder.busy_threshold = 0.0  # every sample counts as saturated
+            shedder.target_s = 0.0  # every probe now counts as a backlog
             for _ in range(3):
                 with pytest.raises(QuorumError) as info:
                     await anyone.route("hello")
@@ -244,13 +244,13 @@ async def test_a_saturated_cpu_sheds_before_parsing_and_keeps_health() -> None:
             models = await anyone.list_models()  # only Route and RouteStream are shed
             assert models.models
             await channel.close(None)
-            shedder.busy_threshold = 1.01  # idle again: the share decays to zero
+            shedder.target_s = 0.05  # back to the configured target: the share decays
             for _ in range(100):
                 if shedder.share == 0.0:
                     break
                 await asyncio.sleep(0.05)
             assert (await anyone.route("hello")).content
         assert (
-            sample_value(running.router.metrics, "quorum_shed_total", {"reason": "cpu_saturated"})
+            sample_value(running.router.metrics, "quorum_shed_total", {"reason": "queue_delay"})
             >= 4
         )

@@ -27,7 +27,7 @@ from quorum.server.gateway import Gateway
 from quorum.server.metrics import MetricsServer, serve_metrics
 from quorum.server.router import Router
 from quorum.server.service import RouteService, add_route_service
-from quorum.server.shedding import LoadShedder, build_shedder
+from quorum.server.shedding import LoadShedder, probe_address
 from quorum.server.tls import server_credentials
 
 log = structlog.get_logger("quorum.app")
@@ -45,7 +45,8 @@ class RunningServer:
     health: AsyncHealthServicer
     http: HttpFrontDoor | None = None  # the OpenAI-compatible listener, when configured
     metrics: MetricsServer | None = None  # the Prometheus endpoint, when configured
-    shedder: LoadShedder | None = None  # CPU-based shedding, when configured
+    shedder: LoadShedder | None = None  # queueing-delay shedding, when configured
+    probe: str = ""  # the private address the shedder probes
 
     async def start(self) -> None:
         await self.server.start()
@@ -53,6 +54,8 @@ class RunningServer:
             await self.http.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        if self.shedder is not None:
+            self.shedder.start(self.probe)
 
     async def drain(self, grace_s: float) -> None:
         """Stop taking RPCs, let in-flight ones finish within ``grace_s``, release resources."""
@@ -99,7 +102,8 @@ def create_server(
     if router is None:
         router = Router(config, secrets=resolve_secrets(config))
     admission = Admission(config, router.metrics)
-    shedder = build_shedder(config.admission.shed_busy_threshold)
+    delay_ms = config.admission.max_queue_delay_ms
+    shedder = LoadShedder(delay_ms / 1000.0) if delay_ms is not None else None
     gateway = Gateway(router.guardrails.tenants, admission, router.metrics, router.tracing, shedder)
     server = grpc.aio.server(
         options=server_options(config, reuse_port=reuse_port),
@@ -123,12 +127,18 @@ def create_server(
         port = server.add_insecure_port(address or config.server.address)
     if port == 0:
         raise OSError(f"cannot bind {address or config.server.address}")
+    probe = ""
+    if shedder is not None:
+        probe = probe_address()
+        if server.add_insecure_port(probe) == 0:
+            log.warning("load_shedding_unavailable", reason=f"cannot listen on {probe}")
+            shedder, probe = None, ""
     http_address = config.server.http_address
     http = HttpFrontDoor(router, http_address, admission) if http_address else None
     metrics_address = metrics_address or config.observability.metrics_address
     metrics = serve_metrics(router.metrics, metrics_address) if metrics_address else None
     return RunningServer(
-        server, port, router, health_servicer, http, metrics=metrics, shedder=shedder
+        server, port, router, health_servicer, http, metrics=metrics, shedder=shedder, probe=probe
     )
 
 

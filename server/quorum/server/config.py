@@ -482,9 +482,9 @@ class AdmissionConfig(_Strict):
     )
     max_inflight_per_tenant: int | None = Field(None, ge=1, le=1_000_000)
     retry_after_s: float = Field(1.0, gt=0, le=3600)
-    # Refuse a share of new requests while the event loop is busy at least this share of
-    # the time (quorum.server.shedding); null turns CPU-based shedding off.
-    shed_busy_threshold: float | None = Field(0.97, gt=0, le=1)
+    # Refuse a share of new Route/RouteStream calls while calls wait at least this long
+    # in gRPC core before the server takes them (quorum.server.shedding); null: never.
+    max_queue_delay_ms: float | None = Field(100.0, gt=0, le=60_000)
 
 
 class CacheConfig(_Strict):

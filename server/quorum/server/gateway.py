@@ -5,9 +5,10 @@ For every RouteService RPC, before the servicer runs:
 1. **Authenticate** the ``authorization: Bearer <token>`` metadata (when auth is on);
    missing or unknown credentials → UNAUTHENTICATED.
 2. **Admit** it under the in-flight limits (:mod:`quorum.server.admission`); beyond
-   them → RESOURCE_EXHAUSTED with RetryInfo. While the CPU is saturated
-   (:mod:`quorum.server.shedding`) a share of new Route and RouteStream calls is refused
-   the same way before its request is parsed, the cheapest answer gRPC allows.
+   them → RESOURCE_EXHAUSTED with RetryInfo. While calls queue in gRPC core for longer
+   than ``admission.max_queue_delay_ms`` (:mod:`quorum.server.shedding`) a share of new
+   Route and RouteStream calls is refused the same way before its request is parsed,
+   the cheapest answer gRPC allows.
 3. Run the servicer **as the tenant** (:func:`quorum.server.auth.acting_as`), inside a
    trace span when tracing is on, with a :class:`~quorum.server.metrics.RequestRecord`
    the router fills in; afterwards count ``quorum_requests_total`` with the final code
@@ -41,7 +42,8 @@ log = structlog.get_logger("quorum.gateway")
 
 SERVICE = route_service_pb2.DESCRIPTOR.services_by_name["RouteService"].full_name
 _PREFIX = f"/{SERVICE}/"
-_COUNTED = frozenset({f"{_PREFIX}Route", f"{_PREFIX}RouteStream"})
+_ROUTE = f"{_PREFIX}Route"
+_COUNTED = frozenset({_ROUTE, f"{_PREFIX}RouteStream"})
 
 Context = grpc.aio.ServicerContext[Any, Any]
 Metadata = Sequence[tuple[str, str | bytes]]
@@ -56,6 +58,16 @@ else:
 def _ignore(data: bytes) -> None:
     """The deserializer of a refused call: its request is never read."""
     return None
+
+
+async def _answer_probe(request: Any, context: Context) -> bytes:
+    return b""
+
+
+# The shedder's queue probe: answered as soon as the server takes it, nothing parsed.
+_PROBE_ANSWER: Handler = grpc.unary_unary_rpc_method_handler(
+    _answer_probe, request_deserializer=_ignore
+)
 
 
 def _code_name(context: Context, exc: BaseException | None) -> str:
@@ -88,7 +100,7 @@ class Gateway(_Interceptor):
         self._tracing = tracing
         self._shedder = shedder
         overloaded = ResourceExhausted(
-            "server CPU saturated; retry shortly",
+            "server overloaded: calls are queueing before they are served; retry shortly",
             retry_after_s=admission.retry_after_s,
             reason="OVERLOADED",
         )
@@ -104,8 +116,12 @@ class Gateway(_Interceptor):
         details: grpc.HandlerCallDetails,
     ) -> Handler:
         method: str = details.method
-        if method in _COUNTED and self._shedder is not None and self._shedder.shed():
-            return self._refusal(method)
+        shedder = self._shedder
+        if method in _COUNTED and shedder is not None:
+            if method == _ROUTE and shedder.is_probe(details.invocation_metadata):
+                return _PROBE_ANSWER
+            if shedder.shed():
+                return self._refusal(method)
         handler = await continuation(details)
         if handler is None or not method.startswith(_PREFIX):
             return handler  # None: unknown method, which grpc answers UNIMPLEMENTED
@@ -116,7 +132,7 @@ class Gateway(_Interceptor):
 
     def _refusal(self, method: str) -> Handler:
         """A handler that refuses at once, without parsing the request."""
-        self._metrics.shed("cpu_saturated")
+        self._metrics.shed("queue_delay")
         refusal = self._refusals.get(method)
         if refusal is not None:
             return refusal

@@ -1,131 +1,139 @@
-"""Shedding when the CPU is the limit: refuse a share of new requests while the event
-loop has no idle time left.
+"""Shedding when calls queue up before the server takes them: refuse a share of new
+requests while the measured queueing delay stays above a target.
 
 In-flight limits (:mod:`quorum.server.admission`) bound memory, but they cannot see a
 saturated CPU: ``grpc.aio`` takes new RPCs from gRPC core between turns of the event
-loop, so when requests arrive faster than one process can serve them the backlog grows
-*in gRPC core*, before any Python code runs, while only a handful are in flight. Every
-caller then waits out that backlog, up to its deadline.
+loop, so when requests arrive faster than one process serves them the backlog grows
+*in gRPC core*, before any Python code runs, with only a handful of calls in flight.
+Every caller then waits out that backlog, up to its deadline.
 
-The signal used here is whether the event loop thread ever waits for work. Linux
-reports, per thread, the time it ran and the time it was runnable but waiting for a CPU
-(``/proc/thread-self/schedstat``); their sum over the wall time is 1.0 when the thread
-never sleeps in its poll — the loop always had something to do — even when other
-processes leave it only part of a core. Every ``interval_s`` the :class:`LoadShedder`
-reads that *busy* share; while it stays at or above ``busy_threshold`` the share of
-new RouteService calls refused grows, and once the loop idles again it decays to zero.
-A refused call is answered before its request is even parsed (see
-:mod:`quorum.server.gateway`), so refusing is much cheaper than serving and the
-backlog drains.
+So the server measures that wait directly. It listens on one more, private address (an
+abstract Unix socket named after the process) and every ``interval_s`` sends itself a
+``Route`` call there marked with a per-process secret in its metadata. gRPC core keeps
+one queue per method, so the probe waits in line with every other ``Route`` call; the
+gateway recognises it as soon as the server takes it and answers at once without
+parsing or routing anything, so its round trip is the queueing delay a caller would see
+now (plus well under a millisecond of work). A probe still unanswered counts with its
+age so far, so a growing backlog is seen while it grows. While the delay stays at or
+above ``target_s`` the share of new RouteService calls refused grows towards
+``max_share``, faster the longer the delay; below it the share decays, faster the
+shorter the delay, to zero. A refused call is answered before its request is parsed (see
+:mod:`quorum.server.gateway`).
 
-Where ``schedstat`` is missing (not Linux) the thread's CPU time stands in; it
-cannot see time spent waiting for a CPU, so it only detects saturation when the
-process has a core to itself.
+A closed loop of callers — each waiting for its answer before sending the next — cannot
+build a backlog longer than its own size, so a saturated CPU with, say, 64 callers
+queues for a few tens of milliseconds and nothing is shed; callers that keep sending
+regardless (open loop) build it without limit, and those are the ones shed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
-import threading
+import secrets
 import time
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Sequence
+from itertools import count
 
+import grpc
 import structlog
 
 log = structlog.get_logger("quorum.shedding")
 
+_PROBES = count()
+PROBE_KEY = "quorum-queue-probe"
+ROUTE_METHOD = "/quorum.route.v1.RouteService/Route"
 
-def build_shedder(threshold: float | None) -> LoadShedder | None:
-    """The shedder for ``admission.shed_busy_threshold``; ``None`` turns shedding off."""
-    return LoadShedder(threshold) if threshold is not None else None
 
-
-class BusyMeter:
-    """The share of wall time the calling thread was running or waiting to run."""
-
-    def __init__(self, path: str | None = None) -> None:
-        self._path = Path(path or f"/proc/self/task/{threading.get_native_id()}/schedstat")
-        self._schedstat = self._path.exists()
-        self._last = self._read()
-
-    def _read(self) -> tuple[float, float]:
-        wall = time.monotonic()
-        if self._schedstat:
-            try:
-                run_ns, wait_ns, _ = self._path.read_text().split()
-                return wall, (int(run_ns) + int(wait_ns)) / 1e9
-            except (OSError, ValueError):
-                self._schedstat = False
-        return wall, time.thread_time()
-
-    def sample(self) -> float:
-        """Busy share since the previous sample (0..1)."""
-        wall, busy = self._read()
-        last_wall, last_busy = self._last
-        self._last = (wall, busy)
-        elapsed = wall - last_wall
-        if elapsed <= 0:
-            return 0.0
-        return min(1.0, max(0.0, (busy - last_busy) / elapsed))
+def probe_address() -> str:
+    """A private address for this process's delay probe (a Linux abstract socket)."""
+    return f"unix-abstract:quorum-probe-{os.getpid()}-{next(_PROBES)}"
 
 
 class LoadShedder:
-    """The share of new requests to refuse, steered by how busy the event loop is.
-
-    Each interval the share moves a tenth of the way towards ``max_share`` while the
-    loop is saturated and shrinks by a fifth while it is not (to zero below 1%), so it
-    settles around the share at which the loop just keeps up.
-    """
+    """The share of new requests to refuse, steered by the measured queueing delay."""
 
     def __init__(
         self,
-        busy_threshold: float = 0.97,
+        target_s: float = 0.1,
         *,
         interval_s: float = 0.05,
         max_share: float = 0.95,
-        meter_factory: Callable[[], BusyMeter] = BusyMeter,
         rng: random.Random | None = None,
     ) -> None:
-        self.busy_threshold = busy_threshold
+        self.target_s = target_s
         self.interval_s = interval_s
         self.max_share = max_share
         self.share = 0.0
-        self.busy = 0.0
-        self._meter_factory = meter_factory
+        self.delay_s = 0.0
         self._random = (rng or random.Random()).random
         self._task: asyncio.Task[None] | None = None
+        self._token = secrets.token_hex(16)
+
+    def is_probe(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
+        """Whether a call with this metadata is this shedder's own probe."""
+        if metadata:
+            for key, value in metadata:
+                if key == PROBE_KEY:
+                    return value == self._token
+        return False
 
     def shed(self) -> bool:
-        """Whether to refuse the request arriving now (starts the monitor on first use)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._monitor())
+        """Whether to refuse the request arriving now."""
         return self.share > 0.0 and self._random() < self.share
 
-    def update(self, busy: float) -> None:
-        """Take one busy sample (0..1) and adjust the share."""
-        self.busy = busy
+    def update(self, delay_s: float) -> None:
+        """Take one queueing-delay reading and adjust the share."""
+        self.delay_s = delay_s
         before = self.share
-        if busy >= self.busy_threshold:
-            self.share += (self.max_share - self.share) * 0.1
+        ratio = delay_s / self.target_s
+        if ratio >= 1.0:
+            # At the target a tenth of the way to max_share per reading; at five
+            # times the target, half of it.
+            self.share += (self.max_share - self.share) * min(0.5, 0.1 * ratio)
         else:
-            self.share *= 0.8
+            # Idle: down by a tenth per reading; just under the target: barely.
+            self.share *= 0.9 + 0.1 * ratio
             if self.share < 0.01:
                 self.share = 0.0
         if (before == 0.0) != (self.share == 0.0):
             log.warning(
                 "load_shedding" if self.share else "load_shedding_stopped",
-                busy=round(busy, 3),
+                queue_delay_ms=round(delay_s * 1000, 1),
                 share=round(self.share, 3),
             )
 
-    async def _monitor(self) -> None:
-        meter = self._meter_factory()  # on the loop's own thread
-        while True:
-            await asyncio.sleep(self.interval_s)
-            self.update(meter.sample())
+    def start(self, address: str) -> None:
+        """Probe the server listening on ``address`` from now on (on the running loop)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._probe(address))
+
+    async def _probe(self, address: str) -> None:
+        async with grpc.aio.insecure_channel(address) as channel:
+            route = channel.unary_unary(ROUTE_METHOD, None, None)
+            metadata = ((PROBE_KEY, self._token),)
+            pending: asyncio.Future[object] | None = None
+            started = answered = 0.0
+
+            def on_answer(_: object) -> None:
+                nonlocal answered
+                answered = time.monotonic()
+
+            while True:
+                await asyncio.sleep(self.interval_s)
+                if pending is not None and not pending.done():
+                    # Still queued: the backlog is at least this old.
+                    self.update(time.monotonic() - started)
+                    continue
+                if pending is not None:
+                    with contextlib.suppress(Exception):
+                        pending.result()  # an error is only a late answer: its time counts
+                    self.update(answered - started)
+                started = time.monotonic()
+                pending = asyncio.ensure_future(route(b"", timeout=30, metadata=metadata))
+                pending.add_done_callback(on_answer)
 
     async def close(self) -> None:
         if self._task is not None:

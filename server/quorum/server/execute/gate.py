@@ -163,11 +163,17 @@ def _length(request: RouteRequest, completion: Completion, policy: GatePolicy) -
     return GateCheck("length", True, f"{len(text)} chars{note}")
 
 
+@lru_cache(maxsize=64)
+def _folded(phrases: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Each phrase with its case-folded form, folded once per phrase list."""
+    return tuple((phrase, phrase.casefold()) for phrase in phrases)
+
+
 def find_refusal(text: str, phrases: Sequence[str], scan_chars: int) -> str | None:
     """The first refusal phrase found near the start of ``text``, if any."""
     head = text[:scan_chars].translate(_APOSTROPHES).casefold()
-    for phrase in phrases:
-        if phrase.casefold() in head:
+    for phrase, folded in _folded(phrases if isinstance(phrases, tuple) else tuple(phrases)):
+        if folded in head:
             return phrase
     return None
 

@@ -4,7 +4,11 @@ Loads the default artifact (or ``--router DIR``), takes up to ``--per-source`` r
 each source from the routing data, and times ``router.score(prompt, source)`` one call at a time
 after a warm-up. Cascade verification (``verify``) is timed on rows carrying cheap answers.
 
-    .venv/bin/python bench/learned_router_latency.py [--router DIR] [--per-source 500]
+The prompts come from the training files, whose frequent words the artifact pre-computes
+(its warm words); ``--cold`` empties those caches after loading, so that every word is new
+to the scorer when it is first seen (the case of prompts unlike anything in training).
+
+    .venv/bin/python bench/learned_router_latency.py [--router DIR] [--per-source 500] [--cold]
 """
 
 from __future__ import annotations
@@ -33,11 +37,16 @@ def main() -> None:
     parser.add_argument("--router", type=Path, default=DEFAULT_ARTIFACT)
     parser.add_argument("--per-source", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cold", action="store_true", help="forget the warm words after loading")
     args = parser.parse_args()
 
     started = time.perf_counter()
     router = LearnedRouter.load(args.router)
     print(f"load: {(time.perf_counter() - started) * 1000:.0f} ms")
+    if args.cold:
+        for head in router.heads.values():
+            for block in head.space.blocks:
+                block.forget_words()
     rng = random.Random(args.seed)
     by_source = split_by_source(load_rows(default_data_files()))
     overall: list[float] = []

@@ -3,7 +3,8 @@
 The manifest carries ``format_version``, the training data's file names and SHA-256, the
 training config, and per source: the kind of head, its models (cheapest first), calibrated
 thresholds or lambda, and the shapes of its arrays. ``weights.npz`` holds vocabularies (as
-string arrays), idf, coefficients and scalers under keys ``h<index>.<name>``. Coefficient
+string arrays), idf, coefficients, scalers and the char blocks' warm words (frequent training
+words whose n-grams are looked up once, at load) under keys ``h<index>.<name>``. Coefficient
 matrices are stored as float16 and the rest as float32; training rounded the estimators to the
 same values before export, so scores still equal the scikit-learn pipeline's. Loading needs only
 numpy and checks the version first.
@@ -83,7 +84,7 @@ def _head_manifest(prefix: str, head: SourceHead) -> dict[str, Any]:
         "lambda": head.lam,
         "blocks": [
             {"analyzer": b.analyzer, "ngram_range": list(b.ngram_range), "size": b.size}
-            | {"sublinear_tf": b.sublinear_tf}
+            | {"sublinear_tf": b.sublinear_tf, "warm_words": len(b.warm_words)}
             for b in head.space.blocks
         ],
         "features": head.space.size,

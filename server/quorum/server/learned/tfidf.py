@@ -131,6 +131,10 @@ class TfidfBlock:
         norm = math.sqrt(float(vals @ vals))
         return cols, vals / norm if norm > 0 else vals
 
+    def forget_words(self) -> None:
+        """Empty the word cache (the warm words too): every word is cut again when next seen."""
+        self._word_cache.clear()
+
     def _word_columns(self, word: str) -> IntArray:
         """Vocabulary columns of the char_wb n-grams of one word (repeats kept), remembered.
 

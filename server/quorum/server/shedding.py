@@ -9,7 +9,8 @@ Every caller then waits out that backlog, up to its deadline.
 
 So the server measures that wait directly. It listens on one more, private address (an
 abstract Unix socket named after the process) and every ``interval_s`` sends itself a
-``Route`` call there marked with a per-process secret in its metadata. gRPC core keeps
+``Route`` call there marked with a per-process secret in its metadata (every
+``calm_interval_s`` while the delay is under a quarter of the target). gRPC core keeps
 one queue per method, so the probe waits in line with every other ``Route`` call; the
 gateway recognises it as soon as the server takes it and answers at once without
 parsing or routing anything, so its round trip is the queueing delay a caller would see
@@ -60,11 +61,13 @@ class LoadShedder:
         target_s: float = 0.1,
         *,
         interval_s: float = 0.05,
+        calm_interval_s: float = 0.25,
         max_share: float = 0.95,
         rng: random.Random | None = None,
     ) -> None:
         self.target_s = target_s
         self.interval_s = interval_s
+        self.calm_interval_s = calm_interval_s
         self.max_share = max_share
         self.share = 0.0
         self.delay_s = 0.0
@@ -131,6 +134,10 @@ class LoadShedder:
                     with contextlib.suppress(Exception):
                         pending.result()  # an error is only a late answer: its time counts
                     self.update(answered - started)
+                    pending = None
+                calm = self.share == 0.0 and self.delay_s < self.target_s / 4
+                if calm and time.monotonic() - started < self.calm_interval_s:
+                    continue  # a probe costs a round trip: fewer while nothing queues
                 started = time.monotonic()
                 pending = asyncio.ensure_future(route(b"", timeout=30, metadata=metadata))
                 pending.add_done_callback(on_answer)

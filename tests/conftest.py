@@ -21,6 +21,18 @@ from quorum.server.config import Config, parse_config
 FAST_SIM = {"latency_ms_p50": 2, "latency_ms_p95": 4}
 
 
+@pytest.fixture(autouse=True)
+def _no_queue_shedding_in_process(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server under test in this process shares the event loop with the test's own
+    clients and fake upstreams, so a burst of the test's calls reads as a queueing
+    backlog and shedding would refuse them; it stays off unless a test is marked
+    ``queue_shedding``. (Servers started as processes keep the configured default.)"""
+    if request.node.get_closest_marker("queue_shedding") is None:
+        monkeypatch.setattr("quorum.server.app.LoadShedder", lambda target_s: None)
+
+
 def sim_config(**overrides: Any) -> dict[str, Any]:
     """A small all-simulated config with fast models; ``overrides`` are merged at the top."""
     data: dict[str, Any] = {

@@ -210,6 +210,7 @@ async def test_a_strategy_the_plan_forbids_is_replaced_after_planning() -> None:
             assert guard.startswith("strategy: plan free does not allow consensus")
 
 
+@pytest.mark.queue_shedding
 async def test_a_queueing_backlog_sheds_before_parsing_and_keeps_health() -> None:
     data = sim_config(admission={"retry_after_s": 0.5, "max_queue_delay_ms": 50})
     async with serving(data) as running:

@@ -3,9 +3,9 @@
 A RouteService RPC beyond either limit is refused at once with RESOURCE_EXHAUSTED and
 a ``RetryInfo`` delay (``admission.retry_after_s``) instead of queueing: memory stays
 bounded by the limit times the largest accepted request, and callers back off rather
-than pile up. The overall limit defaults to ``server.max_concurrent_rpcs``; the gRPC
-transport's own cap is set above it (see ``app.server_options``) so health checks are
-never shed and callers get the rich status rather than a bare one.
+than pile up. The overall limit defaults to ``server.max_concurrent_rpcs``. The gRPC
+transport has no cap of its own (see ``app.create_server``): health checks are never
+shed, and callers get the rich status rather than a bare one.
 
 The counters are plain integers: the server runs on one event loop, and entering and
 leaving never await.

@@ -26,7 +26,7 @@ from quorum.server.frontdoor import HttpFrontDoor
 from quorum.server.gateway import Gateway
 from quorum.server.metrics import MetricsServer, serve_metrics
 from quorum.server.router import Router
-from quorum.server.service import RouteService, add_route_service
+from quorum.server.service import RouteService, route_service_handlers
 from quorum.server.shedding import LoadShedder, probe_address
 from quorum.server.tls import server_credentials
 
@@ -104,15 +104,20 @@ def create_server(
     admission = Admission(config, router.metrics)
     delay_ms = config.admission.max_queue_delay_ms
     shedder = LoadShedder(delay_ms / 1000.0) if delay_ms is not None else None
-    gateway = Gateway(router.guardrails.tenants, admission, router.metrics, router.tracing, shedder)
-    server = grpc.aio.server(
-        options=server_options(config, reuse_port=reuse_port),
-        interceptors=[gateway],
-        # Admission sheds RouteService calls with RetryInfo at its own limit; the
-        # transport's cap sits above it so health checks and reflection still get in.
-        maximum_concurrent_rpcs=admission.max_inflight + max(64, admission.max_inflight // 4),
+    gateway = Gateway(
+        route_service_handlers(RouteService(router)),
+        router.guardrails.tenants,
+        admission,
+        router.metrics,
+        router.tracing,
+        shedder,
     )
-    add_route_service(RouteService(router), server)
+    # No maximum_concurrent_rpcs: grpc.aio enforces it with an asyncio.Condition and an
+    # extra task per RPC (about a tenth of the server's CPU per request). Admission
+    # sheds RouteService calls beyond its limit with RESOURCE_EXHAUSTED and RetryInfo,
+    # and health checks and reflection are never shed.
+    server = grpc.aio.server(options=server_options(config, reuse_port=reuse_port))
+    server.add_generic_rpc_handlers((gateway,))
     # The asyncio health servicer: the thread-based one would park Watch streams in
     # executor threads that keep the process alive after shutdown.
     health_servicer = AsyncHealthServicer()

@@ -1,6 +1,10 @@
-"""The gRPC interceptor in front of RouteService: authenticate, admit, observe.
+"""The front of RouteService: authenticate, admit, observe.
 
-For every RouteService RPC, before the servicer runs:
+:class:`Gateway` is the server's generic handler for RouteService: for each call grpc
+asks it for the method's handler, and it hands back the servicer's handler wrapped once
+per method. (A generic handler costs grpc.aio one plain function call per RPC; a server
+interceptor would cost a coroutine chain.) For every RouteService RPC, before the
+servicer runs:
 
 1. **Authenticate** the ``authorization: Bearer <token>`` metadata (when auth is on);
    missing or unknown credentials → UNAUTHENTICATED.
@@ -14,14 +18,14 @@ For every RouteService RPC, before the servicer runs:
    the router fills in; afterwards count ``quorum_requests_total`` with the final code
    and observe the total duration.
 
-Health and reflection are not RouteService and pass untouched: probes and ``grpcurl
-list`` need no token.
+Health and reflection are other generic handlers and never pass through here: probes
+and ``grpcurl list`` need no token.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
@@ -48,11 +52,6 @@ _COUNTED = frozenset({_ROUTE, f"{_PREFIX}RouteStream"})
 Context = grpc.aio.ServicerContext[Any, Any]
 Metadata = Sequence[tuple[str, str | bytes]]
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
-
-if TYPE_CHECKING:
-    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.aio.ServerInterceptor
 
 
 def _ignore(data: bytes) -> None:
@@ -83,17 +82,26 @@ def _code_name(context: Context, exc: BaseException | None) -> str:
     return "CANCELLED" if exc is not None and isinstance(exc, BaseException) else "UNKNOWN"
 
 
-class Gateway(_Interceptor):
+if TYPE_CHECKING:
+    _GenericHandler = grpc.GenericRpcHandler[Any, Any]
+else:
+    _GenericHandler = grpc.GenericRpcHandler
+
+
+class Gateway(_GenericHandler):
     """Authentication, admission, metrics and tracing around every RouteService RPC."""
 
     def __init__(
         self,
+        handlers: Mapping[str, Handler],
         tenants: Tenants,
         admission: Admission,
         metrics: Metrics,
         tracing: Tracing | None = None,
         shedder: LoadShedder | None = None,
     ) -> None:
+        """``handlers``: the servicer's method handlers by full method path
+        (``/quorum.route.v1.RouteService/Route``), each wrapped here once."""
         self._tenants = tenants
         self._admission = admission
         self._metrics = metrics
@@ -106,28 +114,22 @@ class Gateway(_Interceptor):
         )
         self._overloaded = to_grpc(status_for(overloaded))
         self._refusals: dict[str, Handler] = {}
-        # Wrapped handlers are built once per method; each call reads its own metadata
-        # from the servicer context, so nothing is allocated per call here.
-        self._wrapped: dict[str, Handler] = {}
+        # Each call reads its own metadata from the servicer context, so nothing is
+        # allocated per call here.
+        self._wrapped = {method: self._wrap(method, h) for method, h in handlers.items()}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        method: str = details.method
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        """The handler for one call; ``None`` for a method of another service."""
+        method: str = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            return None  # health, reflection, or unknown (grpc answers UNIMPLEMENTED)
         shedder = self._shedder
-        if method in _COUNTED and shedder is not None:
-            if method == _ROUTE and shedder.is_probe(details.invocation_metadata):
+        if shedder is not None and method in _COUNTED:
+            if method == _ROUTE and shedder.is_probe(handler_call_details.invocation_metadata):
                 return _PROBE_ANSWER
             if shedder.shed():
                 return self._refusal(method)
-        handler = await continuation(details)
-        if handler is None or not method.startswith(_PREFIX):
-            return handler  # None: unknown method, which grpc answers UNIMPLEMENTED
-        wrapped = self._wrapped.get(method)
-        if wrapped is None:
-            wrapped = self._wrapped[method] = self._wrap(method, handler)
         return wrapped
 
     def _refusal(self, method: str) -> Handler:

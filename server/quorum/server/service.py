@@ -216,12 +216,13 @@ class RouteService(svc_grpc.RouteServiceServicer):
             raise
 
 
-def add_route_service(service: RouteService, server: grpc.aio.Server) -> None:
-    """Register the service with request parsers that turn corrupt bytes into
-    INVALID_ARGUMENT (the generated registration would answer UNKNOWN)."""
-    methods = svc_pb.DESCRIPTOR.services_by_name["RouteService"].methods
+def route_service_handlers(service: RouteService) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+    """The service's method handlers by full method path, with request parsers that
+    turn corrupt bytes into INVALID_ARGUMENT (the generated registration would answer
+    UNKNOWN). :class:`~quorum.server.gateway.Gateway` wraps and serves them."""
+    described = svc_pb.DESCRIPTOR.services_by_name["RouteService"]
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
-    for method in methods:
+    for method in described.methods:
         in_cls = getattr(svc_pb, method.input_type.name, None) or getattr(
             pb, method.input_type.name
         )
@@ -230,22 +231,14 @@ def add_route_service(service: RouteService, server: grpc.aio.Server) -> None:
         )
         parse = _tolerant(in_cls.FromString, method.input_type.full_name)
         behaviour = getattr(service, method.name)
-        if method.server_streaming:
-            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
-                behaviour,
-                request_deserializer=parse,
-                response_serializer=out_cls.SerializeToString,
-            )
-        else:
-            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                behaviour,
-                request_deserializer=parse,
-                response_serializer=out_cls.SerializeToString,
-            )
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                svc_pb.DESCRIPTOR.services_by_name["RouteService"].full_name, handlers
-            ),
+        make = (
+            grpc.unary_stream_rpc_method_handler
+            if method.server_streaming
+            else grpc.unary_unary_rpc_method_handler
         )
-    )
+        handlers[f"/{described.full_name}/{method.name}"] = make(
+            behaviour,
+            request_deserializer=parse,
+            response_serializer=out_cls.SerializeToString,
+        )
+    return handlers

@@ -45,6 +45,7 @@ class Admission:
         self.inflight = 0
         self._by_tenant: dict[str, int] = {}
         self._metrics = metrics
+        metrics.track_inflight(lambda: self.inflight)
 
     def admit(self, tenant: TenantPolicy | None) -> Ticket:
         """Count a request in, or raise RESOURCE_EXHAUSTED if a limit is reached."""
@@ -68,7 +69,6 @@ class Admission:
             )
         self.inflight += 1
         self._by_tenant[name] = self._by_tenant.get(name, 0) + 1
-        self._metrics.inflight.set(self.inflight)
         return Ticket(self, name)
 
     def _leave(self, tenant: str) -> None:
@@ -78,4 +78,3 @@ class Admission:
             self._by_tenant[tenant] = left
         else:
             del self._by_tenant[tenant]
-        self._metrics.inflight.set(self.inflight)

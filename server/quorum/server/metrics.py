@@ -24,8 +24,8 @@ Names and labels (docs/deploy.md's alerts use them):
 ==========================================  =========================================
 
 Label values come from config (tenants, models, providers, tiers) or small enums, so
-cardinality is bounded; a caller can never create a label value. Children are cached
-in dicts keyed by their label tuple, so recording costs a dict lookup and an increment.
+cardinality is bounded; a caller can never create a label value. The families written
+per request are :mod:`quorum.server.tallies`, so recording costs a dict update.
 """
 
 from __future__ import annotations
@@ -36,13 +36,14 @@ from collections.abc import Callable, Iterable
 from contextlib import suppress
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from quorum.server.domain import Attempt, BreakerState, RouteResult
 from quorum.server.state import route_key
+from quorum.server.tallies import Tallies
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -56,7 +57,7 @@ BREAKER_VALUES = {
     BreakerState.OPEN: 2,
 }
 
-C = TypeVar("C")
+_CLASSIFY, _PLAN, _EXECUTE, _ATTEMPT = ("classify",), ("plan",), ("execute",), ("attempt",)
 
 
 @dataclass(slots=True)
@@ -97,162 +98,139 @@ def route_label(result: RouteResult) -> str:
     return route_key(result.classification.agent, tiers[0] if tiers else "")
 
 
-class _Bound(dict[tuple[str, ...], C]):
-    """Label children of one family, bound on first use."""
-
-    def __init__(self, make: Callable[..., C]) -> None:
-        super().__init__()
-        self._make = make
-
-    def __missing__(self, key: tuple[str, ...]) -> C:
-        child = self._make(*key)
-        self[key] = child
-        return child
-
-
 class Metrics:
-    """Every Quorum metric, in its own registry (several servers may share a process)."""
+    """Every Quorum metric, in its own registry (several servers may share a process).
+
+    The families written on every request are :mod:`quorum.server.tallies` (a dict
+    update each); gauges set now and then stay ``prometheus_client`` gauges."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        requests = Counter(
+        t = Tallies()
+        self._requests = t.counter(
             "quorum_requests_total",
             "Route and RouteStream RPCs by tenant, strategy, answering model and status code",
             ["tenant", "strategy", "model", "code"],
-            registry=r,
         )
-        duration = Histogram(
+        self._stage = t.histogram(
             "quorum_request_duration_seconds",
             "Time per stage of the request path (classify, plan, execute, total, attempt)",
             ["stage"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            _LATENCY_BUCKETS,
         )
-        attempts = Counter(
+        self._attempts = t.counter(
             "quorum_upstream_attempts_total",
             "Upstream calls by provider, model and outcome",
             ["provider", "model", "outcome"],
-            registry=r,
         )
-        upstream = Histogram(
+        self._upstream = t.histogram(
             "quorum_upstream_duration_seconds",
             "Latency of upstream calls by provider and model",
             ["provider", "model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            _LATENCY_BUCKETS,
         )
-        tokens = Counter(
-            "quorum_tokens_total", "Tokens by model and direction", ["model", "direction"],
-            registry=r,
-        )  # fmt: skip
-        cost = Counter(
-            "quorum_cost_usd_total", "Spend in USD by tenant and model", ["tenant", "model"],
-            registry=r,
-        )  # fmt: skip
-        baseline = Counter(
+        self._tokens = t.counter(
+            "quorum_tokens_total", "Tokens by model and direction", ["model", "direction"]
+        )
+        self._cost = t.counter(
+            "quorum_cost_usd_total", "Spend in USD by tenant and model", ["tenant", "model"]
+        )
+        self._baseline = t.counter(
             "quorum_baseline_cost_usd_total",
             "What the premium baseline model would have cost for the same answers, in USD",
             ["tenant"],
-            registry=r,
         )
+        self._escalations = t.counter(
+            "quorum_cascade_escalations_total",
+            "Cascade escalations to a more capable tier, by route",
+            ["route"],
+        )
+        self._agreement = t.histogram(
+            "quorum_consensus_agreement",
+            "Share of consensus weight behind the winning answer",
+            [],
+            _RATIO_BUCKETS,
+        )
+        self._agreement.touch(())
+        self._shed = t.counter(
+            "quorum_shed_total", "Requests refused by load shedding, by reason", ["reason"]
+        )
+        self._cache_hits = t.counter(
+            "quorum_cache_hits_total", "Answers served from the response cache", ["tenant"]
+        )
+        for stage in ("classify", "plan", "execute", "total", "attempt"):
+            self._stage.touch((stage,))  # every stage shows from the start
+        r.register(t)
         self.breaker_state = Gauge(
             "quorum_breaker_state",
             "Circuit breaker per provider: 0 closed, 1 half-open, 2 open",
             ["provider"],
             registry=r,
         )
-        escalations = Counter(
-            "quorum_cascade_escalations_total",
-            "Cascade escalations to a more capable tier, by route",
-            ["route"],
-            registry=r,
-        )
-        self.agreement = Histogram(
-            "quorum_consensus_agreement",
-            "Share of consensus weight behind the winning answer",
-            buckets=_RATIO_BUCKETS,
-            registry=r,
-        )
-        budget_ratio = Gauge(
+        self._budget_ratio = Gauge(
             "quorum_budget_used_ratio",
             "Budget used (spent plus reserved) over its limit, by tenant and period",
             ["tenant", "period"],
             registry=r,
         )
-        budget_limit = Gauge(
+        self._budget_limit = Gauge(
             "quorum_budget_limit_usd", "Budget limit in USD", ["tenant", "period"], registry=r
         )
         self.inflight = Gauge("quorum_inflight_requests", "Requests being served now", registry=r)
-        shed = Counter(
-            "quorum_shed_total", "Requests refused by load shedding, by reason", ["reason"],
-            registry=r,
-        )  # fmt: skip
-        cache_hits = Counter(
-            "quorum_cache_hits_total", "Answers served from the response cache", ["tenant"],
-            registry=r,
-        )  # fmt: skip
-        self._requests = _Bound(requests.labels)
-        self._stage = _Bound(duration.labels)
-        self._attempts = _Bound(attempts.labels)
-        self._upstream = _Bound(upstream.labels)
-        self._tokens = _Bound(tokens.labels)
-        self._cost = _Bound(cost.labels)
-        self._baseline = _Bound(baseline.labels)
-        self._escalations = _Bound(escalations.labels)
-        self._budget_ratio = _Bound(budget_ratio.labels)
-        self._budget_limit = _Bound(budget_limit.labels)
-        self._shed = _Bound(shed.labels)
-        self._cache_hits = _Bound(cache_hits.labels)
-        for stage in ("classify", "plan", "execute", "total", "attempt"):
-            _ = self._stage[(stage,)]  # bound now, so every stage shows from the start
+
+    def track_inflight(self, read: Callable[[], float]) -> None:
+        """Report ``read()`` as the requests in flight, read when Prometheus scrapes."""
+        self.inflight.set_function(read)
 
     # ---- recording ------------------------------------------------------------------
 
     def request(self, tenant: str, strategy: str, model: str, code: str) -> None:
-        self._requests[(tenant, strategy, model, code)].inc()
+        self._requests.inc((tenant, strategy, model, code))
 
     def stage(self, stage: str, seconds: float) -> None:
-        self._stage[(stage,)].observe(seconds)
+        self._stage.observe((stage,), seconds)
 
     def attempts(self, tenant: str, attempts: Iterable[Attempt]) -> None:
         """Count upstream attempts, their latency, tokens and cost."""
         for a in attempts:
-            self._attempts[(a.provider, a.model, a.outcome.value)].inc()
+            self._attempts.inc((a.provider, a.model, a.outcome.value))
             if a.latency_ms > 0:
                 seconds = a.latency_ms / 1000.0
-                self._upstream[(a.provider, a.model)].observe(seconds)
-                self._stage[("attempt",)].observe(seconds)
-            if a.usage.input_tokens:
-                self._tokens[(a.model, "input")].inc(a.usage.input_tokens)
-            if a.usage.output_tokens:
-                self._tokens[(a.model, "output")].inc(a.usage.output_tokens)
+                self._upstream.observe((a.provider, a.model), seconds)
+                self._stage.observe(_ATTEMPT, seconds)
+            usage = a.usage
+            if usage.input_tokens:
+                self._tokens.inc((a.model, "input"), usage.input_tokens)
+            if usage.output_tokens:
+                self._tokens.inc((a.model, "output"), usage.output_tokens)
             if a.cost_usd:
-                self._cost[(tenant, a.model)].inc(a.cost_usd)
+                self._cost.inc((tenant, a.model), a.cost_usd)
 
     def result(self, tenant: str, result: RouteResult) -> None:
         """Everything a finished route tells (its attempts are counted separately)."""
         t = result.timings
-        self._stage[("classify",)].observe(t.classify_ms / 1000.0)
-        self._stage[("plan",)].observe(t.plan_ms / 1000.0)
-        self._stage[("execute",)].observe(t.execute_ms / 1000.0)
-        self._baseline[(tenant,)].inc(result.baseline_cost_usd)
+        stage = self._stage
+        stage.observe(_CLASSIFY, t.classify_ms / 1000.0)
+        stage.observe(_PLAN, t.plan_ms / 1000.0)
+        stage.observe(_EXECUTE, t.execute_ms / 1000.0)
+        self._baseline.inc((tenant,), result.baseline_cost_usd)
         cascade = result.cascade
         if cascade is not None and len(cascade.tiers_tried) > 1:
-            self._escalations[(route_label(result),)].inc(len(cascade.tiers_tried) - 1)
+            self._escalations.inc((route_label(result),), len(cascade.tiers_tried) - 1)
         if result.consensus is not None:
-            self.agreement.observe(result.consensus.agreement)
+            self._agreement.observe((), result.consensus.agreement)
 
     def cache_hit(self, tenant: str, result: RouteResult) -> None:
-        self._cache_hits[(tenant,)].inc()
-        self._baseline[(tenant,)].inc(result.baseline_cost_usd)
+        self._cache_hits.inc((tenant,))
+        self._baseline.inc((tenant,), result.baseline_cost_usd)
 
     def shed(self, reason: str) -> None:
-        self._shed[(reason,)].inc()
+        self._shed.inc((reason,))
 
     def budget(self, tenant: str, period: str, ratio: float, limit_usd: float) -> None:
-        self._budget_ratio[(tenant, period)].set(ratio)
-        self._budget_limit[(tenant, period)].set(limit_usd)
+        self._budget_ratio.labels(tenant, period).set(ratio)
+        self._budget_limit.labels(tenant, period).set(limit_usd)
 
     def breaker(self, provider: str, state: BreakerState) -> None:
         self.breaker_state.labels(provider).set(BREAKER_VALUES[state])

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, BinaryIO, Literal
 
+import orjson
 import structlog
 
 from quorum.server.domain import RouteRequest, RouteResult
@@ -107,6 +107,19 @@ def decision_record(
     return record
 
 
+def _write_stdout(data: bytes) -> None:
+    """Write to standard output's bytes, or its text where it has none (a test's capture)."""
+    out = sys.stdout
+    buffer = getattr(out, "buffer", None)
+    if buffer is not None:
+        out.flush()  # anything written as text before goes first
+        buffer.write(data)
+        buffer.flush()
+    else:
+        out.write(data.decode("utf-8"))
+        out.flush()
+
+
 @value_type
 class Decided:
     """What the log remembers of a decision, for feedback: who answered which task."""
@@ -162,7 +175,7 @@ class DecisionLog:
         self._queue: list[dict[str, Any] | tuple[RouteRequest, RouteResult, float]] = []
         self._wakeup: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
-        self._file: TextIO | None = None
+        self._file: BinaryIO | None = None
         self._redis_url = redis_url
         self._stream_key = stream_key
         self._redis: Any = None
@@ -226,11 +239,12 @@ class DecisionLog:
         if not wakeup.is_set():
             wakeup.set()
 
-    def _line(self, entry: dict[str, Any] | tuple[RouteRequest, RouteResult, float]) -> str:
+    def _line(self, entry: dict[str, Any] | tuple[RouteRequest, RouteResult, float]) -> bytes:
+        """One compact JSON line (orjson: a twentieth of the stdlib encoder's time)."""
         if isinstance(entry, tuple):
             request, result, ts = entry
             entry = decision_record(request, result, self._include_prompts, ts)
-        return json.dumps(entry, separators=(",", ":"))
+        return orjson.dumps(entry)
 
     # -- shared index through Redis ---------------------------------------------------
 
@@ -292,8 +306,7 @@ class DecisionLog:
         lines = [self._line(entry) for entry in entries]
         try:
             if self._sink == "stdout":
-                sys.stdout.write("\n".join(lines) + "\n")
-                sys.stdout.flush()
+                _write_stdout(b"\n".join(lines) + b"\n")
             elif self._sink == "file":
                 await asyncio.to_thread(self._append, lines)
             elif self._sink == "redis":
@@ -308,11 +321,11 @@ class DecisionLog:
             self.dropped += len(lines)
             log.warning("decision_log_write_failed", error=type(exc).__name__, lines=len(lines))
 
-    def _append(self, lines: list[str]) -> None:
+    def _append(self, lines: list[bytes]) -> None:
         if self._file is None:
             assert self._path is not None
-            self._file = Path(self._path).open("a", encoding="utf-8")  # noqa: SIM115
-        self._file.write("\n".join(lines) + "\n")
+            self._file = Path(self._path).open("ab")  # noqa: SIM115
+        self._file.write(b"\n".join(lines) + b"\n")
         self._file.flush()
 
     async def close(self) -> None:

@@ -9,8 +9,9 @@ with no choices carries the usage, as OpenAI does.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from quorum.server.domain import ToolCall, Usage
 from quorum.server.frontdoor.translate import completion_id, tool_call_json, usage_json
@@ -20,7 +21,7 @@ DONE = b"data: [DONE]\n\n"
 
 def frame(payload: dict[str, Any]) -> bytes:
     """One SSE event carrying ``payload`` as compact JSON."""
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 class ChunkBuilder:

@@ -124,7 +124,7 @@ class AnthropicProvider:
             async for event in events:
                 if stopped or event.event == "ping":
                     continue
-                data = sse.decode_json(self._name, event.data.encode())
+                data = sse.decode_json(self._name, event.data)
                 kind = data.get("type") if isinstance(data, dict) else None
                 try:
                     if kind == "error" or event.event == "error":

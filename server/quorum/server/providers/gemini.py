@@ -122,7 +122,7 @@ class GeminiProvider:
             refine=_retry_info,
         ) as events:
             async for event in events:
-                chunk = sse.decode_json(self._name, event.data.encode())
+                chunk = sse.decode_json(self._name, event.data)
                 try:
                     text, calls = state.add(self._name, chunk)
                 except _SHAPE_ERRORS as exc:

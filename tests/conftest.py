@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import socket
 import subprocess
@@ -31,6 +32,19 @@ def _no_queue_shedding_in_process(
     ``queue_shedding``. (Servers started as processes keep the configured default.)"""
     if request.node.get_closest_marker("queue_shedding") is None:
         monkeypatch.setattr("quorum.server.app.LoadShedder", lambda target_s: None)
+
+
+def log_events(text: str) -> list[str]:
+    """The ``event`` of every JSON log line in ``text`` (other lines are skipped)."""
+    events = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "event" in record:
+            events.append(str(record["event"]))
+    return events
 
 
 def sim_config(**overrides: Any) -> dict[str, Any]:

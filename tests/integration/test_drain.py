@@ -17,7 +17,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from quorum.client import AsyncQuorumClient, QuorumError
-from tests.conftest import sim_config, with_model
+from tests.conftest import log_events, sim_config, with_model
 
 QUORUM = Path(sys.executable).with_name("quorum")
 
@@ -88,8 +88,9 @@ async def test_sigterm_drains_in_flight_request_and_exits_zero(tmp_path: Path) -
             proc.wait()
         log_file.close()
     logs = log_path.read_text()
-    assert '"event": "draining"' in logs
-    assert '"event": "stopped"' in logs
+    events = log_events(logs)
+    assert "draining" in events
+    assert "stopped" in events
 
 
 async def test_new_rpcs_are_refused_while_draining(tmp_path: Path) -> None:

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any
 
+import orjson
 import structlog
 
 _LEVELS = {
@@ -19,21 +24,70 @@ _LEVELS = {
 }
 
 
+_request_id: ContextVar[str] = ContextVar("quorum_log_request_id", default="")
+
+
+class request_scope:  # noqa: N801 - used like a function: ``with request_scope(rid):``
+    """Tag every log line of the block with ``request_id``.
+
+    One context variable set and reset: a fraction of what structlog's generic
+    ``bound_contextvars`` costs, and this runs on every RPC.
+    """
+
+    __slots__ = ("_request_id", "_token")
+
+    def __init__(self, request_id: str) -> None:
+        self._request_id = request_id
+
+    def __enter__(self) -> None:
+        self._token: Token[str] = _request_id.set(self._request_id)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _request_id.reset(self._token)
+
+
+def _add_request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    request_id = _request_id.get()
+    if request_id:
+        event.setdefault("request_id", request_id)
+    return event
+
+
+def _json_text(event: Any, **_: Any) -> str:
+    return orjson.dumps(event).decode()
+
+
 def configure_logging(level: str = "info", *, json: bool = True) -> None:
-    """Configure structlog; events below ``level`` are dropped before any formatting."""
+    """Configure structlog; events below ``level`` are dropped before any formatting.
+
+    JSON lines are rendered by orjson straight to standard error's bytes."""
     numeric = _LEVELS.get(level, logging.INFO)
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
-    )
+    processors: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        _add_request_id,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    factory: Any
+    binary = getattr(sys.stderr, "buffer", None)
+    if json and binary is not None:
+        processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
+        factory = structlog.BytesLoggerFactory(file=binary)
+    elif json:  # a standard error without bytes (a test's capture): the same JSON as text
+        processors.append(structlog.processors.JSONRenderer(serializer=_json_text))
+        factory = structlog.PrintLoggerFactory(file=sys.stderr)
+    else:
+        processors.append(structlog.dev.ConsoleRenderer())
+        factory = structlog.PrintLoggerFactory(file=sys.stderr)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=factory,
         cache_logger_on_first_use=True,
     )

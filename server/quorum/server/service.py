@@ -20,6 +20,7 @@ from quorum.route.v1 import types_pb2 as pb
 from quorum.server import convert
 from quorum.server import domain as d
 from quorum.server.errors import FieldViolation, InvalidRequest, QuorumError
+from quorum.server.logs import request_scope
 from quorum.server.router import Router
 from quorum.server.status import internal_status, status_for, to_grpc
 
@@ -93,7 +94,7 @@ class RouteService(svc_grpc.RouteServiceServicer):
             request_id = request.request_id
             routed = self._request(request)
             request_id = routed.request_id
-            with structlog.contextvars.bound_contextvars(request_id=request_id):
+            with request_scope(request_id):
                 if self._log_prompts:
                     log.debug("route_prompt", prompt=routed.prompt_text)
                 result = await self._router.route(routed, timeout_s=context.time_remaining())
@@ -127,7 +128,7 @@ class RouteService(svc_grpc.RouteServiceServicer):
             request_id = request.request.request_id
             routed = self._request(request.request, prefix="request.")
             request_id = routed.request_id
-            with structlog.contextvars.bound_contextvars(request_id=request_id):
+            with request_scope(request_id):
                 if self._log_prompts:
                     log.debug("route_prompt", prompt=routed.prompt_text)
                 stream = self._router.route_stream(routed, timeout_s=context.time_remaining())

@@ -43,6 +43,7 @@ from quorum.server.frontdoor.errors import internal_error, plain_error
 from quorum.server.frontdoor.gate import Gate
 from quorum.server.frontdoor.stream import SseResponder, StreamItem, error_response
 from quorum.server.frontdoor.translate import ChatRequest, completion_body, parse_chat_request
+from quorum.server.logs import request_scope
 from quorum.server.names import NAME as TENANT_NAME
 from quorum.server.names import REQUEST_ID
 from quorum.server.router import Router
@@ -163,7 +164,7 @@ class _Handlers:
         origins: dict[str, str] = {}
         try:
             request_id = _request_id(request)
-            with structlog.contextvars.bound_contextvars(request_id=request_id):
+            with request_scope(request_id):
                 async with self.state.gate.serving(request, CHAT_METHOD) as served:
                     chat = await self._parse(request, request_id)
                     origins = dict(chat.origins)

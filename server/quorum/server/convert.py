@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from collections.abc import Collection, Mapping
 from enum import Enum
 from typing import Any, TypeVar
@@ -38,6 +37,7 @@ from quorum.server.names import (
     NAME,
     REQUEST_ID,
     TOOL_NAME,
+    new_request_id,
 )
 
 E = TypeVar("E", bound=Enum)
@@ -304,7 +304,7 @@ def route_request_from_pb(
     if c.violations:
         raise InvalidRequest(c.violations)
     return d.RouteRequest(
-        request_id=request_id or uuid.uuid4().hex,
+        request_id=request_id or new_request_id(),
         messages=tuple(m for m in messages if m is not None),
         params=params,
         hints=hints,

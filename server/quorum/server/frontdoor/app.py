@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import time
-import uuid
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,7 +44,7 @@ from quorum.server.frontdoor.stream import SseResponder, StreamItem, error_respo
 from quorum.server.frontdoor.translate import ChatRequest, completion_body, parse_chat_request
 from quorum.server.logs import request_scope
 from quorum.server.names import NAME as TENANT_NAME
-from quorum.server.names import REQUEST_ID
+from quorum.server.names import REQUEST_ID, new_request_id
 from quorum.server.router import Router
 
 log = structlog.get_logger("quorum.frontdoor")
@@ -93,7 +92,7 @@ def _request_id(request: web.Request) -> str:
                     [FieldViolation(header, "must be 1-128 letters, digits or ._:/-")]
                 )
             return value
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 def _timeout(request: web.Request) -> float | None:
@@ -160,7 +159,7 @@ class _Handlers:
         self.router = state.router
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()
         origins: dict[str, str] = {}
         try:
             request_id = _request_id(request)

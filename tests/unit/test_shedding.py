@@ -35,6 +35,17 @@ def test_a_longer_delay_moves_the_share_faster() -> None:
     assert severe.share < mild.share < 0.5
 
 
+def test_a_burst_one_probe_waits_behind_is_not_a_standing_queue() -> None:
+    shedder = LoadShedder(0.1)
+    for delay in (0.004, 0.35, 0.006, 0.003, 0.4, 0.005):  # two bursts, no backlog
+        shedder.update(delay)
+        assert shedder.share == 0.0
+    for _ in range(3):  # every recent probe waited: a standing queue
+        shedder.update(0.3)
+    assert shedder.share > 0.0
+    assert shedder.delay_s == pytest.approx(0.3)
+
+
 def test_below_the_target_nothing_is_shed() -> None:
     shedder = LoadShedder(0.1)
     for _ in range(10):

@@ -15,8 +15,10 @@ one queue per method, so the probe waits in line with every other ``Route`` call
 gateway recognises it as soon as the server takes it and answers at once without
 parsing or routing anything, so its round trip is the queueing delay a caller would see
 now (plus well under a millisecond of work). A probe still unanswered counts with its
-age so far, so a growing backlog is seen while it grows. While the delay stays at or
-above ``target_s`` the share of new RouteService calls refused grows towards
+age so far, so a growing backlog is seen while it grows. The delay that counts is the
+*least* of the last ``window`` readings (as in CoDel): a burst that one probe waits
+behind is not a standing queue, a delay every recent probe saw is. While that delay
+stays at or above ``target_s`` the share of new RouteService calls refused grows towards
 ``max_share``, faster the longer the delay; below it the share decays, faster the
 shorter the delay, to zero. A refused call is answered before its request is parsed (see
 :mod:`quorum.server.gateway`).
@@ -35,6 +37,7 @@ import os
 import random
 import secrets
 import time
+from collections import deque
 from collections.abc import Sequence
 from itertools import count
 
@@ -62,6 +65,7 @@ class LoadShedder:
         *,
         interval_s: float = 0.05,
         calm_interval_s: float = 0.25,
+        window: int = 3,
         max_share: float = 0.95,
         rng: random.Random | None = None,
     ) -> None:
@@ -70,7 +74,9 @@ class LoadShedder:
         self.calm_interval_s = calm_interval_s
         self.max_share = max_share
         self.share = 0.0
-        self.delay_s = 0.0
+        self.delay_s = 0.0  # the standing delay: the least of the recent readings
+        self.last_s = 0.0  # the latest reading
+        self._recent: deque[float] = deque(maxlen=window)
         self._random = (rng or random.Random()).random
         self._task: asyncio.Task[None] | None = None
         self._token = secrets.token_hex(16)
@@ -89,9 +95,11 @@ class LoadShedder:
 
     def update(self, delay_s: float) -> None:
         """Take one queueing-delay reading and adjust the share."""
-        self.delay_s = delay_s
+        self.last_s = delay_s
+        self._recent.append(delay_s)
+        standing = self.delay_s = min(self._recent)
         before = self.share
-        ratio = delay_s / self.target_s
+        ratio = standing / self.target_s
         if ratio >= 1.0:
             # At the target a tenth of the way to max_share per reading; at five
             # times the target, half of it.
@@ -104,7 +112,7 @@ class LoadShedder:
         if (before == 0.0) != (self.share == 0.0):
             log.warning(
                 "load_shedding" if self.share else "load_shedding_stopped",
-                queue_delay_ms=round(delay_s * 1000, 1),
+                queue_delay_ms=round(standing * 1000, 1),
                 share=round(self.share, 3),
             )
 
@@ -135,7 +143,7 @@ class LoadShedder:
                         pending.result()  # an error is only a late answer: its time counts
                     self.update(answered - started)
                     pending = None
-                calm = self.share == 0.0 and self.delay_s < self.target_s / 4
+                calm = self.share == 0.0 and self.last_s < self.target_s / 4
                 if calm and time.monotonic() - started < self.calm_interval_s:
                     continue  # a probe costs a round trip: fewer while nothing queues
                 started = time.monotonic()

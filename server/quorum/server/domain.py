@@ -189,19 +189,21 @@ class RouteRequest:
 
     def needed_capabilities(self) -> frozenset[Capability]:
         """Capabilities asked for explicitly or implied by the request's content."""
-        needed = set(self.hints.required_capabilities)
-        if self.params.tools or any(m.tool_calls for m in self.messages):
-            needed.add(Capability.TOOLS)
+        implied: list[Capability] = []
+        params = self.params
+        if params.tools or any(m.tool_calls for m in self.messages):
+            implied.append(Capability.TOOLS)
         if self.has_image:
-            needed.add(Capability.VISION)
-        fmt = self.params.response_format.type
+            implied.append(Capability.VISION)
+        fmt = params.response_format.type
         if fmt is ResponseFormatType.JSON_OBJECT:
-            needed.add(Capability.JSON_MODE)
+            implied.append(Capability.JSON_MODE)
         elif fmt is ResponseFormatType.JSON_SCHEMA:
-            needed.add(Capability.JSON_SCHEMA)
-        if self.params.logprobs:
-            needed.add(Capability.LOGPROBS)
-        return frozenset(needed)
+            implied.append(Capability.JSON_SCHEMA)
+        if params.logprobs:
+            implied.append(Capability.LOGPROBS)
+        asked = self.hints.required_capabilities
+        return asked.union(implied) if implied else asked
 
 
 @value_type

@@ -80,10 +80,13 @@ class TokenEstimate:
 def estimate_tokens(request: RouteRequest, classification: Classification) -> TokenEstimate:
     """Input tokens from the text; output from max_tokens or a default by difficulty."""
     input_tokens = sum(count_tokens(m.text) + 4 for m in request.messages)
+    if request.params.tools:
+        input_tokens += sum(
+            count_tokens(t.description + t.parameters_json) + 8 for t in request.params.tools
+        )
     input_tokens += sum(
-        count_tokens(t.description + t.parameters_json) + 8 for t in request.params.tools
+        765 for m in request.messages if m.parts for p in m.parts if p.image is not None
     )
-    input_tokens += sum(765 for m in request.messages for p in m.parts if p.image is not None)
     expected = _DEFAULT_OUTPUT_TOKENS[classification.difficulty]
     output = min(request.params.max_tokens, expected) if request.params.max_tokens else expected
     return TokenEstimate(input_tokens, output)
@@ -230,8 +233,10 @@ def _performance(p: Planning, tier: str) -> dict[str, float] | None:
 def _plan_single(p: Planning) -> ExecutionPlan:
     tier = _target_tier(p)
     ordered = _order(p.eligible, tier, p.catalog, p.request.hints.model, _performance(p, tier))
-    healthy = [m for m in ordered if p.healthy(m)]
-    unhealthy = [m for m in ordered if m not in healthy]
+    healthy: list[ModelSpec] = []
+    unhealthy: list[ModelSpec] = []
+    for m in ordered:
+        (healthy if p.healthy(m) else unhealthy).append(m)
     if unhealthy:
         p.reasons.append(
             Reason(

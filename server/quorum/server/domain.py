@@ -175,6 +175,17 @@ class RouteRequest:
     hints: Hints = Hints()
     tenant: str = ""
 
+    def with_hints(self, hints: Hints, *, tenant: str | None = None) -> RouteRequest:
+        """A copy with other hints (and tenant); what ``dataclasses.replace`` would
+        give, without introspecting the fields on every request."""
+        return RouteRequest(
+            self.request_id,
+            self.messages,
+            self.params,
+            hints,
+            self.tenant if tenant is None else tenant,
+        )
+
     @property
     def prompt_text(self) -> str:
         """The text the classifier reads: the last user message."""

@@ -215,7 +215,7 @@ def with_tenant_defaults(tenant: TenantPolicy, request: RouteRequest) -> RouteRe
         hints = dataclasses.replace(hints, sensitivity=tenant.default_sensitivity)
     if hints is request.hints and request.tenant == tenant.name:
         return request
-    return dataclasses.replace(request, hints=hints, tenant=tenant.name)
+    return request.with_hints(hints, tenant=tenant.name)
 
 
 class Tenants:

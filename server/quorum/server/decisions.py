@@ -129,15 +129,19 @@ class Decided:
 
 
 class _Index:
-    """Request ids the log knows, bounded by count and age."""
+    """Request ids the log knows, bounded by count and age.
+
+    Entries are tuples of a float and strings, which the garbage collector stops
+    tracking: tens of thousands of them would otherwise be scanned by every full
+    collection."""
 
     def __init__(self, max_entries: int, retention_s: float) -> None:
-        self._ids: OrderedDict[str, tuple[float, Decided]] = OrderedDict()
+        self._ids: OrderedDict[str, tuple[float, str, str]] = OrderedDict()
         self._max = max_entries
         self._retention = retention_s
 
     def add(self, request_id: str, now: float, decided: Decided) -> None:
-        self._ids[request_id] = (now, decided)
+        self._ids[request_id] = (now, decided.model, decided.task)
         self._ids.move_to_end(request_id)
         while len(self._ids) > self._max:
             self._ids.popitem(last=False)
@@ -146,7 +150,7 @@ class _Index:
         seen = self._ids.get(request_id)
         if seen is None or now - seen[0] > self._retention:
             return None
-        return seen[1]
+        return Decided(seen[1], seen[2])
 
 
 class DecisionLog:

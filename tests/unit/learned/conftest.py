@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,11 +38,3 @@ def trained(data_dir: Path) -> tuple[LearnedRouter, dict[str, FittedHead]]:
     """The router trained on the synthetic data with a small config."""
     rows = load_rows([data_dir / "pair.jsonl", data_dir / "multi.jsonl"])
     return train_router(rows, load_prices(data_dir / "prices.json"), SMALL)
-
-
-@pytest.fixture(scope="session")
-def trained_with_deviations(data_dir: Path) -> tuple[LearnedRouter, dict[str, FittedHead]]:
-    """The router trained with per-category deviations forced on (one scale, no choice)."""
-    rows = load_rows([data_dir / "pair.jsonl", data_dir / "multi.jsonl"])
-    cfg = replace(SMALL, category_alphas=(0.5,), deviation_top_k=40)
-    return train_router(rows, load_prices(data_dir / "prices.json"), cfg)

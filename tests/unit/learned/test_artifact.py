@@ -55,9 +55,7 @@ def test_wrong_format_version_is_a_clear_error(saved: Path) -> None:
     manifest = json.loads(path.read_text())
     manifest["format_version"] = FORMAT_VERSION + 1
     path.write_text(json.dumps(manifest))
-    with pytest.raises(
-        ArtifactError, match=rf"format_version {FORMAT_VERSION + 1} is not supported .* retrain"
-    ):
+    with pytest.raises(ArtifactError, match=r"format_version 2 is not supported .* retrain"):
         LearnedRouter.load(saved)
 
 

@@ -3,10 +3,9 @@
 The manifest carries ``format_version``, the training data's file names and SHA-256, the
 training config, and per source: the kind of head, its models (cheapest first), calibrated
 thresholds or lambda, and the shapes of its arrays. ``weights.npz`` holds vocabularies (as
-string arrays), idf, coefficients, scalers, the per-category deviations (sparse: rows, columns,
-values) and the char blocks' warm words (frequent training words whose n-grams are looked up
-once, at load) under keys ``h<index>.<name>``. Coefficient matrices are stored as float16 and
-the rest as float32; training rounded the estimators to the
+string arrays), idf, coefficients, scalers and the char blocks' warm words (frequent training
+words whose n-grams are looked up once, at load) under keys ``h<index>.<name>``. Coefficient
+matrices are stored as float16 and the rest as float32; training rounded the estimators to the
 same values before export, so scores still equal the scikit-learn pipeline's. Loading needs only
 numpy and checks the version first.
 """
@@ -23,7 +22,6 @@ import numpy.typing as npt
 
 from quorum.server.learned.heads import (
     CascadeVerifier,
-    CategoryDeviations,
     CategoryPrior,
     CostModel,
     SourceHead,
@@ -31,7 +29,7 @@ from quorum.server.learned.heads import (
 from quorum.server.learned.router import LearnedRouter
 from quorum.server.learned.tfidf import FeatureSpace, TfidfBlock
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.npz"
 
@@ -68,13 +66,6 @@ def _head_arrays(prefix: str, head: SourceHead) -> dict[str, npt.NDArray[Any]]:
         arrays[f"{prefix}.cat_vals"] = _f32(w[rows, cols])
         arrays[f"{prefix}.cat_intercept"] = _f32(head.category.intercept)
         arrays[f"{prefix}.cat_prior"] = _f32(head.category.prior)
-    if head.deviations is not None:
-        dev = head.deviations
-        rows = np.repeat(np.arange(dev.features), np.diff(dev.indptr))
-        arrays[f"{prefix}.dev_rows"] = rows.astype(np.int32)
-        arrays[f"{prefix}.dev_cols"] = dev.columns.astype(np.int16)
-        arrays[f"{prefix}.dev_vals"] = np.asarray(dev.values, dtype=np.float16)
-        arrays[f"{prefix}.dev_intercept"] = np.asarray(dev.intercept, dtype=np.float16)
     if head.cascade is not None:
         arrays[f"{prefix}.ver_coef"] = _f32(head.cascade.coef)
         arrays[f"{prefix}.ver_mean"] = _f32(head.cascade.mean)
@@ -98,7 +89,6 @@ def _head_manifest(prefix: str, head: SourceHead) -> dict[str, Any]:
         ],
         "features": head.space.size,
         "category": None,
-        "deviations": None,
         "cascade": None,
     }
     if head.category is not None:
@@ -106,11 +96,6 @@ def _head_manifest(prefix: str, head: SourceHead) -> dict[str, Any]:
             "labels": list(head.category.labels),
             "temperature": head.category.temperature,
             "weight": head.category.weight,
-        }
-    if head.deviations is not None:
-        entry["deviations"] = {
-            "alpha": head.deviations.alpha,
-            "nonzero": len(head.deviations.values),
         }
     if head.cascade is not None:
         entry["cascade"] = {
@@ -199,19 +184,6 @@ def _load_head(source: str, entry: Mapping[str, Any], z: Mapping[str, Any]) -> S
             prior=arr("cat_prior"),
             weight=float(spec["weight"]),
         )
-    deviations = None
-    if entry.get("deviations"):
-        if category is None:
-            raise ArtifactError(f"source {source!r}: category deviations without a category")
-        shape = (len(category.labels), len(entry["models"]))
-        deviations = CategoryDeviations.from_entries(
-            arr("dev_rows"),
-            arr("dev_cols"),
-            arr("dev_vals"),
-            features=space.size,
-            intercept=arr("dev_intercept").reshape(shape),
-            alpha=float(entry["deviations"]["alpha"]),
-        )
     cascade = None
     if entry.get("cascade"):
         spec = entry["cascade"]
@@ -239,7 +211,6 @@ def _load_head(source: str, entry: Mapping[str, Any], z: Mapping[str, Any]) -> S
         thresholds={str(k): float(v) for k, v in (entry.get("thresholds") or {}).items()},
         lam=None if lam is None else float(lam),
         cascade=cascade,
-        deviations=deviations,
     )
 
 

@@ -182,18 +182,14 @@ class CategoryFit:
     classifier: LinearSVC
     prior: CategoryPrior
 
-    def posterior(self, x: sp.csr_matrix) -> FloatArray:
-        """P(category | prompt) for each row of ``x``, with the exported weights."""
+    def predict(self, x: sp.csr_matrix) -> FloatArray:
+        """Expected per-model score from the guessed category, for each row of ``x``."""
         margins = self.prior.temperature * (
             np.asarray(x @ self.prior.weights) + self.prior.intercept
         )
         margins -= margins.max(axis=1, keepdims=True)
         e = np.exp(margins)
-        return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float64)
-
-    def predict(self, x: sp.csr_matrix) -> FloatArray:
-        """Expected per-model score from the guessed category, for each row of ``x``."""
-        return np.asarray(self.posterior(x) @ self.prior.prior, dtype=np.float64)
+        return np.asarray((e / e.sum(axis=1, keepdims=True)) @ self.prior.prior)
 
 
 def usable_categories(categories: Sequence[str], min_rows: int) -> list[str]:

@@ -7,9 +7,7 @@ probability that it answers a prompt well, and what it will cost. Scoring a prom
 2. per model, a logistic regression gives P(model right | prompt);
 3. where training rows had categories (MMLU subjects, RouterBench tasks), a linear classifier
    guesses the category from the text and the per-category success rates, shrunk towards the
-   source mean, give a second estimate; the two are averaged (``category.weight``). A head may
-   also carry per-category corrections of the per-model log-odds (:class:`CategoryDeviations`),
-   weighted by the category's posterior;
+   source mean, give a second estimate; the two are averaged (``category.weight``);
 4. *pair* heads (two models) route to the strong model when the expected gain
    ``E[strong] - E[weak]`` reaches the calibrated threshold — RouteLLM's strong-win-rate idea
    with the weak model's own chance of being right taken into account;
@@ -101,80 +99,6 @@ class CategoryPrior:
 
 
 @dataclass(frozen=True)
-class CategoryDeviations:
-    """Per-category corrections of the per-model log-odds, weighted by P(category | prompt).
-
-    Fitted jointly with the shared per-model weights (the rows' true categories select the
-    block of weights each row trains), so the shared weights keep what holds for every category
-    and each category's block learns only how its prompts differ — within a category the shared
-    weights rank prompts poorly, because they mostly learn the differences between categories.
-    At serve time the category is unknown and each block counts with its posterior.
-
-    The weights are sparse (each block keeps its largest ones) and stored by feature, like a CSR
-    matrix of shape ``(features, categories * models)``: the entries of feature ``f`` are
-    ``columns[indptr[f]:indptr[f + 1]]`` (column ``c * models + m`` is category ``c``'s weight
-    for model ``m``, before the scale ``alpha``) with ``values`` alike. A prompt then touches
-    only the few entries of its own features.
-    """
-
-    indptr: npt.NDArray[np.int64]  # (features + 1,)
-    columns: npt.NDArray[np.int64]
-    values: FloatArray
-    intercept: FloatArray  # (categories, models)
-    alpha: float
-
-    @classmethod
-    def from_entries(
-        cls,
-        rows: npt.ArrayLike,
-        columns: npt.ArrayLike,
-        values: npt.ArrayLike,
-        *,
-        features: int,
-        intercept: FloatArray,
-        alpha: float,
-    ) -> CategoryDeviations:
-        """Build from ``(feature, column, value)`` entries in any order."""
-        r = np.asarray(rows, dtype=np.int64)
-        order = np.argsort(r, kind="stable")
-        counts = np.bincount(r, minlength=features)
-        return cls(
-            indptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-            columns=np.asarray(columns, dtype=np.int64)[order],
-            values=np.asarray(values, dtype=np.float64)[order],
-            intercept=np.asarray(intercept, dtype=np.float64),
-            alpha=alpha,
-        )
-
-    @property
-    def features(self) -> int:
-        """Number of feature rows."""
-        return len(self.indptr) - 1
-
-    def dense(self) -> FloatArray:
-        """The ``(features, categories * models)`` weight matrix (for training and tests)."""
-        out = np.zeros((self.features, self.intercept.size))
-        rows = np.repeat(np.arange(self.features), np.diff(self.indptr))
-        out[rows, self.columns] = self.values
-        return out
-
-    def logit_shift(self, row: SparseRow, posterior: FloatArray) -> FloatArray:
-        """Correction of each model's log-odds: ``alpha * sum_c P(c) * (row . w_cm + b_cm)``."""
-        starts = self.indptr[row.cols]
-        lengths = self.indptr[row.cols + 1] - starts
-        total = int(lengths.sum())
-        dots: FloatArray = np.zeros(self.intercept.size)
-        if total:
-            ends = np.cumsum(lengths)
-            at = np.repeat(starts - ends + lengths, lengths) + np.arange(total)
-            weights = np.repeat(row.vals, lengths) * self.values[at]
-            found = np.bincount(self.columns[at], weights=weights, minlength=self.intercept.size)
-            dots = np.asarray(found, dtype=np.float64)
-        per = dots.reshape(self.intercept.shape) + self.intercept
-        return np.asarray(self.alpha * (posterior @ per), dtype=np.float64)
-
-
-@dataclass(frozen=True)
 class CostModel:
     """Per-model cost estimate ``base + per_token * estimate_tokens(prompt)`` in US dollars."""
 
@@ -222,7 +146,6 @@ class SourceHead:
     thresholds: Mapping[str, float] | None = None
     lam: float | None = None
     cascade: CascadeVerifier | None = None
-    deviations: CategoryDeviations | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in (PAIR, MULTI):
@@ -233,25 +156,14 @@ class SourceHead:
             raise ValueError(
                 f"coef shape {self.coef.shape} != ({self.space.size}, {len(self.models)})"
             )
-        if self.deviations is not None:
-            if self.category is None:
-                raise ValueError("category deviations need the category classifier")
-            shape = (len(self.category.labels), len(self.models))
-            dev = self.deviations
-            if dev.intercept.shape != shape or dev.features != self.space.size:
-                raise ValueError(f"category deviations do not fit {shape} categories x models")
 
     def expected_from_row(self, row: SparseRow) -> FloatArray:
         """Per-model expected score from a feature row."""
-        z = row.dot(self.coef) + self.intercept
+        p = sigmoid(row.dot(self.coef) + self.intercept)
         if self.category is None:
-            return sigmoid(z)
-        posterior = self.category.probabilities(row)
-        if self.deviations is not None:
-            z = z + self.deviations.logit_shift(row, posterior)
+            return p
         w = self.category.weight
-        prior = posterior @ self.category.prior
-        return np.asarray((1.0 - w) * sigmoid(z) + w * prior, dtype=np.float64)
+        return np.asarray((1.0 - w) * p + w * self.category.expected(row), dtype=np.float64)
 
     def expected_scores(self, prompt: str) -> FloatArray:
         """Per-model expected score (models cheapest first)."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp  # type: ignore[import-untyped]
 from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]
 
@@ -33,18 +34,14 @@ from quorum.server.learned.data import (
     estimate_tokens,
     split_by_source,
 )
-from quorum.server.learned.deviations import DeviationFit, soft_augment
-from quorum.server.learned.estimates import (
-    EstimateConfig,
-    fit_category_of,
-    fit_estimates,
-)
 from quorum.server.learned.fitting import (
     CategoryFit,
     PerModel,
     SklearnFeatures,
     f32,
+    fit_category,
     fit_features,
+    fit_per_model,
     fit_probability,
 )
 from quorum.server.learned.heads import (
@@ -89,8 +86,6 @@ class TrainConfig:
     category_shrinkage: float = 20.0
     category_top_k: int = 1200
     category_min_rows: int = 20
-    category_alphas: tuple[float, ...] = (0.0, 0.5, 1.0)
-    deviation_top_k: int = 1500
     verifier_c: float = 1.0
     default_source: str | None = None
 
@@ -99,21 +94,6 @@ class TrainConfig:
             raise ValueError("quality_target is a fraction of the premium's quality, in (0, 1]")
         if self.folds < 2:
             raise ValueError("calibration needs at least 2 folds")
-        if not self.category_alphas or any(a < 0 for a in self.category_alphas):
-            raise ValueError("category_alphas needs at least one scale, none negative")
-
-    def estimates(self) -> EstimateConfig:
-        """The settings of the per-model estimates."""
-        return EstimateConfig(
-            c=self.c,
-            category_c=self.category_c,
-            category_temperature=self.category_temperature,
-            category_weight=self.category_weight,
-            category_shrinkage=self.category_shrinkage,
-            category_top_k=self.category_top_k,
-            category_min_rows=self.category_min_rows,
-            deviation_top_k=self.deviation_top_k,
-        )
 
 
 def group_folds(ids: Sequence[str], folds: int, seed: int) -> IntArray:
@@ -153,7 +133,6 @@ class FittedHead:
     features: SklearnFeatures
     per_model: PerModel
     category: CategoryFit | None
-    deviations: DeviationFit | None
     verifier: Verifier | None
     oof_expected: FloatArray
     oof_cascade: FloatArray | None
@@ -170,12 +149,37 @@ class FittedHead:
             d = np.column_stack([-d / 2, d / 2])
         z = self.category.prior.temperature * d
         e = np.exp(z - z.max(axis=1, keepdims=True))
-        posterior = e / e.sum(axis=1, keepdims=True)
-        if self.deviations is not None:
-            xa = soft_augment(x, posterior, self.deviations.alpha)
-            p = np.column_stack([m.predict_proba(xa)[:, 1] for m in self.deviations.models])
+        prior = (e / e.sum(axis=1, keepdims=True)) @ self.category.prior.prior
         w = self.category.prior.weight
-        return np.asarray((1 - w) * p + w * (posterior @ self.category.prior.prior))
+        return np.asarray((1 - w) * p + w * prior)
+
+
+def _fit_core(
+    x: sp.csr_matrix, table: SourceTable, rows: IntArray, cfg: TrainConfig
+) -> tuple[PerModel, CategoryFit | None]:
+    per_model = fit_per_model(x[rows], table.scores[rows], cfg.c)
+    category = fit_category(
+        x[rows],
+        [table.categories[i] for i in rows],
+        table.scores[rows],
+        min_rows=cfg.category_min_rows,
+        c=cfg.category_c,
+        temperature=cfg.category_temperature,
+        shrinkage=cfg.category_shrinkage,
+        top_k=cfg.category_top_k,
+        weight=cfg.category_weight,
+    )
+    return per_model, category
+
+
+def _predict_core(
+    x: sp.csr_matrix, per_model: PerModel, category: CategoryFit | None
+) -> FloatArray:
+    p = per_model.predict(x)
+    if category is None:
+        return p
+    w = category.prior.weight
+    return np.asarray((1 - w) * p + w * category.predict(x))
 
 
 def fit_cost_model(table: SourceTable) -> CostModel:
@@ -226,44 +230,6 @@ def _calibrate_lambda(
     return lam, {"oof_quality": float(qs[i]), "oof_cost_fraction": float(cs[i] / premium_cost)}
 
 
-def oof_figure(
-    expected: FloatArray, kind: str, table: SourceTable, est_cost: FloatArray, level: float
-) -> float:
-    """The headline figure of out-of-fold estimates, higher is better.
-
-    Pair: minus the strong share that reaches ``level`` of the strong model's quality. Many
-    models: the best mean score within half the premium model's cost.
-    """
-    complete = ~np.isnan(table.scores).any(axis=1)
-    q, c, e = table.scores[complete], table.costs[complete], expected[complete]
-    if kind == PAIR:
-        curve = routing_curve(e[:, 1] - e[:, 0], q[:, 0], q[:, 1], c[:, 0], c[:, 1])
-        share = curve.share_at(target_quality(level, OF_STRONG, q[:, 0].mean(), q[:, 1].mean()))
-        return -share if np.isfinite(share) else -np.inf
-    ec = est_cost[complete]
-    half = 0.5 * float(c[:, -1].mean())
-    lams = lambda_grid(float(np.median(ec[:, -1])))
-    lams = refine_lambdas(lams, multi_curve(e, ec, q, c, lams).points()[1], half)
-    best = multi_curve(e, ec, q, c, lams).best_quality_within(half)
-    return best if np.isfinite(best) else -np.inf
-
-
-def _best_alpha(
-    oofs: Mapping[float, FloatArray],
-    kind: str,
-    table: SourceTable,
-    est_cost: FloatArray,
-    cfg: TrainConfig,
-) -> float:
-    """The deviation scale whose out-of-fold estimates give the best headline figure
-    (the first of the config's list on a tie)."""
-    figures = {
-        a: oof_figure(oofs[a], kind, table, est_cost, cfg.quality_target)
-        for a in cfg.category_alphas
-    }
-    return max(cfg.category_alphas, key=lambda a: (figures[a], -cfg.category_alphas.index(a)))
-
-
 def train_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
     """Train, calibrate and export the head of one source."""
     kind = PAIR if len(table.models) == 2 else MULTI
@@ -274,28 +240,18 @@ def train_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
     x = features.transform(table.prompts)
     n = len(table.prompts)
     folds = group_folds(table.ids, cfg.folds, cfg.seed)
-    cost = fit_cost_model(table)
-    est_cost = np.array([cost.estimate(p) for p in table.prompts])
-    ecfg = cfg.estimates()
-    oofs = {a: np.zeros((n, len(table.models))) for a in cfg.category_alphas}
+    oof = np.zeros((n, len(table.models)))
     for f in range(cfg.folds):
         train_rows = np.nonzero(folds != f)[0]
         test_rows = np.nonzero(folds == f)[0]
         if test_rows.size == 0 or train_rows.size == 0:
             continue
-        category = fit_category_of(x, table, train_rows, ecfg)
-        for alpha in cfg.category_alphas if category is not None else cfg.category_alphas[:1]:
-            fit = fit_estimates(x, table, train_rows, ecfg, category, alpha)
-            oofs[alpha][test_rows] = fit.predict(x[test_rows])
-    category = fit_category_of(x, table, np.arange(n), ecfg)
-    alpha = _best_alpha(oofs, kind, table, est_cost, cfg) if category is not None else 0.0
-    oof = oofs[alpha] if alpha in oofs else oofs[cfg.category_alphas[0]]
-    estimates = fit_estimates(x, table, np.arange(n), ecfg, category, alpha)
-    per_model = estimates.per_model
+        per_model, category = _fit_core(x, table, train_rows, cfg)
+        oof[test_rows] = _predict_core(x[test_rows], per_model, category)
+    per_model, category = _fit_core(x, table, np.arange(n), cfg)
+    cost = fit_cost_model(table)
     coef, intercept = per_model.coef()
     calibration: dict[str, float] = {}
-    if category is not None and len(cfg.category_alphas) > 1:
-        calibration["category_alpha"] = alpha
     threshold: float | None = None
     thresholds: dict[str, float] = {}
     lam: float | None = None
@@ -330,8 +286,8 @@ def train_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
                 thresholds=_pair_thresholds(cgain, sub, cascade=True),
             )
     else:
-        lam, found = _calibrate_lambda(oof, est_cost, table, cfg.quality_target)
-        calibration |= found
+        est_cost = np.array([cost.estimate(p) for p in table.prompts])
+        lam, calibration = _calibrate_lambda(oof, est_cost, table, cfg.quality_target)
     head = SourceHead(
         source=table.source,
         kind=kind,
@@ -346,19 +302,8 @@ def train_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
         thresholds=thresholds,
         lam=lam,
         cascade=cascade,
-        deviations=None if estimates.deviations is None else estimates.deviations.export(),
     )
-    return FittedHead(
-        head,
-        features,
-        per_model,
-        category,
-        estimates.deviations,
-        verifier,
-        oof,
-        oof_cascade,
-        calibration,
-    )
+    return FittedHead(head, features, per_model, category, verifier, oof, oof_cascade, calibration)
 
 
 def train_heads(

@@ -101,6 +101,54 @@ async def test_half_open_lets_one_probe_through_then_closes() -> None:
     assert b.health("p").state is BreakerState.CLOSED
 
 
+async def _cancelled(b: Breakers) -> None:
+    """A call under ``p`` cancelled while it waits (a hedge that lost, a caller gone)."""
+    task = asyncio.create_task(_call(b, lambda: asyncio.sleep(10)))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_cancelled_probe_is_no_verdict_the_next_call_probes_again() -> None:
+    b = _breakers(fail_max=1, reset=0.05)
+    with pytest.raises(ProviderUnavailable):
+        await _call(b, _failing)
+    await asyncio.sleep(0.06)
+    await _cancelled(b)
+    # Neither closed (nothing showed the provider healthy) nor open: probe again.
+    assert b.health("p").state is BreakerState.HALF_OPEN
+    with pytest.raises(ProviderUnavailable):
+        await _call(b, _failing)
+    assert b.health("p").state is BreakerState.OPEN
+
+
+async def test_cancellation_does_not_reset_the_failure_count() -> None:
+    b = _breakers(fail_max=3)
+    heard: list[str] = []
+
+    class Recorder:
+        def call_succeeded(self, key: str) -> None:
+            heard.append("ok")
+
+        def call_failed(self, key: str, error: BaseException) -> None:
+            heard.append("failed")
+
+        def __getattr__(self, name: str) -> object:
+            return lambda *args: None
+
+    b.observe(Recorder())  # type: ignore[arg-type]
+    for _ in range(2):
+        with pytest.raises(ProviderUnavailable):
+            await _call(b, _failing)
+        await _cancelled(b)
+    assert b.health("p").failure_count == 2
+    with pytest.raises(ProviderUnavailable):
+        await _call(b, _failing)
+    assert b.health("p").state is BreakerState.OPEN
+    assert heard == ["failed", "failed", "failed"]
+
+
 async def test_rate_limit_cools_down_without_opening() -> None:
     clock = Clock()
     b = _breakers(fail_max=1, clock=clock)

@@ -5,10 +5,15 @@ pybreaker's ``call()`` does not await coroutines, so every upstream call runs as
     with breakers.guard(key):
         await adapter.complete(request)
 
-``breaker.calling()`` counts an exception raised inside the block as a failure and opens
-the breaker at ``fail_max``. What counts: 5xx, timeouts, connection errors and malformed
-bodies. What does not: 4xx other than 429 (the request's fault, not the provider's),
-429 (handled by a cool-down instead), and cancellation (the caller went away).
+The guard refuses the call if the key is open, cooling down, or half-open with a probe
+already out; when the call ends, its outcome is handed to pybreaker (``calling()``),
+which counts an exception as a failure and opens the breaker at ``fail_max``. What
+counts: 5xx, timeouts, connection errors and malformed bodies. What counts as the
+provider answering (and so closes a half-open breaker): a 4xx other than 429, the
+request's fault, not the provider's. What is no verdict at all: 429 (handled by a
+cool-down instead) and cancellation (a hedge that lost, a caller that went away): a
+cancelled call neither resets the failure count nor closes a half-open breaker, whose
+next call is the probe again.
 
 A breaker key is a provider name, or ``provider/model_id`` for a deployment with a
 breaker of its own (see :mod:`quorum.server.catalog`). Half-open lets exactly one probe
@@ -29,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -347,6 +351,26 @@ class Breakers:
             observer.rejected(name, why)
         return ProviderUnavailable(message, provider=name, metadata={"breaker": why})
 
+    def _record(self, name: str, exc: BaseException | None) -> None:
+        """Hand pybreaker the outcome of a finished call under ``name``.
+
+        If the breaker opened while the call ran (other calls failed), pybreaker refuses
+        the outcome: the breaker's verdict stands until its reset timeout.
+        """
+        traceback = exc.__traceback__ if exc is not None else None
+        try:
+            with self._breakers[name].calling():
+                if exc is not None:
+                    raise exc
+        except pybreaker.CircuitBreakerError:
+            pass
+        except BaseException as raised:
+            if raised is not exc:
+                raise
+        finally:
+            if exc is not None:  # raising it here added frames of its own
+                exc.__traceback__ = traceback
+
     def guard(self, name: str) -> _Guard:
         """A ``with`` block under ``name``'s breaker; entering raises if it is not callable."""
         return _Guard(self, name)
@@ -354,9 +378,9 @@ class Breakers:
 
 class _Guard:
     """The ``with`` block of :meth:`Breakers.guard`: refuses or admits the call, then
-    lets pybreaker's ``calling()`` count how it ended."""
+    hands pybreaker the outcome (none for a cancelled call)."""
 
-    __slots__ = ("_calling", "_name", "_owner", "_probe")
+    __slots__ = ("_name", "_owner", "_probe")
 
     def __init__(self, owner: Breakers, name: str) -> None:
         self._owner = owner
@@ -381,34 +405,19 @@ class _Guard:
                 )
             owner._probing.add(name)
             self._probe = True
-        self._calling: AbstractContextManager[None] = owner._breakers[name].calling()
-        try:
-            self._calling.__enter__()
-        except pybreaker.CircuitBreakerError:
-            self._end_probe()
-            raise owner._reject(name, "open", f"{name}: circuit breaker open") from None
-        except BaseException:
-            self._end_probe()
-            raise
 
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool | None:
+    ) -> None:
         try:
-            return self._calling.__exit__(exc_type, exc, tb)
-        except pybreaker.CircuitBreakerError:
-            name = self._name
-            raise self._owner._reject(name, "open", f"{name}: circuit breaker open") from None
+            if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
+                self._owner._record(self._name, exc)
         finally:
-            self._end_probe()
-
-    def _end_probe(self) -> None:
-        if self._probe:
-            self._owner._probing.discard(self._name)
-            self._probe = False
+            if self._probe:
+                self._owner._probing.discard(self._name)
 
 
 def best_health(healths: Iterable[ProviderHealth]) -> ProviderHealth:

@@ -180,6 +180,7 @@ async def test_a_request_id_in_flight_cannot_be_reserved_twice() -> None:
         with pytest.raises(QuorumError) as info:
             await client.route(PROMPT, tenant="acme", request_id="same-id")
         assert info.value.reason == "REQUEST_IN_FLIGHT"
+        assert info.value.code is grpc.StatusCode.ABORTED
         first_cost = (await first).cost_usd
         again = await client.route(PROMPT, tenant="acme", request_id="same-id")
         spent, reserved = await used(running)

@@ -32,6 +32,8 @@ def _instance(cls: type[e.QuorumError]) -> e.QuorumError:
         return cls("failed", attempts=[ATTEMPT])
     if cls is e.ResourceExhausted:
         return e.ResourceExhausted("busy", retry_after_s=1.5)
+    if cls is e.RequestInFlight:
+        return e.RequestInFlight("request r1 is already being served", retry_after_s=1.0)
     if cls is e.ProviderRateLimited:
         return e.ProviderRateLimited("slow down", retry_after_s=2.0)
     return cls("boom")

@@ -35,7 +35,7 @@ from typing import Protocol
 import structlog
 
 from quorum.server.config import BudgetLimits, BudgetsConfig
-from quorum.server.errors import ResourceExhausted
+from quorum.server.errors import RequestInFlight, ResourceExhausted
 from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.budget")
@@ -354,10 +354,9 @@ class Budgets:
             self._store_failed("reserve", exc)
             return None
         if result.status is ReserveStatus.DUPLICATE:
-            raise ResourceExhausted(
+            raise RequestInFlight(
                 f"request {request_id} is already being served",
                 retry_after_s=self._retry_after_s,
-                reason="REQUEST_IN_FLIGHT",
                 metadata={"request_id": request_id},
             )
         if result.status is ReserveStatus.REFUSED:

@@ -14,6 +14,7 @@ another candidate. :mod:`quorum.server.status` is the one place that turns these
     ├── NoCandidate               FAILED_PRECONDITION nothing satisfies capabilities/limits
     ├── StrategyInfeasible        FAILED_PRECONDITION forced strategy cannot run
     ├── ResourceExhausted         RESOURCE_EXHAUSTED  load shed, queue full, budget spent
+    ├── RequestInFlight           ABORTED             the request id is being served already
     ├── ExecutionFailed                               execution ended without an answer
     │   ├── DeadlineExceeded      DEADLINE_EXCEEDED   the caller's deadline ran out
     │   ├── AllAttemptsFailed     UNAVAILABLE         every candidate failed (attempts kept)
@@ -130,6 +131,25 @@ class ResourceExhausted(QuorumError):
         self.retry_after_s = retry_after_s
         if reason is not None:
             self.reason = reason
+
+
+class RequestInFlight(QuorumError):
+    """A request reused the id of one that is still being served (a concurrent retry):
+    the first one's answer and charge stand; ``retry_after_s`` tells the caller when the
+    id may be free again."""
+
+    code = grpc.StatusCode.ABORTED
+    reason = "REQUEST_IN_FLIGHT"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, metadata=metadata)
+        self.retry_after_s = retry_after_s
 
 
 class ExecutionFailed(QuorumError):

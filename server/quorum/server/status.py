@@ -22,6 +22,7 @@ from quorum.server.errors import (
     InvalidRequest,
     ProviderRateLimited,
     QuorumError,
+    RequestInFlight,
     ResourceExhausted,
 )
 
@@ -55,7 +56,7 @@ def status_for(error: QuorumError) -> status_pb2.Status:
             )
         )
     retry_after = None
-    if isinstance(error, ResourceExhausted | ProviderRateLimited):
+    if isinstance(error, ResourceExhausted | RequestInFlight | ProviderRateLimited):
         retry_after = error.retry_after_s
     if retry_after is not None:
         delay = duration_pb2.Duration()

@@ -357,9 +357,19 @@ class Breakers:
         If the breaker opened while the call ran (other calls failed), pybreaker refuses
         the outcome: the breaker's verdict stands until its reset timeout.
         """
+        breaker = self._breakers[name]
+        if (
+            exc is None
+            and breaker.fail_counter == 0
+            and breaker.current_state == pybreaker.STATE_CLOSED
+        ):
+            # All pybreaker would do: reset a count that is zero, tell its listeners.
+            for listener in breaker.listeners:
+                listener.success(breaker)
+            return
         traceback = exc.__traceback__ if exc is not None else None
         try:
-            with self._breakers[name].calling():
+            with breaker.calling():
                 if exc is not None:
                     raise exc
         except pybreaker.CircuitBreakerError:

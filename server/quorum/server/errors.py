@@ -60,10 +60,18 @@ class QuorumError(Exception):
     reason: str = "UNKNOWN"
     retryable: ClassVar[bool] = False
 
-    def __init__(self, message: str, *, metadata: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.metadata: dict[str, str] = dict(metadata or {})
+        # When the caller may try again (sent as google.rpc.RetryInfo), if it may.
+        self.retry_after_s = retry_after_s
 
 
 class InvalidRequest(QuorumError):
@@ -127,8 +135,7 @@ class ResourceExhausted(QuorumError):
         reason: str | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message, metadata=metadata)
-        self.retry_after_s = retry_after_s
+        super().__init__(message, metadata=metadata, retry_after_s=retry_after_s)
         if reason is not None:
             self.reason = reason
 
@@ -140,16 +147,6 @@ class RequestInFlight(QuorumError):
 
     code = grpc.StatusCode.ABORTED
     reason = "REQUEST_IN_FLIGHT"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after_s: float | None = None,
-        metadata: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message, metadata=metadata)
-        self.retry_after_s = retry_after_s
 
 
 class ExecutionFailed(QuorumError):

@@ -20,10 +20,7 @@ from quorum.server.convert import attempt_pb, plan_pb
 from quorum.server.errors import (
     ExecutionFailed,
     InvalidRequest,
-    ProviderRateLimited,
     QuorumError,
-    RequestInFlight,
-    ResourceExhausted,
 )
 
 DOMAIN = "quorum.dev"
@@ -55,9 +52,7 @@ def status_for(error: QuorumError) -> status_pb2.Status:
                 )
             )
         )
-    retry_after = None
-    if isinstance(error, ResourceExhausted | RequestInFlight | ProviderRateLimited):
-        retry_after = error.retry_after_s
+    retry_after = error.retry_after_s
     if retry_after is not None:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(retry_after * 1e9))

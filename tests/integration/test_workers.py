@@ -134,6 +134,29 @@ async def test_workers_share_one_port_are_supervised_and_drain_on_sigterm(
     assert '"worker":1' in logs.replace(" ", "")
 
 
+async def test_workers_share_the_http_front_door_too(tmp_path: Path) -> None:
+    import aiohttp
+
+    data = sim_config()
+    http_port = free_port()
+    data["server"] = {"http_address": f"127.0.0.1:{http_port}"}
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    with supervisor(tmp_path, data, address) as proc:
+        await wait_serving(address)
+        await wait_for(lambda: len(children(proc.pid)) == 2 and listeners(http_port) == 2)
+        body = {"model": "quorum:auto", "messages": [{"role": "user", "content": "hello"}]}
+        for _ in range(4):  # a fresh connection each time: the kernel spreads them
+            async with aiohttp.ClientSession() as http:
+                url = f"http://127.0.0.1:{http_port}/v1/chat/completions"
+                async with http.post(url, json=body) as response:
+                    assert response.status == 200
+                    answer = await response.json()
+            assert answer["choices"][0]["message"]["content"]
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+
+
 def test_workers_need_a_fixed_port(tmp_path: Path) -> None:
     config = tmp_path / "quorum.yaml"
     config.write_text(yaml.safe_dump(sim_config()))
@@ -146,3 +169,29 @@ def test_workers_need_a_fixed_port(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--workers needs a fixed port" in done.stderr
+
+
+def test_workers_need_a_fixed_http_port_too(tmp_path: Path) -> None:
+    config = tmp_path / "quorum.yaml"
+    config.write_text(yaml.safe_dump(sim_config()))
+    address = f"127.0.0.1:{free_port()}"
+    command = [
+        str(QUORUM),
+        "serve",
+        "--config",
+        str(config),
+        "--address",
+        address,
+        "--workers",
+        "2",
+    ]
+    done = subprocess.run(
+        [*command, "--http-address", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--workers needs a fixed port" in done.stderr
+    assert "server.http_address" in done.stderr

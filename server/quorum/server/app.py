@@ -140,7 +140,11 @@ def create_server(
             log.warning("load_shedding_unavailable", reason=f"cannot listen on {probe}")
             shedder, probe = None, ""
     http_address = config.server.http_address
-    http = HttpFrontDoor(router, http_address, admission) if http_address else None
+    http = (
+        HttpFrontDoor(router, http_address, admission, reuse_port=reuse_port)
+        if http_address
+        else None
+    )
     metrics_address = metrics_address or config.observability.metrics_address
     metrics = serve_metrics(router.metrics, metrics_address) if metrics_address else None
     return RunningServer(

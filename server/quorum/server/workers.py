@@ -17,6 +17,9 @@ The supervisor:
   server does (health NOT_SERVING, in-flight RPCs get the grace period), and exits 0
   once all have exited 0.
 
+The OpenAI-compatible HTTP front door (``server.http_address``) is shared the same way:
+every worker listens on it with ``SO_REUSEPORT``.
+
 Per-worker ports: a metrics address ``HOST:P`` becomes ``HOST:P+i`` for worker ``i``
 (each worker has its own counters; scrape them all).
 """
@@ -108,12 +111,10 @@ def supervise(
     if problem is not None:
         print(f"quorum serve: {problem}", file=sys.stderr)
         return 2
-    if config.server.http_address:
-        print(
-            "quorum serve: --workers does not serve the HTTP front door yet; "
-            "run it without --workers or unset server.http_address",
-            file=sys.stderr,
-        )
+    http_address = config.server.http_address
+    problem = check_address(http_address) if http_address else None
+    if problem is not None:
+        print(f"quorum serve: {problem} (server.http_address)", file=sys.stderr)
         return 2
     metrics_address = metrics_address or config.observability.metrics_address
     stop_signal: list[int] = []

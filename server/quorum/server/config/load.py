@@ -1,0 +1,102 @@
+"""Loading: YAML text or a file to a validated :class:`Config`, the embedded default,
+and the providers' API keys from the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import SecretStr, ValidationError
+
+from quorum.server.config.checks import cross_reference_problems
+from quorum.server.config.root import Config
+from quorum.server.errors import ConfigError
+
+
+def _format_pydantic(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        problems.append(f"{path}: {message}")
+    return problems
+
+
+def parse_config(data: Any) -> Config:
+    """Validate already-parsed YAML data; raises :class:`ConfigError` naming key paths."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(["(top level): must be a mapping of keys"])
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_pydantic(exc)) from None
+    problems = cross_reference_problems(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config_text(text: str, source: str = "<config>") -> Config:
+    """Parse YAML text and validate it."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError([f"{source}: not valid YAML{where}"]) from None
+    return parse_config(data)
+
+
+def load_config(path: str | Path) -> Config:
+    """Load and validate a config file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror or exc})"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    return load_config_text(text, str(path))
+
+
+def default_config_text() -> str:
+    """The embedded default: simulated cheap, mid and premium models, no keys needed."""
+    return resources.files("quorum.server").joinpath("default.yaml").read_text("utf-8")
+
+
+def default_config() -> Config:
+    return load_config_text(default_config_text(), "<embedded default>")
+
+
+def resolve_secrets(
+    config: Config, environ: Mapping[str, str] | None = None
+) -> dict[str, SecretStr]:
+    """Read each provider's API key from its environment variable.
+
+    Returns keys by provider name. Raises :class:`ConfigError` naming the key path of
+    every provider whose variable is unset or empty.
+    """
+    env = os.environ if environ is None else environ
+    keys: dict[str, SecretStr] = {}
+    problems: list[str] = []
+    for name, provider in config.providers.items():
+        if provider.api_key_env is None:
+            continue
+        value = env.get(provider.api_key_env, "")
+        if not value:
+            problems.append(
+                f"providers.{name}.api_key_env: environment variable "
+                f"{provider.api_key_env} is not set"
+            )
+        else:
+            keys[name] = SecretStr(value)
+    if problems:
+        raise ConfigError(problems)
+    return keys

@@ -1,0 +1,39 @@
+"""The ``server`` section: the listening addresses, TLS, deadlines and draining."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from quorum.server.config.fields import Strict
+
+
+class TlsConfig(Strict):
+    """TLS on the gRPC port; mutual TLS when clients must present a certificate."""
+
+    cert_file: str = Field(min_length=1)
+    key_file: str = Field(min_length=1)
+    client_ca_file: str | None = None
+    require_client_auth: bool = False
+
+
+class ServerConfig(Strict):
+    """The gRPC listener and its limits."""
+
+    address: str = "[::]:50051"
+    http_address: str | None = Field(
+        None,
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$",
+        description="HOST:PORT of the OpenAI-compatible HTTP front door; off when unset",
+    )
+    grace_period_s: float = Field(20.0, ge=0, le=600)
+    max_connection_age_s: float = Field(300.0, gt=0)
+    max_connection_age_grace_s: float = Field(30.0, ge=0)
+    max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_messages: int = Field(256, ge=1, le=10_000)
+    max_concurrent_rpcs: int = Field(1024, ge=1)
+    default_deadline_s: float = Field(60.0, gt=0, le=3600)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_prompts: bool = False
+    tls: TlsConfig | None = None

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import pytest
 import yaml
 
 from quorum.client import AsyncQuorumClient
@@ -157,36 +158,21 @@ async def test_workers_share_the_http_front_door_too(tmp_path: Path) -> None:
         assert await asyncio.to_thread(proc.wait, 10) == 0
 
 
-def test_workers_need_a_fixed_port(tmp_path: Path) -> None:
-    config = tmp_path / "quorum.yaml"
-    config.write_text(yaml.safe_dump(sim_config()))
-    done = subprocess.run(
-        [QUORUM, "serve", "--config", config, "--address", "127.0.0.1:0", "--workers", "2"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert "--workers needs a fixed port" in done.stderr
-
-
-def test_workers_need_a_fixed_http_port_too(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flags", "names"),
+    [
+        (["--address", "127.0.0.1:0"], "--workers needs a fixed port"),
+        (["--http-address", "127.0.0.1:0"], "(server.http_address)"),
+    ],
+    ids=["grpc", "http"],
+)
+def test_workers_need_a_fixed_port(tmp_path: Path, flags: list[str], names: str) -> None:
     config = tmp_path / "quorum.yaml"
     config.write_text(yaml.safe_dump(sim_config()))
     address = f"127.0.0.1:{free_port()}"
-    command = [
-        str(QUORUM),
-        "serve",
-        "--config",
-        str(config),
-        "--address",
-        address,
-        "--workers",
-        "2",
-    ]
+    command = [str(QUORUM), "serve", "--config", str(config), "--address", address]
     done = subprocess.run(
-        [*command, "--http-address", "127.0.0.1:0"],
+        [*command, "--workers", "2", *flags],
         capture_output=True,
         text=True,
         timeout=30,
@@ -194,4 +180,4 @@ def test_workers_need_a_fixed_http_port_too(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "--workers needs a fixed port" in done.stderr
-    assert "server.http_address" in done.stderr
+    assert names in done.stderr

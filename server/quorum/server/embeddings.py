@@ -26,6 +26,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from math import prod, sqrt
 from pathlib import Path
@@ -116,6 +117,7 @@ def _layer_norm_(x: Array, weight: Array, bias: Array, eps: float, scratch: _Scr
     x += bias
 
 
+@dataclass(slots=True, kw_only=True)
 class _Work:
     """One forward pass's shared buffers and the stages that fill them.
 
@@ -124,24 +126,15 @@ class _Work:
     per thread.
     """
 
-    def __init__(
-        self,
-        *,
-        x: Array,
-        other: Array,
-        qkv: Array,
-        scores: Array,
-        context: Array,
-        up: Array,
-        bias: Array | None,
-        shape: tuple[int, int, int, int],
-        eps: float,
-    ) -> None:
-        self.x, self.other, self.qkv, self.scores, self.up = x, other, qkv, scores, up
-        self.context = context
-        self.bias = bias
-        self.shape = shape
-        self.eps = eps
+    x: Array
+    other: Array
+    qkv: Array
+    scores: Array
+    context: Array
+    up: Array
+    bias: Array | None
+    shape: tuple[int, int, int, int]
+    eps: float
 
     def project(self, layer: _Layer, rows: slice) -> None:
         """q, k and v of ``rows`` in one product."""

@@ -138,3 +138,126 @@ async def test_the_background_refresh_propagates_without_being_asked(
     finally:
         await shared_a.close()
         await shared_b.close()
+
+
+async def _half_open_pair(redis_server: RedisServer) -> tuple[Replica, Replica]:
+    """Two replicas whose breaker ``p`` is open everywhere and due to half-open soon."""
+    a, b = Replica(redis_server.url), Replica(redis_server.url)
+    for replica in (a, b):
+        replica.breakers._breakers["p"].reset_timeout = 0.3
+    for _ in range(2):
+        await a.fail()
+    assert await a.shared.sync_once() and await b.shared.sync_once()
+    assert b.breakers.health("p").state is not BreakerState.CLOSED
+    await asyncio.sleep(1.1)  # opened_at is stored in whole seconds
+    assert a.breakers.health("p").state is BreakerState.HALF_OPEN
+    assert b.breakers.health("p").state is BreakerState.HALF_OPEN
+    return a, b
+
+
+def _admitted(replica: Replica) -> bool:
+    """Whether a call to ``p`` goes (a probe that succeeds); if not, why not."""
+    refused: ProviderUnavailable | None = None
+    try:
+        with replica.breakers.guard("p"):
+            pass
+    except ProviderUnavailable as exc:
+        refused = exc
+    if refused is None:
+        return True
+    assert refused.metadata["breaker"] in ("open", "half_open")
+    return False
+
+
+async def _lease_holder(
+    a: Replica, b: Replica, redis_server: RedisServer
+) -> tuple[Replica, Replica]:
+    """After both asked for the probe lease: (the replica that got it, the other)."""
+    assert await a.shared.sync_once() and await b.shared.sync_once()
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    holder = client.get("quorum:p:quorum:probe")
+    client.close()
+    assert holder is not None
+    return (a, b) if holder == a.shared.replica_id else (b, a)
+
+
+async def test_half_open_lets_one_probe_through_across_replicas(
+    redis_server: RedisServer,
+) -> None:
+    a, b = await _half_open_pair(redis_server)
+    try:
+        # Both want to probe; neither may before it holds the lease.
+        assert not _admitted_probe_pending(a) and not _admitted_probe_pending(b)
+        prober, other = await _lease_holder(a, b, redis_server)
+
+        others_turn: list[bool] = []
+
+        async def probe_that_fails() -> None:
+            with prober.breakers.guard("p"):  # it holds the lease: its probe goes
+                others_turn.append(_admitted_probe_pending(other))
+                raise ProviderUnavailable("HTTP 503", provider="p", status=503)
+
+        with pytest.raises(ProviderUnavailable, match="HTTP 503"):
+            await probe_that_fails()
+        assert others_turn == [False]  # refused while the probe was out
+        assert prober.breakers.health("p").state is BreakerState.OPEN  # the probe reopened it
+        assert await prober.shared.sync_once()  # the reopening and the released lease go out
+        assert await other.shared.sync_once()
+        # Open again for the other too (its reset timer runs from a whole-second opened_at).
+        assert other.breakers._breakers["p"].current_state == pybreaker.STATE_OPEN
+        # Nobody probes again before the next half-open: the lease is kept till then.
+        assert not _admitted(other)
+        assert await other.shared.sync_once()
+        assert not _admitted(other)
+        client = redis.Redis.from_url(redis_server.url)
+        assert 0 < client.pttl("quorum:p:quorum:probe") <= 300
+        client.close()
+        await asyncio.sleep(0.35)
+        assert not _admitted(other)  # the lease is free: asked for now...
+        assert await other.shared.sync_once()
+        assert _admitted(other)  # ...and the next probe is the other's
+    finally:
+        await a.shared.close()
+        await b.shared.close()
+
+
+async def test_a_successful_probe_closes_the_breaker_for_every_replica(
+    redis_server: RedisServer,
+) -> None:
+    a, b = await _half_open_pair(redis_server)
+    try:
+        assert not _admitted_probe_pending(a) and not _admitted_probe_pending(b)
+        prober, other = await _lease_holder(a, b, redis_server)
+        assert not _admitted_probe_pending(other)  # asks again, still refused
+        assert await other.shared.sync_once()
+        assert not _admitted_probe_pending(other)
+        with prober.breakers.guard("p"):
+            pass  # the probe succeeds: the breaker closes
+        assert prober.breakers.health("p").state is BreakerState.CLOSED
+        assert await prober.shared.sync_once() and await other.shared.sync_once()
+        assert other.breakers.health("p").state is BreakerState.CLOSED
+        assert _admitted(other)  # closed: no lease needed any more
+    finally:
+        await a.shared.close()
+        await b.shared.close()
+
+
+async def test_without_redis_each_replica_probes_on_its_own(
+    redis_server: RedisServer,
+) -> None:
+    a, b = await _half_open_pair(redis_server)
+    try:
+        redis_server.stop()
+        assert not await a.shared.sync_once() and a.shared.degraded
+        assert _admitted(a)  # no lease to be had: the local single probe still works
+    finally:
+        redis_server.start()
+        await a.shared.close()
+        await b.shared.close()
+
+
+def _admitted_probe_pending(replica: Replica) -> bool:
+    """Try a call while half-open; without the lease it is refused (and the lease asked for)."""
+    admitted = _admitted(replica)
+    assert replica.breakers.health("p").state is BreakerState.HALF_OPEN
+    return admitted

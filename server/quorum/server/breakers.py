@@ -17,7 +17,9 @@ next call is the probe again.
 
 A breaker key is a provider name, or ``provider/model_id`` for a deployment with a
 breaker of its own (see :mod:`quorum.server.catalog`). Half-open lets exactly one probe
-through per replica; concurrent calls are refused until it ends. A 429 with Retry-After
+through; concurrent calls are refused until it ends. With shared state the probe is one
+for all replicas: the replica must hold the breaker's probe lease (see
+:mod:`quorum.server.shared_state`) and refuses calls until it has it. A 429 with Retry-After
 puts the key in a cool-down for that long.
 
 States are readable as a frozen snapshot for the planner, reported to state listeners
@@ -120,6 +122,15 @@ class SharedBackend(Protocol):
 
     def subscribe(self, on_sync: Callable[[Mapping[str, float]], None]) -> None:
         """Call ``on_sync(cooldowns_until_epoch)`` after each refresh, on the loop."""
+        ...
+
+    def probe_lease(self, key: str, ttl_s: float) -> bool:
+        """Whether this replica may probe half-open ``key`` now; if not, ask for the
+        lease (held at most ``ttl_s``) without waiting for it."""
+        ...
+
+    def release_probe(self, key: str, after_s: float = 0.0) -> None:
+        """This replica's probe of ``key`` ended; others may probe ``after_s`` from now."""
         ...
 
 
@@ -381,6 +392,22 @@ class Breakers:
             if exc is not None:  # raising it here added frames of its own
                 exc.__traceback__ = traceback
 
+    def _may_probe(self, name: str) -> bool:
+        """Whether this replica's probe of half-open ``name`` may go (it is the one)."""
+        if self._shared is None:
+            return True
+        # A probe longer than the reset timeout may overlap the next replica's; a
+        # replica that died mid-probe delays the next one by at most this long.
+        return self._shared.probe_lease(name, max(1.0, self._breakers[name].reset_timeout))
+
+    def _probe_ended(self, name: str) -> None:
+        self._probing.discard(name)
+        if self._shared is not None:
+            breaker = self._breakers[name]
+            reopened = breaker.current_state == pybreaker.STATE_OPEN
+            # Reopened: the next probe is due after the reset timeout, on any replica.
+            self._shared.release_probe(name, breaker.reset_timeout if reopened else 0.0)
+
     def guard(self, name: str) -> _Guard:
         """A ``with`` block under ``name``'s breaker; entering raises if it is not callable."""
         return _Guard(self, name)
@@ -413,6 +440,10 @@ class _Guard:
                 raise owner._reject(
                     name, "half_open", f"{name}: circuit breaker half-open, a probe is in flight"
                 )
+            if not owner._may_probe(name):
+                raise owner._reject(
+                    name, "half_open", f"{name}: circuit breaker half-open, another replica's turn"
+                )
             owner._probing.add(name)
             self._probe = True
 
@@ -427,7 +458,7 @@ class _Guard:
                 self._owner._record(self._name, exc)
         finally:
             if self._probe:
-                self._owner._probing.discard(self._name)
+                self._owner._probe_ended(self._name)
 
 
 def best_health(healths: Iterable[ProviderHealth]) -> ProviderHealth:

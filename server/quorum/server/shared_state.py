@@ -16,10 +16,21 @@ reads back every breaker and cool-down in one pipelined round trip. Back on the 
 the replies are adopted and the writes made meanwhile re-applied on top, so nothing
 local is lost, and listeners hear about states changed elsewhere.
 
+A half-open breaker lets one probe through across all replicas, not one per replica:
+the probe needs the breaker's *probe lease*, a Redis key (``<namespace>:<key>:quorum:
+probe``) set to the replica's id for the breaker's reset timeout. A replica that wants
+to probe asks for the lease at its next refresh (woken at once) and refuses calls
+meanwhile, as it would while its own probe is out; the replica that got the lease
+probes. A probe that closes the breaker gives the lease back; one that opens it again
+keeps it for the breaker's reset timeout, so that no replica that has not yet heard of
+the reopening probes again before the next half-open. A replica that dies mid-probe
+holds the lease until it expires.
+
 If Redis is unreachable the replica keeps working on its local view (logged once, at
 warning), keeps its writes, and resyncs when Redis returns: its writes are replayed and
-a breaker missing from Redis (a restarted, empty Redis) is written back in full. No
-request waits for Redis or fails because of it.
+a breaker missing from Redis (a restarted, empty Redis) is written back in full. While
+Redis is unreachable each replica may probe on its own. No request waits for Redis or
+fails because of it.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ import asyncio
 import calendar
 import contextlib
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +65,28 @@ if (not current) or tonumber(current) < tonumber(ARGV[1]) then
   else
     redis.call('SET', KEYS[1], ARGV[1])
   end
+end
+return 0
+"""
+
+# Take the probe lease KEYS[1] for replica ARGV[1] for ARGV[2] ms: 1 if it is (now) ours.
+_CLAIM_PROBE = """
+local holder = redis.call('GET', KEYS[1])
+if (not holder) or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# Give the probe lease KEYS[1] back, if replica ARGV[1] still holds it: at once, or
+# (ARGV[2] > 0) ARGV[2] ms from now.
+_RELEASE_PROBE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  if tonumber(ARGV[2]) > 0 then
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  end
+  return redis.call('DEL', KEYS[1])
 end
 return 0
 """
@@ -208,6 +242,8 @@ class _Batch:
     ops: dict[str, list[Op]]
     cooldowns: dict[str, float]
     full: dict[str, dict[str, Any]]
+    claims: dict[str, float]  # probe leases wanted: key -> for how long (s)
+    releases: dict[str, float]  # probe leases to give back: key -> in how long (s)
 
 
 @dataclass(slots=True)
@@ -215,6 +251,7 @@ class _Reply:
     breakers: dict[str, Remote]
     cooldowns: dict[str, float]
     writes: int
+    granted: frozenset[str] = frozenset()  # probe leases taken
     round_trip_ms: float = 0.0
 
 
@@ -260,6 +297,12 @@ class SharedBreakerState:
         self._cooldowns: dict[str, float] = {}  # key -> until (epoch s), to publish
         self._subscribers: list[Callable[[Mapping[str, float]], None]] = []
         self._script = client.register_script(_SET_IF_GREATER)
+        self._claim = client.register_script(_CLAIM_PROBE)
+        self._release = client.register_script(_RELEASE_PROBE)
+        self.replica_id = uuid.uuid4().hex
+        self._leases: dict[str, float] = {}  # probe leases held: key -> until (monotonic)
+        self._wanted: dict[str, float] = {}  # probe leases to ask for: key -> seconds
+        self._releases: dict[str, float] = {}
         self.quiet = False
         self.degraded = False
         self.stats = SyncStats()
@@ -283,6 +326,24 @@ class SharedBreakerState:
     def subscribe(self, on_sync: Callable[[Mapping[str, float]], None]) -> None:
         self._subscribers.append(on_sync)
         self.start()
+
+    def probe_lease(self, key: str, ttl_s: float) -> bool:
+        """Whether this replica may send ``key``'s half-open probe now: it holds the
+        lease, or Redis is unreachable. Otherwise the lease is asked for at once."""
+        if self.degraded:
+            return True
+        until = self._leases.get(key)
+        if until is not None and time.monotonic() < until:
+            return True
+        self._wanted[key] = ttl_s
+        self.wake()
+        return False
+
+    def release_probe(self, key: str, after_s: float = 0.0) -> None:
+        """The probe of ``key`` ended: give its lease back, ``after_s`` from now."""
+        if self._leases.pop(key, None) is not None:
+            self._releases[key] = after_s
+            self.wake()
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -341,6 +402,9 @@ class SharedBreakerState:
     def _cooldown_key(self, key: str) -> str:
         return f"{self._namespace}:{key}:quorum:cooldown_until_ms"
 
+    def _probe_key(self, key: str) -> str:
+        return f"{self._namespace}:{key}:quorum:probe"
+
     def _take(self) -> _Batch:
         ops = {key: view.take_ops() for key, view in self._views.items()}
         cooldowns, self._cooldowns = self._cooldowns, {}
@@ -349,7 +413,9 @@ class SharedBreakerState:
             for key, key_ops in ops.items()
             if any(kind == "full" for kind, _ in key_ops)
         }
-        return _Batch(ops, cooldowns, full)
+        claims, self._wanted = self._wanted, {}
+        releases, self._releases = self._releases, {}
+        return _Batch(ops, cooldowns, full, claims, releases)
 
     async def sync_once(self) -> bool:
         """Send recorded writes and adopt Redis's view; False when Redis is unreachable."""
@@ -398,6 +464,18 @@ class SharedBreakerState:
                     args=[until_ms, until_ms - now_ms],
                     client=pipe,
                 )
+        for key, after_s in batch.releases.items():
+            writes += 1
+            after_ms = max(0, int(after_s * 1000))
+            self._release(
+                keys=[self._probe_key(key)], args=[self.replica_id, after_ms], client=pipe
+            )
+        claimed: list[tuple[str, int]] = []  # key, index of its reply
+        for key, ttl_s in batch.claims.items():
+            writes += 1
+            claimed.append((key, len(pipe)))
+            ttl_ms = max(1, int(ttl_s * 1000))
+            self._claim(keys=[self._probe_key(key)], args=[self.replica_id, ttl_ms], client=pipe)
         keys = list(self._views)
         for key in keys:
             pipe.mget(
@@ -424,7 +502,8 @@ class SharedBreakerState:
             for key, until_ms in zip(keys, reads[-1], strict=True):
                 if until_ms:
                     remote_cooldowns[key] = int(until_ms) / 1000.0
-        return _Reply(remote, remote_cooldowns, writes)
+        granted = frozenset(key for key, at in claimed if int(replies[at]) == 1)
+        return _Reply(remote, remote_cooldowns, writes, granted)
 
     def _write_full(self, pipe: Any, key: str, record: dict[str, Any]) -> None:
         """Write a breaker Redis had no record of, without overriding another replica's:
@@ -452,6 +531,7 @@ class SharedBreakerState:
                 self._views[key].restore_ops(key_ops)
             for key, until in batch.cooldowns.items():
                 self._cooldowns[key] = max(until, self._cooldowns.get(key, 0.0))
+            self._releases = {**batch.releases, **self._releases}  # claims are asked again
             if not self.degraded:
                 self.degraded = True
                 log.warning(
@@ -466,6 +546,10 @@ class SharedBreakerState:
         if self.degraded:
             self.degraded = False
             log.warning("shared_state_restored", effect="breakers and cool-downs shared again")
+        now = time.monotonic()
+        for key in reply.granted:
+            # Ours a little less long than Redis's, so we never probe on an expired lease.
+            self._leases[key] = now + 0.9 * batch.claims[key]
         with self.quiet_writes():
             for key, view in self._views.items():
                 found = reply.breakers.get(key)

@@ -95,6 +95,41 @@ async def test_openai_tool_call_and_json(openai_client: openai.AsyncOpenAI) -> N
     assert json.loads(follow_up.choices[0].message.content or "") == JSON_ANSWER
 
 
+def _function_names(completion: Any) -> list[str]:
+    calls = completion.choices[0].message.tool_calls or []
+    return [c.function.name for c in calls if c.type == "function"]
+
+
+async def test_openai_tool_choice(openai_client: openai.AsyncOpenAI) -> None:
+    tools: list[Any] = [
+        {"type": "function", "function": {"name": name, "parameters": WEATHER_SCHEMA}}
+        for name in ("get_weather", "get_forecast")
+    ]
+    question: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+    required = await openai_client.chat.completions.create(
+        model="ok", messages=question, tools=tools, tool_choice="required"
+    )
+    assert _function_names(required) == ["get_weather"]
+    named = await openai_client.chat.completions.create(
+        model="ok",
+        messages=question,
+        tools=tools,
+        tool_choice={"type": "function", "function": {"name": "get_forecast"}},
+    )
+    assert _function_names(named) == ["get_forecast"]
+    none = await openai_client.chat.completions.create(
+        model="tools", messages=question, tools=tools, tool_choice="none"
+    )
+    assert none.choices[0].message.tool_calls is None
+    with pytest.raises(openai.BadRequestError, match="tool_choice"):
+        await openai_client.chat.completions.create(
+            model="ok",
+            messages=question,
+            tools=tools,
+            tool_choice={"type": "function", "function": {"name": "get_tide"}},
+        )
+
+
 async def test_openai_stream_tool_call(openai_client: openai.AsyncOpenAI) -> None:
     stream = await openai_client.chat.completions.create(
         model="tools",
@@ -204,6 +239,30 @@ async def test_anthropic_tool_use_both_ways(anthropic_client: anthropic.AsyncAnt
         model="echo", max_tokens=100, tools=tools, messages=messages
     )
     assert reply.content[0].type == "text" and reply.content[0].text == "18C"
+
+
+async def test_anthropic_tool_choice(anthropic_client: anthropic.AsyncAnthropic) -> None:
+    tools: list[Any] = [
+        {"name": name, "input_schema": WEATHER_SCHEMA} for name in ("get_weather", "get_forecast")
+    ]
+    question: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+    any_tool = await anthropic_client.messages.create(
+        model="ok", max_tokens=100, tools=tools, tool_choice={"type": "any"}, messages=question
+    )
+    assert [b.name for b in any_tool.content if b.type == "tool_use"] == ["get_weather"]
+    named = await anthropic_client.messages.create(
+        model="ok",
+        max_tokens=100,
+        tools=tools,
+        tool_choice={"type": "tool", "name": "get_forecast"},
+        messages=question,
+    )
+    assert [b.name for b in named.content if b.type == "tool_use"] == ["get_forecast"]
+    assert named.stop_reason == "tool_use"
+    none = await anthropic_client.messages.create(
+        model="tools", max_tokens=100, tools=tools, tool_choice={"type": "none"}, messages=question
+    )
+    assert [b.type for b in none.content] == ["text"]
 
 
 @pytest.mark.parametrize(
@@ -325,6 +384,46 @@ async def test_gemini_function_call_both_ways(gemini_client: genai.Client) -> No
         config=config,
     )
     assert reply.text == "18C"
+
+
+async def test_gemini_function_calling_modes(gemini_client: genai.Client) -> None:
+    tool = genai_types.Tool(
+        function_declarations=[
+            genai_types.FunctionDeclaration(name=name, parameters_json_schema=WEATHER_SCHEMA)
+            for name in ("get_weather", "get_forecast")
+        ]
+    )
+
+    def config(
+        mode: genai_types.FunctionCallingConfigMode, allowed: list[str] | None = None
+    ) -> genai_types.GenerateContentConfig:
+        return genai_types.GenerateContentConfig(
+            tools=[tool],
+            tool_config=genai_types.ToolConfig(
+                function_calling_config=genai_types.FunctionCallingConfig(
+                    mode=mode, allowed_function_names=allowed
+                )
+            ),
+            automatic_function_calling=genai_types.AutomaticFunctionCallingConfig(disable=True),
+        )
+
+    modes = genai_types.FunctionCallingConfigMode
+    forced = await gemini_client.aio.models.generate_content(
+        model="ok", contents="Weather in Paris?", config=config(modes.ANY)
+    )
+    assert [c.name for c in forced.function_calls or []] == ["get_weather"]
+    named = await gemini_client.aio.models.generate_content(
+        model="ok", contents="Weather in Paris?", config=config(modes.ANY, ["get_forecast"])
+    )
+    assert [c.name for c in named.function_calls or []] == ["get_forecast"]
+    none = await gemini_client.aio.models.generate_content(
+        model="tools", contents="Weather in Paris?", config=config(modes.NONE)
+    )
+    assert none.function_calls is None and none.text
+    with pytest.raises(genai_errors.ClientError, match="allowed_function_names"):
+        await gemini_client.aio.models.generate_content(
+            model="ok", contents="Weather?", config=config(modes.AUTO, ["get_forecast"])
+        )
 
 
 async def test_gemini_json_mode(gemini_client: genai.Client) -> None:

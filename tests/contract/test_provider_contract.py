@@ -24,6 +24,8 @@ from quorum.server.domain import (
     Role,
     Tool,
     ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
 )
 from quorum.server.errors import (
     ProviderAuthError,
@@ -151,6 +153,34 @@ async def test_tools_both_ways(provider: Provider, control: Control, case: Vendo
     # what the vendor attached to its call (Gemini's thought signature) came back with it
     assert turns[1]["tool_calls"][0].get("signature", "") == case.call_signature
     assert [r["content"] for r in turns[2]["tool_results"]] == ["18 degrees and sunny"]
+
+
+TIDE = Tool(name="get_tide", description="Tide times at a port.")
+
+
+@pytest.mark.parametrize(
+    ("choice", "called"),
+    [
+        (ToolChoice(), None),
+        (ToolChoice(ToolChoiceMode.REQUIRED), "get_weather"),
+        (ToolChoice(ToolChoiceMode.TOOL, "get_tide"), "get_tide"),
+    ],
+    ids=["auto", "required", "named"],
+)
+async def test_tool_choice_is_sent_and_honoured(
+    provider: Provider, control: Control, choice: ToolChoice, called: str | None
+) -> None:
+    # The fake's "ok" model answers in text unless the request forces a tool call.
+    completion = await provider.complete(
+        ask("ok", "Weather in Paris?", tools=(WEATHER, TIDE), tool_choice=choice)
+    )
+    assert [c.name for c in completion.tool_calls] == ([called] if called else [])
+    assert completion.finish_reason == ("tool_calls" if called else "stop")
+    seen = (await control.stats())["last_request"]
+    assert seen["tools"] == ["get_weather", "get_tide"]
+    assert seen["forced_tool"] == ("get_tide" if choice.mode is ToolChoiceMode.TOOL else "")
+    if choice.mode is not ToolChoiceMode.TOOL:
+        assert seen["tool_choice"] == choice.mode.value
 
 
 async def test_json_object_mode(provider: Provider) -> None:

@@ -83,6 +83,8 @@ class AnthropicVendor:
         choice = body.get("tool_choice") or {"type": "auto"}
         if choice.get("type") not in ("auto", "any", "tool", "none"):
             raise BadRequest("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'")
+        if choice["type"] in ("any", "none"):
+            parsed.tool_choice = "required" if choice["type"] == "any" else "none"
         if choice["type"] == "tool":
             if choice.get("name") not in parsed.tools:
                 raise BadRequest(f"tool_choice: tool {choice.get('name')!r} is not in tools")

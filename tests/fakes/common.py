@@ -10,7 +10,8 @@ Behaviour is chosen by the model name, or by a script queued through the control
 =====================  ==============================================================
 ``ok`` (or unknown)    a fixed answer; JSON when the request asks for JSON
 ``echo``               answers with the last user message (or the last tool result)
-``tools``              calls the first declared tool with ``{"city": "Paris"}``
+``tools``              calls the first declared tool with ``{"city": "Paris"}``; so does
+                       any model whose request requires a tool call (or the named one)
 ``json``               answers with :data:`JSON_ANSWER`
 ``slow-<ms>``          waits ``ms`` before answering
 ``drip-<ms>``          streams the answer with ``ms`` between chunks
@@ -102,7 +103,8 @@ class Parsed:
     tools: list[str] = field(default_factory=list)
     json_mode: bool = False
     schema: Any = None
-    forced_tool: str = ""
+    forced_tool: str = ""  # the request names the tool the model must call
+    tool_choice: str = "auto"  # "auto", "required" (some tool) or "none" (no tool call)
     logprobs: bool = False
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -323,7 +325,8 @@ class FakeServer:
 
     def _compose(self, behaviour: Behaviour, parsed: Parsed) -> Answer:
         answer = Answer(input_tokens=parsed.input_tokens())
-        if behaviour.kind == "tools" or parsed.forced_tool:
+        calls = behaviour.kind == "tools" or parsed.tool_choice == "required"
+        if parsed.forced_tool or (calls and parsed.tool_choice != "none"):
             if not parsed.tools:
                 raise BadRequest("model 'tools' needs at least one tool in the request")
             name = parsed.forced_tool or parsed.tools[0]

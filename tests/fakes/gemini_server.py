@@ -119,6 +119,7 @@ class GeminiVendor:
                 if "parameters" in declaration and "parametersJsonSchema" in declaration:
                     raise BadRequest("parameters and parametersJsonSchema are mutually exclusive")
                 parsed.tools.append(str(declaration["name"]))
+        _function_calling(parsed, (body.get("toolConfig") or {}).get("functionCallingConfig"))
         config = body.get("generationConfig") or {}
         _known(config, _GENERATION_CONFIG, "generation_config.")
         mime = config.get("responseMimeType")
@@ -348,3 +349,28 @@ def serve(**options: Any) -> contextlib.AbstractAsyncContextManager[common.Runni
 
 if __name__ == "__main__":
     common.main(VENDOR)
+
+
+def _function_calling(parsed: Parsed, config: Any) -> None:
+    """Read ``toolConfig.functionCallingConfig``: AUTO, ANY (optionally limited to
+    ``allowedFunctionNames``), NONE."""
+    if config is None:
+        return
+    where = "* GenerateContentRequest.tool_config.function_calling_config"
+    mode = config.get("mode", "MODE_UNSPECIFIED")
+    if mode not in ("MODE_UNSPECIFIED", "AUTO", "ANY", "NONE", "VALIDATED"):
+        raise BadRequest(f"{where}.mode: invalid value {mode!r}")
+    allowed = config.get("allowedFunctionNames") or []
+    if allowed and mode not in ("ANY", "VALIDATED"):
+        raise BadRequest(
+            f"{where}.allowed_function_names: only set allowed_function_names when mode is ANY"
+        )
+    for name in allowed:
+        if name not in parsed.tools:
+            raise BadRequest(f"{where}.allowed_function_names: function {name!r} not declared")
+    if mode == "ANY":
+        parsed.tool_choice = "required"
+        if len(allowed) == 1:
+            parsed.forced_tool = str(allowed[0])
+    elif mode == "NONE":
+        parsed.tool_choice = "none"

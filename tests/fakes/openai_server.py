@@ -80,6 +80,7 @@ class OpenAIVendor:
             if not function.get("name"):
                 raise BadRequest("Missing required parameter: 'tools[].function.name'.")
             parsed.tools.append(str(function["name"]))
+        _tool_choice(parsed, body.get("tool_choice"))
         fmt = body.get("response_format") or {"type": "text"}
         if fmt.get("type") == "json_schema":
             spec = fmt.get("json_schema") or {}
@@ -323,3 +324,24 @@ def serve(**options: Any) -> contextlib.AbstractAsyncContextManager[common.Runni
 
 if __name__ == "__main__":
     common.main(VENDOR)
+
+
+def _tool_choice(parsed: Parsed, choice: Any) -> None:
+    """Read ``tool_choice`` as the API does: a mode string or a named function."""
+    if choice is None:
+        return
+    if not parsed.tools:
+        raise BadRequest(
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are "
+            "specified."
+        )
+    if choice in ("none", "auto", "required"):
+        parsed.tool_choice = choice
+        return
+    function = choice.get("function") if isinstance(choice, dict) else None
+    if not isinstance(function, dict) or choice.get("type") != "function":
+        raise BadRequest("Invalid value for 'tool_choice': expected 'none', 'auto', 'required'.")
+    name = function.get("name")
+    if name not in parsed.tools:
+        raise BadRequest(f"Invalid value for 'tool_choice': no function named {name!r} in 'tools'.")
+    parsed.forced_tool = str(name)

@@ -24,6 +24,15 @@ def _mutate(fn: Callable[[pb.RouteRequest], object]) -> pb.RouteRequest:
     return request
 
 
+def _tool_choice(mode: int = 0, tool_name: str = "") -> pb.RouteRequest:
+    """A request offering tool ``t``, with this tool choice."""
+    request = _ok()
+    request.params.tools.add(name="t")
+    request.params.tool_choice.mode = mode  # type: ignore[assignment]
+    request.params.tool_choice.tool_name = tool_name
+    return request
+
+
 CASES: list[tuple[str, pb.RouteRequest, str]] = [
     ("no messages", pb.RouteRequest(), "messages"),
     ("role unspecified", pb.RouteRequest(messages=[pb.Message(content="x")]), "messages[0].role"),
@@ -96,6 +105,27 @@ CASES: list[tuple[str, pb.RouteRequest, str]] = [
         "bad tool schema",
         _mutate(lambda r: r.params.tools.add(name="t", parameters_json="[1]")),
         "params.tools[0].parameters_json",
+    ),
+    (
+        "tool choice names no tool",
+        _tool_choice(pb.TOOL_CHOICE_MODE_TOOL),
+        "params.tool_choice.tool_name",
+    ),
+    (
+        "tool choice names an unknown tool",
+        _tool_choice(pb.TOOL_CHOICE_MODE_TOOL, "u"),
+        "params.tool_choice.tool_name",
+    ),
+    ("tool name without the tool mode", _tool_choice(0, "t"), "params.tool_choice.tool_name"),
+    (
+        "tool call required without tools",
+        _mutate(lambda r: setattr(r.params.tool_choice, "mode", pb.TOOL_CHOICE_MODE_REQUIRED)),
+        "params.tool_choice.mode",
+    ),
+    (
+        "unknown tool choice mode",
+        _mutate(lambda r: setattr(r.params.tool_choice, "mode", 9)),
+        "params.tool_choice.mode",
     ),
     ("bad request id", _mutate(lambda r: setattr(r, "request_id", "has spaces")), "request_id"),
     (

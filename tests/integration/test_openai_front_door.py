@@ -248,6 +248,29 @@ async def test_tool_call_round_trip() -> None:
     assert not follow_up.choices[0].message.tool_calls
 
 
+async def test_tool_choice_forces_a_call() -> None:
+    # The prompt names no tool, so the model would answer in text if it were let to.
+    prompt: ChatCompletionMessageParam = {"role": "user", "content": "What is 2+2?"}
+    async with front_door() as (_, client):
+        free = await client.chat.completions.create(
+            model="quorum:auto", messages=[prompt], tools=[WEATHER]
+        )
+        required = await client.chat.completions.create(
+            model="quorum:auto", messages=[prompt], tools=[WEATHER], tool_choice="required"
+        )
+        named = await client.chat.completions.create(
+            model="quorum:auto",
+            messages=[prompt],
+            tools=[WEATHER],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        )
+    assert free.choices[0].finish_reason == "stop" and not free.choices[0].message.tool_calls
+    for forced in (required, named):
+        assert forced.choices[0].finish_reason == "tool_calls"
+        calls = forced.choices[0].message.tool_calls or []
+        assert [c.function.name for c in calls if c.type == "function"] == ["get_weather"]
+
+
 async def test_streamed_tool_call() -> None:
     async with front_door() as (_, client):
         stream = await client.chat.completions.create(
@@ -362,7 +385,15 @@ async def test_stream_error_before_the_answer_is_a_plain_http_error() -> None:
         ({"max_tokens": 0}, "max_tokens"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"n": 2}, "n"),
-        ({"tool_choice": "required", "tools": [WEATHER]}, "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        (
+            {
+                "tool_choice": {"type": "function", "function": {"name": "get_tide"}},
+                "tools": [WEATHER],
+            },
+            "tool_choice.function.name",
+        ),
+        ({"tool_choice": "always", "tools": [WEATHER]}, "tool_choice"),
         ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
         ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].tool_call_id"),
         ({"messages": []}, "messages"),

@@ -169,3 +169,38 @@ async def test_consensus_that_runs_out_of_time_is_deadline_exceeded() -> None:
                 timeout=0.3,
             )
     assert info.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+@pytest.mark.parametrize(
+    ("choice", "called"),
+    [
+        (pb.ToolChoice(), []),
+        (pb.ToolChoice(mode=pb.TOOL_CHOICE_MODE_REQUIRED), ["get_weather"]),
+        (pb.ToolChoice(mode=pb.TOOL_CHOICE_MODE_TOOL, tool_name="get_tide"), ["get_tide"]),
+    ],
+    ids=["auto", "required", "named"],
+)
+async def test_tool_choice_forces_a_call(choice: pb.ToolChoice, called: list[str]) -> None:
+    params = pb.GenerationParams(
+        tools=[pb.Tool(name="get_weather"), pb.Tool(name="get_tide")], tool_choice=choice
+    )
+    async with running_server(parse_config(sim_config())) as (_, client):
+        r = await client.route("What is 17 * 23?", params=params)  # names no tool
+    assert [c.name for c in r.tool_calls] == called
+    assert r.finish_reason == ("tool_calls" if called else "stop")
+
+
+async def test_tool_choice_none_offers_no_tools() -> None:
+    data = sim_config()
+    for name in list(data["models"]):
+        data = with_model(data, name, capabilities=["streaming"])  # no model has tools
+    tools = [pb.Tool(name="get_weather")]
+    none = pb.GenerationParams(
+        tools=tools, tool_choice=pb.ToolChoice(mode=pb.TOOL_CHOICE_MODE_NONE)
+    )
+    async with running_server(parse_config(data)) as (_, client):
+        r = await client.route("Use get_weather for Paris", params=none)
+        with pytest.raises(QuorumError) as info:  # offered tools need the capability
+            await client.route("Use get_weather for Paris", params=pb.GenerationParams(tools=tools))
+    assert not r.tool_calls and r.content
+    assert info.value.code is grpc.StatusCode.FAILED_PRECONDITION

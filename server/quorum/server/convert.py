@@ -184,15 +184,42 @@ def _params(p: pb.GenerationParams, c: _Checker) -> d.GenerationParams:
         tools.append(d.Tool(t.name, t.description, t.parameters_json))
     if len(p.tools) > 128:
         c.add("params.tools", "at most 128 tools")
+    choice = _tool_choice(p.tool_choice, seen, c)
     return d.GenerationParams(
         max_tokens=p.max_tokens,
         temperature=temperature,
         top_p=top_p,
         stop=tuple(p.stop),
         response_format=d.ResponseFormat(fmt_type, rf.json_schema, rf.schema_name),
-        tools=tuple(tools),
+        tools=tuple(tools) if choice is not None else (),
         logprobs=p.logprobs,
+        tool_choice=choice or d.ToolChoice(),
     )
+
+
+def _tool_choice(p: pb.ToolChoice, tools: set[str], c: _Checker) -> d.ToolChoice | None:
+    """The request's tool choice; ``None`` for TOOL_CHOICE_MODE_NONE (no tools offered)."""
+    mode = p.mode
+    if mode == pb.TOOL_CHOICE_MODE_NONE:
+        choice = None
+    elif mode in (pb.TOOL_CHOICE_MODE_UNSPECIFIED, pb.TOOL_CHOICE_MODE_AUTO):
+        choice = d.ToolChoice()
+    elif mode == pb.TOOL_CHOICE_MODE_REQUIRED:
+        choice = d.ToolChoice(d.ToolChoiceMode.REQUIRED)
+    elif mode == pb.TOOL_CHOICE_MODE_TOOL:
+        choice = d.ToolChoice(d.ToolChoiceMode.TOOL, p.tool_name)
+        if not p.tool_name:
+            c.add("params.tool_choice.tool_name", "is required with TOOL_CHOICE_MODE_TOOL")
+        elif p.tool_name not in tools:
+            c.add("params.tool_choice.tool_name", f"{p.tool_name!r} is not in params.tools")
+    else:
+        c.add("params.tool_choice.mode", f"unknown enum value {mode}")
+        return d.ToolChoice()
+    if p.tool_name and mode != pb.TOOL_CHOICE_MODE_TOOL:
+        c.add("params.tool_choice.tool_name", "only with TOOL_CHOICE_MODE_TOOL")
+    if choice is not None and choice.mode is not d.ToolChoiceMode.AUTO and not tools:
+        c.add("params.tool_choice.mode", "a tool call is required but params.tools is empty")
+    return choice
 
 
 def _enum_field(value: int, mapping: Mapping[int, E], default: E, field: str, c: _Checker) -> E:

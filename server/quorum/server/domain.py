@@ -63,6 +63,12 @@ class ResponseFormatType(enum.Enum):
     JSON_SCHEMA = "json_schema"
 
 
+class ToolChoiceMode(enum.Enum):
+    AUTO = "auto"  # the model decides
+    REQUIRED = "required"  # it must call one of the tools
+    TOOL = "tool"  # it must call the named tool
+
+
 class BreakerState(enum.Enum):
     CLOSED = "closed"
     OPEN = "open"
@@ -131,6 +137,14 @@ class Tool:
 
 
 @value_type
+class ToolChoice:
+    """Whether the model must call a tool; ``tool`` names it with mode TOOL."""
+
+    mode: ToolChoiceMode = ToolChoiceMode.AUTO
+    tool: str = ""
+
+
+@value_type
 class ResponseFormat:
     type: ResponseFormatType = ResponseFormatType.TEXT
     json_schema: str = ""
@@ -146,6 +160,7 @@ class GenerationParams:
     response_format: ResponseFormat = ResponseFormat()
     tools: tuple[Tool, ...] = ()
     logprobs: bool = False
+    tool_choice: ToolChoice = ToolChoice()
 
 
 @value_type

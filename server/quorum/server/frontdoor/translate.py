@@ -274,17 +274,32 @@ def _tools(raw: Any, v: _Violations) -> tuple[d.Tool, ...]:
     return tuple(tools)
 
 
-def _tool_choice(raw: Any, tools: tuple[d.Tool, ...], v: _Violations) -> tuple[d.Tool, ...]:
-    """Apply ``tool_choice``; only what every provider can honour is accepted."""
+def _tool_choice(
+    raw: Any, tools: tuple[d.Tool, ...], v: _Violations
+) -> tuple[tuple[d.Tool, ...], d.ToolChoice]:
+    """Apply ``tool_choice``: ``none`` offers no tools, ``required`` or a named function
+    forces a call (to one of ``tools``)."""
     if raw is None or raw == "auto":
-        return tools
+        return tools, d.ToolChoice()
     if raw == "none":
-        return ()
-    if raw == "required" or isinstance(raw, dict):
-        v.add("tool_choice", "only auto and none are supported; Quorum lets the model decide")
+        return (), d.ToolChoice()
+    if raw == "required":
+        choice = d.ToolChoice(d.ToolChoiceMode.REQUIRED)
+    elif isinstance(raw, dict):
+        function = raw.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if raw.get("type") != "function" or not isinstance(name, str) or not name:
+            v.add("tool_choice", 'must be {"type": "function", "function": {"name": ...}}')
+            return tools, d.ToolChoice()
+        if name not in {t.name for t in tools}:
+            v.add("tool_choice.function.name", f"{name!r} is not one of the tools")
+        choice = d.ToolChoice(d.ToolChoiceMode.TOOL, name)
     else:
-        v.add("tool_choice", "must be auto or none")
-    return tools
+        v.add("tool_choice", "must be auto, none, required or a named function")
+        return tools, d.ToolChoice()
+    if not tools:
+        v.add("tool_choice", "a tool call is required but no tools are given")
+    return tools, choice
 
 
 def _response_format(raw: Any, v: _Violations) -> d.ResponseFormat:
@@ -366,7 +381,7 @@ def _params(body: Mapping[str, Any], v: _Violations) -> d.GenerationParams:
     top_logprobs = body.get("top_logprobs")
     if top_logprobs not in (None, 0):
         v.add("top_logprobs", "not supported; the quorum field reports a mean log-probability")
-    tools = _tool_choice(body.get("tool_choice"), _tools(body.get("tools"), v), v)
+    tools, choice = _tool_choice(body.get("tool_choice"), _tools(body.get("tools"), v), v)
     return d.GenerationParams(
         max_tokens=_max_tokens(body, v),
         temperature=_number(body, "temperature", 0.0, 2.0, v),
@@ -375,6 +390,7 @@ def _params(body: Mapping[str, Any], v: _Violations) -> d.GenerationParams:
         response_format=_response_format(body.get("response_format"), v),
         tools=tools,
         logprobs=logprobs,
+        tool_choice=choice,
     )
 
 

@@ -37,6 +37,8 @@ from quorum.server.domain import (
     ResponseFormatType,
     Role,
     ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
     Usage,
 )
 from quorum.server.errors import ProviderBadResponse
@@ -224,9 +226,11 @@ class AnthropicProvider:
             }
             for tool in params.tools
         ]
+        choice = params.tool_choice
         if tools:
-            body["tool_choice"] = {"type": "auto"}
-        if _json_mode(request):
+            body["tool_choice"] = _tool_choice(choice)
+        # A forced tool call is this turn's answer; JSON mode is for a text answer.
+        if _json_mode(request) and choice.mode is ToolChoiceMode.AUTO:
             fmt = params.response_format
             schema = sse.request_json(self._name, fmt.json_schema, "json_schema", None)
             tools.append(
@@ -244,6 +248,13 @@ class AnthropicProvider:
         if stream:
             body["stream"] = True
         return body
+
+
+def _tool_choice(choice: ToolChoice) -> dict[str, str]:
+    """The Messages API's ``tool_choice`` for ``choice``."""
+    if choice.mode is ToolChoiceMode.TOOL:
+        return {"type": "tool", "name": choice.tool}
+    return {"type": "any"} if choice.mode is ToolChoiceMode.REQUIRED else {"type": "auto"}
 
 
 def _json_mode(request: ProviderRequest) -> bool:

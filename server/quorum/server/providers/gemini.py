@@ -43,6 +43,8 @@ from quorum.server.domain import (
     ResponseFormatType,
     Role,
     ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
     Usage,
 )
 from quorum.server.errors import (
@@ -186,7 +188,7 @@ class GeminiProvider:
                     )
                 declarations.append(declaration)
             body["tools"] = [{"functionDeclarations": declarations}]
-            body["toolConfig"] = {"functionCallingConfig": {"mode": "AUTO"}}
+            body["toolConfig"] = {"functionCallingConfig": _calling_config(params.tool_choice)}
         return body
 
 
@@ -351,3 +353,11 @@ def _retry_info(error: ProviderError, raw: bytes) -> ProviderError:
     except (*_SHAPE_ERRORS, json.JSONDecodeError, UnicodeDecodeError):
         return error
     return ProviderRateLimited(error.message, provider=error.provider, retry_after_s=seconds)
+
+
+def _calling_config(choice: ToolChoice) -> dict[str, Any]:
+    """Gemini's ``functionCallingConfig`` for ``choice``: ANY forces a call, to the
+    allowed functions only when a tool is named."""
+    if choice.mode is ToolChoiceMode.TOOL:
+        return {"mode": "ANY", "allowedFunctionNames": [choice.tool]}
+    return {"mode": "ANY" if choice.mode is ToolChoiceMode.REQUIRED else "AUTO"}

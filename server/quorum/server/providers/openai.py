@@ -36,6 +36,8 @@ from quorum.server.domain import (
     ResponseFormatType,
     Role,
     ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
     Usage,
 )
 from quorum.server.errors import ProviderBadResponse, ProviderUnavailable
@@ -187,7 +189,7 @@ def _params(provider: str, params: GenerationParams, limit_field: str) -> dict[s
             }
             for tool in params.tools
         ]
-        out["tool_choice"] = "auto"
+        out["tool_choice"] = _tool_choice(params.tool_choice)
     if params.logprobs:
         out["logprobs"] = True
     return out
@@ -289,3 +291,10 @@ def _read_chunk(
         slot["arguments"] += function.get("arguments") or ""
     text = delta.get("content") or ""
     return str(text), str(choice.get("finish_reason") or ""), usage
+
+
+def _tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
+    """Chat Completions' ``tool_choice`` for ``choice``."""
+    if choice.mode is ToolChoiceMode.TOOL:
+        return {"type": "function", "function": {"name": choice.tool}}
+    return "required" if choice.mode is ToolChoiceMode.REQUIRED else "auto"

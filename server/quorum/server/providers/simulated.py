@@ -49,6 +49,7 @@ from quorum.server.domain import (
     ResponseFormatType,
     Role,
     ToolCall,
+    ToolChoiceMode,
     Usage,
 )
 from quorum.server.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
@@ -242,6 +243,18 @@ def _shape(
     return " ".join(words)
 
 
+def _tool_to_call(request: ProviderRequest, prompt: str, correct: bool) -> str:
+    """The tool a simulated model calls, or "": one the prompt names, when the model
+    gets the request right; a forced call always goes to the named (or a fitting) tool."""
+    params = request.params
+    if params.tool_choice.mode is ToolChoiceMode.TOOL:
+        return params.tool_choice.tool
+    named = next((t.name for t in params.tools if t.name.lower() in prompt.lower()), "")
+    if params.tool_choice.mode is ToolChoiceMode.REQUIRED:
+        return named or (params.tools[0].name if params.tools else "")
+    return named if correct else ""
+
+
 class SimulatedProvider:
     """A provider whose models are simulated locally (see the module docstring)."""
 
@@ -298,12 +311,11 @@ class SimulatedProvider:
         tool_calls: tuple[ToolCall, ...] = ()
         finish = "stop"
         content = answer.text
-        for tool in request.params.tools:
-            if tool.name.lower() in prompt.lower() and answer.correct:
-                digest = hashlib.blake2b(prompt.encode(), digest_size=4).hexdigest()
-                tool_calls = (ToolCall(id=f"call_{digest}", name=tool.name, arguments_json="{}"),)
-                content, finish = "", "tool_calls"
-                break
+        called = _tool_to_call(request, prompt, answer.correct)
+        if called:
+            digest = hashlib.blake2b(prompt.encode(), digest_size=4).hexdigest()
+            tool_calls = (ToolCall(id=f"call_{digest}", name=called, arguments_json="{}"),)
+            content, finish = "", "tool_calls"
         input_tokens = sum(count_tokens(m.text) + 4 for m in request.messages)
         output_tokens = count_tokens(content) if content else 8
         completion = Completion(

@@ -82,6 +82,67 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{0}
 }
 
+// How the model may use the request's tools.
+type ToolChoiceMode int32
+
+const (
+	// Same as TOOL_CHOICE_MODE_AUTO.
+	ToolChoiceMode_TOOL_CHOICE_MODE_UNSPECIFIED ToolChoiceMode = 0
+	// The model decides whether to call a tool (the default).
+	ToolChoiceMode_TOOL_CHOICE_MODE_AUTO ToolChoiceMode = 1
+	// The model must answer in text: the tools are not offered to it.
+	ToolChoiceMode_TOOL_CHOICE_MODE_NONE ToolChoiceMode = 2
+	// The model must call at least one of the tools.
+	ToolChoiceMode_TOOL_CHOICE_MODE_REQUIRED ToolChoiceMode = 3
+	// The model must call the tool named in tool_name.
+	ToolChoiceMode_TOOL_CHOICE_MODE_TOOL ToolChoiceMode = 4
+)
+
+// Enum value maps for ToolChoiceMode.
+var (
+	ToolChoiceMode_name = map[int32]string{
+		0: "TOOL_CHOICE_MODE_UNSPECIFIED",
+		1: "TOOL_CHOICE_MODE_AUTO",
+		2: "TOOL_CHOICE_MODE_NONE",
+		3: "TOOL_CHOICE_MODE_REQUIRED",
+		4: "TOOL_CHOICE_MODE_TOOL",
+	}
+	ToolChoiceMode_value = map[string]int32{
+		"TOOL_CHOICE_MODE_UNSPECIFIED": 0,
+		"TOOL_CHOICE_MODE_AUTO":        1,
+		"TOOL_CHOICE_MODE_NONE":        2,
+		"TOOL_CHOICE_MODE_REQUIRED":    3,
+		"TOOL_CHOICE_MODE_TOOL":        4,
+	}
+)
+
+func (x ToolChoiceMode) Enum() *ToolChoiceMode {
+	p := new(ToolChoiceMode)
+	*p = x
+	return p
+}
+
+func (x ToolChoiceMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ToolChoiceMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_quorum_route_v1_types_proto_enumTypes[1].Descriptor()
+}
+
+func (ToolChoiceMode) Type() protoreflect.EnumType {
+	return &file_quorum_route_v1_types_proto_enumTypes[1]
+}
+
+func (x ToolChoiceMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ToolChoiceMode.Descriptor instead.
+func (ToolChoiceMode) EnumDescriptor() ([]byte, []int) {
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
 // Shape of the answer text.
 type ResponseFormatType int32
 
@@ -123,11 +184,11 @@ func (x ResponseFormatType) String() string {
 }
 
 func (ResponseFormatType) Descriptor() protoreflect.EnumDescriptor {
-	return file_quorum_route_v1_types_proto_enumTypes[1].Descriptor()
+	return file_quorum_route_v1_types_proto_enumTypes[2].Descriptor()
 }
 
 func (ResponseFormatType) Type() protoreflect.EnumType {
-	return &file_quorum_route_v1_types_proto_enumTypes[1]
+	return &file_quorum_route_v1_types_proto_enumTypes[2]
 }
 
 func (x ResponseFormatType) Number() protoreflect.EnumNumber {
@@ -136,7 +197,7 @@ func (x ResponseFormatType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ResponseFormatType.Descriptor instead.
 func (ResponseFormatType) EnumDescriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
 // How the request is executed.
@@ -188,11 +249,11 @@ func (x Strategy) String() string {
 }
 
 func (Strategy) Descriptor() protoreflect.EnumDescriptor {
-	return file_quorum_route_v1_types_proto_enumTypes[2].Descriptor()
+	return file_quorum_route_v1_types_proto_enumTypes[3].Descriptor()
 }
 
 func (Strategy) Type() protoreflect.EnumType {
-	return &file_quorum_route_v1_types_proto_enumTypes[2]
+	return &file_quorum_route_v1_types_proto_enumTypes[3]
 }
 
 func (x Strategy) Number() protoreflect.EnumNumber {
@@ -201,7 +262,7 @@ func (x Strategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Strategy.Descriptor instead.
 func (Strategy) EnumDescriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
 // What the caller cares about most.
@@ -249,11 +310,11 @@ func (x Priority) String() string {
 }
 
 func (Priority) Descriptor() protoreflect.EnumDescriptor {
-	return file_quorum_route_v1_types_proto_enumTypes[3].Descriptor()
+	return file_quorum_route_v1_types_proto_enumTypes[4].Descriptor()
 }
 
 func (Priority) Type() protoreflect.EnumType {
-	return &file_quorum_route_v1_types_proto_enumTypes[3]
+	return &file_quorum_route_v1_types_proto_enumTypes[4]
 }
 
 func (x Priority) Number() protoreflect.EnumNumber {
@@ -262,7 +323,7 @@ func (x Priority) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Priority.Descriptor instead.
 func (Priority) EnumDescriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 // A model capability a request can require.
@@ -318,11 +379,11 @@ func (x Capability) String() string {
 }
 
 func (Capability) Descriptor() protoreflect.EnumDescriptor {
-	return file_quorum_route_v1_types_proto_enumTypes[4].Descriptor()
+	return file_quorum_route_v1_types_proto_enumTypes[5].Descriptor()
 }
 
 func (Capability) Type() protoreflect.EnumType {
-	return &file_quorum_route_v1_types_proto_enumTypes[4]
+	return &file_quorum_route_v1_types_proto_enumTypes[5]
 }
 
 func (x Capability) Number() protoreflect.EnumNumber {
@@ -331,7 +392,7 @@ func (x Capability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Capability.Descriptor instead.
 func (Capability) EnumDescriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 // How sensitive the request's data is; models declare the levels they may receive.
@@ -375,11 +436,11 @@ func (x Sensitivity) String() string {
 }
 
 func (Sensitivity) Descriptor() protoreflect.EnumDescriptor {
-	return file_quorum_route_v1_types_proto_enumTypes[5].Descriptor()
+	return file_quorum_route_v1_types_proto_enumTypes[6].Descriptor()
 }
 
 func (Sensitivity) Type() protoreflect.EnumType {
-	return &file_quorum_route_v1_types_proto_enumTypes[5]
+	return &file_quorum_route_v1_types_proto_enumTypes[6]
 }
 
 func (x Sensitivity) Number() protoreflect.EnumNumber {
@@ -388,7 +449,7 @@ func (x Sensitivity) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Sensitivity.Descriptor instead.
 func (Sensitivity) EnumDescriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 // How hard a request is.
@@ -432,11 +493,11 @@ func (x Difficulty) String() string {
 }
 
 func (Difficulty) Descriptor() protoreflect.EnumDescriptor {
-	return file_quorum_route_v1_types_proto_enumTypes[6].Descriptor()
+	return file_quorum_route_v1_types_proto_enumTypes[7].Descriptor()
 }
 
 func (Difficulty) Type() protoreflect.EnumType {
-	return &file_quorum_route_v1_types_proto_enumTypes[6]
+	return &file_quorum_route_v1_types_proto_enumTypes[7]
 }
 
 func (x Difficulty) Number() protoreflect.EnumNumber {
@@ -445,7 +506,7 @@ func (x Difficulty) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Difficulty.Descriptor instead.
 func (Difficulty) EnumDescriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 // State of a provider's circuit breaker.
@@ -493,11 +554,11 @@ func (x BreakerState) String() string {
 }
 
 func (BreakerState) Descriptor() protoreflect.EnumDescriptor {
-	return file_quorum_route_v1_types_proto_enumTypes[7].Descriptor()
+	return file_quorum_route_v1_types_proto_enumTypes[8].Descriptor()
 }
 
 func (BreakerState) Type() protoreflect.EnumType {
-	return &file_quorum_route_v1_types_proto_enumTypes[7]
+	return &file_quorum_route_v1_types_proto_enumTypes[8]
 }
 
 func (x BreakerState) Number() protoreflect.EnumNumber {
@@ -506,7 +567,7 @@ func (x BreakerState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use BreakerState.Descriptor instead.
 func (BreakerState) EnumDescriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 // How an attempt ended.
@@ -562,11 +623,11 @@ func (x AttemptOutcome) String() string {
 }
 
 func (AttemptOutcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_quorum_route_v1_types_proto_enumTypes[8].Descriptor()
+	return file_quorum_route_v1_types_proto_enumTypes[9].Descriptor()
 }
 
 func (AttemptOutcome) Type() protoreflect.EnumType {
-	return &file_quorum_route_v1_types_proto_enumTypes[8]
+	return &file_quorum_route_v1_types_proto_enumTypes[9]
 }
 
 func (x AttemptOutcome) Number() protoreflect.EnumNumber {
@@ -575,7 +636,7 @@ func (x AttemptOutcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AttemptOutcome.Descriptor instead.
 func (AttemptOutcome) EnumDescriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 // An image given to a vision-capable model.
@@ -948,6 +1009,62 @@ func (x *Tool) GetParametersJson() string {
 	return ""
 }
 
+// Whether the model must call a tool, and which.
+type ToolChoice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How the model may use the tools.
+	Mode ToolChoiceMode `protobuf:"varint,1,opt,name=mode,proto3,enum=quorum.route.v1.ToolChoiceMode" json:"mode,omitempty"`
+	// The tool the model must call; required with TOOL_CHOICE_MODE_TOOL and only then.
+	// Must be one of the request's tools.
+	ToolName      string `protobuf:"bytes,2,opt,name=tool_name,json=toolName,proto3" json:"tool_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolChoice) Reset() {
+	*x = ToolChoice{}
+	mi := &file_quorum_route_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolChoice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolChoice) ProtoMessage() {}
+
+func (x *ToolChoice) ProtoReflect() protoreflect.Message {
+	mi := &file_quorum_route_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolChoice.ProtoReflect.Descriptor instead.
+func (*ToolChoice) Descriptor() ([]byte, []int) {
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ToolChoice) GetMode() ToolChoiceMode {
+	if x != nil {
+		return x.Mode
+	}
+	return ToolChoiceMode_TOOL_CHOICE_MODE_UNSPECIFIED
+}
+
+func (x *ToolChoice) GetToolName() string {
+	if x != nil {
+		return x.ToolName
+	}
+	return ""
+}
+
 // Requested shape of the answer.
 type ResponseFormat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -963,7 +1080,7 @@ type ResponseFormat struct {
 
 func (x *ResponseFormat) Reset() {
 	*x = ResponseFormat{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[5]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1092,7 @@ func (x *ResponseFormat) String() string {
 func (*ResponseFormat) ProtoMessage() {}
 
 func (x *ResponseFormat) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[5]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1105,7 @@ func (x *ResponseFormat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseFormat.ProtoReflect.Descriptor instead.
 func (*ResponseFormat) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ResponseFormat) GetType() ResponseFormatType {
@@ -1028,14 +1145,16 @@ type GenerationParams struct {
 	// Tools the model may call; requires the tools capability.
 	Tools []*Tool `protobuf:"bytes,6,rep,name=tools,proto3" json:"tools,omitempty"`
 	// Ask for token log-probabilities where the provider offers them.
-	Logprobs      bool `protobuf:"varint,7,opt,name=logprobs,proto3" json:"logprobs,omitempty"`
+	Logprobs bool `protobuf:"varint,7,opt,name=logprobs,proto3" json:"logprobs,omitempty"`
+	// Whether the model must call a tool, and which; unset lets the model decide.
+	ToolChoice    *ToolChoice `protobuf:"bytes,8,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GenerationParams) Reset() {
 	*x = GenerationParams{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[6]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1166,7 @@ func (x *GenerationParams) String() string {
 func (*GenerationParams) ProtoMessage() {}
 
 func (x *GenerationParams) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[6]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1179,7 @@ func (x *GenerationParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerationParams.ProtoReflect.Descriptor instead.
 func (*GenerationParams) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GenerationParams) GetMaxTokens() uint32 {
@@ -1112,6 +1231,13 @@ func (x *GenerationParams) GetLogprobs() bool {
 	return false
 }
 
+func (x *GenerationParams) GetToolChoice() *ToolChoice {
+	if x != nil {
+		return x.ToolChoice
+	}
+	return nil
+}
+
 // Hints that steer routing. All optional.
 type RoutingHints struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1147,7 +1273,7 @@ type RoutingHints struct {
 
 func (x *RoutingHints) Reset() {
 	*x = RoutingHints{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[7]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1285,7 @@ func (x *RoutingHints) String() string {
 func (*RoutingHints) ProtoMessage() {}
 
 func (x *RoutingHints) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[7]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1298,7 @@ func (x *RoutingHints) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RoutingHints.ProtoReflect.Descriptor instead.
 func (*RoutingHints) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RoutingHints) GetStrategy() Strategy {
@@ -1287,7 +1413,7 @@ type Classification struct {
 
 func (x *Classification) Reset() {
 	*x = Classification{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[8]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1425,7 @@ func (x *Classification) String() string {
 func (*Classification) ProtoMessage() {}
 
 func (x *Classification) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[8]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1438,7 @@ func (x *Classification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Classification.ProtoReflect.Descriptor instead.
 func (*Classification) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Classification) GetTask() string {
@@ -1370,7 +1496,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[9]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1508,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[9]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1521,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Usage) GetInputTokens() uint32 {
@@ -1435,7 +1561,7 @@ type Candidate struct {
 
 func (x *Candidate) Reset() {
 	*x = Candidate{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[10]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1447,7 +1573,7 @@ func (x *Candidate) String() string {
 func (*Candidate) ProtoMessage() {}
 
 func (x *Candidate) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[10]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1460,7 +1586,7 @@ func (x *Candidate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Candidate.ProtoReflect.Descriptor instead.
 func (*Candidate) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Candidate) GetModel() string {
@@ -1527,7 +1653,7 @@ type PlanStage struct {
 
 func (x *PlanStage) Reset() {
 	*x = PlanStage{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[11]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1665,7 @@ func (x *PlanStage) String() string {
 func (*PlanStage) ProtoMessage() {}
 
 func (x *PlanStage) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[11]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1678,7 @@ func (x *PlanStage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanStage.ProtoReflect.Descriptor instead.
 func (*PlanStage) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PlanStage) GetRole() string {
@@ -1589,7 +1715,7 @@ type Reason struct {
 
 func (x *Reason) Reset() {
 	*x = Reason{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[12]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1727,7 @@ func (x *Reason) String() string {
 func (*Reason) ProtoMessage() {}
 
 func (x *Reason) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[12]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1740,7 @@ func (x *Reason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reason.ProtoReflect.Descriptor instead.
 func (*Reason) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Reason) GetCode() string {
@@ -1652,7 +1778,7 @@ type ExecutionPlan struct {
 
 func (x *ExecutionPlan) Reset() {
 	*x = ExecutionPlan{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[13]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +1790,7 @@ func (x *ExecutionPlan) String() string {
 func (*ExecutionPlan) ProtoMessage() {}
 
 func (x *ExecutionPlan) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[13]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +1803,7 @@ func (x *ExecutionPlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecutionPlan.ProtoReflect.Descriptor instead.
 func (*ExecutionPlan) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExecutionPlan) GetStrategy() Strategy {
@@ -1737,7 +1863,7 @@ type GateCheck struct {
 
 func (x *GateCheck) Reset() {
 	*x = GateCheck{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[14]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1749,7 +1875,7 @@ func (x *GateCheck) String() string {
 func (*GateCheck) ProtoMessage() {}
 
 func (x *GateCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[14]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1762,7 +1888,7 @@ func (x *GateCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GateCheck.ProtoReflect.Descriptor instead.
 func (*GateCheck) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GateCheck) GetName() string {
@@ -1799,7 +1925,7 @@ type GateVerdict struct {
 
 func (x *GateVerdict) Reset() {
 	*x = GateVerdict{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[15]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1937,7 @@ func (x *GateVerdict) String() string {
 func (*GateVerdict) ProtoMessage() {}
 
 func (x *GateVerdict) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[15]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +1950,7 @@ func (x *GateVerdict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GateVerdict.ProtoReflect.Descriptor instead.
 func (*GateVerdict) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{15}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GateVerdict) GetPassed() bool {
@@ -1874,7 +2000,7 @@ type Attempt struct {
 
 func (x *Attempt) Reset() {
 	*x = Attempt{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[16]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1886,7 +2012,7 @@ func (x *Attempt) String() string {
 func (*Attempt) ProtoMessage() {}
 
 func (x *Attempt) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[16]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1899,7 +2025,7 @@ func (x *Attempt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attempt.ProtoReflect.Descriptor instead.
 func (*Attempt) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Attempt) GetModel() string {
@@ -2003,7 +2129,7 @@ type StageTimings struct {
 
 func (x *StageTimings) Reset() {
 	*x = StageTimings{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[17]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2015,7 +2141,7 @@ func (x *StageTimings) String() string {
 func (*StageTimings) ProtoMessage() {}
 
 func (x *StageTimings) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[17]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2028,7 +2154,7 @@ func (x *StageTimings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StageTimings.ProtoReflect.Descriptor instead.
 func (*StageTimings) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StageTimings) GetClassifyMs() float64 {
@@ -2078,7 +2204,7 @@ type CascadeDetail struct {
 
 func (x *CascadeDetail) Reset() {
 	*x = CascadeDetail{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[18]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2216,7 @@ func (x *CascadeDetail) String() string {
 func (*CascadeDetail) ProtoMessage() {}
 
 func (x *CascadeDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[18]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2229,7 @@ func (x *CascadeDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CascadeDetail.ProtoReflect.Descriptor instead.
 func (*CascadeDetail) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CascadeDetail) GetTiersTried() []string {
@@ -2162,7 +2288,7 @@ type CandidateAnswer struct {
 
 func (x *CandidateAnswer) Reset() {
 	*x = CandidateAnswer{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[19]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2174,7 +2300,7 @@ func (x *CandidateAnswer) String() string {
 func (*CandidateAnswer) ProtoMessage() {}
 
 func (x *CandidateAnswer) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[19]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2187,7 +2313,7 @@ func (x *CandidateAnswer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CandidateAnswer.ProtoReflect.Descriptor instead.
 func (*CandidateAnswer) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CandidateAnswer) GetModel() string {
@@ -2247,7 +2373,7 @@ type VoteGroup struct {
 
 func (x *VoteGroup) Reset() {
 	*x = VoteGroup{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[20]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2385,7 @@ func (x *VoteGroup) String() string {
 func (*VoteGroup) ProtoMessage() {}
 
 func (x *VoteGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[20]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2398,7 @@ func (x *VoteGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VoteGroup.ProtoReflect.Descriptor instead.
 func (*VoteGroup) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{20}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VoteGroup) GetNormalized() string {
@@ -2317,7 +2443,7 @@ type JudgeDetail struct {
 
 func (x *JudgeDetail) Reset() {
 	*x = JudgeDetail{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[21]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2455,7 @@ func (x *JudgeDetail) String() string {
 func (*JudgeDetail) ProtoMessage() {}
 
 func (x *JudgeDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[21]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2468,7 @@ func (x *JudgeDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JudgeDetail.ProtoReflect.Descriptor instead.
 func (*JudgeDetail) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{21}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *JudgeDetail) GetModel() string {
@@ -2412,7 +2538,7 @@ type ConsensusDetail struct {
 
 func (x *ConsensusDetail) Reset() {
 	*x = ConsensusDetail{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[22]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2550,7 @@ func (x *ConsensusDetail) String() string {
 func (*ConsensusDetail) ProtoMessage() {}
 
 func (x *ConsensusDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[22]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2563,7 @@ func (x *ConsensusDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsensusDetail.ProtoReflect.Descriptor instead.
 func (*ConsensusDetail) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{22}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ConsensusDetail) GetAnswers() []*CandidateAnswer {
@@ -2545,7 +2671,7 @@ type RouteResponse struct {
 
 func (x *RouteResponse) Reset() {
 	*x = RouteResponse{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[23]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2557,7 +2683,7 @@ func (x *RouteResponse) String() string {
 func (*RouteResponse) ProtoMessage() {}
 
 func (x *RouteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[23]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2570,7 +2696,7 @@ func (x *RouteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteResponse.ProtoReflect.Descriptor instead.
 func (*RouteResponse) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{23}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RouteResponse) GetRequestId() string {
@@ -2732,7 +2858,7 @@ type RouteRequest struct {
 
 func (x *RouteRequest) Reset() {
 	*x = RouteRequest{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[24]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2744,7 +2870,7 @@ func (x *RouteRequest) String() string {
 func (*RouteRequest) ProtoMessage() {}
 
 func (x *RouteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[24]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2757,7 +2883,7 @@ func (x *RouteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteRequest.ProtoReflect.Descriptor instead.
 func (*RouteRequest) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{24}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RouteRequest) GetRequestId() string {
@@ -2808,7 +2934,7 @@ type FailureDetail struct {
 
 func (x *FailureDetail) Reset() {
 	*x = FailureDetail{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[25]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2820,7 +2946,7 @@ func (x *FailureDetail) String() string {
 func (*FailureDetail) ProtoMessage() {}
 
 func (x *FailureDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[25]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2833,7 +2959,7 @@ func (x *FailureDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailureDetail.ProtoReflect.Descriptor instead.
 func (*FailureDetail) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{25}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FailureDetail) GetAttempts() []*Attempt {
@@ -2883,7 +3009,7 @@ type ModelInfo struct {
 
 func (x *ModelInfo) Reset() {
 	*x = ModelInfo{}
-	mi := &file_quorum_route_v1_types_proto_msgTypes[26]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2895,7 +3021,7 @@ func (x *ModelInfo) String() string {
 func (*ModelInfo) ProtoMessage() {}
 
 func (x *ModelInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_quorum_route_v1_types_proto_msgTypes[26]
+	mi := &file_quorum_route_v1_types_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2908,7 +3034,7 @@ func (x *ModelInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelInfo.ProtoReflect.Descriptor instead.
 func (*ModelInfo) Descriptor() ([]byte, []int) {
-	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{26}
+	return file_quorum_route_v1_types_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ModelInfo) GetName() string {
@@ -3025,13 +3151,17 @@ const file_quorum_route_v1_types_proto_rawDesc = "" +
 	"\x04Tool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +
-	"\x0fparameters_json\x18\x03 \x01(\tR\x0eparametersJson\"\x8b\x01\n" +
+	"\x0fparameters_json\x18\x03 \x01(\tR\x0eparametersJson\"^\n" +
+	"\n" +
+	"ToolChoice\x123\n" +
+	"\x04mode\x18\x01 \x01(\x0e2\x1f.quorum.route.v1.ToolChoiceModeR\x04mode\x12\x1b\n" +
+	"\ttool_name\x18\x02 \x01(\tR\btoolName\"\x8b\x01\n" +
 	"\x0eResponseFormat\x127\n" +
 	"\x04type\x18\x01 \x01(\x0e2#.quorum.route.v1.ResponseFormatTypeR\x04type\x12\x1f\n" +
 	"\vjson_schema\x18\x02 \x01(\tR\n" +
 	"jsonSchema\x12\x1f\n" +
 	"\vschema_name\x18\x03 \x01(\tR\n" +
-	"schemaName\"\xb3\x02\n" +
+	"schemaName\"\xf1\x02\n" +
 	"\x10GenerationParams\x12\x1d\n" +
 	"\n" +
 	"max_tokens\x18\x01 \x01(\rR\tmaxTokens\x12%\n" +
@@ -3040,7 +3170,9 @@ const file_quorum_route_v1_types_proto_rawDesc = "" +
 	"\x04stop\x18\x04 \x03(\tR\x04stop\x12H\n" +
 	"\x0fresponse_format\x18\x05 \x01(\v2\x1f.quorum.route.v1.ResponseFormatR\x0eresponseFormat\x12+\n" +
 	"\x05tools\x18\x06 \x03(\v2\x15.quorum.route.v1.ToolR\x05tools\x12\x1a\n" +
-	"\blogprobs\x18\a \x01(\bR\blogprobsB\x0e\n" +
+	"\blogprobs\x18\a \x01(\bR\blogprobs\x12<\n" +
+	"\vtool_choice\x18\b \x01(\v2\x1b.quorum.route.v1.ToolChoiceR\n" +
+	"toolChoiceB\x0e\n" +
 	"\f_temperatureB\b\n" +
 	"\x06_top_p\"\x99\x04\n" +
 	"\fRoutingHints\x125\n" +
@@ -3227,7 +3359,13 @@ const file_quorum_route_v1_types_proto_rawDesc = "" +
 	"\vROLE_SYSTEM\x10\x01\x12\r\n" +
 	"\tROLE_USER\x10\x02\x12\x12\n" +
 	"\x0eROLE_ASSISTANT\x10\x03\x12\r\n" +
-	"\tROLE_TOOL\x10\x04*\xa5\x01\n" +
+	"\tROLE_TOOL\x10\x04*\xa2\x01\n" +
+	"\x0eToolChoiceMode\x12 \n" +
+	"\x1cTOOL_CHOICE_MODE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15TOOL_CHOICE_MODE_AUTO\x10\x01\x12\x19\n" +
+	"\x15TOOL_CHOICE_MODE_NONE\x10\x02\x12\x1d\n" +
+	"\x19TOOL_CHOICE_MODE_REQUIRED\x10\x03\x12\x19\n" +
+	"\x15TOOL_CHOICE_MODE_TOOL\x10\x04*\xa5\x01\n" +
 	"\x12ResponseFormatType\x12$\n" +
 	" RESPONSE_FORMAT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19RESPONSE_FORMAT_TYPE_TEXT\x10\x01\x12$\n" +
@@ -3295,93 +3433,97 @@ func file_quorum_route_v1_types_proto_rawDescGZIP() []byte {
 	return file_quorum_route_v1_types_proto_rawDescData
 }
 
-var file_quorum_route_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_quorum_route_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_quorum_route_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_quorum_route_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_quorum_route_v1_types_proto_goTypes = []any{
 	(Role)(0),                // 0: quorum.route.v1.Role
-	(ResponseFormatType)(0),  // 1: quorum.route.v1.ResponseFormatType
-	(Strategy)(0),            // 2: quorum.route.v1.Strategy
-	(Priority)(0),            // 3: quorum.route.v1.Priority
-	(Capability)(0),          // 4: quorum.route.v1.Capability
-	(Sensitivity)(0),         // 5: quorum.route.v1.Sensitivity
-	(Difficulty)(0),          // 6: quorum.route.v1.Difficulty
-	(BreakerState)(0),        // 7: quorum.route.v1.BreakerState
-	(AttemptOutcome)(0),      // 8: quorum.route.v1.AttemptOutcome
-	(*ImagePart)(nil),        // 9: quorum.route.v1.ImagePart
-	(*ContentPart)(nil),      // 10: quorum.route.v1.ContentPart
-	(*ToolCall)(nil),         // 11: quorum.route.v1.ToolCall
-	(*Message)(nil),          // 12: quorum.route.v1.Message
-	(*Tool)(nil),             // 13: quorum.route.v1.Tool
-	(*ResponseFormat)(nil),   // 14: quorum.route.v1.ResponseFormat
-	(*GenerationParams)(nil), // 15: quorum.route.v1.GenerationParams
-	(*RoutingHints)(nil),     // 16: quorum.route.v1.RoutingHints
-	(*Classification)(nil),   // 17: quorum.route.v1.Classification
-	(*Usage)(nil),            // 18: quorum.route.v1.Usage
-	(*Candidate)(nil),        // 19: quorum.route.v1.Candidate
-	(*PlanStage)(nil),        // 20: quorum.route.v1.PlanStage
-	(*Reason)(nil),           // 21: quorum.route.v1.Reason
-	(*ExecutionPlan)(nil),    // 22: quorum.route.v1.ExecutionPlan
-	(*GateCheck)(nil),        // 23: quorum.route.v1.GateCheck
-	(*GateVerdict)(nil),      // 24: quorum.route.v1.GateVerdict
-	(*Attempt)(nil),          // 25: quorum.route.v1.Attempt
-	(*StageTimings)(nil),     // 26: quorum.route.v1.StageTimings
-	(*CascadeDetail)(nil),    // 27: quorum.route.v1.CascadeDetail
-	(*CandidateAnswer)(nil),  // 28: quorum.route.v1.CandidateAnswer
-	(*VoteGroup)(nil),        // 29: quorum.route.v1.VoteGroup
-	(*JudgeDetail)(nil),      // 30: quorum.route.v1.JudgeDetail
-	(*ConsensusDetail)(nil),  // 31: quorum.route.v1.ConsensusDetail
-	(*RouteResponse)(nil),    // 32: quorum.route.v1.RouteResponse
-	(*RouteRequest)(nil),     // 33: quorum.route.v1.RouteRequest
-	(*FailureDetail)(nil),    // 34: quorum.route.v1.FailureDetail
-	(*ModelInfo)(nil),        // 35: quorum.route.v1.ModelInfo
+	(ToolChoiceMode)(0),      // 1: quorum.route.v1.ToolChoiceMode
+	(ResponseFormatType)(0),  // 2: quorum.route.v1.ResponseFormatType
+	(Strategy)(0),            // 3: quorum.route.v1.Strategy
+	(Priority)(0),            // 4: quorum.route.v1.Priority
+	(Capability)(0),          // 5: quorum.route.v1.Capability
+	(Sensitivity)(0),         // 6: quorum.route.v1.Sensitivity
+	(Difficulty)(0),          // 7: quorum.route.v1.Difficulty
+	(BreakerState)(0),        // 8: quorum.route.v1.BreakerState
+	(AttemptOutcome)(0),      // 9: quorum.route.v1.AttemptOutcome
+	(*ImagePart)(nil),        // 10: quorum.route.v1.ImagePart
+	(*ContentPart)(nil),      // 11: quorum.route.v1.ContentPart
+	(*ToolCall)(nil),         // 12: quorum.route.v1.ToolCall
+	(*Message)(nil),          // 13: quorum.route.v1.Message
+	(*Tool)(nil),             // 14: quorum.route.v1.Tool
+	(*ToolChoice)(nil),       // 15: quorum.route.v1.ToolChoice
+	(*ResponseFormat)(nil),   // 16: quorum.route.v1.ResponseFormat
+	(*GenerationParams)(nil), // 17: quorum.route.v1.GenerationParams
+	(*RoutingHints)(nil),     // 18: quorum.route.v1.RoutingHints
+	(*Classification)(nil),   // 19: quorum.route.v1.Classification
+	(*Usage)(nil),            // 20: quorum.route.v1.Usage
+	(*Candidate)(nil),        // 21: quorum.route.v1.Candidate
+	(*PlanStage)(nil),        // 22: quorum.route.v1.PlanStage
+	(*Reason)(nil),           // 23: quorum.route.v1.Reason
+	(*ExecutionPlan)(nil),    // 24: quorum.route.v1.ExecutionPlan
+	(*GateCheck)(nil),        // 25: quorum.route.v1.GateCheck
+	(*GateVerdict)(nil),      // 26: quorum.route.v1.GateVerdict
+	(*Attempt)(nil),          // 27: quorum.route.v1.Attempt
+	(*StageTimings)(nil),     // 28: quorum.route.v1.StageTimings
+	(*CascadeDetail)(nil),    // 29: quorum.route.v1.CascadeDetail
+	(*CandidateAnswer)(nil),  // 30: quorum.route.v1.CandidateAnswer
+	(*VoteGroup)(nil),        // 31: quorum.route.v1.VoteGroup
+	(*JudgeDetail)(nil),      // 32: quorum.route.v1.JudgeDetail
+	(*ConsensusDetail)(nil),  // 33: quorum.route.v1.ConsensusDetail
+	(*RouteResponse)(nil),    // 34: quorum.route.v1.RouteResponse
+	(*RouteRequest)(nil),     // 35: quorum.route.v1.RouteRequest
+	(*FailureDetail)(nil),    // 36: quorum.route.v1.FailureDetail
+	(*ModelInfo)(nil),        // 37: quorum.route.v1.ModelInfo
 }
 var file_quorum_route_v1_types_proto_depIdxs = []int32{
-	9,  // 0: quorum.route.v1.ContentPart.image:type_name -> quorum.route.v1.ImagePart
+	10, // 0: quorum.route.v1.ContentPart.image:type_name -> quorum.route.v1.ImagePart
 	0,  // 1: quorum.route.v1.Message.role:type_name -> quorum.route.v1.Role
-	10, // 2: quorum.route.v1.Message.parts:type_name -> quorum.route.v1.ContentPart
-	11, // 3: quorum.route.v1.Message.tool_calls:type_name -> quorum.route.v1.ToolCall
-	1,  // 4: quorum.route.v1.ResponseFormat.type:type_name -> quorum.route.v1.ResponseFormatType
-	14, // 5: quorum.route.v1.GenerationParams.response_format:type_name -> quorum.route.v1.ResponseFormat
-	13, // 6: quorum.route.v1.GenerationParams.tools:type_name -> quorum.route.v1.Tool
-	2,  // 7: quorum.route.v1.RoutingHints.strategy:type_name -> quorum.route.v1.Strategy
-	3,  // 8: quorum.route.v1.RoutingHints.priority:type_name -> quorum.route.v1.Priority
-	4,  // 9: quorum.route.v1.RoutingHints.required_capabilities:type_name -> quorum.route.v1.Capability
-	5,  // 10: quorum.route.v1.RoutingHints.sensitivity:type_name -> quorum.route.v1.Sensitivity
-	6,  // 11: quorum.route.v1.Classification.difficulty:type_name -> quorum.route.v1.Difficulty
-	7,  // 12: quorum.route.v1.Candidate.breaker_state:type_name -> quorum.route.v1.BreakerState
-	19, // 13: quorum.route.v1.PlanStage.candidates:type_name -> quorum.route.v1.Candidate
-	2,  // 14: quorum.route.v1.ExecutionPlan.strategy:type_name -> quorum.route.v1.Strategy
-	20, // 15: quorum.route.v1.ExecutionPlan.stages:type_name -> quorum.route.v1.PlanStage
-	21, // 16: quorum.route.v1.ExecutionPlan.reasons:type_name -> quorum.route.v1.Reason
-	23, // 17: quorum.route.v1.GateVerdict.checks:type_name -> quorum.route.v1.GateCheck
-	8,  // 18: quorum.route.v1.Attempt.outcome:type_name -> quorum.route.v1.AttemptOutcome
-	18, // 19: quorum.route.v1.Attempt.usage:type_name -> quorum.route.v1.Usage
-	24, // 20: quorum.route.v1.Attempt.gate:type_name -> quorum.route.v1.GateVerdict
-	28, // 21: quorum.route.v1.ConsensusDetail.answers:type_name -> quorum.route.v1.CandidateAnswer
-	29, // 22: quorum.route.v1.ConsensusDetail.groups:type_name -> quorum.route.v1.VoteGroup
-	30, // 23: quorum.route.v1.ConsensusDetail.judge:type_name -> quorum.route.v1.JudgeDetail
-	11, // 24: quorum.route.v1.RouteResponse.tool_calls:type_name -> quorum.route.v1.ToolCall
-	2,  // 25: quorum.route.v1.RouteResponse.strategy:type_name -> quorum.route.v1.Strategy
-	17, // 26: quorum.route.v1.RouteResponse.classification:type_name -> quorum.route.v1.Classification
-	22, // 27: quorum.route.v1.RouteResponse.plan:type_name -> quorum.route.v1.ExecutionPlan
-	25, // 28: quorum.route.v1.RouteResponse.attempts:type_name -> quorum.route.v1.Attempt
-	18, // 29: quorum.route.v1.RouteResponse.usage:type_name -> quorum.route.v1.Usage
-	26, // 30: quorum.route.v1.RouteResponse.timings:type_name -> quorum.route.v1.StageTimings
-	27, // 31: quorum.route.v1.RouteResponse.cascade:type_name -> quorum.route.v1.CascadeDetail
-	31, // 32: quorum.route.v1.RouteResponse.consensus:type_name -> quorum.route.v1.ConsensusDetail
-	12, // 33: quorum.route.v1.RouteRequest.messages:type_name -> quorum.route.v1.Message
-	15, // 34: quorum.route.v1.RouteRequest.params:type_name -> quorum.route.v1.GenerationParams
-	16, // 35: quorum.route.v1.RouteRequest.hints:type_name -> quorum.route.v1.RoutingHints
-	25, // 36: quorum.route.v1.FailureDetail.attempts:type_name -> quorum.route.v1.Attempt
-	22, // 37: quorum.route.v1.FailureDetail.plan:type_name -> quorum.route.v1.ExecutionPlan
-	4,  // 38: quorum.route.v1.ModelInfo.capabilities:type_name -> quorum.route.v1.Capability
-	5,  // 39: quorum.route.v1.ModelInfo.max_sensitivity:type_name -> quorum.route.v1.Sensitivity
-	7,  // 40: quorum.route.v1.ModelInfo.breaker_state:type_name -> quorum.route.v1.BreakerState
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	11, // 2: quorum.route.v1.Message.parts:type_name -> quorum.route.v1.ContentPart
+	12, // 3: quorum.route.v1.Message.tool_calls:type_name -> quorum.route.v1.ToolCall
+	1,  // 4: quorum.route.v1.ToolChoice.mode:type_name -> quorum.route.v1.ToolChoiceMode
+	2,  // 5: quorum.route.v1.ResponseFormat.type:type_name -> quorum.route.v1.ResponseFormatType
+	16, // 6: quorum.route.v1.GenerationParams.response_format:type_name -> quorum.route.v1.ResponseFormat
+	14, // 7: quorum.route.v1.GenerationParams.tools:type_name -> quorum.route.v1.Tool
+	15, // 8: quorum.route.v1.GenerationParams.tool_choice:type_name -> quorum.route.v1.ToolChoice
+	3,  // 9: quorum.route.v1.RoutingHints.strategy:type_name -> quorum.route.v1.Strategy
+	4,  // 10: quorum.route.v1.RoutingHints.priority:type_name -> quorum.route.v1.Priority
+	5,  // 11: quorum.route.v1.RoutingHints.required_capabilities:type_name -> quorum.route.v1.Capability
+	6,  // 12: quorum.route.v1.RoutingHints.sensitivity:type_name -> quorum.route.v1.Sensitivity
+	7,  // 13: quorum.route.v1.Classification.difficulty:type_name -> quorum.route.v1.Difficulty
+	8,  // 14: quorum.route.v1.Candidate.breaker_state:type_name -> quorum.route.v1.BreakerState
+	21, // 15: quorum.route.v1.PlanStage.candidates:type_name -> quorum.route.v1.Candidate
+	3,  // 16: quorum.route.v1.ExecutionPlan.strategy:type_name -> quorum.route.v1.Strategy
+	22, // 17: quorum.route.v1.ExecutionPlan.stages:type_name -> quorum.route.v1.PlanStage
+	23, // 18: quorum.route.v1.ExecutionPlan.reasons:type_name -> quorum.route.v1.Reason
+	25, // 19: quorum.route.v1.GateVerdict.checks:type_name -> quorum.route.v1.GateCheck
+	9,  // 20: quorum.route.v1.Attempt.outcome:type_name -> quorum.route.v1.AttemptOutcome
+	20, // 21: quorum.route.v1.Attempt.usage:type_name -> quorum.route.v1.Usage
+	26, // 22: quorum.route.v1.Attempt.gate:type_name -> quorum.route.v1.GateVerdict
+	30, // 23: quorum.route.v1.ConsensusDetail.answers:type_name -> quorum.route.v1.CandidateAnswer
+	31, // 24: quorum.route.v1.ConsensusDetail.groups:type_name -> quorum.route.v1.VoteGroup
+	32, // 25: quorum.route.v1.ConsensusDetail.judge:type_name -> quorum.route.v1.JudgeDetail
+	12, // 26: quorum.route.v1.RouteResponse.tool_calls:type_name -> quorum.route.v1.ToolCall
+	3,  // 27: quorum.route.v1.RouteResponse.strategy:type_name -> quorum.route.v1.Strategy
+	19, // 28: quorum.route.v1.RouteResponse.classification:type_name -> quorum.route.v1.Classification
+	24, // 29: quorum.route.v1.RouteResponse.plan:type_name -> quorum.route.v1.ExecutionPlan
+	27, // 30: quorum.route.v1.RouteResponse.attempts:type_name -> quorum.route.v1.Attempt
+	20, // 31: quorum.route.v1.RouteResponse.usage:type_name -> quorum.route.v1.Usage
+	28, // 32: quorum.route.v1.RouteResponse.timings:type_name -> quorum.route.v1.StageTimings
+	29, // 33: quorum.route.v1.RouteResponse.cascade:type_name -> quorum.route.v1.CascadeDetail
+	33, // 34: quorum.route.v1.RouteResponse.consensus:type_name -> quorum.route.v1.ConsensusDetail
+	13, // 35: quorum.route.v1.RouteRequest.messages:type_name -> quorum.route.v1.Message
+	17, // 36: quorum.route.v1.RouteRequest.params:type_name -> quorum.route.v1.GenerationParams
+	18, // 37: quorum.route.v1.RouteRequest.hints:type_name -> quorum.route.v1.RoutingHints
+	27, // 38: quorum.route.v1.FailureDetail.attempts:type_name -> quorum.route.v1.Attempt
+	24, // 39: quorum.route.v1.FailureDetail.plan:type_name -> quorum.route.v1.ExecutionPlan
+	5,  // 40: quorum.route.v1.ModelInfo.capabilities:type_name -> quorum.route.v1.Capability
+	6,  // 41: quorum.route.v1.ModelInfo.max_sensitivity:type_name -> quorum.route.v1.Sensitivity
+	8,  // 42: quorum.route.v1.ModelInfo.breaker_state:type_name -> quorum.route.v1.BreakerState
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_quorum_route_v1_types_proto_init() }
@@ -3393,16 +3535,16 @@ func file_quorum_route_v1_types_proto_init() {
 		(*ContentPart_Text)(nil),
 		(*ContentPart_Image)(nil),
 	}
-	file_quorum_route_v1_types_proto_msgTypes[6].OneofWrappers = []any{}
 	file_quorum_route_v1_types_proto_msgTypes[7].OneofWrappers = []any{}
-	file_quorum_route_v1_types_proto_msgTypes[19].OneofWrappers = []any{}
+	file_quorum_route_v1_types_proto_msgTypes[8].OneofWrappers = []any{}
+	file_quorum_route_v1_types_proto_msgTypes[20].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_quorum_route_v1_types_proto_rawDesc), len(file_quorum_route_v1_types_proto_rawDesc)),
-			NumEnums:      9,
-			NumMessages:   27,
+			NumEnums:      10,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

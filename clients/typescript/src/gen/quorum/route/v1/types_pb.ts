@@ -10,7 +10,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file quorum/route/v1/types.proto.
  */
 export const file_quorum_route_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChtxdW9ydW0vcm91dGUvdjEvdHlwZXMucHJvdG8SD3F1b3J1bS5yb3V0ZS52MSI6CglJbWFnZVBhcnQSCwoDdXJsGAEgASgJEgwKBGRhdGEYAiABKAwSEgoKbWVkaWFfdHlwZRgDIAEoCSJSCgtDb250ZW50UGFydBIOCgR0ZXh0GAEgASgJSAASKwoFaW1hZ2UYAiABKAsyGi5xdW9ydW0ucm91dGUudjEuSW1hZ2VQYXJ0SABCBgoEcGFydCI8CghUb29sQ2FsbBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhYKDmFyZ3VtZW50c19qc29uGAMgASgJIr8BCgdNZXNzYWdlEiMKBHJvbGUYASABKA4yFS5xdW9ydW0ucm91dGUudjEuUm9sZRIPCgdjb250ZW50GAIgASgJEisKBXBhcnRzGAMgAygLMhwucXVvcnVtLnJvdXRlLnYxLkNvbnRlbnRQYXJ0Ei0KCnRvb2xfY2FsbHMYBCADKAsyGS5xdW9ydW0ucm91dGUudjEuVG9vbENhbGwSFAoMdG9vbF9jYWxsX2lkGAUgASgJEgwKBG5hbWUYBiABKAkiQgoEVG9vbBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhcKD3BhcmFtZXRlcnNfanNvbhgDIAEoCSJtCg5SZXNwb25zZUZvcm1hdBIxCgR0eXBlGAEgASgOMiMucXVvcnVtLnJvdXRlLnYxLlJlc3BvbnNlRm9ybWF0VHlwZRITCgtqc29uX3NjaGVtYRgCIAEoCRITCgtzY2hlbWFfbmFtZRgDIAEoCSLuAQoQR2VuZXJhdGlvblBhcmFtcxISCgptYXhfdG9rZW5zGAEgASgNEhgKC3RlbXBlcmF0dXJlGAIgASgBSACIAQESEgoFdG9wX3AYAyABKAFIAYgBARIMCgRzdG9wGAQgAygJEjgKD3Jlc3BvbnNlX2Zvcm1hdBgFIAEoCzIfLnF1b3J1bS5yb3V0ZS52MS5SZXNwb25zZUZvcm1hdBIkCgV0b29scxgGIAMoCzIVLnF1b3J1bS5yb3V0ZS52MS5Ub29sEhAKCGxvZ3Byb2JzGAcgASgIQg4KDF90ZW1wZXJhdHVyZUIICgZfdG9wX3AijgMKDFJvdXRpbmdIaW50cxIrCghzdHJhdGVneRgBIAEoDjIZLnF1b3J1bS5yb3V0ZS52MS5TdHJhdGVneRIrCghwcmlvcml0eRgCIAEoDjIZLnF1b3J1bS5yb3V0ZS52MS5Qcmlvcml0eRIMCgR0YXNrGAMgASgJEg0KBWFnZW50GAQgASgJEhAKCHVzZV9jYXNlGAUgASgJEjoKFXJlcXVpcmVkX2NhcGFiaWxpdGllcxgGIAMoDjIbLnF1b3J1bS5yb3V0ZS52MS5DYXBhYmlsaXR5EhkKDG1heF9jb3N0X3VzZBgHIAEoAUgAiAEBEg0KBW1vZGVsGAggASgJEgwKBHRpZXIYCSABKAkSMQoLc2Vuc2l0aXZpdHkYCiABKA4yHC5xdW9ydW0ucm91dGUudjEuU2Vuc2l0aXZpdHkSEAoIY3JpdGljYWwYCyABKAgSFgoOY29uc2Vuc3VzX3NpemUYDCABKA0SEwoLYWxsb3dfY2FjaGUYDSABKAhCDwoNX21heF9jb3N0X3VzZCKXAQoOQ2xhc3NpZmljYXRpb24SDAoEdGFzaxgBIAEoCRIvCgpkaWZmaWN1bHR5GAIgASgOMhsucXVvcnVtLnJvdXRlLnYxLkRpZmZpY3VsdHkSEgoKY29uZmlkZW5jZRgDIAEoARINCgVhZ2VudBgEIAEoCRISCgpjbGFzc2lmaWVyGAUgASgJEg8KB3NpZ25hbHMYBiADKAkiNAoFVXNhZ2USFAoMaW5wdXRfdG9rZW5zGAEgASgNEhUKDW91dHB1dF90b2tlbnMYAiABKA0iqgEKCUNhbmRpZGF0ZRINCgVtb2RlbBgBIAEoCRIQCghwcm92aWRlchgCIAEoCRIMCgR0aWVyGAMgASgJEhoKEmVzdGltYXRlZF9jb3N0X3VzZBgEIAEoARI0Cg1icmVha2VyX3N0YXRlGAUgASgOMh0ucXVvcnVtLnJvdXRlLnYxLkJyZWFrZXJTdGF0ZRIOCgZ3ZWlnaHQYBiABKAESDAoEbm90ZRgHIAEoCSJXCglQbGFuU3RhZ2USDAoEcm9sZRgBIAEoCRIuCgpjYW5kaWRhdGVzGAIgAygLMhoucXVvcnVtLnJvdXRlLnYxLkNhbmRpZGF0ZRIMCgRub3RlGAMgASgJIicKBlJlYXNvbhIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAki7gEKDUV4ZWN1dGlvblBsYW4SKwoIc3RyYXRlZ3kYASABKA4yGS5xdW9ydW0ucm91dGUudjEuU3RyYXRlZ3kSKgoGc3RhZ2VzGAIgAygLMhoucXVvcnVtLnJvdXRlLnYxLlBsYW5TdGFnZRIeChZlc3RpbWF0ZWRfY29zdF9taW5fdXNkGAMgASgBEh4KFmVzdGltYXRlZF9jb3N0X21heF91c2QYBCABKAESKAoHcmVhc29ucxgFIAMoCzIXLnF1b3J1bS5yb3V0ZS52MS5SZWFzb24SGgoSbWF4X3Vwc3RyZWFtX2NhbGxzGAYgASgNIjkKCUdhdGVDaGVjaxIMCgRuYW1lGAEgASgJEg4KBnBhc3NlZBgCIAEoCBIOCgZyZWFzb24YAyABKAkiSQoLR2F0ZVZlcmRpY3QSDgoGcGFzc2VkGAEgASgIEioKBmNoZWNrcxgCIAMoCzIaLnF1b3J1bS5yb3V0ZS52MS5HYXRlQ2hlY2siqwIKB0F0dGVtcHQSDQoFbW9kZWwYASABKAkSEAoIcHJvdmlkZXIYAiABKAkSDAoEdGllchgDIAEoCRIMCgRyb2xlGAQgASgJEjAKB291dGNvbWUYBSABKA4yHy5xdW9ydW0ucm91dGUudjEuQXR0ZW1wdE91dGNvbWUSDgoGcmVhc29uGAYgASgJEhQKDGVycm9yX3JlYXNvbhgHIAEoCRISCgpsYXRlbmN5X21zGAggASgBEiUKBXVzYWdlGAkgASgLMhYucXVvcnVtLnJvdXRlLnYxLlVzYWdlEhAKCGNvc3RfdXNkGAogASgBEhIKCnN0YXJ0ZWRfbXMYCyABKAESKgoEZ2F0ZRgMIAEoCzIcLnF1b3J1bS5yb3V0ZS52MS5HYXRlVmVyZGljdCJaCgxTdGFnZVRpbWluZ3MSEwoLY2xhc3NpZnlfbXMYASABKAESDwoHcGxhbl9tcxgCIAEoARISCgpleGVjdXRlX21zGAMgASgBEhAKCHRvdGFsX21zGAQgASgBIpEBCg1DYXNjYWRlRGV0YWlsEhMKC3RpZXJzX3RyaWVkGAEgAygJEhkKEWVzY2FsYXRpb25fcmVhc29uGAIgASgJEhcKD3dhc3RlZF9jb3N0X3VzZBgDIAEoARIdChVyb3V0ZV9lc2NhbGF0aW9uX3JhdGUYBCABKAESGAoQZGVhZGxpbmVfbGltaXRlZBgFIAEoCCKQAQoPQ2FuZGlkYXRlQW5zd2VyEg0KBW1vZGVsGAEgASgJEhIKCm5vcm1hbGl6ZWQYAiABKAkSDQoFZ3JvdXAYAyABKAUSDgoGd2VpZ2h0GAQgASgBEhEKCWNhbmNlbGxlZBgFIAEoCBIYCgtqdWRnZV9zY29yZRgGIAEoAUgAiAEBQg4KDF9qdWRnZV9zY29yZSI/CglWb3RlR3JvdXASEgoKbm9ybWFsaXplZBgBIAEoCRIOCgZ3ZWlnaHQYAiABKAESDgoGbW9kZWxzGAMgAygJIoQBCgtKdWRnZURldGFpbBINCgVtb2RlbBgBIAEoCRIMCgRzZWVkGAIgASgEEhcKD3ByZXNlbnRlZF9vcmRlchgDIAMoCRIRCglyYXRpb25hbGUYBCABKAkSFwoPZmFsbGJhY2tfcmVhc29uGAUgASgJEhMKC3N5bnRoZXNpemVkGAYgASgIIoECCg9Db25zZW5zdXNEZXRhaWwSMQoHYW5zd2VycxgBIAMoCzIgLnF1b3J1bS5yb3V0ZS52MS5DYW5kaWRhdGVBbnN3ZXISKgoGZ3JvdXBzGAIgAygLMhoucXVvcnVtLnJvdXRlLnYxLlZvdGVHcm91cBIUCgx3aW5uZXJfZ3JvdXAYAyABKAUSEQoJYWdyZWVtZW50GAQgASgBEhIKCmVhcmx5X2V4aXQYBSABKAgSEgoKbm9ybWFsaXplchgGIAEoCRIrCgVqdWRnZRgHIAEoCzIcLnF1b3J1bS5yb3V0ZS52MS5KdWRnZURldGFpbBIRCgl0aWVfYnJlYWsYCCABKAkikAUKDVJvdXRlUmVzcG9uc2USEgoKcmVxdWVzdF9pZBgBIAEoCRIPCgdjb250ZW50GAIgASgJEi0KCnRvb2xfY2FsbHMYAyADKAsyGS5xdW9ydW0ucm91dGUudjEuVG9vbENhbGwSFQoNZmluaXNoX3JlYXNvbhgEIAEoCRINCgVtb2RlbBgFIAEoCRIQCghwcm92aWRlchgGIAEoCRIrCghzdHJhdGVneRgHIAEoDjIZLnF1b3J1bS5yb3V0ZS52MS5TdHJhdGVneRI3Cg5jbGFzc2lmaWNhdGlvbhgIIAEoCzIfLnF1b3J1bS5yb3V0ZS52MS5DbGFzc2lmaWNhdGlvbhIsCgRwbGFuGAkgASgLMh4ucXVvcnVtLnJvdXRlLnYxLkV4ZWN1dGlvblBsYW4SKgoIYXR0ZW1wdHMYCiADKAsyGC5xdW9ydW0ucm91dGUudjEuQXR0ZW1wdBIlCgV1c2FnZRgLIAEoCzIWLnF1b3J1bS5yb3V0ZS52MS5Vc2FnZRIQCghjb3N0X3VzZBgMIAEoARIZChFiYXNlbGluZV9jb3N0X3VzZBgNIAEoARIWCg5iYXNlbGluZV9tb2RlbBgOIAEoCRIuCgd0aW1pbmdzGA8gASgLMh0ucXVvcnVtLnJvdXRlLnYxLlN0YWdlVGltaW5ncxIvCgdjYXNjYWRlGBAgASgLMh4ucXVvcnVtLnJvdXRlLnYxLkNhc2NhZGVEZXRhaWwSMwoJY29uc2Vuc3VzGBEgASgLMiAucXVvcnVtLnJvdXRlLnYxLkNvbnNlbnN1c0RldGFpbBIOCgZjYWNoZWQYEiABKAgSDgoGZ3VhcmRzGBMgAygJEhEKCXNpbXVsYXRlZBgUIAEoCCK/AQoMUm91dGVSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSKgoIbWVzc2FnZXMYAiADKAsyGC5xdW9ydW0ucm91dGUudjEuTWVzc2FnZRIxCgZwYXJhbXMYAyABKAsyIS5xdW9ydW0ucm91dGUudjEuR2VuZXJhdGlvblBhcmFtcxIsCgVoaW50cxgEIAEoCzIdLnF1b3J1bS5yb3V0ZS52MS5Sb3V0aW5nSGludHMSDgoGdGVuYW50GAUgASgJImkKDUZhaWx1cmVEZXRhaWwSKgoIYXR0ZW1wdHMYASADKAsyGC5xdW9ydW0ucm91dGUudjEuQXR0ZW1wdBIsCgRwbGFuGAIgASgLMh4ucXVvcnVtLnJvdXRlLnYxLkV4ZWN1dGlvblBsYW4i7AIKCU1vZGVsSW5mbxIMCgRuYW1lGAEgASgJEhAKCHByb3ZpZGVyGAIgASgJEhUKDXByb3ZpZGVyX2tpbmQYAyABKAkSFgoOcHJvdmlkZXJfbW9kZWwYBCABKAkSDAoEdGllchgFIAEoCRIaChJpbnB1dF91c2RfcGVyX210b2sYBiABKAESGwoTb3V0cHV0X3VzZF9wZXJfbXRvaxgHIAEoARIWCg5jb250ZXh0X3dpbmRvdxgIIAEoDRIxCgxjYXBhYmlsaXRpZXMYCSADKA4yGy5xdW9ydW0ucm91dGUudjEuQ2FwYWJpbGl0eRI1Cg9tYXhfc2Vuc2l0aXZpdHkYCiABKA4yHC5xdW9ydW0ucm91dGUudjEuU2Vuc2l0aXZpdHkSEQoJc2ltdWxhdGVkGAsgASgIEjQKDWJyZWFrZXJfc3RhdGUYDCABKA4yHS5xdW9ydW0ucm91dGUudjEuQnJlYWtlclN0YXRlKl8KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfU1lTVEVNEAESDQoJUk9MRV9VU0VSEAISEgoOUk9MRV9BU1NJU1RBTlQQAxINCglST0xFX1RPT0wQBCqlAQoSUmVzcG9uc2VGb3JtYXRUeXBlEiQKIFJFU1BPTlNFX0ZPUk1BVF9UWVBFX1VOU1BFQ0lGSUVEEAASHQoZUkVTUE9OU0VfRk9STUFUX1RZUEVfVEVYVBABEiQKIFJFU1BPTlNFX0ZPUk1BVF9UWVBFX0pTT05fT0JKRUNUEAISJAogUkVTUE9OU0VfRk9STUFUX1RZUEVfSlNPTl9TQ0hFTUEQAyqhAQoIU3RyYXRlZ3kSGAoUU1RSQVRFR1lfVU5TUEVDSUZJRUQQABIRCg1TVFJBVEVHWV9BVVRPEAESEwoPU1RSQVRFR1lfU0lOR0xFEAISFAoQU1RSQVRFR1lfQ0FTQ0FERRADEh8KG1NUUkFURUdZX0NPTlNFTlNVU19NQUpPUklUWRAEEhwKGFNUUkFURUdZX0NPTlNFTlNVU19KVURHRRAFKnoKCFByaW9yaXR5EhgKFFBSSU9SSVRZX1VOU1BFQ0lGSUVEEAASFAoQUFJJT1JJVFlfTEFURU5DWRABEhUKEVBSSU9SSVRZX0JBTEFOQ0VEEAISFAoQUFJJT1JJVFlfUVVBTElUWRADEhEKDVBSSU9SSVRZX0NPU1QQBCq+AQoKQ2FwYWJpbGl0eRIaChZDQVBBQklMSVRZX1VOU1BFQ0lGSUVEEAASFAoQQ0FQQUJJTElUWV9UT09MUxABEhUKEUNBUEFCSUxJVFlfVklTSU9OEAISGAoUQ0FQQUJJTElUWV9KU09OX01PREUQAxIaChZDQVBBQklMSVRZX0pTT05fU0NIRU1BEAQSGAoUQ0FQQUJJTElUWV9TVFJFQU1JTkcQBRIXChNDQVBBQklMSVRZX0xPR1BST0JTEAYqeAoLU2Vuc2l0aXZpdHkSGwoXU0VOU0lUSVZJVFlfVU5TUEVDSUZJRUQQABIWChJTRU5TSVRJVklUWV9QVUJMSUMQARIYChRTRU5TSVRJVklUWV9JTlRFUk5BTBACEhoKFlNFTlNJVElWSVRZX1JFU1RSSUNURUQQAypoCgpEaWZmaWN1bHR5EhoKFkRJRkZJQ1VMVFlfVU5TUEVDSUZJRUQQABISCg5ESUZGSUNVTFRZX0xPVxABEhUKEURJRkZJQ1VMVFlfTUVESVVNEAISEwoPRElGRklDVUxUWV9ISUdIEAMqnAEKDEJyZWFrZXJTdGF0ZRIdChlCUkVBS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUQlJFQUtFUl9TVEFURV9DTE9TRUQQARIWChJCUkVBS0VSX1NUQVRFX09QRU4QAhIbChdCUkVBS0VSX1NUQVRFX0hBTEZfT1BFThADEh4KGkJSRUFLRVJfU1RBVEVfQ09PTElOR19ET1dOEAQq5AEKDkF0dGVtcHRPdXRjb21lEh8KG0FUVEVNUFRfT1VUQ09NRV9VTlNQRUNJRklFRBAAEh0KGUFUVEVNUFRfT1VUQ09NRV9TVUNDRUVERUQQARIaChZBVFRFTVBUX09VVENPTUVfRkFJTEVEEAISGwoXQVRURU1QVF9PVVRDT01FX1NLSVBQRUQQAxIcChhBVFRFTVBUX09VVENPTUVfUkVKRUNURUQQBBIdChlBVFRFTVBUX09VVENPTUVfQ0FOQ0VMTEVEEAUSHAoYQVRURU1QVF9PVVRDT01FX09VVFZPVEVEEAZCxwEKE2Rldi5xdW9ydW0ucm91dGUudjFCClR5cGVzUHJvdG9QAVpGZ2l0aHViLmNvbS9xdW9ydW0tcm91dGVyL3F1b3J1bS9jbGllbnRzL2dvL2dlbi9xdW9ydW0vcm91dGUvdjE7cm91dGV2MaICA1FSWKoCD1F1b3J1bS5Sb3V0ZS5WMcoCD1F1b3J1bVxSb3V0ZVxWMeICG1F1b3J1bVxSb3V0ZVxWMVxHUEJNZXRhZGF0YeoCEVF1b3J1bTo6Um91dGU6OlYxYgZwcm90bzM");
+  fileDesc("ChtxdW9ydW0vcm91dGUvdjEvdHlwZXMucHJvdG8SD3F1b3J1bS5yb3V0ZS52MSI6CglJbWFnZVBhcnQSCwoDdXJsGAEgASgJEgwKBGRhdGEYAiABKAwSEgoKbWVkaWFfdHlwZRgDIAEoCSJSCgtDb250ZW50UGFydBIOCgR0ZXh0GAEgASgJSAASKwoFaW1hZ2UYAiABKAsyGi5xdW9ydW0ucm91dGUudjEuSW1hZ2VQYXJ0SABCBgoEcGFydCI8CghUb29sQ2FsbBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhYKDmFyZ3VtZW50c19qc29uGAMgASgJIr8BCgdNZXNzYWdlEiMKBHJvbGUYASABKA4yFS5xdW9ydW0ucm91dGUudjEuUm9sZRIPCgdjb250ZW50GAIgASgJEisKBXBhcnRzGAMgAygLMhwucXVvcnVtLnJvdXRlLnYxLkNvbnRlbnRQYXJ0Ei0KCnRvb2xfY2FsbHMYBCADKAsyGS5xdW9ydW0ucm91dGUudjEuVG9vbENhbGwSFAoMdG9vbF9jYWxsX2lkGAUgASgJEgwKBG5hbWUYBiABKAkiQgoEVG9vbBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhcKD3BhcmFtZXRlcnNfanNvbhgDIAEoCSJOCgpUb29sQ2hvaWNlEi0KBG1vZGUYASABKA4yHy5xdW9ydW0ucm91dGUudjEuVG9vbENob2ljZU1vZGUSEQoJdG9vbF9uYW1lGAIgASgJIm0KDlJlc3BvbnNlRm9ybWF0EjEKBHR5cGUYASABKA4yIy5xdW9ydW0ucm91dGUudjEuUmVzcG9uc2VGb3JtYXRUeXBlEhMKC2pzb25fc2NoZW1hGAIgASgJEhMKC3NjaGVtYV9uYW1lGAMgASgJIqACChBHZW5lcmF0aW9uUGFyYW1zEhIKCm1heF90b2tlbnMYASABKA0SGAoLdGVtcGVyYXR1cmUYAiABKAFIAIgBARISCgV0b3BfcBgDIAEoAUgBiAEBEgwKBHN0b3AYBCADKAkSOAoPcmVzcG9uc2VfZm9ybWF0GAUgASgLMh8ucXVvcnVtLnJvdXRlLnYxLlJlc3BvbnNlRm9ybWF0EiQKBXRvb2xzGAYgAygLMhUucXVvcnVtLnJvdXRlLnYxLlRvb2wSEAoIbG9ncHJvYnMYByABKAgSMAoLdG9vbF9jaG9pY2UYCCABKAsyGy5xdW9ydW0ucm91dGUudjEuVG9vbENob2ljZUIOCgxfdGVtcGVyYXR1cmVCCAoGX3RvcF9wIo4DCgxSb3V0aW5nSGludHMSKwoIc3RyYXRlZ3kYASABKA4yGS5xdW9ydW0ucm91dGUudjEuU3RyYXRlZ3kSKwoIcHJpb3JpdHkYAiABKA4yGS5xdW9ydW0ucm91dGUudjEuUHJpb3JpdHkSDAoEdGFzaxgDIAEoCRINCgVhZ2VudBgEIAEoCRIQCgh1c2VfY2FzZRgFIAEoCRI6ChVyZXF1aXJlZF9jYXBhYmlsaXRpZXMYBiADKA4yGy5xdW9ydW0ucm91dGUudjEuQ2FwYWJpbGl0eRIZCgxtYXhfY29zdF91c2QYByABKAFIAIgBARINCgVtb2RlbBgIIAEoCRIMCgR0aWVyGAkgASgJEjEKC3NlbnNpdGl2aXR5GAogASgOMhwucXVvcnVtLnJvdXRlLnYxLlNlbnNpdGl2aXR5EhAKCGNyaXRpY2FsGAsgASgIEhYKDmNvbnNlbnN1c19zaXplGAwgASgNEhMKC2FsbG93X2NhY2hlGA0gASgIQg8KDV9tYXhfY29zdF91c2QilwEKDkNsYXNzaWZpY2F0aW9uEgwKBHRhc2sYASABKAkSLwoKZGlmZmljdWx0eRgCIAEoDjIbLnF1b3J1bS5yb3V0ZS52MS5EaWZmaWN1bHR5EhIKCmNvbmZpZGVuY2UYAyABKAESDQoFYWdlbnQYBCABKAkSEgoKY2xhc3NpZmllchgFIAEoCRIPCgdzaWduYWxzGAYgAygJIjQKBVVzYWdlEhQKDGlucHV0X3Rva2VucxgBIAEoDRIVCg1vdXRwdXRfdG9rZW5zGAIgASgNIqoBCglDYW5kaWRhdGUSDQoFbW9kZWwYASABKAkSEAoIcHJvdmlkZXIYAiABKAkSDAoEdGllchgDIAEoCRIaChJlc3RpbWF0ZWRfY29zdF91c2QYBCABKAESNAoNYnJlYWtlcl9zdGF0ZRgFIAEoDjIdLnF1b3J1bS5yb3V0ZS52MS5CcmVha2VyU3RhdGUSDgoGd2VpZ2h0GAYgASgBEgwKBG5vdGUYByABKAkiVwoJUGxhblN0YWdlEgwKBHJvbGUYASABKAkSLgoKY2FuZGlkYXRlcxgCIAMoCzIaLnF1b3J1bS5yb3V0ZS52MS5DYW5kaWRhdGUSDAoEbm90ZRgDIAEoCSInCgZSZWFzb24SDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJIu4BCg1FeGVjdXRpb25QbGFuEisKCHN0cmF0ZWd5GAEgASgOMhkucXVvcnVtLnJvdXRlLnYxLlN0cmF0ZWd5EioKBnN0YWdlcxgCIAMoCzIaLnF1b3J1bS5yb3V0ZS52MS5QbGFuU3RhZ2USHgoWZXN0aW1hdGVkX2Nvc3RfbWluX3VzZBgDIAEoARIeChZlc3RpbWF0ZWRfY29zdF9tYXhfdXNkGAQgASgBEigKB3JlYXNvbnMYBSADKAsyFy5xdW9ydW0ucm91dGUudjEuUmVhc29uEhoKEm1heF91cHN0cmVhbV9jYWxscxgGIAEoDSI5CglHYXRlQ2hlY2sSDAoEbmFtZRgBIAEoCRIOCgZwYXNzZWQYAiABKAgSDgoGcmVhc29uGAMgASgJIkkKC0dhdGVWZXJkaWN0Eg4KBnBhc3NlZBgBIAEoCBIqCgZjaGVja3MYAiADKAsyGi5xdW9ydW0ucm91dGUudjEuR2F0ZUNoZWNrIqsCCgdBdHRlbXB0Eg0KBW1vZGVsGAEgASgJEhAKCHByb3ZpZGVyGAIgASgJEgwKBHRpZXIYAyABKAkSDAoEcm9sZRgEIAEoCRIwCgdvdXRjb21lGAUgASgOMh8ucXVvcnVtLnJvdXRlLnYxLkF0dGVtcHRPdXRjb21lEg4KBnJlYXNvbhgGIAEoCRIUCgxlcnJvcl9yZWFzb24YByABKAkSEgoKbGF0ZW5jeV9tcxgIIAEoARIlCgV1c2FnZRgJIAEoCzIWLnF1b3J1bS5yb3V0ZS52MS5Vc2FnZRIQCghjb3N0X3VzZBgKIAEoARISCgpzdGFydGVkX21zGAsgASgBEioKBGdhdGUYDCABKAsyHC5xdW9ydW0ucm91dGUudjEuR2F0ZVZlcmRpY3QiWgoMU3RhZ2VUaW1pbmdzEhMKC2NsYXNzaWZ5X21zGAEgASgBEg8KB3BsYW5fbXMYAiABKAESEgoKZXhlY3V0ZV9tcxgDIAEoARIQCgh0b3RhbF9tcxgEIAEoASKRAQoNQ2FzY2FkZURldGFpbBITCgt0aWVyc190cmllZBgBIAMoCRIZChFlc2NhbGF0aW9uX3JlYXNvbhgCIAEoCRIXCg93YXN0ZWRfY29zdF91c2QYAyABKAESHQoVcm91dGVfZXNjYWxhdGlvbl9yYXRlGAQgASgBEhgKEGRlYWRsaW5lX2xpbWl0ZWQYBSABKAgikAEKD0NhbmRpZGF0ZUFuc3dlchINCgVtb2RlbBgBIAEoCRISCgpub3JtYWxpemVkGAIgASgJEg0KBWdyb3VwGAMgASgFEg4KBndlaWdodBgEIAEoARIRCgljYW5jZWxsZWQYBSABKAgSGAoLanVkZ2Vfc2NvcmUYBiABKAFIAIgBAUIOCgxfanVkZ2Vfc2NvcmUiPwoJVm90ZUdyb3VwEhIKCm5vcm1hbGl6ZWQYASABKAkSDgoGd2VpZ2h0GAIgASgBEg4KBm1vZGVscxgDIAMoCSKEAQoLSnVkZ2VEZXRhaWwSDQoFbW9kZWwYASABKAkSDAoEc2VlZBgCIAEoBBIXCg9wcmVzZW50ZWRfb3JkZXIYAyADKAkSEQoJcmF0aW9uYWxlGAQgASgJEhcKD2ZhbGxiYWNrX3JlYXNvbhgFIAEoCRITCgtzeW50aGVzaXplZBgGIAEoCCKBAgoPQ29uc2Vuc3VzRGV0YWlsEjEKB2Fuc3dlcnMYASADKAsyIC5xdW9ydW0ucm91dGUudjEuQ2FuZGlkYXRlQW5zd2VyEioKBmdyb3VwcxgCIAMoCzIaLnF1b3J1bS5yb3V0ZS52MS5Wb3RlR3JvdXASFAoMd2lubmVyX2dyb3VwGAMgASgFEhEKCWFncmVlbWVudBgEIAEoARISCgplYXJseV9leGl0GAUgASgIEhIKCm5vcm1hbGl6ZXIYBiABKAkSKwoFanVkZ2UYByABKAsyHC5xdW9ydW0ucm91dGUudjEuSnVkZ2VEZXRhaWwSEQoJdGllX2JyZWFrGAggASgJIpAFCg1Sb3V0ZVJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAkSDwoHY29udGVudBgCIAEoCRItCgp0b29sX2NhbGxzGAMgAygLMhkucXVvcnVtLnJvdXRlLnYxLlRvb2xDYWxsEhUKDWZpbmlzaF9yZWFzb24YBCABKAkSDQoFbW9kZWwYBSABKAkSEAoIcHJvdmlkZXIYBiABKAkSKwoIc3RyYXRlZ3kYByABKA4yGS5xdW9ydW0ucm91dGUudjEuU3RyYXRlZ3kSNwoOY2xhc3NpZmljYXRpb24YCCABKAsyHy5xdW9ydW0ucm91dGUudjEuQ2xhc3NpZmljYXRpb24SLAoEcGxhbhgJIAEoCzIeLnF1b3J1bS5yb3V0ZS52MS5FeGVjdXRpb25QbGFuEioKCGF0dGVtcHRzGAogAygLMhgucXVvcnVtLnJvdXRlLnYxLkF0dGVtcHQSJQoFdXNhZ2UYCyABKAsyFi5xdW9ydW0ucm91dGUudjEuVXNhZ2USEAoIY29zdF91c2QYDCABKAESGQoRYmFzZWxpbmVfY29zdF91c2QYDSABKAESFgoOYmFzZWxpbmVfbW9kZWwYDiABKAkSLgoHdGltaW5ncxgPIAEoCzIdLnF1b3J1bS5yb3V0ZS52MS5TdGFnZVRpbWluZ3MSLwoHY2FzY2FkZRgQIAEoCzIeLnF1b3J1bS5yb3V0ZS52MS5DYXNjYWRlRGV0YWlsEjMKCWNvbnNlbnN1cxgRIAEoCzIgLnF1b3J1bS5yb3V0ZS52MS5Db25zZW5zdXNEZXRhaWwSDgoGY2FjaGVkGBIgASgIEg4KBmd1YXJkcxgTIAMoCRIRCglzaW11bGF0ZWQYFCABKAgivwEKDFJvdXRlUmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEioKCG1lc3NhZ2VzGAIgAygLMhgucXVvcnVtLnJvdXRlLnYxLk1lc3NhZ2USMQoGcGFyYW1zGAMgASgLMiEucXVvcnVtLnJvdXRlLnYxLkdlbmVyYXRpb25QYXJhbXMSLAoFaGludHMYBCABKAsyHS5xdW9ydW0ucm91dGUudjEuUm91dGluZ0hpbnRzEg4KBnRlbmFudBgFIAEoCSJpCg1GYWlsdXJlRGV0YWlsEioKCGF0dGVtcHRzGAEgAygLMhgucXVvcnVtLnJvdXRlLnYxLkF0dGVtcHQSLAoEcGxhbhgCIAEoCzIeLnF1b3J1bS5yb3V0ZS52MS5FeGVjdXRpb25QbGFuIuwCCglNb2RlbEluZm8SDAoEbmFtZRgBIAEoCRIQCghwcm92aWRlchgCIAEoCRIVCg1wcm92aWRlcl9raW5kGAMgASgJEhYKDnByb3ZpZGVyX21vZGVsGAQgASgJEgwKBHRpZXIYBSABKAkSGgoSaW5wdXRfdXNkX3Blcl9tdG9rGAYgASgBEhsKE291dHB1dF91c2RfcGVyX210b2sYByABKAESFgoOY29udGV4dF93aW5kb3cYCCABKA0SMQoMY2FwYWJpbGl0aWVzGAkgAygOMhsucXVvcnVtLnJvdXRlLnYxLkNhcGFiaWxpdHkSNQoPbWF4X3NlbnNpdGl2aXR5GAogASgOMhwucXVvcnVtLnJvdXRlLnYxLlNlbnNpdGl2aXR5EhEKCXNpbXVsYXRlZBgLIAEoCBI0Cg1icmVha2VyX3N0YXRlGAwgASgOMh0ucXVvcnVtLnJvdXRlLnYxLkJyZWFrZXJTdGF0ZSpfCgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIPCgtST0xFX1NZU1RFTRABEg0KCVJPTEVfVVNFUhACEhIKDlJPTEVfQVNTSVNUQU5UEAMSDQoJUk9MRV9UT09MEAQqogEKDlRvb2xDaG9pY2VNb2RlEiAKHFRPT0xfQ0hPSUNFX01PREVfVU5TUEVDSUZJRUQQABIZChVUT09MX0NIT0lDRV9NT0RFX0FVVE8QARIZChVUT09MX0NIT0lDRV9NT0RFX05PTkUQAhIdChlUT09MX0NIT0lDRV9NT0RFX1JFUVVJUkVEEAMSGQoVVE9PTF9DSE9JQ0VfTU9ERV9UT09MEAQqpQEKElJlc3BvbnNlRm9ybWF0VHlwZRIkCiBSRVNQT05TRV9GT1JNQVRfVFlQRV9VTlNQRUNJRklFRBAAEh0KGVJFU1BPTlNFX0ZPUk1BVF9UWVBFX1RFWFQQARIkCiBSRVNQT05TRV9GT1JNQVRfVFlQRV9KU09OX09CSkVDVBACEiQKIFJFU1BPTlNFX0ZPUk1BVF9UWVBFX0pTT05fU0NIRU1BEAMqoQEKCFN0cmF0ZWd5EhgKFFNUUkFURUdZX1VOU1BFQ0lGSUVEEAASEQoNU1RSQVRFR1lfQVVUTxABEhMKD1NUUkFURUdZX1NJTkdMRRACEhQKEFNUUkFURUdZX0NBU0NBREUQAxIfChtTVFJBVEVHWV9DT05TRU5TVVNfTUFKT1JJVFkQBBIcChhTVFJBVEVHWV9DT05TRU5TVVNfSlVER0UQBSp6CghQcmlvcml0eRIYChRQUklPUklUWV9VTlNQRUNJRklFRBAAEhQKEFBSSU9SSVRZX0xBVEVOQ1kQARIVChFQUklPUklUWV9CQUxBTkNFRBACEhQKEFBSSU9SSVRZX1FVQUxJVFkQAxIRCg1QUklPUklUWV9DT1NUEAQqvgEKCkNhcGFiaWxpdHkSGgoWQ0FQQUJJTElUWV9VTlNQRUNJRklFRBAAEhQKEENBUEFCSUxJVFlfVE9PTFMQARIVChFDQVBBQklMSVRZX1ZJU0lPThACEhgKFENBUEFCSUxJVFlfSlNPTl9NT0RFEAMSGgoWQ0FQQUJJTElUWV9KU09OX1NDSEVNQRAEEhgKFENBUEFCSUxJVFlfU1RSRUFNSU5HEAUSFwoTQ0FQQUJJTElUWV9MT0dQUk9CUxAGKngKC1NlbnNpdGl2aXR5EhsKF1NFTlNJVElWSVRZX1VOU1BFQ0lGSUVEEAASFgoSU0VOU0lUSVZJVFlfUFVCTElDEAESGAoUU0VOU0lUSVZJVFlfSU5URVJOQUwQAhIaChZTRU5TSVRJVklUWV9SRVNUUklDVEVEEAMqaAoKRGlmZmljdWx0eRIaChZESUZGSUNVTFRZX1VOU1BFQ0lGSUVEEAASEgoORElGRklDVUxUWV9MT1cQARIVChFESUZGSUNVTFRZX01FRElVTRACEhMKD0RJRkZJQ1VMVFlfSElHSBADKpwBCgxCcmVha2VyU3RhdGUSHQoZQlJFQUtFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFEJSRUFLRVJfU1RBVEVfQ0xPU0VEEAESFgoSQlJFQUtFUl9TVEFURV9PUEVOEAISGwoXQlJFQUtFUl9TVEFURV9IQUxGX09QRU4QAxIeChpCUkVBS0VSX1NUQVRFX0NPT0xJTkdfRE9XThAEKuQBCg5BdHRlbXB0T3V0Y29tZRIfChtBVFRFTVBUX09VVENPTUVfVU5TUEVDSUZJRUQQABIdChlBVFRFTVBUX09VVENPTUVfU1VDQ0VFREVEEAESGgoWQVRURU1QVF9PVVRDT01FX0ZBSUxFRBACEhsKF0FUVEVNUFRfT1VUQ09NRV9TS0lQUEVEEAMSHAoYQVRURU1QVF9PVVRDT01FX1JFSkVDVEVEEAQSHQoZQVRURU1QVF9PVVRDT01FX0NBTkNFTExFRBAFEhwKGEFUVEVNUFRfT1VUQ09NRV9PVVRWT1RFRBAGQscBChNkZXYucXVvcnVtLnJvdXRlLnYxQgpUeXBlc1Byb3RvUAFaRmdpdGh1Yi5jb20vcXVvcnVtLXJvdXRlci9xdW9ydW0vY2xpZW50cy9nby9nZW4vcXVvcnVtL3JvdXRlL3YxO3JvdXRldjGiAgNRUliqAg9RdW9ydW0uUm91dGUuVjHKAg9RdW9ydW1cUm91dGVcVjHiAhtRdW9ydW1cUm91dGVcVjFcR1BCTWV0YWRhdGHqAhFRdW9ydW06OlJvdXRlOjpWMWIGcHJvdG8z");
 
 /**
  * An image given to a vision-capable model.
@@ -211,6 +211,35 @@ export const ToolSchema: GenMessage<Tool> = /*@__PURE__*/
   messageDesc(file_quorum_route_v1_types, 4);
 
 /**
+ * Whether the model must call a tool, and which.
+ *
+ * @generated from message quorum.route.v1.ToolChoice
+ */
+export type ToolChoice = Message$1<"quorum.route.v1.ToolChoice"> & {
+  /**
+   * How the model may use the tools.
+   *
+   * @generated from field: quorum.route.v1.ToolChoiceMode mode = 1;
+   */
+  mode: ToolChoiceMode;
+
+  /**
+   * The tool the model must call; required with TOOL_CHOICE_MODE_TOOL and only then.
+   * Must be one of the request's tools.
+   *
+   * @generated from field: string tool_name = 2;
+   */
+  toolName: string;
+};
+
+/**
+ * Describes the message quorum.route.v1.ToolChoice.
+ * Use `create(ToolChoiceSchema)` to create a new message.
+ */
+export const ToolChoiceSchema: GenMessage<ToolChoice> = /*@__PURE__*/
+  messageDesc(file_quorum_route_v1_types, 5);
+
+/**
  * Requested shape of the answer.
  *
  * @generated from message quorum.route.v1.ResponseFormat
@@ -243,7 +272,7 @@ export type ResponseFormat = Message$1<"quorum.route.v1.ResponseFormat"> & {
  * Use `create(ResponseFormatSchema)` to create a new message.
  */
 export const ResponseFormatSchema: GenMessage<ResponseFormat> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 5);
+  messageDesc(file_quorum_route_v1_types, 6);
 
 /**
  * Sampling and output parameters passed to the model.
@@ -299,6 +328,13 @@ export type GenerationParams = Message$1<"quorum.route.v1.GenerationParams"> & {
    * @generated from field: bool logprobs = 7;
    */
   logprobs: boolean;
+
+  /**
+   * Whether the model must call a tool, and which; unset lets the model decide.
+   *
+   * @generated from field: quorum.route.v1.ToolChoice tool_choice = 8;
+   */
+  toolChoice?: ToolChoice | undefined;
 };
 
 /**
@@ -306,7 +342,7 @@ export type GenerationParams = Message$1<"quorum.route.v1.GenerationParams"> & {
  * Use `create(GenerationParamsSchema)` to create a new message.
  */
 export const GenerationParamsSchema: GenMessage<GenerationParams> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 6);
+  messageDesc(file_quorum_route_v1_types, 7);
 
 /**
  * Hints that steer routing. All optional.
@@ -411,7 +447,7 @@ export type RoutingHints = Message$1<"quorum.route.v1.RoutingHints"> & {
  * Use `create(RoutingHintsSchema)` to create a new message.
  */
 export const RoutingHintsSchema: GenMessage<RoutingHints> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 7);
+  messageDesc(file_quorum_route_v1_types, 8);
 
 /**
  * The classifier's view of a request.
@@ -467,7 +503,7 @@ export type Classification = Message$1<"quorum.route.v1.Classification"> & {
  * Use `create(ClassificationSchema)` to create a new message.
  */
 export const ClassificationSchema: GenMessage<Classification> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 8);
+  messageDesc(file_quorum_route_v1_types, 9);
 
 /**
  * Token counts.
@@ -495,7 +531,7 @@ export type Usage = Message$1<"quorum.route.v1.Usage"> & {
  * Use `create(UsageSchema)` to create a new message.
  */
 export const UsageSchema: GenMessage<Usage> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 9);
+  messageDesc(file_quorum_route_v1_types, 10);
 
 /**
  * A model the plan may call, with what it is expected to cost.
@@ -558,7 +594,7 @@ export type Candidate = Message$1<"quorum.route.v1.Candidate"> & {
  * Use `create(CandidateSchema)` to create a new message.
  */
 export const CandidateSchema: GenMessage<Candidate> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 10);
+  messageDesc(file_quorum_route_v1_types, 11);
 
 /**
  * One step of an execution plan: a set of candidates with a role.
@@ -593,7 +629,7 @@ export type PlanStage = Message$1<"quorum.route.v1.PlanStage"> & {
  * Use `create(PlanStageSchema)` to create a new message.
  */
 export const PlanStageSchema: GenMessage<PlanStage> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 11);
+  messageDesc(file_quorum_route_v1_types, 12);
 
 /**
  * A reason behind a planning decision.
@@ -621,7 +657,7 @@ export type Reason = Message$1<"quorum.route.v1.Reason"> & {
  * Use `create(ReasonSchema)` to create a new message.
  */
 export const ReasonSchema: GenMessage<Reason> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 12);
+  messageDesc(file_quorum_route_v1_types, 13);
 
 /**
  * What the planner decided: strategy, ordered stages, cost estimate and why.
@@ -677,7 +713,7 @@ export type ExecutionPlan = Message$1<"quorum.route.v1.ExecutionPlan"> & {
  * Use `create(ExecutionPlanSchema)` to create a new message.
  */
 export const ExecutionPlanSchema: GenMessage<ExecutionPlan> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 13);
+  messageDesc(file_quorum_route_v1_types, 14);
 
 /**
  * One quality-gate check.
@@ -712,7 +748,7 @@ export type GateCheck = Message$1<"quorum.route.v1.GateCheck"> & {
  * Use `create(GateCheckSchema)` to create a new message.
  */
 export const GateCheckSchema: GenMessage<GateCheck> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 14);
+  messageDesc(file_quorum_route_v1_types, 15);
 
 /**
  * The quality gate's verdict on one answer.
@@ -740,7 +776,7 @@ export type GateVerdict = Message$1<"quorum.route.v1.GateVerdict"> & {
  * Use `create(GateVerdictSchema)` to create a new message.
  */
 export const GateVerdictSchema: GenMessage<GateVerdict> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 15);
+  messageDesc(file_quorum_route_v1_types, 16);
 
 /**
  * One call (or skipped call) to a model.
@@ -838,7 +874,7 @@ export type Attempt = Message$1<"quorum.route.v1.Attempt"> & {
  * Use `create(AttemptSchema)` to create a new message.
  */
 export const AttemptSchema: GenMessage<Attempt> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 16);
+  messageDesc(file_quorum_route_v1_types, 17);
 
 /**
  * Time spent in each stage of the request path, in milliseconds.
@@ -880,7 +916,7 @@ export type StageTimings = Message$1<"quorum.route.v1.StageTimings"> & {
  * Use `create(StageTimingsSchema)` to create a new message.
  */
 export const StageTimingsSchema: GenMessage<StageTimings> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 17);
+  messageDesc(file_quorum_route_v1_types, 18);
 
 /**
  * What a cascade did.
@@ -929,7 +965,7 @@ export type CascadeDetail = Message$1<"quorum.route.v1.CascadeDetail"> & {
  * Use `create(CascadeDetailSchema)` to create a new message.
  */
 export const CascadeDetailSchema: GenMessage<CascadeDetail> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 18);
+  messageDesc(file_quorum_route_v1_types, 19);
 
 /**
  * One candidate's answer in a consensus.
@@ -985,7 +1021,7 @@ export type CandidateAnswer = Message$1<"quorum.route.v1.CandidateAnswer"> & {
  * Use `create(CandidateAnswerSchema)` to create a new message.
  */
 export const CandidateAnswerSchema: GenMessage<CandidateAnswer> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 19);
+  messageDesc(file_quorum_route_v1_types, 20);
 
 /**
  * A group of equal answers.
@@ -1020,7 +1056,7 @@ export type VoteGroup = Message$1<"quorum.route.v1.VoteGroup"> & {
  * Use `create(VoteGroupSchema)` to create a new message.
  */
 export const VoteGroupSchema: GenMessage<VoteGroup> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 20);
+  messageDesc(file_quorum_route_v1_types, 21);
 
 /**
  * What the judge did.
@@ -1076,7 +1112,7 @@ export type JudgeDetail = Message$1<"quorum.route.v1.JudgeDetail"> & {
  * Use `create(JudgeDetailSchema)` to create a new message.
  */
 export const JudgeDetailSchema: GenMessage<JudgeDetail> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 21);
+  messageDesc(file_quorum_route_v1_types, 22);
 
 /**
  * What a consensus did.
@@ -1146,7 +1182,7 @@ export type ConsensusDetail = Message$1<"quorum.route.v1.ConsensusDetail"> & {
  * Use `create(ConsensusDetailSchema)` to create a new message.
  */
 export const ConsensusDetailSchema: GenMessage<ConsensusDetail> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 22);
+  messageDesc(file_quorum_route_v1_types, 23);
 
 /**
  * The full account of a routed request.
@@ -1300,7 +1336,7 @@ export type RouteResponse = Message$1<"quorum.route.v1.RouteResponse"> & {
  * Use `create(RouteResponseSchema)` to create a new message.
  */
 export const RouteResponseSchema: GenMessage<RouteResponse> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 23);
+  messageDesc(file_quorum_route_v1_types, 24);
 
 /**
  * An LLM request to route.
@@ -1349,7 +1385,7 @@ export type RouteRequest = Message$1<"quorum.route.v1.RouteRequest"> & {
  * Use `create(RouteRequestSchema)` to create a new message.
  */
 export const RouteRequestSchema: GenMessage<RouteRequest> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 24);
+  messageDesc(file_quorum_route_v1_types, 25);
 
 /**
  * Details attached to an error status when execution failed: what was tried.
@@ -1377,7 +1413,7 @@ export type FailureDetail = Message$1<"quorum.route.v1.FailureDetail"> & {
  * Use `create(FailureDetailSchema)` to create a new message.
  */
 export const FailureDetailSchema: GenMessage<FailureDetail> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 25);
+  messageDesc(file_quorum_route_v1_types, 26);
 
 /**
  * A model the server can route to.
@@ -1475,7 +1511,7 @@ export type ModelInfo = Message$1<"quorum.route.v1.ModelInfo"> & {
  * Use `create(ModelInfoSchema)` to create a new message.
  */
 export const ModelInfoSchema: GenMessage<ModelInfo> = /*@__PURE__*/
-  messageDesc(file_quorum_route_v1_types, 26);
+  messageDesc(file_quorum_route_v1_types, 27);
 
 /**
  * Who wrote a chat message.
@@ -1526,6 +1562,54 @@ export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
   enumDesc(file_quorum_route_v1_types, 0);
 
 /**
+ * How the model may use the request's tools.
+ *
+ * @generated from enum quorum.route.v1.ToolChoiceMode
+ */
+export enum ToolChoiceMode {
+  /**
+   * Same as TOOL_CHOICE_MODE_AUTO.
+   *
+   * @generated from enum value: TOOL_CHOICE_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The model decides whether to call a tool (the default).
+   *
+   * @generated from enum value: TOOL_CHOICE_MODE_AUTO = 1;
+   */
+  AUTO = 1,
+
+  /**
+   * The model must answer in text: the tools are not offered to it.
+   *
+   * @generated from enum value: TOOL_CHOICE_MODE_NONE = 2;
+   */
+  NONE = 2,
+
+  /**
+   * The model must call at least one of the tools.
+   *
+   * @generated from enum value: TOOL_CHOICE_MODE_REQUIRED = 3;
+   */
+  REQUIRED = 3,
+
+  /**
+   * The model must call the tool named in tool_name.
+   *
+   * @generated from enum value: TOOL_CHOICE_MODE_TOOL = 4;
+   */
+  TOOL = 4,
+}
+
+/**
+ * Describes the enum quorum.route.v1.ToolChoiceMode.
+ */
+export const ToolChoiceModeSchema: GenEnum<ToolChoiceMode> = /*@__PURE__*/
+  enumDesc(file_quorum_route_v1_types, 1);
+
+/**
  * Shape of the answer text.
  *
  * @generated from enum quorum.route.v1.ResponseFormatType
@@ -1564,7 +1648,7 @@ export enum ResponseFormatType {
  * Describes the enum quorum.route.v1.ResponseFormatType.
  */
 export const ResponseFormatTypeSchema: GenEnum<ResponseFormatType> = /*@__PURE__*/
-  enumDesc(file_quorum_route_v1_types, 1);
+  enumDesc(file_quorum_route_v1_types, 2);
 
 /**
  * How the request is executed.
@@ -1619,7 +1703,7 @@ export enum Strategy {
  * Describes the enum quorum.route.v1.Strategy.
  */
 export const StrategySchema: GenEnum<Strategy> = /*@__PURE__*/
-  enumDesc(file_quorum_route_v1_types, 2);
+  enumDesc(file_quorum_route_v1_types, 3);
 
 /**
  * What the caller cares about most.
@@ -1667,7 +1751,7 @@ export enum Priority {
  * Describes the enum quorum.route.v1.Priority.
  */
 export const PrioritySchema: GenEnum<Priority> = /*@__PURE__*/
-  enumDesc(file_quorum_route_v1_types, 3);
+  enumDesc(file_quorum_route_v1_types, 4);
 
 /**
  * A model capability a request can require.
@@ -1729,7 +1813,7 @@ export enum Capability {
  * Describes the enum quorum.route.v1.Capability.
  */
 export const CapabilitySchema: GenEnum<Capability> = /*@__PURE__*/
-  enumDesc(file_quorum_route_v1_types, 4);
+  enumDesc(file_quorum_route_v1_types, 5);
 
 /**
  * How sensitive the request's data is; models declare the levels they may receive.
@@ -1770,7 +1854,7 @@ export enum Sensitivity {
  * Describes the enum quorum.route.v1.Sensitivity.
  */
 export const SensitivitySchema: GenEnum<Sensitivity> = /*@__PURE__*/
-  enumDesc(file_quorum_route_v1_types, 5);
+  enumDesc(file_quorum_route_v1_types, 6);
 
 /**
  * How hard a request is.
@@ -1811,7 +1895,7 @@ export enum Difficulty {
  * Describes the enum quorum.route.v1.Difficulty.
  */
 export const DifficultySchema: GenEnum<Difficulty> = /*@__PURE__*/
-  enumDesc(file_quorum_route_v1_types, 6);
+  enumDesc(file_quorum_route_v1_types, 7);
 
 /**
  * State of a provider's circuit breaker.
@@ -1859,7 +1943,7 @@ export enum BreakerState {
  * Describes the enum quorum.route.v1.BreakerState.
  */
 export const BreakerStateSchema: GenEnum<BreakerState> = /*@__PURE__*/
-  enumDesc(file_quorum_route_v1_types, 7);
+  enumDesc(file_quorum_route_v1_types, 8);
 
 /**
  * How an attempt ended.
@@ -1921,5 +2005,5 @@ export enum AttemptOutcome {
  * Describes the enum quorum.route.v1.AttemptOutcome.
  */
 export const AttemptOutcomeSchema: GenEnum<AttemptOutcome> = /*@__PURE__*/
-  enumDesc(file_quorum_route_v1_types, 8);
+  enumDesc(file_quorum_route_v1_types, 9);
 

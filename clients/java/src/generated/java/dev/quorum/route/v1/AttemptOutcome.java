@@ -202,7 +202,7 @@ public enum AttemptOutcome
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(8);
+    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(9);
   }
 
   private static final AttemptOutcome[] VALUES = values();

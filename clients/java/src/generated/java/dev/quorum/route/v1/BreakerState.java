@@ -168,7 +168,7 @@ public enum BreakerState
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(7);
+    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(8);
   }
 
   private static final BreakerState[] VALUES = values();

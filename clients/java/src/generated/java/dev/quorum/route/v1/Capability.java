@@ -202,7 +202,7 @@ public enum Capability
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(4);
+    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(5);
   }
 
   private static final Capability[] VALUES = values();

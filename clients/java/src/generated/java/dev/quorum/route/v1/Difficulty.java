@@ -151,7 +151,7 @@ public enum Difficulty
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(6);
+    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(7);
   }
 
   private static final Difficulty[] VALUES = values();

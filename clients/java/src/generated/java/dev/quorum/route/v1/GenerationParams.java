@@ -292,6 +292,44 @@ private static final long serialVersionUID = 0L;
     return logprobs_;
   }
 
+  public static final int TOOL_CHOICE_FIELD_NUMBER = 8;
+  private dev.quorum.route.v1.ToolChoice toolChoice_;
+  /**
+   * <pre>
+   * Whether the model must call a tool, and which; unset lets the model decide.
+   * </pre>
+   *
+   * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+   * @return Whether the toolChoice field is set.
+   */
+  @java.lang.Override
+  public boolean hasToolChoice() {
+    return ((bitField0_ & 0x00000008) != 0);
+  }
+  /**
+   * <pre>
+   * Whether the model must call a tool, and which; unset lets the model decide.
+   * </pre>
+   *
+   * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+   * @return The toolChoice.
+   */
+  @java.lang.Override
+  public dev.quorum.route.v1.ToolChoice getToolChoice() {
+    return toolChoice_ == null ? dev.quorum.route.v1.ToolChoice.getDefaultInstance() : toolChoice_;
+  }
+  /**
+   * <pre>
+   * Whether the model must call a tool, and which; unset lets the model decide.
+   * </pre>
+   *
+   * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+   */
+  @java.lang.Override
+  public dev.quorum.route.v1.ToolChoiceOrBuilder getToolChoiceOrBuilder() {
+    return toolChoice_ == null ? dev.quorum.route.v1.ToolChoice.getDefaultInstance() : toolChoice_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -326,6 +364,9 @@ private static final long serialVersionUID = 0L;
     }
     if (logprobs_ != false) {
       output.writeBool(7, logprobs_);
+    }
+    if (((bitField0_ & 0x00000008) != 0)) {
+      output.writeMessage(8, getToolChoice());
     }
     getUnknownFields().writeTo(output);
   }
@@ -367,6 +408,10 @@ private static final long serialVersionUID = 0L;
     if (logprobs_ != false) {
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(7, logprobs_);
+    }
+    if (((bitField0_ & 0x00000008) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(8, getToolChoice());
     }
     return size;
   }
@@ -417,6 +462,11 @@ private static final long serialVersionUID = 0L;
         .equals(other.getToolsList())) return false;
     if (getLogprobs()
         != other.getLogprobs()) return false;
+    if (hasToolChoice() != other.hasToolChoice()) return false;
+    if (hasToolChoice()) {
+      if (!getToolChoice()
+          .equals(other.getToolChoice())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -455,6 +505,10 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + LOGPROBS_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
         getLogprobs());
+    if (hasToolChoice()) {
+      hash = (37 * hash) + TOOL_CHOICE_FIELD_NUMBER;
+      hash = (53 * hash) + getToolChoice().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -591,6 +645,7 @@ private static final long serialVersionUID = 0L;
               .alwaysUseFieldBuilders) {
         internalGetResponseFormatFieldBuilder();
         internalGetToolsFieldBuilder();
+        internalGetToolChoiceFieldBuilder();
       }
     }
     @java.lang.Override
@@ -615,6 +670,11 @@ private static final long serialVersionUID = 0L;
       }
       bitField0_ = (bitField0_ & ~0x00000020);
       logprobs_ = false;
+      toolChoice_ = null;
+      if (toolChoiceBuilder_ != null) {
+        toolChoiceBuilder_.dispose();
+        toolChoiceBuilder_ = null;
+      }
       return this;
     }
 
@@ -686,6 +746,12 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000040) != 0)) {
         result.logprobs_ = logprobs_;
       }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.toolChoice_ = toolChoiceBuilder_ == null
+            ? toolChoice_
+            : toolChoiceBuilder_.build();
+        to_bitField0_ |= 0x00000008;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -751,6 +817,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getLogprobs() != false) {
         setLogprobs(other.getLogprobs());
+      }
+      if (other.hasToolChoice()) {
+        mergeToolChoice(other.getToolChoice());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -821,6 +890,13 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000040;
               break;
             } // case 56
+            case 66: {
+              input.readMessage(
+                  internalGetToolChoiceFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 66
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1644,6 +1720,161 @@ private static final long serialVersionUID = 0L;
       logprobs_ = false;
       onChanged();
       return this;
+    }
+
+    private dev.quorum.route.v1.ToolChoice toolChoice_;
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.quorum.route.v1.ToolChoice, dev.quorum.route.v1.ToolChoice.Builder, dev.quorum.route.v1.ToolChoiceOrBuilder> toolChoiceBuilder_;
+    /**
+     * <pre>
+     * Whether the model must call a tool, and which; unset lets the model decide.
+     * </pre>
+     *
+     * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+     * @return Whether the toolChoice field is set.
+     */
+    public boolean hasToolChoice() {
+      return ((bitField0_ & 0x00000080) != 0);
+    }
+    /**
+     * <pre>
+     * Whether the model must call a tool, and which; unset lets the model decide.
+     * </pre>
+     *
+     * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+     * @return The toolChoice.
+     */
+    public dev.quorum.route.v1.ToolChoice getToolChoice() {
+      if (toolChoiceBuilder_ == null) {
+        return toolChoice_ == null ? dev.quorum.route.v1.ToolChoice.getDefaultInstance() : toolChoice_;
+      } else {
+        return toolChoiceBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Whether the model must call a tool, and which; unset lets the model decide.
+     * </pre>
+     *
+     * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+     */
+    public Builder setToolChoice(dev.quorum.route.v1.ToolChoice value) {
+      if (toolChoiceBuilder_ == null) {
+        java.util.Objects.requireNonNull(value);
+        toolChoice_ = value;
+      } else {
+        toolChoiceBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Whether the model must call a tool, and which; unset lets the model decide.
+     * </pre>
+     *
+     * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+     */
+    public Builder setToolChoice(
+        dev.quorum.route.v1.ToolChoice.Builder builderForValue) {
+      if (toolChoiceBuilder_ == null) {
+        toolChoice_ = builderForValue.build();
+      } else {
+        toolChoiceBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Whether the model must call a tool, and which; unset lets the model decide.
+     * </pre>
+     *
+     * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+     */
+    public Builder mergeToolChoice(dev.quorum.route.v1.ToolChoice value) {
+      if (toolChoiceBuilder_ == null) {
+        if (((bitField0_ & 0x00000080) != 0) &&
+          toolChoice_ != null &&
+          toolChoice_ != dev.quorum.route.v1.ToolChoice.getDefaultInstance()) {
+          getToolChoiceBuilder().mergeFrom(value);
+        } else {
+          toolChoice_ = value;
+        }
+      } else {
+        toolChoiceBuilder_.mergeFrom(value);
+      }
+      if (toolChoice_ != null) {
+        bitField0_ |= 0x00000080;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Whether the model must call a tool, and which; unset lets the model decide.
+     * </pre>
+     *
+     * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+     */
+    public Builder clearToolChoice() {
+      bitField0_ = (bitField0_ & ~0x00000080);
+      toolChoice_ = null;
+      if (toolChoiceBuilder_ != null) {
+        toolChoiceBuilder_.dispose();
+        toolChoiceBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Whether the model must call a tool, and which; unset lets the model decide.
+     * </pre>
+     *
+     * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+     */
+    public dev.quorum.route.v1.ToolChoice.Builder getToolChoiceBuilder() {
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return internalGetToolChoiceFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Whether the model must call a tool, and which; unset lets the model decide.
+     * </pre>
+     *
+     * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+     */
+    public dev.quorum.route.v1.ToolChoiceOrBuilder getToolChoiceOrBuilder() {
+      if (toolChoiceBuilder_ != null) {
+        return toolChoiceBuilder_.getMessageOrBuilder();
+      } else {
+        return toolChoice_ == null ?
+            dev.quorum.route.v1.ToolChoice.getDefaultInstance() : toolChoice_;
+      }
+    }
+    /**
+     * <pre>
+     * Whether the model must call a tool, and which; unset lets the model decide.
+     * </pre>
+     *
+     * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        dev.quorum.route.v1.ToolChoice, dev.quorum.route.v1.ToolChoice.Builder, dev.quorum.route.v1.ToolChoiceOrBuilder> 
+        internalGetToolChoiceFieldBuilder() {
+      if (toolChoiceBuilder_ == null) {
+        toolChoiceBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            dev.quorum.route.v1.ToolChoice, dev.quorum.route.v1.ToolChoice.Builder, dev.quorum.route.v1.ToolChoiceOrBuilder>(
+                getToolChoice(),
+                getParentForChildren(),
+                isClean());
+        toolChoice_ = null;
+      }
+      return toolChoiceBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:quorum.route.v1.GenerationParams)

@@ -179,4 +179,31 @@ public interface GenerationParamsOrBuilder extends
    * @return The logprobs.
    */
   boolean getLogprobs();
+
+  /**
+   * <pre>
+   * Whether the model must call a tool, and which; unset lets the model decide.
+   * </pre>
+   *
+   * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+   * @return Whether the toolChoice field is set.
+   */
+  boolean hasToolChoice();
+  /**
+   * <pre>
+   * Whether the model must call a tool, and which; unset lets the model decide.
+   * </pre>
+   *
+   * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+   * @return The toolChoice.
+   */
+  dev.quorum.route.v1.ToolChoice getToolChoice();
+  /**
+   * <pre>
+   * Whether the model must call a tool, and which; unset lets the model decide.
+   * </pre>
+   *
+   * <code>.quorum.route.v1.ToolChoice tool_choice = 8 [json_name = "toolChoice"];</code>
+   */
+  dev.quorum.route.v1.ToolChoiceOrBuilder getToolChoiceOrBuilder();
 }

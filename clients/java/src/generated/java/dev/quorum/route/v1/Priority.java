@@ -168,7 +168,7 @@ public enum Priority
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(3);
+    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(4);
   }
 
   private static final Priority[] VALUES = values();

@@ -151,7 +151,7 @@ public enum ResponseFormatType
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(1);
+    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(2);
   }
 
   private static final ResponseFormatType[] VALUES = values();

@@ -151,7 +151,7 @@ public enum Sensitivity
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(5);
+    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(6);
   }
 
   private static final Sensitivity[] VALUES = values();

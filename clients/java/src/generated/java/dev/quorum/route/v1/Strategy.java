@@ -185,7 +185,7 @@ public enum Strategy
   }
   public static com.google.protobuf.Descriptors.EnumDescriptor
       getDescriptor() {
-    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(2);
+    return dev.quorum.route.v1.TypesProto.getDescriptor().getEnumType(3);
   }
 
   private static final Strategy[] VALUES = values();

@@ -52,6 +52,11 @@ public final class TypesProto extends com.google.protobuf.GeneratedFile {
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_quorum_route_v1_Tool_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_quorum_route_v1_ToolChoice_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_quorum_route_v1_ToolChoice_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_quorum_route_v1_ResponseFormat_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -186,185 +191,193 @@ public final class TypesProto extends com.google.protobuf.GeneratedFile {
       "\005 \001(\tR\ntoolCallId\022\022\n\004name\030\006 \001(\tR\004name\"e\n" +
       "\004Tool\022\022\n\004name\030\001 \001(\tR\004name\022 \n\013description" +
       "\030\002 \001(\tR\013description\022\'\n\017parameters_json\030\003" +
-      " \001(\tR\016parametersJson\"\213\001\n\016ResponseFormat\022" +
-      "7\n\004type\030\001 \001(\0162#.quorum.route.v1.Response" +
-      "FormatTypeR\004type\022\037\n\013json_schema\030\002 \001(\tR\nj" +
-      "sonSchema\022\037\n\013schema_name\030\003 \001(\tR\nschemaNa" +
-      "me\"\263\002\n\020GenerationParams\022\035\n\nmax_tokens\030\001 " +
-      "\001(\rR\tmaxTokens\022%\n\013temperature\030\002 \001(\001H\000R\013t" +
-      "emperature\210\001\001\022\030\n\005top_p\030\003 \001(\001H\001R\004topP\210\001\001\022" +
-      "\022\n\004stop\030\004 \003(\tR\004stop\022H\n\017response_format\030\005" +
-      " \001(\0132\037.quorum.route.v1.ResponseFormatR\016r" +
-      "esponseFormat\022+\n\005tools\030\006 \003(\0132\025.quorum.ro" +
-      "ute.v1.ToolR\005tools\022\032\n\010logprobs\030\007 \001(\010R\010lo" +
-      "gprobsB\016\n\014_temperatureB\010\n\006_top_p\"\231\004\n\014Rou" +
-      "tingHints\0225\n\010strategy\030\001 \001(\0162\031.quorum.rou" +
-      "te.v1.StrategyR\010strategy\0225\n\010priority\030\002 \001" +
-      "(\0162\031.quorum.route.v1.PriorityR\010priority\022" +
-      "\022\n\004task\030\003 \001(\tR\004task\022\024\n\005agent\030\004 \001(\tR\005agen" +
-      "t\022\031\n\010use_case\030\005 \001(\tR\007useCase\022P\n\025required" +
-      "_capabilities\030\006 \003(\0162\033.quorum.route.v1.Ca" +
-      "pabilityR\024requiredCapabilities\022%\n\014max_co" +
-      "st_usd\030\007 \001(\001H\000R\nmaxCostUsd\210\001\001\022\024\n\005model\030\010" +
-      " \001(\tR\005model\022\022\n\004tier\030\t \001(\tR\004tier\022>\n\013sensi" +
-      "tivity\030\n \001(\0162\034.quorum.route.v1.Sensitivi" +
-      "tyR\013sensitivity\022\032\n\010critical\030\013 \001(\010R\010criti" +
-      "cal\022%\n\016consensus_size\030\014 \001(\rR\rconsensusSi" +
-      "ze\022\037\n\013allow_cache\030\r \001(\010R\nallowCacheB\017\n\r_" +
-      "max_cost_usd\"\321\001\n\016Classification\022\022\n\004task\030" +
-      "\001 \001(\tR\004task\022;\n\ndifficulty\030\002 \001(\0162\033.quorum" +
-      ".route.v1.DifficultyR\ndifficulty\022\036\n\nconf" +
-      "idence\030\003 \001(\001R\nconfidence\022\024\n\005agent\030\004 \001(\tR" +
-      "\005agent\022\036\n\nclassifier\030\005 \001(\tR\nclassifier\022\030" +
-      "\n\007signals\030\006 \003(\tR\007signals\"O\n\005Usage\022!\n\014inp" +
-      "ut_tokens\030\001 \001(\rR\013inputTokens\022#\n\routput_t" +
-      "okens\030\002 \001(\rR\014outputTokens\"\357\001\n\tCandidate\022" +
-      "\024\n\005model\030\001 \001(\tR\005model\022\032\n\010provider\030\002 \001(\tR" +
-      "\010provider\022\022\n\004tier\030\003 \001(\tR\004tier\022,\n\022estimat" +
-      "ed_cost_usd\030\004 \001(\001R\020estimatedCostUsd\022B\n\rb" +
-      "reaker_state\030\005 \001(\0162\035.quorum.route.v1.Bre" +
-      "akerStateR\014breakerState\022\026\n\006weight\030\006 \001(\001R" +
-      "\006weight\022\022\n\004note\030\007 \001(\tR\004note\"o\n\tPlanStage" +
-      "\022\022\n\004role\030\001 \001(\tR\004role\022:\n\ncandidates\030\002 \003(\013" +
-      "2\032.quorum.route.v1.CandidateR\ncandidates" +
-      "\022\022\n\004note\030\003 \001(\tR\004note\"6\n\006Reason\022\022\n\004code\030\001" +
-      " \001(\tR\004code\022\030\n\007message\030\002 \001(\tR\007message\"\305\002\n" +
-      "\rExecutionPlan\0225\n\010strategy\030\001 \001(\0162\031.quoru" +
-      "m.route.v1.StrategyR\010strategy\0222\n\006stages\030" +
-      "\002 \003(\0132\032.quorum.route.v1.PlanStageR\006stage" +
-      "s\0223\n\026estimated_cost_min_usd\030\003 \001(\001R\023estim" +
-      "atedCostMinUsd\0223\n\026estimated_cost_max_usd" +
-      "\030\004 \001(\001R\023estimatedCostMaxUsd\0221\n\007reasons\030\005" +
-      " \003(\0132\027.quorum.route.v1.ReasonR\007reasons\022," +
-      "\n\022max_upstream_calls\030\006 \001(\rR\020maxUpstreamC" +
-      "alls\"O\n\tGateCheck\022\022\n\004name\030\001 \001(\tR\004name\022\026\n" +
-      "\006passed\030\002 \001(\010R\006passed\022\026\n\006reason\030\003 \001(\tR\006r" +
-      "eason\"Y\n\013GateVerdict\022\026\n\006passed\030\001 \001(\010R\006pa" +
-      "ssed\0222\n\006checks\030\002 \003(\0132\032.quorum.route.v1.G" +
-      "ateCheckR\006checks\"\222\003\n\007Attempt\022\024\n\005model\030\001 " +
-      "\001(\tR\005model\022\032\n\010provider\030\002 \001(\tR\010provider\022\022" +
-      "\n\004tier\030\003 \001(\tR\004tier\022\022\n\004role\030\004 \001(\tR\004role\0229" +
-      "\n\007outcome\030\005 \001(\0162\037.quorum.route.v1.Attemp" +
-      "tOutcomeR\007outcome\022\026\n\006reason\030\006 \001(\tR\006reaso" +
-      "n\022!\n\014error_reason\030\007 \001(\tR\013errorReason\022\035\n\n" +
-      "latency_ms\030\010 \001(\001R\tlatencyMs\022,\n\005usage\030\t \001" +
-      "(\0132\026.quorum.route.v1.UsageR\005usage\022\031\n\010cos" +
-      "t_usd\030\n \001(\001R\007costUsd\022\035\n\nstarted_ms\030\013 \001(\001" +
-      "R\tstartedMs\0220\n\004gate\030\014 \001(\0132\034.quorum.route" +
-      ".v1.GateVerdictR\004gate\"\202\001\n\014StageTimings\022\037" +
-      "\n\013classify_ms\030\001 \001(\001R\nclassifyMs\022\027\n\007plan_" +
-      "ms\030\002 \001(\001R\006planMs\022\035\n\nexecute_ms\030\003 \001(\001R\tex" +
-      "ecuteMs\022\031\n\010total_ms\030\004 \001(\001R\007totalMs\"\344\001\n\rC" +
-      "ascadeDetail\022\037\n\013tiers_tried\030\001 \003(\tR\ntiers" +
-      "Tried\022+\n\021escalation_reason\030\002 \001(\tR\020escala" +
-      "tionReason\022&\n\017wasted_cost_usd\030\003 \001(\001R\rwas" +
-      "tedCostUsd\0222\n\025route_escalation_rate\030\004 \001(" +
-      "\001R\023routeEscalationRate\022)\n\020deadline_limit" +
-      "ed\030\005 \001(\010R\017deadlineLimited\"\311\001\n\017CandidateA" +
-      "nswer\022\024\n\005model\030\001 \001(\tR\005model\022\036\n\nnormalize" +
-      "d\030\002 \001(\tR\nnormalized\022\024\n\005group\030\003 \001(\005R\005grou" +
-      "p\022\026\n\006weight\030\004 \001(\001R\006weight\022\034\n\tcancelled\030\005" +
-      " \001(\010R\tcancelled\022$\n\013judge_score\030\006 \001(\001H\000R\n" +
-      "judgeScore\210\001\001B\016\n\014_judge_score\"[\n\tVoteGro" +
-      "up\022\036\n\nnormalized\030\001 \001(\tR\nnormalized\022\026\n\006we" +
-      "ight\030\002 \001(\001R\006weight\022\026\n\006models\030\003 \003(\tR\006mode" +
-      "ls\"\311\001\n\013JudgeDetail\022\024\n\005model\030\001 \001(\tR\005model" +
-      "\022\022\n\004seed\030\002 \001(\004R\004seed\022\'\n\017presented_order\030" +
-      "\003 \003(\tR\016presentedOrder\022\034\n\trationale\030\004 \001(\t" +
-      "R\trationale\022\'\n\017fallback_reason\030\005 \001(\tR\016fa" +
-      "llbackReason\022 \n\013synthesized\030\006 \001(\010R\013synth" +
-      "esized\"\322\002\n\017ConsensusDetail\022:\n\007answers\030\001 " +
-      "\003(\0132 .quorum.route.v1.CandidateAnswerR\007a" +
-      "nswers\0222\n\006groups\030\002 \003(\0132\032.quorum.route.v1" +
-      ".VoteGroupR\006groups\022!\n\014winner_group\030\003 \001(\005" +
-      "R\013winnerGroup\022\034\n\tagreement\030\004 \001(\001R\tagreem" +
-      "ent\022\035\n\nearly_exit\030\005 \001(\010R\tearlyExit\022\036\n\nno" +
-      "rmalizer\030\006 \001(\tR\nnormalizer\0222\n\005judge\030\007 \001(" +
-      "\0132\034.quorum.route.v1.JudgeDetailR\005judge\022\033" +
-      "\n\ttie_break\030\010 \001(\tR\010tieBreak\"\340\006\n\rRouteRes" +
-      "ponse\022\035\n\nrequest_id\030\001 \001(\tR\trequestId\022\030\n\007" +
-      "content\030\002 \001(\tR\007content\0228\n\ntool_calls\030\003 \003" +
-      "(\0132\031.quorum.route.v1.ToolCallR\ttoolCalls" +
-      "\022#\n\rfinish_reason\030\004 \001(\tR\014finishReason\022\024\n" +
-      "\005model\030\005 \001(\tR\005model\022\032\n\010provider\030\006 \001(\tR\010p" +
-      "rovider\0225\n\010strategy\030\007 \001(\0162\031.quorum.route" +
-      ".v1.StrategyR\010strategy\022G\n\016classification" +
-      "\030\010 \001(\0132\037.quorum.route.v1.ClassificationR" +
-      "\016classification\0222\n\004plan\030\t \001(\0132\036.quorum.r" +
-      "oute.v1.ExecutionPlanR\004plan\0224\n\010attempts\030" +
-      "\n \003(\0132\030.quorum.route.v1.AttemptR\010attempt" +
-      "s\022,\n\005usage\030\013 \001(\0132\026.quorum.route.v1.Usage" +
-      "R\005usage\022\031\n\010cost_usd\030\014 \001(\001R\007costUsd\022*\n\021ba" +
-      "seline_cost_usd\030\r \001(\001R\017baselineCostUsd\022%" +
-      "\n\016baseline_model\030\016 \001(\tR\rbaselineModel\0227\n" +
-      "\007timings\030\017 \001(\0132\035.quorum.route.v1.StageTi" +
-      "mingsR\007timings\0228\n\007cascade\030\020 \001(\0132\036.quorum" +
-      ".route.v1.CascadeDetailR\007cascade\022>\n\tcons" +
-      "ensus\030\021 \001(\0132 .quorum.route.v1.ConsensusD" +
-      "etailR\tconsensus\022\026\n\006cached\030\022 \001(\010R\006cached" +
-      "\022\026\n\006guards\030\023 \003(\tR\006guards\022\034\n\tsimulated\030\024 " +
-      "\001(\010R\tsimulated\"\353\001\n\014RouteRequest\022\035\n\nreque" +
-      "st_id\030\001 \001(\tR\trequestId\0224\n\010messages\030\002 \003(\013" +
-      "2\030.quorum.route.v1.MessageR\010messages\0229\n\006" +
-      "params\030\003 \001(\0132!.quorum.route.v1.Generatio" +
-      "nParamsR\006params\0223\n\005hints\030\004 \001(\0132\035.quorum." +
-      "route.v1.RoutingHintsR\005hints\022\026\n\006tenant\030\005" +
-      " \001(\tR\006tenant\"y\n\rFailureDetail\0224\n\010attempt" +
-      "s\030\001 \003(\0132\030.quorum.route.v1.AttemptR\010attem" +
-      "pts\0222\n\004plan\030\002 \001(\0132\036.quorum.route.v1.Exec" +
-      "utionPlanR\004plan\"\210\004\n\tModelInfo\022\022\n\004name\030\001 " +
-      "\001(\tR\004name\022\032\n\010provider\030\002 \001(\tR\010provider\022#\n" +
-      "\rprovider_kind\030\003 \001(\tR\014providerKind\022%\n\016pr" +
-      "ovider_model\030\004 \001(\tR\rproviderModel\022\022\n\004tie" +
-      "r\030\005 \001(\tR\004tier\022+\n\022input_usd_per_mtok\030\006 \001(" +
-      "\001R\017inputUsdPerMtok\022-\n\023output_usd_per_mto" +
-      "k\030\007 \001(\001R\020outputUsdPerMtok\022%\n\016context_win" +
-      "dow\030\010 \001(\rR\rcontextWindow\022?\n\014capabilities" +
-      "\030\t \003(\0162\033.quorum.route.v1.CapabilityR\014cap" +
-      "abilities\022E\n\017max_sensitivity\030\n \001(\0162\034.quo" +
-      "rum.route.v1.SensitivityR\016maxSensitivity" +
-      "\022\034\n\tsimulated\030\013 \001(\010R\tsimulated\022B\n\rbreake" +
-      "r_state\030\014 \001(\0162\035.quorum.route.v1.BreakerS" +
-      "tateR\014breakerState*_\n\004Role\022\024\n\020ROLE_UNSPE" +
-      "CIFIED\020\000\022\017\n\013ROLE_SYSTEM\020\001\022\r\n\tROLE_USER\020\002" +
-      "\022\022\n\016ROLE_ASSISTANT\020\003\022\r\n\tROLE_TOOL\020\004*\245\001\n\022" +
-      "ResponseFormatType\022$\n RESPONSE_FORMAT_TY" +
-      "PE_UNSPECIFIED\020\000\022\035\n\031RESPONSE_FORMAT_TYPE" +
-      "_TEXT\020\001\022$\n RESPONSE_FORMAT_TYPE_JSON_OBJ" +
-      "ECT\020\002\022$\n RESPONSE_FORMAT_TYPE_JSON_SCHEM" +
-      "A\020\003*\241\001\n\010Strategy\022\030\n\024STRATEGY_UNSPECIFIED" +
-      "\020\000\022\021\n\rSTRATEGY_AUTO\020\001\022\023\n\017STRATEGY_SINGLE" +
-      "\020\002\022\024\n\020STRATEGY_CASCADE\020\003\022\037\n\033STRATEGY_CON" +
-      "SENSUS_MAJORITY\020\004\022\034\n\030STRATEGY_CONSENSUS_" +
-      "JUDGE\020\005*z\n\010Priority\022\030\n\024PRIORITY_UNSPECIF" +
-      "IED\020\000\022\024\n\020PRIORITY_LATENCY\020\001\022\025\n\021PRIORITY_" +
-      "BALANCED\020\002\022\024\n\020PRIORITY_QUALITY\020\003\022\021\n\rPRIO" +
-      "RITY_COST\020\004*\276\001\n\nCapability\022\032\n\026CAPABILITY" +
-      "_UNSPECIFIED\020\000\022\024\n\020CAPABILITY_TOOLS\020\001\022\025\n\021" +
-      "CAPABILITY_VISION\020\002\022\030\n\024CAPABILITY_JSON_M" +
-      "ODE\020\003\022\032\n\026CAPABILITY_JSON_SCHEMA\020\004\022\030\n\024CAP" +
-      "ABILITY_STREAMING\020\005\022\027\n\023CAPABILITY_LOGPRO" +
-      "BS\020\006*x\n\013Sensitivity\022\033\n\027SENSITIVITY_UNSPE" +
-      "CIFIED\020\000\022\026\n\022SENSITIVITY_PUBLIC\020\001\022\030\n\024SENS" +
-      "ITIVITY_INTERNAL\020\002\022\032\n\026SENSITIVITY_RESTRI" +
-      "CTED\020\003*h\n\nDifficulty\022\032\n\026DIFFICULTY_UNSPE" +
-      "CIFIED\020\000\022\022\n\016DIFFICULTY_LOW\020\001\022\025\n\021DIFFICUL" +
-      "TY_MEDIUM\020\002\022\023\n\017DIFFICULTY_HIGH\020\003*\234\001\n\014Bre" +
-      "akerState\022\035\n\031BREAKER_STATE_UNSPECIFIED\020\000" +
-      "\022\030\n\024BREAKER_STATE_CLOSED\020\001\022\026\n\022BREAKER_ST" +
-      "ATE_OPEN\020\002\022\033\n\027BREAKER_STATE_HALF_OPEN\020\003\022" +
-      "\036\n\032BREAKER_STATE_COOLING_DOWN\020\004*\344\001\n\016Atte" +
-      "mptOutcome\022\037\n\033ATTEMPT_OUTCOME_UNSPECIFIE" +
-      "D\020\000\022\035\n\031ATTEMPT_OUTCOME_SUCCEEDED\020\001\022\032\n\026AT" +
-      "TEMPT_OUTCOME_FAILED\020\002\022\033\n\027ATTEMPT_OUTCOM" +
-      "E_SKIPPED\020\003\022\034\n\030ATTEMPT_OUTCOME_REJECTED\020" +
-      "\004\022\035\n\031ATTEMPT_OUTCOME_CANCELLED\020\005\022\034\n\030ATTE" +
-      "MPT_OUTCOME_OUTVOTED\020\006B\307\001\n\023dev.quorum.ro" +
-      "ute.v1B\nTypesProtoP\001ZFgithub.com/quorum-" +
-      "router/quorum/clients/go/gen/quorum/rout" +
-      "e/v1;routev1\242\002\003QRX\252\002\017Quorum.Route.V1\312\002\017Q" +
-      "uorum\\Route\\V1\342\002\033Quorum\\Route\\V1\\GPBMeta" +
-      "data\352\002\021Quorum::Route::V1b\006proto3"
+      " \001(\tR\016parametersJson\"^\n\nToolChoice\0223\n\004mo" +
+      "de\030\001 \001(\0162\037.quorum.route.v1.ToolChoiceMod" +
+      "eR\004mode\022\033\n\ttool_name\030\002 \001(\tR\010toolName\"\213\001\n" +
+      "\016ResponseFormat\0227\n\004type\030\001 \001(\0162#.quorum.r" +
+      "oute.v1.ResponseFormatTypeR\004type\022\037\n\013json" +
+      "_schema\030\002 \001(\tR\njsonSchema\022\037\n\013schema_name" +
+      "\030\003 \001(\tR\nschemaName\"\361\002\n\020GenerationParams\022" +
+      "\035\n\nmax_tokens\030\001 \001(\rR\tmaxTokens\022%\n\013temper" +
+      "ature\030\002 \001(\001H\000R\013temperature\210\001\001\022\030\n\005top_p\030\003" +
+      " \001(\001H\001R\004topP\210\001\001\022\022\n\004stop\030\004 \003(\tR\004stop\022H\n\017r" +
+      "esponse_format\030\005 \001(\0132\037.quorum.route.v1.R" +
+      "esponseFormatR\016responseFormat\022+\n\005tools\030\006" +
+      " \003(\0132\025.quorum.route.v1.ToolR\005tools\022\032\n\010lo" +
+      "gprobs\030\007 \001(\010R\010logprobs\022<\n\013tool_choice\030\010 " +
+      "\001(\0132\033.quorum.route.v1.ToolChoiceR\ntoolCh" +
+      "oiceB\016\n\014_temperatureB\010\n\006_top_p\"\231\004\n\014Routi" +
+      "ngHints\0225\n\010strategy\030\001 \001(\0162\031.quorum.route" +
+      ".v1.StrategyR\010strategy\0225\n\010priority\030\002 \001(\016" +
+      "2\031.quorum.route.v1.PriorityR\010priority\022\022\n" +
+      "\004task\030\003 \001(\tR\004task\022\024\n\005agent\030\004 \001(\tR\005agent\022" +
+      "\031\n\010use_case\030\005 \001(\tR\007useCase\022P\n\025required_c" +
+      "apabilities\030\006 \003(\0162\033.quorum.route.v1.Capa" +
+      "bilityR\024requiredCapabilities\022%\n\014max_cost" +
+      "_usd\030\007 \001(\001H\000R\nmaxCostUsd\210\001\001\022\024\n\005model\030\010 \001" +
+      "(\tR\005model\022\022\n\004tier\030\t \001(\tR\004tier\022>\n\013sensiti" +
+      "vity\030\n \001(\0162\034.quorum.route.v1.Sensitivity" +
+      "R\013sensitivity\022\032\n\010critical\030\013 \001(\010R\010critica" +
+      "l\022%\n\016consensus_size\030\014 \001(\rR\rconsensusSize" +
+      "\022\037\n\013allow_cache\030\r \001(\010R\nallowCacheB\017\n\r_ma" +
+      "x_cost_usd\"\321\001\n\016Classification\022\022\n\004task\030\001 " +
+      "\001(\tR\004task\022;\n\ndifficulty\030\002 \001(\0162\033.quorum.r" +
+      "oute.v1.DifficultyR\ndifficulty\022\036\n\nconfid" +
+      "ence\030\003 \001(\001R\nconfidence\022\024\n\005agent\030\004 \001(\tR\005a" +
+      "gent\022\036\n\nclassifier\030\005 \001(\tR\nclassifier\022\030\n\007" +
+      "signals\030\006 \003(\tR\007signals\"O\n\005Usage\022!\n\014input" +
+      "_tokens\030\001 \001(\rR\013inputTokens\022#\n\routput_tok" +
+      "ens\030\002 \001(\rR\014outputTokens\"\357\001\n\tCandidate\022\024\n" +
+      "\005model\030\001 \001(\tR\005model\022\032\n\010provider\030\002 \001(\tR\010p" +
+      "rovider\022\022\n\004tier\030\003 \001(\tR\004tier\022,\n\022estimated" +
+      "_cost_usd\030\004 \001(\001R\020estimatedCostUsd\022B\n\rbre" +
+      "aker_state\030\005 \001(\0162\035.quorum.route.v1.Break" +
+      "erStateR\014breakerState\022\026\n\006weight\030\006 \001(\001R\006w" +
+      "eight\022\022\n\004note\030\007 \001(\tR\004note\"o\n\tPlanStage\022\022" +
+      "\n\004role\030\001 \001(\tR\004role\022:\n\ncandidates\030\002 \003(\0132\032" +
+      ".quorum.route.v1.CandidateR\ncandidates\022\022" +
+      "\n\004note\030\003 \001(\tR\004note\"6\n\006Reason\022\022\n\004code\030\001 \001" +
+      "(\tR\004code\022\030\n\007message\030\002 \001(\tR\007message\"\305\002\n\rE" +
+      "xecutionPlan\0225\n\010strategy\030\001 \001(\0162\031.quorum." +
+      "route.v1.StrategyR\010strategy\0222\n\006stages\030\002 " +
+      "\003(\0132\032.quorum.route.v1.PlanStageR\006stages\022" +
+      "3\n\026estimated_cost_min_usd\030\003 \001(\001R\023estimat" +
+      "edCostMinUsd\0223\n\026estimated_cost_max_usd\030\004" +
+      " \001(\001R\023estimatedCostMaxUsd\0221\n\007reasons\030\005 \003" +
+      "(\0132\027.quorum.route.v1.ReasonR\007reasons\022,\n\022" +
+      "max_upstream_calls\030\006 \001(\rR\020maxUpstreamCal" +
+      "ls\"O\n\tGateCheck\022\022\n\004name\030\001 \001(\tR\004name\022\026\n\006p" +
+      "assed\030\002 \001(\010R\006passed\022\026\n\006reason\030\003 \001(\tR\006rea" +
+      "son\"Y\n\013GateVerdict\022\026\n\006passed\030\001 \001(\010R\006pass" +
+      "ed\0222\n\006checks\030\002 \003(\0132\032.quorum.route.v1.Gat" +
+      "eCheckR\006checks\"\222\003\n\007Attempt\022\024\n\005model\030\001 \001(" +
+      "\tR\005model\022\032\n\010provider\030\002 \001(\tR\010provider\022\022\n\004" +
+      "tier\030\003 \001(\tR\004tier\022\022\n\004role\030\004 \001(\tR\004role\0229\n\007" +
+      "outcome\030\005 \001(\0162\037.quorum.route.v1.AttemptO" +
+      "utcomeR\007outcome\022\026\n\006reason\030\006 \001(\tR\006reason\022" +
+      "!\n\014error_reason\030\007 \001(\tR\013errorReason\022\035\n\nla" +
+      "tency_ms\030\010 \001(\001R\tlatencyMs\022,\n\005usage\030\t \001(\013" +
+      "2\026.quorum.route.v1.UsageR\005usage\022\031\n\010cost_" +
+      "usd\030\n \001(\001R\007costUsd\022\035\n\nstarted_ms\030\013 \001(\001R\t" +
+      "startedMs\0220\n\004gate\030\014 \001(\0132\034.quorum.route.v" +
+      "1.GateVerdictR\004gate\"\202\001\n\014StageTimings\022\037\n\013" +
+      "classify_ms\030\001 \001(\001R\nclassifyMs\022\027\n\007plan_ms" +
+      "\030\002 \001(\001R\006planMs\022\035\n\nexecute_ms\030\003 \001(\001R\texec" +
+      "uteMs\022\031\n\010total_ms\030\004 \001(\001R\007totalMs\"\344\001\n\rCas" +
+      "cadeDetail\022\037\n\013tiers_tried\030\001 \003(\tR\ntiersTr" +
+      "ied\022+\n\021escalation_reason\030\002 \001(\tR\020escalati" +
+      "onReason\022&\n\017wasted_cost_usd\030\003 \001(\001R\rwaste" +
+      "dCostUsd\0222\n\025route_escalation_rate\030\004 \001(\001R" +
+      "\023routeEscalationRate\022)\n\020deadline_limited" +
+      "\030\005 \001(\010R\017deadlineLimited\"\311\001\n\017CandidateAns" +
+      "wer\022\024\n\005model\030\001 \001(\tR\005model\022\036\n\nnormalized\030" +
+      "\002 \001(\tR\nnormalized\022\024\n\005group\030\003 \001(\005R\005group\022" +
+      "\026\n\006weight\030\004 \001(\001R\006weight\022\034\n\tcancelled\030\005 \001" +
+      "(\010R\tcancelled\022$\n\013judge_score\030\006 \001(\001H\000R\nju" +
+      "dgeScore\210\001\001B\016\n\014_judge_score\"[\n\tVoteGroup" +
+      "\022\036\n\nnormalized\030\001 \001(\tR\nnormalized\022\026\n\006weig" +
+      "ht\030\002 \001(\001R\006weight\022\026\n\006models\030\003 \003(\tR\006models" +
+      "\"\311\001\n\013JudgeDetail\022\024\n\005model\030\001 \001(\tR\005model\022\022" +
+      "\n\004seed\030\002 \001(\004R\004seed\022\'\n\017presented_order\030\003 " +
+      "\003(\tR\016presentedOrder\022\034\n\trationale\030\004 \001(\tR\t" +
+      "rationale\022\'\n\017fallback_reason\030\005 \001(\tR\016fall" +
+      "backReason\022 \n\013synthesized\030\006 \001(\010R\013synthes" +
+      "ized\"\322\002\n\017ConsensusDetail\022:\n\007answers\030\001 \003(" +
+      "\0132 .quorum.route.v1.CandidateAnswerR\007ans" +
+      "wers\0222\n\006groups\030\002 \003(\0132\032.quorum.route.v1.V" +
+      "oteGroupR\006groups\022!\n\014winner_group\030\003 \001(\005R\013" +
+      "winnerGroup\022\034\n\tagreement\030\004 \001(\001R\tagreemen" +
+      "t\022\035\n\nearly_exit\030\005 \001(\010R\tearlyExit\022\036\n\nnorm" +
+      "alizer\030\006 \001(\tR\nnormalizer\0222\n\005judge\030\007 \001(\0132" +
+      "\034.quorum.route.v1.JudgeDetailR\005judge\022\033\n\t" +
+      "tie_break\030\010 \001(\tR\010tieBreak\"\340\006\n\rRouteRespo" +
+      "nse\022\035\n\nrequest_id\030\001 \001(\tR\trequestId\022\030\n\007co" +
+      "ntent\030\002 \001(\tR\007content\0228\n\ntool_calls\030\003 \003(\013" +
+      "2\031.quorum.route.v1.ToolCallR\ttoolCalls\022#" +
+      "\n\rfinish_reason\030\004 \001(\tR\014finishReason\022\024\n\005m" +
+      "odel\030\005 \001(\tR\005model\022\032\n\010provider\030\006 \001(\tR\010pro" +
+      "vider\0225\n\010strategy\030\007 \001(\0162\031.quorum.route.v" +
+      "1.StrategyR\010strategy\022G\n\016classification\030\010" +
+      " \001(\0132\037.quorum.route.v1.ClassificationR\016c" +
+      "lassification\0222\n\004plan\030\t \001(\0132\036.quorum.rou" +
+      "te.v1.ExecutionPlanR\004plan\0224\n\010attempts\030\n " +
+      "\003(\0132\030.quorum.route.v1.AttemptR\010attempts\022" +
+      ",\n\005usage\030\013 \001(\0132\026.quorum.route.v1.UsageR\005" +
+      "usage\022\031\n\010cost_usd\030\014 \001(\001R\007costUsd\022*\n\021base" +
+      "line_cost_usd\030\r \001(\001R\017baselineCostUsd\022%\n\016" +
+      "baseline_model\030\016 \001(\tR\rbaselineModel\0227\n\007t" +
+      "imings\030\017 \001(\0132\035.quorum.route.v1.StageTimi" +
+      "ngsR\007timings\0228\n\007cascade\030\020 \001(\0132\036.quorum.r" +
+      "oute.v1.CascadeDetailR\007cascade\022>\n\tconsen" +
+      "sus\030\021 \001(\0132 .quorum.route.v1.ConsensusDet" +
+      "ailR\tconsensus\022\026\n\006cached\030\022 \001(\010R\006cached\022\026" +
+      "\n\006guards\030\023 \003(\tR\006guards\022\034\n\tsimulated\030\024 \001(" +
+      "\010R\tsimulated\"\353\001\n\014RouteRequest\022\035\n\nrequest" +
+      "_id\030\001 \001(\tR\trequestId\0224\n\010messages\030\002 \003(\0132\030" +
+      ".quorum.route.v1.MessageR\010messages\0229\n\006pa" +
+      "rams\030\003 \001(\0132!.quorum.route.v1.GenerationP" +
+      "aramsR\006params\0223\n\005hints\030\004 \001(\0132\035.quorum.ro" +
+      "ute.v1.RoutingHintsR\005hints\022\026\n\006tenant\030\005 \001" +
+      "(\tR\006tenant\"y\n\rFailureDetail\0224\n\010attempts\030" +
+      "\001 \003(\0132\030.quorum.route.v1.AttemptR\010attempt" +
+      "s\0222\n\004plan\030\002 \001(\0132\036.quorum.route.v1.Execut" +
+      "ionPlanR\004plan\"\210\004\n\tModelInfo\022\022\n\004name\030\001 \001(" +
+      "\tR\004name\022\032\n\010provider\030\002 \001(\tR\010provider\022#\n\rp" +
+      "rovider_kind\030\003 \001(\tR\014providerKind\022%\n\016prov" +
+      "ider_model\030\004 \001(\tR\rproviderModel\022\022\n\004tier\030" +
+      "\005 \001(\tR\004tier\022+\n\022input_usd_per_mtok\030\006 \001(\001R" +
+      "\017inputUsdPerMtok\022-\n\023output_usd_per_mtok\030" +
+      "\007 \001(\001R\020outputUsdPerMtok\022%\n\016context_windo" +
+      "w\030\010 \001(\rR\rcontextWindow\022?\n\014capabilities\030\t" +
+      " \003(\0162\033.quorum.route.v1.CapabilityR\014capab" +
+      "ilities\022E\n\017max_sensitivity\030\n \001(\0162\034.quoru" +
+      "m.route.v1.SensitivityR\016maxSensitivity\022\034" +
+      "\n\tsimulated\030\013 \001(\010R\tsimulated\022B\n\rbreaker_" +
+      "state\030\014 \001(\0162\035.quorum.route.v1.BreakerSta" +
+      "teR\014breakerState*_\n\004Role\022\024\n\020ROLE_UNSPECI" +
+      "FIED\020\000\022\017\n\013ROLE_SYSTEM\020\001\022\r\n\tROLE_USER\020\002\022\022" +
+      "\n\016ROLE_ASSISTANT\020\003\022\r\n\tROLE_TOOL\020\004*\242\001\n\016To" +
+      "olChoiceMode\022 \n\034TOOL_CHOICE_MODE_UNSPECI" +
+      "FIED\020\000\022\031\n\025TOOL_CHOICE_MODE_AUTO\020\001\022\031\n\025TOO" +
+      "L_CHOICE_MODE_NONE\020\002\022\035\n\031TOOL_CHOICE_MODE" +
+      "_REQUIRED\020\003\022\031\n\025TOOL_CHOICE_MODE_TOOL\020\004*\245" +
+      "\001\n\022ResponseFormatType\022$\n RESPONSE_FORMAT" +
+      "_TYPE_UNSPECIFIED\020\000\022\035\n\031RESPONSE_FORMAT_T" +
+      "YPE_TEXT\020\001\022$\n RESPONSE_FORMAT_TYPE_JSON_" +
+      "OBJECT\020\002\022$\n RESPONSE_FORMAT_TYPE_JSON_SC" +
+      "HEMA\020\003*\241\001\n\010Strategy\022\030\n\024STRATEGY_UNSPECIF" +
+      "IED\020\000\022\021\n\rSTRATEGY_AUTO\020\001\022\023\n\017STRATEGY_SIN" +
+      "GLE\020\002\022\024\n\020STRATEGY_CASCADE\020\003\022\037\n\033STRATEGY_" +
+      "CONSENSUS_MAJORITY\020\004\022\034\n\030STRATEGY_CONSENS" +
+      "US_JUDGE\020\005*z\n\010Priority\022\030\n\024PRIORITY_UNSPE" +
+      "CIFIED\020\000\022\024\n\020PRIORITY_LATENCY\020\001\022\025\n\021PRIORI" +
+      "TY_BALANCED\020\002\022\024\n\020PRIORITY_QUALITY\020\003\022\021\n\rP" +
+      "RIORITY_COST\020\004*\276\001\n\nCapability\022\032\n\026CAPABIL" +
+      "ITY_UNSPECIFIED\020\000\022\024\n\020CAPABILITY_TOOLS\020\001\022" +
+      "\025\n\021CAPABILITY_VISION\020\002\022\030\n\024CAPABILITY_JSO" +
+      "N_MODE\020\003\022\032\n\026CAPABILITY_JSON_SCHEMA\020\004\022\030\n\024" +
+      "CAPABILITY_STREAMING\020\005\022\027\n\023CAPABILITY_LOG" +
+      "PROBS\020\006*x\n\013Sensitivity\022\033\n\027SENSITIVITY_UN" +
+      "SPECIFIED\020\000\022\026\n\022SENSITIVITY_PUBLIC\020\001\022\030\n\024S" +
+      "ENSITIVITY_INTERNAL\020\002\022\032\n\026SENSITIVITY_RES" +
+      "TRICTED\020\003*h\n\nDifficulty\022\032\n\026DIFFICULTY_UN" +
+      "SPECIFIED\020\000\022\022\n\016DIFFICULTY_LOW\020\001\022\025\n\021DIFFI" +
+      "CULTY_MEDIUM\020\002\022\023\n\017DIFFICULTY_HIGH\020\003*\234\001\n\014" +
+      "BreakerState\022\035\n\031BREAKER_STATE_UNSPECIFIE" +
+      "D\020\000\022\030\n\024BREAKER_STATE_CLOSED\020\001\022\026\n\022BREAKER" +
+      "_STATE_OPEN\020\002\022\033\n\027BREAKER_STATE_HALF_OPEN" +
+      "\020\003\022\036\n\032BREAKER_STATE_COOLING_DOWN\020\004*\344\001\n\016A" +
+      "ttemptOutcome\022\037\n\033ATTEMPT_OUTCOME_UNSPECI" +
+      "FIED\020\000\022\035\n\031ATTEMPT_OUTCOME_SUCCEEDED\020\001\022\032\n" +
+      "\026ATTEMPT_OUTCOME_FAILED\020\002\022\033\n\027ATTEMPT_OUT" +
+      "COME_SKIPPED\020\003\022\034\n\030ATTEMPT_OUTCOME_REJECT" +
+      "ED\020\004\022\035\n\031ATTEMPT_OUTCOME_CANCELLED\020\005\022\034\n\030A" +
+      "TTEMPT_OUTCOME_OUTVOTED\020\006B\307\001\n\023dev.quorum" +
+      ".route.v1B\nTypesProtoP\001ZFgithub.com/quor" +
+      "um-router/quorum/clients/go/gen/quorum/r" +
+      "oute/v1;routev1\242\002\003QRX\252\002\017Quorum.Route.V1\312" +
+      "\002\017Quorum\\Route\\V1\342\002\033Quorum\\Route\\V1\\GPBM" +
+      "etadata\352\002\021Quorum::Route::V1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -400,134 +413,140 @@ public final class TypesProto extends com.google.protobuf.GeneratedFile {
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_Tool_descriptor,
         new java.lang.String[] { "Name", "Description", "ParametersJson", });
-    internal_static_quorum_route_v1_ResponseFormat_descriptor =
+    internal_static_quorum_route_v1_ToolChoice_descriptor =
       getDescriptor().getMessageType(5);
+    internal_static_quorum_route_v1_ToolChoice_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_quorum_route_v1_ToolChoice_descriptor,
+        new java.lang.String[] { "Mode", "ToolName", });
+    internal_static_quorum_route_v1_ResponseFormat_descriptor =
+      getDescriptor().getMessageType(6);
     internal_static_quorum_route_v1_ResponseFormat_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_ResponseFormat_descriptor,
         new java.lang.String[] { "Type", "JsonSchema", "SchemaName", });
     internal_static_quorum_route_v1_GenerationParams_descriptor =
-      getDescriptor().getMessageType(6);
+      getDescriptor().getMessageType(7);
     internal_static_quorum_route_v1_GenerationParams_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_GenerationParams_descriptor,
-        new java.lang.String[] { "MaxTokens", "Temperature", "TopP", "Stop", "ResponseFormat", "Tools", "Logprobs", });
+        new java.lang.String[] { "MaxTokens", "Temperature", "TopP", "Stop", "ResponseFormat", "Tools", "Logprobs", "ToolChoice", });
     internal_static_quorum_route_v1_RoutingHints_descriptor =
-      getDescriptor().getMessageType(7);
+      getDescriptor().getMessageType(8);
     internal_static_quorum_route_v1_RoutingHints_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_RoutingHints_descriptor,
         new java.lang.String[] { "Strategy", "Priority", "Task", "Agent", "UseCase", "RequiredCapabilities", "MaxCostUsd", "Model", "Tier", "Sensitivity", "Critical", "ConsensusSize", "AllowCache", });
     internal_static_quorum_route_v1_Classification_descriptor =
-      getDescriptor().getMessageType(8);
+      getDescriptor().getMessageType(9);
     internal_static_quorum_route_v1_Classification_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_Classification_descriptor,
         new java.lang.String[] { "Task", "Difficulty", "Confidence", "Agent", "Classifier", "Signals", });
     internal_static_quorum_route_v1_Usage_descriptor =
-      getDescriptor().getMessageType(9);
+      getDescriptor().getMessageType(10);
     internal_static_quorum_route_v1_Usage_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_Usage_descriptor,
         new java.lang.String[] { "InputTokens", "OutputTokens", });
     internal_static_quorum_route_v1_Candidate_descriptor =
-      getDescriptor().getMessageType(10);
+      getDescriptor().getMessageType(11);
     internal_static_quorum_route_v1_Candidate_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_Candidate_descriptor,
         new java.lang.String[] { "Model", "Provider", "Tier", "EstimatedCostUsd", "BreakerState", "Weight", "Note", });
     internal_static_quorum_route_v1_PlanStage_descriptor =
-      getDescriptor().getMessageType(11);
+      getDescriptor().getMessageType(12);
     internal_static_quorum_route_v1_PlanStage_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_PlanStage_descriptor,
         new java.lang.String[] { "Role", "Candidates", "Note", });
     internal_static_quorum_route_v1_Reason_descriptor =
-      getDescriptor().getMessageType(12);
+      getDescriptor().getMessageType(13);
     internal_static_quorum_route_v1_Reason_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_Reason_descriptor,
         new java.lang.String[] { "Code", "Message", });
     internal_static_quorum_route_v1_ExecutionPlan_descriptor =
-      getDescriptor().getMessageType(13);
+      getDescriptor().getMessageType(14);
     internal_static_quorum_route_v1_ExecutionPlan_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_ExecutionPlan_descriptor,
         new java.lang.String[] { "Strategy", "Stages", "EstimatedCostMinUsd", "EstimatedCostMaxUsd", "Reasons", "MaxUpstreamCalls", });
     internal_static_quorum_route_v1_GateCheck_descriptor =
-      getDescriptor().getMessageType(14);
+      getDescriptor().getMessageType(15);
     internal_static_quorum_route_v1_GateCheck_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_GateCheck_descriptor,
         new java.lang.String[] { "Name", "Passed", "Reason", });
     internal_static_quorum_route_v1_GateVerdict_descriptor =
-      getDescriptor().getMessageType(15);
+      getDescriptor().getMessageType(16);
     internal_static_quorum_route_v1_GateVerdict_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_GateVerdict_descriptor,
         new java.lang.String[] { "Passed", "Checks", });
     internal_static_quorum_route_v1_Attempt_descriptor =
-      getDescriptor().getMessageType(16);
+      getDescriptor().getMessageType(17);
     internal_static_quorum_route_v1_Attempt_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_Attempt_descriptor,
         new java.lang.String[] { "Model", "Provider", "Tier", "Role", "Outcome", "Reason", "ErrorReason", "LatencyMs", "Usage", "CostUsd", "StartedMs", "Gate", });
     internal_static_quorum_route_v1_StageTimings_descriptor =
-      getDescriptor().getMessageType(17);
+      getDescriptor().getMessageType(18);
     internal_static_quorum_route_v1_StageTimings_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_StageTimings_descriptor,
         new java.lang.String[] { "ClassifyMs", "PlanMs", "ExecuteMs", "TotalMs", });
     internal_static_quorum_route_v1_CascadeDetail_descriptor =
-      getDescriptor().getMessageType(18);
+      getDescriptor().getMessageType(19);
     internal_static_quorum_route_v1_CascadeDetail_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_CascadeDetail_descriptor,
         new java.lang.String[] { "TiersTried", "EscalationReason", "WastedCostUsd", "RouteEscalationRate", "DeadlineLimited", });
     internal_static_quorum_route_v1_CandidateAnswer_descriptor =
-      getDescriptor().getMessageType(19);
+      getDescriptor().getMessageType(20);
     internal_static_quorum_route_v1_CandidateAnswer_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_CandidateAnswer_descriptor,
         new java.lang.String[] { "Model", "Normalized", "Group", "Weight", "Cancelled", "JudgeScore", });
     internal_static_quorum_route_v1_VoteGroup_descriptor =
-      getDescriptor().getMessageType(20);
+      getDescriptor().getMessageType(21);
     internal_static_quorum_route_v1_VoteGroup_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_VoteGroup_descriptor,
         new java.lang.String[] { "Normalized", "Weight", "Models", });
     internal_static_quorum_route_v1_JudgeDetail_descriptor =
-      getDescriptor().getMessageType(21);
+      getDescriptor().getMessageType(22);
     internal_static_quorum_route_v1_JudgeDetail_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_JudgeDetail_descriptor,
         new java.lang.String[] { "Model", "Seed", "PresentedOrder", "Rationale", "FallbackReason", "Synthesized", });
     internal_static_quorum_route_v1_ConsensusDetail_descriptor =
-      getDescriptor().getMessageType(22);
+      getDescriptor().getMessageType(23);
     internal_static_quorum_route_v1_ConsensusDetail_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_ConsensusDetail_descriptor,
         new java.lang.String[] { "Answers", "Groups", "WinnerGroup", "Agreement", "EarlyExit", "Normalizer", "Judge", "TieBreak", });
     internal_static_quorum_route_v1_RouteResponse_descriptor =
-      getDescriptor().getMessageType(23);
+      getDescriptor().getMessageType(24);
     internal_static_quorum_route_v1_RouteResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_RouteResponse_descriptor,
         new java.lang.String[] { "RequestId", "Content", "ToolCalls", "FinishReason", "Model", "Provider", "Strategy", "Classification", "Plan", "Attempts", "Usage", "CostUsd", "BaselineCostUsd", "BaselineModel", "Timings", "Cascade", "Consensus", "Cached", "Guards", "Simulated", });
     internal_static_quorum_route_v1_RouteRequest_descriptor =
-      getDescriptor().getMessageType(24);
+      getDescriptor().getMessageType(25);
     internal_static_quorum_route_v1_RouteRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_RouteRequest_descriptor,
         new java.lang.String[] { "RequestId", "Messages", "Params", "Hints", "Tenant", });
     internal_static_quorum_route_v1_FailureDetail_descriptor =
-      getDescriptor().getMessageType(25);
+      getDescriptor().getMessageType(26);
     internal_static_quorum_route_v1_FailureDetail_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_FailureDetail_descriptor,
         new java.lang.String[] { "Attempts", "Plan", });
     internal_static_quorum_route_v1_ModelInfo_descriptor =
-      getDescriptor().getMessageType(26);
+      getDescriptor().getMessageType(27);
     internal_static_quorum_route_v1_ModelInfo_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_ModelInfo_descriptor,

@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import grpc
+import pytest
 
 from quorum.client import QuorumError
 from quorum.route.v1 import types_pb2 as pb
@@ -127,8 +128,12 @@ async def test_hedged_request_answers_from_the_next_candidate_and_cancels_the_sl
     assert isinstance(r, pb.RouteResponse) and r.model == "backup"
     assert elapsed < 0.6
     assert [(a.model, a.role) for a in r.attempts] == [("backup", "hedge"), ("primary", "primary")]
-    assert r.attempts[1].outcome == pb.ATTEMPT_OUTCOME_CANCELLED
+    loser = r.attempts[1]
+    assert loser.outcome == pb.ATTEMPT_OUTCOME_CANCELLED
     assert oa.server.stats.client_disconnects == 1  # the loser's upstream call was cancelled
+    # ...but it was sent: its prompt is in the account, as the provider may bill it
+    assert loser.usage.input_tokens > 0 and loser.cost_usd > 0
+    assert r.cost_usd == pytest.approx(r.attempts[0].cost_usd + loser.cost_usd)
 
 
 async def test_limits_shed_to_the_next_provider_then_resource_exhausted(

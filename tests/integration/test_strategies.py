@@ -243,8 +243,12 @@ async def test_majority_exits_early_and_closes_the_cancelled_upstream_call(
     assert answers["upstream"].cancelled and answers["upstream"].group == -1
     assert not answers["flash"].cancelled and answers["flash"].normalized == "391"
     cancelled = next(a for a in r.attempts if a.model == "upstream")
-    assert cancelled.outcome == pb.ATTEMPT_OUTCOME_CANCELLED and cancelled.cost_usd == 0
+    assert cancelled.outcome == pb.ATTEMPT_OUTCOME_CANCELLED
     assert "already decided" in cancelled.reason
+    # The provider had the prompt and may bill it: its estimated input is counted, and paid.
+    assert cancelled.usage.input_tokens > 0 and cancelled.usage.output_tokens == 0
+    assert cancelled.cost_usd > 0
+    assert r.cost_usd == pytest.approx(sum(a.cost_usd for a in r.attempts))
 
 
 async def test_majority_outvotes_and_breaks_ties_by_capability() -> None:

@@ -134,6 +134,33 @@ def skipped(
     )
 
 
+def cut_off(
+    ctx: ExecutionContext,
+    request: RouteRequest,
+    candidate: Candidate,
+    role: str,
+    started_ms: float,
+    why: str,
+) -> Attempt:
+    """A call cancelled while it was out (a hedge that lost, a voter no longer needed,
+    a tier cut short by the deadline). The provider has had the prompt and may bill it
+    whole, so the account never says it was free: it counts the prompt's estimated input
+    tokens and their cost, a lower bound."""
+    used = Usage(prompt_tokens(request), 0)
+    return Attempt(
+        model=candidate.model,
+        provider=candidate.provider,
+        tier=candidate.tier,
+        role=role,
+        outcome=AttemptOutcome.CANCELLED,
+        reason=f"{why}; its prompt is counted, estimated, as the provider may bill it",
+        latency_ms=ctx.elapsed_ms() - started_ms,
+        usage=used,
+        cost_usd=ctx.catalog.models[candidate.model].cost(used),
+        started_ms=started_ms,
+    )
+
+
 def skip_kind(error: ProviderError | None) -> str:
     """Why nothing was sent: ``open``/``half_open``/``cooling_down`` (breaker), a limit
     name, or ``""`` when the request did go upstream."""
@@ -182,10 +209,14 @@ def _implicit(spec: ModelSpec) -> tuple[Deployment, ...]:
     )
 
 
+def prompt_tokens(request: RouteRequest) -> int:
+    """The request's input tokens, estimated from its text."""
+    return sum(count_tokens(m.text) + 4 for m in request.messages)
+
+
 def estimate_tokens(request: RouteRequest) -> int:
     """Tokens a call may use, for a tokens-per-minute limit (corrected after the call)."""
-    output = request.params.max_tokens or DEFAULT_OUTPUT_TOKENS
-    return sum(count_tokens(m.text) + 4 for m in request.messages) + output
+    return prompt_tokens(request) + (request.params.max_tokens or DEFAULT_OUTPUT_TOKENS)
 
 
 async def acquire_permit(

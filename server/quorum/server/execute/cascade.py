@@ -37,7 +37,13 @@ from quorum.server.domain import (
     PlanStage,
     RouteRequest,
 )
-from quorum.server.execute.calls import MIN_ATTEMPT_S, CallResult, ExecutionContext, call_model
+from quorum.server.execute.calls import (
+    MIN_ATTEMPT_S,
+    CallResult,
+    ExecutionContext,
+    call_model,
+    cut_off,
+)
 from quorum.server.execute.events import Escalated, GateEvaluated
 from quorum.server.execute.gate import GatePolicy, Verifier, evaluate, failure_summary, usable
 from quorum.server.execute.single import deadline_exceeded, no_answer
@@ -116,18 +122,8 @@ async def _call_tier(
             async with asyncio.timeout(limit):
                 result = await call_model(ctx, call_request, candidate, "tier")
         except TimeoutError:
-            attempts.append(
-                Attempt(
-                    model=candidate.model,
-                    provider=candidate.provider,
-                    tier=candidate.tier,
-                    role="tier",
-                    outcome=AttemptOutcome.CANCELLED,
-                    reason="cancelled: the deadline is near, an answer is in hand",
-                    latency_ms=ctx.elapsed_ms() - started_ms,
-                    started_ms=started_ms,
-                )
-            )
+            why = "cancelled: the deadline is near, an answer is in hand"
+            attempts.append(cut_off(ctx, call_request, candidate, "tier", started_ms, why))
             return None
         attempts.extend(result.attempts)
         if result.completion is not None:

@@ -7,9 +7,10 @@ and grouped; each vote carries its candidate's weight.
 
 *Majority*: as soon as the leading group cannot be caught by the weight still
 outstanding (:func:`vote.decided`), the remaining calls are cancelled — the HTTP
-adapters close their upstream connections — and recorded as CANCELLED (costing nothing:
-no usage came back). A tie goes to the group holding the most capable model's answer,
-or to the judge when ``tie_break: judge``.
+adapters close their upstream connections — and recorded as CANCELLED, charged their
+prompt's estimated cost (the provider may bill a call that was cut off). A tie goes
+to the group holding the most capable model's answer, or to the judge when
+``tie_break: judge``.
 
 *Judge*: every answer is awaited (leaving the judge its observed p95, or its timeout),
 then shown to the judge anonymised and shuffled (:mod:`quorum.server.execute.judge`).

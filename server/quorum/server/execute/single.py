@@ -21,7 +21,6 @@ import contextlib
 
 from quorum.server.domain import (
     Attempt,
-    AttemptOutcome,
     Candidate,
     ExecutionPlan,
     ExecutionResult,
@@ -42,6 +41,7 @@ from quorum.server.execute.calls import (
     CallResult,
     ExecutionContext,
     call_model,
+    cut_off,
     retry_after_hint,
     skip_kind,
     skipped,
@@ -128,19 +128,9 @@ async def _hedged(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             candidate, role, started_ms = tasks[task]
-            attempts.append(
-                Attempt(
-                    model=candidate.model,
-                    provider=candidate.provider,
-                    tier=candidate.tier,
-                    role=role,
-                    outcome=AttemptOutcome.CANCELLED,
-                    reason=f"cancelled: {winner.spec.name if winner else 'another call'} "
-                    "answered first",
-                    latency_ms=ctx.elapsed_ms() - started_ms,
-                    started_ms=started_ms,
-                )
-            )
+            answered = winner.spec.name if winner else "another call"
+            why = f"cancelled: {answered} answered first"
+            attempts.append(cut_off(ctx, request, candidate, role, started_ms, why))
         return winner, finished, True
     finally:
         for task in tasks:

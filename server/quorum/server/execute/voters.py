@@ -5,7 +5,8 @@ arrive: each is gated for the basics (:func:`~quorum.server.execute.gate.usable`
 one that fails abstains — then normalised into a ballot. With early exit it stops as
 soon as the leading group cannot be caught by the weight still outstanding, cancels the
 remaining calls (the HTTP adapters close their upstream connections) and records them
-as CANCELLED attempts, costing nothing since no usage came back.
+as CANCELLED attempts, charged their prompt's estimated cost: the provider may bill a
+call that was cut off.
 
 :func:`account` then marks every answered attempt by how the vote used it.
 """
@@ -31,7 +32,13 @@ from quorum.server.domain import (
     VoteGroup,
 )
 from quorum.server.errors import ExecutionFailed
-from quorum.server.execute.calls import MIN_ATTEMPT_S, CallResult, ExecutionContext, call_model
+from quorum.server.execute.calls import (
+    MIN_ATTEMPT_S,
+    CallResult,
+    ExecutionContext,
+    call_model,
+    cut_off,
+)
 from quorum.server.execute.events import Voted
 from quorum.server.execute.gate import GatePolicy, evaluate, failure_summary, usable
 from quorum.server.execute.normalize import normalize, resolve
@@ -184,7 +191,8 @@ async def gather(
                 result = await task
             except asyncio.CancelledError:
                 voter.cancelled = True
-                voter.attempts.append(unsent(ctx, voter, AttemptOutcome.CANCELLED, why))
+                c = voter.candidate
+                voter.attempts.append(cut_off(ctx, request, c, "voter", voter.started_ms, why))
             else:  # it answered before the cancellation landed: count it
                 receive(ctx, request, runtime, round_, voter, result)
     return round_

@@ -324,7 +324,9 @@ class _AttemptOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Attemp
     ATTEMPT_OUTCOME_REJECTED: _AttemptOutcome.ValueType  # 4
     """Answered, but the quality gate rejected the answer."""
     ATTEMPT_OUTCOME_CANCELLED: _AttemptOutcome.ValueType  # 5
-    """Cancelled because the result was already decided."""
+    """Cancelled while out: the result was already decided, or the deadline was near. Its
+    usage and cost are its prompt's, estimated, since the provider may bill it.
+    """
     ATTEMPT_OUTCOME_OUTVOTED: _AttemptOutcome.ValueType  # 6
     """Answered; the answer was not the one returned (a losing vote)."""
 
@@ -342,7 +344,9 @@ ATTEMPT_OUTCOME_SKIPPED: AttemptOutcome.ValueType  # 3
 ATTEMPT_OUTCOME_REJECTED: AttemptOutcome.ValueType  # 4
 """Answered, but the quality gate rejected the answer."""
 ATTEMPT_OUTCOME_CANCELLED: AttemptOutcome.ValueType  # 5
-"""Cancelled because the result was already decided."""
+"""Cancelled while out: the result was already decided, or the deadline was near. Its
+usage and cost are its prompt's, estimated, since the provider may bill it.
+"""
 ATTEMPT_OUTCOME_OUTVOTED: AttemptOutcome.ValueType  # 6
 """Answered; the answer was not the one returned (a losing vote)."""
 Global___AttemptOutcome: _TypeAlias = AttemptOutcome  # noqa: Y015

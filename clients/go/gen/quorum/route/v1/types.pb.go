@@ -584,7 +584,8 @@ const (
 	AttemptOutcome_ATTEMPT_OUTCOME_SKIPPED AttemptOutcome = 3
 	// Answered, but the quality gate rejected the answer.
 	AttemptOutcome_ATTEMPT_OUTCOME_REJECTED AttemptOutcome = 4
-	// Cancelled because the result was already decided.
+	// Cancelled while out: the result was already decided, or the deadline was near. Its
+	// usage and cost are its prompt's, estimated, since the provider may bill it.
 	AttemptOutcome_ATTEMPT_OUTCOME_CANCELLED AttemptOutcome = 5
 	// Answered; the answer was not the one returned (a losing vote).
 	AttemptOutcome_ATTEMPT_OUTCOME_OUTVOTED AttemptOutcome = 6

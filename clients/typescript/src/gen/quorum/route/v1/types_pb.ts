@@ -1987,7 +1987,8 @@ export enum AttemptOutcome {
   REJECTED = 4,
 
   /**
-   * Cancelled because the result was already decided.
+   * Cancelled while out: the result was already decided, or the deadline was near. Its
+   * usage and cost are its prompt's, estimated, since the provider may bill it.
    *
    * @generated from enum value: ATTEMPT_OUTCOME_CANCELLED = 5;
    */

@@ -57,7 +57,8 @@ public enum AttemptOutcome
   ATTEMPT_OUTCOME_REJECTED(4),
   /**
    * <pre>
-   * Cancelled because the result was already decided.
+   * Cancelled while out: the result was already decided, or the deadline was near. Its
+   * usage and cost are its prompt's, estimated, since the provider may bill it.
    * </pre>
    *
    * <code>ATTEMPT_OUTCOME_CANCELLED = 5;</code>
@@ -125,7 +126,8 @@ public enum AttemptOutcome
   public static final int ATTEMPT_OUTCOME_REJECTED_VALUE = 4;
   /**
    * <pre>
-   * Cancelled because the result was already decided.
+   * Cancelled while out: the result was already decided, or the deadline was near. Its
+   * usage and cost are its prompt's, estimated, since the provider may bill it.
    * </pre>
    *
    * <code>ATTEMPT_OUTCOME_CANCELLED = 5;</code>

@@ -347,10 +347,6 @@ def serve(**options: Any) -> contextlib.AbstractAsyncContextManager[common.Runni
     return common.serve(VENDOR, **options)
 
 
-if __name__ == "__main__":
-    common.main(VENDOR)
-
-
 def _function_calling(parsed: Parsed, config: Any) -> None:
     """Read ``toolConfig.functionCallingConfig``: AUTO, ANY (optionally limited to
     ``allowedFunctionNames``), NONE."""
@@ -374,3 +370,7 @@ def _function_calling(parsed: Parsed, config: Any) -> None:
             parsed.forced_tool = str(allowed[0])
     elif mode == "NONE":
         parsed.tool_choice = "none"
+
+
+if __name__ == "__main__":
+    common.main(VENDOR)

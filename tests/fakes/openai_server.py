@@ -322,10 +322,6 @@ def serve(**options: Any) -> contextlib.AbstractAsyncContextManager[common.Runni
     return common.serve(VENDOR, **options)
 
 
-if __name__ == "__main__":
-    common.main(VENDOR)
-
-
 def _tool_choice(parsed: Parsed, choice: Any) -> None:
     """Read ``tool_choice`` as the API does: a mode string or a named function."""
     if choice is None:
@@ -345,3 +341,7 @@ def _tool_choice(parsed: Parsed, choice: Any) -> None:
     if name not in parsed.tools:
         raise BadRequest(f"Invalid value for 'tool_choice': no function named {name!r} in 'tools'.")
     parsed.forced_tool = str(name)
+
+
+if __name__ == "__main__":
+    common.main(VENDOR)

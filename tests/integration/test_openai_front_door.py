@@ -709,15 +709,19 @@ async def test_stream_broken_mid_way_ends_with_an_error_event(
     assert last["error"]["type"] == "server_error"  # an error event, and no [DONE]
 
 
-async def test_restart_on_another_model_is_not_spliced(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_broken_stream_is_not_restarted_on_another_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("FAKE_OPENAI_KEY", "sk-test")
     async with openai_server.serve() as fake:
         data = upstream_config(fake.base_url, "drop-mid-stream", "ok")
         async with front_door(data) as (running, _):
             text, last = await _raw_stream(_base_url(running), "up-0")
+        requests = fake.server.stats.requests
     assert OK_TEXT.startswith(text) and text != OK_TEXT  # the first model's prefix only
     assert last["error"]["code"] == "stream_interrupted"
-    assert "restarted on up-1" in last["error"]["message"]
+    assert "cannot restart" in last["error"]["message"]
+    assert requests == 1  # up-1, next in line, was never called (nor paid for)
 
 
 # --- models --------------------------------------------------------------------------------

@@ -189,11 +189,13 @@ class Router:
         *,
         timeout_s: float | None = None,
         sink: EventSink = NULL_SINK,
+        restart_streams: bool = True,
     ) -> RouteResult:
         """Route ``request``; ``timeout_s`` is the time left before the caller's deadline.
 
         Events (the plan, attempts, chunks, gate verdicts, ...) go to ``sink`` as they
-        happen; with a sink, the single strategy streams from the provider.
+        happen; with a sink, the single strategy streams from the provider, and a stream
+        broken mid-way restarts on the next model only with ``restart_streams``.
         """
         t0 = time.monotonic()
         limit = self.config.server.default_deadline_s
@@ -221,6 +223,7 @@ class Router:
             max_upstream_calls=decided.max_upstream_calls,
             sink=sink,
             resilience=self.resilience,
+            restart_streams=restart_streams,
         )
         async with self.guardrails.execution(scope, decided, deadline) as run:
             result = run.done(await self._run(ctx, request, decided, classification))
@@ -260,7 +263,11 @@ class Router:
     # ---- streaming --------------------------------------------------------------------
 
     async def route_stream(
-        self, request: RouteRequest, *, timeout_s: float | None = None
+        self,
+        request: RouteRequest,
+        *,
+        timeout_s: float | None = None,
+        restart_streams: bool = True,
     ) -> AsyncIterator[Event | RouteResult]:
         """Route ``request`` as a stream of events, the plan first and the full account
         (a :class:`RouteResult`) last.
@@ -269,10 +276,15 @@ class Router:
         event; later ones after the events that preceded them. An answer that was not
         streamed live (cascade, consensus, a cached answer) is sent as chunks just
         before the account. Closing the iterator cancels the work and its upstream calls.
+        Without ``restart_streams`` a stream broken mid-way ends with its error instead
+        of restarting on the next model (which would call, and pay for, that model).
         """
         events = EventQueue()
         planned = streamed = False
-        async for item in forward(self.route(request, timeout_s=timeout_s, sink=events), events):
+        work = self.route(
+            request, timeout_s=timeout_s, sink=events, restart_streams=restart_streams
+        )
+        async for item in forward(work, events):
             if isinstance(item, PlanMade):
                 planned = True
             elif isinstance(item, Chunk):

@@ -84,6 +84,9 @@ class ExecutionContext:
     started: float = field(default=0.0)
     calls_made: int = 0
     resilience: Resilience = field(default_factory=Resilience)
+    # A stream broken mid-way may restart on the next model (if the model allows it);
+    # off for callers that cannot take a restarted answer (the OpenAI front door).
+    restart_streams: bool = True
 
     def __post_init__(self) -> None:
         if not self.started:

@@ -8,8 +8,9 @@ silently: the attempt is recorded and the next candidate announces itself with i
 ``AttemptStarted``. A stream that breaks after chunks were sent is never truncated
 silently: with the model's ``stream_failover: restart`` the next candidate that opens
 restarts the answer, preceded by a :class:`~quorum.server.execute.events.FellBack` that
-carries how many characters to discard; otherwise (or when no candidate is left) the
-run fails with reason ``STREAM_INTERRUPTED`` and the stream ends with an error event.
+carries how many characters to discard; otherwise (or when no candidate is left, or the
+caller cannot take a restarted answer: ``restart_streams`` off) the run fails with
+reason ``STREAM_INTERRUPTED`` and the stream ends with an error event.
 
 Other strategies stream through :func:`forward`: their unary executor runs with a sink
 that forwards its events (attempts, gate verdicts, escalations, votes) and the answer
@@ -145,6 +146,8 @@ async def stream_single(
         broken = _Broken(spec.name, relayed.error.message, relayed.chars)
         if spec.stream_failover == "error":
             raise _interrupted(ctx, broken, attempts, plan, "restarting is off for this model")
+        if not ctx.restart_streams:
+            raise _interrupted(ctx, broken, attempts, plan, "this stream cannot restart an answer")
     if broken is not None:
         raise _interrupted(ctx, broken, attempts, plan, "no candidate could take over")
     if ctx.time_left() < MIN_ATTEMPT_S:

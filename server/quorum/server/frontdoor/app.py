@@ -143,7 +143,9 @@ async def route_events(
 ) -> AsyncGenerator[StreamItem, None]:
     """The Router's events for ``request``, ending with its result; closing this
     generator closes the Router's stream, which cancels the upstream calls."""
-    events = router.route_stream(request, timeout_s=timeout_s)
+    # A chat.completion stream cannot take back text it sent: a stream broken mid-way
+    # ends with an error event rather than restarting (and paying for) the next model.
+    events = router.route_stream(request, timeout_s=timeout_s, restart_streams=False)
     try:
         async for item in events:
             yield item

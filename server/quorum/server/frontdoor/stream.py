@@ -6,9 +6,10 @@ HTTP error with the right status, which the SDKs raise as their typed exceptions
 that, text and tool calls are forwarded as they come. The final chunk carries the
 account (``quorum``); a failure mid-way becomes an ``error`` event and no ``[DONE]``.
 
-A fallback after text was already sent cannot be expressed in OpenAI's format (a chunk
-cannot be taken back), so it ends the stream with a ``stream_interrupted`` error instead
-of splicing two answers together.
+A restart after text was already sent cannot be expressed in OpenAI's format (a chunk
+cannot be taken back), so the Router is asked not to restart (``restart_streams``): a
+stream broken mid-way ends with a ``stream_interrupted`` error, without splicing two
+answers together or calling (and paying for) a second model.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from aiohttp import web
 
 from quorum.server.domain import RouteResult
 from quorum.server.errors import QuorumError
-from quorum.server.execute.events import Chunk, Event, FellBack, PlanMade
+from quorum.server.execute.events import Chunk, Event, PlanMade
 from quorum.server.frontdoor.account import account_json, plain, route_headers
 from quorum.server.frontdoor.errors import HttpError, http_error, internal_error, plain_error
 from quorum.server.frontdoor.sse import DONE, ChunkBuilder, frame
@@ -89,19 +90,6 @@ class SseResponder:
         if item.tool_call is not None:
             await self._write(builder.tool_call(item.tool_call))
 
-    def _check_fallback(self, item: FellBack) -> None:
-        if self._builder is not None and (self._sent or self._builder.tool_calls):
-            raise _Interrupted(
-                plain_error(
-                    503,
-                    f"the stream from {item.from_model} broke after {len(self._sent)} "
-                    f"characters ({item.reason}); its answer was restarted on "
-                    f"{item.to_model}, which a chat.completion stream cannot express: "
-                    "retry the request",
-                    "stream_interrupted",
-                )
-            )
-
     async def _finish(self, result: RouteResult) -> None:
         builder = self._builder or await self._open(result.model)
         completion = result.completion
@@ -145,8 +133,6 @@ class SseResponder:
                         self._strategy = plain(item.plan.strategy)
                     elif isinstance(item, Chunk):
                         await self._on_chunk(item)
-                    elif isinstance(item, FellBack):
-                        self._check_fallback(item)
                     elif isinstance(item, RouteResult):
                         result = item
             if result is None:

@@ -28,15 +28,15 @@ from typing import Any, NamedTuple
 
 from bench.peers import PROMPT, quorum_config
 from quorum.route.v1 import types_pb2 as pb
-from quorum.server import convert
-from quorum.server.admission import Admission
 from quorum.server.config import parse_config
-from quorum.server.gateway import SERVICE, Gateway
-from quorum.server.logs import configure_logging
+from quorum.server.observability.logs import configure_logging
 from quorum.server.providers import sse
 from quorum.server.providers.openai import OpenAIProvider, _completion
 from quorum.server.router import Router
-from quorum.server.service import RouteService, route_service_handlers
+from quorum.server.service import convert
+from quorum.server.service.admission import Admission
+from quorum.server.service.gateway import SERVICE, Gateway
+from quorum.server.service.route_service import RouteService, route_service_handlers
 
 ANSWER = {
     "id": "chatcmpl-bench",

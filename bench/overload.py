@@ -10,7 +10,7 @@
    to three servers:
 
    * **default**: the server as configured by default: ``admission.max_inflight`` 64 and
-     shedding on queueing delay (:mod:`quorum.server.shedding`);
+     shedding on queueing delay (:mod:`quorum.server.service.shedding`);
    * **in-flight limit only**: the same with ``admission.max_queue_delay_ms: null``;
    * **+ gRPC core pending limits**: in-flight limit only, with gRPC core's own bounds
      on RPCs that arrived but that the server has not taken yet (:data:`CORE_LIMITS`,

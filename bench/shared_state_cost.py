@@ -25,10 +25,10 @@ import pybreaker
 import redis
 
 from bench.stream_ttft import start_redis
-from quorum.server.breakers import Breakers
 from quorum.server.config import BreakerConfig, StateConfig
-from quorum.server.logs import configure_logging
-from quorum.server.shared_state import build_shared_state
+from quorum.server.observability.logs import configure_logging
+from quorum.server.resilience.breakers import Breakers
+from quorum.server.resilience.shared_state import build_shared_state
 
 
 def per_call_us(fn: Callable[[], object], calls: int) -> float:

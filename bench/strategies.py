@@ -51,7 +51,7 @@ from quorum.server.domain import (
     RouteResult,
     Strategy,
 )
-from quorum.server.logs import configure_logging
+from quorum.server.observability.logs import configure_logging
 from quorum.server.providers.base import Provider
 from quorum.server.providers.simulated import SimulatedProvider, is_correct_answer, true_difficulty
 from quorum.server.router import Router

@@ -14,7 +14,7 @@ import pytest
 from quorum.client import AsyncQuorumClient, QuorumError
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.app import RunningServer, create_server
-from quorum.server.budget import MICROS, Budgets
+from quorum.server.budget.ledger import MICROS, Budgets
 from quorum.server.config import parse_config
 from tests.conftest import RedisServer, sim_config, with_model
 

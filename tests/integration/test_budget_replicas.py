@@ -15,7 +15,7 @@ import yaml
 
 from quorum.client import AsyncQuorumClient, QuorumError
 from quorum.route.v1 import types_pb2 as pb
-from quorum.server.budget import MICROS, Budgets, MemoryBudgetStore
+from quorum.server.budget.ledger import MICROS, Budgets, MemoryBudgetStore
 from quorum.server.config import parse_config
 from tests.conftest import RedisServer
 from tests.integration.test_budget import CHAT, estimate, one_model_config

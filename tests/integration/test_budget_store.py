@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from quorum.server.budget import BudgetStore, MemoryBudgetStore, ReserveStatus
-from quorum.server.budget_redis import RedisBudgetStore
+from quorum.server.budget.ledger import BudgetStore, MemoryBudgetStore, ReserveStatus
+from quorum.server.budget.redis_store import RedisBudgetStore
 from tests.conftest import RedisServer
 
 KEYS = ["{quorum:budget}:acme:day:x", "{quorum:budget}:_global:day:x"]

@@ -12,7 +12,7 @@ from quorum.client import AsyncQuorumClient, QuorumError
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.app import RunningServer, create_server
 from quorum.server.config import parse_config
-from quorum.server.metrics import sample_value
+from quorum.server.observability.metrics import sample_value
 from tests.conftest import RedisServer, sim_config
 from tests.integration.test_budget import spend
 

@@ -30,10 +30,10 @@ from quorum.server.domain import (
     Strategy,
     Usage,
 )
-from quorum.server.metrics import Metrics, sample_value
+from quorum.server.observability.metrics import Metrics, sample_value
+from quorum.server.observability.tracing import Tracing
 from quorum.server.router import Router
 from quorum.server.stats import quantile, summarize
-from quorum.server.tracing import Tracing
 from tests.conftest import sim_config, with_model
 
 QUORUM = Path(sys.executable).with_name("quorum")

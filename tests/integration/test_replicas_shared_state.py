@@ -11,11 +11,11 @@ import pybreaker
 import pytest
 import redis
 
-from quorum.server.breakers import Breakers
 from quorum.server.config import BreakerConfig, StateConfig
 from quorum.server.domain import BreakerState
 from quorum.server.errors import ProviderUnavailable
-from quorum.server.shared_state import SharedBreakerState, build_shared_state
+from quorum.server.resilience.breakers import Breakers
+from quorum.server.resilience.shared_state import SharedBreakerState, build_shared_state
 from tests.conftest import RedisServer
 
 CONFIG = {"p": BreakerConfig(fail_max=2, reset_timeout_s=60), "q": BreakerConfig(fail_max=2)}

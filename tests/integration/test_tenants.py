@@ -17,7 +17,7 @@ from quorum.client import AsyncQuorumClient, QuorumError
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.app import RunningServer, create_server
 from quorum.server.config import parse_config
-from quorum.server.metrics import sample_value
+from quorum.server.observability.metrics import sample_value
 from tests.conftest import sim_config, with_model
 
 TOKENS = {"acme": "tok-acme-0123456789", "free-co": "tok-free-abcdef", "vault-co": "tok-vault-42"}

@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 
-from quorum.server.breakers import Breakers
 from quorum.server.config import BreakerConfig
 from quorum.server.domain import BreakerState
 from quorum.server.errors import (
@@ -14,6 +13,7 @@ from quorum.server.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from quorum.server.resilience.breakers import Breakers
 
 
 class Clock:
@@ -225,7 +225,7 @@ async def test_cooldown_is_per_key_and_blocks_half_open_probes_too() -> None:
 
 
 async def test_observer_hears_outcomes_rejections_cooldowns_and_changes() -> None:
-    from quorum.server.breakers import BreakerObserver
+    from quorum.server.resilience.breakers import BreakerObserver
 
     seen: list[tuple[str, ...]] = []
 

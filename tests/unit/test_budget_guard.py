@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from quorum.server.budget import (
+from quorum.server.budget.guard import budget_guard
+from quorum.server.budget.ledger import (
     GLOBAL,
     Budgets,
     Counter,
@@ -16,7 +17,6 @@ from quorum.server.budget import (
     to_micros,
     window,
 )
-from quorum.server.budget_guard import budget_guard
 from quorum.server.config import BudgetLimits, BudgetsConfig
 from quorum.server.domain import Hints, Priority, Strategy
 from quorum.server.errors import ResourceExhausted

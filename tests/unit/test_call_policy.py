@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from quorum.server.breakers import Breakers
 from quorum.server.catalog import breaker_keys, build_catalog
 from quorum.server.config import Config, parse_config
 from quorum.server.domain import (
@@ -33,7 +32,8 @@ from quorum.server.errors import (
 from quorum.server.execute.calls import ExecutionContext, call_model
 from quorum.server.execute.single import execute_single
 from quorum.server.providers.base import ProviderRequest, StreamDelta
-from quorum.server.resilience import build_resilience
+from quorum.server.resilience.breakers import Breakers
+from quorum.server.resilience.runtime import build_resilience
 
 Step = BaseException | float  # an error to raise, or seconds to take before answering
 

@@ -8,7 +8,7 @@ import pytest
 
 from quorum.server.config import LimitsConfig
 from quorum.server.errors import ProviderUnavailable
-from quorum.server.limits import ProviderLimiter, RetryBudget, TokenBucket
+from quorum.server.resilience.limits import ProviderLimiter, RetryBudget, TokenBucket
 
 
 class Clock:

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from quorum.server.breakers import ProviderHealth
 from quorum.server.catalog import Catalog, build_catalog
 from quorum.server.config import parse_config
 from quorum.server.domain import (
@@ -29,6 +28,7 @@ from quorum.server.domain import (
 from quorum.server.errors import NoCandidate, StrategyInfeasible
 from quorum.server.plan import is_probe, plan
 from quorum.server.policy import RoutingPolicy, UseCase, build_policy
+from quorum.server.resilience.breakers import ProviderHealth
 from quorum.server.state import StateSnapshot
 from tests.conftest import sim_config, with_model
 

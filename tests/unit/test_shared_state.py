@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pybreaker
 import redis
 
-from quorum.server.shared_state import LocalView, Remote, SharedBreakerState
+from quorum.server.resilience.shared_state import LocalView, Remote, SharedBreakerState
 
 
 def _view() -> LocalView:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from quorum.server.shedding import LoadShedder, probe_address
+from quorum.server.service.shedding import LoadShedder, probe_address
 
 
 def test_share_grows_while_calls_queue_and_decays_to_zero_after() -> None:

@@ -10,7 +10,7 @@ from google.rpc import code_pb2, error_details_pb2
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server import errors as e
 from quorum.server.domain import Attempt, AttemptOutcome
-from quorum.server.status import DOMAIN, internal_status, status_for
+from quorum.server.service.status import DOMAIN, internal_status, status_for
 
 ATTEMPT = Attempt(
     "m",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from quorum.server.tallies import Tallies
+from quorum.server.observability.tallies import Tallies
 
 BOUNDS = (0.001, 0.01, 0.1, 1.0, 10.0)
 OBSERVED = [0.0005, 0.001, 0.002, 0.05, 0.1, 0.7, 3.0, 42.0, 0.01]

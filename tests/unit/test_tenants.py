@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from quorum.server.auth import TokenVerifier, bearer_token, token_digest, token_digests
 from quorum.server.catalog import build_catalog
 from quorum.server.config import Config, parse_config
 from quorum.server.domain import (
@@ -22,6 +21,7 @@ from quorum.server.domain import (
     Tool,
 )
 from quorum.server.errors import ConfigError, PermissionDenied, Unauthenticated
+from quorum.server.service.auth import TokenVerifier, bearer_token, token_digest, token_digests
 from quorum.server.tenants import (
     ANONYMOUS,
     Tenants,

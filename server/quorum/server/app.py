@@ -21,15 +21,15 @@ from grpc_health.v1._async import HealthServicer as AsyncHealthServicer  # = hea
 from grpc_reflection.v1alpha import reflection
 
 from quorum.route.v1 import route_service_pb2
-from quorum.server.admission import Admission
 from quorum.server.config import Config, resolve_secrets
 from quorum.server.frontdoor import HttpFrontDoor
-from quorum.server.gateway import Gateway
-from quorum.server.metrics import MetricsServer, serve_metrics
+from quorum.server.observability.metrics import MetricsServer, serve_metrics
 from quorum.server.router import Router
-from quorum.server.service import RouteService, route_service_handlers
-from quorum.server.shedding import LoadShedder, probe_address
-from quorum.server.tls import server_credentials
+from quorum.server.service.admission import Admission
+from quorum.server.service.gateway import Gateway
+from quorum.server.service.route_service import RouteService, route_service_handlers
+from quorum.server.service.shedding import LoadShedder, probe_address
+from quorum.server.service.tls import server_credentials
 
 log = structlog.get_logger("quorum.app")
 

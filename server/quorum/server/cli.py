@@ -42,7 +42,7 @@ def _load(path: str | None) -> Config:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from quorum.server.app import serve
-    from quorum.server.logs import configure_logging
+    from quorum.server.observability.logs import configure_logging
 
     try:
         config = _load(args.config)

@@ -14,7 +14,7 @@ from quorum.client import AsyncQuorumClient, QuorumError
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.app import create_server
 from quorum.server.config import DecisionLogConfig, default_config
-from quorum.server.logs import configure_logging
+from quorum.server.observability.logs import configure_logging
 
 WORKLOAD: tuple[str, ...] = (
     "hi!",

@@ -3,7 +3,7 @@
 Every failure the request path can raise is a :class:`QuorumError`. Each class carries
 the gRPC status code it maps to, a stable machine-readable ``reason`` (UPPER_SNAKE, sent
 as ``google.rpc.ErrorInfo.reason``) and whether the condition is worth retrying on
-another candidate. :mod:`quorum.server.status` is the one place that turns these into
+another candidate. :mod:`quorum.server.service.status` is the one place that turns these into
 ``google.rpc.Status``.
 
     QuorumError

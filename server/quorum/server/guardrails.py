@@ -15,7 +15,7 @@ The router calls, in order::
   sensitivity is applied; the planner gets the tenant's filtered catalog.
 * **Cache**: looked up before the budget guard — a hit costs nothing, so it is served
   even when the budget is spent.
-* **Budget guard**: :func:`~quorum.server.budget_guard.budget_guard` on the current
+* **Budget guard**: :func:`~quorum.server.budget.guard.budget_guard` on the current
   readings; its notes go to ``RouteResult.guards`` and the plan's reasons.
 * **Strategy rules**: when the planner picks a strategy the tenant's plan (or the budget
   guard) forbids, it plans again with single.
@@ -38,10 +38,9 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 import structlog
 
-from quorum.server.auth import current_tenant
-from quorum.server.budget import GLOBAL, Budgets, Counter, MemoryBudgetStore
-from quorum.server.budget_guard import CONSENSUS, budget_guard
-from quorum.server.budget_redis import RedisBudgetStore
+from quorum.server.budget.guard import CONSENSUS, budget_guard
+from quorum.server.budget.ledger import GLOBAL, Budgets, Counter, MemoryBudgetStore
+from quorum.server.budget.redis_store import RedisBudgetStore
 from quorum.server.cache import MemoryAnswerStore, RedisAnswerStore, ResponseCache, hit_result
 from quorum.server.catalog import Catalog
 from quorum.server.config import Config
@@ -56,7 +55,9 @@ from quorum.server.domain import (
     Strategy,
 )
 from quorum.server.errors import AllAttemptsFailed, ExecutionFailed, ResourceExhausted
-from quorum.server.metrics import Metrics, current_record
+from quorum.server.observability.metrics import Metrics, current_record
+from quorum.server.observability.tracing import Tracing
+from quorum.server.service.auth import current_tenant
 from quorum.server.state import StateSnapshot
 from quorum.server.tenants import (
     TenantPolicy,
@@ -66,7 +67,6 @@ from quorum.server.tenants import (
     filter_catalog,
     with_tenant_defaults,
 )
-from quorum.server.tracing import Tracing
 
 log = structlog.get_logger("quorum.guardrails")
 

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Mapping
 from pydantic import SecretStr
 
 from quorum.server.agents import Agent, apply_agent, build_agents
-from quorum.server.breakers import Breakers, ProviderHealth
 from quorum.server.catalog import Catalog, ModelSpec, breaker_keys, build_catalog
 from quorum.server.classify import Classifier
 from quorum.server.classify.build import build_classifier, build_verifiers
@@ -43,7 +42,8 @@ from quorum.server.execute.gate import Verifier
 from quorum.server.execute.single import execute_single
 from quorum.server.execute.stream import EventQueue, answer_chunks, forward, stream_single
 from quorum.server.guardrails import Guardrails
-from quorum.server.metrics import Metrics
+from quorum.server.observability.metrics import Metrics
+from quorum.server.observability.tracing import Tracing
 from quorum.server.observed import ObservedState, build_observed
 from quorum.server.plan import cascade_route, estimate_tokens, plan
 from quorum.server.plan_stages import request_agent
@@ -51,11 +51,11 @@ from quorum.server.policy import RoutingPolicy, build_policy
 from quorum.server.providers.base import Provider, ProviderRequest
 from quorum.server.providers.http import HttpClient
 from quorum.server.providers.registry import build_providers
-from quorum.server.resilience import build_resilience
+from quorum.server.resilience.breakers import Breakers, ProviderHealth
+from quorum.server.resilience.runtime import build_resilience
+from quorum.server.resilience.shared_state import build_shared_state
 from quorum.server.shadow import ShadowEvaluator, ShadowSettings
-from quorum.server.shared_state import build_shared_state
 from quorum.server.state import StateSnapshot, accuracy_key
-from quorum.server.tracing import Tracing
 from quorum.server.values import value_type
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import field
 
-from quorum.server.breakers import ProviderHealth
 from quorum.server.domain import BreakerState
+from quorum.server.resilience.breakers import ProviderHealth
 from quorum.server.values import value_type
 
 _HEALTHY = ProviderHealth(BreakerState.CLOSED, 0, 0.0)

@@ -20,11 +20,11 @@ from collections.abc import Iterable, Mapping
 
 import structlog
 
-from quorum.server.auth import TokenVerifier, hash_key, token_digests
 from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.config import BudgetLimits, Config, PlanConfig, PlanRule
 from quorum.server.domain import RouteRequest, Sensitivity, Strategy
 from quorum.server.errors import ConfigError, PermissionDenied, Unauthenticated
+from quorum.server.service.auth import TokenVerifier, hash_key, token_digests
 from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.tenants")

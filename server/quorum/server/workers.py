@@ -210,7 +210,7 @@ def _worker_main() -> int:
     """A worker: read the spec from stdin and serve with SO_REUSEPORT until told to stop."""
     from quorum.server.app import serve
     from quorum.server.errors import ConfigError
-    from quorum.server.logs import configure_logging
+    from quorum.server.observability.logs import configure_logging
 
     spec: WorkerSpec = pickle.loads(sys.stdin.buffer.read())  # from our supervisor
     _stop_with_supervisor(spec.supervisor)

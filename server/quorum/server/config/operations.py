@@ -118,7 +118,7 @@ class AdmissionConfig(Strict):
     max_inflight_per_tenant: int | None = Field(None, ge=1, le=1_000_000)
     retry_after_s: float = Field(1.0, gt=0, le=3600)
     # Refuse a share of new Route/RouteStream calls while calls wait at least this long
-    # in gRPC core before the server takes them (quorum.server.shedding); null: never.
+    # in gRPC core before the server takes them (quorum.server.service.shedding); null: never.
     # 250 ms: a standing queue, not the tens of milliseconds a busy closed loop of
     # callers sees on a small machine.
     max_queue_delay_ms: float | None = Field(250.0, gt=0, le=60_000)

@@ -5,7 +5,7 @@ returns a :class:`CallResult` with the completion or the error and an
 :class:`~quorum.server.domain.Attempt` for every request it sent upstream. On the way:
 
 * **Deployment**: the model's deployments whose breaker lets a call through are
-  offered to the balancer (:mod:`quorum.server.balance`); after any failure the call
+  offered to the balancer (:mod:`quorum.server.resilience.balance`); after any failure the call
   moves to a deployment it has not tried (a different upstream: no backoff, no budget).
 * **Limits**: the provider's concurrency and per-minute limits (queueing briefly,
   never past the deadline); a refusal is a skipped attempt, so the strategy fails over.
@@ -35,7 +35,6 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from quorum.server.breakers import Breakers
 from quorum.server.catalog import Catalog, Deployment, ModelSpec
 from quorum.server.domain import (
     Attempt,
@@ -53,9 +52,10 @@ from quorum.server.errors import (
     ProviderUnavailable,
 )
 from quorum.server.execute.events import NULL_SINK, AttemptStarted, EventSink
-from quorum.server.limits import Permit
 from quorum.server.providers.base import Provider, ProviderRequest
-from quorum.server.resilience import Resilience
+from quorum.server.resilience.breakers import Breakers
+from quorum.server.resilience.limits import Permit
+from quorum.server.resilience.runtime import Resilience
 from quorum.server.tokens import count_tokens
 from quorum.server.values import value_type
 

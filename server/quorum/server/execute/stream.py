@@ -61,8 +61,8 @@ from quorum.server.execute.calls import (
 )
 from quorum.server.execute.events import Chunk, Event, FellBack
 from quorum.server.execute.single import deadline_exceeded, no_answer
-from quorum.server.limits import Permit
 from quorum.server.providers.base import ProviderRequest, StreamDelta
+from quorum.server.resilience.limits import Permit
 from quorum.server.tokens import count_tokens
 from quorum.server.values import value_type
 

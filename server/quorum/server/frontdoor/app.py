@@ -26,7 +26,6 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from quorum.server.admission import Admission
 from quorum.server.domain import RouteRequest
 from quorum.server.errors import (
     ConfigError,
@@ -42,10 +41,11 @@ from quorum.server.frontdoor.errors import internal_error, plain_error
 from quorum.server.frontdoor.gate import Gate
 from quorum.server.frontdoor.stream import SseResponder, StreamItem, error_response
 from quorum.server.frontdoor.translate import ChatRequest, completion_body, parse_chat_request
-from quorum.server.logs import request_scope
 from quorum.server.names import NAME as TENANT_NAME
 from quorum.server.names import REQUEST_ID, new_request_id
+from quorum.server.observability.logs import request_scope
 from quorum.server.router import Router
+from quorum.server.service.admission import Admission
 
 log = structlog.get_logger("quorum.frontdoor")
 

@@ -1,10 +1,10 @@
 """Authentication, admission, metrics and tracing around one HTTP request.
 
 The same steps, through the same objects, as the gRPC interceptor
-(:mod:`quorum.server.gateway`): the bearer token is checked by the router's
+(:mod:`quorum.server.service.gateway`): the bearer token is checked by the router's
 :class:`~quorum.server.tenants.Tenants`, the request is admitted by the server's one
-:class:`~quorum.server.admission.Admission` (so HTTP and gRPC share the in-flight
-limits), the handler runs as the tenant (:func:`~quorum.server.auth.acting_as`, which
+:class:`~quorum.server.service.admission.Admission` (so HTTP and gRPC share the in-flight
+limits), the handler runs as the tenant (:func:`~quorum.server.service.auth.acting_as`, which
 the router's budgets and permissions read), and ``quorum_requests_total`` is counted with
 the final status code under the same labels.
 """
@@ -20,11 +20,11 @@ from typing import Any
 
 from aiohttp import web
 
-from quorum.server.admission import Admission, Ticket
-from quorum.server.auth import acting_as
 from quorum.server.errors import QuorumError
-from quorum.server.metrics import close_record, open_record
+from quorum.server.observability.metrics import close_record, open_record
 from quorum.server.router import Router
+from quorum.server.service.admission import Admission, Ticket
+from quorum.server.service.auth import acting_as
 from quorum.server.tenants import TenantPolicy
 
 

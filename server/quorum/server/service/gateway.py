@@ -8,13 +8,13 @@ servicer runs:
 
 1. **Authenticate** the ``authorization: Bearer <token>`` metadata (when auth is on);
    missing or unknown credentials → UNAUTHENTICATED.
-2. **Admit** it under the in-flight limits (:mod:`quorum.server.admission`); beyond
+2. **Admit** it under the in-flight limits (:mod:`quorum.server.service.admission`); beyond
    them → RESOURCE_EXHAUSTED with RetryInfo. While calls queue in gRPC core for longer
-   than ``admission.max_queue_delay_ms`` (:mod:`quorum.server.shedding`) a share of new
+   than ``admission.max_queue_delay_ms`` (:mod:`quorum.server.service.shedding`) a share of new
    Route and RouteStream calls is refused the same way before its request is parsed,
    the cheapest answer gRPC allows.
-3. Run the servicer **as the tenant** (:func:`quorum.server.auth.acting_as`), inside a
-   trace span when tracing is on, with a :class:`~quorum.server.metrics.RequestRecord`
+3. Run the servicer **as the tenant** (:func:`quorum.server.service.auth.acting_as`), inside a
+   trace span when tracing is on, with a :class:`~quorum.server.observability.metrics.RequestRecord`
    the router fills in; afterwards count ``quorum_requests_total`` with the final code
    and observe the total duration.
 
@@ -33,14 +33,14 @@ import grpc
 import structlog
 
 from quorum.route.v1 import route_service_pb2
-from quorum.server.admission import Admission, Ticket
-from quorum.server.auth import acting_as
 from quorum.server.errors import QuorumError, ResourceExhausted
-from quorum.server.metrics import Metrics, close_record, open_record
-from quorum.server.shedding import LoadShedder
-from quorum.server.status import status_for, to_grpc
+from quorum.server.observability.metrics import Metrics, close_record, open_record
+from quorum.server.observability.tracing import Tracing
+from quorum.server.service.admission import Admission, Ticket
+from quorum.server.service.auth import acting_as
+from quorum.server.service.shedding import LoadShedder
+from quorum.server.service.status import status_for, to_grpc
 from quorum.server.tenants import TenantPolicy, Tenants
-from quorum.server.tracing import Tracing
 
 log = structlog.get_logger("quorum.gateway")
 

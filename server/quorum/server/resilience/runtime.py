@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from quorum.server.balance import Balancer
 from quorum.server.catalog import ModelSpec
 from quorum.server.config import Config, RetryConfig
-from quorum.server.latency import LatencyTracker
-from quorum.server.limits import ProviderLimiter, RetryBudget
+from quorum.server.resilience.balance import Balancer
+from quorum.server.resilience.latency import LatencyTracker
+from quorum.server.resilience.limits import ProviderLimiter, RetryBudget
 
 _NO_RETRY = RetryConfig()
 HEDGE_QUANTILE = 0.95

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from quorum.route.v1 import route_service_pb2 as svc_pb
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server import domain as d
-from quorum.server.breakers import ProviderHealth
 from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.decisions import Feedback, FeedbackKind
 from quorum.server.errors import ExecutionFailed, FieldViolation, InvalidRequest, QuorumError
@@ -39,6 +38,7 @@ from quorum.server.names import (
     TOOL_NAME,
     new_request_id,
 )
+from quorum.server.resilience.breakers import ProviderHealth
 
 E = TypeVar("E", bound=Enum)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from quorum.server.budget import CounterState, describe, exhausted, usd
+from quorum.server.budget.ledger import CounterState, describe, exhausted, usd
 from quorum.server.domain import Hints, Priority, Strategy
 from quorum.server.values import value_type
 

@@ -16,12 +16,12 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from quorum.route.v1 import types_pb2 as pb
-from quorum.server.convert import attempt_pb, plan_pb
 from quorum.server.errors import (
     ExecutionFailed,
     InvalidRequest,
     QuorumError,
 )
+from quorum.server.service.convert import attempt_pb, plan_pb
 
 DOMAIN = "quorum.dev"
 

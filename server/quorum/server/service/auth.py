@@ -6,7 +6,7 @@ hex digest of each tenant's token, plain SHA-256 or HMAC-SHA256 under a server k
 presented token is hashed and looked up. Nothing here logs, returns or echoes a token.
 
 The authenticated tenant travels with the request in a context variable set by the gRPC
-interceptor (:mod:`quorum.server.gateway`); the router reads it with
+interceptor (:mod:`quorum.server.service.gateway`); the router reads it with
 :func:`current_tenant`. Another front door (HTTP) authenticates the same way and runs
 its handler inside :func:`acting_as`.
 """

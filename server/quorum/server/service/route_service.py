@@ -1,8 +1,8 @@
 """The gRPC RouteService: protobuf in, domain calls, protobuf out.
 
-Every RPC validates its request through :mod:`quorum.server.convert`, calls the
+Every RPC validates its request through :mod:`quorum.server.service.convert`, calls the
 :class:`~quorum.server.router.Router`, and maps errors through
-:mod:`quorum.server.status` — the only place errors become statuses.
+:mod:`quorum.server.service.status` — the only place errors become statuses.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from google.protobuf.message import DecodeError
 from quorum.route.v1 import route_service_pb2 as svc_pb
 from quorum.route.v1 import route_service_pb2_grpc as svc_grpc
 from quorum.route.v1 import types_pb2 as pb
-from quorum.server import convert
 from quorum.server import domain as d
 from quorum.server.errors import FieldViolation, InvalidRequest, QuorumError
-from quorum.server.logs import request_scope
+from quorum.server.observability.logs import request_scope
 from quorum.server.router import Router
-from quorum.server.status import internal_status, status_for, to_grpc
+from quorum.server.service import convert
+from quorum.server.service.status import internal_status, status_for, to_grpc
 
 log = structlog.get_logger("quorum.service")
 
@@ -220,7 +220,7 @@ class RouteService(svc_grpc.RouteServiceServicer):
 def route_service_handlers(service: RouteService) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
     """The service's method handlers by full method path, with request parsers that
     turn corrupt bytes into INVALID_ARGUMENT (the generated registration would answer
-    UNKNOWN). :class:`~quorum.server.gateway.Gateway` wraps and serves them."""
+    UNKNOWN). :class:`~quorum.server.service.gateway.Gateway` wraps and serves them."""
     described = svc_pb.DESCRIPTOR.services_by_name["RouteService"]
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
     for method in described.methods:

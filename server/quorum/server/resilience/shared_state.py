@@ -310,7 +310,7 @@ class SharedBreakerState:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
-    # ---- the SharedBackend interface (quorum.server.breakers) ---------------------
+    # ---- the SharedBackend interface (quorum.server.resilience.breakers) ---------------------
 
     def storage(self, key: str) -> pybreaker.CircuitBreakerStorage:
         view = self._views.get(key)

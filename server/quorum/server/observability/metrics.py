@@ -25,7 +25,7 @@ Names and labels (docs/deploy.md's alerts use them):
 
 Label values come from config (tenants, models, providers, tiers) or small enums, so
 cardinality is bounded; a caller can never create a label value. The families written
-per request are :mod:`quorum.server.tallies`, so recording costs a dict update.
+per request are :mod:`quorum.server.observability.tallies`, so recording costs a dict update.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from quorum.server.domain import Attempt, BreakerState, RouteResult
+from quorum.server.observability.tallies import Tallies
 from quorum.server.state import route_key
-from quorum.server.tallies import Tallies
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -101,7 +101,7 @@ def route_label(result: RouteResult) -> str:
 class Metrics:
     """Every Quorum metric, in its own registry (several servers may share a process).
 
-    The families written on every request are :mod:`quorum.server.tallies` (a dict
+    The families written on every request are :mod:`quorum.server.observability.tallies` (a dict
     update each); gauges set now and then stay ``prometheus_client`` gauges."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:

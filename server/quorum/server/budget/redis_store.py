@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from quorum.server.budget import BudgetStoreError, ReserveResult, ReserveStatus
+from quorum.server.budget.ledger import BudgetStoreError, ReserveResult, ReserveStatus
 
 _SWEEP = """
 local t = redis.call('TIME')

@@ -19,7 +19,7 @@ import random
 from collections.abc import Sequence
 
 from quorum.server.catalog import Deployment, ModelSpec
-from quorum.server.latency import LatencyTracker
+from quorum.server.resilience.latency import LatencyTracker
 
 EXPLORE_SHARE = 0.1
 

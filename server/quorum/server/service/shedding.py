@@ -1,7 +1,7 @@
 """Shedding when calls queue up before the server takes them: refuse a share of new
 requests while the measured queueing delay stays above a target.
 
-In-flight limits (:mod:`quorum.server.admission`) bound memory, but they cannot see a
+In-flight limits (:mod:`quorum.server.service.admission`) bound memory, but they cannot see a
 saturated CPU: ``grpc.aio`` takes new RPCs from gRPC core between turns of the event
 loop, so when requests arrive faster than one process serves them the backlog grows
 *in gRPC core*, before any Python code runs, with only a handful of calls in flight.
@@ -21,7 +21,7 @@ behind is not a standing queue, a delay every recent probe saw is. While that de
 stays at or above ``target_s`` the share of new RouteService calls refused grows towards
 ``max_share``, faster the longer the delay; below it the share decays, faster the
 shorter the delay, to zero. A refused call is answered before its request is parsed (see
-:mod:`quorum.server.gateway`).
+:mod:`quorum.server.service.gateway`).
 
 A closed loop of callers — each waiting for its answer before sending the next — cannot
 build a backlog longer than its own size, so a saturated CPU with, say, 64 callers

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from quorum.server.config import Config
 from quorum.server.errors import ResourceExhausted
-from quorum.server.metrics import Metrics
+from quorum.server.observability.metrics import Metrics
 from quorum.server.tenants import TenantPolicy
 
 

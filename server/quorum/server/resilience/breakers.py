@@ -19,15 +19,15 @@ A breaker key is a provider name, or ``provider/model_id`` for a deployment with
 breaker of its own (see :mod:`quorum.server.catalog`). Half-open lets exactly one probe
 through; concurrent calls are refused until it ends. With shared state the probe is one
 for all replicas: the replica must hold the breaker's probe lease (see
-:mod:`quorum.server.shared_state`) and refuses calls until it has it. A 429 with Retry-After
-puts the key in a cool-down for that long.
+:mod:`quorum.server.resilience.shared_state`) and refuses calls until it has it. A 429
+with Retry-After puts the key in a cool-down for that long.
 
 States are readable as a frozen snapshot for the planner, reported to state listeners
 (logged here) and to :class:`BreakerObserver` s — the hook for metrics. While every
 breaker is closed and nothing cools down, health does not change with time, so the
 snapshot is kept until a breaker event (a failure, a state change, a cool-down, a
 shared refresh) and every request reads the same one. With a
-:class:`SharedBackend` (Redis, :mod:`quorum.server.shared_state`) breaker state and
+:class:`SharedBackend` (Redis, :mod:`quorum.server.resilience.shared_state`) breaker state and
 cool-downs are shared across replicas; reads stay local either way.
 """
 

@@ -1,0 +1,1 @@
+"""Budgets: reservations that hold under concurrency, the guard, the Redis store."""

@@ -95,6 +95,8 @@ def route_requests(draw: st.DrawFn) -> pb.RouteRequest:
         tool = params.tools.add()
         tool.name, tool.description = draw(NAMES), draw(TEXT)
         tool.parameters_json = draw(st.sampled_from(["", "{}", "{x", '{"type": "object"}']))
+    params.tool_choice.mode = draw(ENUM)  # type: ignore[assignment]
+    params.tool_choice.tool_name = draw(NAMES)
     hints = request.hints
     hints.strategy = draw(ENUM)  # type: ignore[assignment]
     hints.priority = draw(ENUM)  # type: ignore[assignment]
@@ -132,6 +134,9 @@ def plausible_requests(draw: st.DrawFn) -> pb.RouteRequest:
     params.logprobs = draw(st.booleans())
     if draw(st.booleans()):
         params.tools.add(name="lookup", parameters_json='{"type": "object"}')
+        params.tool_choice.mode = draw(st.integers(min_value=0, max_value=4))  # type: ignore[assignment]
+        if params.tool_choice.mode == pb.TOOL_CHOICE_MODE_TOOL:
+            params.tool_choice.tool_name = "lookup"
     hints = request.hints
     hints.strategy = draw(st.integers(min_value=0, max_value=5))  # type: ignore[assignment]
     hints.priority = draw(st.integers(min_value=0, max_value=4))  # type: ignore[assignment]

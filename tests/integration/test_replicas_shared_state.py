@@ -212,7 +212,14 @@ async def test_half_open_lets_one_probe_through_across_replicas(
         client = redis.Redis.from_url(redis_server.url)
         assert 0 < client.pttl("quorum:p:quorum:probe") <= 300
         client.close()
-        await asyncio.sleep(0.35)
+        # Refused during the probe, the other waited for the lease it saw then (1 s, the
+        # shortest), without asking Redis on every call; after that it asks again.
+        cycles = other.shared.stats.cycles
+        for _ in range(50):
+            assert not _admitted(other)
+        await asyncio.sleep(0.05)
+        assert other.shared.stats.cycles == cycles  # no refresh was woken for it
+        await asyncio.sleep(1.0)
         assert not _admitted(other)  # the lease is free: asked for now...
         assert await other.shared.sync_once()
         assert _admitted(other)  # ...and the next probe is the other's

@@ -20,11 +20,12 @@ A half-open breaker lets one probe through across all replicas, not one per repl
 the probe needs the breaker's *probe lease*, a Redis key (``<namespace>:<key>:quorum:
 probe``) set to the replica's id for the breaker's reset timeout. A replica that wants
 to probe asks for the lease at its next refresh (woken at once) and refuses calls
-meanwhile, as it would while its own probe is out; the replica that got the lease
-probes. A probe that closes the breaker gives the lease back; one that opens it again
-keeps it for the breaker's reset timeout, so that no replica that has not yet heard of
-the reopening probes again before the next half-open. A replica that dies mid-probe
-holds the lease until it expires.
+meanwhile, as it would while its own probe is out. Refused, it does not ask again until
+the other replica's lease runs out (or a refresh shows the breaker closed), so Redis is
+not asked on every call. The replica that got the lease probes. A probe that closes the
+breaker gives the lease back; one that opens it again keeps it for the breaker's reset
+timeout, so that no replica that has not yet heard of the reopening probes again before
+the next half-open. A replica that dies mid-probe holds the lease until it expires.
 
 If Redis is unreachable the replica keeps working on its local view (logged once, at
 warning), keeps its writes, and resyncs when Redis returns: its writes are replayed and
@@ -41,7 +42,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,14 +70,15 @@ end
 return 0
 """
 
-# Take the probe lease KEYS[1] for replica ARGV[1] for ARGV[2] ms: 1 if it is (now) ours.
+# Take the probe lease KEYS[1] for replica ARGV[1] for ARGV[2] ms: {1, 0} if it is (now)
+# ours, else {0, the ms another replica still holds it}.
 _CLAIM_PROBE = """
 local holder = redis.call('GET', KEYS[1])
 if (not holder) or holder == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+  return {1, 0}
 end
-return 0
+return {0, redis.call('PTTL', KEYS[1])}
 """
 
 # Give the probe lease KEYS[1] back, if replica ARGV[1] still holds it: at once, or
@@ -252,6 +254,7 @@ class _Reply:
     cooldowns: dict[str, float]
     writes: int
     granted: frozenset[str] = frozenset()  # probe leases taken
+    held_elsewhere: dict[str, float] = field(default_factory=dict)  # key -> seconds left
     round_trip_ms: float = 0.0
 
 
@@ -303,6 +306,7 @@ class SharedBreakerState:
         self._leases: dict[str, float] = {}  # probe leases held: key -> until (monotonic)
         self._wanted: dict[str, float] = {}  # probe leases to ask for: key -> seconds
         self._releases: dict[str, float] = {}
+        self._elsewhere: dict[str, float] = {}  # probe leases others hold: key -> until
         self.quiet = False
         self.degraded = False
         self.stats = SyncStats()
@@ -332,9 +336,12 @@ class SharedBreakerState:
         lease, or Redis is unreachable. Otherwise the lease is asked for at once."""
         if self.degraded:
             return True
+        now = time.monotonic()
         until = self._leases.get(key)
-        if until is not None and time.monotonic() < until:
+        if until is not None and now < until:
             return True
+        if now < self._elsewhere.get(key, 0.0):
+            return False  # asked already: another replica holds it this long
         self._wanted[key] = ttl_s
         self.wake()
         return False
@@ -502,8 +509,13 @@ class SharedBreakerState:
             for key, until_ms in zip(keys, reads[-1], strict=True):
                 if until_ms:
                     remote_cooldowns[key] = int(until_ms) / 1000.0
-        granted = frozenset(key for key, at in claimed if int(replies[at]) == 1)
-        return _Reply(remote, remote_cooldowns, writes, granted)
+        granted = frozenset(key for key, at in claimed if int(replies[at][0]) == 1)
+        elsewhere = {
+            key: max(0, int(replies[at][1])) / 1000.0
+            for key, at in claimed
+            if int(replies[at][0]) != 1
+        }
+        return _Reply(remote, remote_cooldowns, writes, granted, elsewhere)
 
     def _write_full(self, pipe: Any, key: str, record: dict[str, Any]) -> None:
         """Write a breaker Redis had no record of, without overriding another replica's:
@@ -550,6 +562,12 @@ class SharedBreakerState:
         for key in reply.granted:
             # Ours a little less long than Redis's, so we never probe on an expired lease.
             self._leases[key] = now + 0.9 * batch.claims[key]
+            self._elsewhere.pop(key, None)
+        for key, left_s in reply.held_elsewhere.items():
+            self._elsewhere[key] = now + left_s
+        for key, remote in reply.breakers.items():
+            if remote.state == pybreaker.STATE_CLOSED:
+                self._elsewhere.pop(key, None)  # closed: the next opening starts afresh
         with self.quiet_writes():
             for key, view in self._views.items():
                 found = reply.breakers.get(key)

@@ -175,10 +175,18 @@ async def _lease_holder(
     """After both asked for the probe lease: (the replica that got it, the other)."""
     assert await a.shared.sync_once() and await b.shared.sync_once()
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    holder = client.get("quorum:p:quorum:probe")
+    for _ in range(100):  # the claims may have gone out with a woken background refresh
+        if (holder := client.get("quorum:p:quorum:probe")) is not None:
+            break
+        await asyncio.sleep(0.01)
     client.close()
     assert holder is not None
-    return (a, b) if holder == a.shared.replica_id else (b, a)
+    prober, other = (a, b) if holder == a.shared.replica_id else (b, a)
+    for _ in range(100):
+        if "p" in prober.shared._leases and not other.breakers.callable("p"):
+            break
+        await asyncio.sleep(0.01)
+    return prober, other
 
 
 async def test_half_open_lets_one_probe_through_across_replicas(
@@ -189,6 +197,10 @@ async def test_half_open_lets_one_probe_through_across_replicas(
         # Both want to probe; neither may before it holds the lease.
         assert not _admitted_probe_pending(a) and not _admitted_probe_pending(b)
         prober, other = await _lease_holder(a, b, redis_server)
+        # Both half-open; only the holder's calls are let through, so a deployment chooser
+        # on the other passes this breaker over.
+        assert other.breakers.health("p").state is BreakerState.HALF_OPEN
+        assert prober.breakers.callable("p") and not other.breakers.callable("p")
 
         others_turn: list[bool] = []
 

@@ -129,6 +129,10 @@ class SharedBackend(Protocol):
         lease (held at most ``ttl_s``) without waiting for it."""
         ...
 
+    def probe_held_elsewhere(self, key: str) -> bool:
+        """Whether another replica is known to hold ``key``'s probe lease now."""
+        ...
+
     def release_probe(self, key: str, after_s: float = 0.0) -> None:
         """This replica's probe of ``key`` ended; others may probe ``after_s`` from now."""
         ...
@@ -333,7 +337,9 @@ class Breakers:
         if health.cooldown_remaining_s > 0:
             return False
         if health.state is BreakerState.HALF_OPEN:
-            return name not in self._probing
+            if name in self._probing:
+                return False
+            return self._shared is None or not self._shared.probe_held_elsewhere(name)
         return health.state is BreakerState.CLOSED
 
     def cool_down(self, name: str, seconds: float) -> None:

@@ -346,6 +346,10 @@ class SharedBreakerState:
         self.wake()
         return False
 
+    def probe_held_elsewhere(self, key: str) -> bool:
+        """Whether another replica is known to hold ``key``'s probe lease now."""
+        return not self.degraded and time.monotonic() < self._elsewhere.get(key, 0.0)
+
     def release_probe(self, key: str, after_s: float = 0.0) -> None:
         """The probe of ``key`` ended: give its lease back, ``after_s`` from now."""
         if self._leases.pop(key, None) is not None:

@@ -124,9 +124,13 @@ class SharedBackend(Protocol):
         """Call ``on_sync(cooldowns_until_epoch)`` after each refresh, on the loop."""
         ...
 
-    def probe_lease(self, key: str, ttl_s: float) -> bool:
+    def probe_lease(self, key: str) -> bool:
         """Whether this replica may probe half-open ``key`` now; if not, ask for the
-        lease (held at most ``ttl_s``) without waiting for it."""
+        lease without waiting for it."""
+        ...
+
+    def probe_started(self, key: str, hold_s: float) -> None:
+        """This replica's probe of ``key`` went out: hold the lease up to ``hold_s``."""
         ...
 
     def probe_held_elsewhere(self, key: str) -> bool:
@@ -402,17 +406,24 @@ class Breakers:
         """Whether this replica's probe of half-open ``name`` may go (it is the one)."""
         if self._shared is None:
             return True
+        if not self._shared.probe_lease(name):
+            return False
         # A probe longer than the reset timeout may overlap the next replica's; a
         # replica that died mid-probe delays the next one by at most this long.
-        return self._shared.probe_lease(name, max(1.0, self._breakers[name].reset_timeout))
+        self._shared.probe_started(name, self._lease_hold_s(name))
+        return True
 
-    def _probe_ended(self, name: str) -> None:
+    def _lease_hold_s(self, name: str) -> float:
+        return max(1.0, self._breakers[name].reset_timeout)
+
+    def _probe_ended(self, name: str, decided: bool) -> None:
+        """The probe of ``name`` ended, with a verdict or (cancelled) without one."""
         self._probing.discard(name)
         if self._shared is not None:
-            breaker = self._breakers[name]
-            reopened = breaker.current_state == pybreaker.STATE_OPEN
+            reopened = decided and self._breakers[name].current_state == pybreaker.STATE_OPEN
             # Reopened: the next probe is due after the reset timeout, on any replica.
-            self._shared.release_probe(name, breaker.reset_timeout if reopened else 0.0)
+            # Closed or cancelled: the lease is free at once.
+            self._shared.release_probe(name, self._lease_hold_s(name) if reopened else 0.0)
 
     def guard(self, name: str) -> _Guard:
         """A ``with`` block under ``name``'s breaker; entering raises if it is not callable."""
@@ -459,12 +470,13 @@ class _Guard:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        decided = not isinstance(exc, asyncio.CancelledError | GeneratorExit)
         try:
-            if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            if decided:
                 self._owner._record(self._name, exc)
         finally:
             if self._probe:
-                self._owner._probe_ended(self._name)
+                self._owner._probe_ended(self._name, decided)
 
 
 def best_health(healths: Iterable[ProviderHealth]) -> ProviderHealth:

@@ -18,14 +18,16 @@ local is lost, and listeners hear about states changed elsewhere.
 
 A half-open breaker lets one probe through across all replicas, not one per replica:
 the probe needs the breaker's *probe lease*, a Redis key (``<namespace>:<key>:quorum:
-probe``) set to the replica's id for the breaker's reset timeout. A replica that wants
-to probe asks for the lease at its next refresh (woken at once) and refuses calls
-meanwhile, as it would while its own probe is out. Refused, it does not ask again until
+probe``) set to the replica's id. A replica that wants to probe asks for the lease at
+its next refresh (woken at once), for a short while (four refreshes, at least 1 s), and
+refuses calls meanwhile, as it would while its own probe is out; once its probe goes
+out it holds the lease for the breaker's reset timeout. Refused, it does not ask again until
 the other replica's lease runs out (or a refresh shows the breaker closed), so Redis is
 not asked on every call. The replica that got the lease probes. A probe that closes the
-breaker gives the lease back; one that opens it again keeps it for the breaker's reset
-timeout, so that no replica that has not yet heard of the reopening probes again before
-the next half-open. A replica that dies mid-probe holds the lease until it expires.
+breaker, or is cancelled, gives the lease back; one that opens it again keeps it for the
+breaker's reset timeout, so that no replica that has not yet heard of the reopening
+probes again before the next half-open. A replica that shuts down gives its leases
+back; one that dies mid-probe holds the lease until it expires.
 
 If Redis is unreachable the replica keeps working on its local view (logged once, at
 warning), keeps its writes, and resyncs when Redis returns: its writes are replayed and
@@ -307,6 +309,9 @@ class SharedBreakerState:
         self._wanted: dict[str, float] = {}  # probe leases to ask for: key -> seconds
         self._releases: dict[str, float] = {}
         self._elsewhere: dict[str, float] = {}  # probe leases others hold: key -> until
+        # A lease asked for is held this long until its probe goes out, then for the
+        # breaker's reset timeout.
+        self.claim_s = max(1.0, 4 * refresh_interval_s)
         self.quiet = False
         self.degraded = False
         self.stats = SyncStats()
@@ -331,9 +336,11 @@ class SharedBreakerState:
         self._subscribers.append(on_sync)
         self.start()
 
-    def probe_lease(self, key: str, ttl_s: float) -> bool:
+    def probe_lease(self, key: str) -> bool:
         """Whether this replica may send ``key``'s half-open probe now: it holds the
-        lease, or Redis is unreachable. Otherwise the lease is asked for at once."""
+        lease, or Redis is unreachable. Otherwise the lease is asked for at once, for a
+        short while (:attr:`claim_s`): a replica whose next call never comes must not
+        keep the others waiting."""
         if self.degraded:
             return True
         now = time.monotonic()
@@ -342,9 +349,15 @@ class SharedBreakerState:
             return True
         if now < self._elsewhere.get(key, 0.0):
             return False  # asked already: another replica holds it this long
-        self._wanted[key] = ttl_s
+        self._wanted[key] = self.claim_s
         self.wake()
         return False
+
+    def probe_started(self, key: str, hold_s: float) -> None:
+        """The probe of ``key`` went out: hold its lease for up to ``hold_s``."""
+        if key in self._leases:
+            self._wanted[key] = hold_s
+            self.wake()
 
     def probe_held_elsewhere(self, key: str) -> bool:
         """Whether another replica is known to hold ``key``'s probe lease now."""
@@ -352,6 +365,7 @@ class SharedBreakerState:
 
     def release_probe(self, key: str, after_s: float = 0.0) -> None:
         """The probe of ``key`` ended: give its lease back, ``after_s`` from now."""
+        self._wanted.pop(key, None)
         if self._leases.pop(key, None) is not None:
             self._releases[key] = after_s
             self.wake()
@@ -387,6 +401,8 @@ class SharedBreakerState:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for key in list(self._leases):  # a replica going away probes no more
+            self.release_probe(key)
         with contextlib.suppress(Exception):
             await self.sync_once()
         await asyncio.to_thread(self._redis.close)

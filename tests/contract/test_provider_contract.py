@@ -175,12 +175,49 @@ async def test_tool_choice_is_sent_and_honoured(
         ask("ok", "Weather in Paris?", tools=(WEATHER, TIDE), tool_choice=choice)
     )
     assert [c.name for c in completion.tool_calls] == ([called] if called else [])
+    assert all(json.loads(c.arguments_json) == TOOL_ARGUMENTS for c in completion.tool_calls)
     assert completion.finish_reason == ("tool_calls" if called else "stop")
     seen = (await control.stats())["last_request"]
     assert seen["tools"] == ["get_weather", "get_tide"]
     assert seen["forced_tool"] == ("get_tide" if choice.mode is ToolChoiceMode.TOOL else "")
     if choice.mode is not ToolChoiceMode.TOOL:
         assert seen["tool_choice"] == choice.mode.value
+
+
+async def test_tool_choice_none_keeps_the_tools_and_forbids_a_call(
+    provider: Provider, control: Control
+) -> None:
+    # After a tool result the tools must stay defined (Anthropic refuses tool blocks
+    # without them); "none" is sent in the vendor's form and the model answers in text.
+    call = ToolCall("call_1", "get_weather", json.dumps(TOOL_ARGUMENTS))
+    completion = await provider.complete(
+        ask(
+            "tools",
+            Message(Role.USER, "Weather in Paris?"),
+            Message(Role.ASSISTANT, tool_calls=(call,)),
+            Message(Role.TOOL, "18 degrees", tool_call_id="call_1", name="get_weather"),
+            tools=(WEATHER,),
+            tool_choice=ToolChoice(ToolChoiceMode.NONE),
+        )
+    )
+    assert completion.tool_calls == () and completion.content
+    seen = (await control.stats())["last_request"]
+    assert (seen["tools"], seen["tool_choice"]) == (["get_weather"], "none")
+
+
+async def test_a_forced_call_in_json_mode_is_a_tool_call(provider: Provider) -> None:
+    # JSON mode shapes a text answer; a forced call is the answer instead, never read as JSON.
+    completion = await provider.complete(
+        ask(
+            "ok",
+            "Weather in Paris?",
+            tools=(WEATHER,),
+            tool_choice=ToolChoice(ToolChoiceMode.TOOL, "get_weather"),
+            response_format=ResponseFormat(ResponseFormatType.JSON_OBJECT),
+        )
+    )
+    assert [c.name for c in completion.tool_calls] == ["get_weather"]
+    assert json.loads(completion.tool_calls[0].arguments_json) == TOOL_ARGUMENTS
 
 
 async def test_json_object_mode(provider: Provider) -> None:

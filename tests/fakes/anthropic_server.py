@@ -37,6 +37,9 @@ _ERRORS: dict[int, tuple[str, str]] = {
     529: ("overloaded_error", "Overloaded"),
 }
 _MEDIA_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
+# The tool a client (Quorum's adapter among them) forces to get its answer as JSON: a
+# forced call to it is answered with JSON_ANSWER, one to any other tool with tool arguments.
+JSON_ANSWER_TOOL = "json_response"
 
 
 class AnthropicVendor:
@@ -89,8 +92,10 @@ class AnthropicVendor:
             if choice.get("name") not in parsed.tools:
                 raise BadRequest(f"tool_choice: tool {choice.get('name')!r} is not in tools")
             parsed.forced_tool = str(choice["name"])
-            schema = next(t["input_schema"] for t in body["tools"] if t["name"] == choice["name"])
-            parsed.json_mode, parsed.schema = True, schema
+            if choice["name"] == JSON_ANSWER_TOOL:  # how a client gets a JSON answer here
+                tools = body["tools"]
+                schema = next(t["input_schema"] for t in tools if t["name"] == JSON_ANSWER_TOOL)
+                parsed.json_mode, parsed.schema, parsed.forced_json = True, schema, True
         for key, name in (
             ("max_tokens", "max_tokens"),
             ("temperature", "temperature"),

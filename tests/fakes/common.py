@@ -104,6 +104,7 @@ class Parsed:
     json_mode: bool = False
     schema: Any = None
     forced_tool: str = ""  # the request names the tool the model must call
+    forced_json: bool = False  # ...and that tool is how the answer comes as JSON
     tool_choice: str = "auto"  # "auto", "required" (some tool) or "none" (no tool call)
     logprobs: bool = False
     params: dict[str, Any] = field(default_factory=dict)
@@ -330,7 +331,7 @@ class FakeServer:
             if not parsed.tools:
                 raise BadRequest("model 'tools' needs at least one tool in the request")
             name = parsed.forced_tool or parsed.tools[0]
-            arguments = JSON_ANSWER if parsed.forced_tool and parsed.json_mode else TOOL_ARGUMENTS
+            arguments = JSON_ANSWER if parsed.forced_json else TOOL_ARGUMENTS
             answer.tool_calls = [
                 {"id": self.vendor.call_id(0), "name": name, "arguments": arguments}
             ]

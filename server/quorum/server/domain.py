@@ -7,7 +7,7 @@ a ``_pb2`` object. Enums mirror the proto enums by name so conversion is mechani
 from __future__ import annotations
 
 import enum
-from dataclasses import field
+from dataclasses import field, replace
 
 from quorum.server.values import value_type
 
@@ -65,6 +65,7 @@ class ResponseFormatType(enum.Enum):
 
 class ToolChoiceMode(enum.Enum):
     AUTO = "auto"  # the model decides
+    NONE = "none"  # it must answer in text
     REQUIRED = "required"  # it must call one of the tools
     TOOL = "tool"  # it must call the named tool
 
@@ -161,6 +162,17 @@ class GenerationParams:
     tools: tuple[Tool, ...] = ()
     logprobs: bool = False
     tool_choice: ToolChoice = ToolChoice()
+
+
+def settle_tool_choice(params: GenerationParams, messages: tuple[Message, ...]) -> GenerationParams:
+    """Tool choice NONE without tool calls in the conversation: the tools need not be sent
+    at all (and the request then needs no tools capability). With tool calls or results
+    in it the vendors need the tools defined, so they are sent with a choice of none."""
+    if params.tool_choice.mode is not ToolChoiceMode.NONE:
+        return params
+    if any(m.tool_calls or m.role is Role.TOOL for m in messages):
+        return params
+    return replace(params, tools=(), tool_choice=ToolChoice())
 
 
 @value_type

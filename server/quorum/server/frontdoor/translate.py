@@ -277,12 +277,12 @@ def _tools(raw: Any, v: _Violations) -> tuple[d.Tool, ...]:
 def _tool_choice(
     raw: Any, tools: tuple[d.Tool, ...], v: _Violations
 ) -> tuple[tuple[d.Tool, ...], d.ToolChoice]:
-    """Apply ``tool_choice``: ``none`` offers no tools, ``required`` or a named function
-    forces a call (to one of ``tools``)."""
+    """Apply ``tool_choice``: ``none`` forbids a call, ``required`` or a named function
+    forces one (to one of ``tools``)."""
     if raw is None or raw == "auto":
         return tools, d.ToolChoice()
-    if raw == "none":
-        return (), d.ToolChoice()
+    if raw == "none":  # settled against the conversation's tool calls later
+        return tools, d.ToolChoice(d.ToolChoiceMode.NONE)
     if raw == "required":
         choice = d.ToolChoice(d.ToolChoiceMode.REQUIRED)
     elif isinstance(raw, dict):
@@ -475,7 +475,7 @@ def parse_chat_request(
     route = d.RouteRequest(
         request_id=request_id,
         messages=tuple(messages),
-        params=params,
+        params=d.settle_tool_choice(params, tuple(messages)),
         hints=target.hints,
         tenant=tenant,
     )

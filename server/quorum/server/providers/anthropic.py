@@ -229,8 +229,7 @@ class AnthropicProvider:
         choice = params.tool_choice
         if tools:
             body["tool_choice"] = _tool_choice(choice)
-        # A forced tool call is this turn's answer; JSON mode is for a text answer.
-        if _json_mode(request) and choice.mode is ToolChoiceMode.AUTO:
+        if _json_mode(request):
             fmt = params.response_format
             schema = sse.request_json(self._name, fmt.json_schema, "json_schema", None)
             tools.append(
@@ -254,11 +253,20 @@ def _tool_choice(choice: ToolChoice) -> dict[str, str]:
     """The Messages API's ``tool_choice`` for ``choice``."""
     if choice.mode is ToolChoiceMode.TOOL:
         return {"type": "tool", "name": choice.tool}
-    return {"type": "any"} if choice.mode is ToolChoiceMode.REQUIRED else {"type": "auto"}
+    if choice.mode is ToolChoiceMode.REQUIRED:
+        return {"type": "any"}
+    return {"type": str(choice.mode.value)}  # "auto" or "none"
 
 
 def _json_mode(request: ProviderRequest) -> bool:
-    return request.params.response_format.type is not ResponseFormatType.TEXT
+    """Whether the answer comes as a call of :data:`JSON_TOOL`: JSON was asked for and no
+    tool call is forced (a forced call is this turn's answer; JSON mode is for text). Only
+    then is a ``json_response`` block read as the answer, never a caller's own tool."""
+    params = request.params
+    return (
+        params.response_format.type is not ResponseFormatType.TEXT
+        and params.tool_choice.mode is ToolChoiceMode.AUTO
+    )
 
 
 def _messages(provider: str, messages: tuple[Message, ...]) -> list[dict[str, Any]]:

@@ -360,4 +360,5 @@ def _calling_config(choice: ToolChoice) -> dict[str, Any]:
     allowed functions only when a tool is named."""
     if choice.mode is ToolChoiceMode.TOOL:
         return {"mode": "ANY", "allowedFunctionNames": [choice.tool]}
-    return {"mode": "ANY" if choice.mode is ToolChoiceMode.REQUIRED else "AUTO"}
+    modes = {ToolChoiceMode.REQUIRED: "ANY", ToolChoiceMode.NONE: "NONE"}
+    return {"mode": modes.get(choice.mode, "AUTO")}

@@ -297,4 +297,4 @@ def _tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
     """Chat Completions' ``tool_choice`` for ``choice``."""
     if choice.mode is ToolChoiceMode.TOOL:
         return {"type": "function", "function": {"name": choice.tool}}
-    return "required" if choice.mode is ToolChoiceMode.REQUIRED else "auto"
+    return str(choice.mode.value)  # "auto", "none" or "required"

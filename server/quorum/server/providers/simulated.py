@@ -249,6 +249,8 @@ def _tool_to_call(request: ProviderRequest, prompt: str, correct: bool) -> str:
     params = request.params
     if params.tool_choice.mode is ToolChoiceMode.TOOL:
         return params.tool_choice.tool
+    if params.tool_choice.mode is ToolChoiceMode.NONE:
+        return ""
     named = next((t.name for t in params.tools if t.name.lower() in prompt.lower()), "")
     if params.tool_choice.mode is ToolChoiceMode.REQUIRED:
         return named or (params.tools[0].name if params.tools else "")

@@ -184,24 +184,22 @@ def _params(p: pb.GenerationParams, c: _Checker) -> d.GenerationParams:
         tools.append(d.Tool(t.name, t.description, t.parameters_json))
     if len(p.tools) > 128:
         c.add("params.tools", "at most 128 tools")
-    choice = _tool_choice(p.tool_choice, seen, c)
     return d.GenerationParams(
         max_tokens=p.max_tokens,
         temperature=temperature,
         top_p=top_p,
         stop=tuple(p.stop),
         response_format=d.ResponseFormat(fmt_type, rf.json_schema, rf.schema_name),
-        tools=tuple(tools) if choice is not None else (),
+        tools=tuple(tools),
         logprobs=p.logprobs,
-        tool_choice=choice or d.ToolChoice(),
+        tool_choice=_tool_choice(p.tool_choice, seen, c),
     )
 
 
-def _tool_choice(p: pb.ToolChoice, tools: set[str], c: _Checker) -> d.ToolChoice | None:
-    """The request's tool choice; ``None`` for TOOL_CHOICE_MODE_NONE (no tools offered)."""
+def _tool_choice(p: pb.ToolChoice, tools: set[str], c: _Checker) -> d.ToolChoice:
     mode = p.mode
     if mode == pb.TOOL_CHOICE_MODE_NONE:
-        choice = None
+        choice = d.ToolChoice(d.ToolChoiceMode.NONE)
     elif mode in (pb.TOOL_CHOICE_MODE_UNSPECIFIED, pb.TOOL_CHOICE_MODE_AUTO):
         choice = d.ToolChoice()
     elif mode == pb.TOOL_CHOICE_MODE_REQUIRED:
@@ -217,7 +215,8 @@ def _tool_choice(p: pb.ToolChoice, tools: set[str], c: _Checker) -> d.ToolChoice
         return d.ToolChoice()
     if p.tool_name and mode != pb.TOOL_CHOICE_MODE_TOOL:
         c.add("params.tool_choice.tool_name", "only with TOOL_CHOICE_MODE_TOOL")
-    if choice is not None and choice.mode is not d.ToolChoiceMode.AUTO and not tools:
+    forced = choice.mode in (d.ToolChoiceMode.REQUIRED, d.ToolChoiceMode.TOOL)
+    if forced and not tools:
         c.add("params.tool_choice.mode", "a tool call is required but params.tools is empty")
     return choice
 
@@ -330,10 +329,11 @@ def route_request_from_pb(
         c.add("tenant", "must be 1-64 letters, digits or _.:/-")
     if c.violations:
         raise InvalidRequest(c.violations)
+    turns = tuple(m for m in messages if m is not None)
     return d.RouteRequest(
         request_id=request_id or new_request_id(),
-        messages=tuple(m for m in messages if m is not None),
-        params=params,
+        messages=turns,
+        params=d.settle_tool_choice(params, turns),
         hints=hints,
         tenant=tenant,
     )

@@ -62,7 +62,9 @@ class _ToolChoiceModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ToolCh
     TOOL_CHOICE_MODE_AUTO: _ToolChoiceMode.ValueType  # 1
     """The model decides whether to call a tool (the default)."""
     TOOL_CHOICE_MODE_NONE: _ToolChoiceMode.ValueType  # 2
-    """The model must answer in text: the tools are not offered to it."""
+    """The model must answer in text. Without tool calls in the conversation the tools are
+    not sent (and no tools capability is needed); with them they are sent, marked unusable.
+    """
     TOOL_CHOICE_MODE_REQUIRED: _ToolChoiceMode.ValueType  # 3
     """The model must call at least one of the tools."""
     TOOL_CHOICE_MODE_TOOL: _ToolChoiceMode.ValueType  # 4
@@ -76,7 +78,9 @@ TOOL_CHOICE_MODE_UNSPECIFIED: ToolChoiceMode.ValueType  # 0
 TOOL_CHOICE_MODE_AUTO: ToolChoiceMode.ValueType  # 1
 """The model decides whether to call a tool (the default)."""
 TOOL_CHOICE_MODE_NONE: ToolChoiceMode.ValueType  # 2
-"""The model must answer in text: the tools are not offered to it."""
+"""The model must answer in text. Without tool calls in the conversation the tools are
+not sent (and no tools capability is needed); with them they are sent, marked unusable.
+"""
 TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode.ValueType  # 3
 """The model must call at least one of the tools."""
 TOOL_CHOICE_MODE_TOOL: ToolChoiceMode.ValueType  # 4

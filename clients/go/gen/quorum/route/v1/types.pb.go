@@ -90,7 +90,8 @@ const (
 	ToolChoiceMode_TOOL_CHOICE_MODE_UNSPECIFIED ToolChoiceMode = 0
 	// The model decides whether to call a tool (the default).
 	ToolChoiceMode_TOOL_CHOICE_MODE_AUTO ToolChoiceMode = 1
-	// The model must answer in text: the tools are not offered to it.
+	// The model must answer in text. Without tool calls in the conversation the tools are
+	// not sent (and no tools capability is needed); with them they are sent, marked unusable.
 	ToolChoiceMode_TOOL_CHOICE_MODE_NONE ToolChoiceMode = 2
 	// The model must call at least one of the tools.
 	ToolChoiceMode_TOOL_CHOICE_MODE_REQUIRED ToolChoiceMode = 3

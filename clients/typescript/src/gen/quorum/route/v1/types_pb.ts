@@ -1582,7 +1582,8 @@ export enum ToolChoiceMode {
   AUTO = 1,
 
   /**
-   * The model must answer in text: the tools are not offered to it.
+   * The model must answer in text. Without tool calls in the conversation the tools are
+   * not sent (and no tools capability is needed); with them they are sent, marked unusable.
    *
    * @generated from enum value: TOOL_CHOICE_MODE_NONE = 2;
    */

@@ -33,7 +33,8 @@ public enum ToolChoiceMode
   TOOL_CHOICE_MODE_AUTO(1),
   /**
    * <pre>
-   * The model must answer in text: the tools are not offered to it.
+   * The model must answer in text. Without tool calls in the conversation the tools are
+   * not sent (and no tools capability is needed); with them they are sent, marked unusable.
    * </pre>
    *
    * <code>TOOL_CHOICE_MODE_NONE = 2;</code>
@@ -85,7 +86,8 @@ public enum ToolChoiceMode
   public static final int TOOL_CHOICE_MODE_AUTO_VALUE = 1;
   /**
    * <pre>
-   * The model must answer in text: the tools are not offered to it.
+   * The model must answer in text. Without tool calls in the conversation the tools are
+   * not sent (and no tools capability is needed); with them they are sent, marked unusable.
    * </pre>
    *
    * <code>TOOL_CHOICE_MODE_NONE = 2;</code>

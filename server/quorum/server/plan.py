@@ -56,7 +56,7 @@ from quorum.server.plan_stages import (
 )
 from quorum.server.policy import RoutingPolicy
 from quorum.server.state import StateSnapshot
-from quorum.server.tokens import count_tokens
+from quorum.server.tokens import count_tokens, prompt_tokens
 from quorum.server.values import value_type
 
 __all__ = [
@@ -79,7 +79,7 @@ class TokenEstimate:
 
 def estimate_tokens(request: RouteRequest, classification: Classification) -> TokenEstimate:
     """Input tokens from the text; output from max_tokens or a default by difficulty."""
-    input_tokens = sum(count_tokens(m.text) + 4 for m in request.messages)
+    input_tokens = prompt_tokens(request.messages)
     if request.params.tools:
         input_tokens += sum(
             count_tokens(t.description + t.parameters_json) + 8 for t in request.params.tools

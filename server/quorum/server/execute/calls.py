@@ -56,7 +56,7 @@ from quorum.server.providers.base import Provider, ProviderRequest
 from quorum.server.resilience.breakers import Breakers
 from quorum.server.resilience.limits import Permit
 from quorum.server.resilience.runtime import Resilience
-from quorum.server.tokens import count_tokens
+from quorum.server.tokens import prompt_tokens
 from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.execute")
@@ -149,7 +149,7 @@ def cut_off(
     a tier cut short by the deadline). The provider has had the prompt and may bill it
     whole, so the account never says it was free: it counts the prompt's estimated input
     tokens and their cost, a lower bound."""
-    used = Usage(prompt_tokens(request), 0)
+    used = Usage(prompt_tokens(request.messages), 0)
     return Attempt(
         model=candidate.model,
         provider=candidate.provider,
@@ -212,14 +212,9 @@ def _implicit(spec: ModelSpec) -> tuple[Deployment, ...]:
     )
 
 
-def prompt_tokens(request: RouteRequest) -> int:
-    """The request's input tokens, estimated from its text."""
-    return sum(count_tokens(m.text) + 4 for m in request.messages)
-
-
 def estimate_tokens(request: RouteRequest) -> int:
     """Tokens a call may use, for a tokens-per-minute limit (corrected after the call)."""
-    return prompt_tokens(request) + (request.params.max_tokens or DEFAULT_OUTPUT_TOKENS)
+    return prompt_tokens(request.messages) + (request.params.max_tokens or DEFAULT_OUTPUT_TOKENS)
 
 
 async def acquire_permit(

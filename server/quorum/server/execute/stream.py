@@ -63,7 +63,7 @@ from quorum.server.execute.events import Chunk, Event, FellBack
 from quorum.server.execute.single import deadline_exceeded, no_answer
 from quorum.server.providers.base import ProviderRequest, StreamDelta
 from quorum.server.resilience.limits import Permit
-from quorum.server.tokens import count_tokens
+from quorum.server.tokens import count_tokens, prompt_tokens
 from quorum.server.values import value_type
 
 R = TypeVar("R")
@@ -330,8 +330,7 @@ async def _relay(
 
 def _estimate(request: RouteRequest, text: str) -> Usage:
     """Usage of a stream that reported none (it broke): estimated from the text."""
-    prompt = sum(count_tokens(m.text) + 4 for m in request.messages)
-    return Usage(prompt, count_tokens(text) if text else 0)
+    return Usage(prompt_tokens(request.messages), count_tokens(text) if text else 0)
 
 
 async def _close(deltas: AsyncIterator[StreamDelta] | None) -> None:

@@ -56,7 +56,7 @@ from quorum.server.errors import ProviderRejected, ProviderTimeout, ProviderUnav
 from quorum.server.execute.judge import JudgeTask, read_judge_prompt
 from quorum.server.hashing import fraction
 from quorum.server.providers.base import ProviderRequest, StreamDelta
-from quorum.server.tokens import count_tokens
+from quorum.server.tokens import count_tokens, prompt_tokens
 from quorum.server.values import value_type
 
 REFUSALS = (
@@ -318,7 +318,7 @@ class SimulatedProvider:
             digest = hashlib.blake2b(prompt.encode(), digest_size=4).hexdigest()
             tool_calls = (ToolCall(id=f"call_{digest}", name=called, arguments_json="{}"),)
             content, finish = "", "tool_calls"
-        input_tokens = sum(count_tokens(m.text) + 4 for m in request.messages)
+        input_tokens = prompt_tokens(request.messages)
         output_tokens = count_tokens(content) if content else 8
         completion = Completion(
             content=content,

@@ -578,16 +578,7 @@ class SharedBreakerState:
         if self.degraded:
             self.degraded = False
             log.warning("shared_state_restored", effect="breakers and cool-downs shared again")
-        now = time.monotonic()
-        for key in reply.granted:
-            # Ours a little less long than Redis's, so we never probe on an expired lease.
-            self._leases[key] = now + 0.9 * batch.claims[key]
-            self._elsewhere.pop(key, None)
-        for key, left_s in reply.held_elsewhere.items():
-            self._elsewhere[key] = now + left_s
-        for key, remote in reply.breakers.items():
-            if remote.state == pybreaker.STATE_CLOSED:
-                self._elsewhere.pop(key, None)  # closed: the next opening starts afresh
+        self._adopt_leases(batch, reply)
         with self.quiet_writes():
             for key, view in self._views.items():
                 found = reply.breakers.get(key)
@@ -601,6 +592,19 @@ class SharedBreakerState:
         self.stats.loop_ms_total += loop_ms
         self.stats.loop_ms_max = max(self.stats.loop_ms_max, loop_ms)
         return True
+
+    def _adopt_leases(self, batch: _Batch, reply: _Reply) -> None:
+        """Probe leases granted here, and how long others hold the ones refused."""
+        now = time.monotonic()
+        for key in reply.granted:
+            # Ours a little less long than Redis's, so we never probe on an expired lease.
+            self._leases[key] = now + 0.9 * batch.claims[key]
+            self._elsewhere.pop(key, None)
+        for key, left_s in reply.held_elsewhere.items():
+            self._elsewhere[key] = now + left_s
+        for key, remote in reply.breakers.items():
+            if remote.state == pybreaker.STATE_CLOSED:
+                self._elsewhere.pop(key, None)  # closed: the next opening starts afresh
 
     @contextlib.contextmanager
     def quiet_writes(self) -> Iterator[None]:

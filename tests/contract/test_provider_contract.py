@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -218,6 +219,25 @@ async def test_a_forced_call_in_json_mode_is_a_tool_call(provider: Provider) -> 
     )
     assert [c.name for c in completion.tool_calls] == ["get_weather"]
     assert json.loads(completion.tool_calls[0].arguments_json) == TOOL_ARGUMENTS
+
+
+async def test_a_caller_tool_named_like_the_json_tool_stays_a_tool_call(
+    provider: Provider, control: Control
+) -> None:
+    # Anthropic's JSON mode adds a tool of its own; a caller's tool of the same name must
+    # neither be sent twice nor have its call read as the JSON answer.
+    own = replace(WEATHER, name="json_response")
+    completion = await provider.complete(
+        ask(
+            "tools",
+            "Weather in Paris?",
+            tools=(own,),
+            response_format=ResponseFormat(ResponseFormatType.JSON_OBJECT),
+        )
+    )
+    assert [c.name for c in completion.tool_calls] == ["json_response"]
+    assert json.loads(completion.tool_calls[0].arguments_json) == TOOL_ARGUMENTS
+    assert (await control.stats())["last_request"]["tools"][0] == "json_response"
 
 
 async def test_json_object_mode(provider: Provider) -> None:

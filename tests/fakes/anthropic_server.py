@@ -82,6 +82,8 @@ class AnthropicVendor:
                 raise BadRequest(f"tools.{index}.input_schema: Field required")
             if tool["input_schema"].get("type") != "object":
                 raise BadRequest(f"tools.{index}.input_schema.type: Input should be 'object'")
+            if tool["name"] in parsed.tools:
+                raise BadRequest("tools: Tool names must be unique.")
             parsed.tools.append(str(tool["name"]))
         choice = body.get("tool_choice") or {"type": "auto"}
         if choice.get("type") not in ("auto", "any", "tool", "none"):

@@ -103,14 +103,14 @@ class AnthropicProvider:
             time_limit=self._timeout(request),
         )
         try:
-            return _completion(answer, json_mode=_json_mode(request))
+            return _completion(answer, json_tool=_json_tool(request))
         except _SHAPE_ERRORS as exc:
             raise ProviderBadResponse(
                 f"{self._name}: unexpected message shape: {exc!r}", provider=self._name
             ) from exc
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
-        json_mode = _json_mode(request)
+        json_tool = _json_tool(request)
         blocks: dict[int, dict[str, str]] = {}
         input_tokens = output_tokens = 0
         stop_reason = ""
@@ -151,14 +151,14 @@ class AnthropicProvider:
                         if delta["type"] == "text_delta":
                             yield StreamDelta(text=str(delta["text"]))
                         elif delta["type"] == "input_json_delta":
-                            if json_mode and slot["name"] == JSON_TOOL:
+                            if json_tool and slot["name"] == json_tool:
                                 yield StreamDelta(text=str(delta["partial_json"]))
                             else:
                                 slot["json"] += str(delta["partial_json"])
                     elif kind == "content_block_stop":
                         slot = blocks[int(data["index"])]
                         if slot["type"] == "tool_use" and not (
-                            json_mode and slot["name"] == JSON_TOOL
+                            json_tool and slot["name"] == json_tool
                         ):
                             yield StreamDelta(
                                 tool_call=ToolCall(slot["id"], slot["name"], slot["json"] or "{}")
@@ -179,7 +179,7 @@ class AnthropicProvider:
             raise ProviderBadResponse(
                 f"{self._name}: stream ended before message_stop", provider=self._name
             )
-        answered_json = json_mode and any(b["name"] == JSON_TOOL for b in blocks.values())
+        answered_json = bool(json_tool) and any(b["name"] == json_tool for b in blocks.values())
         finish = _finish(stop_reason, answered_json)
         yield StreamDelta(finish_reason=finish, usage=Usage(input_tokens, output_tokens))
 
@@ -229,18 +229,19 @@ class AnthropicProvider:
         choice = params.tool_choice
         if tools:
             body["tool_choice"] = _tool_choice(choice)
-        if _json_mode(request):
+        json_tool = _json_tool(request)
+        if json_tool:
             fmt = params.response_format
             schema = sse.request_json(self._name, fmt.json_schema, "json_schema", None)
             tools.append(
                 {
-                    "name": JSON_TOOL,
+                    "name": json_tool,
                     "description": "Give the final answer as a JSON object matching the schema.",
                     "input_schema": schema or {"type": "object"},
                 }
             )
             body["tool_choice"] = (
-                {"type": "any"} if len(tools) > 1 else {"type": "tool", "name": JSON_TOOL}
+                {"type": "any"} if len(tools) > 1 else {"type": "tool", "name": json_tool}
             )
         if tools:
             body["tools"] = tools
@@ -258,15 +259,26 @@ def _tool_choice(choice: ToolChoice) -> dict[str, str]:
     return {"type": str(choice.mode.value)}  # "auto" or "none"
 
 
-def _json_mode(request: ProviderRequest) -> bool:
-    """Whether the answer comes as a call of :data:`JSON_TOOL`: JSON was asked for and no
-    tool call is forced (a forced call is this turn's answer; JSON mode is for text). Only
-    then is a ``json_response`` block read as the answer, never a caller's own tool."""
+def _json_tool(request: ProviderRequest) -> str:
+    """The name of the tool whose call is the JSON answer, or ``""`` when there is none.
+
+    There is one when JSON was asked for and no tool call is forced (a forced call is
+    this turn's answer; JSON mode is for text). It is :data:`JSON_TOOL`, or that name
+    with a number when the caller has a tool of that name, so a call of the caller's
+    own tool is never read as the answer (and the vendor never sees two tools of one
+    name)."""
     params = request.params
-    return (
-        params.response_format.type is not ResponseFormatType.TEXT
-        and params.tool_choice.mode is ToolChoiceMode.AUTO
-    )
+    if (
+        params.response_format.type is ResponseFormatType.TEXT
+        or params.tool_choice.mode is not ToolChoiceMode.AUTO
+    ):
+        return ""
+    taken = {tool.name for tool in params.tools}
+    name, n = JSON_TOOL, 1
+    while name in taken:
+        n += 1
+        name = f"{JSON_TOOL}_{n}"
+    return name
 
 
 def _messages(provider: str, messages: tuple[Message, ...]) -> list[dict[str, Any]]:
@@ -342,7 +354,7 @@ def _finish(stop_reason: str, answered_json: bool) -> str:
     return _STOP_REASONS.get(stop_reason, stop_reason or "stop")
 
 
-def _completion(answer: Any, *, json_mode: bool) -> Completion:
+def _completion(answer: Any, *, json_tool: str) -> Completion:
     texts: list[str] = []
     calls: list[ToolCall] = []
     answered_json = False
@@ -350,7 +362,7 @@ def _completion(answer: Any, *, json_mode: bool) -> Completion:
         if block["type"] == "text":
             texts.append(str(block["text"]))
         elif block["type"] == "tool_use":
-            if json_mode and block["name"] == JSON_TOOL:
+            if json_tool and block["name"] == json_tool:
                 texts.append(json.dumps(block["input"], ensure_ascii=False))
                 answered_json = True
             else:

@@ -12,6 +12,8 @@ Behaviour is chosen by the model name, or by a script queued through the control
 ``echo``               answers with the last user message (or the last tool result)
 ``tools``              calls the first declared tool with ``{"city": "Paris"}``; so does
                        any model whose request requires a tool call (or the named one)
+``no-tools``           answers in text whatever the tools and ``tool_choice`` (as some
+                       models do)
 ``json``               answers with :data:`JSON_ANSWER`
 ``slow-<ms>``          waits ``ms`` before answering
 ``drip-<ms>``          streams the answer with ``ms`` between chunks
@@ -56,7 +58,7 @@ TOOL_ARGUMENTS: dict[str, Any] = {"city": "Paris"}
 LOGPROB_STEP = 0.05
 
 _BEHAVIOUR = re.compile(
-    r"^(?P<kind>ok|echo|tools|json|drop|drop-mid-stream|error-mid-stream|malformed|"
+    r"^(?P<kind>ok|echo|tools|no-tools|json|drop|drop-mid-stream|error-mid-stream|malformed|"
     r"truncated-stream|slow|drip|error|ratelimit|ratelimit-date)(?:-(?P<value>\d+(?:\.\d+)?))?$"
 )
 
@@ -327,7 +329,9 @@ class FakeServer:
     def _compose(self, behaviour: Behaviour, parsed: Parsed) -> Answer:
         answer = Answer(input_tokens=parsed.input_tokens())
         calls = behaviour.kind == "tools" or parsed.tool_choice == "required"
-        if parsed.forced_tool or (calls and parsed.tool_choice != "none"):
+        if behaviour.kind == "no-tools":  # a model that ignores tools and tool_choice
+            answer.text = OK_TEXT
+        elif parsed.forced_tool or (calls and parsed.tool_choice != "none"):
             if not parsed.tools:
                 raise BadRequest("model 'tools' needs at least one tool in the request")
             name = parsed.forced_tool or parsed.tools[0]

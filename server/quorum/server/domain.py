@@ -7,6 +7,7 @@ a ``_pb2`` object. Enums mirror the proto enums by name so conversion is mechani
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import field, replace
 
 from quorum.server.values import value_type
@@ -173,6 +174,17 @@ def settle_tool_choice(params: GenerationParams, messages: tuple[Message, ...]) 
     if any(m.tool_calls or m.role is Role.TOOL for m in messages):
         return params
     return replace(params, tools=(), tool_choice=ToolChoice())
+
+
+def missing_forced_call(params: GenerationParams, calls: Sequence[ToolCall]) -> str:
+    """Why an answer making ``calls`` lacks the tool call ``params`` forces; ``""`` if it
+    has it (or none is forced)."""
+    choice = params.tool_choice
+    if choice.mode is ToolChoiceMode.REQUIRED and not calls:
+        return "answered without the required tool call"
+    if choice.mode is ToolChoiceMode.TOOL and all(call.name != choice.tool for call in calls):
+        return f"answered without calling the required tool {choice.tool!r}"
+    return ""
 
 
 @value_type

@@ -258,6 +258,14 @@ class ProviderBadResponse(ProviderError):
     reason = "PROVIDER_BAD_RESPONSE"
 
 
+class ProviderIgnoredToolChoice(ProviderError):
+    """The model answered, but without the tool call the request forced: another model
+    may honour it. The provider worked, so its breaker does not count it."""
+
+    reason = "TOOL_CALL_MISSING"
+    counts_for_breaker = False
+
+
 class ProviderRejected(ProviderError):
     """A 4xx other than 429: the provider refused this request; another model may not."""
 

@@ -43,10 +43,12 @@ from quorum.server.domain import (
     Completion,
     RouteRequest,
     Usage,
+    missing_forced_call,
 )
 from quorum.server.errors import (
     ProviderBadResponse,
     ProviderError,
+    ProviderIgnoredToolChoice,
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
@@ -446,6 +448,23 @@ async def _send(
         res.latency.record(deployment.key, done - sent)
         if permit is not None:
             permit.release(completion.usage.input_tokens + completion.usage.output_tokens)
+        missing = missing_forced_call(request.params, completion.tool_calls)
+        if missing:
+            # Paid for, but not what the caller forced: the next candidate may honour it.
+            error = ProviderIgnoredToolChoice(
+                f"{spec.name}: {missing}", provider=deployment.provider
+            )
+            attempt = failed_attempt(
+                spec,
+                deployment,
+                role,
+                error,
+                started_ms=started_ms,
+                latency_ms=(done - start) * 1000.0,
+                usage=completion.usage,
+            )
+            log.info("tool_call_missing", provider=deployment.provider, model=spec.name)
+            return Sent(attempt, None, error)
         attempt = Attempt(
             model=spec.name,
             provider=deployment.provider,

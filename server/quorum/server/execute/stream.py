@@ -39,12 +39,14 @@ from quorum.server.domain import (
     RouteRequest,
     ToolCall,
     Usage,
+    missing_forced_call,
 )
 from quorum.server.errors import (
     DeadlineExceeded,
     ExecutionFailed,
     ProviderBadResponse,
     ProviderError,
+    ProviderIgnoredToolChoice,
     ProviderTimeout,
 )
 from quorum.server.execute.calls import (
@@ -280,6 +282,8 @@ async def _relay(
             error = ProviderBadResponse(
                 f"{provider}: the stream ended without a finish reason", provider=provider
             )
+        elif missing := missing_forced_call(request.params, calls):
+            error = ProviderIgnoredToolChoice(f"{spec.name}: {missing}", provider=provider)
     except TimeoutError:
         error = ProviderTimeout(f"{provider}: the stream outlasted the deadline", provider=provider)
     except ProviderError as exc:

@@ -66,9 +66,14 @@ class _ToolChoiceModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ToolCh
     not sent (and no tools capability is needed); with them they are sent, marked unusable.
     """
     TOOL_CHOICE_MODE_REQUIRED: _ToolChoiceMode.ValueType  # 3
-    """The model must call at least one of the tools."""
+    """The model must call at least one of the tools. An answer without a call is a failed
+    attempt (error_reason "TOOL_CALL_MISSING", its cost counted) and the next candidate is
+    asked.
+    """
     TOOL_CHOICE_MODE_TOOL: _ToolChoiceMode.ValueType  # 4
-    """The model must call the tool named in tool_name."""
+    """The model must call the tool named in tool_name; an answer without that call is
+    treated as with TOOL_CHOICE_MODE_REQUIRED.
+    """
 
 class ToolChoiceMode(_ToolChoiceMode, metaclass=_ToolChoiceModeEnumTypeWrapper):
     """How the model may use the request's tools."""
@@ -82,9 +87,14 @@ TOOL_CHOICE_MODE_NONE: ToolChoiceMode.ValueType  # 2
 not sent (and no tools capability is needed); with them they are sent, marked unusable.
 """
 TOOL_CHOICE_MODE_REQUIRED: ToolChoiceMode.ValueType  # 3
-"""The model must call at least one of the tools."""
+"""The model must call at least one of the tools. An answer without a call is a failed
+attempt (error_reason "TOOL_CALL_MISSING", its cost counted) and the next candidate is
+asked.
+"""
 TOOL_CHOICE_MODE_TOOL: ToolChoiceMode.ValueType  # 4
-"""The model must call the tool named in tool_name."""
+"""The model must call the tool named in tool_name; an answer without that call is
+treated as with TOOL_CHOICE_MODE_REQUIRED.
+"""
 Global___ToolChoiceMode: _TypeAlias = ToolChoiceMode  # noqa: Y015
 
 class _ResponseFormatType:

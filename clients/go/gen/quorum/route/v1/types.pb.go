@@ -93,9 +93,12 @@ const (
 	// The model must answer in text. Without tool calls in the conversation the tools are
 	// not sent (and no tools capability is needed); with them they are sent, marked unusable.
 	ToolChoiceMode_TOOL_CHOICE_MODE_NONE ToolChoiceMode = 2
-	// The model must call at least one of the tools.
+	// The model must call at least one of the tools. An answer without a call is a failed
+	// attempt (error_reason "TOOL_CALL_MISSING", its cost counted) and the next candidate is
+	// asked.
 	ToolChoiceMode_TOOL_CHOICE_MODE_REQUIRED ToolChoiceMode = 3
-	// The model must call the tool named in tool_name.
+	// The model must call the tool named in tool_name; an answer without that call is
+	// treated as with TOOL_CHOICE_MODE_REQUIRED.
 	ToolChoiceMode_TOOL_CHOICE_MODE_TOOL ToolChoiceMode = 4
 )
 

@@ -1590,14 +1590,17 @@ export enum ToolChoiceMode {
   NONE = 2,
 
   /**
-   * The model must call at least one of the tools.
+   * The model must call at least one of the tools. An answer without a call is a failed
+   * attempt (error_reason "TOOL_CALL_MISSING", its cost counted) and the next candidate is
+   * asked.
    *
    * @generated from enum value: TOOL_CHOICE_MODE_REQUIRED = 3;
    */
   REQUIRED = 3,
 
   /**
-   * The model must call the tool named in tool_name.
+   * The model must call the tool named in tool_name; an answer without that call is
+   * treated as with TOOL_CHOICE_MODE_REQUIRED.
    *
    * @generated from enum value: TOOL_CHOICE_MODE_TOOL = 4;
    */

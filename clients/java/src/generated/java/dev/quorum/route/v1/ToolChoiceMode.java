@@ -42,7 +42,9 @@ public enum ToolChoiceMode
   TOOL_CHOICE_MODE_NONE(2),
   /**
    * <pre>
-   * The model must call at least one of the tools.
+   * The model must call at least one of the tools. An answer without a call is a failed
+   * attempt (error_reason "TOOL_CALL_MISSING", its cost counted) and the next candidate is
+   * asked.
    * </pre>
    *
    * <code>TOOL_CHOICE_MODE_REQUIRED = 3;</code>
@@ -50,7 +52,8 @@ public enum ToolChoiceMode
   TOOL_CHOICE_MODE_REQUIRED(3),
   /**
    * <pre>
-   * The model must call the tool named in tool_name.
+   * The model must call the tool named in tool_name; an answer without that call is
+   * treated as with TOOL_CHOICE_MODE_REQUIRED.
    * </pre>
    *
    * <code>TOOL_CHOICE_MODE_TOOL = 4;</code>
@@ -95,7 +98,9 @@ public enum ToolChoiceMode
   public static final int TOOL_CHOICE_MODE_NONE_VALUE = 2;
   /**
    * <pre>
-   * The model must call at least one of the tools.
+   * The model must call at least one of the tools. An answer without a call is a failed
+   * attempt (error_reason "TOOL_CALL_MISSING", its cost counted) and the next candidate is
+   * asked.
    * </pre>
    *
    * <code>TOOL_CHOICE_MODE_REQUIRED = 3;</code>
@@ -103,7 +108,8 @@ public enum ToolChoiceMode
   public static final int TOOL_CHOICE_MODE_REQUIRED_VALUE = 3;
   /**
    * <pre>
-   * The model must call the tool named in tool_name.
+   * The model must call the tool named in tool_name; an answer without that call is
+   * treated as with TOOL_CHOICE_MODE_REQUIRED.
    * </pre>
    *
    * <code>TOOL_CHOICE_MODE_TOOL = 4;</code>

@@ -52,7 +52,7 @@ async def test_free_choice_takes_a_text_answer(oa: Running) -> None:
     cfg = config({"oa": provider(oa.base_url)}, [("deaf", "oa", "no-tools"), ("good", "oa", "ok")])
     async with running_server(cfg) as (_, client):
         r = await client.route("Weather in Paris?", params=pb.GenerationParams(tools=TOOLS))
-    assert (r.model, r.tool_calls, r.finish_reason) == ("deaf", [], "stop")
+    assert (r.model, len(r.tool_calls), r.finish_reason) == ("deaf", 0, "stop")
 
 
 async def test_no_model_making_the_call_is_unavailable_with_the_attempts(oa: Running) -> None:

@@ -323,3 +323,38 @@ def _admitted_probe_pending(replica: Replica) -> bool:
     admitted = _admitted(replica)
     assert replica.breakers.health("p").state is BreakerState.HALF_OPEN
     return admitted
+
+
+async def test_a_probe_slower_than_its_lease_keeps_it_until_it_ends(
+    redis_server: RedisServer,
+) -> None:
+    a, b = await _half_open_pair(redis_server)
+    try:
+        assert not _admitted_probe_pending(a) and not _admitted_probe_pending(b)
+        prober, other = await _lease_holder(a, b, redis_server)
+        release = asyncio.Event()
+
+        async def slow_probe() -> None:
+            with prober.breakers.guard("p"):
+                await release.wait()
+
+        probe = asyncio.create_task(slow_probe())
+        await asyncio.sleep(0)
+        client = redis.Redis.from_url(redis_server.url)
+        # Three times the 1 s the lease is held for; the prober's refresh renews it.
+        for _ in range(12):
+            assert await prober.shared.sync_once()
+            assert 0 < client.pttl("quorum:p:quorum:probe") <= 1000
+            other.shared._elsewhere.clear()  # ask Redis afresh each time
+            assert not _admitted(other)
+            assert await other.shared.sync_once()
+            assert not _admitted(other)  # still the prober's: no second probe
+            await asyncio.sleep(0.25)
+        release.set()
+        await probe  # the probe succeeds: the breaker closes and the lease is free
+        assert await prober.shared.sync_once()
+        assert client.get("quorum:p:quorum:probe") is None
+        client.close()
+    finally:
+        await a.shared.close()
+        await b.shared.close()

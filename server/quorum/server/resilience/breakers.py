@@ -408,8 +408,8 @@ class Breakers:
             return True
         if not self._shared.probe_lease(name):
             return False
-        # A probe longer than the reset timeout may overlap the next replica's; a
-        # replica that died mid-probe delays the next one by at most this long.
+        # The lease is renewed while the probe is out; a replica that died mid-probe
+        # delays the next one by at most this long.
         self._shared.probe_started(name, self._lease_hold_s(name))
         return True
 

@@ -21,7 +21,9 @@ the probe needs the breaker's *probe lease*, a Redis key (``<namespace>:<key>:qu
 probe``) set to the replica's id. A replica that wants to probe asks for the lease at
 its next refresh (woken at once), for a short while (four refreshes, at least 1 s), and
 refuses calls meanwhile, as it would while its own probe is out; once its probe goes
-out it holds the lease for the breaker's reset timeout. Refused, it does not ask again until
+out it holds the lease for the breaker's reset timeout (at least 1 s), renewed by the
+refresh once half of that is used, so a probe slower than the reset timeout keeps it
+until it ends. Refused, it does not ask again until
 the other replica's lease runs out (or a refresh shows the breaker closed), so Redis is
 not asked on every call. The replica that got the lease probes. A probe that closes the
 breaker, or is cancelled, gives the lease back; one that opens it again keeps it for the
@@ -309,6 +311,7 @@ class SharedBreakerState:
         self._wanted: dict[str, float] = {}  # probe leases to ask for: key -> seconds
         self._releases: dict[str, float] = {}
         self._elsewhere: dict[str, float] = {}  # probe leases others hold: key -> until
+        self._probes: dict[str, float] = {}  # probes out: key -> how long a lease holds (s)
         # A lease asked for is held this long until its probe goes out, then for the
         # breaker's reset timeout.
         self.claim_s = max(1.0, 4 * refresh_interval_s)
@@ -354,9 +357,10 @@ class SharedBreakerState:
         return False
 
     def probe_started(self, key: str, hold_s: float) -> None:
-        """The probe of ``key`` went out: hold its lease for up to ``hold_s``."""
+        """The probe of ``key`` went out: hold its lease for up to ``hold_s``, renewed
+        while the probe is out (a call may outlast the breaker's reset timeout)."""
         if key in self._leases:
-            self._wanted[key] = hold_s
+            self._wanted[key] = self._probes[key] = hold_s
             self.wake()
 
     def probe_held_elsewhere(self, key: str) -> bool:
@@ -366,6 +370,7 @@ class SharedBreakerState:
     def release_probe(self, key: str, after_s: float = 0.0) -> None:
         """The probe of ``key`` ended: give its lease back, ``after_s`` from now."""
         self._wanted.pop(key, None)
+        self._probes.pop(key, None)
         if self._leases.pop(key, None) is not None:
             self._releases[key] = after_s
             self.wake()
@@ -441,6 +446,11 @@ class SharedBreakerState:
             if any(kind == "full" for kind, _ in key_ops)
         }
         claims, self._wanted = self._wanted, {}
+        now = time.monotonic()
+        for key, hold_s in self._probes.items():
+            # Renewed once half of it is used: a slow probe keeps its lease till it ends.
+            if key not in claims and self._leases.get(key, 0.0) - now < hold_s / 2:
+                claims[key] = hold_s
         releases, self._releases = self._releases, {}
         return _Batch(ops, cooldowns, full, claims, releases)
 

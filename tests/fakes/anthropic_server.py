@@ -282,6 +282,8 @@ def _tool_use(call: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]
 
 
 def _stop_reason(answer: Answer) -> str:
+    if answer.refused:
+        return "refusal"
     return "tool_use" if answer.finish == "tool_calls" else "end_turn"
 
 

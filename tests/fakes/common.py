@@ -14,6 +14,11 @@ Behaviour is chosen by the model name, or by a script queued through the control
                        any model whose request requires a tool call (or the named one)
 ``no-tools``           answers in text whatever the tools and ``tool_choice`` (as some
                        models do)
+``no-usage``           answers without reporting usage (as some compatible servers do)
+``refusal``            declines: OpenAI ``refusal``, Anthropic stop reason ``refusal``,
+                       Gemini finish reason ``SAFETY`` with no content
+``malformed-call``     Gemini: finish reason ``MALFORMED_FUNCTION_CALL`` with no content
+                       (the others answer as ``ok``)
 ``json``               answers with :data:`JSON_ANSWER`
 ``slow-<ms>``          waits ``ms`` before answering
 ``drip-<ms>``          streams the answer with ``ms`` between chunks
@@ -53,12 +58,13 @@ from typing import Any, Protocol
 from aiohttp import web
 
 OK_TEXT = "Hello from the fake server: the answer is 42."
+REFUSAL_TEXT = "I'm sorry, but I can't help with that."
 JSON_ANSWER: dict[str, Any] = {"answer": 42, "unit": "none"}
 TOOL_ARGUMENTS: dict[str, Any] = {"city": "Paris"}
 LOGPROB_STEP = 0.05
 
 _BEHAVIOUR = re.compile(
-    r"^(?P<kind>ok|echo|tools|no-tools|json|drop|drop-mid-stream|error-mid-stream|malformed|"
+    r"^(?P<kind>ok|echo|tools|no-tools|no-usage|refusal|malformed-call|json|drop|drop-mid-stream|error-mid-stream|malformed|"
     r"truncated-stream|slow|drip|error|ratelimit|ratelimit-date)(?:-(?P<value>\d+(?:\.\d+)?))?$"
 )
 
@@ -129,6 +135,9 @@ class Answer:
     finish: str = "stop"  # "stop" or "tool_calls"
     input_tokens: int = 0
     output_tokens: int = 0
+    usage_reported: bool = True
+    refused: bool = False  # the text is the model's refusal
+    failed_finish: str = ""  # Gemini: a finish reason that came with no content
 
     def pieces(self) -> list[str]:
         """The text as streamed: one word (with its trailing space) per chunk."""
@@ -329,8 +338,12 @@ class FakeServer:
     def _compose(self, behaviour: Behaviour, parsed: Parsed) -> Answer:
         answer = Answer(input_tokens=parsed.input_tokens())
         calls = behaviour.kind == "tools" or parsed.tool_choice == "required"
-        if behaviour.kind == "no-tools":  # a model that ignores tools and tool_choice
-            answer.text = OK_TEXT
+        if behaviour.kind in ("no-tools", "no-usage", "malformed-call"):
+            answer.text = OK_TEXT  # (no-tools: ignores tools and tool_choice)
+            answer.usage_reported = behaviour.kind != "no-usage"
+            answer.failed_finish = "MALFORMED_FUNCTION_CALL" if "call" in behaviour.kind else ""
+        elif behaviour.kind == "refusal":
+            answer.text, answer.refused = REFUSAL_TEXT, True
         elif parsed.forced_tool or (calls and parsed.tool_choice != "none"):
             if not parsed.tools:
                 raise BadRequest("model 'tools' needs at least one tool in the request")

@@ -166,6 +166,9 @@ class GeminiVendor:
         return ""  # the API gives function calls no id
 
     def unary(self, parsed: Parsed, answer: Answer) -> dict[str, Any]:
+        failed = _failed_finish(answer)
+        if failed:
+            return _envelope(parsed, answer, {"content": {}, "finishReason": failed, "index": 0})
         parts: list[dict[str, Any]] = [{"text": answer.text}] if answer.text else []
         parts += [_function_call(c) for c in answer.tool_calls]
         candidate: dict[str, Any] = {
@@ -175,25 +178,19 @@ class GeminiVendor:
         }
         if parsed.logprobs and answer.pieces():
             candidate["avgLogprobs"] = sum(answer.logprobs()) / len(answer.pieces())
-        return {
-            "candidates": [candidate],
-            "usageMetadata": _usage(answer, final=True),
-            "modelVersion": parsed.model,
-            "responseId": "fake-response-0001",
-        }
+        return _envelope(parsed, answer, candidate)
 
     def frames(self, parsed: Parsed, answer: Answer) -> tuple[list[bytes], list[bytes]]:
         def chunk(parts: list[dict[str, Any]], final: bool) -> bytes:
             candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
             if final:
                 candidate["finishReason"] = "STOP"
-            data = {
-                "candidates": [candidate],
-                "usageMetadata": _usage(answer, final=final),
-                "modelVersion": parsed.model,
-                "responseId": "fake-response-0001",
-            }
-            return common.sse(data, crlf=True)
+            return common.sse(_envelope(parsed, answer, candidate, final=final), crlf=True)
+
+        failed = _failed_finish(answer)
+        if failed:
+            candidate = {"content": {}, "finishReason": failed, "index": 0}
+            return [], [common.sse(_envelope(parsed, answer, candidate), crlf=True)]
 
         pieces = answer.pieces()
         body = [chunk([{"text": piece}], final=False) for piece in pieces[:-1]]
@@ -205,6 +202,23 @@ class GeminiVendor:
 
     def stream_error(self) -> bytes:
         return common.sse(self.error_body(503, ""), crlf=True)
+
+
+def _failed_finish(answer: Answer) -> str:
+    """The finish reason of an answer that comes with no content, if it is one."""
+    return "SAFETY" if answer.refused else answer.failed_finish
+
+
+def _envelope(
+    parsed: Parsed, answer: Answer, candidate: dict[str, Any], *, final: bool = True
+) -> dict[str, Any]:
+    """A ``GenerateContentResponse`` around one candidate (usage unless it is withheld)."""
+    data: dict[str, Any] = {"candidates": [candidate]}
+    if answer.usage_reported:
+        data["usageMetadata"] = _usage(answer, final=final)
+    data["modelVersion"] = parsed.model
+    data["responseId"] = "fake-response-0001"
+    return data
 
 
 def _camel(value: Any) -> Any:

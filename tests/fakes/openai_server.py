@@ -119,8 +119,8 @@ class OpenAIVendor:
     def unary(self, parsed: Parsed, answer: Answer) -> dict[str, Any]:
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": answer.text or None,
-            "refusal": None,
+            "content": None if answer.refused else answer.text or None,
+            "refusal": answer.text if answer.refused else None,
             "annotations": [],
         }
         if answer.tool_calls:
@@ -135,11 +135,11 @@ class OpenAIVendor:
                     "finish_reason": answer.finish,
                 }
             ],
-            "usage": _usage(answer),
+            **({"usage": _usage(answer)} if answer.usage_reported else {}),
         }
 
     def frames(self, parsed: Parsed, answer: Answer) -> tuple[list[bytes], list[bytes]]:
-        include_usage = bool(parsed.params.get("include_usage"))
+        include_usage = bool(parsed.params.get("include_usage")) and answer.usage_reported
         logprobs = answer.logprobs()
 
         def chunk(delta: dict[str, Any], finish: str | None = None, index: int = -1) -> bytes:
@@ -161,7 +161,8 @@ class OpenAIVendor:
             return common.sse(data)
 
         body = [chunk({"role": "assistant", "content": "", "refusal": None})]
-        body += [chunk({"content": piece}, index=i) for i, piece in enumerate(answer.pieces())]
+        field = "refusal" if answer.refused else "content"
+        body += [chunk({field: piece}, index=i) for i, piece in enumerate(answer.pieces())]
         for index, call in enumerate(answer.tool_calls):
             arguments = json.dumps(call["arguments"])
             opening = {"index": index, "id": call["id"], "type": "function"}

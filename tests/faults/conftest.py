@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.fakes import anthropic_server, openai_server
+from tests.fakes import anthropic_server, gemini_server, openai_server
 from tests.fakes.common import Running
 
 
@@ -28,4 +28,11 @@ async def oa2() -> AsyncIterator[Running]:
 async def an() -> AsyncIterator[Running]:
     """A fake Anthropic Messages API."""
     async with anthropic_server.serve() as running:
+        yield running
+
+
+@pytest.fixture
+async def gm() -> AsyncIterator[Running]:
+    """A fake Gemini API."""
+    async with gemini_server.serve() as running:
         yield running

@@ -110,3 +110,34 @@ async def test_mixed_faults_under_concurrency_never_leak_internal(oa: Running, a
     for events in streams:
         assert kinds(events)[0] == "plan" and kinds(events)[-1] == "error"
         assert events[-1].error.code == "UNAVAILABLE"
+
+
+@pytest.mark.parametrize("kind", ["openai", "gemini"])
+async def test_usage_the_server_did_not_report_is_estimated_not_free(
+    oa: Running, gm: Running, kind: str
+) -> None:
+    fake = oa if kind == "openai" else gm
+    cfg = config({"up": provider(fake.base_url, kind)}, [("quiet", "up", "no-usage")])
+    async with running_server(cfg) as (_, client):
+        unary = await client.route("Hello there")
+        events = await collect(client)
+    final = events[-1].final
+    for answer in (unary, final):
+        assert answer.content == OK_TEXT
+        (attempt,) = answer.attempts
+        assert attempt.usage.input_tokens > 0 and attempt.usage.output_tokens > 0
+        assert answer.cost_usd == pytest.approx(attempt.cost_usd) and attempt.cost_usd > 0
+
+
+async def test_a_gemini_finish_with_nothing_produced_fails_over(gm: Running) -> None:
+    cfg = config(
+        {"gm": provider(gm.base_url, "gemini")},
+        [("broken", "gm", "malformed-call"), ("good", "gm", "ok")],
+    )
+    async with running_server(cfg) as (_, client):
+        unary = await client.route("Hello there")
+        events = await collect(client)
+    for answer in (unary, events[-1].final):
+        assert (answer.model, answer.content) == ("good", OK_TEXT)
+        assert outcomes(answer.attempts) == [("broken", "FAILED"), ("good", "SUCCEEDED")]
+        assert answer.attempts[0].error_reason == "PROVIDER_BAD_RESPONSE"

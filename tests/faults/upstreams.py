@@ -22,7 +22,10 @@ NEVER = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 
 def provider(base_url: str, kind: str = "openai", **fields: Any) -> dict[str, Any]:
     """A provider pointing at a fake server, with a key the fake accepts."""
-    headers = {"Authorization": "Bearer test"} if kind == "openai" else {"x-api-key": "test"}
+    headers = {
+        "openai": {"Authorization": "Bearer test"},
+        "gemini": {"x-goog-api-key": "test"},
+    }.get(kind, {"x-api-key": "test"})
     return {
         "kind": kind,
         "base_url": base_url,

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 import structlog
@@ -42,6 +42,7 @@ from quorum.server.domain import (
     Candidate,
     Completion,
     RouteRequest,
+    ToolCall,
     Usage,
     missing_forced_call,
 )
@@ -58,7 +59,7 @@ from quorum.server.providers.base import Provider, ProviderRequest
 from quorum.server.resilience.breakers import Breakers
 from quorum.server.resilience.limits import Permit
 from quorum.server.resilience.runtime import Resilience
-from quorum.server.tokens import prompt_tokens
+from quorum.server.tokens import count_tokens, prompt_tokens
 from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.execute")
@@ -268,6 +269,14 @@ def failed_attempt(
     )
 
 
+def estimated_usage(request: RouteRequest, text: str, calls: Sequence[ToolCall] = ()) -> Usage:
+    """Usage estimated from the prompt and an answer's text and tool calls, for a server
+    that reported none (or a stream that broke before it did)."""
+    output = count_tokens(text) if text else 0
+    output += sum(count_tokens(c.name + c.arguments_json) for c in calls)
+    return Usage(prompt_tokens(request.messages), output)
+
+
 def count_call(
     ctx: ExecutionContext, spec: ModelSpec, deployment: Deployment, role: str, first: bool
 ) -> None:
@@ -446,6 +455,13 @@ async def _send(
         done = ctx.clock()
         res.latency.record(spec.name, done - sent)
         res.latency.record(deployment.key, done - sent)
+        if not completion.usage.input_tokens:
+            # The server reported no usage (some compatible ones do not): an estimate,
+            # so that the call is not recorded as free.
+            completion = replace(
+                completion,
+                usage=estimated_usage(request, completion.content, completion.tool_calls),
+            )
         if permit is not None:
             permit.release(completion.usage.input_tokens + completion.usage.output_tokens)
         missing = missing_forced_call(request.params, completion.tool_calls)

@@ -57,6 +57,7 @@ from quorum.server.execute.calls import (
     acquire_permit,
     adapter_error,
     count_call,
+    estimated_usage,
     failed_attempt,
     skipped,
     with_policy,
@@ -65,7 +66,6 @@ from quorum.server.execute.events import Chunk, Event, FellBack
 from quorum.server.execute.single import deadline_exceeded, no_answer
 from quorum.server.providers.base import ProviderRequest, StreamDelta
 from quorum.server.resilience.limits import Permit
-from quorum.server.tokens import count_tokens, prompt_tokens
 from quorum.server.values import value_type
 
 R = TypeVar("R")
@@ -297,7 +297,7 @@ async def _relay(
     latency_ms = (ctx.clock() - opened.start) * 1000.0
     text = "".join(texts)
     if error is None:
-        used = usage or _estimate(request, text)
+        used = usage or estimated_usage(request, text, calls)
         if opened.permit is not None:
             opened.permit.release(used.input_tokens + used.output_tokens)
         opened.stack.__exit__(None, None, None)
@@ -317,7 +317,7 @@ async def _relay(
         return _Relayed(attempt, completion, None, chars)
     await _close(opened.deltas)
     opened.stack.__exit__(type(error), error, None)
-    spent = _estimate(request, text)
+    spent = estimated_usage(request, text, calls)
     attempt = failed_attempt(
         spec,
         opened.deployment,
@@ -330,11 +330,6 @@ async def _relay(
     if chars or calls:
         attempt = replace(attempt, reason=f"stream broke after {chars} characters: {error.message}")
     return _Relayed(attempt, None, error, chars)
-
-
-def _estimate(request: RouteRequest, text: str) -> Usage:
-    """Usage of a stream that reported none (it broke): estimated from the text."""
-    return Usage(prompt_tokens(request.messages), count_tokens(text) if text else 0)
 
 
 async def _close(deltas: AsyncIterator[StreamDelta] | None) -> None:

@@ -349,8 +349,8 @@ def _input_tokens(usage: dict[str, Any]) -> int:
 
 
 def _finish(stop_reason: str, answered_json: bool) -> str:
-    if answered_json:
-        return "stop"
+    if answered_json and stop_reason != "max_tokens":
+        return "stop"  # the answer tool's call is the JSON answer, complete
     return _STOP_REASONS.get(stop_reason, stop_reason or "stop")
 
 

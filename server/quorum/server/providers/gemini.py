@@ -59,6 +59,10 @@ from quorum.server.providers.http import HttpClient, error_for_status, timeout_f
 
 _SIGNATURE = "~sig~"
 _CALL_PREFIX = "gcall_"
+# Finish reasons that mean the model failed to answer, when nothing came with them.
+_FAILED = frozenset(
+    {"MALFORMED_FUNCTION_CALL", "UNEXPECTED_TOOL_CALL", "TOO_MANY_TOOL_CALLS", "OTHER"}
+)
 _FINISH = {
     "STOP": "stop",
     "MAX_TOKENS": "length",
@@ -106,11 +110,13 @@ class GeminiProvider:
         try:
             state = _State()
             state.add(self._name, answer)
-            return state.completion()
+            completion = state.completion()
         except _SHAPE_ERRORS as exc:
             raise ProviderBadResponse(
                 f"{self._name}: unexpected response shape: {exc!r}", provider=self._name
             ) from exc
+        state.check_finished(self._name)
+        return completion
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
         state = _State()
@@ -139,6 +145,7 @@ class GeminiProvider:
             raise ProviderBadResponse(
                 f"{self._name}: stream ended without a finishReason", provider=self._name
             )
+        state.check_finished(self._name)
         yield StreamDelta(finish_reason=state.finish_reason(), usage=state.usage)
 
     async def close(self) -> None:
@@ -199,7 +206,7 @@ class _State:
         self.texts: list[str] = []
         self.calls: list[ToolCall] = []
         self.finish = ""
-        self.usage = Usage()
+        self.usage: Usage | None = None  # None until usageMetadata comes
         self.mean_logprob: float | None = None
 
     def add(self, provider: str, answer: Any) -> tuple[str, list[ToolCall]]:
@@ -248,6 +255,15 @@ class _State:
         self.calls.extend(calls)
         return "".join(texts), calls
 
+    def check_finished(self, provider: str) -> None:
+        """A finish that failed to produce anything (a malformed function call, too many
+        calls, ...) is a bad response, not an empty answer."""
+        if self.finish in _FAILED and not self.texts and not self.calls:
+            raise ProviderBadResponse(
+                f"{provider}: the model produced no answer (finishReason {self.finish})",
+                provider=provider,
+            )
+
     def finish_reason(self) -> str:
         if self.calls and self.finish == "STOP":
             return "tool_calls"
@@ -260,7 +276,7 @@ class _State:
             content="".join(self.texts),
             tool_calls=tuple(self.calls),
             finish_reason=self.finish_reason(),
-            usage=self.usage,
+            usage=self.usage or Usage(),
             mean_logprob=self.mean_logprob,
         )
 

@@ -15,6 +15,12 @@ Choices made for compatibility with the many servers that speak this API:
 * Streams ask for ``stream_options.include_usage`` so the last chunk carries usage;
   a stream is complete at ``data: [DONE]`` (or at the end of the body once a
   ``finish_reason`` arrived). Anything shorter is an error, never a silent truncation.
+  A server that ignores ``include_usage`` leaves the usage unknown (``None``), for the
+  caller to estimate; never a zero that would make the call look free.
+* A ``refusal`` (the model declined) is the answer's text with finish reason
+  ``content_filter``, as Anthropic's ``refusal`` stop is, not an empty ``stop``.
+* Tool-call deltas are assembled by ``index``; a server that sends each call whole
+  without one gets a new call for each new id.
 """
 
 from __future__ import annotations
@@ -99,7 +105,7 @@ class OpenAIProvider:
         calls: dict[int, dict[str, str]] = {}
         usage: Usage | None = None
         finish = ""
-        done = False
+        done = refused = False
         async with sse.open_events(
             self._http,
             self._name,
@@ -116,15 +122,16 @@ class OpenAIProvider:
                     continue
                 chunk = sse.decode_json(self._name, event.data)
                 try:
-                    text, chunk_finish, chunk_usage = _read_chunk(self._name, chunk, calls)
+                    text, chunk_finish, chunk_usage, refusal = _read_chunk(self._name, chunk, calls)
                 except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
                     raise ProviderBadResponse(
                         f"{self._name}: unexpected stream chunk: {exc!r}", provider=self._name
                     ) from exc
                 usage = chunk_usage or usage
                 finish = chunk_finish or finish
-                if text:
-                    yield StreamDelta(text=text)
+                refused = refused or bool(refusal)
+                if text or refusal:
+                    yield StreamDelta(text=text + refusal)
         if not done and not finish:
             raise ProviderBadResponse(
                 f"{self._name}: stream ended before [DONE]", provider=self._name
@@ -132,7 +139,9 @@ class OpenAIProvider:
         for index in sorted(calls):
             call = calls[index]
             yield StreamDelta(tool_call=ToolCall(call["id"], call["name"], call["arguments"]))
-        yield StreamDelta(finish_reason=finish or "stop", usage=usage or Usage())
+        # No usage (a server that ignores include_usage): None, so the caller estimates it.
+        finish = "content_filter" if refused else finish or "stop"
+        yield StreamDelta(finish_reason=finish, usage=usage)
 
     async def close(self) -> None:
         return None
@@ -248,10 +257,16 @@ def _completion(answer: Any) -> Completion:
     content = message.get("content") or ""
     if not isinstance(content, str):
         raise TypeError("message.content is not a string")
+    finish = str(choice.get("finish_reason") or "stop")
+    refusal = message.get("refusal")
+    if refusal and not content:
+        # The model declined: its explanation is the answer, marked as filtered (as an
+        # Anthropic "refusal" stop is), never an empty answer that looks complete.
+        content, finish = str(refusal), "content_filter"
     return Completion(
         content=content,
         tool_calls=calls,
-        finish_reason=str(choice.get("finish_reason") or "stop"),
+        finish_reason=finish,
         usage=_usage(answer.get("usage")),
         mean_logprob=_mean_logprob(choice.get("logprobs")),
     )
@@ -271,8 +286,9 @@ def _mean_logprob(raw: Any) -> float | None:
 
 def _read_chunk(
     provider: str, chunk: Any, calls: dict[int, dict[str, str]]
-) -> tuple[str, str, Usage | None]:
-    """Fold one ``chat.completion.chunk`` in: its text, finish reason and usage."""
+) -> tuple[str, str, Usage | None, str]:
+    """Fold one ``chat.completion.chunk`` in: its text, finish reason, usage and refusal
+    text (a model that declines streams its explanation in ``delta.refusal``)."""
     if isinstance(chunk, dict) and chunk.get("error"):
         error = chunk["error"]
         message = error.get("message", "") if isinstance(error, dict) else str(error)
@@ -280,17 +296,24 @@ def _read_chunk(
     usage = _usage(chunk["usage"]) if chunk.get("usage") else None
     choices = chunk.get("choices") or []
     if not choices:
-        return "", "", usage
+        return "", "", usage, ""
     choice = choices[0]
     delta = choice.get("delta") or {}
     for call in delta.get("tool_calls") or ():
-        slot = calls.setdefault(int(call.get("index", 0)), {"id": "", "name": "", "arguments": ""})
+        index = call.get("index")
+        if index is None:
+            # Some compatible servers send each call whole, with an id and no index.
+            last = max(calls, default=-1)
+            same = last >= 0 and call.get("id") in (None, "", calls[last]["id"])
+            index = last if same else last + 1
+        slot = calls.setdefault(int(index), {"id": "", "name": "", "arguments": ""})
         function = call.get("function") or {}
         slot["id"] = call.get("id") or slot["id"]
         slot["name"] += function.get("name") or ""
         slot["arguments"] += function.get("arguments") or ""
     text = delta.get("content") or ""
-    return str(text), str(choice.get("finish_reason") or ""), usage
+    refusal = delta.get("refusal") or ""
+    return str(text), str(choice.get("finish_reason") or ""), usage, str(refusal)
 
 
 def _tool_choice(choice: ToolChoice) -> str | dict[str, Any]:

@@ -1,0 +1,94 @@
+"""Answers that are not plain text: a refusal, a finish with nothing produced, usage the
+server did not report. Each vendor's adapter against its fake, unary and streamed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from quorum.server.errors import ProviderBadResponse
+from quorum.server.providers.anthropic import _finish
+from quorum.server.providers.base import Provider, StreamDelta
+from quorum.server.providers.openai import _read_chunk
+from tests.contract.conftest import VendorCase, ask
+from tests.fakes.common import OK_TEXT, REFUSAL_TEXT
+
+
+async def _streamed(provider: Provider, model: str) -> tuple[str, StreamDelta]:
+    deltas = [d async for d in provider.stream(ask(model))]
+    return "".join(d.text for d in deltas), deltas[-1]
+
+
+async def test_a_refusal_is_a_filtered_answer_never_an_empty_one(
+    provider: Provider, case: VendorCase
+) -> None:
+    unary = await provider.complete(ask("refusal"))
+    text, last = await _streamed(provider, "refusal")
+    assert unary.finish_reason == last.finish_reason == "content_filter"
+    # OpenAI and Anthropic say why; Gemini's SAFETY finish carries no text.
+    expected = "" if case.kind == "gemini" else REFUSAL_TEXT
+    assert unary.content == text == expected
+
+
+async def test_usage_not_reported_is_none_in_a_stream(provider: Provider, case: VendorCase) -> None:
+    unary = await provider.complete(ask("no-usage"))
+    text, last = await _streamed(provider, "no-usage")
+    assert unary.content == text == OK_TEXT
+    if case.kind == "anthropic":  # the Messages API always reports usage
+        assert last.usage is not None and last.usage.output_tokens > 0
+    else:  # left to the caller to estimate, never a zero that looks reported
+        assert last.usage is None
+        assert (unary.usage.input_tokens, unary.usage.output_tokens) == (0, 0)
+
+
+async def test_a_finish_that_produced_nothing_is_a_bad_response(
+    provider: Provider, case: VendorCase
+) -> None:
+    if case.kind != "gemini":
+        pytest.skip("MALFORMED_FUNCTION_CALL and its kin are Gemini's finish reasons")
+    with pytest.raises(ProviderBadResponse, match="MALFORMED_FUNCTION_CALL"):
+        await provider.complete(ask("malformed-call"))
+    with pytest.raises(ProviderBadResponse, match="MALFORMED_FUNCTION_CALL"):
+        await _streamed(provider, "malformed-call")
+
+
+def test_json_cut_short_by_max_tokens_is_length_not_stop() -> None:
+    # Anthropic JSON mode: the answer tool's call is complete only if the turn ended.
+    assert _finish("tool_use", True) == "stop"
+    assert _finish("max_tokens", True) == "length"
+    assert _finish("max_tokens", False) == "length"
+
+
+def test_parallel_calls_streamed_whole_without_an_index_stay_apart() -> None:
+    # Some OpenAI-compatible servers send each call whole, with its id and no index.
+    calls: dict[int, dict[str, str]] = {}
+    for call_id, name, arguments in (
+        ("c1", "get_weather", '{"city":"Paris"}'),
+        ("c2", "get_time", '{"tz":"CET"}'),
+    ):
+        chunk = {
+            "choices": [
+                {
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "id": call_id,
+                                "type": "function",
+                                "function": {"name": name, "arguments": arguments},
+                            }
+                        ]
+                    }
+                }
+            ]
+        }
+        _read_chunk("p", chunk, calls)
+    assert [(c["id"], c["name"], json.loads(c["arguments"])) for c in calls.values()] == [
+        ("c1", "get_weather", {"city": "Paris"}),
+        ("c2", "get_time", {"tz": "CET"}),
+    ]
+    # An indexless continuation of the same call (no id) still appends to it.
+    _read_chunk(
+        "p", {"choices": [{"delta": {"tool_calls": [{"function": {"arguments": ""}}]}}]}, calls
+    )
+    assert len(calls) == 2

@@ -157,6 +157,35 @@ async def test_leaving_the_stream_cancels_the_upstream_request(oa: Running) -> N
     assert seen == ["plan", "attempt_started", "chunk"]
 
 
+async def test_streams_left_at_any_point_cancel_their_upstream_requests(oa: Running) -> None:
+    # Callers leave after the plan, after the attempt started, or after a chunk, many at
+    # once: each upstream request is cut at once, none runs on to its end.
+    cfg = config({"oa": provider(oa.base_url)}, [("slow", "oa", "drip-100")])
+    async with running_server(cfg) as (running, _):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = svc_grpc.RouteServiceStub(channel)
+
+            async def leave_after(n: int) -> None:
+                call = stub.RouteStream(
+                    svc.RouteStreamRequest(request=build_request("Hello there")), timeout=20
+                )
+                seen = 0
+                async for _ in call:
+                    seen += 1
+                    if seen == n:
+                        break
+                call.cancel()
+
+            await asyncio.gather(*(leave_after(1 + i % 3) for i in range(12)))
+        stats = oa.server.stats
+        for _ in range(100):
+            if stats.client_disconnects + stats.completed >= stats.requests:
+                break
+            await asyncio.sleep(0.02)
+        assert stats.completed == 0  # no upstream answer ran on to its end
+        assert stats.client_disconnects == stats.requests
+
+
 async def test_deadline_mid_stream_is_deadline_exceeded(oa: Running) -> None:
     cfg = config({"oa": provider(oa.base_url)}, [("slow", "oa", "drip-100")])
     async with running_server(cfg) as (_, client):

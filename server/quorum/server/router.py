@@ -7,8 +7,9 @@ returns domain types only.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 
 from pydantic import SecretStr
 
@@ -268,7 +269,7 @@ class Router:
         *,
         timeout_s: float | None = None,
         restart_streams: bool = True,
-    ) -> AsyncIterator[Event | RouteResult]:
+    ) -> AsyncGenerator[Event | RouteResult, None]:
         """Route ``request`` as a stream of events, the plan first and the full account
         (a :class:`RouteResult`) last.
 
@@ -284,20 +285,22 @@ class Router:
         work = self.route(
             request, timeout_s=timeout_s, sink=events, restart_streams=restart_streams
         )
-        async for item in forward(work, events):
-            if isinstance(item, PlanMade):
-                planned = True
-            elif isinstance(item, Chunk):
-                streamed = True
-            if not isinstance(item, RouteResult):
+        events_of = forward(work, events)
+        async with contextlib.aclosing(events_of):  # closing this closes the work too
+            async for item in events_of:
+                if isinstance(item, PlanMade):
+                    planned = True
+                elif isinstance(item, Chunk):
+                    streamed = True
+                if not isinstance(item, RouteResult):
+                    yield item
+                    continue
+                if not planned:
+                    yield PlanMade(item.plan)
+                if not streamed:
+                    for chunk in answer_chunks(item.model, item.completion):
+                        yield chunk
                 yield item
-                continue
-            if not planned:
-                yield PlanMade(item.plan)
-            if not streamed:
-                for chunk in answer_chunks(item.model, item.completion):
-                    yield chunk
-            yield item
 
     def _run(
         self,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -350,7 +350,7 @@ class EventQueue:
         self._queue.put_nowait(event)
 
 
-async def forward(work: Awaitable[R], sink: EventQueue) -> AsyncIterator[Event | R]:
+async def forward(work: Awaitable[R], sink: EventQueue) -> AsyncGenerator[Event | R, None]:
     """Yield the events ``work`` emits into ``sink`` as they happen, then its result.
 
     ``work``'s error is raised after its events. Closing the iterator early cancels

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
+from contextlib import suppress
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
@@ -48,7 +49,9 @@ class request_scope:  # noqa: N801 - used like a function: ``with request_scope(
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _request_id.reset(self._token)
+        # An abandoned stream is closed from another context, where reset cannot work.
+        with suppress(ValueError):
+            _request_id.reset(self._token)
 
 
 def _add_request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -7,6 +7,7 @@ Every RPC validates its request through :mod:`quorum.server.service.convert`, ca
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
@@ -132,19 +133,22 @@ class RouteService(svc_grpc.RouteServiceServicer):
                 if self._log_prompts:
                     log.debug("route_prompt", prompt=routed.prompt_text)
                 stream = self._router.route_stream(routed, timeout_s=context.time_remaining())
-                async for item in stream:
-                    started = True
-                    if isinstance(item, d.RouteResult):
-                        log.info(
-                            "routed",
-                            model=item.model,
-                            strategy=item.strategy.value,
-                            attempts=len(item.attempts),
-                            cost_usd=round(item.cost_usd, 8),
-                            total_ms=round(item.timings.total_ms, 2),
-                            streamed=True,
-                        )
-                    yield convert.stream_event_pb(item)
+                # Closed with this generator (a caller that cancels, a client gone), so
+                # the routing task and its upstream calls are cancelled at once.
+                async with contextlib.aclosing(stream):
+                    async for item in stream:
+                        started = True
+                        if isinstance(item, d.RouteResult):
+                            log.info(
+                                "routed",
+                                model=item.model,
+                                strategy=item.strategy.value,
+                                attempts=len(item.attempts),
+                                cost_usd=round(item.cost_usd, 8),
+                                total_ms=round(item.timings.total_ms, 2),
+                                streamed=True,
+                            )
+                        yield convert.stream_event_pb(item)
         except Exception as exc:
             if not started:
                 await self._fail(context, exc, request_id)

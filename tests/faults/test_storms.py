@@ -97,3 +97,39 @@ async def test_retry_budget_holds_retries_to_a_share_in_a_storm(oa: Running, oa2
     retried = results[0]
     assert isinstance(retried, pb.RouteResponse)
     assert outcomes(retried.attempts)[:4] == [("shaky", "FAILED")] * 4  # three retries, allowed
+
+
+async def test_callers_short_deadlines_do_not_open_the_breaker(oa: Running) -> None:
+    # A caller allowing 0.15 s for a model that needs 0.5 s times out; that is its haste,
+    # not the provider's fault: other callers must still reach the provider.
+    cfg = config(
+        {"up": provider(oa.base_url, breaker={"fail_max": 2, "reset_timeout_s": 60})},
+        [("slow", "up", "slow-500")],
+    )
+    async with running_server(cfg) as (running, client):
+        for _ in range(4):
+            error = await route_or_error(client, timeout=0.15)
+            assert isinstance(error, QuorumError)
+            assert error.code is grpc.StatusCode.DEADLINE_EXCEEDED
+        health = running.router.breakers.health("up")
+        answer = await client.route("Hello there", timeout=5)  # a patient caller
+    assert (health.state.value, health.failure_count) == ("closed", 0)
+    assert answer.model == "slow"
+
+
+async def test_a_deadline_well_past_the_usual_latency_still_counts(oa: Running) -> None:
+    # When the caller allowed several times what the deployment usually needs, the
+    # silence is the provider's: the timeout counts towards its breaker.
+    cfg = config(
+        {"up": provider(oa.base_url, breaker={"fail_max": 2, "reset_timeout_s": 60})},
+        [("m", "up", "slow-400")],
+    )
+    async with running_server(cfg) as (running, client):
+        latency = running.router.resilience.latency
+        (deployment,) = running.router.catalog.models["m"].deployments
+        for _ in range(8):
+            latency.record(deployment.key, 0.01)  # it used to answer in 10 ms
+        error = await route_or_error(client, timeout=0.3)
+        health = running.router.breakers.health("up")
+    assert isinstance(error, QuorumError)
+    assert health.failure_count == 1

@@ -382,3 +382,18 @@ def _plan(ctx: ExecutionContext, *models: str) -> ExecutionPlan:
     if rest:
         stages.append(PlanStage("fallback", tuple(rest)))
     return ExecutionPlan(Strategy.SINGLE, tuple(stages), 0.0, 0.0, (), ctx.max_upstream_calls)
+
+
+async def test_an_adapter_bug_is_a_bad_response_that_spares_the_breaker() -> None:
+    # Odd input can set off a bug in an adapter: recorded (and logged), but the provider
+    # did nothing wrong, so its breaker must not open for everyone.
+    cfg = _config({"a": {"breaker": {"fail_max": 2}}}, {"m": {"provider": "a"}})
+    a = Scripted("a", {"m": [UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogate")] * 3})
+    ctx = _ctx(cfg, {"a": a})
+    for _ in range(3):
+        result = await call_model(ctx, REQUEST, _candidate(ctx, "m"), "primary")
+        assert result.error is not None
+        assert result.error.reason == "PROVIDER_BAD_RESPONSE"
+        assert "UnicodeEncodeError" in result.error.message
+    health = ctx.breakers.health("a")
+    assert (health.state.value, health.failure_count) == ("closed", 0)

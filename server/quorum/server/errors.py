@@ -233,6 +233,14 @@ class ProviderTimeout(ProviderError):
     reason = "PROVIDER_TIMEOUT"
 
 
+class CallerDeadlineTimeout(ProviderTimeout):
+    """No answer before the caller's deadline, which gave the provider less than its own
+    timeout and not clearly more than it usually takes: the caller's haste, not evidence
+    against the provider, so its breaker does not count it."""
+
+    counts_for_breaker = False
+
+
 class ProviderRateLimited(ProviderError):
     """429: the provider asks us to slow down, for ``retry_after_s`` when it says."""
 
@@ -256,6 +264,14 @@ class ProviderBadResponse(ProviderError):
     """The provider answered with something that is not its documented format."""
 
     reason = "PROVIDER_BAD_RESPONSE"
+
+
+class AdapterFault(ProviderBadResponse):
+    """Quorum's adapter failed on a call (a bug, perhaps set off by odd input): recorded
+    as a bad response, but no evidence against the provider, so its breaker does not
+    count it."""
+
+    counts_for_breaker = False
 
 
 class ProviderIgnoredToolChoice(ProviderError):

@@ -47,6 +47,8 @@ from quorum.server.domain import (
     missing_forced_call,
 )
 from quorum.server.errors import (
+    AdapterFault,
+    CallerDeadlineTimeout,
     ProviderBadResponse,
     ProviderError,
     ProviderIgnoredToolChoice,
@@ -277,6 +279,27 @@ def estimated_usage(request: RouteRequest, text: str, calls: Sequence[ToolCall] 
     return Usage(prompt_tokens(request.messages), output)
 
 
+# A caller's deadline that cuts a call short counts against the provider only when it
+# left the provider at least this many times its recent p95 latency.
+_HASTE_FACTOR = 3.0
+
+
+def timed_out(
+    ctx: ExecutionContext, deployment: Deployment, allowed_s: float, limit_s: float, what: str
+) -> ProviderTimeout:
+    """The error for a call that got ``what`` not within ``allowed_s``: a provider timeout,
+    or, when the caller's deadline cut it short of ``limit_s`` (the provider's own timeout)
+    and of what the deployment usually needs, one its breaker does not count."""
+    message = f"{deployment.provider}: {what} within {allowed_s:.3f}s"
+    if allowed_s < limit_s:
+        usual = ctx.resilience.latency.quantile(deployment.key, 0.95)
+        if usual is None or allowed_s < _HASTE_FACTOR * usual:
+            return CallerDeadlineTimeout(
+                message + " (the caller's deadline)", provider=deployment.provider
+            )
+    return ProviderTimeout(message, provider=deployment.provider)
+
+
 def count_call(
     ctx: ExecutionContext, spec: ModelSpec, deployment: Deployment, role: str, first: bool
 ) -> None:
@@ -288,9 +311,10 @@ def count_call(
 
 
 def adapter_error(provider: str, model: str, exc: Exception) -> ProviderBadResponse:
-    """An adapter bug, recorded as a bad response (and logged with its traceback)."""
+    """An adapter bug, recorded as a bad response (and logged with its traceback); the
+    provider's breaker does not count it."""
     log.exception("adapter_error", provider=provider, model=model)
-    error = ProviderBadResponse(
+    error = AdapterFault(
         f"{provider}: unexpected {type(exc).__name__} handling the response", provider=provider
     )
     error.__cause__ = exc
@@ -428,7 +452,8 @@ async def _send(
     try:
         permit = await acquire_permit(ctx, request, deployment)
         provider = ctx.providers[deployment.provider]
-        timeout = min(ctx.time_left(), ctx.provider_timeouts.get(deployment.provider, 60.0))
+        limit = ctx.provider_timeouts.get(deployment.provider, 60.0)
+        timeout = min(ctx.time_left(), limit)
         with ctx.breakers.guard(deployment.breaker):
             count_call(ctx, spec, deployment, role, first)
             sent = ctx.clock()
@@ -440,11 +465,8 @@ async def _send(
                                 deployment.model_id, request.messages, request.params, timeout
                             )
                         )
-            except TimeoutError:
-                raise ProviderTimeout(
-                    f"{deployment.provider}: no answer within {timeout:.3f}s",
-                    provider=deployment.provider,
-                ) from None
+            except (TimeoutError, ProviderTimeout):
+                raise timed_out(ctx, deployment, timeout, limit, "no answer") from None
             except (ProviderError, asyncio.CancelledError):
                 raise
             except Exception as exc:  # an adapter bug must not become an unexplained error

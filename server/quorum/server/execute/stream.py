@@ -42,6 +42,7 @@ from quorum.server.domain import (
     missing_forced_call,
 )
 from quorum.server.errors import (
+    CallerDeadlineTimeout,
     DeadlineExceeded,
     ExecutionFailed,
     ProviderBadResponse,
@@ -60,6 +61,7 @@ from quorum.server.execute.calls import (
     estimated_usage,
     failed_attempt,
     skipped,
+    timed_out,
     with_policy,
 )
 from quorum.server.execute.events import Chunk, Event, FellBack
@@ -194,7 +196,8 @@ async def _open(
         if permit is not None:
             stack.callback(permit.release)
         provider = ctx.providers[deployment.provider]
-        timeout = min(ctx.time_left(), ctx.provider_timeouts.get(deployment.provider, 60.0))
+        limit = ctx.provider_timeouts.get(deployment.provider, 60.0)
+        timeout = min(ctx.time_left(), limit)
         stack.enter_context(ctx.breakers.guard(deployment.breaker))
         count_call(ctx, spec, deployment, role, first)
         stack.enter_context(ctx.resilience.balancer.track(deployment))
@@ -209,11 +212,8 @@ async def _open(
                 f"{deployment.provider}: the stream ended before any data",
                 provider=deployment.provider,
             ) from None
-        except TimeoutError:
-            raise ProviderTimeout(
-                f"{deployment.provider}: no first chunk within {timeout:.3f}s",
-                provider=deployment.provider,
-            ) from None
+        except (TimeoutError, ProviderTimeout):
+            raise timed_out(ctx, deployment, timeout, limit, "no first chunk") from None
         except (ProviderError, asyncio.CancelledError):
             raise
         except Exception as exc:
@@ -285,7 +285,10 @@ async def _relay(
         elif missing := missing_forced_call(request.params, calls):
             error = ProviderIgnoredToolChoice(f"{spec.name}: {missing}", provider=provider)
     except TimeoutError:
-        error = ProviderTimeout(f"{provider}: the stream outlasted the deadline", provider=provider)
+        # The caller's deadline, not the provider's fault: its breaker does not count it.
+        error = CallerDeadlineTimeout(
+            f"{provider}: the stream outlasted the deadline", provider=provider
+        )
     except ProviderError as exc:
         error = exc
     except asyncio.CancelledError as exc:

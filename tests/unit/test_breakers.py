@@ -13,7 +13,7 @@ from quorum.server.errors import (
     ProviderRejected,
     ProviderUnavailable,
 )
-from quorum.server.resilience.breakers import Breakers
+from quorum.server.resilience.breakers import MAX_COOLDOWN_S, Breakers
 
 
 class Clock:
@@ -293,3 +293,13 @@ def test_cool_down_shows_at_once_and_ends_with_the_clock() -> None:
     clock.now += 1.0
     assert b.health("p").state is BreakerState.CLOSED
     assert b.snapshot()["p"].state is BreakerState.CLOSED
+
+
+def test_a_huge_retry_after_is_capped() -> None:
+    # "Retry-After: 99999999999" must not retire a deployment until the next restart.
+    clock = Clock()
+    b = _breakers(clock=clock)
+    b.cool_down("p", 99_999_999_999.0)
+    assert b.health("p").cooldown_remaining_s == pytest.approx(MAX_COOLDOWN_S)
+    clock.now += MAX_COOLDOWN_S + 0.1
+    assert b.health("p").state is BreakerState.CLOSED

@@ -47,6 +47,8 @@ from quorum.server.domain import BreakerState
 from quorum.server.errors import ProviderError, ProviderUnavailable
 from quorum.server.values import value_type
 
+MAX_COOLDOWN_S = 600.0  # the longest a Retry-After holds a deployment back
+
 log = structlog.get_logger("quorum.breakers")
 
 _STATES = {
@@ -347,8 +349,11 @@ class Breakers:
         return health.state is BreakerState.CLOSED
 
     def cool_down(self, name: str, seconds: float) -> None:
-        """Hold calls to ``name`` for ``seconds`` (from a 429's Retry-After)."""
-        self._extend_cooldown(name, self._clock() + max(0.0, seconds), publish=True)
+        """Hold calls to ``name`` for ``seconds`` (from a 429's Retry-After), at most
+        :data:`MAX_COOLDOWN_S`: a huge or mistaken Retry-After must not retire a
+        deployment until the next restart; one call after that time finds out."""
+        seconds = min(max(0.0, seconds), MAX_COOLDOWN_S)
+        self._extend_cooldown(name, self._clock() + seconds, publish=True)
 
     def _extend_cooldown(self, name: str, until: float, *, publish: bool) -> None:
         if until <= self._cooldown_until.get(name, 0.0):

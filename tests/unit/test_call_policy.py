@@ -397,3 +397,26 @@ async def test_an_adapter_bug_is_a_bad_response_that_spares_the_breaker() -> Non
         assert "UnicodeEncodeError" in result.error.message
     health = ctx.breakers.health("a")
     assert (health.state.value, health.failure_count) == ("closed", 0)
+
+
+class Boastful(Scripted):
+    """Answers with a usage no model could have: billions of tokens, or fewer than none."""
+
+    def __init__(self, usage: Usage) -> None:
+        super().__init__("a")
+        self.usage = usage
+
+    async def complete(self, request: ProviderRequest) -> Completion:
+        self.calls.append(request.model_id)
+        return Completion("ok", usage=self.usage)
+
+
+@pytest.mark.parametrize("usage", [Usage(5_000_000_000, 7), Usage(10, -3)])
+async def test_implausible_usage_is_a_bad_response_never_billed(usage: Usage) -> None:
+    cfg = _config({"a": {}}, {"m": {"provider": "a"}})
+    ctx = _ctx(cfg, {"a": Boastful(usage)})
+    result = await call_model(ctx, REQUEST, _candidate(ctx, "m"), "primary")
+    assert result.completion is None and result.error is not None
+    assert result.error.reason == "PROVIDER_BAD_RESPONSE"
+    assert "implausible usage" in result.error.message
+    assert result.attempt.cost_usd == 0.0 and result.attempt.usage == Usage()

@@ -57,7 +57,7 @@ from quorum.server.errors import (
     ProviderUnavailable,
 )
 from quorum.server.execute.events import NULL_SINK, AttemptStarted, EventSink
-from quorum.server.providers.base import Provider, ProviderRequest
+from quorum.server.providers.base import Provider, ProviderRequest, checked_usage
 from quorum.server.resilience.breakers import Breakers
 from quorum.server.resilience.limits import Permit
 from quorum.server.resilience.runtime import Resilience
@@ -465,6 +465,7 @@ async def _send(
                                 deployment.model_id, request.messages, request.params, timeout
                             )
                         )
+                checked_usage(deployment.provider, completion.usage)
             except (TimeoutError, ProviderTimeout):
                 raise timed_out(ctx, deployment, timeout, limit, "no answer") from None
             except (ProviderError, asyncio.CancelledError):

@@ -66,7 +66,7 @@ from quorum.server.execute.calls import (
 )
 from quorum.server.execute.events import Chunk, Event, FellBack
 from quorum.server.execute.single import deadline_exceeded, no_answer
-from quorum.server.providers.base import ProviderRequest, StreamDelta
+from quorum.server.providers.base import ProviderRequest, StreamDelta, checked_usage
 from quorum.server.resilience.limits import Permit
 from quorum.server.values import value_type
 
@@ -272,7 +272,8 @@ async def _relay(
                     calls.append(delta.tool_call)
                     ctx.sink.emit(Chunk(spec.name, tool_call=delta.tool_call))
                 finish = delta.finish_reason or finish
-                usage = delta.usage or usage
+                if delta.usage is not None:
+                    usage = checked_usage(provider, delta.usage)
                 if delta.text or delta.tool_call is not None:
                     # Let the chunk go out now: pieces already buffered upstream would
                     # otherwise all be read before the caller sees the first one.

@@ -13,7 +13,12 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from quorum.server.domain import Completion, GenerationParams, Message, ToolCall, Usage
+from quorum.server.errors import ProviderBadResponse
 from quorum.server.values import value_type
+
+# More tokens than any model reads or writes in one call: a count beyond it (or below
+# zero) is a broken answer, never something to bill or to put in an account.
+MAX_PLAUSIBLE_TOKENS = 100_000_000
 
 
 @value_type
@@ -60,3 +65,13 @@ class Provider(Protocol):
     async def close(self) -> None:
         """Release resources (the shared HTTP session is closed by its owner)."""
         ...
+
+
+def checked_usage(provider: str, usage: Usage) -> Usage:
+    """``usage`` as reported by ``provider``, if it is plausible; else a bad response."""
+    for name, count in (("input", usage.input_tokens), ("output", usage.output_tokens)):
+        if not 0 <= count <= MAX_PLAUSIBLE_TOKENS:
+            raise ProviderBadResponse(
+                f"{provider}: implausible usage: {count} {name} tokens", provider=provider
+            )
+    return usage

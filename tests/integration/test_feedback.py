@@ -136,3 +136,17 @@ async def test_feedback_teaches_the_planner() -> None:
         assert running.router.observed.quality.rates()["flash/chat"] == 0.0
     assert planned.plan.stages[0].candidates[0].model == "flash-b"
     assert any(r.code == "PERFORMANCE" and "flash 0.00" in r.message for r in planned.plan.reasons)
+
+
+async def test_only_the_first_verdict_on_a_request_teaches() -> None:
+    data = sim_config()
+    data["routing"]["performance"] = {"explore_share": 0.0, "min_samples": 3, "window": 10}
+    async with running_server(parse_config(data)) as (running, client):
+        await client.route("hello there", request_id="once")
+        down = svc.FeedbackRequest(request_id="once", kind=svc.FEEDBACK_KIND_THUMBS_DOWN)
+        for _ in range(20):  # one caller repeating itself cannot steer routing
+            assert (await client.feedback(down)).recorded
+        planned = await client.plan("hello there")
+        rates = running.router.observed.quality.rates()
+    assert "flash/chat" not in rates  # one verdict: below min_samples
+    assert planned.plan.stages[0].candidates[0].model == "flash"

@@ -14,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from quorum.client import AsyncQuorumClient, QuorumError
+from quorum.route.v1 import route_service_pb2 as svc
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.app import RunningServer, create_server
 from quorum.server.config import parse_config
@@ -255,3 +256,14 @@ async def test_a_queueing_backlog_sheds_before_parsing_and_keeps_health() -> Non
             sample_value(running.router.metrics, "quorum_shed_total", {"reason": "queue_delay"})
             >= 4
         )
+
+
+async def test_feedback_only_from_the_tenant_that_made_the_request() -> None:
+    async with serving(tenant_config()) as running:
+        async with client(running, "acme") as acme, client(running, "free-co") as other:
+            await acme.route("hello", request_id="acme-1")
+            down = svc.FeedbackRequest(request_id="acme-1", kind=svc.FEEDBACK_KIND_THUMBS_DOWN)
+            with pytest.raises(QuorumError) as info:
+                await other.feedback(down)  # told it is unknown, like any unknown id
+            assert info.value.code is grpc.StatusCode.NOT_FOUND
+            assert (await acme.feedback(down)).recorded

@@ -17,6 +17,7 @@ import contextlib
 import sys
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -122,10 +123,13 @@ def _write_stdout(data: bytes) -> None:
 
 @value_type
 class Decided:
-    """What the log remembers of a decision, for feedback: who answered which task."""
+    """What the log remembers of a decision, for feedback: who answered which task, for
+    which tenant, and whether this is the first verdict on it (only that one teaches)."""
 
     model: str
     task: str
+    tenant: str = ""
+    first_verdict: bool = True
 
 
 class _Index:
@@ -136,13 +140,15 @@ class _Index:
     collection."""
 
     def __init__(self, max_entries: int, retention_s: float) -> None:
-        self._ids: OrderedDict[str, tuple[float, str, str]] = OrderedDict()
+        self._ids: OrderedDict[str, tuple[float, str, str, str]] = OrderedDict()
+        self._judged: OrderedDict[str, None] = OrderedDict()  # ids that had a verdict
         self._max = max_entries
         self._retention = retention_s
 
     def add(self, request_id: str, now: float, decided: Decided) -> None:
-        self._ids[request_id] = (now, decided.model, decided.task)
+        self._ids[request_id] = (now, decided.model, decided.task, decided.tenant)
         self._ids.move_to_end(request_id)
+        self._judged.pop(request_id, None)  # a new decision under a reused id
         while len(self._ids) > self._max:
             self._ids.popitem(last=False)
 
@@ -150,7 +156,16 @@ class _Index:
         seen = self._ids.get(request_id)
         if seen is None or now - seen[0] > self._retention:
             return None
-        return Decided(seen[1], seen[2])
+        return Decided(seen[1], seen[2], seen[3])
+
+    def judge(self, request_id: str) -> bool:
+        """Note a verdict on ``request_id``; whether it is the first."""
+        if request_id in self._judged:
+            return False
+        self._judged[request_id] = None
+        while len(self._judged) > self._max:
+            self._judged.popitem(last=False)
+        return True
 
 
 class DecisionLog:
@@ -192,7 +207,7 @@ class DecisionLog:
 
     def record(self, request: RouteRequest, result: RouteResult) -> None:
         """Remember the decision (for Feedback) and queue its line. Never blocks."""
-        decided = Decided(result.model, result.classification.task)
+        decided = Decided(result.model, result.classification.task, request.tenant)
         self._index.add(result.request_id, time.monotonic(), decided)
         if self._redis_url:
             self._remember_shared(result.request_id, decided)
@@ -204,11 +219,15 @@ class DecisionLog:
         if self._sink != "none":
             self._enqueue(record)
 
-    async def feedback(self, fb: Feedback) -> Decided:
-        """Record feedback and say what it was about; NotFound for an id the log lacks."""
+    async def feedback(self, fb: Feedback, *, tenant: str | None = None) -> Decided:
+        """Record feedback and say what it was about; NotFound for an id the log lacks,
+        or (with ``tenant``) for another tenant's request, which is not told apart from
+        an unknown one. Only the first verdict on a request is marked ``first_verdict``."""
         decided = self._index.get(fb.request_id, time.monotonic()) or await self._shared_get(
             fb.request_id
         )
+        if decided is not None and tenant is not None and decided.tenant != tenant:
+            decided = None
         if decided is None:
             raise NotFound(
                 f"no decision recorded for request_id {fb.request_id!r} "
@@ -227,9 +246,11 @@ class DecisionLog:
             record["label"] = fb.label
         if fb.comment and self._include_prompts:
             record["comment"] = fb.comment
+        first = self._index.judge(fb.request_id) and await self._shared_judge(fb.request_id)
+        record["first_verdict"] = first
         if self._sink != "none":
             self._enqueue(record)
-        return decided
+        return replace(decided, first_verdict=first)
 
     def _enqueue(self, entry: dict[str, Any] | tuple[RouteRequest, RouteResult, float]) -> None:
         if len(self._queue) >= _QUEUE_LIMIT:
@@ -264,7 +285,7 @@ class DecisionLog:
             try:
                 await self._client().set(
                     f"{self._stream_key}:id:{request_id}",
-                    f"{decided.model}\t{decided.task}",
+                    f"{decided.model}\t{decided.task}\t{decided.tenant}",
                     ex=int(self._retention_s),
                 )
             except Exception as exc:  # Redis trouble must never fail a request
@@ -285,8 +306,26 @@ class DecisionLog:
         if value is None:
             return None
         text = value.decode() if isinstance(value, bytes) else str(value)
-        model, _, task = text.partition("\t")
-        return Decided(model, task)
+        model, _, rest = text.partition("\t")
+        task, _, tenant = rest.partition("\t")
+        return Decided(model, task, tenant)
+
+    async def _shared_judge(self, request_id: str) -> bool:
+        """Whether this is the first verdict on ``request_id`` across replicas (True
+        without Redis, or when it cannot be asked: the local check has passed)."""
+        if not self._redis_url:
+            return True
+        try:
+            first = await self._client().set(
+                f"{self._stream_key}:judged:{request_id}",
+                "1",
+                nx=True,
+                ex=int(self._retention_s),
+            )
+        except Exception as exc:
+            log.warning("decision_index_unavailable", error=type(exc).__name__)
+            return True
+        return bool(first)
 
     # -- writing -------------------------------------------------------------------
 

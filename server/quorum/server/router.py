@@ -55,6 +55,7 @@ from quorum.server.providers.registry import build_providers
 from quorum.server.resilience.breakers import Breakers, ProviderHealth
 from quorum.server.resilience.runtime import build_resilience
 from quorum.server.resilience.shared_state import build_shared_state
+from quorum.server.service.auth import current_tenant
 from quorum.server.shadow import ShadowEvaluator, ShadowSettings
 from quorum.server.state import StateSnapshot, accuracy_key
 from quorum.server.values import value_type
@@ -322,10 +323,18 @@ class Router:
                 self.observed.quality.record(accuracy_key(attempt.model, task), attempt.gate.passed)
 
     async def feedback(self, feedback: Feedback) -> None:
-        """Record feedback on an earlier request; good or bad answers teach the planner."""
-        decided = await self.decisions.feedback(feedback)
+        """Record feedback on an earlier request; good or bad answers teach the planner.
+
+        With authentication on, only the tenant that made the request may judge it (any
+        other is told it is unknown); only the first verdict on a request teaches, so
+        repeating one cannot steer routing."""
+        tenants = self.guardrails.tenants
+        caller = tenants.for_request(current_tenant(), "") if tenants.auth_required else None
+        decided = await self.decisions.feedback(
+            feedback, tenant=caller.name if caller is not None else None
+        )
         good = feedback_is_good(feedback)
-        if good is not None and decided.model:
+        if good is not None and decided.model and decided.first_verdict:
             self.observed.quality.record(accuracy_key(decided.model, decided.task), good)
 
     def _for_agent(

@@ -45,7 +45,10 @@ class RouteServiceStub:
     ListModels: _grpc.UnaryUnaryMultiCallable[_route_service_pb2.ListModelsRequest, _route_service_pb2.ListModelsResponse]
     """List the configured models with prices, tiers, capabilities and breaker states."""
     Feedback: _grpc.UnaryUnaryMultiCallable[_route_service_pb2.FeedbackRequest, _route_service_pb2.FeedbackResponse]
-    """Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label)."""
+    """Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
+    With authentication on, only the tenant that made the request may judge it (for any
+    other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+    """
 
 @_typing.type_check_only
 class RouteServiceAsyncStub(RouteServiceStub):
@@ -63,7 +66,10 @@ class RouteServiceAsyncStub(RouteServiceStub):
     ListModels: _aio.UnaryUnaryMultiCallable[_route_service_pb2.ListModelsRequest, _route_service_pb2.ListModelsResponse]  # type: ignore[assignment]
     """List the configured models with prices, tiers, capabilities and breaker states."""
     Feedback: _aio.UnaryUnaryMultiCallable[_route_service_pb2.FeedbackRequest, _route_service_pb2.FeedbackResponse]  # type: ignore[assignment]
-    """Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label)."""
+    """Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
+    With authentication on, only the tenant that made the request may judge it (for any
+    other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+    """
 
 class RouteServiceServicer(metaclass=_abc_1.ABCMeta):
     """RouteService decides which model or models answer an LLM request, and how, then runs it."""
@@ -108,6 +114,9 @@ class RouteServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _route_service_pb2.FeedbackRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_route_service_pb2.FeedbackResponse, _abc.Awaitable[_route_service_pb2.FeedbackResponse]]:
-        """Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label)."""
+        """Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
+        With authentication on, only the tenant that made the request may judge it (for any
+        other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+        """
 
 def add_RouteServiceServicer_to_server(servicer: RouteServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

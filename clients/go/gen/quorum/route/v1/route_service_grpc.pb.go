@@ -42,6 +42,8 @@ type RouteServiceClient interface {
 	// List the configured models with prices, tiers, capabilities and breaker states.
 	ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error)
 	// Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
+	// With authentication on, only the tenant that made the request may judge it (for any
+	// other it is NOT_FOUND); only the first verdict on a request teaches the planner.
 	Feedback(ctx context.Context, in *FeedbackRequest, opts ...grpc.CallOption) (*FeedbackResponse, error)
 }
 
@@ -128,6 +130,8 @@ type RouteServiceServer interface {
 	// List the configured models with prices, tiers, capabilities and breaker states.
 	ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error)
 	// Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
+	// With authentication on, only the tenant that made the request may judge it (for any
+	// other it is NOT_FOUND); only the first verdict on a request teaches the planner.
 	Feedback(context.Context, *FeedbackRequest) (*FeedbackResponse, error)
 	mustEmbedUnimplementedRouteServiceServer()
 }

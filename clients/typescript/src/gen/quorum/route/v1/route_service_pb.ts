@@ -701,6 +701,8 @@ export const RouteService: GenService<{
   },
   /**
    * Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
+   * With authentication on, only the tenant that made the request may judge it (for any
+   * other it is NOT_FOUND); only the first verdict on a request teaches the planner.
    *
    * @generated from rpc quorum.route.v1.RouteService.Feedback
    */

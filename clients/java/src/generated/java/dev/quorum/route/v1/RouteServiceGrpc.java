@@ -280,6 +280,8 @@ public final class RouteServiceGrpc {
     /**
      * <pre>
      * Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
+     * With authentication on, only the tenant that made the request may judge it (for any
+     * other it is NOT_FOUND); only the first verdict on a request teaches the planner.
      * </pre>
      */
     default void feedback(dev.quorum.route.v1.FeedbackRequest request,
@@ -369,6 +371,8 @@ public final class RouteServiceGrpc {
     /**
      * <pre>
      * Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
+     * With authentication on, only the tenant that made the request may judge it (for any
+     * other it is NOT_FOUND); only the first verdict on a request teaches the planner.
      * </pre>
      */
     public void feedback(dev.quorum.route.v1.FeedbackRequest request,
@@ -443,6 +447,8 @@ public final class RouteServiceGrpc {
     /**
      * <pre>
      * Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
+     * With authentication on, only the tenant that made the request may judge it (for any
+     * other it is NOT_FOUND); only the first verdict on a request teaches the planner.
      * </pre>
      */
     public dev.quorum.route.v1.FeedbackResponse feedback(dev.quorum.route.v1.FeedbackRequest request) throws io.grpc.StatusException {
@@ -515,6 +521,8 @@ public final class RouteServiceGrpc {
     /**
      * <pre>
      * Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
+     * With authentication on, only the tenant that made the request may judge it (for any
+     * other it is NOT_FOUND); only the first verdict on a request teaches the planner.
      * </pre>
      */
     public dev.quorum.route.v1.FeedbackResponse feedback(dev.quorum.route.v1.FeedbackRequest request) {
@@ -578,6 +586,8 @@ public final class RouteServiceGrpc {
     /**
      * <pre>
      * Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
+     * With authentication on, only the tenant that made the request may judge it (for any
+     * other it is NOT_FOUND); only the first verdict on a request teaches the planner.
      * </pre>
      */
     public com.google.common.util.concurrent.ListenableFuture<dev.quorum.route.v1.FeedbackResponse> feedback(

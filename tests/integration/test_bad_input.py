@@ -97,6 +97,11 @@ CASES: list[tuple[str, pb.RouteRequest, str]] = [
         "params.response_format.json_schema",
     ),
     (
+        "schema name with a newline",
+        _mutate(lambda r: setattr(r.params.response_format, "schema_name", "x\n")),
+        "params.response_format.schema_name",
+    ),
+    (
         "bad tool name",
         _mutate(lambda r: r.params.tools.add(name="no spaces allowed")),
         "params.tools[0].name",
@@ -128,6 +133,24 @@ CASES: list[tuple[str, pb.RouteRequest, str]] = [
         "params.tool_choice.mode",
     ),
     ("bad request id", _mutate(lambda r: setattr(r, "request_id", "has spaces")), "request_id"),
+    # A trailing newline is not part of a name (``$`` would have let it through).
+    (
+        "request id with a newline",
+        _mutate(lambda r: setattr(r, "request_id", "abc\n")),
+        "request_id",
+    ),
+    ("tenant with a newline", _mutate(lambda r: setattr(r, "tenant", "acme\n")), "tenant"),
+    ("task with a newline", _mutate(lambda r: setattr(r.hints, "task", "code\n")), "hints.task"),
+    (
+        "agent with a newline",
+        _mutate(lambda r: setattr(r.hints, "agent", "email_assistant\n")),
+        "hints.agent",
+    ),
+    (
+        "tool name with a newline",
+        _mutate(lambda r: r.params.tools.add(name="abc\n")),
+        "params.tools[0].name",
+    ),
     (
         "image without source",
         pb.RouteRequest(
@@ -189,3 +212,13 @@ async def test_garbage_bytes_do_not_crash_the_server() -> None:
         assert (await client.list_models(tier="")).models
         with pytest.raises(QuorumError):
             await client.feedback(svc.FeedbackRequest())
+
+
+async def test_feedback_request_id_is_a_whole_name() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.feedback(
+                svc.FeedbackRequest(request_id="abc\n", kind=svc.FEEDBACK_KIND_THUMBS_UP)
+            )
+    assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in info.value.field_violations] == ["request_id"]

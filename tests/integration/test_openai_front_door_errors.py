@@ -6,10 +6,13 @@ so that a new error class or hint cannot slip through unmapped.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import grpc
+import orjson
 import pytest
+import structlog
 
 from quorum.server import domain as d
 from quorum.server.catalog import build_catalog
@@ -26,9 +29,10 @@ from quorum.server.errors import (
     StrategyInfeasible,
     all_error_classes,
 )
-from quorum.server.frontdoor.errors import HTTP_STATUS, http_error
+from quorum.server.frontdoor import errors as frontdoor_errors
+from quorum.server.frontdoor.errors import HTTP_STATUS, http_error, log_internal_error, loggable
 from quorum.server.frontdoor.naming import resolve
-from quorum.server.frontdoor.translate import parse_chat_request
+from quorum.server.frontdoor.translate import MAX_SURROGATE_REPORTS, parse_chat_request
 from quorum.server.policy import build_policy
 from tests.conftest import sim_config
 
@@ -155,6 +159,14 @@ def test_model_names_become_hints(model: str, extension: dict[str, Any], expecte
         ("quorum:auto", {"agent": "no spaces"}, "quorum.agent"),
         ("quorum:auto?agent=travel_agent", {}, "model"),
         ("quorum:email_assistant?agent=other", {}, "model"),
+        # A trailing newline is not part of a name.
+        ("quorum:auto", {"task": "code\n"}, "quorum.task"),
+        ("quorum:auto", {"agent": "email_assistant\n"}, "quorum.agent"),
+        ("quorum:auto?task=code%0A", {}, "model"),
+        # A number too large for a float is still just out of range.
+        ("quorum:auto", {"max_cost_usd": 10**400}, "quorum.max_cost_usd"),
+        ("quorum:auto", {"max_cost_usd": -(10**400)}, "quorum.max_cost_usd"),
+        ("quorum:auto?max_cost_usd=1e400", {}, "model"),
     ],
 )
 def test_bad_hints_name_their_field(model: str, extension: dict[str, Any], field: str) -> None:
@@ -272,9 +284,93 @@ def test_messages_map_to_domain() -> None:
         ({"functions": []}, "functions"),
         ({"quorum": "fast"}, "quorum"),
         ({"model": 42}, "model"),
+        # Trailing newlines in names.
+        (
+            {"tools": [{"type": "function", "function": {"name": "abc\n"}}]},
+            "tools[0].function.name",
+        ),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x\n", "schema": {"type": "object"}},
+                }
+            },
+            "response_format.json_schema.name",
+        ),
+        # Integers too large for a float.
+        ({"temperature": 10**400}, "temperature"),
+        ({"top_p": 10**400}, "top_p"),
+        ({"temperature": -(10**400), "stream": True}, "temperature"),
+        ({"quorum": {"max_cost_usd": 10**400}}, "quorum.max_cost_usd"),
+        # Lone UTF-16 surrogates (valid JSON escapes, not text UTF-8 can carry).
+        ({"messages": [{"role": "user", "content": "hi \ud800"}]}, "messages[0].content"),
+        ({"model": "x\ud800"}, "model"),
+        ({"model": "quorum:auto\udfff", "stream": True}, "model"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "\udc00!"}]}]},
+            "messages[0].content[0].text",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "description": "\ud800"}}]},
+            "tools[0].function.description",
+        ),
+        ({"metadata": {"\ud800": "x"}}, "metadata"),
+        ({"user": "\ud800"}, "user"),
     ],
 )
 def test_bad_bodies_name_their_field(body: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         _parse(**body)
     assert caught.value.violations[0].field == field
+
+
+def test_a_lone_surrogate_is_named_before_anything_else() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        _parse(
+            model="nope\ud800",
+            temperature=9,
+            messages=[{"role": "user", "content": "ok"}, {"role": "user", "content": "\ud83d"}],
+        )
+    violations = caught.value.violations
+    assert [v.field for v in violations] == ["model", "messages[1].content"]
+    assert "\\ud800" in violations[0].description  # says what is wrong, in plain ASCII
+    assert "surrogate" in caught.value.message
+
+
+def test_surrogate_pairs_are_text() -> None:
+    # JSON's escapes for one astral character: a pair, decoded to the character itself.
+    chat = _parse(messages=json.loads(r'[{"role": "user", "content": "smile \ud83d\ude00"}]'))
+    assert chat.route.messages[0].content == "smile \U0001f600"
+
+
+def test_surrogate_reports_are_bounded() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        _parse(metadata={"k": ["\ud800"] * 1000})
+    assert len(caught.value.violations) == MAX_SURROGATE_REPORTS
+    assert caught.value.violations[0].field == "metadata.k[0]"
+
+
+def test_huge_numbers_in_range_checks_are_not_floats() -> None:
+    chat = _parse(temperature=1, top_p=1, quorum={"max_cost_usd": 10**20})
+    assert (chat.route.params.temperature, chat.route.params.top_p) == (1.0, 1.0)
+    assert chat.route.hints.max_cost_usd == 1e20
+
+
+def test_error_logging_survives_text_utf8_cannot_carry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's renderer (orjson) refuses lone surrogates; the report must still go out."""
+    captured = structlog.testing.CapturingLogger()
+    renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+    logger = structlog.wrap_logger(
+        captured, processors=[structlog.processors.format_exc_info, renderer]
+    )
+    monkeypatch.setattr(frontdoor_errors, "log", logger)
+    try:
+        raise ValueError("bad model x\ud800")
+    except ValueError as exc:
+        log_internal_error(exc, "r1")
+    (call,) = captured.calls
+    line = json.loads(call.args[0])
+    assert line["event"] == "http_internal_error" and line["request_id"] == "r1"
+    assert "bad model x\\ud800" in line["exception"]
+    assert loggable("x\ud800y") == "x\\ud800y" and loggable("plain") == "plain"

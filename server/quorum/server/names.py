@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import re
 
-REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$")
-TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Anchored with ``\Z``, not ``$``: ``$`` also matches before a trailing newline, so
+# ``"abc\n"`` would pass ``.match``. These match the whole string however they are called.
+REQUEST_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}\Z")
+NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}\Z")
+TOOL_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 MAX_CONTENT_CHARS = 2_000_000
 MAX_IMAGE_BYTES = 20 * 1024 * 1024

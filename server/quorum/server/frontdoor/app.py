@@ -37,7 +37,12 @@ from quorum.server.errors import (
 from quorum.server.frontdoor import naming
 from quorum.server.frontdoor.account import plain, result_headers, route_headers
 from quorum.server.frontdoor.errors import http_error as to_http_error
-from quorum.server.frontdoor.errors import internal_error, plain_error
+from quorum.server.frontdoor.errors import (
+    internal_error,
+    log_internal_error,
+    loggable,
+    plain_error,
+)
 from quorum.server.frontdoor.gate import Gate
 from quorum.server.frontdoor.stream import SseResponder, StreamItem, error_response
 from quorum.server.frontdoor.translate import ChatRequest, completion_body, parse_chat_request
@@ -87,7 +92,7 @@ def _request_id(request: web.Request) -> str:
     for header in REQUEST_ID_HEADERS:
         value = request.headers.get(header)
         if value is not None:
-            if not REQUEST_ID.match(value):
+            if not REQUEST_ID.fullmatch(value):
                 raise InvalidRequest(
                     [FieldViolation(header, "must be 1-128 letters, digits or ._:/-")]
                 )
@@ -114,7 +119,7 @@ def _tenant(request: web.Request) -> str:
     """The tenant a caller asks to act as (``x-quorum-tenant``); the router checks it
     against the authenticated one, as it does ``RouteRequest.tenant``."""
     value = request.headers.get(TENANT_HEADER, "")
-    if value and not TENANT_NAME.match(value):
+    if value and not TENANT_NAME.fullmatch(value):
         raise InvalidRequest(
             [FieldViolation(TENANT_HEADER, "must be 1-64 letters, digits or _.:/-")]
         )
@@ -193,13 +198,21 @@ class _Handlers:
                         headers=result_headers(result, spec.tier if spec else ""),
                     )
         except QuorumError as exc:
-            log.info("http_failed", request_id=request_id, reason=exc.reason, error=exc.message)
+            log.info(
+                "http_failed", request_id=request_id, reason=exc.reason, error=loggable(exc.message)
+            )
             return error_response(
                 to_http_error(exc, request_id=request_id, origins=origins),
                 route_headers(request_id),
             )
-        except Exception:
-            log.exception("http_internal_error", request_id=request_id)
+        except asyncio.CancelledError:
+            # The client went away (aiohttp cancels the handler: handler_cancellation) or
+            # the server is closing; the Router's work, upstream calls included, is
+            # cancelled with this task, and the gate counts the request as CANCELLED.
+            log.info("http_cancelled", request_id=request_id)
+            raise
+        except Exception as exc:
+            log_internal_error(exc, request_id)
             return error_response(internal_error(request_id), route_headers(request_id))
 
     async def _parse(self, request: web.Request, request_id: str) -> ChatRequest:
@@ -336,7 +349,14 @@ class HttpFrontDoor:
         self.port = 0
 
     async def start(self) -> None:
-        runner = web.AppRunner(self._app, access_log=None, shutdown_timeout=_CANCEL_AFTER_S)
+        # handler_cancellation: a client that disconnects cancels its handler, and with it
+        # the upstream calls, instead of leaving them to run to the provider's timeout.
+        runner = web.AppRunner(
+            self._app,
+            access_log=None,
+            shutdown_timeout=_CANCEL_AFTER_S,
+            handler_cancellation=True,
+        )
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port, reuse_port=self._reuse_port or None)
         try:

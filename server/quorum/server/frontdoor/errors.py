@@ -18,11 +18,14 @@ only a bug in Quorum itself becomes a 500, with a generic message.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
 import grpc
+import structlog
 
 from quorum.server.errors import (
     ExecutionFailed,
@@ -34,6 +37,8 @@ from quorum.server.errors import (
 )
 from quorum.server.frontdoor.account import attempt_json, plan_json
 from quorum.server.values import value_type
+
+log = structlog.get_logger("quorum.frontdoor")
 
 # google.rpc.Code → HTTP status, as in google/rpc/code.proto.
 HTTP_STATUS: Mapping[grpc.StatusCode, int] = {
@@ -181,3 +186,22 @@ def plain_error(status: int, message: str, code: str, param: str | None = None) 
         },
         {},
     )
+
+
+def loggable(text: str) -> str:
+    """``text`` as any log renderer can write it: lone UTF-16 surrogates, which UTF-8
+    cannot encode, become ``\\udXXX`` escapes."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def log_internal_error(exc: BaseException, request_id: str) -> None:
+    """Log a bug in Quorum with its traceback; never raises, so that writing the report
+    cannot become a second failure (a message UTF-8 cannot carry, say)."""
+    try:
+        log.exception("http_internal_error", request_id=request_id)
+    except Exception:
+        details = loggable("".join(traceback.format_exception(exc)))
+        with contextlib.suppress(Exception):
+            log.error("http_internal_error", request_id=request_id, exception=details)

@@ -66,22 +66,23 @@ def _enum(raw: Any, enum_type: type[Any]) -> Any:
 
 
 def _text(raw: Any) -> str:
-    if not isinstance(raw, str) or not NAME.match(raw):
+    if not isinstance(raw, str) or not NAME.fullmatch(raw):
         raise ValueError("must be 1-64 letters, digits or _.:/-")
     return raw
 
 
 def _number(raw: Any) -> float:
-    if isinstance(raw, str):
-        try:
-            raw = float(raw)
-        except ValueError:
-            raise ValueError("must be a number") from None
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
         raise ValueError("must be a number")
-    if not math.isfinite(raw) or raw < 0:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    except OverflowError:  # an int too large for a float
+        value = math.inf
+    if not math.isfinite(value) or value < 0:
         raise ValueError("must be a finite number >= 0")
-    return float(raw)
+    return value
 
 
 def _integer(raw: Any) -> int:

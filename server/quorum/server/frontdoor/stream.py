@@ -25,7 +25,14 @@ from quorum.server.domain import RouteResult
 from quorum.server.errors import QuorumError
 from quorum.server.execute.events import Chunk, Event, PlanMade
 from quorum.server.frontdoor.account import account_json, plain, route_headers
-from quorum.server.frontdoor.errors import HttpError, http_error, internal_error, plain_error
+from quorum.server.frontdoor.errors import (
+    HttpError,
+    http_error,
+    internal_error,
+    log_internal_error,
+    loggable,
+    plain_error,
+)
 from quorum.server.frontdoor.sse import DONE, ChunkBuilder, frame
 from quorum.server.frontdoor.translate import ChatRequest, finish_reason
 
@@ -143,7 +150,7 @@ class SseResponder:
             self.code = "CANCELLED"
             return self._response or web.Response(status=499)
         except _Interrupted as exc:
-            log.warning("stream_interrupted", request_id=self._request_id, error=str(exc))
+            log.warning("stream_interrupted", request_id=self._request_id, error=loggable(str(exc)))
             return await self._fail(exc.error, "UNAVAILABLE")
         except QuorumError as exc:
             log.info("http_failed", request_id=self._request_id, reason=exc.reason)
@@ -151,8 +158,8 @@ class SseResponder:
                 http_error(exc, request_id=self._request_id, origins=self._chat.origins),
                 exc.code.name,
             )
-        except Exception:
-            log.exception("http_internal_error", request_id=self._request_id)
+        except Exception as exc:
+            log_internal_error(exc, self._request_id)
             return await self._fail(internal_error(self._request_id), "INTERNAL")
         assert self._response is not None
         return self._response

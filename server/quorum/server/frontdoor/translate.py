@@ -88,6 +88,11 @@ HANDLED = frozenset(
     }
 )
 _FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+# A lone UTF-16 surrogate: JSON's "\ud800" escape (or surrogate bytes, which Python's
+# JSON decoder lets through) gives one, and no UTF-8 encoder, so no provider, can send it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SURROGATE_TEXT = "contains a lone UTF-16 surrogate (an invalid Unicode escape such as \\ud800)"
+MAX_SURROGATE_REPORTS = 8
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)(?:;[\w=.+-]+)*;base64,", re.ASCII)
 
 
@@ -111,7 +116,52 @@ class _Violations:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number other than NaN or ±Infinity; an int of any size (``math.isfinite``
+    would overflow on one too large for a float)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _has_surrogate(text: str) -> bool:
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _surrogates(body: Any) -> list[FieldViolation]:
+    """Where ``body``'s strings (keys included) hold a lone surrogate, as field paths in
+    document order (``messages[0].content``); at most :data:`MAX_SURROGATE_REPORTS`."""
+    found: list[FieldViolation] = []
+    # (parent path, key or index, value); a path is built only where it is needed.
+    stack: list[tuple[str, str | int | None, Any]] = [("", None, body)]
+    while stack and len(found) < MAX_SURROGATE_REPORTS:
+        parent, key, value = stack.pop()
+        if isinstance(value, str):
+            if _has_surrogate(value):
+                found.append(FieldViolation(_path(parent, key), _SURROGATE_TEXT))
+            continue
+        if isinstance(value, dict):
+            path = _path(parent, key)
+            children: list[tuple[str, str | int | None, Any]] = []
+            for name, item in value.items():
+                if _has_surrogate(name):
+                    found.append(
+                        FieldViolation(path or "body", f"has a key that {_SURROGATE_TEXT}")
+                    )
+                else:
+                    children.append((path, name, item))
+            stack.extend(reversed(children))
+        elif isinstance(value, list):
+            path = _path(parent, key)
+            stack.extend((path, i, value[i]) for i in range(len(value) - 1, -1, -1))
+    return found[:MAX_SURROGATE_REPORTS]
+
+
+def _path(parent: str, key: str | int | None) -> str:
+    if key is None:
+        return parent
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if parent else key
 
 
 def _json_object(text: str) -> bool:
@@ -255,7 +305,7 @@ def _tools(raw: Any, v: _Violations) -> tuple[d.Tool, ...]:
             v.add(f"{path}.function", "is required")
             continue
         name = function.get("name")
-        if not isinstance(name, str) or not TOOL_NAME.match(name):
+        if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
             v.add(f"{path}.function.name", "must be 1-64 letters, digits, '_' or '-'")
             continue
         if name in seen:
@@ -318,7 +368,7 @@ def _response_format(raw: Any, v: _Violations) -> d.ResponseFormat:
         v.add("response_format.json_schema", "is required for json_schema")
         return d.ResponseFormat()
     name = spec.get("name", "")
-    if not isinstance(name, str) or (name and not TOOL_NAME.match(name)):
+    if not isinstance(name, str) or (name and not TOOL_NAME.fullmatch(name)):
         v.add("response_format.json_schema.name", "must be 1-64 letters, digits, '_' or '-'")
         name = ""
     schema = spec.get("schema")
@@ -437,6 +487,10 @@ def parse_chat_request(
     v = _Violations()
     if not isinstance(body, dict):
         raise InvalidRequest([FieldViolation("body", "must be a JSON object")])
+    # First, so that no later check (or its error message) handles text UTF-8 cannot carry.
+    surrogates = _surrogates(body)
+    if surrogates:
+        raise InvalidRequest(surrogates)
     stream, include_usage = _top_level(body, v)
     model = body.get("model")
     if not isinstance(model, str) or not model:

@@ -6,6 +6,7 @@ provider keys live in ``SecretStr`` and are only read by adapters when building 
 
 from __future__ import annotations
 
+import json as stdlib_json
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -61,8 +62,17 @@ def _add_request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+def _json_bytes(event: Any, **_: Any) -> bytes:
+    """orjson's JSON; the standard library's for an event orjson refuses (a string with a
+    lone UTF-16 surrogate, which UTF-8 cannot carry), so that logging never raises."""
+    try:
+        return orjson.dumps(event)
+    except TypeError:
+        return stdlib_json.dumps(event, default=str).encode()
+
+
 def _json_text(event: Any, **_: Any) -> str:
-    return orjson.dumps(event).decode()
+    return _json_bytes(event).decode()
 
 
 def configure_logging(level: str = "info", *, json: bool = True) -> None:
@@ -80,7 +90,7 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
     factory: Any
     binary = getattr(sys.stderr, "buffer", None)
     if json and binary is not None:
-        processors.append(structlog.processors.JSONRenderer(serializer=orjson.dumps))
+        processors.append(structlog.processors.JSONRenderer(serializer=_json_bytes))
         factory = structlog.BytesLoggerFactory(file=binary)
     elif json:  # a standard error without bytes (a test's capture): the same JSON as text
         processors.append(structlog.processors.JSONRenderer(serializer=_json_text))

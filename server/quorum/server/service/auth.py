@@ -28,7 +28,7 @@ from quorum.server.errors import ConfigError, Unauthenticated
 if TYPE_CHECKING:
     from quorum.server.tenants import TenantPolicy
 
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST = re.compile(r"\A[0-9a-f]{64}\Z")
 _BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
 MAX_TOKEN_CHARS = 4096
 

@@ -171,6 +171,8 @@ def _params(p: pb.GenerationParams, c: _Checker) -> d.GenerationParams:
             c.add("params.response_format.json_schema", "must be a JSON object")
     elif rf.json_schema:
         c.add("params.response_format.json_schema", "only with RESPONSE_FORMAT_TYPE_JSON_SCHEMA")
+    if rf.schema_name and not TOOL_NAME.fullmatch(rf.schema_name):
+        c.add("params.response_format.schema_name", "must be 1-64 letters, digits, '_' or '-'")
     tools: list[d.Tool] = []
     seen: set[str] = set()
     for i, t in enumerate(p.tools):

@@ -1,0 +1,153 @@
+"""Careless or hostile HTTP clients: odd JSON gets a 400 naming the field, and a client
+that goes away mid-request takes its upstream call with it.
+
+The front door cancels a handler whose client disconnected (aiohttp's
+``handler_cancellation``), so a unary request does not keep its upstream call, admission
+ticket and budget reservation until the provider's timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+import structlog
+from prometheus_client import CollectorRegistry
+
+from tests.fakes import openai_server
+from tests.integration.test_openai_front_door import MATH, _base_url, front_door, upstream_config
+
+_BIG = "1" + "0" * 400  # a JSON integer too large for a float
+_HI = '"messages":[{"role":"user","content":"hi"}]'
+
+
+def _body(extra: str, *, stream: bool = False) -> bytes:
+    """A valid request with the raw JSON members ``extra`` added."""
+    return f'{{"model":"quorum:auto","stream":{str(stream).lower()},{_HI},{extra}}}'.encode()
+
+
+BAD_BODIES: list[tuple[str, bytes, str]] = [
+    (
+        "surrogate in content",
+        b'{"model":"quorum:auto","messages":[{"role":"user","content":"hi \\ud800"}]}',
+        "messages[0].content",
+    ),
+    (
+        "surrogate in content, streamed",
+        b'{"model":"quorum:auto","stream":true,'
+        b'"messages":[{"role":"user","content":"hi \\ud800"}]}',
+        "messages[0].content",
+    ),
+    (
+        "surrogate as UTF-8 bytes",
+        b'{"model":"quorum:auto","messages":[{"role":"user","content":"hi \xed\xa0\x80"}]}',
+        "messages[0].content",
+    ),
+    ("surrogate in model", b'{"model":"x\\ud800",' + _HI.encode() + b"}", "model"),
+    (
+        "surrogate in a tool description",
+        _body('"tools":[{"type":"function","function":{"name":"a","description":"\\udfff"}}]'),
+        "tools[0].function.description",
+    ),
+    ("huge temperature", _body(f'"temperature":{_BIG}'), "temperature"),
+    ("huge temperature, streamed", _body(f'"temperature":{_BIG}', stream=True), "temperature"),
+    ("huge top_p", _body(f'"top_p":{_BIG}'), "top_p"),
+    ("huge top_p, streamed", _body(f'"top_p":{_BIG}', stream=True), "top_p"),
+    ("huge cost ceiling", _body(f'"quorum":{{"max_cost_usd":{_BIG}}}'), "quorum.max_cost_usd"),
+    (
+        "huge cost ceiling, streamed",
+        _body(f'"quorum":{{"max_cost_usd":{_BIG}}}', stream=True),
+        "quorum.max_cost_usd",
+    ),
+    ("task with a newline", _body('"quorum":{"task":"code\\n"}'), "quorum.task"),
+    (
+        "tool name with a newline",
+        _body('"tools":[{"type":"function","function":{"name":"abc\\n"}}]'),
+        "tools[0].function.name",
+    ),
+    (
+        "schema name with a newline",
+        _body(
+            '"response_format":{"type":"json_schema",'
+            '"json_schema":{"name":"x\\n","schema":{"type":"object"}}}'
+        ),
+        "response_format.json_schema.name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "param"), BAD_BODIES, ids=[c[0] for c in BAD_BODIES])
+async def test_odd_json_is_a_400_naming_the_field(name: str, body: bytes, param: str) -> None:
+    async with front_door() as (running, client):
+        url = _base_url(running) + "/chat/completions"
+        async with aiohttp.ClientSession() as http:
+            with structlog.testing.capture_logs() as logs:
+                async with http.post(
+                    url, data=body, headers={"Content-Type": "application/json"}
+                ) as response:
+                    assert response.status == 400, await response.text()
+                    error = (await response.json())["error"]
+        assert (error["type"], error["code"], error["param"]) == (
+            "invalid_request_error",
+            "invalid_request",
+            param,
+        )
+        assert not [e for e in logs if e["log_level"] in ("error", "critical")], logs
+        # Nothing reached a provider: the next caller is served as usual.
+        answer = await client.chat.completions.create(model="quorum:auto", messages=MATH)
+        assert answer.choices[0].message.content
+
+
+def _requests(registry: CollectorRegistry) -> dict[str, float]:
+    """``quorum_requests_total`` by status code."""
+    counts: dict[str, float] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == "quorum_requests_total":
+                code = sample.labels["code"]
+                counts[code] = counts.get(code, 0) + sample.value
+    return counts
+
+
+async def _until(check: object, timeout_s: float) -> bool:
+    """Poll ``check()`` until it is true or ``timeout_s`` passes."""
+    assert callable(check)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not check():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+async def test_client_disconnect_cancels_the_upstream_call(
+    stream: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_OPENAI_KEY", "sk-test")
+    async with openai_server.serve() as fake:
+        # The fake waits 3 s before answering, and notices a client that left meanwhile.
+        async with front_door(upstream_config(fake.base_url, "slow-3000")) as (running, _):
+            stats = fake.server.stats
+            registry = running.router.metrics.registry
+            with structlog.testing.capture_logs() as logs:
+                async with aiohttp.ClientSession() as http:
+                    request = http.post(
+                        _base_url(running) + "/chat/completions",
+                        json={"model": "up-0", "messages": MATH, "stream": stream},
+                        timeout=aiohttp.ClientTimeout(total=0.5),
+                    )
+                    with pytest.raises(asyncio.TimeoutError):
+                        async with request:
+                            pass  # the answer is 3 s away: the client gives up at 0.5 s
+                assert stats.requests == 1
+                # The upstream call is dropped well before the fake would have answered.
+                assert await _until(lambda: stats.client_disconnects == 1, 1.5), stats
+                assert stats.completed == 0
+                assert await _until(lambda: _requests(registry) == {"CANCELLED": 1}, 1.0)
+            assert registry.get_sample_value("quorum_inflight_requests") == 0
+            events = [e["event"] for e in logs]
+            assert "http_cancelled" in events
+            assert not [e for e in logs if e["log_level"] in ("error", "critical")], logs

@@ -204,3 +204,18 @@ async def test_tool_choice_none_offers_no_tools() -> None:
             await client.route("Use get_weather for Paris", params=pb.GenerationParams(tools=tools))
     assert not r.tool_calls and r.content
     assert info.value.code is grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_forced_model_that_cannot_take_the_request_is_refused_not_swapped() -> None:
+    # flash lacks vision: the request must not quietly go to a dearer model instead.
+    hints = pb.RoutingHints(model="flash", required_capabilities=[pb.CAPABILITY_VISION])
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.route("Describe the image", hints=hints)
+        unforced = await client.route(
+            "Describe the image",
+            hints=pb.RoutingHints(required_capabilities=[pb.CAPABILITY_VISION]),
+        )
+    assert info.value.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert "hints.model: flash cannot take this request: lacks vision" in info.value.message
+    assert unforced.model in ("mid", "frontier")

@@ -121,6 +121,14 @@ def _eligible(
             dropped[model.name] = why
         else:
             eligible.append(model)
+    forced = request.hints.model
+    if forced in dropped:
+        # The caller named this model: another one, perhaps in a dearer tier, is not
+        # what was asked for.
+        raise NoCandidate(
+            f"hints.model: {forced} cannot take this request: {', '.join(dropped[forced])}",
+            metadata={"model": forced},
+        )
     if dropped:
         detail = "; ".join(f"{m}: {', '.join(w)}" for m, w in dropped.items())
         reasons.append(Reason("FILTERED", f"excluded {detail}"))

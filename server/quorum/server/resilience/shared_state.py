@@ -311,7 +311,8 @@ class SharedBreakerState:
         self._wanted: dict[str, float] = {}  # probe leases to ask for: key -> seconds
         self._releases: dict[str, float] = {}
         self._elsewhere: dict[str, float] = {}  # probe leases others hold: key -> until
-        self._probes: dict[str, float] = {}  # probes out: key -> how long a lease holds (s)
+        self._probes: dict[str, float] = {}
+        self._sync_lock = asyncio.Lock()  # probes out: key -> how long a lease holds (s)
         # A lease asked for is held this long until its probe goes out, then for the
         # breaker's reset timeout.
         self.claim_s = max(1.0, 4 * refresh_interval_s)
@@ -455,10 +456,14 @@ class SharedBreakerState:
         return _Batch(ops, cooldowns, full, claims, releases)
 
     async def sync_once(self) -> bool:
-        """Send recorded writes and adopt Redis's view; False when Redis is unreachable."""
-        batch = self._take()
-        reply = await asyncio.to_thread(self._exchange_or_none, batch)
-        return self._apply(reply)
+        """Send recorded writes and adopt Redis's view; False when Redis is unreachable.
+
+        One exchange at a time: two in worker threads at once could land in either order
+        (a lease given back, then taken again by an older claim)."""
+        async with self._sync_lock:
+            batch = self._take()
+            reply = await asyncio.to_thread(self._exchange_or_none, batch)
+            return self._apply(reply)
 
     def _exchange_or_none(self, batch: _Batch) -> tuple[_Batch, _Reply | BaseException]:
         """Runs in a worker thread (or once at start-up): one pipelined round trip."""

@@ -686,7 +686,10 @@ class RoutingHints(_message.Message):
     max_cost_usd: _builtins.float
     """Ceiling on the estimated cost of the whole plan in USD; unset means none."""
     model: _builtins.str
-    """Force this model (a configured model name); failover stays within equivalent models."""
+    """Force this model (a configured model name); failover stays within equivalent models.
+    A forced model that cannot take the request (a capability, the context window, the
+    cost ceiling) is FAILED_PRECONDITION, never swapped for another.
+    """
     tier: _builtins.str
     """Force this tier (a configured tier name)."""
     sensitivity: Global___Sensitivity.ValueType

@@ -1261,6 +1261,8 @@ type RoutingHints struct {
 	// Ceiling on the estimated cost of the whole plan in USD; unset means none.
 	MaxCostUsd *float64 `protobuf:"fixed64,7,opt,name=max_cost_usd,json=maxCostUsd,proto3,oneof" json:"max_cost_usd,omitempty"`
 	// Force this model (a configured model name); failover stays within equivalent models.
+	// A forced model that cannot take the request (a capability, the context window, the
+	// cost ceiling) is FAILED_PRECONDITION, never swapped for another.
 	Model string `protobuf:"bytes,8,opt,name=model,proto3" json:"model,omitempty"`
 	// Force this tier (a configured tier name).
 	Tier string `protobuf:"bytes,9,opt,name=tier,proto3" json:"tier,omitempty"`

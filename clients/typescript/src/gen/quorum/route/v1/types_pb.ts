@@ -401,6 +401,8 @@ export type RoutingHints = Message$1<"quorum.route.v1.RoutingHints"> & {
 
   /**
    * Force this model (a configured model name); failover stays within equivalent models.
+   * A forced model that cannot take the request (a capability, the context window, the
+   * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
    *
    * @generated from field: string model = 8;
    */

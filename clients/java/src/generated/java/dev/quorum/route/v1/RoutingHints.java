@@ -367,6 +367,8 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Force this model (a configured model name); failover stays within equivalent models.
+   * A forced model that cannot take the request (a capability, the context window, the
+   * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
    * </pre>
    *
    * <code>string model = 8 [json_name = "model"];</code>
@@ -388,6 +390,8 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * Force this model (a configured model name); failover stays within equivalent models.
+   * A forced model that cannot take the request (a capability, the context window, the
+   * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
    * </pre>
    *
    * <code>string model = 8 [json_name = "model"];</code>
@@ -1815,6 +1819,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Force this model (a configured model name); failover stays within equivalent models.
+     * A forced model that cannot take the request (a capability, the context window, the
+     * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
      * </pre>
      *
      * <code>string model = 8 [json_name = "model"];</code>
@@ -1835,6 +1841,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Force this model (a configured model name); failover stays within equivalent models.
+     * A forced model that cannot take the request (a capability, the context window, the
+     * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
      * </pre>
      *
      * <code>string model = 8 [json_name = "model"];</code>
@@ -1856,6 +1864,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Force this model (a configured model name); failover stays within equivalent models.
+     * A forced model that cannot take the request (a capability, the context window, the
+     * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
      * </pre>
      *
      * <code>string model = 8 [json_name = "model"];</code>
@@ -1873,6 +1883,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Force this model (a configured model name); failover stays within equivalent models.
+     * A forced model that cannot take the request (a capability, the context window, the
+     * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
      * </pre>
      *
      * <code>string model = 8 [json_name = "model"];</code>
@@ -1887,6 +1899,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * Force this model (a configured model name); failover stays within equivalent models.
+     * A forced model that cannot take the request (a capability, the context window, the
+     * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
      * </pre>
      *
      * <code>string model = 8 [json_name = "model"];</code>

@@ -179,6 +179,8 @@ public interface RoutingHintsOrBuilder extends
   /**
    * <pre>
    * Force this model (a configured model name); failover stays within equivalent models.
+   * A forced model that cannot take the request (a capability, the context window, the
+   * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
    * </pre>
    *
    * <code>string model = 8 [json_name = "model"];</code>
@@ -188,6 +190,8 @@ public interface RoutingHintsOrBuilder extends
   /**
    * <pre>
    * Force this model (a configured model name); failover stays within equivalent models.
+   * A forced model that cannot take the request (a capability, the context window, the
+   * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
    * </pre>
    *
    * <code>string model = 8 [json_name = "model"];</code>

@@ -97,6 +97,11 @@ CASES: list[tuple[str, pb.RouteRequest, str]] = [
         "params.response_format.json_schema",
     ),
     (
+        "a vote of one",
+        _mutate(lambda r: setattr(r.hints, "consensus_size", 1)),
+        "hints.consensus_size",
+    ),
+    (
         "schema name with a newline",
         _mutate(lambda r: setattr(r.params.response_format, "schema_name", "x\n")),
         "params.response_format.schema_name",

@@ -156,6 +156,8 @@ def test_model_names_become_hints(model: str, extension: dict[str, Any], expecte
         ("flash", {"tier": "premium"}, "quorum.tier"),
         ("quorum:auto", {"max_cost_usd": -1}, "quorum.max_cost_usd"),
         ("quorum:auto", {"consensus_size": 99}, "quorum.consensus_size"),
+        ("quorum:auto", {"consensus_size": 1}, "quorum.consensus_size"),
+        ("quorum:auto", {"consensus_size": "²"}, "quorum.consensus_size"),
         ("quorum:auto", {"agent": "no spaces"}, "quorum.agent"),
         ("quorum:auto?agent=travel_agent", {}, "model"),
         ("quorum:email_assistant?agent=other", {}, "model"),

@@ -86,12 +86,14 @@ def _number(raw: Any) -> float:
 
 
 def _integer(raw: Any) -> int:
-    if isinstance(raw, str) and raw.isdigit():
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
         raw = int(raw)
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise ValueError("must be an integer")
-    if not 0 <= raw <= MAX_CONSENSUS_SIZE:
-        raise ValueError(f"must be within [0, {MAX_CONSENSUS_SIZE}]")
+    if raw == 1 or not 0 <= raw <= MAX_CONSENSUS_SIZE:
+        raise ValueError(
+            f"must be 0 (the configured size) or 2-{MAX_CONSENSUS_SIZE}: a vote needs two"
+        )
     return raw
 
 

@@ -277,8 +277,8 @@ def _hints(
         value = getattr(h, name)
         if value and not NAME.match(value):
             c.add(f"hints.{name}", "must be 1-64 letters, digits or _.:/-")
-    if h.consensus_size > 16:
-        c.add("hints.consensus_size", "must be at most 16")
+    if h.consensus_size == 1 or h.consensus_size > 16:
+        c.add("hints.consensus_size", "must be 0 (the configured size) or 2-16: a vote needs two")
     return d.Hints(
         strategy=strategy,
         priority=priority,

@@ -697,7 +697,9 @@ class RoutingHints(_message.Message):
     critical: _builtins.bool
     """Business-critical: allows consensus and budget overdraft where the tenant permits."""
     consensus_size: _builtins.int
-    """For consensus: how many candidates to ask (capped by config); 0 means the configured default."""
+    """For consensus: how many candidates to ask, 2-16 (capped by config); 0 means the
+    configured default.
+    """
     allow_cache: _builtins.bool
     """Allow an answer from the response cache (when the cache is enabled)."""
     @_builtins.property

@@ -1270,7 +1270,8 @@ type RoutingHints struct {
 	Sensitivity Sensitivity `protobuf:"varint,10,opt,name=sensitivity,proto3,enum=quorum.route.v1.Sensitivity" json:"sensitivity,omitempty"`
 	// Business-critical: allows consensus and budget overdraft where the tenant permits.
 	Critical bool `protobuf:"varint,11,opt,name=critical,proto3" json:"critical,omitempty"`
-	// For consensus: how many candidates to ask (capped by config); 0 means the configured default.
+	// For consensus: how many candidates to ask, 2-16 (capped by config); 0 means the
+	// configured default.
 	ConsensusSize uint32 `protobuf:"varint,12,opt,name=consensus_size,json=consensusSize,proto3" json:"consensus_size,omitempty"`
 	// Allow an answer from the response cache (when the cache is enabled).
 	AllowCache    bool `protobuf:"varint,13,opt,name=allow_cache,json=allowCache,proto3" json:"allow_cache,omitempty"`

@@ -430,7 +430,8 @@ export type RoutingHints = Message$1<"quorum.route.v1.RoutingHints"> & {
   critical: boolean;
 
   /**
-   * For consensus: how many candidates to ask (capped by config); 0 means the configured default.
+   * For consensus: how many candidates to ask, 2-16 (capped by config); 0 means the
+   * configured default.
    *
    * @generated from field: uint32 consensus_size = 12;
    */

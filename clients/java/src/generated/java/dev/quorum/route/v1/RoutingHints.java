@@ -504,7 +504,8 @@ private static final long serialVersionUID = 0L;
   private int consensusSize_ = 0;
   /**
    * <pre>
-   * For consensus: how many candidates to ask (capped by config); 0 means the configured default.
+   * For consensus: how many candidates to ask, 2-16 (capped by config); 0 means the
+   * configured default.
    * </pre>
    *
    * <code>uint32 consensus_size = 12 [json_name = "consensusSize"];</code>
@@ -2128,7 +2129,8 @@ private static final long serialVersionUID = 0L;
     private int consensusSize_ ;
     /**
      * <pre>
-     * For consensus: how many candidates to ask (capped by config); 0 means the configured default.
+     * For consensus: how many candidates to ask, 2-16 (capped by config); 0 means the
+     * configured default.
      * </pre>
      *
      * <code>uint32 consensus_size = 12 [json_name = "consensusSize"];</code>
@@ -2140,7 +2142,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * For consensus: how many candidates to ask (capped by config); 0 means the configured default.
+     * For consensus: how many candidates to ask, 2-16 (capped by config); 0 means the
+     * configured default.
      * </pre>
      *
      * <code>uint32 consensus_size = 12 [json_name = "consensusSize"];</code>
@@ -2156,7 +2159,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * For consensus: how many candidates to ask (capped by config); 0 means the configured default.
+     * For consensus: how many candidates to ask, 2-16 (capped by config); 0 means the
+     * configured default.
      * </pre>
      *
      * <code>uint32 consensus_size = 12 [json_name = "consensusSize"];</code>

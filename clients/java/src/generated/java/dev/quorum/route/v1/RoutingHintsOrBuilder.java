@@ -251,7 +251,8 @@ public interface RoutingHintsOrBuilder extends
 
   /**
    * <pre>
-   * For consensus: how many candidates to ask (capped by config); 0 means the configured default.
+   * For consensus: how many candidates to ask, 2-16 (capped by config); 0 means the
+   * configured default.
    * </pre>
    *
    * <code>uint32 consensus_size = 12 [json_name = "consensusSize"];</code>

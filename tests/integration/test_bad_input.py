@@ -24,6 +24,20 @@ def _mutate(fn: Callable[[pb.RouteRequest], object]) -> pb.RouteRequest:
     return request
 
 
+def _turns(*messages: pb.Message, tools: tuple[str, ...] = ()) -> pb.RouteRequest:
+    """A conversation with tool turns (after the first user message)."""
+    request = _ok()
+    request.messages.extend(messages)
+    for name in tools:
+        request.params.tools.add(name=name)
+    return request
+
+
+_CALL = pb.ToolCall(id="c1", name="get_weather", arguments_json="{}")
+_ASKED = pb.Message(role=pb.ROLE_ASSISTANT, tool_calls=[_CALL])
+_ANSWERED = pb.Message(role=pb.ROLE_TOOL, content="18C", tool_call_id="c1")
+
+
 def _tool_choice(mode: int = 0, tool_name: str = "") -> pb.RouteRequest:
     """A request offering tool ``t``, with this tool choice."""
     request = _ok()
@@ -95,6 +109,36 @@ CASES: list[tuple[str, pb.RouteRequest, str]] = [
             lambda r: setattr(r.params.response_format, "type", pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA)
         ),
         "params.response_format.json_schema",
+    ),
+    (
+        "a tool result that answers no call",
+        _turns(pb.Message(role=pb.ROLE_TOOL, content="18C", tool_call_id="c9")),
+        "messages[1].tool_call_id",
+    ),
+    (
+        "a tool result before its call",
+        _turns(_ANSWERED, _ASKED),
+        "messages[1].tool_call_id",
+    ),
+    (
+        "tool calls on a user message",
+        _turns(pb.Message(role=pb.ROLE_USER, tool_calls=[_CALL])),
+        "messages[1].tool_calls",
+    ),
+    (
+        "a tool call without an id",
+        _turns(pb.Message(role=pb.ROLE_ASSISTANT, tool_calls=[pb.ToolCall(name="get_weather")])),
+        "messages[1].tool_calls[0].id",
+    ),
+    (
+        "a call of a tool the request does not define",
+        _turns(_ASKED, _ANSWERED, tools=("get_tide",)),
+        "messages[1].tool_calls[0].name",
+    ),
+    (
+        "an empty text part",
+        _turns(pb.Message(role=pb.ROLE_USER, parts=[pb.ContentPart(text="")])),
+        "messages[1].parts[0].text",
     ),
     (
         "a vote of one",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -110,6 +110,8 @@ def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
         ppath = f"{path}.parts[{j}]"
         which = part.WhichOneof("part")
         if which == "text":
+            if not part.text:
+                c.add(f"{ppath}.text", "is empty")
             parts.append(d.ContentPart(text=part.text))
         elif which == "image":
             img = part.image
@@ -128,7 +130,11 @@ def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
             c.add(ppath, "set text or image")
     tool_calls = m.tool_calls
     calls = tuple(d.ToolCall(t.id, t.name, t.arguments_json) for t in tool_calls)
+    if calls and role is not d.Role.ASSISTANT:
+        c.add(f"{path}.tool_calls", "only an assistant message makes tool calls")
     for j, call in enumerate(tool_calls):
+        if not call.id:
+            c.add(f"{path}.tool_calls[{j}].id", "is required: a tool result answers it by id")
         if not call.name:
             c.add(f"{path}.tool_calls[{j}].name", "is required")
         if call.arguments_json and _json_object(call.arguments_json) is None:
@@ -140,6 +146,27 @@ def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
     if role is None:
         return None
     return d.Message(role, content, tuple(parts), calls, m.tool_call_id, m.name)
+
+
+def _tool_turns(
+    messages: Sequence[d.Message | None], params: d.GenerationParams, c: _Checker
+) -> None:
+    """Tool calls and results that fit together, as every vendor requires: a result
+    answers a call made earlier in the conversation, and a call names a defined tool."""
+    defined = {tool.name for tool in params.tools}
+    made: set[str] = set()
+    for i, m in enumerate(messages):
+        if m is None:
+            continue
+        for j, call in enumerate(m.tool_calls):
+            made.add(call.id)
+            if defined and call.name and call.name not in defined:
+                c.add(
+                    f"messages[{i}].tool_calls[{j}].name",
+                    f"calls {call.name!r}, which params.tools does not define",
+                )
+        if m.role is d.Role.TOOL and m.tool_call_id and m.tool_call_id not in made:
+            c.add(f"messages[{i}].tool_call_id", "answers no tool call made before it")
 
 
 def _params(p: pb.GenerationParams, c: _Checker) -> d.GenerationParams:
@@ -322,6 +349,8 @@ def route_request_from_pb(
     messages = [_message(m, f"messages[{i}]", c) for i, m in enumerate(msg.messages)]
     # Most requests set no params or no hints: their conversion is the same every time.
     params = _params(msg.params, c) if msg.HasField("params") else _DEFAULT_PARAMS
+    if any(m is not None and (m.tool_calls or m.role is d.Role.TOOL) for m in messages):
+        _tool_turns(messages, params, c)
     if msg.HasField("hints"):
         hints = _hints(msg.hints, catalog, use_cases, agents, c)
     else:

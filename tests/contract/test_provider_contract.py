@@ -469,3 +469,40 @@ async def test_adapter_accepts_its_own_tool_calls_back(provider: Provider) -> No
         )
     )
     assert json.loads(completion.content) == {"temp": 18}
+
+
+async def test_a_conversation_carries_on_with_another_vendors_call_ids(
+    provider: Provider, control: Control, case: VendorCase
+) -> None:
+    # A conversation begun on Gemini carries its ids (a thought signature makes them
+    # hundreds of characters long); every vendor must still take the turns, paired.
+    weather = ToolCall("gcall_1a2b~sig~" + "QUJD" * 80, "get_weather", "{}")
+    tide = ToolCall("toolu_01", "get_tide", "{}")
+    completion = await provider.complete(
+        ask(
+            "echo",
+            Message(Role.USER, "Weather and tide?"),
+            Message(Role.ASSISTANT, tool_calls=(weather, tide)),
+            Message(Role.TOOL, "sunny", tool_call_id=weather.id),
+            Message(Role.TOOL, "high at noon", tool_call_id=tide.id),
+            tools=(WEATHER, TIDE),
+        )
+    )
+    assert completion.content
+    turns = (await control.stats())["last_request"]["turns"]
+    calls = {c["name"]: c["id"] for c in turns[1]["tool_calls"]}
+    results = [r["id"] for t in turns[2:] for r in t["tool_results"]]
+    if case.kind == "gemini":  # results pair with calls by name: each found its own
+        assert results == ["get_weather", "get_tide"]
+    else:
+        assert calls["get_tide"] == "toolu_01"
+        assert len(calls["get_weather"]) <= 40
+        assert results == [calls["get_weather"], calls["get_tide"]]
+
+
+async def test_gemini_ids_are_unique_across_turns(provider: Provider, case: VendorCase) -> None:
+    if case.kind != "gemini":
+        pytest.skip("the vendor makes the ids; only Gemini's API leaves it to the adapter")
+    first = await provider.complete(ask("tools", "Weather?", tools=(WEATHER,)))
+    second = await provider.complete(ask("tools", "Weather again?", tools=(WEATHER,)))
+    assert first.tool_calls[0].id != second.tool_calls[0].id

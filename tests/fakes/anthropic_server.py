@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -178,6 +179,14 @@ class AnthropicVendor:
         return _event(self.error_body(529, ""))
 
 
+_ID = re.compile(r"[a-zA-Z0-9_-]+")
+
+
+def _check_id(value: Any, where: str) -> None:
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise BadRequest(f"{where}: String should match pattern '^[a-zA-Z0-9_-]+$'")
+
+
 def _system(system: Any) -> str:
     if system is None or isinstance(system, str):
         return system or ""
@@ -218,6 +227,7 @@ def _message(parsed: Parsed, message: Any, index: int, pending: set[str]) -> set
                 raise BadRequest(
                     f"messages.{index}: tool_use blocks need id, name and an input object"
                 )
+            _check_id(block["id"], f"messages.{index}.content.tool_use.id")
             turn.tool_calls.append(
                 {"id": block["id"], "name": block["name"], "arguments": block["input"]}
             )

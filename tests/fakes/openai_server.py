@@ -224,10 +224,16 @@ def _message(parsed: Parsed, message: Any, index: int, pending: set[str]) -> set
         parsed.system = f"{parsed.system}\n\n{text}" if parsed.system else text
         return set()
     turn = Turn(role, text=text, images=images)
-    for call in message.get("tool_calls") or ():
+    for j, call in enumerate(message.get("tool_calls") or ()):
         function = call.get("function") or {}
         if not call.get("id") or call.get("type") != "function" or not function.get("name"):
             raise BadRequest(f"Invalid 'messages[{index}].tool_calls': id, type, function needed.")
+        if len(str(call["id"])) > 40:
+            raise BadRequest(
+                f"Invalid 'messages[{index}].tool_calls[{j}].id': string too long. Expected a "
+                f"string with maximum length 40, but got a string with length "
+                f"{len(str(call['id']))} instead."
+            )
         if not isinstance(function.get("arguments"), str):
             raise BadRequest(
                 f"'messages[{index}].tool_calls[].function.arguments' must be a string."

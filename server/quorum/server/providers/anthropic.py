@@ -43,7 +43,7 @@ from quorum.server.domain import (
 )
 from quorum.server.errors import ProviderBadResponse
 from quorum.server.providers import sse
-from quorum.server.providers.base import ProviderRequest, StreamDelta
+from quorum.server.providers.base import ProviderRequest, StreamDelta, portable_call_id
 from quorum.server.providers.http import HttpClient, error_for_status, timeout_for
 
 API_VERSION = "2023-06-01"
@@ -300,7 +300,11 @@ def _messages(provider: str, messages: tuple[Message, ...]) -> list[dict[str, An
 def _blocks(provider: str, message: Message) -> list[dict[str, Any]]:
     if message.role is Role.TOOL:
         return [
-            {"type": "tool_result", "tool_use_id": message.tool_call_id, "content": message.text}
+            {
+                "type": "tool_result",
+                "tool_use_id": portable_call_id(message.tool_call_id),
+                "content": message.text,
+            }
         ]
     blocks: list[dict[str, Any]] = []
     if message.content:
@@ -313,7 +317,7 @@ def _blocks(provider: str, message: Message) -> list[dict[str, Any]]:
         blocks.append(
             {
                 "type": "tool_use",
-                "id": call.id,
+                "id": portable_call_id(call.id),
                 "name": call.name,
                 "input": sse.request_json(provider, call.arguments_json, "tool arguments", {}),
             }

@@ -9,6 +9,8 @@ touch breakers — the executor does that, the same way for every vendor.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -19,6 +21,10 @@ from quorum.server.values import value_type
 # More tokens than any model reads or writes in one call: a count beyond it (or below
 # zero) is a broken answer, never something to bill or to put in an account.
 MAX_PLAUSIBLE_TOKENS = 100_000_000
+
+# Tool call ids OpenAI (at most 40 characters) and Anthropic (letters, digits, _ and -)
+# both accept.
+_PORTABLE_CALL_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 
 @value_type
@@ -75,3 +81,13 @@ def checked_usage(provider: str, usage: Usage) -> Usage:
                 f"{provider}: implausible usage: {count} {name} tokens", provider=provider
             )
     return usage
+
+
+def portable_call_id(call_id: str) -> str:
+    """``call_id`` as a vendor that checks ids accepts it: unchanged when it already is,
+    else a digest of it. Calls and their results map alike, so they still pair up; this
+    is what lets a conversation started on one vendor (Gemini's ids carry a thought
+    signature) go on with another."""
+    if _PORTABLE_CALL_ID.fullmatch(call_id):
+        return call_id
+    return "call_" + hashlib.blake2b(call_id.encode(), digest_size=16).hexdigest()

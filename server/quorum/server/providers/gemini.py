@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import mimetypes
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -240,7 +241,9 @@ class _State:
         for part in (candidate.get("content") or {}).get("parts") or ():
             if "functionCall" in part:
                 call = part["functionCall"]
-                call_id = str(call.get("id") or f"{_CALL_PREFIX}{len(self.calls) + len(calls)}")
+                # The API gives calls no id (older models): one unique across turns, so
+                # each result finds its call's name, on any vendor.
+                call_id = str(call.get("id") or f"{_CALL_PREFIX}{secrets.token_hex(8)}")
                 if part.get("thoughtSignature"):
                     call_id += _SIGNATURE + str(part["thoughtSignature"])
                 arguments = json.dumps(call.get("args") or {}, ensure_ascii=False)

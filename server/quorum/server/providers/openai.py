@@ -48,7 +48,7 @@ from quorum.server.domain import (
 )
 from quorum.server.errors import ProviderBadResponse, ProviderUnavailable
 from quorum.server.providers import sse
-from quorum.server.providers.base import ProviderRequest, StreamDelta
+from quorum.server.providers.base import ProviderRequest, StreamDelta, portable_call_id
 from quorum.server.providers.http import HttpClient, timeout_for
 
 _OPENAI_HOSTS = ("api.openai.com", ".openai.azure.com")
@@ -206,7 +206,11 @@ def _params(provider: str, params: GenerationParams, limit_field: str) -> dict[s
 
 def _message(message: Message) -> dict[str, Any]:
     if message.role is Role.TOOL:
-        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.text}
+        return {
+            "role": "tool",
+            "tool_call_id": portable_call_id(message.tool_call_id),
+            "content": message.text,
+        }
     out: dict[str, Any] = {"role": message.role.value}
     if message.parts and message.role is Role.USER:
         parts: list[dict[str, Any]] = []
@@ -224,7 +228,7 @@ def _message(message: Message) -> dict[str, Any]:
         out["content"] = message.text or None
         out["tool_calls"] = [
             {
-                "id": call.id,
+                "id": portable_call_id(call.id),
                 "type": "function",
                 "function": {"name": call.name, "arguments": call.arguments_json or "{}"},
             }

@@ -7,7 +7,13 @@ import json
 
 import pytest
 
-from quorum.server.errors import ProviderBadResponse
+from quorum.server.errors import (
+    ProviderAuthError,
+    ProviderBadResponse,
+    ProviderError,
+    ProviderQuotaExhausted,
+    ProviderRateLimited,
+)
 from quorum.server.providers.anthropic import _finish
 from quorum.server.providers.base import Provider, StreamDelta
 from quorum.server.providers.openai import _read_chunk
@@ -92,3 +98,25 @@ def test_parallel_calls_streamed_whole_without_an_index_stay_apart() -> None:
         "p", {"choices": [{"delta": {"tool_calls": [{"function": {"arguments": ""}}]}}]}, calls
     )
     assert len(calls) == 2
+
+
+async def test_an_account_out_of_quota_is_not_a_rate_limit(
+    provider: Provider, case: VendorCase
+) -> None:
+    with pytest.raises(ProviderError) as caught:
+        await provider.complete(ask("quota"))
+    if case.kind == "gemini":  # per-minute quota: a real rate limit with a retry delay
+        assert isinstance(caught.value, ProviderRateLimited)
+    else:  # OpenAI's 429 insufficient_quota, Anthropic's 400 credit balance
+        assert isinstance(caught.value, ProviderQuotaExhausted)
+        assert caught.value.reason == "PROVIDER_QUOTA"
+
+
+async def test_a_bad_key_is_an_auth_error_not_the_callers_bad_request(
+    provider: Provider,
+) -> None:
+    # Gemini answers a bad key with 400 INVALID_ARGUMENT (reason API_KEY_INVALID).
+    with pytest.raises(ProviderAuthError):
+        await provider.complete(ask("bad-key"))
+    with pytest.raises(ProviderAuthError):
+        await _streamed(provider, "bad-key")

@@ -178,6 +178,15 @@ class AnthropicVendor:
     def stream_error(self) -> bytes:
         return _event(self.error_body(529, ""))
 
+    def account_error(self, kind: str) -> tuple[int, dict[str, Any]]:
+        if kind == "quota":
+            message = (
+                "Your credit balance is too low to access the Anthropic API. Please go to "
+                "Plans & Billing to upgrade or purchase credits."
+            )
+            return 400, self.error_body(400, message)
+        return 401, self.error_body(401, "")
+
 
 _ID = re.compile(r"[a-zA-Z0-9_-]+")
 

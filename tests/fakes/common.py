@@ -19,6 +19,9 @@ Behaviour is chosen by the model name, or by a script queued through the control
                        Gemini finish reason ``SAFETY`` with no content
 ``malformed-call``     Gemini: finish reason ``MALFORMED_FUNCTION_CALL`` with no content
                        (the others answer as ``ok``)
+``quota``, ``bad-key``  the vendor's answer for an account out of quota or credit, or
+                       a key that is not valid (OpenAI 429 ``insufficient_quota``,
+                       Anthropic 400 credit balance, Gemini 400 ``API_KEY_INVALID``)
 ``json``               answers with :data:`JSON_ANSWER`
 ``slow-<ms>``          waits ``ms`` before answering
 ``drip-<ms>``          streams the answer with ``ms`` between chunks
@@ -64,7 +67,7 @@ TOOL_ARGUMENTS: dict[str, Any] = {"city": "Paris"}
 LOGPROB_STEP = 0.05
 
 _BEHAVIOUR = re.compile(
-    r"^(?P<kind>ok|echo|tools|no-tools|no-usage|refusal|malformed-call|json|drop|drop-mid-stream|error-mid-stream|malformed|"
+    r"^(?P<kind>ok|echo|tools|no-tools|no-usage|refusal|malformed-call|quota|bad-key|json|drop|drop-mid-stream|error-mid-stream|malformed|"
     r"truncated-stream|slow|drip|error|ratelimit|ratelimit-date)(?:-(?P<value>\d+(?:\.\d+)?))?$"
 )
 
@@ -187,6 +190,11 @@ class Vendor(Protocol):
         """The vendor's in-stream error event (an overloaded or internal error)."""
         ...
 
+    def account_error(self, kind: str) -> tuple[int, dict[str, Any]]:
+        """The status and body for an account problem: ``quota`` (out of quota or
+        credit) or ``bad-key`` (the key is not valid), as this vendor answers it."""
+        ...
+
 
 @dataclass(slots=True)
 class Stats:
@@ -279,6 +287,10 @@ class FakeServer:
             return web.Response()  # never sent: aiohttp sees the closed transport
         if kind == "error":
             return self._error(int(behaviour.value), "")
+        if kind in ("quota", "bad-key"):
+            status, body = vendor.account_error(kind)
+            self.stats.completed += 1
+            return web.json_response(body, status=status, headers=vendor.error_headers(status))
         if kind in ("ratelimit", "ratelimit-date"):
             seconds = behaviour.value
             retry_after = (

@@ -203,6 +203,20 @@ class GeminiVendor:
     def stream_error(self) -> bytes:
         return common.sse(self.error_body(503, ""), crlf=True)
 
+    def account_error(self, kind: str) -> tuple[int, dict[str, Any]]:
+        if kind == "quota":  # Gemini's quota is per minute: a 429 with a retry delay
+            return 429, self.error_body(429, "Resource has been exhausted (e.g. check quota).")
+        body = self.error_body(400, "API key not valid. Please pass a valid API key.")
+        body["error"]["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            }
+        ]
+        return 400, body
+
 
 def _failed_finish(answer: Answer) -> str:
     """The finish reason of an answer that comes with no content, if it is one."""

@@ -195,6 +195,13 @@ class OpenAIVendor:
     def stream_error(self) -> bytes:
         return common.sse(self.error_body(500, ""))
 
+    def account_error(self, kind: str) -> tuple[int, dict[str, Any]]:
+        if kind == "quota":
+            message = "You exceeded your current quota, please check your plan and billing details."
+            error = {"message": message, "type": "insufficient_quota", "param": None}
+            return 429, {"error": {**error, "code": "insufficient_quota"}}
+        return 401, self.error_body(401, "")
+
 
 def _message(parsed: Parsed, message: Any, index: int, pending: set[str]) -> set[str]:
     """Read one message; returns the tool call ids still waiting for a tool message."""

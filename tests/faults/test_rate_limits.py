@@ -68,3 +68,20 @@ async def test_everything_rate_limited_is_resource_exhausted_with_retry_info(
         assert isinstance(again, QuorumError)
         assert again.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert oa.server.stats.requests == an.server.stats.requests == 1
+
+
+async def test_an_account_out_of_quota_is_set_aside_and_others_answer(oa: Running) -> None:
+    cfg = config(
+        {"broke": provider(oa.base_url), "paid": provider(oa.base_url)},
+        [("first", "broke", "quota"), ("second", "paid", "ok")],
+    )
+    async with running_server(cfg) as (running, client):
+        first = await client.route("Hello there")
+        second = await client.route("Hello there")
+        health = running.router.breakers.health("broke")
+    assert first.model == second.model == "second"
+    assert first.attempts[0].error_reason == "PROVIDER_QUOTA"
+    assert [a.model for a in second.attempts] == ["second"]  # not asked again for a while
+    assert health.state.value == "cooling_down" and health.cooldown_remaining_s > 50
+    assert health.failure_count == 0
+    assert oa.server.stats.by_behaviour["quota"] == 1

@@ -282,6 +282,15 @@ class ProviderIgnoredToolChoice(ProviderError):
     counts_for_breaker = False
 
 
+class ProviderQuotaExhausted(ProviderError):
+    """The provider account is out of quota or credit (OpenAI ``insufficient_quota``,
+    Anthropic's credit balance): an operator's problem that waiting a second does not
+    solve, unlike a rate limit. Another provider may answer; the breaker does not count it."""
+
+    reason = "PROVIDER_QUOTA"
+    counts_for_breaker = False
+
+
 class ProviderRejected(ProviderError):
     """A 4xx other than 429: the provider refused this request; another model may not."""
 

@@ -52,6 +52,7 @@ from quorum.server.errors import (
     ProviderBadResponse,
     ProviderError,
     ProviderIgnoredToolChoice,
+    ProviderQuotaExhausted,
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
@@ -68,6 +69,7 @@ log = structlog.get_logger("quorum.execute")
 
 MIN_ATTEMPT_S = 0.005  # below this there is no point starting a call
 DEFAULT_COOLDOWN_S = 1.0  # a 429 without Retry-After
+QUOTA_COOLDOWN_S = 60.0  # an account out of quota or credit
 DEFAULT_OUTPUT_TOKENS = 512  # for a tokens-per-minute estimate without max_tokens
 SATURATED = "PROVIDER_SATURATED"  # attempt error_reason: the provider's configured limit
 
@@ -398,6 +400,10 @@ async def with_policy(
             first = False
         if isinstance(error, ProviderRateLimited):
             ctx.breakers.cool_down(deployment.breaker, error.retry_after_s or DEFAULT_COOLDOWN_S)
+        elif isinstance(error, ProviderQuotaExhausted):
+            # Not soon mended: other deployments take the traffic, one call a while
+            # later finds out whether it is.
+            ctx.breakers.cool_down(deployment.breaker, QUOTA_COOLDOWN_S)
         if ctx.time_left() < MIN_ATTEMPT_S or ctx.calls_made >= ctx.max_upstream_calls:
             return Called(sent, tuple(earlier), deployment)
         others = [

@@ -27,8 +27,10 @@ import aiohttp
 import orjson
 
 from quorum.server.errors import (
+    ProviderAuthError,
     ProviderBadResponse,
     ProviderError,
+    ProviderQuotaExhausted,
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
@@ -266,7 +268,36 @@ def _status_error(
     provider: str, response: aiohttp.ClientResponse, raw: bytes, refine: ErrorRefiner | None
 ) -> ProviderError:
     error = error_for_status(provider, response.status, error_message(raw), response.headers)
+    error = account_error(error, raw)
     return refine(error, raw) if refine is not None else error
+
+
+def account_error(error: ProviderError, raw: bytes) -> ProviderError:
+    """An error about the provider account, told apart from what its status suggests:
+    OpenAI's 429 ``insufficient_quota`` and Anthropic's 400 "credit balance is too low"
+    are exhausted quota, not a rate limit or a bad request; Gemini's 400 with reason
+    ``API_KEY_INVALID`` is a bad key, not a bad request."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return error
+    detail = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(detail, dict):
+        return error
+    kinds = {str(detail.get("type") or ""), str(detail.get("code") or "")}
+    message = str(detail.get("message") or "").lower()
+    details = detail.get("details")
+    reasons = {
+        str(d.get("reason") or "")
+        for d in (details if isinstance(details, list) else ())
+        if isinstance(d, dict)
+    }
+    provider, status = error.provider, error.status
+    if "insufficient_quota" in kinds or "credit balance is too low" in message:
+        return ProviderQuotaExhausted(error.message, provider=provider, status=status)
+    if "API_KEY_INVALID" in reasons:
+        return ProviderAuthError(error.message, provider=provider, status=status)
+    return error
 
 
 def _encode(body: Mapping[str, Any]) -> bytes:

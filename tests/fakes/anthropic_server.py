@@ -99,6 +99,11 @@ class AnthropicVendor:
                 tools = body["tools"]
                 schema = next(t["input_schema"] for t in tools if t["name"] == JSON_ANSWER_TOOL)
                 parsed.json_mode, parsed.schema, parsed.forced_json = True, schema, True
+        if body.get("temperature") is not None and body.get("top_p") is not None:
+            raise BadRequest(
+                "`temperature` and `top_p` cannot both be specified for this model. "
+                "Please use only one."
+            )
         for key, name in (
             ("max_tokens", "max_tokens"),
             ("temperature", "temperature"),

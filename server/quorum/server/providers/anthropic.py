@@ -15,6 +15,8 @@ Mapping from Quorum's conversation:
   completion's text. With other tools present the model is asked to call *some*
   tool (``tool_choice: any``), so it either calls one of them or answers in JSON.
 * Log-probabilities do not exist in this API: ``mean_logprob`` is always ``None``.
+* ``temperature`` and ``top_p`` are not sent together (recent models refuse the pair):
+  with both set, only ``temperature`` goes.
 * Stop reasons are translated to the OpenAI vocabulary the rest of Quorum uses.
 """
 
@@ -209,7 +211,8 @@ class AnthropicProvider:
             body["system"] = system
         if params.temperature is not None:
             body["temperature"] = params.temperature
-        if params.top_p is not None:
+        elif params.top_p is not None:
+            # Recent Claude models refuse temperature and top_p together: temperature wins.
             body["top_p"] = params.top_p
         if params.stop:
             body["stop_sequences"] = list(params.stop)

@@ -120,3 +120,18 @@ async def test_a_bad_key_is_an_auth_error_not_the_callers_bad_request(
         await provider.complete(ask("bad-key"))
     with pytest.raises(ProviderAuthError):
         await _streamed(provider, "bad-key")
+
+
+async def test_prompt_cache_reads_and_writes_are_told_apart(
+    provider: Provider, case: VendorCase
+) -> None:
+    plain = await provider.complete(ask("ok"))
+    unary = await provider.complete(ask("cached"))
+    _, last = await _streamed(provider, "cached")
+    total = plain.usage.input_tokens
+    for usage in (unary.usage, last.usage):
+        assert usage is not None
+        assert usage.input_tokens == total  # every input token, the cache's included
+        assert usage.cached_input_tokens == total // 2
+        # Only Anthropic reports what was written to the cache.
+        assert usage.cache_write_tokens == (total // 4 if case.kind == "anthropic" else 0)

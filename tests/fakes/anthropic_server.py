@@ -140,7 +140,7 @@ class AnthropicVendor:
             **_message_envelope(parsed),
             "content": content,
             "stop_reason": _stop_reason(answer),
-            "usage": _usage(answer.input_tokens, answer.output_tokens),
+            "usage": _usage(answer, answer.output_tokens),
         }
 
     def frames(self, parsed: Parsed, answer: Answer) -> tuple[list[bytes], list[bytes]]:
@@ -148,7 +148,7 @@ class AnthropicVendor:
             **_message_envelope(parsed),
             "content": [],
             "stop_reason": None,
-            "usage": _usage(answer.input_tokens, 1),
+            "usage": _usage(answer, 1),
         }
         body = [_event({"type": "message_start", "message": start})]
         index = 0
@@ -311,11 +311,13 @@ def _stop_reason(answer: Answer) -> str:
     return "tool_use" if answer.finish == "tool_calls" else "end_turn"
 
 
-def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
+def _usage(answer: Answer, output_tokens: int) -> dict[str, Any]:
+    """The Messages API's usage: ``input_tokens`` counts only what the cache did not."""
+    cached, written = answer.cached_tokens, answer.cache_written
     return {
-        "input_tokens": input_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
+        "input_tokens": answer.input_tokens - cached - written,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": cached,
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }

@@ -15,6 +15,8 @@ Behaviour is chosen by the model name, or by a script queued through the control
 ``no-tools``           answers in text whatever the tools and ``tool_choice`` (as some
                        models do)
 ``no-usage``           answers without reporting usage (as some compatible servers do)
+``cached``             reports half the prompt as read from the prompt cache (Anthropic:
+                       a quarter more as written to it)
 ``refusal``            declines: OpenAI ``refusal``, Anthropic stop reason ``refusal``,
                        Gemini finish reason ``SAFETY`` with no content
 ``malformed-call``     Gemini: finish reason ``MALFORMED_FUNCTION_CALL`` with no content
@@ -67,7 +69,7 @@ TOOL_ARGUMENTS: dict[str, Any] = {"city": "Paris"}
 LOGPROB_STEP = 0.05
 
 _BEHAVIOUR = re.compile(
-    r"^(?P<kind>ok|echo|tools|no-tools|no-usage|refusal|malformed-call|quota|bad-key|json|drop|drop-mid-stream|error-mid-stream|malformed|"
+    r"^(?P<kind>ok|echo|tools|no-tools|no-usage|cached|refusal|malformed-call|quota|bad-key|json|drop|drop-mid-stream|error-mid-stream|malformed|"
     r"truncated-stream|slow|drip|error|ratelimit|ratelimit-date)(?:-(?P<value>\d+(?:\.\d+)?))?$"
 )
 
@@ -139,6 +141,8 @@ class Answer:
     input_tokens: int = 0
     output_tokens: int = 0
     usage_reported: bool = True
+    cached_tokens: int = 0  # of input_tokens, read from the prompt cache
+    cache_written: int = 0  # of input_tokens, written to it (Anthropic)
     refused: bool = False  # the text is the model's refusal
     failed_finish: str = ""  # Gemini: a finish reason that came with no content
 
@@ -350,7 +354,11 @@ class FakeServer:
     def _compose(self, behaviour: Behaviour, parsed: Parsed) -> Answer:
         answer = Answer(input_tokens=parsed.input_tokens())
         calls = behaviour.kind == "tools" or parsed.tool_choice == "required"
-        if behaviour.kind in ("no-tools", "no-usage", "malformed-call"):
+        if behaviour.kind == "cached":
+            answer.text = OK_TEXT
+            answer.cached_tokens = answer.input_tokens // 2
+            answer.cache_written = answer.input_tokens // 4
+        elif behaviour.kind in ("no-tools", "no-usage", "malformed-call"):
             answer.text = OK_TEXT  # (no-tools: ignores tools and tool_choice)
             answer.usage_reported = behaviour.kind != "no-usage"
             answer.failed_finish = "MALFORMED_FUNCTION_CALL" if "call" in behaviour.kind else ""

@@ -350,6 +350,8 @@ def _usage(answer: Answer, *, final: bool) -> dict[str, Any]:
         "totalTokenCount": answer.input_tokens + (answer.output_tokens if final else 0),
         "promptTokensDetails": [{"modality": "TEXT", "tokenCount": answer.input_tokens}],
     }
+    if answer.cached_tokens:
+        usage["cachedContentTokenCount"] = answer.cached_tokens
     if final:
         usage["candidatesTokenCount"] = answer.output_tokens
     return usage

@@ -141,3 +141,19 @@ async def test_a_gemini_finish_with_nothing_produced_fails_over(gm: Running) -> 
         assert (answer.model, answer.content) == ("good", OK_TEXT)
         assert outcomes(answer.attempts) == [("broken", "FAILED"), ("good", "SUCCEEDED")]
         assert answer.attempts[0].error_reason == "PROVIDER_BAD_RESPONSE"
+
+
+async def test_prompt_cache_reads_are_billed_at_their_price(oa: Running) -> None:
+    cfg = config({"up": provider(oa.base_url)}, [("plain", "up", "ok"), ("warm", "up", "cached")])
+    async with running_server(cfg) as (_, client):
+        plain = await client.route("Hello there", hints=pb.RoutingHints(model="plain"))
+        warm = await client.route("Hello there", hints=pb.RoutingHints(model="warm"))
+    assert warm.usage.input_tokens == plain.usage.input_tokens
+    assert warm.usage.cached_input_tokens == plain.usage.input_tokens // 2 > 0
+    (attempt,) = warm.attempts
+    assert attempt.usage.cached_input_tokens == warm.usage.cached_input_tokens
+    # warm costs $0.2/M input, $0.8/M output; its cached half at OpenAI's usual half price.
+    usage = warm.usage
+    fresh = usage.input_tokens - usage.cached_input_tokens
+    expected = (fresh * 0.2 + usage.cached_input_tokens * 0.1 + usage.output_tokens * 0.8) / 1e6
+    assert warm.cost_usd == pytest.approx(expected)

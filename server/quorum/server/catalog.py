@@ -87,11 +87,25 @@ class ModelSpec:
     balance: BalanceName = "weighted"
     hedge: HedgePolicy | None = None
     stream_failover: StreamFailover = "restart"
+    cached_input_usd_per_mtok: float | None = None  # None: the input price
+    cache_write_usd_per_mtok: float | None = None  # None: the input price
 
     def cost(self, usage: Usage) -> float:
-        """USD cost of the given token usage."""
+        """USD cost of the given token usage: input read from or written to the
+        provider's prompt cache at its own prices."""
+        cached, written = usage.cached_input_tokens, usage.cache_write_tokens
+        if not cached and not written:
+            return (
+                usage.input_tokens * self.input_usd_per_mtok
+                + usage.output_tokens * self.output_usd_per_mtok
+            ) / 1_000_000
+        fresh = max(0, usage.input_tokens - cached - written)
+        read_price = self.cached_input_usd_per_mtok
+        write_price = self.cache_write_usd_per_mtok
         return (
-            usage.input_tokens * self.input_usd_per_mtok
+            fresh * self.input_usd_per_mtok
+            + cached * (self.input_usd_per_mtok if read_price is None else read_price)
+            + written * (self.input_usd_per_mtok if write_price is None else write_price)
             + usage.output_tokens * self.output_usd_per_mtok
         ) / 1_000_000
 
@@ -169,6 +183,21 @@ def _tier_prior(rank: int, tiers: int) -> float:
     return 0.75 + 0.2 * (rank / (tiers - 1) if tiers > 1 else 1.0)
 
 
+# What each vendor bills for prompt-cache reads and writes, as a share of the input price,
+# when the config does not say: OpenAI reads at half (gpt-4o; newer models less, so set
+# the price for those), Anthropic reads at a tenth and writes at 1.25 (five-minute cache),
+# Gemini reads at a quarter. Writes elsewhere cost the input price.
+_CACHE_READ_SHARE = {"openai": 0.5, "anthropic": 0.1, "gemini": 0.25}
+_CACHE_WRITE_SHARE = {"anthropic": 1.25}
+
+
+def _cache_price(configured: float | None, input_price: float, kind: str, *, read: bool) -> float:
+    if configured is not None:
+        return configured
+    share = (_CACHE_READ_SHARE if read else _CACHE_WRITE_SHARE).get(kind, 1.0)
+    return input_price * share
+
+
 def build_catalog(config: Config) -> Catalog:
     """Compile the validated config into a catalog."""
     tiers = tuple(config.tiers)
@@ -186,6 +215,12 @@ def build_catalog(config: Config) -> Catalog:
             tier_rank=tiers.index(m.tier),
             input_usd_per_mtok=m.input_usd_per_mtok,
             output_usd_per_mtok=m.output_usd_per_mtok,
+            cached_input_usd_per_mtok=_cache_price(
+                m.cached_input_usd_per_mtok, m.input_usd_per_mtok, provider.kind, read=True
+            ),
+            cache_write_usd_per_mtok=_cache_price(
+                m.cache_write_usd_per_mtok, m.input_usd_per_mtok, provider.kind, read=False
+            ),
             context_window=m.context_window,
             max_output_tokens=m.max_output_tokens,
             capabilities=frozenset(Capability(c) for c in m.capabilities),

@@ -268,12 +268,21 @@ class Classification:
 
 @value_type
 class Usage:
+    """Tokens of one or more calls. ``input_tokens`` counts every input token; of them,
+    ``cached_input_tokens`` were read from the provider's prompt cache and
+    ``cache_write_tokens`` written to it (both priced apart)."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
-            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
         )
 
 

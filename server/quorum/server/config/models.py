@@ -75,6 +75,11 @@ class ModelConfig(Strict):
     tier: Name
     input_usd_per_mtok: float = Field(ge=0, le=10_000)
     output_usd_per_mtok: float = Field(ge=0, le=10_000)
+    # Input read from / written to the provider's prompt cache; unset: the vendor's usual
+    # share of the input price (OpenAI reads 0.5, Anthropic reads 0.1 and writes 1.25,
+    # Gemini reads 0.25, anything else the input price).
+    cached_input_usd_per_mtok: float | None = Field(None, ge=0, le=10_000)
+    cache_write_usd_per_mtok: float | None = Field(None, ge=0, le=10_000)
     context_window: int = Field(128_000, ge=256)
     max_output_tokens: int = Field(4096, ge=1)
     capabilities: list[CapabilityName] = Field(default_factory=_default_capabilities)

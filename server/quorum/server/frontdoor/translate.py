@@ -554,12 +554,15 @@ def tool_call_json(call: d.ToolCall) -> dict[str, Any]:
     }
 
 
-def usage_json(usage: d.Usage) -> dict[str, int]:
-    return {
+def usage_json(usage: d.Usage) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "prompt_tokens": usage.input_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": usage.input_tokens + usage.output_tokens,
     }
+    if usage.cached_input_tokens:
+        body["prompt_tokens_details"] = {"cached_tokens": usage.cached_input_tokens}
+    return body
 
 
 def completion_id(request_id: str) -> str:

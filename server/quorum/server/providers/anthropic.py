@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -114,7 +115,8 @@ class AnthropicProvider:
     async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
         json_tool = _json_tool(request)
         blocks: dict[int, dict[str, str]] = {}
-        input_tokens = output_tokens = 0
+        inputs = Usage()  # input tokens with their cache reads and writes
+        output_tokens = 0
         stop_reason = ""
         stopped = False
         async with sse.open_events(
@@ -135,7 +137,7 @@ class AnthropicProvider:
                         raise self._stream_error(data)
                     if kind == "message_start":
                         usage = data["message"].get("usage") or {}
-                        input_tokens = _input_tokens(usage)
+                        inputs = _inputs(usage)
                         output_tokens = int(usage.get("output_tokens") or 0)
                     elif kind == "content_block_start":
                         block = data["content_block"]
@@ -170,7 +172,7 @@ class AnthropicProvider:
                         usage = data.get("usage") or {}
                         output_tokens = int(usage.get("output_tokens") or output_tokens)
                         if usage.get("input_tokens") is not None:
-                            input_tokens = _input_tokens(usage)
+                            inputs = _inputs(usage)
                     elif kind == "message_stop":
                         stopped = True
                 except _SHAPE_ERRORS as exc:
@@ -183,7 +185,7 @@ class AnthropicProvider:
             )
         answered_json = bool(json_tool) and any(b["name"] == json_tool for b in blocks.values())
         finish = _finish(stop_reason, answered_json)
-        yield StreamDelta(finish_reason=finish, usage=Usage(input_tokens, output_tokens))
+        yield StreamDelta(finish_reason=finish, usage=replace(inputs, output_tokens=output_tokens))
 
     async def close(self) -> None:
         return None
@@ -347,12 +349,13 @@ def _image_source(image: ImagePart) -> dict[str, Any]:
     return {"type": "url", "url": image.url}
 
 
-def _input_tokens(usage: dict[str, Any]) -> int:
-    """Every input token the model read: fresh, written to and read from the cache."""
-    return sum(
-        int(usage.get(key) or 0)
-        for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
-    )
+def _inputs(usage: dict[str, Any], output_tokens: int = 0) -> Usage:
+    """Every input token the model read (fresh, written to and read from the prompt
+    cache), with the cache's share told apart for pricing."""
+    written = int(usage.get("cache_creation_input_tokens") or 0)
+    read = int(usage.get("cache_read_input_tokens") or 0)
+    fresh = int(usage.get("input_tokens") or 0)
+    return Usage(fresh + written + read, output_tokens, read, written)
 
 
 def _finish(stop_reason: str, answered_json: bool) -> str:
@@ -380,5 +383,5 @@ def _completion(answer: Any, *, json_tool: str) -> Completion:
         content="".join(texts) if not answered_json else texts[-1],
         tool_calls=tuple(calls),
         finish_reason=_finish(str(answer.get("stop_reason") or ""), answered_json),
-        usage=Usage(_input_tokens(usage), int(usage.get("output_tokens") or 0)),
+        usage=_inputs(usage, int(usage.get("output_tokens") or 0)),
     )

@@ -80,6 +80,13 @@ def checked_usage(provider: str, usage: Usage) -> Usage:
             raise ProviderBadResponse(
                 f"{provider}: implausible usage: {count} {name} tokens", provider=provider
             )
+    cache = (usage.cached_input_tokens, usage.cache_write_tokens)
+    if min(cache) < 0 or sum(cache) > usage.input_tokens:
+        raise ProviderBadResponse(
+            f"{provider}: implausible usage: {cache[0]} cached and {cache[1]} cache-written "
+            f"of {usage.input_tokens} input tokens",
+            provider=provider,
+        )
     return usage
 
 

@@ -226,6 +226,7 @@ class _State:
                 + int(meta.get("toolUsePromptTokenCount") or 0),
                 int(meta.get("candidatesTokenCount") or 0)
                 + int(meta.get("thoughtsTokenCount") or 0),
+                int(meta.get("cachedContentTokenCount") or 0),  # of promptTokenCount
             )
         candidates = answer.get("candidates") or []
         if not candidates:

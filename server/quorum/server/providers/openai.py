@@ -279,7 +279,12 @@ def _completion(answer: Any) -> Completion:
 def _usage(raw: Any) -> Usage:
     if not raw:
         return Usage()
-    return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+    details = raw.get("prompt_tokens_details") or {}
+    return Usage(
+        int(raw.get("prompt_tokens") or 0),
+        int(raw.get("completion_tokens") or 0),
+        int(details.get("cached_tokens") or 0),  # read from the prompt cache
+    )
 
 
 def _mean_logprob(raw: Any) -> float | None:

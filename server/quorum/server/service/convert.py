@@ -432,7 +432,12 @@ Fields = dict[str, Any]
 
 
 def _usage(u: d.Usage) -> Fields:
-    return {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
+    fields: Fields = {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
+    if u.cached_input_tokens:
+        fields["cached_input_tokens"] = u.cached_input_tokens
+    if u.cache_write_tokens:
+        fields["cache_write_tokens"] = u.cache_write_tokens
+    return fields
 
 
 def usage_pb(u: d.Usage) -> pb.Usage:

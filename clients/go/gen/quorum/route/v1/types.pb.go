@@ -1494,12 +1494,18 @@ func (x *Classification) GetSignals() []string {
 // Token counts.
 type Usage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Prompt tokens.
+	// Prompt tokens, all of them (including those read from or written to a prompt cache).
 	InputTokens uint32 `protobuf:"varint,1,opt,name=input_tokens,json=inputTokens,proto3" json:"input_tokens,omitempty"`
 	// Completion tokens.
-	OutputTokens  uint32 `protobuf:"varint,2,opt,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OutputTokens uint32 `protobuf:"varint,2,opt,name=output_tokens,json=outputTokens,proto3" json:"output_tokens,omitempty"`
+	// Of input_tokens, those read from the provider's prompt cache (billed at its cached
+	// input price).
+	CachedInputTokens uint32 `protobuf:"varint,3,opt,name=cached_input_tokens,json=cachedInputTokens,proto3" json:"cached_input_tokens,omitempty"`
+	// Of input_tokens, those written to the provider's prompt cache (Anthropic; billed at
+	// its cache write price).
+	CacheWriteTokens uint32 `protobuf:"varint,4,opt,name=cache_write_tokens,json=cacheWriteTokens,proto3" json:"cache_write_tokens,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Usage) Reset() {
@@ -1542,6 +1548,20 @@ func (x *Usage) GetInputTokens() uint32 {
 func (x *Usage) GetOutputTokens() uint32 {
 	if x != nil {
 		return x.OutputTokens
+	}
+	return 0
+}
+
+func (x *Usage) GetCachedInputTokens() uint32 {
+	if x != nil {
+		return x.CachedInputTokens
+	}
+	return 0
+}
+
+func (x *Usage) GetCacheWriteTokens() uint32 {
+	if x != nil {
+		return x.CacheWriteTokens
 	}
 	return 0
 }
@@ -3213,10 +3233,12 @@ const file_quorum_route_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"classifier\x18\x05 \x01(\tR\n" +
 	"classifier\x12\x18\n" +
-	"\asignals\x18\x06 \x03(\tR\asignals\"O\n" +
+	"\asignals\x18\x06 \x03(\tR\asignals\"\xad\x01\n" +
 	"\x05Usage\x12!\n" +
 	"\finput_tokens\x18\x01 \x01(\rR\vinputTokens\x12#\n" +
-	"\routput_tokens\x18\x02 \x01(\rR\foutputTokens\"\xef\x01\n" +
+	"\routput_tokens\x18\x02 \x01(\rR\foutputTokens\x12.\n" +
+	"\x13cached_input_tokens\x18\x03 \x01(\rR\x11cachedInputTokens\x12,\n" +
+	"\x12cache_write_tokens\x18\x04 \x01(\rR\x10cacheWriteTokens\"\xef\x01\n" +
 	"\tCandidate\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x12\n" +

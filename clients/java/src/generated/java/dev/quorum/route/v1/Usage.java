@@ -56,7 +56,7 @@ private static final long serialVersionUID = 0L;
   private int inputTokens_ = 0;
   /**
    * <pre>
-   * Prompt tokens.
+   * Prompt tokens, all of them (including those read from or written to a prompt cache).
    * </pre>
    *
    * <code>uint32 input_tokens = 1 [json_name = "inputTokens"];</code>
@@ -82,6 +82,38 @@ private static final long serialVersionUID = 0L;
     return outputTokens_;
   }
 
+  public static final int CACHED_INPUT_TOKENS_FIELD_NUMBER = 3;
+  private int cachedInputTokens_ = 0;
+  /**
+   * <pre>
+   * Of input_tokens, those read from the provider's prompt cache (billed at its cached
+   * input price).
+   * </pre>
+   *
+   * <code>uint32 cached_input_tokens = 3 [json_name = "cachedInputTokens"];</code>
+   * @return The cachedInputTokens.
+   */
+  @java.lang.Override
+  public int getCachedInputTokens() {
+    return cachedInputTokens_;
+  }
+
+  public static final int CACHE_WRITE_TOKENS_FIELD_NUMBER = 4;
+  private int cacheWriteTokens_ = 0;
+  /**
+   * <pre>
+   * Of input_tokens, those written to the provider's prompt cache (Anthropic; billed at
+   * its cache write price).
+   * </pre>
+   *
+   * <code>uint32 cache_write_tokens = 4 [json_name = "cacheWriteTokens"];</code>
+   * @return The cacheWriteTokens.
+   */
+  @java.lang.Override
+  public int getCacheWriteTokens() {
+    return cacheWriteTokens_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -102,6 +134,12 @@ private static final long serialVersionUID = 0L;
     if (outputTokens_ != 0) {
       output.writeUInt32(2, outputTokens_);
     }
+    if (cachedInputTokens_ != 0) {
+      output.writeUInt32(3, cachedInputTokens_);
+    }
+    if (cacheWriteTokens_ != 0) {
+      output.writeUInt32(4, cacheWriteTokens_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -113,6 +151,14 @@ private static final long serialVersionUID = 0L;
     if (outputTokens_ != 0) {
       size += com.google.protobuf.CodedOutputStream
         .computeUInt32Size(2, outputTokens_);
+    }
+    if (cachedInputTokens_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeUInt32Size(3, cachedInputTokens_);
+    }
+    if (cacheWriteTokens_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeUInt32Size(4, cacheWriteTokens_);
     }
     return size;
   }
@@ -142,6 +188,10 @@ private static final long serialVersionUID = 0L;
         != other.getInputTokens()) return false;
     if (getOutputTokens()
         != other.getOutputTokens()) return false;
+    if (getCachedInputTokens()
+        != other.getCachedInputTokens()) return false;
+    if (getCacheWriteTokens()
+        != other.getCacheWriteTokens()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -157,6 +207,10 @@ private static final long serialVersionUID = 0L;
     hash = (53 * hash) + getInputTokens();
     hash = (37 * hash) + OUTPUT_TOKENS_FIELD_NUMBER;
     hash = (53 * hash) + getOutputTokens();
+    hash = (37 * hash) + CACHED_INPUT_TOKENS_FIELD_NUMBER;
+    hash = (53 * hash) + getCachedInputTokens();
+    hash = (37 * hash) + CACHE_WRITE_TOKENS_FIELD_NUMBER;
+    hash = (53 * hash) + getCacheWriteTokens();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -294,6 +348,8 @@ private static final long serialVersionUID = 0L;
       bitField0_ = 0;
       inputTokens_ = 0;
       outputTokens_ = 0;
+      cachedInputTokens_ = 0;
+      cacheWriteTokens_ = 0;
       return this;
     }
 
@@ -333,6 +389,12 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000002) != 0)) {
         result.outputTokens_ = outputTokens_;
       }
+      if (((from_bitField0_ & 0x00000004) != 0)) {
+        result.cachedInputTokens_ = cachedInputTokens_;
+      }
+      if (((from_bitField0_ & 0x00000008) != 0)) {
+        result.cacheWriteTokens_ = cacheWriteTokens_;
+      }
     }
 
     @java.lang.Override
@@ -352,6 +414,12 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getOutputTokens() != 0) {
         setOutputTokens(other.getOutputTokens());
+      }
+      if (other.getCachedInputTokens() != 0) {
+        setCachedInputTokens(other.getCachedInputTokens());
+      }
+      if (other.getCacheWriteTokens() != 0) {
+        setCacheWriteTokens(other.getCacheWriteTokens());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -387,6 +455,16 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000002;
               break;
             } // case 16
+            case 24: {
+              cachedInputTokens_ = input.readUInt32();
+              bitField0_ |= 0x00000004;
+              break;
+            } // case 24
+            case 32: {
+              cacheWriteTokens_ = input.readUInt32();
+              bitField0_ |= 0x00000008;
+              break;
+            } // case 32
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -407,7 +485,7 @@ private static final long serialVersionUID = 0L;
     private int inputTokens_ ;
     /**
      * <pre>
-     * Prompt tokens.
+     * Prompt tokens, all of them (including those read from or written to a prompt cache).
      * </pre>
      *
      * <code>uint32 input_tokens = 1 [json_name = "inputTokens"];</code>
@@ -419,7 +497,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Prompt tokens.
+     * Prompt tokens, all of them (including those read from or written to a prompt cache).
      * </pre>
      *
      * <code>uint32 input_tokens = 1 [json_name = "inputTokens"];</code>
@@ -435,7 +513,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Prompt tokens.
+     * Prompt tokens, all of them (including those read from or written to a prompt cache).
      * </pre>
      *
      * <code>uint32 input_tokens = 1 [json_name = "inputTokens"];</code>
@@ -488,6 +566,100 @@ private static final long serialVersionUID = 0L;
     public Builder clearOutputTokens() {
       bitField0_ = (bitField0_ & ~0x00000002);
       outputTokens_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private int cachedInputTokens_ ;
+    /**
+     * <pre>
+     * Of input_tokens, those read from the provider's prompt cache (billed at its cached
+     * input price).
+     * </pre>
+     *
+     * <code>uint32 cached_input_tokens = 3 [json_name = "cachedInputTokens"];</code>
+     * @return The cachedInputTokens.
+     */
+    @java.lang.Override
+    public int getCachedInputTokens() {
+      return cachedInputTokens_;
+    }
+    /**
+     * <pre>
+     * Of input_tokens, those read from the provider's prompt cache (billed at its cached
+     * input price).
+     * </pre>
+     *
+     * <code>uint32 cached_input_tokens = 3 [json_name = "cachedInputTokens"];</code>
+     * @param value The cachedInputTokens to set.
+     * @return This builder for chaining.
+     */
+    public Builder setCachedInputTokens(int value) {
+
+      cachedInputTokens_ = value;
+      bitField0_ |= 0x00000004;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Of input_tokens, those read from the provider's prompt cache (billed at its cached
+     * input price).
+     * </pre>
+     *
+     * <code>uint32 cached_input_tokens = 3 [json_name = "cachedInputTokens"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearCachedInputTokens() {
+      bitField0_ = (bitField0_ & ~0x00000004);
+      cachedInputTokens_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private int cacheWriteTokens_ ;
+    /**
+     * <pre>
+     * Of input_tokens, those written to the provider's prompt cache (Anthropic; billed at
+     * its cache write price).
+     * </pre>
+     *
+     * <code>uint32 cache_write_tokens = 4 [json_name = "cacheWriteTokens"];</code>
+     * @return The cacheWriteTokens.
+     */
+    @java.lang.Override
+    public int getCacheWriteTokens() {
+      return cacheWriteTokens_;
+    }
+    /**
+     * <pre>
+     * Of input_tokens, those written to the provider's prompt cache (Anthropic; billed at
+     * its cache write price).
+     * </pre>
+     *
+     * <code>uint32 cache_write_tokens = 4 [json_name = "cacheWriteTokens"];</code>
+     * @param value The cacheWriteTokens to set.
+     * @return This builder for chaining.
+     */
+    public Builder setCacheWriteTokens(int value) {
+
+      cacheWriteTokens_ = value;
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Of input_tokens, those written to the provider's prompt cache (Anthropic; billed at
+     * its cache write price).
+     * </pre>
+     *
+     * <code>uint32 cache_write_tokens = 4 [json_name = "cacheWriteTokens"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearCacheWriteTokens() {
+      bitField0_ = (bitField0_ & ~0x00000008);
+      cacheWriteTokens_ = 0;
       onChanged();
       return this;
     }

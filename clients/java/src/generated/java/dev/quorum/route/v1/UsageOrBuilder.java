@@ -12,7 +12,7 @@ public interface UsageOrBuilder extends
 
   /**
    * <pre>
-   * Prompt tokens.
+   * Prompt tokens, all of them (including those read from or written to a prompt cache).
    * </pre>
    *
    * <code>uint32 input_tokens = 1 [json_name = "inputTokens"];</code>
@@ -29,4 +29,26 @@ public interface UsageOrBuilder extends
    * @return The outputTokens.
    */
   int getOutputTokens();
+
+  /**
+   * <pre>
+   * Of input_tokens, those read from the provider's prompt cache (billed at its cached
+   * input price).
+   * </pre>
+   *
+   * <code>uint32 cached_input_tokens = 3 [json_name = "cachedInputTokens"];</code>
+   * @return The cachedInputTokens.
+   */
+  int getCachedInputTokens();
+
+  /**
+   * <pre>
+   * Of input_tokens, those written to the provider's prompt cache (Anthropic; billed at
+   * its cache write price).
+   * </pre>
+   *
+   * <code>uint32 cache_write_tokens = 4 [json_name = "cacheWriteTokens"];</code>
+   * @return The cacheWriteTokens.
+   */
+  int getCacheWriteTokens();
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
@@ -271,3 +272,37 @@ async def test_feedback_request_id_is_a_whole_name() -> None:
             )
     assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
     assert [v.field for v in info.value.field_violations] == ["request_id"]
+
+
+async def test_a_string_that_is_not_utf8_is_named() -> None:
+    # protobuf refuses the whole message; the caller is told which field it was.
+    route = pb.RouteRequest(
+        messages=[pb.Message(role=pb.ROLE_USER, content="hi"), _message_with("XXXX")]
+    )
+    stream = svc.RouteStreamRequest(request=route)
+    async with running_server(parse_config(sim_config())) as (running, _):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            for method, message in (("Route", route), ("RouteStream", stream)):
+                data = message.SerializeToString().replace(b"XXXX", b"X\xffXX")
+                if method == "Route":
+                    call: Any = channel.unary_unary(
+                        f"/quorum.route.v1.RouteService/{method}", None, None
+                    )
+                    with pytest.raises(grpc.aio.AioRpcError) as info:
+                        await call(data)
+                else:
+                    call = channel.unary_stream(
+                        f"/quorum.route.v1.RouteService/{method}", None, None
+                    )
+                    with pytest.raises(grpc.aio.AioRpcError) as info:
+                        async for _ in call(data):
+                            pass
+                prefix = "request." if method == "RouteStream" else ""
+                assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+                assert info.value.details() == (
+                    f"invalid request: {prefix}messages[1].content: is not valid UTF-8"
+                )
+
+
+def _message_with(content: str) -> pb.Message:
+    return pb.Message(role=pb.ROLE_USER, content=content)

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import grpc
 import structlog
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from quorum.route.v1 import route_service_pb2 as svc_pb
 from quorum.route.v1 import route_service_pb2_grpc as svc_grpc
@@ -24,6 +24,7 @@ from quorum.server.observability.logs import request_scope
 from quorum.server.router import Router
 from quorum.server.service import convert
 from quorum.server.service.status import internal_status, status_for, to_grpc
+from quorum.server.service.wire import bad_utf8_field
 
 log = structlog.get_logger("quorum.service")
 
@@ -31,24 +32,31 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class Undecodable:
-    """Stands in for a request whose bytes are not a valid message."""
+    """Stands in for a request whose bytes are not a valid message; ``bad_utf8`` names
+    the string field that is not UTF-8, when that is why."""
 
-    def __init__(self, type_name: str) -> None:
+    def __init__(self, type_name: str, bad_utf8: str | None = None) -> None:
         self.type_name = type_name
+        self.bad_utf8 = bad_utf8
 
 
-def _tolerant(parser: Callable[[bytes], Any], type_name: str) -> Callable[[bytes], Any]:
+def _tolerant(message: type[Message]) -> Callable[[bytes], Any]:
+    descriptor = message.DESCRIPTOR
+    parser = message.FromString
+
     def parse(data: bytes) -> Any:
         try:
             return parser(data)
         except DecodeError:
-            return Undecodable(type_name)
+            return Undecodable(descriptor.full_name, bad_utf8_field(data, descriptor))
 
     return parse
 
 
 def _reject_undecodable(request: object, field: str) -> None:
     if isinstance(request, Undecodable):
+        if request.bad_utf8 is not None:
+            raise InvalidRequest([FieldViolation(request.bad_utf8, "is not valid UTF-8")])
         raise InvalidRequest([FieldViolation(field, f"not a valid {request.type_name} message")])
 
 
@@ -234,7 +242,7 @@ def route_service_handlers(service: RouteService) -> dict[str, grpc.RpcMethodHan
         out_cls = getattr(svc_pb, method.output_type.name, None) or getattr(
             pb, method.output_type.name
         )
-        parse = _tolerant(in_cls.FromString, method.input_type.full_name)
+        parse = _tolerant(in_cls)
         behaviour = getattr(service, method.name)
         make = (
             grpc.unary_stream_rpc_method_handler

@@ -6,8 +6,10 @@
 A ``grpc.aio`` server with one generic handler for ``RouteService/Route``: it decodes
 the RouteRequest, posts its messages (to ``hints.model``, if set) to the upstream's
 chat completions endpoint over one shared aiohttp session, and answers with the text.
-No validation, no classification, no planning, no breakers, no account. Anything
-Quorum adds on top of this is the price of routing; the benchmark measures that price.
+``RouteService/RouteStream`` does the same with ``stream: true`` and sends each text
+delta on as a ``chunk`` event, as it arrives. No validation, no classification, no
+planning, no breakers, no account. Anything Quorum adds on top of this is the price of
+routing; the benchmarks measure that price.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import argparse
 import asyncio
 import json
 import signal
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import grpc
 
+from quorum.route.v1 import route_service_pb2 as svc
 from quorum.route.v1 import types_pb2 as pb
 
 SERVICE = "quorum.route.v1.RouteService"
@@ -58,6 +62,33 @@ class Forwarder:
             content=answer["choices"][0]["message"]["content"] or "", model=model
         )
 
+    async def route_stream(
+        self, request: svc.RouteStreamRequest, context: Any
+    ) -> AsyncIterator[svc.RouteStreamResponse]:
+        assert self._session is not None
+        model = request.request.hints.model or self._model
+        body = {
+            "model": model,
+            "stream": True,
+            "messages": [{"role": "user", "content": m.content} for m in request.request.messages],
+        }
+        async with self._session.post(
+            self._url,
+            data=json.dumps(body),
+            headers={"Authorization": "Bearer sk-bench", "Content-Type": "application/json"},
+        ) as response:
+            buffer = b""
+            async for piece in response.content.iter_any():
+                buffer += piece
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if not line.startswith(b"data: {"):
+                        continue
+                    choices = json.loads(line[6:]).get("choices") or []
+                    text = choices[0].get("delta", {}).get("content") if choices else None
+                    if text:
+                        yield svc.RouteStreamResponse(chunk=svc.ChunkEvent(model=model, text=text))
+
 
 async def run(upstream: str, address: str, model: str) -> None:
     forwarder = Forwarder(upstream, model)
@@ -68,8 +99,13 @@ async def run(upstream: str, address: str, model: str) -> None:
         request_deserializer=pb.RouteRequest.FromString,
         response_serializer=pb.RouteResponse.SerializeToString,
     )
+    stream = grpc.unary_stream_rpc_method_handler(
+        forwarder.route_stream,
+        request_deserializer=svc.RouteStreamRequest.FromString,
+        response_serializer=svc.RouteStreamResponse.SerializeToString,
+    )
     server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(SERVICE, {"Route": handler}),)
+        (grpc.method_handlers_generic_handler(SERVICE, {"Route": handler, "RouteStream": stream}),)
     )
     if server.add_insecure_port(address) == 0:
         raise OSError(f"cannot bind {address}")

@@ -6,9 +6,11 @@ A fake OpenAI-compatible upstream runs in its own process and answers a streamed
 chat completion after a fixed delay, one word per chunk. The same request is streamed
 (a) straight from it over HTTP — TTFT is the first content delta — and (b) through a
 ``quorum serve`` process with RouteStream — TTFT is the first ``chunk`` event (the
-``plan`` and ``attempt_started`` events come before it). Requests alternate between
-the two paths, one at a time, so both see the same machine. Prints p50/p90/p99 TTFT of
-each path and what Quorum adds; the target is at most 2 ms added at p50.
+``plan`` and ``attempt_started`` events come before it), and (c) through the bare
+forwarder (:mod:`bench.bare_forwarder`: a ``grpc.aio`` server that relays each delta as a
+chunk and does nothing else), the floor for any Python gRPC streaming gateway. Requests
+alternate between the paths, one at a time, so all see the same machine. Prints
+p50/p90/p99 TTFT of each path and what each adds; the target is at most 2 ms added at p50.
 
 With ``--redis`` (needs ``redis-server``) a third path runs through a Quorum whose
 breakers are shared through Redis, to show that shared state stays off the hot path.
@@ -32,7 +34,8 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bench._harness import free_port, start_fake_upstream, start_quorum, wait_serving
+from bench._harness import PYTHON, free_port, start_fake_upstream, start_quorum, wait_serving
+from bench.peers import start_ready
 from quorum.client import AsyncQuorumClient, build_request
 
 PROMPT = "Tell me something nice."
@@ -144,6 +147,21 @@ async def main() -> None:
     if args.redis:
         redis_proc, redis_url = start_redis()
         procs.append(redis_proc)
+    bare_address = f"127.0.0.1:{free_port()}"
+    procs.append(
+        start_ready(
+            [
+                PYTHON,
+                "-m",
+                "bench.bare_forwarder",
+                "--upstream",
+                base_url,
+                "--address",
+                bare_address,
+            ]
+        )
+    )
+    paths["bare"] = bare_address
     for name, url in (("quorum", None), ("quorum+redis", redis_url)):
         if name == "quorum+redis" and not url:
             continue
@@ -154,7 +172,7 @@ async def main() -> None:
         paths[name] = address
     results: dict[str, list[float]] = {"direct": [], **{name: [] for name in paths}}
     try:
-        await asyncio.gather(*(wait_serving(a) for a in paths.values()))
+        await asyncio.gather(*(wait_serving(a) for n, a in paths.items() if n != "bare"))
         clients = {name: AsyncQuorumClient(a, timeout=30) for name, a in paths.items()}
         async with aiohttp.ClientSession() as http:
             runners: dict[str, Callable[[], Awaitable[float]]] = {
@@ -186,7 +204,7 @@ async def main() -> None:
         for name, values in results.items()
     }
     base = summary["direct"]
-    for name in paths:
+    for name in paths:  # (the bare forwarder's is the floor)
         summary[name]["added_p50_ms"] = summary[name]["p50_ms"] - base["p50_ms"]
         summary[name]["added_p90_ms"] = summary[name]["p90_ms"] - base["p90_ms"]
     if args.json:
@@ -205,8 +223,13 @@ async def main() -> None:
             f"{added50}ms {added90}ms"
         )
     added = summary["quorum"]["added_p50_ms"]
+    floor = summary["bare"]["added_p50_ms"]
     verdict = "within" if added <= TARGET_ADDED_P50_MS else "ABOVE"
     print(f"Quorum adds {added:.2f} ms at p50: {verdict} the {TARGET_ADDED_P50_MS:g} ms target")
+    print(
+        f"the bare forwarder adds {floor:.2f} ms: Quorum's routing costs {added - floor:.2f} ms "
+        f"more ({added / floor:.2f}x the floor)"
+    )
 
 
 if __name__ == "__main__":

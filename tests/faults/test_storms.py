@@ -133,3 +133,26 @@ async def test_a_deadline_well_past_the_usual_latency_still_counts(oa: Running) 
         health = running.router.breakers.health("up")
     assert isinstance(error, QuorumError)
     assert health.failure_count == 1
+
+
+async def test_cascade_retries_leave_a_call_for_the_next_tier(oa: Running) -> None:
+    # Retries of a failing cheap tier must not use up the call cap: the next tier,
+    # healthy, still gets its call (as failover does in the single strategy).
+    retry = {"max_retries": 3, "backoff_base_s": 0.001, "budget_ratio": 1.0}
+    cfg = config(
+        {
+            "bad": provider(oa.base_url, retry=retry, breaker={"fail_max": 100}),
+            "good": provider(oa.base_url),
+        },
+        {
+            "cheap": {"provider": "bad", "model_id": "error-503", "tier": "cheap"},
+            "mid": {"provider": "good", "model_id": "ok", "tier": "mid"},
+        },
+        tiers=["cheap", "mid"],
+        routing={"max_upstream_calls": 4},
+    )
+    async with running_server(cfg) as (_, client):
+        r = await client.route("Hello there", hints=pb.RoutingHints(strategy=pb.STRATEGY_CASCADE))
+    assert r.model == "mid"
+    assert [a.model for a in r.attempts].count("cheap") == 3  # 1 + 2 retries, 1 left for mid
+    assert len(r.attempts) <= 4

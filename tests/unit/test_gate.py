@@ -24,6 +24,7 @@ from quorum.server.execute.gate import (
     failure_summary,
     find_refusal,
     repeated_share,
+    self_repeat_share,
     usable,
 )
 from quorum.server.policy import build_gate
@@ -72,6 +73,13 @@ def _failed(verdict_checks: tuple[GateCheck, ...]) -> list[str]:
         ("Good answer.", {"mean_logprob": -0.1}, []),
         ("Shaky answer.", {"mean_logprob": -1.2}, ["logprob"]),
         ("I'm sorry.", {"mean_logprob": -1.6}, ["refusal", "logprob"]),
+        # A refusal phrase inside another word is no refusal.
+        ("Pi cannot be written as a fraction.", {}, []),
+        ("The kiwi cannot fly; Hawaii can not be reached by car.", {}, []),
+        ("Use it as an aide-memoire, or as an air filter.", {}, []),
+        ("很抱歉，我无法回答这个问题。", {}, ["refusal"]),  # no spaces: no word boundary
+        # A long phrase looping: its 4-word shingles each take only a tenth of the text.
+        ("I will now compute the result step by step. " * 80, {}, ["length"]),
     ],
 )
 def test_text_checks(content: str, extra: dict[str, object], failed: list[str]) -> None:
@@ -81,7 +89,8 @@ def test_text_checks(content: str, extra: dict[str, object], failed: list[str]) 
 
 
 def test_refusal_deep_in_a_long_answer_is_not_a_refusal() -> None:
-    text = "Here is a thorough answer. " * 20 + "I cannot stress this enough."
+    text = " ".join(f"Point {i} of a thorough answer." for i in range(20))
+    text += " I cannot stress this enough."
     assert evaluate(_request(), Completion(text), POLICY).passed
 
 
@@ -186,6 +195,13 @@ def test_usable_ignores_soft_checks() -> None:
     assert not shaky.passed and usable(shaky)
     refused = evaluate(_request(), Completion("I'm sorry, no."), POLICY)
     assert not usable(refused)
+
+
+def test_self_repeat_share() -> None:
+    assert self_repeat_share("short text") == 0.0
+    assert self_repeat_share("one two three four five six seven eight nine ten " * 30) > 0.9
+    prose = " ".join(f"word{i}" for i in range(300))
+    assert self_repeat_share(prose) == 0.0
 
 
 def test_repeated_share() -> None:

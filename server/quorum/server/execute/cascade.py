@@ -104,6 +104,7 @@ async def _call_tier(
     attempts: list[Attempt],
     failed: list[CallResult],
     in_hand: bool,
+    reserve: int = 0,
 ) -> CallResult | None:
     """The tier's first answer, failing over within the tier on provider faults.
 
@@ -120,7 +121,7 @@ async def _call_tier(
         limit = ctx.time_left() - REPLY_MARGIN_S if in_hand else None
         try:
             async with asyncio.timeout(limit):
-                result = await call_model(ctx, call_request, candidate, "tier")
+                result = await call_model(ctx, call_request, candidate, "tier", reserve=reserve)
         except TimeoutError:
             why = "cancelled: the deadline is near, an answer is in hand"
             attempts.append(cut_off(ctx, call_request, candidate, "tier", started_ms, why))
@@ -192,7 +193,10 @@ async def execute_cascade(
         if ctx.time_left() < MIN_ATTEMPT_S or (answers and ctx.time_left() < REPLY_MARGIN_S * 2):
             break
         tiers_tried.append(tier)
-        result = await _call_tier(ctx, request, stage, runtime, attempts, failed, bool(answers))
+        later_tiers = len(stages) - i - 1  # a call each left for them, whatever retries want
+        result = await _call_tier(
+            ctx, request, stage, runtime, attempts, failed, bool(answers), later_tiers
+        )
         last = i == len(stages) - 1
         if result is None or result.completion is None:
             if not last:

@@ -139,6 +139,12 @@ def _non_empty(completion: Completion) -> GateCheck:
     return GateCheck("non_empty", False, "empty answer")
 
 
+# A text most of whose n-word shingles repeat earlier ones is a loop, whatever the
+# length of the phrase that loops (the most frequent shingle's share is only 1/k for a
+# phrase of k words).
+MAX_SELF_REPEAT = 0.8
+
+
 def repeated_share(text: str, n: int = 4) -> float:
     """Share of ``n``-word shingles taken by the most frequent one (0 for short texts)."""
     words = _WORD.findall(text.lower())
@@ -146,6 +152,15 @@ def repeated_share(text: str, n: int = 4) -> float:
         return 0.0
     shingles = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
     return shingles.most_common(1)[0][1] / sum(shingles.values())
+
+
+def self_repeat_share(text: str, n: int = 4) -> float:
+    """Share of ``n``-word shingles that repeat an earlier one (0 for short texts)."""
+    words = _WORD.findall(text.lower())
+    if len(words) < 8 * n:
+        return 0.0
+    total = len(words) - n + 1
+    return 1.0 - len({tuple(words[i : i + n]) for i in range(total)}) / total
 
 
 def _length(request: RouteRequest, completion: Completion, policy: GatePolicy) -> GateCheck:
@@ -159,21 +174,44 @@ def _length(request: RouteRequest, completion: Completion, policy: GatePolicy) -
         return GateCheck(
             "length", False, f"degenerate repetition: one phrase is {share:.0%} of the text"
         )
+    looped = self_repeat_share(text)
+    if looped > max(MAX_SELF_REPEAT, policy.max_repeated_share):
+        return GateCheck(
+            "length", False, f"degenerate repetition: {looped:.0%} of the text repeats itself"
+        )
     note = " (cut off at the caller's max_tokens)" if completion.finish_reason == "length" else ""
     return GateCheck("length", True, f"{len(text)} chars{note}")
 
 
+def _spaced(char: str) -> bool:
+    """Whether words around ``char`` are set apart by spaces (not so in Chinese or
+    Japanese, where a phrase inside a sentence touches other characters)."""
+    return char.isalnum() and ord(char) < 0x2E80
+
+
+def _whole_words(folded: str) -> re.Pattern[str]:
+    before = r"(?<!\w)" if folded and _spaced(folded[0]) else ""
+    after = r"(?!\w)" if folded and _spaced(folded[-1]) else ""
+    return re.compile(before + re.escape(folded) + after)
+
+
 @lru_cache(maxsize=64)
-def _folded(phrases: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """Each phrase with its case-folded form, folded once per phrase list."""
-    return tuple((phrase, phrase.casefold()) for phrase in phrases)
+def _folded(phrases: tuple[str, ...]) -> tuple[tuple[str, str, re.Pattern[str]], ...]:
+    """Each phrase, case-folded, and a pattern that finds it as whole words only ("I
+    cannot" is not in "Pi cannot", nor "as an AI" in "as an aide"); built once per list."""
+    return tuple(
+        (phrase, folded, _whole_words(folded))
+        for phrase, folded in ((p, p.casefold()) for p in phrases)
+    )
 
 
 def find_refusal(text: str, phrases: Sequence[str], scan_chars: int) -> str | None:
-    """The first refusal phrase found near the start of ``text``, if any."""
+    """The first refusal phrase found near the start of ``text``, as whole words, if any."""
     head = text[:scan_chars].translate(_APOSTROPHES).casefold()
-    for phrase, folded in _folded(phrases if isinstance(phrases, tuple) else tuple(phrases)):
-        if folded in head:
+    for phrase, folded, pattern in _folded(
+        phrases if isinstance(phrases, tuple) else tuple(phrases)
+    ):
+        if folded in head and pattern.search(head):
             return phrase
     return None
 

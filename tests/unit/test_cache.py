@@ -21,6 +21,8 @@ from quorum.server.domain import (
     Strategy,
     Tool,
     ToolCall,
+    ToolChoice,
+    ToolChoiceMode,
     Usage,
 )
 
@@ -92,3 +94,20 @@ async def test_lru_bounded_by_entries_and_bytes_with_expiry() -> None:
 def test_codec_round_trips() -> None:
     original = answer()
     assert CachedAnswer.decode(original.encode()) == original
+
+
+def test_keys_tell_tool_choices_apart() -> None:
+    # A forced call and a free choice are different questions (cache_tool_calls on).
+    c = cache(cache_tool_calls=True)
+    tools = (Tool("get_weather"), Tool("get_time"))
+
+    def asking(choice: ToolChoice) -> RouteRequest:
+        return dataclasses.replace(req(), params=GenerationParams(tools=tools, tool_choice=choice))
+
+    keys = {
+        c.key("a", asking(ToolChoice())),
+        c.key("a", asking(ToolChoice(ToolChoiceMode.REQUIRED))),
+        c.key("a", asking(ToolChoice(ToolChoiceMode.TOOL, "get_weather"))),
+        c.key("a", asking(ToolChoice(ToolChoiceMode.TOOL, "get_time"))),
+    }
+    assert len(keys) == 4 and None not in keys

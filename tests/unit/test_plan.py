@@ -16,6 +16,7 @@ from quorum.server.domain import (
     ContentPart,
     Difficulty,
     ExecutionPlan,
+    GenerationParams,
     Hints,
     ImagePart,
     Message,
@@ -26,7 +27,7 @@ from quorum.server.domain import (
     Strategy,
 )
 from quorum.server.errors import NoCandidate, StrategyInfeasible
-from quorum.server.plan import is_probe, plan
+from quorum.server.plan import estimate_tokens, is_probe, plan
 from quorum.server.policy import RoutingPolicy, UseCase, build_policy
 from quorum.server.resilience.breakers import ProviderHealth
 from quorum.server.state import StateSnapshot
@@ -527,3 +528,14 @@ def test_judge_outside_the_callers_catalog_is_infeasible() -> None:
     request = _request(strategy=Strategy.CONSENSUS_JUDGE)
     with pytest.raises(StrategyInfeasible, match="frontier is not available to this caller"):
         plan(request, _cls(), narrowed, policy, StateSnapshot())
+
+
+def test_max_tokens_is_the_output_estimate_so_a_reservation_covers_it() -> None:
+    # A budget reservation must cover what the caller allowed the model to write.
+    classification = Classification("chat", Difficulty.LOW, 0.9, "rules")
+    request = RouteRequest(
+        "r", (Message(Role.USER, "hello"),), params=GenerationParams(max_tokens=1000)
+    )
+    assert estimate_tokens(request, classification).output_tokens == 1000
+    unset = RouteRequest("r", (Message(Role.USER, "hello"),))
+    assert estimate_tokens(unset, classification).output_tokens < 1000

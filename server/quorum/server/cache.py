@@ -159,6 +159,7 @@ def _canonical(tenant: str, request: RouteRequest) -> bytes:
             list(p.stop),
             [p.response_format.type.value, p.response_format.json_schema],
             [[t.name, t.description, t.parameters_json] for t in p.tools],
+            [p.tool_choice.mode.value, p.tool_choice.tool],
             p.logprobs,
         ],
         [

@@ -78,7 +78,8 @@ class TokenEstimate:
 
 
 def estimate_tokens(request: RouteRequest, classification: Classification) -> TokenEstimate:
-    """Input tokens from the text; output from max_tokens or a default by difficulty."""
+    """Input tokens from the text; output from max_tokens, the most the caller will pay
+    for (so a budget reservation covers it), or else a default by difficulty."""
     input_tokens = prompt_tokens(request.messages)
     if request.params.tools:
         input_tokens += sum(
@@ -87,8 +88,7 @@ def estimate_tokens(request: RouteRequest, classification: Classification) -> To
     input_tokens += sum(
         765 for m in request.messages if m.parts for p in m.parts if p.image is not None
     )
-    expected = _DEFAULT_OUTPUT_TOKENS[classification.difficulty]
-    output = min(request.params.max_tokens, expected) if request.params.max_tokens else expected
+    output = request.params.max_tokens or _DEFAULT_OUTPUT_TOKENS[classification.difficulty]
     return TokenEstimate(input_tokens, output)
 
 

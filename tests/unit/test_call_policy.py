@@ -420,3 +420,14 @@ async def test_implausible_usage_is_a_bad_response_never_billed(usage: Usage) ->
     assert result.error.reason == "PROVIDER_BAD_RESPONSE"
     assert "implausible usage" in result.error.message
     assert result.attempt.cost_usd == 0.0 and result.attempt.usage == Usage()
+
+
+async def test_a_timed_out_call_is_charged_its_prompt() -> None:
+    # The provider read the prompt (and may have written) before the time ran out; it
+    # bills that, so a timeout is never recorded as free.
+    cfg = _config({"a": {"timeout_s": 0.05}}, {"m": {"provider": "a"}})
+    ctx = _ctx(cfg, {"a": Scripted("a", {"m": [1.0]})})
+    result = await call_model(ctx, REQUEST, _candidate(ctx, "m"), "primary")
+    assert result.error is not None and result.error.reason == "PROVIDER_TIMEOUT"
+    assert result.attempt.usage.input_tokens > 0 and result.attempt.usage.output_tokens == 0
+    assert result.attempt.cost_usd > 0

@@ -302,6 +302,15 @@ def timed_out(
     return ProviderTimeout(message, provider=deployment.provider)
 
 
+def spent_before_failing(request: RouteRequest, error: ProviderError) -> Usage | None:
+    """What a failed call is charged: nothing for a refusal or an error answer, but a
+    timeout left the provider reading the prompt (and perhaps writing), and it bills
+    that; its prompt, estimated, is a lower bound."""
+    if isinstance(error, ProviderTimeout):
+        return Usage(prompt_tokens(request.messages), 0)
+    return None
+
+
 def count_call(
     ctx: ExecutionContext, spec: ModelSpec, deployment: Deployment, role: str, first: bool
 ) -> None:
@@ -533,6 +542,7 @@ async def _send(
         error,
         started_ms=started_ms,
         latency_ms=(ctx.clock() - start) * 1000.0,
+        usage=spent_before_failing(request, error),
     )
     log.info(
         "attempt_failed",

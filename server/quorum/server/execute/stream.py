@@ -61,6 +61,7 @@ from quorum.server.execute.calls import (
     estimated_usage,
     failed_attempt,
     skipped,
+    spent_before_failing,
     timed_out,
     with_policy,
 )
@@ -230,6 +231,7 @@ async def _open(
             exc,
             started_ms=started_ms,
             latency_ms=(ctx.clock() - start) * 1000.0,
+            usage=spent_before_failing(request, exc),
         )
         return Sent(attempt, None, exc)
     opened = _Opened(deltas, head, stack, permit, deployment, start, started_ms)

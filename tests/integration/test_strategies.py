@@ -319,6 +319,11 @@ async def test_judge_synthesizes_the_final_answer() -> None:
     assert r.consensus.judge.synthesized and r.model == "frontier"
     assert correct_core(MEDIUM) in r.content
     assert len(r.consensus.answers) == 3  # the candidates stay in the account
+    # The baseline is the premium model answering the request, not reading every
+    # candidate as the judge did (the judge is that same model here).
+    (judge,) = [a for a in r.attempts if a.role == "judge"]
+    assert r.baseline_cost_usd < judge.cost_usd
+    assert r.baseline_cost_usd > 0
 
 
 @pytest.mark.parametrize(

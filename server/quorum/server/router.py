@@ -58,6 +58,7 @@ from quorum.server.resilience.shared_state import build_shared_state
 from quorum.server.service.auth import current_tenant
 from quorum.server.shadow import ShadowEvaluator, ShadowSettings
 from quorum.server.state import StateSnapshot, accuracy_key
+from quorum.server.tokens import prompt_tokens
 from quorum.server.values import value_type
 
 
@@ -232,6 +233,11 @@ class Router:
         t3 = time.monotonic()
         usage = sum((a.usage for a in result.attempts), Usage())
         answer_usage = result.completion.usage
+        judge = result.consensus.judge if result.consensus is not None else None
+        if judge is not None and judge.synthesized:
+            # The judge's prompt held every candidate answer: the premium model answering
+            # the request itself would have read only the request.
+            answer_usage = Usage(prompt_tokens(request.messages), answer_usage.output_tokens)
         routed = RouteResult(
             request_id=request.request_id,
             completion=result.completion,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,8 +17,11 @@ from quorum.server.domain import (
     Candidate,
     Completion,
     ExecutionPlan,
+    GenerationParams,
     Message,
     PlanStage,
+    ResponseFormat,
+    ResponseFormatType,
     Role,
     RouteRequest,
     Strategy,
@@ -431,3 +435,24 @@ async def test_a_timed_out_call_is_charged_its_prompt() -> None:
     assert result.error is not None and result.error.reason == "PROVIDER_TIMEOUT"
     assert result.attempt.usage.input_tokens > 0 and result.attempt.usage.output_tokens == 0
     assert result.attempt.cost_usd > 0
+
+
+class Fencing(Scripted):
+    """Answers JSON inside a Markdown code fence, as some models do in JSON mode."""
+
+    async def complete(self, request: ProviderRequest) -> Completion:
+        self.calls.append(request.model_id)
+        return Completion('```json\n{"answer": 42}\n```', usage=Usage(10, 5))
+
+
+async def test_json_asked_for_comes_back_without_a_code_fence() -> None:
+    cfg = _config({"a": {}}, {"m": {"provider": "a"}})
+    ctx = _ctx(cfg, {"a": Fencing("a")})
+    json_request = dataclasses.replace(
+        REQUEST,
+        params=GenerationParams(response_format=ResponseFormat(ResponseFormatType.JSON_OBJECT)),
+    )
+    result = await call_model(ctx, json_request, _candidate(ctx, "m"), "primary")
+    assert result.completion is not None and result.completion.content == '{"answer": 42}'
+    text = await call_model(ctx, REQUEST, _candidate(ctx, "m"), "primary")
+    assert text.completion is not None and text.completion.content.startswith("```json")

@@ -41,6 +41,7 @@ from quorum.server.domain import (
     AttemptOutcome,
     Candidate,
     Completion,
+    ResponseFormatType,
     RouteRequest,
     ToolCall,
     Usage,
@@ -58,6 +59,7 @@ from quorum.server.errors import (
     ProviderUnavailable,
 )
 from quorum.server.execute.events import NULL_SINK, AttemptStarted, EventSink
+from quorum.server.execute.gate import strip_fence
 from quorum.server.providers.base import Provider, ProviderRequest, checked_usage
 from quorum.server.resilience.breakers import Breakers
 from quorum.server.resilience.limits import Permit
@@ -493,6 +495,12 @@ async def _send(
         done = ctx.clock()
         res.latency.record(spec.name, done - sent)
         res.latency.record(deployment.key, done - sent)
+        if request.params.response_format.type is not ResponseFormatType.TEXT:
+            # JSON was asked for: a Markdown code fence around it (some models add one)
+            # is not part of it, and the caller's JSON parser would choke on it.
+            unfenced = strip_fence(completion.content)
+            if unfenced is not completion.content:
+                completion = replace(completion, content=unfenced)
         if not completion.usage.input_tokens:
             # The server reported no usage (some compatible ones do not): an estimate,
             # so that the call is not recorded as free.

@@ -181,3 +181,19 @@ def test_workers_need_a_fixed_port(tmp_path: Path, flags: list[str], names: str)
     assert done.returncode == 2
     assert "--workers needs a fixed port" in done.stderr
     assert names in done.stderr
+
+
+def test_spend_limits_with_workers_need_shared_state(tmp_path: Path) -> None:
+    # Each worker would otherwise enforce the whole budget: N times the limit.
+    data = sim_config()
+    data["budgets"] = {"all_tenants": {"daily_usd": 0.01}}
+    config = tmp_path / "quorum.yaml"
+    config.write_text(yaml.safe_dump(data))
+    done = subprocess.run(
+        [QUORUM, "serve", "--config", config, "--address", "127.0.0.1:0", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("state.redis_url: spend limits with --workers 2")

@@ -54,7 +54,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         server = config.server.model_copy(update={"http_address": args.http_address})
         config = config.model_copy(update={"server": server})
     if args.workers > 1:
+        from quorum.server.guardrails import budgets_configured
         from quorum.server.workers import supervise
+
+        if budgets_configured(config) and not config.state.redis_url:
+            print(
+                f"state.redis_url: spend limits with --workers {args.workers} need shared "
+                f"state; without it each worker would allow the whole budget "
+                f"({args.workers} times the limit)",
+                file=sys.stderr,
+            )
+            return 2
 
         metrics_address = getattr(args, "metrics_address", None)
         return supervise(config, args.address, args.workers, metrics_address=metrics_address)

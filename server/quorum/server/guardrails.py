@@ -73,6 +73,13 @@ log = structlog.get_logger("quorum.guardrails")
 SETTLE_MARGIN_S = 30.0
 
 
+def budgets_configured(config: Config) -> bool:
+    """Whether any spend limit is set (for all tenants or for one)."""
+    return Budgets.limited(config.budgets.all_tenants) or any(
+        Budgets.limited(t.budget) for t in config.tenants.values()
+    )
+
+
 @dataclass(slots=True)
 class Scope:
     """One request as its tenant may run it."""
@@ -118,9 +125,7 @@ class Guardrails:
         self.tracing = tracing
         self.tenants = Tenants(config, catalog)
         url = config.state.redis_url
-        limited = Budgets.limited(config.budgets.all_tenants) or any(
-            Budgets.limited(t.budget) for t in config.tenants.values()
-        )
+        limited = budgets_configured(config)
         self.redis: aioredis.Redis | None = None
         if url and (limited or config.cache.enabled):
             self.redis = aioredis.Redis.from_url(

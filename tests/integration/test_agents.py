@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 import pytest
 
-from quorum.client import QuorumError
+from quorum.client import AsyncQuorumClient, QuorumError
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.agents import apply_agent, build_agents
 from quorum.server.catalog import build_catalog
@@ -15,6 +15,7 @@ from quorum.server.config import parse_config
 from quorum.server.domain import GenerationParams, Message, Role, RouteRequest, Tool
 from quorum.server.errors import PermissionDenied
 from tests.conftest import running_server, sim_config
+from tests.integration.test_tenants import digest, serving
 
 
 def agents_config() -> dict[str, Any]:
@@ -120,3 +121,26 @@ def test_agent_config_errors_name_the_path() -> None:
     problems = info.value.problems
     assert 'agents.email_assistant.models.cheap: model "frontier" is in tier "premium"' in problems
     assert any(p.startswith('classifier.llm.model: unknown model "gpt-9"') for p in problems)
+
+
+async def test_a_tenant_is_never_routed_to_an_agent_it_may_not_use() -> None:
+    # The classifier may pick any agent; a tenant limited to none gets none (its prompt
+    # and tools never meet that agent's), and the agent's name is not shown.
+    data = agents_config()
+    data["tenants"] = {
+        "locked": {"token_sha256": digest("tok-locked"), "agents": []},
+        "open": {"token_sha256": digest("tok-open")},
+    }
+    ask = "Please write an email reply to Sarah about the invoice"
+    async with serving(data) as running:
+        for token, expected in (("tok-locked", ""), ("tok-open", "email_assistant")):
+            metadata = [("authorization", f"Bearer {token}")]
+            async with AsyncQuorumClient(
+                f"127.0.0.1:{running.port}", timeout=10, metadata=metadata
+            ) as client:
+                answer = await client.route(ask)
+            assert answer.classification.agent == expected
+            signals = answer.classification.signals
+            if not expected:
+                assert "agent:not_allowed_for_tenant" in signals
+                assert not any("email_assistant" in signal for signal in signals)

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
+from quorum.server.classify.chain import ChainClassifier
 from quorum.server.classify.llm import LLMClassifier, parse_classification
-from quorum.server.domain import Difficulty, Message, Role, RouteRequest
+from quorum.server.domain import Classification, Difficulty, Message, Role, RouteRequest
 from quorum.server.errors import ProviderUnavailable
 
 TASKS = ("chat", "code", "math")
@@ -78,3 +79,32 @@ async def test_provider_error_keeps_rules_answer() -> None:
 
     result = await LLMClassifier(down, tasks=TASKS).classify(_request())
     assert result.classifier == "llm-error"
+
+
+async def test_a_request_the_model_may_not_read_never_reaches_it() -> None:
+    # Restricted data, or a model outside the tenant's: the rules answer, no call.
+    calls: list[tuple[Message, ...]] = []
+
+    async def call(messages: tuple[Message, ...], timeout: float) -> str:
+        calls.append(messages)
+        return '{"task": "math", "difficulty": "high", "confidence": 0.9}'
+
+    withheld = LLMClassifier(call, tasks=TASKS, may_see=lambda request: False)
+    result = await withheld.classify(_request("Patient 4711: what is 2+2?"))
+    assert calls == [] and result.classifier == "rules"
+    allowed = LLMClassifier(call, tasks=TASKS, may_see=lambda request: True)
+    assert (await allowed.classify(_request())).classifier == "llm" and len(calls) == 1
+
+
+async def test_a_chain_for_plan_never_calls_the_model() -> None:
+    calls: list[str] = []
+
+    class Counting:
+        async def classify(self, request: RouteRequest) -> Classification:
+            calls.append(request.request_id)
+            return Classification("math", Difficulty.HIGH, 0.9, "llm")
+
+    chain = ChainClassifier(llm=Counting(), confident_at=1.01)  # always unsure
+    assert (await chain.classify(_request())).classifier == "llm"
+    assert (await chain.without_llm().classify(_request())).classifier == "rules"
+    assert calls == ["r"]

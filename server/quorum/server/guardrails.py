@@ -33,7 +33,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import redis.asyncio as aioredis
 import structlog
@@ -46,6 +46,7 @@ from quorum.server.catalog import Catalog
 from quorum.server.config import Config
 from quorum.server.domain import (
     Attempt,
+    Classification,
     ExecutionPlan,
     ExecutionResult,
     Reason,
@@ -222,6 +223,20 @@ class Guardrails:
         if not scope.budget_share:
             return snapshot
         return dataclasses.replace(snapshot, budget_used_share=scope.budget_share)
+
+    def agent_allowed(self, scope: Scope, classification: Classification) -> Classification:
+        """The classification, without an agent the classifier chose that the tenant
+        may not use (asking for one by hint is refused earlier): routed as no agent,
+        and its name not shown."""
+        allowed = scope.tenant.agents
+        agent = classification.agent
+        if agent and allowed is not None and agent not in allowed:
+            named = f"agent:{agent}:"
+            kept = tuple(s for s in classification.signals if not s.startswith(named))
+            return replace(
+                classification, agent="", signals=(*kept, "agent:not_allowed_for_tenant")
+            )
+        return classification
 
     def narrow(self, scope: Scope, catalog: Catalog) -> Catalog:
         """``catalog`` (the whole one, or an agent's) limited to what the tenant may use."""

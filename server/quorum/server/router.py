@@ -17,6 +17,7 @@ from quorum.server.agents import Agent, apply_agent, build_agents
 from quorum.server.catalog import Catalog, ModelSpec, breaker_keys, build_catalog
 from quorum.server.classify import Classifier
 from quorum.server.classify.build import build_classifier, build_verifiers
+from quorum.server.classify.chain import ChainClassifier
 from quorum.server.config import Config
 from quorum.server.decisions import DecisionLog, Feedback, feedback_is_good
 from quorum.server.domain import (
@@ -31,6 +32,7 @@ from quorum.server.domain import (
     ResponseFormatType,
     RouteRequest,
     RouteResult,
+    Sensitivity,
     StageTimings,
     Strategy,
     Usage,
@@ -107,7 +109,13 @@ class Router:
         self.agents: dict[str, Agent] = build_agents(config, self.catalog)
         self.verifiers: tuple[Verifier, ...] = build_verifiers(config)
         self.classifier: Classifier = classifier or build_classifier(
-            config, self.agents, self._classify_with_model
+            config, self.agents, self._classify_with_model, self._classifier_may_see
+        )
+        # Plan calls no model: its classification leaves the LLM out.
+        self.plan_classifier: Classifier = (
+            self.classifier.without_llm()
+            if isinstance(self.classifier, ChainClassifier)
+            else self.classifier
         )
         d = config.decisions
         self.decisions = DecisionLog(
@@ -167,7 +175,8 @@ class Router:
     async def explain(self, request: RouteRequest) -> PlanOutcome:
         """Classify and plan ``request`` without calling a model."""
         scope = await self.guardrails.begin(request, explain=True)
-        classification = await self.classifier.classify(scope.request)
+        classification = await self.plan_classifier.classify(scope.request)
+        classification = self.guardrails.agent_allowed(scope, classification)
         request, catalog = self._for_agent(scope.request, classification)
         catalog = self.guardrails.narrow(scope, catalog)
         snapshot = self.guardrails.with_budget(scope, self.snapshot())
@@ -208,6 +217,7 @@ class Router:
         if scope.hit is not None:
             return scope.hit
         classification = await self.classifier.classify(scope.request)
+        classification = self.guardrails.agent_allowed(scope, classification)
         request, catalog = self._for_agent(scope.request, classification)
         catalog = self.guardrails.narrow(scope, catalog)
         t1 = time.monotonic()
@@ -264,7 +274,7 @@ class Router:
         )
         self.decisions.record(request, routed)
         self._observe_quality(routed)
-        self.shadow.consider(request, routed)
+        self.shadow.consider(request, routed, catalog)
         await self.guardrails.finish(scope, routed)
         return routed
 
@@ -367,6 +377,15 @@ class Router:
         )
         called = await call_model(ctx, request, candidate, "shadow")
         return called.completion, called.attempt.cost_usd
+
+    def _classifier_may_see(self, model: str, request: RouteRequest) -> bool:
+        """Whether the LLM classifier's model may read ``request``: cleared for its
+        sensitivity and among the models its tenant may use."""
+        spec = self.catalog.models[model]
+        if spec.max_sensitivity < (request.hints.sensitivity or Sensitivity.PUBLIC):
+            return False
+        tenant = self.guardrails.tenants.for_request(current_tenant(), request.tenant)
+        return model in tenant.catalog_for(request.hints.use_case).models
 
     async def _classify_with_model(
         self, model: str, messages: tuple[Message, ...], timeout_s: float

@@ -19,9 +19,10 @@ import structlog
 
 from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.decisions import DecisionLog
-from quorum.server.domain import Candidate, Completion, RouteRequest, RouteResult
+from quorum.server.domain import Candidate, Completion, RouteRequest, RouteResult, Sensitivity
 from quorum.server.execute.normalize import normalize, resolve
 from quorum.server.hashing import fraction
+from quorum.server.tokens import prompt_tokens
 from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.shadow")
@@ -44,13 +45,19 @@ def sampled(request_id: str, rate: float) -> bool:
 
 
 def shadow_model(catalog: Catalog, request: RouteRequest, answered_by: str) -> ModelSpec | None:
-    """The cheapest model of a cheaper tier able to serve the request, if any."""
+    """The cheapest model of a cheaper tier able to serve the request, if any: one the
+    request may go to (``catalog`` is its tenant's) and cleared for its sensitivity."""
     primary = catalog.models.get(answered_by)
     if primary is None or primary.tier_rank == 0:
         return None
     needed = request.needed_capabilities()
+    sensitivity = request.hints.sensitivity or Sensitivity.PUBLIC
     for model in catalog.ordered():
-        if model.tier_rank < primary.tier_rank and needed <= model.capabilities:
+        if (
+            model.tier_rank < primary.tier_rank
+            and needed <= model.capabilities
+            and model.max_sensitivity >= sensitivity
+        ):
             return model
     return None
 
@@ -75,30 +82,51 @@ class ShadowEvaluator:
         self._spent = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def consider(self, request: RouteRequest, result: RouteResult) -> None:
-        """Maybe shadow ``result``'s request; never blocks, never raises."""
+    def consider(
+        self, request: RouteRequest, result: RouteResult, catalog: Catalog | None = None
+    ) -> None:
+        """Maybe shadow ``result``'s request, within ``catalog`` (the models its tenant
+        may use; default: all); never blocks, never raises."""
         if result.cached or not sampled(request.request_id, self._settings.sample_rate):
             return
-        model = shadow_model(self._catalog, request, result.model)
+        model = shadow_model(catalog or self._catalog, request, result.model)
         if model is None:
             return
         day = int(self._clock() // 86_400)
         if day != self._day:
             self._day, self._spent = day, 0.0
-        if self._spent >= self._settings.daily_budget_usd:
+        # Its cost is counted before the call, so calls in flight together cannot pass
+        # the budget; the actual cost replaces the estimate when the call ends.
+        estimate = model.estimate_cost(
+            prompt_tokens(request.messages), result.completion.usage.output_tokens or 256
+        )
+        if self._spent + estimate > self._settings.daily_budget_usd:
             return
-        task = asyncio.get_running_loop().create_task(self._run(request, result, model))
+        self._spent += estimate
+        task = asyncio.get_running_loop().create_task(
+            self._run(request, result, model, estimate, day)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, request: RouteRequest, result: RouteResult, model: ModelSpec) -> None:
+    async def _run(
+        self,
+        request: RouteRequest,
+        result: RouteResult,
+        model: ModelSpec,
+        estimate: float,
+        day: int,
+    ) -> None:
         candidate = Candidate(model.name, model.provider, model.tier, 0.0)
+        cost = estimate  # a call that raised may still have been billed
         try:
             completion, cost = await self._call(request, candidate, self._settings.timeout_s)
         except Exception as exc:  # shadow traffic must never disturb serving
             log.warning("shadow_failed", model=model.name, error=type(exc).__name__)
             return
-        self._spent += cost
+        finally:
+            if day == self._day:
+                self._spent += cost - estimate
         if completion is None:
             agree, reason = False, "shadow call failed"
         else:

@@ -15,7 +15,7 @@ from quorum.server.classify.chain import ChainClassifier
 from quorum.server.classify.llm import LLMClassifier
 from quorum.server.classify.rules import TASKS, RulesClassifier
 from quorum.server.config import Config
-from quorum.server.domain import Message
+from quorum.server.domain import Message, RouteRequest
 
 if TYPE_CHECKING:
     from quorum.server.execute.gate import Verifier
@@ -26,7 +26,12 @@ log = structlog.get_logger("quorum.classify")
 ModelCall = Callable[[str, tuple[Message, ...], float], Awaitable[str]]
 
 
-def build_classifier(config: Config, agents: Mapping[str, object], call: ModelCall) -> Classifier:
+def build_classifier(
+    config: Config,
+    agents: Mapping[str, object],
+    call: ModelCall,
+    may_see: Callable[[str, RouteRequest], bool] | None = None,
+) -> Classifier:
     """Rules alone unless embeddings (task routes or agent examples) or an LLM are set."""
     settings = config.classifier
     agent_examples = {name: a.examples for name, a in config.agents.items() if a.examples}
@@ -51,6 +56,7 @@ def build_classifier(config: Config, agents: Mapping[str, object], call: ModelCa
             partial(call, settings.llm.model),
             tasks=names,
             timeout_s=settings.llm.timeout_ms / 1000.0,
+            may_see=partial(may_see, settings.llm.model) if may_see is not None else None,
         )
     first: Classifier = RulesClassifier()
     router = learned_router(config)

@@ -40,6 +40,12 @@ class ChainClassifier:
         self._llm = llm
         self._confident_at = confident_at
 
+    def without_llm(self) -> ChainClassifier:
+        """The same chain that never calls a model (for Plan, which calls none)."""
+        chain = ChainClassifier(rules=self._rules, confident_at=self._confident_at)
+        chain._tasks, chain._agents = self._tasks, self._agents
+        return chain
+
     async def classify(self, request: RouteRequest) -> Classification:
         result = await self._rules.classify(request)
         want_agent = self._agents is not None and not request.hints.agent

@@ -58,8 +58,10 @@ class LLMClassifier:
         tasks: Sequence[str],
         timeout_s: float = 0.3,
         rules: RulesClassifier | None = None,
+        may_see: Callable[[RouteRequest], bool] | None = None,
     ) -> None:
         self._call = call
+        self._may_see = may_see
         self._tasks = tuple(tasks)
         self._timeout_s = timeout_s
         self._rules = rules or RulesClassifier()
@@ -67,6 +69,8 @@ class LLMClassifier:
 
     async def classify(self, request: RouteRequest) -> Classification:
         fallback = await self._rules.classify(request)
+        if self._may_see is not None and not self._may_see(request):
+            return fallback  # the classifier model may not read this request
         messages = (
             Message(Role.SYSTEM, self._system),
             Message(Role.USER, request.prompt_text[:_MAX_PROMPT_CHARS]),

@@ -306,3 +306,18 @@ async def test_a_string_that_is_not_utf8_is_named() -> None:
 
 def _message_with(content: str) -> pb.Message:
     return pb.Message(role=pb.ROLE_USER, content=content)
+
+
+async def test_unknown_names_are_not_answered_with_the_configured_ones() -> None:
+    # A tenant may not be allowed to see every model, agent or use case.
+    hints = pb.RoutingHints(model="secret", agent="nobody", use_case="nothing")
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.route("hello", hints=hints)
+    text = " ".join(v.description for v in info.value.field_violations)
+    assert [v.field for v in info.value.field_violations] == [
+        "hints.model",
+        "hints.use_case",
+        "hints.agent",
+    ]
+    assert not any(name in text for name in ("flash", "mid", "frontier"))

@@ -171,7 +171,7 @@ def resolve(
         elif route in catalog.tiers:
             base["tier"] = route
         elif route != AUTO:
-            raise _unknown(model, catalog, policy, agents)
+            raise _unknown(model)
         pairs = parse_qsl(query_text, keep_blank_values=True)
         for key, value in pairs:
             if key in query:
@@ -180,7 +180,7 @@ def resolve(
     elif model in catalog.models:
         base["model"] = model
     else:
-        raise _unknown(model, catalog, policy, agents)
+        raise _unknown(model)
 
     values = _hint_values(query, lambda key: "model", violations)
     from_body = _hint_values(extension, lambda key: f"quorum.{key}", violations)
@@ -248,13 +248,12 @@ def _join(names: Any) -> str:
     return ", ".join(names)
 
 
-def _unknown(
-    model: str, catalog: Catalog, policy: RoutingPolicy, agents: Collection[str]
-) -> NotFound:
-    names = [name for name, _, _ in model_entries(catalog, policy.use_cases, agents)]
+def _unknown(model: str) -> NotFound:
+    # The configured names are not listed: a tenant may not be allowed to see them all;
+    # GET /v1/models lists the caller's own.
     return NotFound(
-        f"The model `{model}` does not exist on this server; known: {', '.join(names)} "
-        "(GET /v1/models lists them)",
+        f"The model `{model}` does not exist or you do not have access to it "
+        "(GET /v1/models lists the models you may use; `quorum:auto` lets Quorum choose)",
         metadata={"param": "model", "model": model},
     )
 

@@ -288,18 +288,18 @@ def _hints(
     if max_cost is not None and (not math.isfinite(max_cost) or max_cost < 0):
         c.add("hints.max_cost_usd", "must be a finite number >= 0")
         max_cost = None
+    # Unknown names are not answered with the configured ones: a tenant may not be
+    # allowed to see them all (ListModels lists the models the caller may use).
     if h.model and h.model not in catalog.models:
-        c.add("hints.model", f"unknown model {h.model!r} (known: {', '.join(catalog.models)})")
+        c.add("hints.model", f"unknown model {h.model!r} (ListModels lists the models)")
     if h.tier and h.tier not in catalog.tiers:
         c.add("hints.tier", f"unknown tier {h.tier!r} (known: {', '.join(catalog.tiers)})")
     if h.model and h.tier and h.model in catalog.models and catalog.models[h.model].tier != h.tier:
         c.add("hints.tier", f"model {h.model!r} is in tier {catalog.models[h.model].tier!r}")
     if h.use_case and h.use_case not in use_cases:
-        known = ", ".join(use_cases) or "none configured"
-        c.add("hints.use_case", f"unknown use case {h.use_case!r} (known: {known})")
+        c.add("hints.use_case", f"unknown use case {h.use_case!r}")
     if h.agent and NAME.match(h.agent) and h.agent not in agents:
-        known = ", ".join(sorted(agents)) or "none configured"
-        c.add("hints.agent", f"unknown agent {h.agent!r} (known: {known})")
+        c.add("hints.agent", f"unknown agent {h.agent!r}")
     for name in ("task", "agent"):
         value = getattr(h, name)
         if value and not NAME.match(value):

@@ -456,3 +456,20 @@ async def test_json_asked_for_comes_back_without_a_code_fence() -> None:
     assert result.completion is not None and result.completion.content == '{"answer": 42}'
     text = await call_model(ctx, REQUEST, _candidate(ctx, "m"), "primary")
     assert text.completion is not None and text.completion.content.startswith("```json")
+
+
+async def test_calls_side_by_side_never_pass_the_cap_nor_take_the_reserved_calls() -> None:
+    # Three voters fail once each and retry after a backoff; while they wait the others
+    # spend calls. With a cap of 5 and one call kept (a judge's), at most 4 go out.
+    cfg = _config(
+        {"a": {"retry": {"max_retries": 3, "backoff_base_s": 0.01, "budget_ratio": 1.0}}},
+        {"m": {"provider": "a"}},
+    )
+    a = Scripted("a", {"m": [_fault(), _fault(), _fault(), _fault(), _fault(), _fault()]})
+    ctx = _ctx(cfg, {"a": a}, cap=5)
+    candidate = _candidate(ctx, "m")
+    results = await asyncio.gather(
+        *(call_model(ctx, REQUEST, candidate, "voter", reserve=1) for _ in range(3))
+    )
+    assert len(a.calls) == ctx.calls_made <= 4
+    assert sum(len(r.attempts) for r in results) == len(a.calls)  # each call accounted once

@@ -539,3 +539,15 @@ def test_max_tokens_is_the_output_estimate_so_a_reservation_covers_it() -> None:
     assert estimate_tokens(request, classification).output_tokens == 1000
     unset = RouteRequest("r", (Message(Role.USER, "hello"),))
     assert estimate_tokens(unset, classification).output_tokens < 1000
+
+
+@pytest.mark.parametrize(("cap", "voters", "judged"), [(4, 3, True), (3, 2, True), (2, 2, False)])
+def test_a_tie_break_judge_keeps_a_call_of_the_cap(cap: int, voters: int, judged: bool) -> None:
+    # The plan shows the judge only where the cap leaves it a call (and two voters).
+    consensus = replace(POLICY.consensus, size=3, tie_break="judge", judge_model="frontier")
+    policy = replace(POLICY, consensus=consensus, max_upstream_calls=cap)
+    decided = _plan(_request(strategy=Strategy.CONSENSUS_MAJORITY), policy=policy)
+    roles = [s.role for s in decided.stages]
+    assert len(decided.stages[0].candidates) == voters
+    assert ("judge" in roles) is judged
+    assert len(decided.stages[0].candidates) + judged <= cap

@@ -292,9 +292,19 @@ def plan_consensus(p: Planning, strategy: Strategy) -> ExecutionPlan:
     wants_judge = judged or consensus.tie_break == "judge"
     asked = hints.consensus_size or consensus.size
     size = min(asked, consensus.max_size)
-    reserve = 1 if judged else 0
-    size = min(size, p.policy.max_upstream_calls - reserve)
-    judge, judge_why = _judge_model(p, size) if wants_judge else (None, "")
+    cap = p.policy.max_upstream_calls
+    # A planned judge (the strategy's, or a tie-break's) keeps a call of the cap.
+    judge, judge_why = _judge_model(p, min(size, cap - 1)) if wants_judge else (None, "")
+    if judge is not None and not judged and min(size, cap - 1) < 2:
+        # A tie-break judge would leave no vote: ties go by capability instead.
+        judge = None
+        p.reasons.append(
+            Reason(
+                "TIE_BREAK",
+                f"no tie-break judge: routing.max_upstream_calls {cap} leaves it no call",
+            )
+        )
+    size = min(size, cap - (1 if judge is not None else 0))
     if judged and judge is None:
         raise p.infeasible(strategy, f"no judge: {judge_why}")
     pool = _voter_pool(p, judge)

@@ -392,6 +392,7 @@ async def with_policy(
     retries = 0
     waited = False
     first = True
+    previous: tuple[Sent[T], Deployment] | None = None  # the failed send before this one
     while True:
         deployment = choose_deployment(ctx, spec, tried)
         if not waited:
@@ -400,12 +401,19 @@ async def with_policy(
                 waited = True
                 await asyncio.sleep(wait)
                 continue
+        if previous is not None and ctx.calls_made + reserve >= ctx.max_upstream_calls:
+            # Calls running beside this one (voters, a hedge) used the cap while it
+            # waited: the calls kept for later (a judge, the next candidates) stay theirs.
+            last, last_deployment = previous
+            earlier.pop()  # set aside as an earlier attempt: it is the last one again
+            return Called(last, tuple(earlier), last_deployment)
         sent = await send(deployment, first)
         if sent.value is not None:
             return Called(sent, tuple(earlier), deployment)
         error = sent.error
         assert error is not None
         tried.add(deployment.key)
+        previous = (sent, deployment)
         kind = skip_kind(error)
         if not kind:
             first = False

@@ -183,6 +183,7 @@ async def execute_majority(
         runtime,
         early_exit=policy.early_exit,
         until=ctx.deadline - REPLY_MARGIN_S,
+        reserve=1 if _stage(plan, "judge") else 0,  # a tie-break judge keeps its call
     )
     ballots = round_.ballots()
     groups = tally(ballots)
@@ -253,6 +254,7 @@ async def execute_judge(
         runtime,
         early_exit=False,
         until=max(ctx.clock(), ctx.deadline - REPLY_MARGIN_S - reserve),
+        reserve=1,  # the judge's call
     )
     seed = judge_seed(request.request_id)
     ballots = round_.ballots()

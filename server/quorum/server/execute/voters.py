@@ -149,19 +149,22 @@ async def gather(
     *,
     early_exit: bool,
     until: float,
+    reserve: int = 0,
 ) -> Round:
-    """Call every voter at once; stop when the vote is decided (early exit) or at ``until``."""
+    """Call every voter at once; stop when the vote is decided (early exit) or at ``until``.
+    Voters' retries leave ``reserve`` upstream calls of the cap (the judge's)."""
     normalizer = resolve(runtime.policy.normalizer, request, runtime.task)
     round_ = Round([Voter(c, rank_of(ctx, c)) for c in candidates], normalizer)
     tasks: dict[asyncio.Task[CallResult], Voter] = {}
     for voter in round_.voters:
-        if ctx.calls_made + len(tasks) >= ctx.max_upstream_calls:
+        if ctx.calls_made + len(tasks) + reserve >= ctx.max_upstream_calls:
             voter.attempts.append(
                 unsent(ctx, voter, AttemptOutcome.SKIPPED, "upstream call cap reached")
             )
             continue
         voter.started_ms = ctx.elapsed_ms()
-        tasks[asyncio.create_task(call_model(ctx, request, voter.candidate, "voter"))] = voter
+        call = call_model(ctx, request, voter.candidate, "voter", reserve=reserve)
+        tasks[asyncio.create_task(call)] = voter
     pending = set(tasks)
     try:
         while pending:

@@ -7,6 +7,7 @@ import socket
 import pytest
 import redis.asyncio as aioredis
 
+from quorum.server import observed
 from quorum.server.config import parse_config
 from quorum.server.observed import LocalWindows, RedisWindows, build_observed
 from tests.conftest import sim_config
@@ -64,3 +65,17 @@ def test_redis_only_when_configured() -> None:
     shared = build_observed(parse_config(sim_config(state={"redis_url": "redis://127.0.0.1:1/0"})))
     assert isinstance(shared.escalations, RedisWindows)
     assert isinstance(shared.accuracy, RedisWindows)
+
+
+def test_keys_are_bounded_so_callers_cannot_grow_the_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Keys carry a caller's task hint: past the bound new keys are not learned, while
+    # the known ones keep learning.
+    monkeypatch.setattr(observed, "MAX_KEYS", 3)
+    windows = LocalWindows(window=10, min_samples=1)
+    for i in range(10):
+        windows.record(f"flash/task-{i}", True)
+    windows.record("flash/task-0", False)
+    assert sorted(windows.rates()) == ["flash/task-0", "flash/task-1", "flash/task-2"]
+    assert windows.rates()["flash/task-0"] == 0.5

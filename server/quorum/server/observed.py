@@ -38,6 +38,9 @@ from quorum.server.config import Config
 log = structlog.get_logger("quorum.observed")
 
 _KEY_TTL_S = 7 * 24 * 3600  # an idle route's history expires after a week
+# Keys come partly from callers (a task hint): at most this many are kept per store, so
+# no caller can grow the state (or every replica's refresh of it) without bound.
+MAX_KEYS = 10_000
 _CLOSE_WAIT_S = 1.0
 
 
@@ -77,9 +80,18 @@ class LocalWindows:
     def record(self, key: str, outcome: bool) -> None:
         series = self._windows.get(key)
         if series is None:
+            if len(self._windows) >= MAX_KEYS:
+                return  # full: new keys are not learned (the ones known keep learning)
             series = self._windows[key] = deque(maxlen=self.window)
         series.append(outcome)
         self._rates = None
+
+    def knows(self, key: str) -> bool:
+        return key in self._windows
+
+    @property
+    def size(self) -> int:
+        return len(self._windows)
 
     def rates(self) -> Mapping[str, float]:
         if self._rates is None:
@@ -128,6 +140,9 @@ class RedisWindows:
         return self._healthy
 
     def record(self, key: str, outcome: bool) -> None:
+        known = key in self._remote or self.local.knows(key)
+        if not known and max(len(self._remote), self.local.size) >= MAX_KEYS:
+            return  # full: new keys are not learned (the ones known keep learning)
         self.local.record(key, outcome)
         self._spawn(self._push(key, outcome))
 
@@ -195,6 +210,7 @@ class RedisWindows:
                 pipe.ltrim(redis_key, -self._window, -1)
                 pipe.expire(redis_key, _KEY_TTL_S)
                 pipe.sadd(self._index, key)
+                pipe.expire(self._index, _KEY_TTL_S)  # (the set goes when no key is written)
                 pipe.lrange(redis_key, 0, -1)
                 results: list[Any] = await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
@@ -210,7 +226,7 @@ class RedisWindows:
         try:
             members = sorted(
                 m.decode() if isinstance(m, bytes) else str(m)
-                for m in await self._redis.smembers(self._index)
+                for m in await self._redis.srandmember(self._index, MAX_KEYS) or ()
             )
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in members:
@@ -220,10 +236,17 @@ class RedisWindows:
             self._failed(exc)
             return
         remote: dict[str, float] = {}
+        expired: list[str] = []
         for key, values in zip(members, windows, strict=True):
+            if not values:
+                expired.append(key)  # its window expired: the index forgets it too
+                continue
             rate = self._rate_of(values)
             if rate is not None:
                 remote[key] = rate
+        if expired:
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await self._redis.srem(self._index, *expired)
         self._remote = remote
         self._ok()
 

@@ -125,3 +125,17 @@ async def test_streams_bypass_the_cache_unless_configured() -> None:
         await client.route("What is 4 * 4?", tenant="acme", hints=ALLOW)
         hit = await _streamed(client, "What is 4 * 4?")
         assert hit.cached and hit.content
+
+
+async def test_an_answer_a_budget_guard_shaped_is_not_cached() -> None:
+    # Past the soft limit a request for the premium model is answered by a cheaper
+    # one; that answer must not be served later, once the pressure is gone.
+    data = cache_config(default_allow=True)
+    data["tenants"]["acme"]["budget"] = {"daily_usd": 1.0}
+    premium = pb.RoutingHints(model="frontier")
+    async with serving(data) as (running, client):
+        await spend(running, 0.9)  # above the 85% soft threshold
+        pressed = await client.route("What is 6 * 7?", tenant="acme", hints=premium)
+        again = await client.route("What is 6 * 7?", tenant="acme", hints=premium)
+    assert pressed.guards and pressed.model != "frontier"
+    assert not again.cached

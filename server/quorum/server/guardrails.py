@@ -339,5 +339,7 @@ class Guardrails:
                     "quorum.cached": result.cached,
                 }
             )
-        if self.cache is not None and scope.cache_key is not None:
+        # An answer a guard shaped (a budget's cheaper tier, a strategy the plan did not
+        # allow) is not the answer to the request as asked: it is not cached under its key.
+        if self.cache is not None and scope.cache_key is not None and not scope.guards:
             await self.cache.put(scope.cache_key, result)

@@ -344,6 +344,9 @@ async def test_judge_failure_falls_back_to_majority(
     assert reason in r.consensus.judge.fallback_reason
     assert correct_core(MEDIUM) in r.content  # the majority of two correct voters
     assert r.consensus.agreement == pytest.approx(2 / 3)
+    (attempt,) = [a for a in r.attempts if a.role == "judge"]
+    if "timed out" in reason:  # cut off while it worked: its prompt is charged
+        assert attempt.cost_usd > 0 and attempt.usage.input_tokens > 0
 
 
 async def test_malformed_judge_reply_falls_back_to_majority(

@@ -13,6 +13,7 @@ import pytest
 from quorum.server.catalog import breaker_keys, build_catalog
 from quorum.server.config import Config, parse_config
 from quorum.server.domain import (
+    Attempt,
     AttemptOutcome,
     Candidate,
     Completion,
@@ -473,3 +474,18 @@ async def test_calls_side_by_side_never_pass_the_cap_nor_take_the_reserved_calls
     )
     assert len(a.calls) == ctx.calls_made <= 4
     assert sum(len(r.attempts) for r in results) == len(a.calls)  # each call accounted once
+
+
+async def test_a_caller_that_cancels_keeps_the_attempts_that_had_ended() -> None:
+    # A judge or a voter cut off mid-retry: the failed calls before are in the account.
+    cfg = _config(
+        {"a": {"retry": {"max_retries": 2, "backoff_base_s": 0.001, "budget_ratio": 1.0}}},
+        {"m": {"provider": "a"}},
+    )
+    ctx = _ctx(cfg, {"a": Scripted("a", {"m": [_fault(), 5.0]})})
+    ended: list[Attempt] = []
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await call_model(ctx, REQUEST, _candidate(ctx, "m"), "judge", record=ended)
+    assert [a.outcome for a in ended] == [AttemptOutcome.FAILED]
+    assert ctx.calls_made == 2

@@ -362,22 +362,29 @@ async def call_model(
     role: str,
     *,
     reserve: int = 0,
+    record: list[Attempt] | None = None,
 ) -> CallResult:
     """Call ``candidate`` for ``request`` (with retries by policy); never raises a
     provider error. Retries leave ``reserve`` upstream calls of the cap unused, for
-    the candidates the caller may still need."""
+    the candidates the caller may still need. Each attempt that ends before the last
+    also goes to ``record`` at once, so a caller that cancels the call keeps them."""
     spec = ctx.catalog.models[candidate.model]
 
     async def send(deployment: Deployment, first: bool) -> Sent[Completion]:
         return await _send(ctx, request, spec, deployment, role, first)
 
-    called = await with_policy(ctx, spec, send, reserve=reserve)
+    called = await with_policy(ctx, spec, send, reserve=reserve, record=record)
     last = called.last
     return CallResult(last.attempt, last.value, last.error, spec, called.earlier, called.deployment)
 
 
 async def with_policy(
-    ctx: ExecutionContext, spec: ModelSpec, send: Send[T], *, reserve: int = 0
+    ctx: ExecutionContext,
+    spec: ModelSpec,
+    send: Send[T],
+    *,
+    reserve: int = 0,
+    record: list[Attempt] | None = None,
 ) -> Called[T]:
     """Run ``send(deployment, first)`` until it succeeds or the policy says stop.
 
@@ -388,6 +395,12 @@ async def with_policy(
     """
     res = ctx.resilience
     earlier: list[Attempt] = []
+
+    def set_aside(attempt: Attempt) -> None:
+        earlier.append(attempt)
+        if record is not None:
+            record.append(attempt)
+
     tried: set[str] = set()
     retries = 0
     waited = False
@@ -406,6 +419,8 @@ async def with_policy(
             # waited: the calls kept for later (a judge, the next candidates) stay theirs.
             last, last_deployment = previous
             earlier.pop()  # set aside as an earlier attempt: it is the last one again
+            if record is not None:
+                record.pop()
             return Called(last, tuple(earlier), last_deployment)
         sent = await send(deployment, first)
         if sent.value is not None:
@@ -431,7 +446,7 @@ async def with_policy(
         if others:
             # Another deployment of the same model: a different upstream, so no backoff
             # and no retry budget — this is failover within the model.
-            earlier.append(sent.attempt)
+            set_aside(sent.attempt)
             continue
         if ctx.calls_made + reserve >= ctx.max_upstream_calls:
             return Called(sent, tuple(earlier), deployment)  # leave the rest to others
@@ -439,7 +454,7 @@ async def with_policy(
             # Nothing was sent, or the provider asked us to wait: this deployment again
             # once its cool-down is over, if that is soon.
             if not waited and rate_limit_wait(ctx, deployment) > 0:
-                earlier.append(sent.attempt)
+                set_aside(sent.attempt)
                 continue
             return Called(sent, tuple(earlier), deployment)
         policy = res.retry_policy(deployment.provider)
@@ -454,7 +469,7 @@ async def with_policy(
             log.info("retry_budget_exhausted", provider=deployment.provider, model=spec.name)
             return Called(sent, tuple(earlier), deployment)
         retries += 1
-        earlier.append(sent.attempt)
+        set_aside(sent.attempt)
         tried.discard(deployment.key)
         if delay > 0:
             await asyncio.sleep(delay)

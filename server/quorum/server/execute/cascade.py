@@ -119,11 +119,15 @@ async def _call_tier(
         call_request = _with_logprobs(request, spec.capabilities) if wants_logprobs else request
         started_ms = ctx.elapsed_ms()
         limit = ctx.time_left() - REPLY_MARGIN_S if in_hand else None
+        ended: list[Attempt] = []  # attempts that ended before a cancellation (retries)
         try:
             async with asyncio.timeout(limit):
-                result = await call_model(ctx, call_request, candidate, "tier", reserve=reserve)
+                result = await call_model(
+                    ctx, call_request, candidate, "tier", reserve=reserve, record=ended
+                )
         except TimeoutError:
             why = "cancelled: the deadline is near, an answer is in hand"
+            attempts.extend(ended)
             attempts.append(cut_off(ctx, call_request, candidate, "tier", started_ms, why))
             return None
         attempts.extend(result.attempts)

@@ -39,7 +39,7 @@ from quorum.server.domain import (
     JudgeDetail,
     RouteRequest,
 )
-from quorum.server.execute.calls import MIN_ATTEMPT_S, ExecutionContext, call_model
+from quorum.server.execute.calls import MIN_ATTEMPT_S, ExecutionContext, call_model, cut_off
 from quorum.server.execute.events import FellBack
 from quorum.server.execute.judge import (
     JudgeReplyError,
@@ -106,22 +106,15 @@ async def ask_judge(
     if limit < MIN_ATTEMPT_S:
         return JudgeCall((), None, None, shown, names, "no time left for the judge")
     started_ms = ctx.elapsed_ms()
+    ended: list[Attempt] = []  # attempts that ended before a timeout (retries)
     try:
         async with asyncio.timeout(limit):
-            result = await call_model(ctx, judge_request, judge, "judge")
+            result = await call_model(ctx, judge_request, judge, "judge", record=ended)
     except TimeoutError:
-        attempt = Attempt(
-            model=spec.name,
-            provider=judge.provider,
-            tier=spec.tier,
-            role="judge",
-            outcome=AttemptOutcome.FAILED,
-            reason=f"judge timed out after {limit:.3f}s",
-            error_reason="PROVIDER_TIMEOUT",
-            latency_ms=ctx.elapsed_ms() - started_ms,
-            started_ms=started_ms,
-        )
-        return JudgeCall((attempt,), None, None, shown, names, attempt.reason)
+        why = f"judge timed out after {limit:.3f}s"
+        cut = cut_off(ctx, judge_request, judge, "judge", started_ms, why)
+        attempt = replace(cut, outcome=AttemptOutcome.FAILED, error_reason="PROVIDER_TIMEOUT")
+        return JudgeCall((*ended, attempt), None, None, shown, names, why)
     earlier = result.attempts[:-1]
     if result.completion is None:
         reason = f"judge call failed: {result.attempt.reason}"

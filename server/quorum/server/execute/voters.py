@@ -73,6 +73,7 @@ class Voter:
     normalized: str = ""
     cancelled: bool = False
     attempts: list[Attempt] = field(default_factory=list)
+    ended: list[Attempt] = field(default_factory=list)  # retries ended while it ran
 
     @property
     def completion(self) -> Completion | None:
@@ -163,7 +164,9 @@ async def gather(
             )
             continue
         voter.started_ms = ctx.elapsed_ms()
-        call = call_model(ctx, request, voter.candidate, "voter", reserve=reserve)
+        call = call_model(
+            ctx, request, voter.candidate, "voter", reserve=reserve, record=voter.ended
+        )
         tasks[asyncio.create_task(call)] = voter
     pending = set(tasks)
     try:
@@ -195,6 +198,7 @@ async def gather(
             except asyncio.CancelledError:
                 voter.cancelled = True
                 c = voter.candidate
+                voter.attempts.extend(voter.ended)  # its retries before the cancellation
                 voter.attempts.append(cut_off(ctx, request, c, "voter", voter.started_ms, why))
             else:  # it answered before the cancellation landed: count it
                 receive(ctx, request, runtime, round_, voter, result)

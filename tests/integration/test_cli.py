@@ -37,6 +37,16 @@ def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_check_config_refuses_a_verifier_the_artifact_lacks(tmp_path: Path) -> None:
+    # The default source (MMLU) has no cascade verifier: serving would fail every cascade.
+    bad = tmp_path / "verifier.yaml"
+    bad.write_text(yaml.safe_dump(sim_config(classifier={"learned": {"verifier": True}})))
+    result = run("check-config", str(bad))
+    assert result.returncode == 1
+    assert "classifier.learned.verifier: source 'routellm-mmlu' has no cascade" in result.stderr
+    assert "routellm-gsm8k" in result.stderr and "Traceback" not in result.stderr
+
+
 async def test_route_plan_models_against_a_server() -> None:
     async with running_server(parse_config(sim_config())) as (running, _):
         address = f"127.0.0.1:{running.port}"

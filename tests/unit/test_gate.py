@@ -209,3 +209,22 @@ def test_repeated_share() -> None:
     assert repeated_share("the same words again " * 20) > 0.2
     varied = " ".join(f"word{i}" for i in range(200))
     assert repeated_share(varied) < 0.01
+
+
+def test_verifiers_read_text_answers_only() -> None:
+    # A tool call or a JSON answer is judged by the checks made for it, not by a
+    # verifier trained on prose (it would doubt every one of them).
+    class Doubting:
+        name = "learned_verifier"
+
+        def verify(self, request: RouteRequest, completion: Completion) -> GateCheck:
+            return GateCheck(self.name, False, "p(right)=0.00")
+
+    call = Completion("", (ToolCall("c1", "get_weather", "{}"),), "tool_calls")
+    assert evaluate(_request(), call, POLICY, (Doubting(),)).passed
+    as_json = Completion('{"name": "Ada", "age": 36}')
+    verdict = evaluate(
+        _request(ResponseFormatType.JSON_SCHEMA, SCHEMA), as_json, POLICY, (Doubting(),)
+    )
+    assert verdict.passed
+    assert not evaluate(_request(), Completion("The answer is 42."), POLICY, (Doubting(),)).passed

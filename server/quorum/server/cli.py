@@ -102,6 +102,14 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         print(exc.message, file=sys.stderr)
         return 1
     catalog = build_catalog(config)
+    if config.classifier.learned is not None and config.classifier.learned.verifier:
+        from quorum.server.classify.build import build_verifiers
+
+        try:  # the artifact must have a verifier for the configured source
+            build_verifiers(config)
+        except ConfigError as exc:
+            print(exc.message, file=sys.stderr)
+            return 1
     try:
         resolve_secrets(config)
     except ConfigError as exc:

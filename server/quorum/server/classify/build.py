@@ -16,6 +16,7 @@ from quorum.server.classify.llm import LLMClassifier
 from quorum.server.classify.rules import TASKS, RulesClassifier
 from quorum.server.config import Config
 from quorum.server.domain import Message, RouteRequest
+from quorum.server.errors import ConfigError
 
 if TYPE_CHECKING:
     from quorum.server.execute.gate import Verifier
@@ -100,6 +101,16 @@ def build_verifiers(config: Config) -> tuple[Verifier, ...]:
     router = learned_router(config) if settings is not None and settings.verifier else None
     if router is None or settings is None:
         return ()
+    head = router.head(settings.source)
+    if head.cascade is None:
+        with_one = ", ".join(s for s in router.sources if router.head(s).cascade is not None)
+        raise ConfigError(
+            [
+                f"classifier.learned.verifier: source {head.source!r} has no cascade "
+                f"verifier; set classifier.learned.source to one that has "
+                f"({with_one or 'none in this artifact'})"
+            ]
+        )
     from quorum.server.classify.learned import LearnedVerifier
 
     return (LearnedVerifier(router, settings.source),)

@@ -287,7 +287,9 @@ def evaluate(
         checks.append(_refusal(completion, policy))
     checks.extend(_json_checks(request, completion))
     checks.extend(_logprob(completion, policy))
-    checks.extend(v.verify(request, completion) for v in verifiers)
+    if not completion.tool_calls and request.params.response_format.type is ResponseFormatType.TEXT:
+        # Verifiers read a text answer; a tool call or JSON is judged by the checks above.
+        checks.extend(v.verify(request, completion) for v in verifiers)
     return GateVerdict(all(c.passed for c in checks), tuple(checks))
 
 

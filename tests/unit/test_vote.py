@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quorum.server.domain import VoteGroup
+from quorum.server.domain import Completion, ToolCall, VoteGroup
 from quorum.server.execute.vote import (
     Ballot,
     agreement,
@@ -14,6 +14,7 @@ from quorum.server.execute.vote import (
     most_capable_group,
     tally,
 )
+from quorum.server.execute.voters import answer_text, canonical_calls
 
 
 def _b(model: str, answer: str, weight: float = 1.0, rank: int = 0) -> Ballot:
@@ -72,3 +73,25 @@ def test_agreement() -> None:
 )
 def test_min_deciding_weight(weights: list[float], k: int) -> None:
     assert min_deciding_weight(weights) == k
+
+
+def test_tool_call_answers_vote_by_tool_and_arguments() -> None:
+    # The same call however its JSON is spaced or ordered; never two different tools
+    # that happen to share a number.
+    def calls(*pairs: tuple[str, str]) -> Completion:
+        return Completion("", tuple(ToolCall(f"c{i}", n, a) for i, (n, a) in enumerate(pairs)))
+
+    same = {
+        canonical_calls(calls(("get_weather", '{"city": "Paris", "unit": "C"}'))),
+        canonical_calls(calls(("get_weather", '{"unit":"C","city":"Paris"}'))),
+    }
+    assert len(same) == 1
+    assert canonical_calls(calls(("get_weather", '{"days": 7}'))) != canonical_calls(
+        calls(("delete_account", '{"id": 7}'))
+    )
+
+
+def test_a_judge_is_shown_the_tool_calls() -> None:
+    shown = answer_text(Completion("", (ToolCall("c1", "get_weather", '{"city": "Paris"}'),)))
+    assert shown == '[calls tool get_weather with arguments {"city":"Paris"}]'
+    assert answer_text(Completion("Paris is sunny.")) == "Paris is sunny."

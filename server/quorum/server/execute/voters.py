@@ -14,6 +14,7 @@ call that was cut off.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -120,6 +121,31 @@ def unsent(ctx: ExecutionContext, voter: Voter, outcome: AttemptOutcome, why: st
     )
 
 
+def _canonical_arguments(arguments_json: str) -> str:
+    try:
+        value = json.loads(arguments_json or "{}")
+    except ValueError:
+        return arguments_json.strip()
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_calls(completion: Completion) -> str:
+    """The tool calls of an answer, canonical: names and arguments (keys sorted, no
+    spacing), so equal calls vote together and different ones never do."""
+    return ";".join(
+        f"call:{c.name}({_canonical_arguments(c.arguments_json)})" for c in completion.tool_calls
+    )
+
+
+def answer_text(completion: Completion) -> str:
+    """What a judge is shown of an answer: its text, then each tool call it makes."""
+    calls = [
+        f"[calls tool {c.name} with arguments {_canonical_arguments(c.arguments_json)}]"
+        for c in completion.tool_calls
+    ]
+    return "\n".join([completion.content, *calls]) if calls else completion.content
+
+
 def receive(
     ctx: ExecutionContext,
     request: RouteRequest,
@@ -135,10 +161,13 @@ def receive(
         return
     voter.verdict = evaluate(request, result.completion, runtime.gate)
     if usable(voter.verdict):
-        text = result.completion.content
-        if not text.strip() and result.completion.tool_calls:
-            text = ";".join(f"{t.name}({t.arguments_json})" for t in result.completion.tool_calls)
-        voter.normalized = normalize(round_.normalizer, text)
+        completion = result.completion
+        if completion.tool_calls:
+            # A call answer is its calls: the same tool with the same arguments, however
+            # they are spaced or ordered, whatever the text normaliser would make of them.
+            voter.normalized = canonical_calls(completion)
+        else:
+            voter.normalized = normalize(round_.normalizer, completion.content)
     ctx.sink.emit(Voted(answer_of(voter, -1)))
 
 

@@ -143,7 +143,9 @@ def answer_text(completion: Completion) -> str:
         f"[calls tool {c.name} with arguments {_canonical_arguments(c.arguments_json)}]"
         for c in completion.tool_calls
     ]
-    return "\n".join([completion.content, *calls]) if calls else completion.content
+    if not calls:
+        return completion.content
+    return "\n".join([completion.content, *calls] if completion.content.strip() else calls)
 
 
 def receive(

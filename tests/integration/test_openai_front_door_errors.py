@@ -238,6 +238,36 @@ def test_messages_map_to_domain() -> None:
     ("body", "field"),
     [
         ({"messages": [{"role": "user", "content": "x"}] * 5}, "messages"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "Weather?"},
+                    {"role": "tool", "tool_call_id": "c9", "content": "18C"},
+                ]
+            },
+            "messages[1].tool_call_id",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "Weather?"},
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": "c1",
+                                "type": "function",
+                                "function": {"name": "get_tide", "arguments": "{}"},
+                            }
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": "c1", "content": "high at noon"},
+                ],
+                "tools": [{"type": "function", "function": {"name": "get_weather"}}],
+            },
+            "messages[1].tool_calls[0].name",
+        ),
         ({"messages": [{"role": "user", "content": ""}]}, "messages[0].content"),
         ({"messages": [{"role": "user", "content": 3}]}, "messages[0].content"),
         (

@@ -19,6 +19,7 @@ from typing import Any
 
 from quorum.server import domain as d
 from quorum.server.catalog import Catalog
+from quorum.server.conversation import tool_turn_problems
 from quorum.server.errors import FieldViolation, InvalidRequest, NotFound
 from quorum.server.frontdoor import naming
 from quorum.server.frontdoor.account import account_json
@@ -508,6 +509,9 @@ def parse_chat_request(
             if message is not None:
                 messages.append(message)
     params = _params(body, v)
+    if not v.items and any(m.tool_calls or m.role is d.Role.TOOL for m in messages):
+        for field, problem in tool_turn_problems(messages, params):
+            v.add(field, problem)
     extension = body.get("quorum", {})
     if not isinstance(extension, dict):
         v.add("quorum", "must be an object of routing hints")

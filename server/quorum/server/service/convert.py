@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -17,6 +17,7 @@ from quorum.route.v1 import route_service_pb2 as svc_pb
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server import domain as d
 from quorum.server.catalog import Catalog, ModelSpec
+from quorum.server.conversation import tool_turn_problems
 from quorum.server.decisions import Feedback, FeedbackKind
 from quorum.server.errors import ExecutionFailed, FieldViolation, InvalidRequest, QuorumError
 from quorum.server.execute.events import (
@@ -146,27 +147,6 @@ def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
     if role is None:
         return None
     return d.Message(role, content, tuple(parts), calls, m.tool_call_id, m.name)
-
-
-def _tool_turns(
-    messages: Sequence[d.Message | None], params: d.GenerationParams, c: _Checker
-) -> None:
-    """Tool calls and results that fit together, as every vendor requires: a result
-    answers a call made earlier in the conversation, and a call names a defined tool."""
-    defined = {tool.name for tool in params.tools}
-    made: set[str] = set()
-    for i, m in enumerate(messages):
-        if m is None:
-            continue
-        for j, call in enumerate(m.tool_calls):
-            made.add(call.id)
-            if defined and call.name and call.name not in defined:
-                c.add(
-                    f"messages[{i}].tool_calls[{j}].name",
-                    f"calls {call.name!r}, which params.tools does not define",
-                )
-        if m.role is d.Role.TOOL and m.tool_call_id and m.tool_call_id not in made:
-            c.add(f"messages[{i}].tool_call_id", "answers no tool call made before it")
 
 
 def _params(p: pb.GenerationParams, c: _Checker) -> d.GenerationParams:
@@ -350,7 +330,8 @@ def route_request_from_pb(
     # Most requests set no params or no hints: their conversion is the same every time.
     params = _params(msg.params, c) if msg.HasField("params") else _DEFAULT_PARAMS
     if any(m is not None and (m.tool_calls or m.role is d.Role.TOOL) for m in messages):
-        _tool_turns(messages, params, c)
+        for field, problem in tool_turn_problems(messages, params):
+            c.add(field, problem)
     if msg.HasField("hints"):
         hints = _hints(msg.hints, catalog, use_cases, agents, c)
     else:

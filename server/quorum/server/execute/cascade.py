@@ -203,8 +203,8 @@ async def execute_cascade(
         )
         last = i == len(stages) - 1
         if result is None or result.completion is None:
+            escalations.append(f"{tier}: no model answered")  # (the last tier's too)
             if not last:
-                escalations.append(f"{tier}: no model answered")
                 ctx.sink.emit(
                     Escalated(tier, stages[i + 1].candidates[0].tier, "no model answered")
                 )
@@ -222,10 +222,10 @@ async def execute_cascade(
             return _finish(answer, attempts, detail(), "ok: gate passed")
         summary = failure_summary(verdict)
         attempts[index] = replace(attempts[index], outcome=AttemptOutcome.REJECTED, reason=summary)
+        escalations.append(f"{tier}: {summary}")  # the last tier's too: why none passed
         if last:
             best = max(answers, key=_Answer.score)
             return _finish(best, attempts, detail(), "returned: best answer of the last tier")
-        escalations.append(f"{tier}: {summary}")
         ctx.sink.emit(Escalated(tier, stages[i + 1].candidates[0].tier, summary))
         i += 1
     if answers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,37 @@ async def test_route_sends_the_bearer_token() -> None:
         )
         assert allowed.returncode == 0, allowed.stderr
         assert "s3cret-token" not in allowed.stdout
+
+
+def test_check_config_warns_of_what_serve_would_refuse(tmp_path: Path) -> None:
+    data = sim_config()
+    data["server"] = {"tls": {"cert_file": "/nope/cert.pem", "key_file": "/nope/key.pem"}}
+    data["tenants"] = {"acme": {"token_sha256_env": "QUORUM_TEST_UNSET_DIGEST"}}
+    config = tmp_path / "env.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = run("check-config", str(config))
+    assert result.returncode == 0, result.stderr  # the server's environment may differ
+    for key in ("tenants.acme.token_sha256_env", "server.tls.cert_file", "server.tls.key_file"):
+        assert f"warning: {key}" in result.stderr
+    assert "serve refuses to start without it" in result.stderr
+
+
+def test_a_port_out_of_range_is_named(tmp_path: Path) -> None:
+    data = sim_config()
+    data["server"] = {"http_address": "127.0.0.1:70000"}
+    config = tmp_path / "port.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = run("check-config", str(config))
+    assert result.returncode == 1
+    assert "server.http_address" in result.stderr and "65535" in result.stderr
+
+
+def test_serve_on_a_port_in_use_names_the_key_without_a_traceback() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--address", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert f"server.address: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

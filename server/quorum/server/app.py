@@ -127,12 +127,16 @@ def create_server(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     tls = config.server.tls
-    if tls is not None:
-        port = server.add_secure_port(address or config.server.address, server_credentials(tls))
-    else:
-        port = server.add_insecure_port(address or config.server.address)
+    where = address or config.server.address
+    try:
+        if tls is not None:
+            port = server.add_secure_port(where, server_credentials(tls))
+        else:
+            port = server.add_insecure_port(where)
+    except RuntimeError as exc:  # grpcio raises on a port in use or an unusable address
+        raise OSError(f"server.address: cannot listen on {where}: {exc}") from None
     if port == 0:
-        raise OSError(f"cannot bind {address or config.server.address}")
+        raise OSError(f"server.address: cannot listen on {where}")
     probe = ""
     if shedder is not None:
         probe = probe_address()

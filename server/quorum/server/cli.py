@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,7 +94,6 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from quorum.server.catalog import build_catalog
-    from quorum.server.config import resolve_secrets
 
     try:
         config = load_config(args.file)
@@ -110,17 +109,55 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(exc.message, file=sys.stderr)
             return 1
-    try:
-        resolve_secrets(config)
-    except ConfigError as exc:
-        # Keys live in the environment of the server, not necessarily here.
-        for problem in exc.problems:
-            print(f"warning: {problem}", file=sys.stderr)
+    # What depends on the server's environment (keys, token variables, TLS files, the
+    # tracing packages) may differ here: warnings, each saying that serve would refuse it.
+    for problem in _environment_problems(config):
+        print(f"warning: {problem} (serve refuses to start without it)", file=sys.stderr)
     print(
         f"{args.file}: ok — {len(config.providers)} providers, {len(config.models)} models, "
         f"tiers {' < '.join(catalog.tiers)}, baseline {catalog.baseline.name}"
     )
     return 0
+
+
+def _environment_problems(config: Config) -> list[str]:
+    """What serve would refuse in this environment: provider keys and tenant token
+    variables unset, TLS files unreadable, tracing packages missing."""
+    from quorum.server.config import resolve_secrets
+    from quorum.server.service.auth import hash_key, token_digests
+
+    checks: list[Callable[[], object]] = [
+        lambda: resolve_secrets(config),
+        lambda: token_digests(config),
+        lambda: hash_key(config),
+    ]
+    if config.server.tls is not None:
+        from quorum.server.service.tls import server_credentials
+
+        tls = config.server.tls
+        checks.append(lambda: server_credentials(tls))
+    if config.observability.tracing is not None:
+        checks.append(_tracing_installed)
+    problems: list[str] = []
+    for check in checks:
+        try:
+            check()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return problems
+
+
+def _tracing_installed() -> None:
+    try:
+        import opentelemetry.exporter.otlp.proto.grpc.trace_exporter
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            [
+                "observability.tracing: the opentelemetry-sdk and "
+                "opentelemetry-exporter-otlp-proto-grpc packages are not installed"
+            ]
+        ) from None
 
 
 def _connection_args(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from quorum.server.config.fields import Strict
+from quorum.server.config.fields import HostPort, Strict
 
 
 class TlsConfig(Strict):
@@ -21,11 +21,9 @@ class TlsConfig(Strict):
 class ServerConfig(Strict):
     """The gRPC listener and its limits."""
 
-    address: str = "[::]:50051"
-    http_address: str | None = Field(
-        None,
-        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$",
-        description="HOST:PORT of the OpenAI-compatible HTTP front door; off when unset",
+    address: HostPort = "[::]:50051"
+    http_address: HostPort | None = Field(
+        None, description="HOST:PORT of the OpenAI-compatible HTTP front door; off when unset"
     )
     grace_period_s: float = Field(20.0, ge=0, le=600)
     max_connection_age_s: float = Field(300.0, gt=0)

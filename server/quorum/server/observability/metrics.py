@@ -269,8 +269,11 @@ def split_address(address: str) -> tuple[str, int]:
 
 def serve_metrics(metrics: Metrics, address: str) -> MetricsServer:
     """Serve ``metrics`` at ``http://address/metrics`` (any path answers the same)."""
-    host, port = split_address(address)
-    httpd, thread = start_http_server(port, host, registry=metrics.registry)
+    try:
+        host, port = split_address(address)
+        httpd, thread = start_http_server(port, host, registry=metrics.registry)
+    except (OSError, OverflowError, ValueError) as exc:  # in use, out of range, unusable
+        raise OSError(f"observability.metrics_address: cannot listen on {address}: {exc}") from None
     return MetricsServer(httpd, thread)
 
 

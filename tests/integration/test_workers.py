@@ -197,3 +197,29 @@ def test_spend_limits_with_workers_need_shared_state(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.startswith("state.redis_url: spend limits with --workers 2")
+
+
+async def test_a_worker_crashing_again_at_once_is_restarted_without_stopping_the_rest(
+    tmp_path: Path,
+) -> None:
+    # A poison request retried by clients, a quick out-of-memory kill: the replacement
+    # dies within seconds too. It is restarted after a growing pause; the healthy worker
+    # keeps serving and the supervisor keeps running.
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    with supervisor(tmp_path, sim_config(), address) as proc:
+        await wait_serving(address)
+        await wait_for(lambda: len(children(proc.pid)) == 2 and listeners(port) == 2)
+        await asyncio.sleep(STARTUP_S + 0.2)  # the first workers are past their start-up
+        first, second = children(proc.pid)
+        os.kill(first, signal.SIGKILL)
+        await wait_for(lambda: len(children(proc.pid)) == 2 and first not in children(proc.pid))
+        (replacement,) = [p for p in children(proc.pid) if p != second]
+        os.kill(replacement, signal.SIGKILL)  # within its start-up: a quick death
+        await wait_for(
+            lambda: len(children(proc.pid)) == 2 and replacement not in children(proc.pid)
+        )
+        assert proc.poll() is None and second in children(proc.pid)
+        await route_on_fresh_connections(address, 2)
+    events = log_events((tmp_path / "serve.log").read_text())
+    assert events.count("worker_restarted") == 2 and "workers_failing" not in events

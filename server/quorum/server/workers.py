@@ -43,8 +43,9 @@ from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.workers")
 
-STARTUP_S = 3.0  # a worker that dies sooner than this after starting is a fatal error
-RESTART_PAUSE_S = 0.5
+STARTUP_S = 3.0  # a first worker that dies sooner than this after starting is fatal
+RESTART_PAUSE_S = 0.5  # before a restart; doubled for each quick death in a row
+MAX_RESTART_PAUSE_S = 30.0
 POLL_S = 0.1
 STOP_MARGIN_S = 10.0  # beyond the grace period, before stragglers are killed
 
@@ -65,6 +66,8 @@ class _Worker:
     index: int
     proc: subprocess.Popen[bytes]
     started: float = field(default_factory=time.monotonic)
+    restarted: bool = False  # a replacement, not one of the first workers
+    quick_deaths: int = 0  # deaths in a row within STARTUP_S of starting
 
 
 def _port_of(address: str) -> str:
@@ -137,9 +140,9 @@ def _run(
     metrics_address: str | None,
     stop_signal: list[int],
 ) -> int:
-    def start(index: int) -> _Worker:
+    def start(index: int, *, restarted: bool = False, quick_deaths: int = 0) -> _Worker:
         spec = WorkerSpec(config, address, _metrics_for(metrics_address, index), index, os.getpid())
-        return _Worker(index, _spawn(spec))
+        return _Worker(index, _spawn(spec), restarted=restarted, quick_deaths=quick_deaths)
 
     workers = [start(i) for i in range(count)]
     log.info(
@@ -149,29 +152,42 @@ def _run(
         pids=[w.proc.pid for w in workers],
     )
     code = 0
-    restarts: list[float] = []
+    due: dict[int, tuple[float, int]] = {}  # worker -> (restart at, quick deaths in a row)
     while not stop_signal:
         time.sleep(POLL_S)
+        now = time.monotonic()
         for i, worker in enumerate(workers):
-            exit_code = worker.proc.poll()
-            if exit_code is None or stop_signal:
+            if stop_signal:
+                break
+            if i in due:
+                at, quick = due[i]
+                if now >= at:
+                    del due[i]
+                    workers[i] = start(i, restarted=True, quick_deaths=quick)
+                    log.info("worker_restarted", worker=i, pid=workers[i].proc.pid)
                 continue
-            lived = time.monotonic() - worker.started
+            exit_code = worker.proc.poll()
+            if exit_code is None:
+                continue
+            lived = now - worker.started
             log.warning(
                 "worker_exited", worker=i, pid=worker.proc.pid, code=exit_code, lived_s=lived
             )
-            now = time.monotonic()
-            restarts = [t for t in restarts if now - t < 60.0]
-            if lived < STARTUP_S or len(restarts) >= 5 * count:
+            if lived < STARTUP_S and not worker.restarted:
+                # A first worker that cannot start (a bad address, a config the worker
+                # refuses): restarting would fail the same way.
                 log.error("workers_failing", worker=i, code=exit_code)
                 stop_signal.append(signal.SIGTERM)
                 code = 1
                 break
-            restarts.append(now)
-            time.sleep(RESTART_PAUSE_S)
-            workers[i] = start(i)
-            log.info("worker_restarted", worker=i, pid=workers[i].proc.pid)
-    return _stop(workers, config.server.grace_period_s + STOP_MARGIN_S, code)
+            # A worker that crashed (a poison request, an out-of-memory kill) is restarted
+            # while the others serve, after a pause that doubles for each quick death in
+            # a row, so a crash loop neither spins nor takes the healthy workers down.
+            quick = worker.quick_deaths + 1 if lived < STARTUP_S else 0
+            pause = min(MAX_RESTART_PAUSE_S, RESTART_PAUSE_S * 2**quick)
+            due[i] = (now + pause, quick)
+    live = [w for i, w in enumerate(workers) if i not in due]
+    return _stop(live, config.server.grace_period_s + STOP_MARGIN_S, code)
 
 
 def _stop(workers: list[_Worker], timeout_s: float, code: int) -> int:

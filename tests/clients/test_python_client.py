@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -77,6 +78,15 @@ async def test_async_deadline(address: str) -> None:
         with pytest.raises(QuorumError) as info:
             await client.route("Design a distributed system step by step", timeout=0.001)
     assert info.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_a_zero_timeout_is_zero_not_the_default(address: str) -> None:
+    async with AsyncQuorumClient(address, timeout=30) as client:
+        started = time.monotonic()
+        with pytest.raises(QuorumError) as info:
+            await client.route("Design a distributed system step by step", timeout=0)
+    assert info.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started < 5
 
 
 def _sync_suite(address: str) -> None:

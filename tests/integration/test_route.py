@@ -65,6 +65,7 @@ async def test_all_failing_is_unavailable_with_every_attempt() -> None:
     assert err.code is grpc.StatusCode.UNAVAILABLE
     assert err.reason == "ALL_ATTEMPTS_FAILED"
     assert [a.model for a in err.attempts] == ["flash", "flash-b", "mid"]
+    assert err.plan is not None and err.plan.strategy == pb.STRATEGY_SINGLE  # as executed
 
 
 async def test_open_breaker_is_skipped_and_shown_in_plan() -> None:

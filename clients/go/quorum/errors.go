@@ -117,7 +117,12 @@ func FromError(err error) error {
 	if errors.As(err, &qe) {
 		return qe
 	}
-	return Decode(status.Convert(err))
+	st, ok := status.FromError(err)
+	if !ok {
+		// Not a gRPC status: a context error maps to DeadlineExceeded or Canceled.
+		st = status.FromContextError(err)
+	}
+	return Decode(st)
 }
 
 // Decode builds an *Error from a status and its details.

@@ -98,4 +98,16 @@ func TestFromErrorPlainAndContextErrors(t *testing.T) {
 	if again := FromError(deadline); again != deadline {
 		t.Error("an *Error must be returned as is")
 	}
+	for _, c := range []struct {
+		err  error
+		code codes.Code
+	}{
+		{context.DeadlineExceeded, codes.DeadlineExceeded},
+		{context.Canceled, codes.Canceled},
+		{fmt.Errorf("waiting: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
+	} {
+		if got := FromError(c.err).(*Error); got.Code != c.code {
+			t.Errorf("FromError(%v) code %v, want %v", c.err, got.Code, c.code)
+		}
+	}
 }

@@ -64,7 +64,11 @@ class QuorumClient:
 
     def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
         try:
-            return method(request, timeout=timeout or self._timeout, metadata=self._metadata)
+            return method(
+                request,
+                timeout=timeout if timeout is not None else self._timeout,
+                metadata=self._metadata,
+            )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
 
@@ -119,7 +123,7 @@ class QuorumClient:
             request = build_request(request, **kwargs)
         call: Any = self._stub.RouteStream(
             svc.RouteStreamRequest(request=request),
-            timeout=timeout or self._timeout,
+            timeout=timeout if timeout is not None else self._timeout,
             metadata=self._metadata,
         )
         try:
@@ -162,7 +166,11 @@ class AsyncQuorumClient:
 
     async def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
         try:
-            return await method(request, timeout=timeout or self._timeout, metadata=self._metadata)
+            return await method(
+                request,
+                timeout=timeout if timeout is not None else self._timeout,
+                metadata=self._metadata,
+            )
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
 
@@ -217,7 +225,7 @@ class AsyncQuorumClient:
             request = build_request(request, **kwargs)
         call = self._stub.RouteStream(
             svc.RouteStreamRequest(request=request),
-            timeout=timeout or self._timeout,
+            timeout=timeout if timeout is not None else self._timeout,
             metadata=self._metadata,
         )
         try:

@@ -36,6 +36,7 @@ class QuorumError(Exception):
         field_violations: tuple[FieldViolation, ...] = (),
         retry_after_s: float | None = None,
         attempts: tuple[types_pb2.Attempt, ...] = (),
+        plan: types_pb2.ExecutionPlan | None = None,
     ) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code = code
@@ -46,6 +47,7 @@ class QuorumError(Exception):
         self.field_violations = field_violations
         self.retry_after_s = retry_after_s
         self.attempts = attempts
+        self.plan = plan  # the plan that was executed, when execution failed
 
 
 def _unpack(details: list[any_pb2.Any], error: QuorumError) -> None:
@@ -71,6 +73,8 @@ def _unpack(details: list[any_pb2.Any], error: QuorumError) -> None:
             failure = types_pb2.FailureDetail()
             detail.Unpack(failure)
             error.attempts = tuple(failure.attempts)
+            if failure.HasField("plan"):
+                error.plan = failure.plan
     error.field_violations = tuple(violations)
 
 

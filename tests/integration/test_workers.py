@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -223,3 +224,31 @@ async def test_a_worker_crashing_again_at_once_is_restarted_without_stopping_the
         await route_on_fresh_connections(address, 2)
     events = log_events((tmp_path / "serve.log").read_text())
     assert events.count("worker_restarted") == 2 and "workers_failing" not in events
+
+
+def test_workers_refuse_a_port_another_server_listens_on(tmp_path: Path) -> None:
+    # SO_REUSEPORT would let a second `serve --workers` share it and split the traffic.
+    config = tmp_path / "quorum.yaml"
+    config.write_text(yaml.safe_dump(sim_config()))
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                QUORUM,
+                "serve",
+                "--config",
+                config,
+                "--address",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr

@@ -241,6 +241,13 @@ class Tenants:
                 reason="auth.mode is disabled: any caller may act as any tenant",
                 tenants=len(config.tenants),
             )
+        elif any(p.kind != "simulated" for p in config.providers.values()):
+            # Real provider keys, spent by anyone who can reach the port.
+            log.warning(
+                "auth_off",
+                reason="no tenants configured: every caller is _anonymous and spends "
+                "the provider keys; configure tenants (auth) or a budget for production",
+            )
         else:
             log.info("auth_off", reason="no tenants configured: every caller is _anonymous")
 

@@ -30,6 +30,7 @@ import asyncio
 import os
 import pickle
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -86,6 +87,20 @@ def check_address(address: str) -> str | None:
     port = _port_of(address)
     if not port.isdigit() or int(port) == 0:
         return f"--workers needs a fixed port to share, not {address!r}"
+    return _port_taken(address)
+
+
+def _port_taken(address: str) -> str | None:
+    """Why ``address`` is in use already (by another server, perhaps another ``serve
+    --workers``, which SO_REUSEPORT would otherwise let share it), or None when free."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:  # without SO_REUSEPORT: any listener already there makes this fail
+            probe.bind((host if host not in ("", "*") else "", int(port)))
+        except OSError as exc:
+            return f"cannot listen on {address}: {exc.strerror or exc}"
     return None
 
 

@@ -137,7 +137,9 @@ def _environment_problems(config: Config) -> list[str]:
         tls = config.server.tls
         checks.append(lambda: server_credentials(tls))
     if config.observability.tracing is not None:
-        checks.append(_tracing_installed)
+        from quorum.server.observability.tracing import require_packages
+
+        checks.append(require_packages)
     problems: list[str] = []
     for check in checks:
         try:
@@ -145,19 +147,6 @@ def _environment_problems(config: Config) -> list[str]:
         except ConfigError as exc:
             problems.extend(exc.problems)
     return problems
-
-
-def _tracing_installed() -> None:
-    try:
-        import opentelemetry.exporter.otlp.proto.grpc.trace_exporter
-        import opentelemetry.sdk.trace  # noqa: F401
-    except ImportError:
-        raise ConfigError(
-            [
-                "observability.tracing: the opentelemetry-sdk and "
-                "opentelemetry-exporter-otlp-proto-grpc packages are not installed"
-            ]
-        ) from None
 
 
 def _connection_args(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,6 @@ call that was cut off.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
@@ -42,7 +41,7 @@ from quorum.server.execute.calls import (
 )
 from quorum.server.execute.events import Voted
 from quorum.server.execute.gate import GatePolicy, evaluate, failure_summary, usable
-from quorum.server.execute.normalize import normalize, resolve
+from quorum.server.execute.normalize import canonical_json, normalize, resolve
 from quorum.server.execute.single import deadline_exceeded, no_answer
 from quorum.server.execute.vote import Ballot, decided, tally
 from quorum.server.observed import OutcomeStore
@@ -122,11 +121,7 @@ def unsent(ctx: ExecutionContext, voter: Voter, outcome: AttemptOutcome, why: st
 
 
 def _canonical_arguments(arguments_json: str) -> str:
-    try:
-        value = json.loads(arguments_json or "{}")
-    except ValueError:
-        return arguments_json.strip()
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_json(arguments_json or "{}") or arguments_json.strip()
 
 
 def canonical_calls(completion: Completion) -> str:

@@ -30,6 +30,22 @@ if TYPE_CHECKING:
 log = structlog.get_logger("quorum.tracing")
 
 
+def require_packages() -> None:
+    """:class:`ConfigError` naming the key when the tracing packages are not installed."""
+    try:
+        import opentelemetry.exporter.otlp.proto.grpc.trace_exporter
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        from quorum.server.errors import ConfigError
+
+        raise ConfigError(
+            [
+                "observability.tracing: the opentelemetry-sdk and "
+                "opentelemetry-exporter-otlp-proto-grpc packages are not installed"
+            ]
+        ) from exc
+
+
 class Tracing:
     """A tracer provider of its own (never the global one) and the spans Quorum makes."""
 
@@ -50,20 +66,12 @@ class Tracing:
     ) -> Tracing:
         """Set up tracing from config; ``exporter`` replaces OTLP (tests pass an in-memory
         one, with ``batch=False`` so spans arrive at once)."""
-        try:
-            from opentelemetry.sdk.resources import Resource
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-            from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
-        except ImportError as exc:  # pragma: no cover - depends on the installation
-            from quorum.server.errors import ConfigError
+        require_packages()
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 
-            raise ConfigError(
-                [
-                    "observability.tracing: the opentelemetry-sdk and "
-                    "opentelemetry-exporter-otlp-proto-grpc packages are not installed"
-                ]
-            ) from exc
         if exporter is None:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 

@@ -67,10 +67,14 @@ class Scripted:
         if isinstance(step, BaseException):
             raise step
         try:
-            await asyncio.sleep(step)
+            # As every adapter must (see Provider.complete): no answer within the
+            # request's time limit is a timeout.
+            await asyncio.sleep(min(step, request.timeout_s))
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
+        if step > request.timeout_s:
+            raise ProviderTimeout(f"{self._name}: no answer", provider=self._name)
         return Completion(f"{self._name}:{request.model_id}", usage=Usage(10, 5))
 
     def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:

@@ -61,7 +61,9 @@ class Provider(Protocol):
         ...
 
     async def complete(self, request: ProviderRequest) -> Completion:
-        """Run one non-streaming call."""
+        """Run one non-streaming call; it ends within ``request.timeout_s`` (raising
+        :class:`ProviderTimeout`), which the contract suite holds every adapter to, so
+        the caller sets no timer of its own around it."""
         ...
 
     def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:

@@ -31,15 +31,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from types import TracebackType
 
 import redis.asyncio as aioredis
 import structlog
 
 from quorum.server.budget.guard import CONSENSUS, budget_guard
-from quorum.server.budget.ledger import GLOBAL, Budgets, Counter, MemoryBudgetStore
+from quorum.server.budget.ledger import (
+    GLOBAL,
+    Budgets,
+    Counter,
+    MemoryBudgetStore,
+    Reservation,
+)
 from quorum.server.budget.redis_store import RedisBudgetStore
 from quorum.server.cache import MemoryAnswerStore, RedisAnswerStore, ResponseCache, hit_result
 from quorum.server.catalog import Catalog
@@ -108,6 +114,74 @@ class Run:
         self.attempts = result.attempts
         self.finished = True
         return result
+
+
+class Execution:
+    """``async with guardrails.execution(...) as run``: the reservation before the plan
+    runs, and after it the metrics, the trace and the settlement, also on failure; on
+    cancellation the whole reservation is kept as spent (calls in flight may still be
+    billed). A class rather than a generator-based context manager: it is on every
+    request's path."""
+
+    __slots__ = ("_deadline", "_decided", "_guardrails", "_reservation", "_run", "_scope", "_t0")
+
+    def __init__(
+        self, guardrails: Guardrails, scope: Scope, decided: ExecutionPlan, deadline: float
+    ) -> None:
+        self._guardrails = guardrails
+        self._scope = scope
+        self._decided = decided
+        self._deadline = deadline
+        self._reservation: Reservation | None = None
+        self._run = Run()
+        self._t0 = 0
+
+    async def __aenter__(self) -> Run:
+        g, scope = self._guardrails, self._scope
+        if g.budgets is not None and scope.counters:
+            self._reservation = await g.budgets.reserve(
+                scope.tenant.name,
+                scope.request.request_id,
+                scope.counters,
+                self._decided.estimated_cost_max_usd,
+                critical=scope.request.hints.critical,
+                hold_s=max(0.0, self._deadline - time.monotonic()) + SETTLE_MARGIN_S,
+            )
+        self._t0 = time.time_ns()
+        return self._run
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        g, run = self._guardrails, self._run
+        if isinstance(exc, ExecutionFailed):
+            run.attempts = exc.attempts
+        try:
+            if (
+                isinstance(exc, AllAttemptsFailed)
+                and self._scope.request.hints.sensitivity is Sensitivity.RESTRICTED
+            ):
+                raise AllAttemptsFailed(
+                    f"{exc.message}; the request is marked restricted, so it was sent only "
+                    "to models cleared for restricted data and never falls back to others",
+                    attempts=exc.attempts,
+                    plan=exc.plan,
+                ) from exc
+        finally:
+            g.metrics.attempts(self._scope.tenant.name, run.attempts)
+            if g.tracing is not None:
+                g.tracing.attempts(run.attempts, self._t0)
+            reservation = self._reservation
+            if reservation is not None and g.budgets is not None:
+                failed = isinstance(exc, asyncio.CancelledError | Exception)
+                cancelled = failed and not isinstance(exc, ExecutionFailed) and not run.finished
+                actual = (
+                    reservation.amount / 1e6 if cancelled else sum(a.cost_usd for a in run.attempts)
+                )
+                await asyncio.shield(g.budgets.settle(reservation, actual))
 
 
 class Guardrails:
@@ -276,51 +350,9 @@ class Guardrails:
 
     # ---- execution --------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def execution(
-        self, scope: Scope, decided: ExecutionPlan, deadline: float
-    ) -> AsyncIterator[Run]:
+    def execution(self, scope: Scope, decided: ExecutionPlan, deadline: float) -> Execution:
         """Reserve the plan's maximum cost, run, then settle to what the attempts cost."""
-        reservation = None
-        if self.budgets is not None and scope.counters:
-            reservation = await self.budgets.reserve(
-                scope.tenant.name,
-                scope.request.request_id,
-                scope.counters,
-                decided.estimated_cost_max_usd,
-                critical=scope.request.hints.critical,
-                hold_s=max(0.0, deadline - time.monotonic()) + SETTLE_MARGIN_S,
-            )
-        run = Run()
-        started_ns = time.time_ns()
-        cancelled = False
-        try:
-            yield run
-        except ExecutionFailed as exc:
-            run.attempts = exc.attempts
-            if (
-                isinstance(exc, AllAttemptsFailed)
-                and scope.request.hints.sensitivity is Sensitivity.RESTRICTED
-            ):
-                raise AllAttemptsFailed(
-                    f"{exc.message}; the request is marked restricted, so it was sent only "
-                    "to models cleared for restricted data and never falls back to others",
-                    attempts=exc.attempts,
-                    plan=exc.plan,
-                ) from exc
-            raise
-        except (asyncio.CancelledError, Exception):
-            cancelled = not run.finished
-            raise
-        finally:
-            self.metrics.attempts(scope.tenant.name, run.attempts)
-            if self.tracing is not None:
-                self.tracing.attempts(run.attempts, started_ns)
-            if reservation is not None and self.budgets is not None:
-                actual = (
-                    reservation.amount / 1e6 if cancelled else sum(a.cost_usd for a in run.attempts)
-                )
-                await asyncio.shield(self.budgets.settle(reservation, actual))
+        return Execution(self, scope, decided, deadline)
 
     # ---- after ------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import pytest
 from quorum.client import QuorumError
 from quorum.route.v1 import types_pb2 as pb
 from tests.conftest import running_server
-from tests.fakes.common import Running
+from tests.fakes.common import Behaviour, Running
 from tests.faults.upstreams import config, outcomes, provider, route_or_error
 
 
@@ -134,6 +134,34 @@ async def test_hedged_request_answers_from_the_next_candidate_and_cancels_the_sl
     # ...but it was sent: its prompt is in the account, as the provider may bill it
     assert loser.usage.input_tokens > 0 and loser.cost_usd > 0
     assert r.cost_usd == pytest.approx(r.attempts[0].cost_usd + loser.cost_usd)
+
+
+async def test_a_hedge_that_wins_keeps_the_cancelled_calls_earlier_attempts(
+    oa: Running, oa2: Running
+) -> None:
+    # The primary fails once and retries; the hedge answers while the retry waits. All
+    # three requests went upstream, so all three are in the account.
+    cfg = config(
+        {
+            "slow": provider(oa.base_url, retry={"max_retries": 1, "backoff_base_s": 0.0}),
+            "fast": provider(oa2.base_url),
+        },
+        {
+            "primary": {"provider": "slow", "model_id": "ok", "hedge": {"delay_ms": 150}},
+            "backup": {"provider": "fast", "model_id": "ok"},
+        },
+    )
+    oa.server.script.extend([Behaviour.parse("error-503"), Behaviour.parse("slow-2000")])
+    async with running_server(cfg) as (_, client):
+        r = await route_or_error(client)
+    assert isinstance(r, pb.RouteResponse) and r.model == "backup"
+    assert oa.server.stats.requests + oa2.server.stats.requests == 3
+    assert [(a.model, a.role, a.outcome) for a in r.attempts] == [
+        ("backup", "hedge", pb.ATTEMPT_OUTCOME_SUCCEEDED),
+        ("primary", "primary", pb.ATTEMPT_OUTCOME_FAILED),
+        ("primary", "primary", pb.ATTEMPT_OUTCOME_CANCELLED),
+    ]
+    assert r.attempts[1].error_reason == "PROVIDER_UNAVAILABLE"
 
 
 async def test_limits_shed_to_the_next_provider_then_resource_exhausted(

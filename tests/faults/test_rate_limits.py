@@ -11,7 +11,7 @@ from quorum.client import QuorumError
 from quorum.route.v1 import types_pb2 as pb
 from tests.conftest import running_server
 from tests.fakes.common import Behaviour, Running
-from tests.faults.upstreams import config, outcomes, provider, route_or_error
+from tests.faults.upstreams import collect, config, kinds, outcomes, provider, route_or_error
 
 
 @pytest.mark.parametrize("behaviour", ["ratelimit-30", "ratelimit-date-30"])
@@ -85,3 +85,49 @@ async def test_an_account_out_of_quota_is_set_aside_and_others_answer(oa: Runnin
     assert health.state.value == "cooling_down" and health.cooldown_remaining_s > 50
     assert health.failure_count == 0
     assert oa.server.stats.by_behaviour["quota"] == 1
+
+
+async def test_a_throttled_stream_ends_with_its_attempts_and_a_retry_delay(oa: Running) -> None:
+    # The error event carries what Route's status carries: every attempt and when to
+    # come back.
+    cfg = config(
+        {"oa": provider(oa.base_url, breaker={"scope": "model"})},
+        [("a", "oa", "ratelimit-30"), ("b", "oa", "ratelimit-20")],
+    )
+    async with running_server(cfg) as (_, client):
+        events = await collect(client, "Hello there")
+    assert kinds(events) == ["plan", "attempt_started", "attempt_started", "error"]
+    error = events[-1].error
+    assert (error.code, error.reason) == ("RESOURCE_EXHAUSTED", "UPSTREAM_THROTTLED")
+    assert [a.model for a in error.attempts] == ["a", "b"]
+    assert error.retry_delay.ToTimedelta().total_seconds() == pytest.approx(20, abs=1)
+
+
+async def test_a_throttled_request_is_charged_nothing(oa: Running) -> None:
+    # Its 429s cost nothing: the reservation is released, not kept as spent.
+    cfg = config(
+        {"oa": provider(oa.base_url, breaker={"scope": "model"})},
+        [("a", "oa", "ratelimit-30"), ("b", "oa", "ratelimit-20")],
+        auth={"mode": "disabled"},
+        tenants={"acme": {"budget": {"daily_usd": 100.0}}},
+    )
+    async with running_server(cfg) as (running, client):
+        error = await route_or_error(client, tenant="acme")
+        assert isinstance(error, QuorumError) and error.reason == "UPSTREAM_THROTTLED"
+        budgets = running.router.guardrails.budgets
+        assert budgets is not None
+        (counter,) = budgets.counters("acme", running.router.config.tenants["acme"].budget)
+        ((spent, reserved),) = await budgets.store.read([counter.key])
+    assert (spent, reserved) == (0, 0)
+
+
+async def test_retry_after_zero_is_a_short_pause_then_one_retry(oa: Running) -> None:
+    # "Retry-After: 0" says now: not the default one-second cool-down (longer than the
+    # wait allowed, so the request failed), and not an immediate storm either.
+    cfg = config({"oa": provider(oa.base_url)}, [("m", "oa", "ok")])
+    oa.server.script.append(Behaviour.parse("ratelimit-0"))
+    async with running_server(cfg) as (running, client):
+        r = await client.route("Hello there", timeout=5)
+        assert outcomes(r.attempts) == [("m", "FAILED"), ("m", "SUCCEEDED")]
+        assert running.router.breakers.health("oa").cooldown_remaining_s < 0.1
+    assert oa.server.stats.requests == 2

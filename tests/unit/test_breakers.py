@@ -9,6 +9,9 @@ import pytest
 from quorum.server.config import BreakerConfig
 from quorum.server.domain import BreakerState
 from quorum.server.errors import (
+    AdapterFault,
+    CallerDeadlineTimeout,
+    ProviderError,
     ProviderRateLimited,
     ProviderRejected,
     ProviderUnavailable,
@@ -147,6 +150,52 @@ async def test_cancellation_does_not_reset_the_failure_count() -> None:
         await _call(b, _failing)
     assert b.health("p").state is BreakerState.OPEN
     assert heard == ["failed", "failed", "failed"]
+
+
+def _no_verdicts() -> list[ProviderError]:
+    """Outcomes that say nothing about the provider's health."""
+    return [
+        ProviderRateLimited("p: HTTP 429", provider="p", retry_after_s=0.0),
+        CallerDeadlineTimeout("p: no answer (the caller's deadline)", provider="p"),
+        AdapterFault("p: unexpected KeyError handling the response", provider="p"),
+    ]
+
+
+async def _ending_with(b: Breakers, error: ProviderError) -> None:
+    async def call() -> None:
+        raise error
+
+    with pytest.raises(type(error)):
+        await _call(b, call)
+
+
+@pytest.mark.parametrize("index", range(3))
+async def test_no_verdict_keeps_the_failure_count(index: int) -> None:
+    # 503, 503, then a 429 (or the caller's haste, or our adapter's bug): pybreaker
+    # would take an excluded error as a success and reset the count, so an overloaded
+    # provider answering 503s between 429s would never open its breaker.
+    b = _breakers(fail_max=3)
+    for _ in range(2):
+        with pytest.raises(ProviderUnavailable):
+            await _call(b, _failing)
+    await _ending_with(b, _no_verdicts()[index])
+    assert b.health("p").failure_count == 2
+    with pytest.raises(ProviderUnavailable):
+        await _call(b, _failing)
+    assert b.health("p").state is BreakerState.OPEN
+
+
+@pytest.mark.parametrize("index", range(3))
+async def test_a_probe_without_verdict_leaves_the_breaker_half_open(index: int) -> None:
+    b = _breakers(fail_max=1, reset=0.05)
+    with pytest.raises(ProviderUnavailable):
+        await _call(b, _failing)
+    await asyncio.sleep(0.06)
+    await _ending_with(b, _no_verdicts()[index])
+    assert b.health("p").state is BreakerState.HALF_OPEN  # not closed: nothing answered
+    with pytest.raises(ProviderUnavailable):
+        await _call(b, _failing)  # the next call is the probe again
+    assert b.health("p").state is BreakerState.OPEN
 
 
 async def test_rate_limit_cools_down_without_opening() -> None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import pytest
 
 from quorum.server.catalog import breaker_keys, build_catalog
@@ -32,7 +33,7 @@ from quorum.server.errors import (
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
-    ResourceExhausted,
+    UpstreamThrottled,
 )
 from quorum.server.execute.calls import ExecutionContext, call_model
 from quorum.server.execute.single import execute_single
@@ -222,10 +223,17 @@ async def test_every_candidate_rate_limited_is_resource_exhausted_with_a_delay()
     a = Scripted("a", {"m": [ProviderRateLimited("a: 429", provider="a", retry_after_s=7)]})
     b = Scripted("b", {"n": [ProviderRateLimited("b: 429", provider="b", retry_after_s=3)]})
     ctx = _ctx(cfg, {"a": a, "b": b})
-    with pytest.raises(ResourceExhausted) as info:
+    with pytest.raises(UpstreamThrottled) as info:
         await execute_single(ctx, REQUEST, _plan(ctx, "m", "n"))
+    assert info.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert info.value.retry_after_s == pytest.approx(3, abs=0.1)
     assert info.value.reason == "UPSTREAM_THROTTLED"
+    # The account keeps what was tried (a budget settles to their cost: nothing).
+    assert [(a.model, a.error_reason) for a in info.value.attempts] == [
+        ("m", "PROVIDER_RATE_LIMITED"),
+        ("n", "PROVIDER_RATE_LIMITED"),
+    ]
+    assert sum(a.cost_usd for a in info.value.attempts) == 0
 
 
 async def test_a_failing_deployment_moves_the_call_to_another() -> None:
@@ -337,7 +345,7 @@ async def test_every_candidate_saturated_is_resource_exhausted() -> None:
         return_exceptions=True,
     )
     errors = [r for r in results if isinstance(r, BaseException)]
-    assert len(errors) == 1 and isinstance(errors[0], ResourceExhausted)
+    assert len(errors) == 1 and isinstance(errors[0], UpstreamThrottled)
     assert errors[0].retry_after_s is not None
 
 

@@ -161,8 +161,10 @@ class ExecutionFailed(QuorumError):
         *,
         attempts: Sequence[Attempt] = (),
         plan: ExecutionPlan | None = None,
+        retry_after_s: float | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, metadata=metadata, retry_after_s=retry_after_s)
         self.attempts = tuple(attempts)
         self.plan = plan
 
@@ -179,6 +181,14 @@ class AllAttemptsFailed(ExecutionFailed):
 
     code = grpc.StatusCode.UNAVAILABLE
     reason = "ALL_ATTEMPTS_FAILED"
+
+
+class UpstreamThrottled(ExecutionFailed):
+    """Every candidate was rate-limited or at its configured capacity: come back after
+    ``retry_after_s``. The attempts cost nothing (a 429 is not billed)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "UPSTREAM_THROTTLED"
 
 
 class UpstreamRejected(ExecutionFailed):
@@ -205,7 +215,12 @@ class ProviderError(QuorumError):
     code = grpc.StatusCode.UNAVAILABLE
     reason = "PROVIDER_ERROR"
     retryable = True
+    # What the call's breaker learns: a failure (``counts_for_breaker``), that the
+    # provider answered (not counted: a 4xx, an answer without the forced tool call), or
+    # nothing at all (``breaker_verdict`` False: a 429, which cools the provider down
+    # instead; the caller's own haste; Quorum's own adapter failing).
     counts_for_breaker: ClassVar[bool] = True
+    breaker_verdict: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -239,6 +254,7 @@ class CallerDeadlineTimeout(ProviderTimeout):
     against the provider, so its breaker does not count it."""
 
     counts_for_breaker = False
+    breaker_verdict = False
 
 
 class ProviderRateLimited(ProviderError):
@@ -247,6 +263,7 @@ class ProviderRateLimited(ProviderError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     reason = "PROVIDER_RATE_LIMITED"
     counts_for_breaker = False
+    breaker_verdict = False
 
     def __init__(
         self,
@@ -272,6 +289,7 @@ class AdapterFault(ProviderBadResponse):
     count it."""
 
     counts_for_breaker = False
+    breaker_verdict = False
 
 
 class ProviderIgnoredToolChoice(ProviderError):

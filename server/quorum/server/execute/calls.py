@@ -71,6 +71,18 @@ log = structlog.get_logger("quorum.execute")
 
 MIN_ATTEMPT_S = 0.005  # below this there is no point starting a call
 DEFAULT_COOLDOWN_S = 1.0  # a 429 without Retry-After
+# A 429 whose Retry-After is 0 (or a date just past) says "now": a pause this short,
+# then one retry, rather than the default cool-down or an immediate hammering.
+MIN_COOLDOWN_S = 0.05
+
+
+def cooldown_s(error: ProviderRateLimited) -> float:
+    """How long a 429 holds its deployment back."""
+    if error.retry_after_s is None:
+        return DEFAULT_COOLDOWN_S
+    return max(error.retry_after_s, MIN_COOLDOWN_S)
+
+
 QUOTA_COOLDOWN_S = 60.0  # an account out of quota or credit
 DEFAULT_OUTPUT_TOKENS = 512  # for a tokens-per-minute estimate without max_tokens
 SATURATED = "PROVIDER_SATURATED"  # attempt error_reason: the provider's configured limit
@@ -184,7 +196,7 @@ def skip_kind(error: ProviderError | None) -> str:
 def retry_after_hint(error: ProviderError | None) -> float | None:
     """When the caller could come back, for a rate-limited or saturated attempt."""
     if isinstance(error, ProviderRateLimited):
-        return error.retry_after_s or DEFAULT_COOLDOWN_S
+        return cooldown_s(error)
     if error is not None and "retry_after_s" in error.metadata:
         return float(error.metadata["retry_after_s"])
     return None
@@ -273,6 +285,15 @@ def failed_attempt(
         cost_usd=spec.cost(usage) if usage else 0.0,
         started_ms=started_ms,
     )
+
+
+def unfenced(request: RouteRequest, completion: Completion) -> Completion:
+    """``completion`` as the caller gets it: when JSON was asked for, without a Markdown
+    code fence around it (some models add one; the caller's JSON parser would choke)."""
+    if request.params.response_format.type is ResponseFormatType.TEXT:
+        return completion
+    content = strip_fence(completion.content)
+    return completion if content is completion.content else replace(completion, content=content)
 
 
 def estimated_usage(request: RouteRequest, text: str, calls: Sequence[ToolCall] = ()) -> Usage:
@@ -433,7 +454,7 @@ async def with_policy(
         if not kind:
             first = False
         if isinstance(error, ProviderRateLimited):
-            ctx.breakers.cool_down(deployment.breaker, error.retry_after_s or DEFAULT_COOLDOWN_S)
+            ctx.breakers.cool_down(deployment.breaker, cooldown_s(error))
         elif isinstance(error, ProviderQuotaExhausted):
             # Not soon mended: other deployments take the traffic, one call a while
             # later finds out whether it is.
@@ -519,12 +540,7 @@ async def _send(
         done = ctx.clock()
         res.latency.record(spec.name, done - sent)
         res.latency.record(deployment.key, done - sent)
-        if request.params.response_format.type is not ResponseFormatType.TEXT:
-            # JSON was asked for: a Markdown code fence around it (some models add one)
-            # is not part of it, and the caller's JSON parser would choke on it.
-            unfenced = strip_fence(completion.content)
-            if unfenced is not completion.content:
-                completion = replace(completion, content=unfenced)
+        completion = unfenced(request, completion)
         if not completion.usage.input_tokens:
             # The server reported no usage (some compatible ones do not): an estimate,
             # so that the call is not recorded as free.

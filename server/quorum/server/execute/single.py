@@ -33,8 +33,8 @@ from quorum.server.errors import (
     ProviderRateLimited,
     ProviderRejected,
     QuorumError,
-    ResourceExhausted,
     UpstreamRejected,
+    UpstreamThrottled,
 )
 from quorum.server.execute.calls import (
     MIN_ATTEMPT_S,
@@ -100,7 +100,13 @@ async def _hedged(
 ) -> tuple[CallResult | None, list[CallResult], bool]:
     """Call ``first``; after ``delay`` without an answer also ``second``. Returns the
     winner (if any), the finished calls, and whether ``second`` was used."""
-    primary = asyncio.create_task(call_model(ctx, request, first[1], first[0], reserve=1))
+    # What each call tried before its current attempt: kept if the call is cancelled.
+    earlier: dict[asyncio.Task[CallResult], list[Attempt]] = {}
+    primary_tried: list[Attempt] = []
+    primary = asyncio.create_task(
+        call_model(ctx, request, first[1], first[0], reserve=1, record=primary_tried)
+    )
+    earlier[primary] = primary_tried
     tasks: dict[asyncio.Task[CallResult], tuple[Candidate, str, float]] = {
         primary: (first[1], first[0], ctx.elapsed_ms())
     }
@@ -111,7 +117,11 @@ async def _hedged(
             result = await primary
             attempts.extend(result.attempts)
             return (result if result.completion is not None else None), [result], False
-        hedge = asyncio.create_task(call_model(ctx, request, second[1], HEDGE_ROLE))
+        hedge_tried: list[Attempt] = []
+        hedge = asyncio.create_task(
+            call_model(ctx, request, second[1], HEDGE_ROLE, record=hedge_tried)
+        )
+        earlier[hedge] = hedge_tried
         tasks[hedge] = (second[1], HEDGE_ROLE, ctx.elapsed_ms())
         pending: set[asyncio.Task[CallResult]] = {primary, hedge}
         winner: CallResult | None = None
@@ -128,6 +138,7 @@ async def _hedged(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             candidate, role, started_ms = tasks[task]
+            attempts.extend(earlier[task])  # its retries' earlier attempts went upstream too
             answered = winner.spec.name if winner else "another call"
             why = f"cancelled: {answered} answered first"
             attempts.append(cut_off(ctx, request, candidate, role, started_ms, why))
@@ -173,11 +184,12 @@ def no_answer(
             if hint is not None:
                 hints.append(hint)
         causes = sorted({skip_kind(r.error) or "rate_limited" for r in throttled})
-        return ResourceExhausted(
+        return UpstreamThrottled(
             "every candidate is rate-limited or at its capacity: "
             + "; ".join(f"{a.model}: {a.reason}" for a in attempts),
+            attempts=attempts,
+            plan=plan,
             retry_after_s=round(min(hints), 3) if hints else None,
-            reason="UPSTREAM_THROTTLED",
             metadata={"causes": ",".join(causes)},
         )
     return all_failed(attempts, plan)

@@ -31,9 +31,7 @@ from quorum.server.errors import (
     ExecutionFailed,
     InvalidRequest,
     NotFound,
-    ProviderRateLimited,
     QuorumError,
-    ResourceExhausted,
 )
 from quorum.server.frontdoor.account import attempt_json, plan_json
 from quorum.server.values import value_type
@@ -94,7 +92,7 @@ def error_type(status: int, reason: str) -> str:
 
 def retry_after_s(error: QuorumError) -> float | None:
     """When the caller may come back, if the error says."""
-    if isinstance(error, ResourceExhausted | ProviderRateLimited):
+    if error.code is grpc.StatusCode.RESOURCE_EXHAUSTED:  # limits, budgets, throttled upstreams
         return error.retry_after_s
     return None
 

@@ -11,9 +11,10 @@ which counts an exception as a failure and opens the breaker at ``fail_max``. Wh
 counts: 5xx, timeouts, connection errors and malformed bodies. What counts as the
 provider answering (and so closes a half-open breaker): a 4xx other than 429, the
 request's fault, not the provider's. What is no verdict at all: 429 (handled by a
-cool-down instead) and cancellation (a hedge that lost, a caller that went away): a
-cancelled call neither resets the failure count nor closes a half-open breaker, whose
-next call is the probe again.
+cool-down instead), a timeout that the caller's short deadline caused, an adapter's own
+bug, and cancellation (a hedge that lost, a caller that went away): such a call neither
+resets the failure count nor closes a half-open breaker, whose next call is the probe
+again.
 
 A breaker key is a provider name, or ``provider/model_id`` for a deployment with a
 breaker of its own (see :mod:`quorum.server.catalog`). Half-open lets exactly one probe
@@ -66,9 +67,18 @@ _RANK = {
 
 
 def _not_a_provider_fault(exc: BaseException) -> bool:
-    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-        return True
+    """An outcome pybreaker should take as the provider answering (see ``_verdict``)."""
     return isinstance(exc, ProviderError) and not exc.counts_for_breaker
+
+
+def _verdict(exc: BaseException | None) -> bool:
+    """Whether a call that ended with ``exc`` tells its breaker anything: not when it
+    was cancelled, nor for an error without a verdict (a 429, the caller's haste, an
+    adapter bug). pybreaker takes every outcome it is handed as a failure or as a
+    success, and a success resets the failure count and closes a half-open breaker."""
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return False
+    return not isinstance(exc, ProviderError) or exc.breaker_verdict
 
 
 @value_type
@@ -475,7 +485,7 @@ class _Guard:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        decided = not isinstance(exc, asyncio.CancelledError | GeneratorExit)
+        decided = _verdict(exc)
         try:
             if decided:
                 self._owner._record(self._name, exc)

@@ -25,6 +25,7 @@ Behaviour is chosen by the model name, or by a script queued through the control
                        a key that is not valid (OpenAI 429 ``insufficient_quota``,
                        Anthropic 400 credit balance, Gemini 400 ``API_KEY_INVALID``)
 ``json``               answers with :data:`JSON_ANSWER`
+``json-fenced``        the same inside a Markdown code fence (as some models write it)
 ``slow-<ms>``          waits ``ms`` before answering
 ``drip-<ms>``          streams the answer with ``ms`` between chunks
 ``error-<status>``     the vendor's error body with that HTTP status
@@ -69,7 +70,7 @@ TOOL_ARGUMENTS: dict[str, Any] = {"city": "Paris"}
 LOGPROB_STEP = 0.05
 
 _BEHAVIOUR = re.compile(
-    r"^(?P<kind>ok|echo|tools|no-tools|no-usage|cached|refusal|malformed-call|quota|bad-key|json|drop|drop-mid-stream|error-mid-stream|malformed|"
+    r"^(?P<kind>ok|echo|tools|no-tools|no-usage|cached|refusal|malformed-call|quota|bad-key|json-fenced|json|drop|drop-mid-stream|error-mid-stream|malformed|"
     r"truncated-stream|slow|drip|error|ratelimit|ratelimit-date)(?:-(?P<value>\d+(?:\.\d+)?))?$"
 )
 
@@ -373,6 +374,8 @@ class FakeServer:
                 {"id": self.vendor.call_id(0), "name": name, "arguments": arguments}
             ]
             answer.finish = "tool_calls"
+        elif behaviour.kind == "json-fenced":
+            answer.text = "```json\n" + json.dumps(JSON_ANSWER) + "\n```"
         elif behaviour.kind == "json" or parsed.json_mode:
             answer.text = json.dumps(JSON_ANSWER)
         elif behaviour.kind == "echo":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -13,9 +14,10 @@ from quorum.route.v1 import route_service_pb2 as svc
 from quorum.route.v1 import route_service_pb2_grpc as svc_grpc
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.config import parse_config
+from quorum.server.domain import BreakerState
 from tests.conftest import running_server, sim_config, with_model
 from tests.fakes import openai_server
-from tests.fakes.common import OK_TEXT, Running
+from tests.fakes.common import OK_TEXT, Behaviour, Running
 from tests.faults.upstreams import collect, config, hints, kinds, outcomes, provider, text_of
 
 
@@ -246,3 +248,46 @@ async def test_consensus_streams_votes_then_the_winning_answer() -> None:
     assert max(i for i, k in enumerate(order) if k == "vote") < order.index("chunk")
     assert text_of(events) == events[-1].final.content
     assert events[-1].final.consensus.answers
+
+
+async def test_a_fenced_json_answer_is_unfenced_in_the_final_account(oa: Running) -> None:
+    # The chunks go out as the model wrote them; the account is the unary one.
+    cfg = config(
+        {"oa": provider(oa.base_url)},
+        [("fenced", "oa", "json-fenced")],
+        capabilities=("streaming", "json_mode"),
+    )
+    params = pb.GenerationParams(
+        response_format=pb.ResponseFormat(type=pb.RESPONSE_FORMAT_TYPE_JSON_OBJECT)
+    )
+    async with running_server(cfg) as (_, client):
+        events = await collect(client, params=params)
+        unary = await client.route("Hello there", params=params)
+    assert text_of(events).startswith("```json")
+    assert events[-1].final.content == unary.content
+    assert unary.content.startswith("{") and unary.content.endswith("}")
+
+
+async def test_a_provider_that_hangs_opens_its_breaker_for_streams_too(
+    oa: Running,
+) -> None:
+    # Streams record how soon each deployment starts answering, so a first chunk that
+    # never comes within many times that is the provider's fault, not the caller's haste.
+    second = openai_server.serve()
+    async with second as oa2:
+        cfg = config(
+            {
+                "oa": provider(oa.base_url, breaker={"fail_max": 2, "reset_timeout_s": 30}),
+                "oa2": provider(oa2.base_url),
+            },
+            [("m", "oa", "ok"), ("n", "oa2", "ok")],
+        )
+        async with running_server(cfg) as (running, client):
+            for _ in range(10):
+                await collect(client)
+            oa.server.script.extend([Behaviour.parse("slow-3000")] * 4)
+            for _ in range(3):
+                with contextlib.suppress(QuorumError):
+                    await collect(client, timeout=0.6)
+            health = running.router.breakers.health("oa")
+    assert health.state is BreakerState.OPEN

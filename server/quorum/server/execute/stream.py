@@ -63,6 +63,7 @@ from quorum.server.execute.calls import (
     skipped,
     spent_before_failing,
     timed_out,
+    unfenced,
     with_policy,
 )
 from quorum.server.execute.events import Chunk, Event, FellBack
@@ -202,12 +203,17 @@ async def _open(
         stack.enter_context(ctx.breakers.guard(deployment.breaker))
         count_call(ctx, spec, deployment, role, first)
         stack.enter_context(ctx.resilience.balancer.track(deployment))
+        sent = ctx.clock()
         deltas = provider.stream(
             ProviderRequest(deployment.model_id, request.messages, request.params, timeout)
         )
         try:
             async with asyncio.timeout(timeout + 0.05):
                 head = await anext(deltas)
+            # How soon this deployment starts answering: what tells a hung provider from
+            # a caller's short deadline (timed_out), and what lowest_latency balances on.
+            # Not under the model's name: hedge delays come from whole unary answers.
+            ctx.resilience.latency.record(deployment.key, ctx.clock() - sent)
         except StopAsyncIteration:
             raise ProviderBadResponse(
                 f"{deployment.provider}: the stream ended before any data",
@@ -319,7 +325,9 @@ async def _relay(
             cost_usd=spec.cost(used),
             started_ms=opened.started_ms,
         )
-        completion = Completion(text, tuple(calls), finish, used)
+        # The chunks went out as the model wrote them; the account's answer is the
+        # unary one (a JSON answer without a code fence around it).
+        completion = unfenced(request, Completion(text, tuple(calls), finish, used))
         return _Relayed(attempt, completion, None, chars)
     await _close(opened.deltas)
     opened.stack.__exit__(type(error), error, None)

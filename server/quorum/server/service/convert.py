@@ -675,14 +675,15 @@ def stream_event_pb(item: Event | d.RouteResult) -> svc_pb.RouteStreamResponse:
 def stream_error_pb(error: QuorumError) -> svc_pb.RouteStreamResponse:
     """The last message of a stream that failed after it started."""
     attempts = error.attempts if isinstance(error, ExecutionFailed) else ()
-    return svc_pb.RouteStreamResponse(
-        error=svc_pb.ErrorEvent(
-            code=error.code.name,
-            reason=error.reason,
-            message=error.message,
-            attempts=[attempt_pb(a) for a in attempts],
-        )
+    event = svc_pb.ErrorEvent(
+        code=error.code.name,
+        reason=error.reason,
+        message=error.message,
+        attempts=[attempt_pb(a) for a in attempts],
     )
+    if error.retry_after_s is not None:
+        event.retry_delay.FromNanoseconds(int(error.retry_after_s * 1e9))
+    return svc_pb.RouteStreamResponse(error=event)
 
 
 def stream_internal_error_pb(request_id: str) -> svc_pb.RouteStreamResponse:

@@ -22,50 +22,51 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from quorum.route.v1 import types_pb2 as quorum_dot_route_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#quorum/route/v1/route_service.proto\x12\x0fquorum.route.v1\x1a\x1bquorum/route/v1/types.proto\"D\n\x12RouteStreamRequest\x12.\n\x07request\x18\x01 \x01(\x0b\x32\x1d.quorum.route.v1.RouteRequest\"D\n\x13\x41ttemptStartedEvent\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"W\n\nChunkEvent\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12,\n\ttool_call\x18\x03 \x01(\x0b\x32\x19.quorum.route.v1.ToolCall\"I\n\tGateEvent\x12\r\n\x05model\x18\x01 \x01(\t\x12-\n\x07verdict\x18\x02 \x01(\x0b\x32\x1c.quorum.route.v1.GateVerdict\"E\n\x0f\x45scalationEvent\x12\x11\n\tfrom_tier\x18\x01 \x01(\t\x12\x0f\n\x07to_tier\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"=\n\tVoteEvent\x12\x30\n\x06\x61nswer\x18\x01 \x01(\x0b\x32 .quorum.route.v1.CandidateAnswer\"e\n\rFallbackEvent\x12\x12\n\nfrom_model\x18\x01 \x01(\t\x12\x10\n\x08to_model\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x1e\n\x16\x64iscarded_prefix_chars\x18\x04 \x01(\r\"g\n\nErrorEvent\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12*\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x18.quorum.route.v1.Attempt\"\xe0\x03\n\x13RouteStreamResponse\x12.\n\x04plan\x18\x01 \x01(\x0b\x32\x1e.quorum.route.v1.ExecutionPlanH\x00\x12?\n\x0f\x61ttempt_started\x18\x02 \x01(\x0b\x32$.quorum.route.v1.AttemptStartedEventH\x00\x12,\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x1b.quorum.route.v1.ChunkEventH\x00\x12*\n\x04gate\x18\x04 \x01(\x0b\x32\x1a.quorum.route.v1.GateEventH\x00\x12\x36\n\nescalation\x18\x05 \x01(\x0b\x32 .quorum.route.v1.EscalationEventH\x00\x12*\n\x04vote\x18\x06 \x01(\x0b\x32\x1a.quorum.route.v1.VoteEventH\x00\x12\x32\n\x08\x66\x61llback\x18\x07 \x01(\x0b\x32\x1e.quorum.route.v1.FallbackEventH\x00\x12/\n\x05\x66inal\x18\x08 \x01(\x0b\x32\x1e.quorum.route.v1.RouteResponseH\x00\x12,\n\x05\x65rror\x18\t \x01(\x0b\x32\x1b.quorum.route.v1.ErrorEventH\x00\x42\x07\n\x05\x65vent\"=\n\x0bPlanRequest\x12.\n\x07request\x18\x01 \x01(\x0b\x32\x1d.quorum.route.v1.RouteRequest\"\x8d\x01\n\x0eProviderStatus\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x34\n\rbreaker_state\x18\x02 \x01(\x0e\x32\x1d.quorum.route.v1.BreakerState\x12\x15\n\rfailure_count\x18\x03 \x01(\r\x12\x1c\n\x14\x63ooldown_remaining_s\x18\x04 \x01(\x01\"\xe6\x01\n\x0cPlanResponse\x12\x37\n\x0e\x63lassification\x18\x01 \x01(\x0b\x32\x1f.quorum.route.v1.Classification\x12,\n\x04plan\x18\x02 \x01(\x0b\x32\x1e.quorum.route.v1.ExecutionPlan\x12\x32\n\tproviders\x18\x03 \x03(\x0b\x32\x1f.quorum.route.v1.ProviderStatus\x12\x16\n\x0e\x62\x61seline_model\x18\x04 \x01(\t\x12#\n\x1b\x62\x61seline_estimated_cost_usd\x18\x05 \x01(\x01\"!\n\x11ListModelsRequest\x12\x0c\n\x04tier\x18\x01 \x01(\t\"O\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.quorum.route.v1.ModelInfo\x12\r\n\x05tiers\x18\x02 \x03(\t\"\x81\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.quorum.route.v1.FeedbackKind\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05label\x18\x04 \x01(\t\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\"$\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08*\xba\x01\n\x0c\x46\x65\x65\x64\x62\x61\x63kKind\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_REGENERATED\x10\x01\x12\x1b\n\x17\x46\x45\x45\x44\x42\x41\x43K_KIND_THUMBS_UP\x10\x02\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_THUMBS_DOWN\x10\x03\x12\x17\n\x13\x46\x45\x45\x44\x42\x41\x43K_KIND_SCORE\x10\x04\x12\x17\n\x13\x46\x45\x45\x44\x42\x41\x43K_KIND_LABEL\x10\x05\x32\x9f\x03\n\x0cRouteService\x12\x46\n\x05Route\x12\x1d.quorum.route.v1.RouteRequest\x1a\x1e.quorum.route.v1.RouteResponse\x12Z\n\x0bRouteStream\x12#.quorum.route.v1.RouteStreamRequest\x1a$.quorum.route.v1.RouteStreamResponse0\x01\x12\x43\n\x04Plan\x12\x1c.quorum.route.v1.PlanRequest\x1a\x1d.quorum.route.v1.PlanResponse\x12U\n\nListModels\x12\".quorum.route.v1.ListModelsRequest\x1a#.quorum.route.v1.ListModelsResponse\x12O\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12 .quorum.route.v1.FeedbackRequest\x1a!.quorum.route.v1.FeedbackResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#quorum/route/v1/route_service.proto\x12\x0fquorum.route.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bquorum/route/v1/types.proto\"D\n\x12RouteStreamRequest\x12.\n\x07request\x18\x01 \x01(\x0b\x32\x1d.quorum.route.v1.RouteRequest\"D\n\x13\x41ttemptStartedEvent\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"W\n\nChunkEvent\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12,\n\ttool_call\x18\x03 \x01(\x0b\x32\x19.quorum.route.v1.ToolCall\"I\n\tGateEvent\x12\r\n\x05model\x18\x01 \x01(\t\x12-\n\x07verdict\x18\x02 \x01(\x0b\x32\x1c.quorum.route.v1.GateVerdict\"E\n\x0f\x45scalationEvent\x12\x11\n\tfrom_tier\x18\x01 \x01(\t\x12\x0f\n\x07to_tier\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"=\n\tVoteEvent\x12\x30\n\x06\x61nswer\x18\x01 \x01(\x0b\x32 .quorum.route.v1.CandidateAnswer\"e\n\rFallbackEvent\x12\x12\n\nfrom_model\x18\x01 \x01(\t\x12\x10\n\x08to_model\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x1e\n\x16\x64iscarded_prefix_chars\x18\x04 \x01(\r\"\x97\x01\n\nErrorEvent\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12*\n\x08\x61ttempts\x18\x04 \x03(\x0b\x32\x18.quorum.route.v1.Attempt\x12.\n\x0bretry_delay\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xe0\x03\n\x13RouteStreamResponse\x12.\n\x04plan\x18\x01 \x01(\x0b\x32\x1e.quorum.route.v1.ExecutionPlanH\x00\x12?\n\x0f\x61ttempt_started\x18\x02 \x01(\x0b\x32$.quorum.route.v1.AttemptStartedEventH\x00\x12,\n\x05\x63hunk\x18\x03 \x01(\x0b\x32\x1b.quorum.route.v1.ChunkEventH\x00\x12*\n\x04gate\x18\x04 \x01(\x0b\x32\x1a.quorum.route.v1.GateEventH\x00\x12\x36\n\nescalation\x18\x05 \x01(\x0b\x32 .quorum.route.v1.EscalationEventH\x00\x12*\n\x04vote\x18\x06 \x01(\x0b\x32\x1a.quorum.route.v1.VoteEventH\x00\x12\x32\n\x08\x66\x61llback\x18\x07 \x01(\x0b\x32\x1e.quorum.route.v1.FallbackEventH\x00\x12/\n\x05\x66inal\x18\x08 \x01(\x0b\x32\x1e.quorum.route.v1.RouteResponseH\x00\x12,\n\x05\x65rror\x18\t \x01(\x0b\x32\x1b.quorum.route.v1.ErrorEventH\x00\x42\x07\n\x05\x65vent\"=\n\x0bPlanRequest\x12.\n\x07request\x18\x01 \x01(\x0b\x32\x1d.quorum.route.v1.RouteRequest\"\x8d\x01\n\x0eProviderStatus\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x34\n\rbreaker_state\x18\x02 \x01(\x0e\x32\x1d.quorum.route.v1.BreakerState\x12\x15\n\rfailure_count\x18\x03 \x01(\r\x12\x1c\n\x14\x63ooldown_remaining_s\x18\x04 \x01(\x01\"\xe6\x01\n\x0cPlanResponse\x12\x37\n\x0e\x63lassification\x18\x01 \x01(\x0b\x32\x1f.quorum.route.v1.Classification\x12,\n\x04plan\x18\x02 \x01(\x0b\x32\x1e.quorum.route.v1.ExecutionPlan\x12\x32\n\tproviders\x18\x03 \x03(\x0b\x32\x1f.quorum.route.v1.ProviderStatus\x12\x16\n\x0e\x62\x61seline_model\x18\x04 \x01(\t\x12#\n\x1b\x62\x61seline_estimated_cost_usd\x18\x05 \x01(\x01\"!\n\x11ListModelsRequest\x12\x0c\n\x04tier\x18\x01 \x01(\t\"O\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.quorum.route.v1.ModelInfo\x12\r\n\x05tiers\x18\x02 \x03(\t\"\x81\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12+\n\x04kind\x18\x02 \x01(\x0e\x32\x1d.quorum.route.v1.FeedbackKind\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05label\x18\x04 \x01(\t\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\"$\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08*\xba\x01\n\x0c\x46\x65\x65\x64\x62\x61\x63kKind\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_REGENERATED\x10\x01\x12\x1b\n\x17\x46\x45\x45\x44\x42\x41\x43K_KIND_THUMBS_UP\x10\x02\x12\x1d\n\x19\x46\x45\x45\x44\x42\x41\x43K_KIND_THUMBS_DOWN\x10\x03\x12\x17\n\x13\x46\x45\x45\x44\x42\x41\x43K_KIND_SCORE\x10\x04\x12\x17\n\x13\x46\x45\x45\x44\x42\x41\x43K_KIND_LABEL\x10\x05\x32\x9f\x03\n\x0cRouteService\x12\x46\n\x05Route\x12\x1d.quorum.route.v1.RouteRequest\x1a\x1e.quorum.route.v1.RouteResponse\x12Z\n\x0bRouteStream\x12#.quorum.route.v1.RouteStreamRequest\x1a$.quorum.route.v1.RouteStreamResponse0\x01\x12\x43\n\x04Plan\x12\x1c.quorum.route.v1.PlanRequest\x1a\x1d.quorum.route.v1.PlanResponse\x12U\n\nListModels\x12\".quorum.route.v1.ListModelsRequest\x1a#.quorum.route.v1.ListModelsResponse\x12O\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12 .quorum.route.v1.FeedbackRequest\x1a!.quorum.route.v1.FeedbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'quorum.route.v1.route_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FEEDBACKKIND']._serialized_start=1941
-  _globals['_FEEDBACKKIND']._serialized_end=2127
-  _globals['_ROUTESTREAMREQUEST']._serialized_start=85
-  _globals['_ROUTESTREAMREQUEST']._serialized_end=153
-  _globals['_ATTEMPTSTARTEDEVENT']._serialized_start=155
-  _globals['_ATTEMPTSTARTEDEVENT']._serialized_end=223
-  _globals['_CHUNKEVENT']._serialized_start=225
-  _globals['_CHUNKEVENT']._serialized_end=312
-  _globals['_GATEEVENT']._serialized_start=314
-  _globals['_GATEEVENT']._serialized_end=387
-  _globals['_ESCALATIONEVENT']._serialized_start=389
-  _globals['_ESCALATIONEVENT']._serialized_end=458
-  _globals['_VOTEEVENT']._serialized_start=460
-  _globals['_VOTEEVENT']._serialized_end=521
-  _globals['_FALLBACKEVENT']._serialized_start=523
-  _globals['_FALLBACKEVENT']._serialized_end=624
-  _globals['_ERROREVENT']._serialized_start=626
-  _globals['_ERROREVENT']._serialized_end=729
-  _globals['_ROUTESTREAMRESPONSE']._serialized_start=732
-  _globals['_ROUTESTREAMRESPONSE']._serialized_end=1212
-  _globals['_PLANREQUEST']._serialized_start=1214
-  _globals['_PLANREQUEST']._serialized_end=1275
-  _globals['_PROVIDERSTATUS']._serialized_start=1278
-  _globals['_PROVIDERSTATUS']._serialized_end=1419
-  _globals['_PLANRESPONSE']._serialized_start=1422
-  _globals['_PLANRESPONSE']._serialized_end=1652
-  _globals['_LISTMODELSREQUEST']._serialized_start=1654
-  _globals['_LISTMODELSREQUEST']._serialized_end=1687
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1689
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1768
-  _globals['_FEEDBACKREQUEST']._serialized_start=1771
-  _globals['_FEEDBACKREQUEST']._serialized_end=1900
-  _globals['_FEEDBACKRESPONSE']._serialized_start=1902
-  _globals['_FEEDBACKRESPONSE']._serialized_end=1938
-  _globals['_ROUTESERVICE']._serialized_start=2130
-  _globals['_ROUTESERVICE']._serialized_end=2545
+  _globals['_FEEDBACKKIND']._serialized_start=2022
+  _globals['_FEEDBACKKIND']._serialized_end=2208
+  _globals['_ROUTESTREAMREQUEST']._serialized_start=117
+  _globals['_ROUTESTREAMREQUEST']._serialized_end=185
+  _globals['_ATTEMPTSTARTEDEVENT']._serialized_start=187
+  _globals['_ATTEMPTSTARTEDEVENT']._serialized_end=255
+  _globals['_CHUNKEVENT']._serialized_start=257
+  _globals['_CHUNKEVENT']._serialized_end=344
+  _globals['_GATEEVENT']._serialized_start=346
+  _globals['_GATEEVENT']._serialized_end=419
+  _globals['_ESCALATIONEVENT']._serialized_start=421
+  _globals['_ESCALATIONEVENT']._serialized_end=490
+  _globals['_VOTEEVENT']._serialized_start=492
+  _globals['_VOTEEVENT']._serialized_end=553
+  _globals['_FALLBACKEVENT']._serialized_start=555
+  _globals['_FALLBACKEVENT']._serialized_end=656
+  _globals['_ERROREVENT']._serialized_start=659
+  _globals['_ERROREVENT']._serialized_end=810
+  _globals['_ROUTESTREAMRESPONSE']._serialized_start=813
+  _globals['_ROUTESTREAMRESPONSE']._serialized_end=1293
+  _globals['_PLANREQUEST']._serialized_start=1295
+  _globals['_PLANREQUEST']._serialized_end=1356
+  _globals['_PROVIDERSTATUS']._serialized_start=1359
+  _globals['_PROVIDERSTATUS']._serialized_end=1500
+  _globals['_PLANRESPONSE']._serialized_start=1503
+  _globals['_PLANRESPONSE']._serialized_end=1733
+  _globals['_LISTMODELSREQUEST']._serialized_start=1735
+  _globals['_LISTMODELSREQUEST']._serialized_end=1768
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1770
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1849
+  _globals['_FEEDBACKREQUEST']._serialized_start=1852
+  _globals['_FEEDBACKREQUEST']._serialized_end=1981
+  _globals['_FEEDBACKRESPONSE']._serialized_start=1983
+  _globals['_FEEDBACKRESPONSE']._serialized_end=2019
+  _globals['_ROUTESERVICE']._serialized_start=2211
+  _globals['_ROUTESERVICE']._serialized_end=2626
 # @@protoc_insertion_point(module_scope)

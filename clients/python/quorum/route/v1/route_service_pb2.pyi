@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -268,6 +269,7 @@ class ErrorEvent(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
+    RETRY_DELAY_FIELD_NUMBER: _builtins.int
     code: _builtins.str
     """gRPC status code name, e.g. "UNAVAILABLE"."""
     reason: _builtins.str
@@ -278,6 +280,13 @@ class ErrorEvent(_message.Message):
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[_types_pb2.Attempt]:
         """Attempts made before the error."""
 
+    @_builtins.property
+    def retry_delay(self) -> _duration_pb2.Duration:
+        """When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+        candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+        google.rpc.RetryInfo status detail.
+        """
+
     def __init__(
         self,
         *,
@@ -285,10 +294,11 @@ class ErrorEvent(_message.Message):
         reason: _builtins.str = ...,
         message: _builtins.str = ...,
         attempts: _abc.Iterable[_types_pb2.Attempt] | None = ...,
+        retry_delay: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retry_delay", b"retry_delay"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "code", b"code", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "code", b"code", "message", b"message", "reason", b"reason", "retry_delay", b"retry_delay"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

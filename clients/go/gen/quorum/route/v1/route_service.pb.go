@@ -9,6 +9,7 @@ package routev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -508,7 +509,11 @@ type ErrorEvent struct {
 	// Human-readable message.
 	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
 	// Attempts made before the error.
-	Attempts      []*Attempt `protobuf:"bytes,4,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	Attempts []*Attempt `protobuf:"bytes,4,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	// When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+	// candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+	// google.rpc.RetryInfo status detail.
+	RetryDelay    *durationpb.Duration `protobuf:"bytes,5,opt,name=retry_delay,json=retryDelay,proto3" json:"retry_delay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -567,6 +572,13 @@ func (x *ErrorEvent) GetMessage() string {
 func (x *ErrorEvent) GetAttempts() []*Attempt {
 	if x != nil {
 		return x.Attempts
+	}
+	return nil
+}
+
+func (x *ErrorEvent) GetRetryDelay() *durationpb.Duration {
+	if x != nil {
+		return x.RetryDelay
 	}
 	return nil
 }
@@ -1211,7 +1223,7 @@ var File_quorum_route_v1_route_service_proto protoreflect.FileDescriptor
 
 const file_quorum_route_v1_route_service_proto_rawDesc = "" +
 	"\n" +
-	"#quorum/route/v1/route_service.proto\x12\x0fquorum.route.v1\x1a\x1bquorum/route/v1/types.proto\"M\n" +
+	"#quorum/route/v1/route_service.proto\x12\x0fquorum.route.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bquorum/route/v1/types.proto\"M\n" +
 	"\x12RouteStreamRequest\x127\n" +
 	"\arequest\x18\x01 \x01(\v2\x1d.quorum.route.v1.RouteRequestR\arequest\"[\n" +
 	"\x13AttemptStartedEvent\x12\x14\n" +
@@ -1237,13 +1249,15 @@ const file_quorum_route_v1_route_service_proto_rawDesc = "" +
 	"from_model\x18\x01 \x01(\tR\tfromModel\x12\x19\n" +
 	"\bto_model\x18\x02 \x01(\tR\atoModel\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x124\n" +
-	"\x16discarded_prefix_chars\x18\x04 \x01(\rR\x14discardedPrefixChars\"\x88\x01\n" +
+	"\x16discarded_prefix_chars\x18\x04 \x01(\rR\x14discardedPrefixChars\"\xc4\x01\n" +
 	"\n" +
 	"ErrorEvent\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x124\n" +
-	"\battempts\x18\x04 \x03(\v2\x18.quorum.route.v1.AttemptR\battempts\"\xad\x04\n" +
+	"\battempts\x18\x04 \x03(\v2\x18.quorum.route.v1.AttemptR\battempts\x12:\n" +
+	"\vretry_delay\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"retryDelay\"\xad\x04\n" +
 	"\x13RouteStreamResponse\x124\n" +
 	"\x04plan\x18\x01 \x01(\v2\x1e.quorum.route.v1.ExecutionPlanH\x00R\x04plan\x12O\n" +
 	"\x0fattempt_started\x18\x02 \x01(\v2$.quorum.route.v1.AttemptStartedEventH\x00R\x0eattemptStarted\x123\n" +
@@ -1337,11 +1351,12 @@ var file_quorum_route_v1_route_service_proto_goTypes = []any{
 	(*GateVerdict)(nil),         // 19: quorum.route.v1.GateVerdict
 	(*CandidateAnswer)(nil),     // 20: quorum.route.v1.CandidateAnswer
 	(*Attempt)(nil),             // 21: quorum.route.v1.Attempt
-	(*ExecutionPlan)(nil),       // 22: quorum.route.v1.ExecutionPlan
-	(*RouteResponse)(nil),       // 23: quorum.route.v1.RouteResponse
-	(BreakerState)(0),           // 24: quorum.route.v1.BreakerState
-	(*Classification)(nil),      // 25: quorum.route.v1.Classification
-	(*ModelInfo)(nil),           // 26: quorum.route.v1.ModelInfo
+	(*durationpb.Duration)(nil), // 22: google.protobuf.Duration
+	(*ExecutionPlan)(nil),       // 23: quorum.route.v1.ExecutionPlan
+	(*RouteResponse)(nil),       // 24: quorum.route.v1.RouteResponse
+	(BreakerState)(0),           // 25: quorum.route.v1.BreakerState
+	(*Classification)(nil),      // 26: quorum.route.v1.Classification
+	(*ModelInfo)(nil),           // 27: quorum.route.v1.ModelInfo
 }
 var file_quorum_route_v1_route_service_proto_depIdxs = []int32{
 	17, // 0: quorum.route.v1.RouteStreamRequest.request:type_name -> quorum.route.v1.RouteRequest
@@ -1349,37 +1364,38 @@ var file_quorum_route_v1_route_service_proto_depIdxs = []int32{
 	19, // 2: quorum.route.v1.GateEvent.verdict:type_name -> quorum.route.v1.GateVerdict
 	20, // 3: quorum.route.v1.VoteEvent.answer:type_name -> quorum.route.v1.CandidateAnswer
 	21, // 4: quorum.route.v1.ErrorEvent.attempts:type_name -> quorum.route.v1.Attempt
-	22, // 5: quorum.route.v1.RouteStreamResponse.plan:type_name -> quorum.route.v1.ExecutionPlan
-	2,  // 6: quorum.route.v1.RouteStreamResponse.attempt_started:type_name -> quorum.route.v1.AttemptStartedEvent
-	3,  // 7: quorum.route.v1.RouteStreamResponse.chunk:type_name -> quorum.route.v1.ChunkEvent
-	4,  // 8: quorum.route.v1.RouteStreamResponse.gate:type_name -> quorum.route.v1.GateEvent
-	5,  // 9: quorum.route.v1.RouteStreamResponse.escalation:type_name -> quorum.route.v1.EscalationEvent
-	6,  // 10: quorum.route.v1.RouteStreamResponse.vote:type_name -> quorum.route.v1.VoteEvent
-	7,  // 11: quorum.route.v1.RouteStreamResponse.fallback:type_name -> quorum.route.v1.FallbackEvent
-	23, // 12: quorum.route.v1.RouteStreamResponse.final:type_name -> quorum.route.v1.RouteResponse
-	8,  // 13: quorum.route.v1.RouteStreamResponse.error:type_name -> quorum.route.v1.ErrorEvent
-	17, // 14: quorum.route.v1.PlanRequest.request:type_name -> quorum.route.v1.RouteRequest
-	24, // 15: quorum.route.v1.ProviderStatus.breaker_state:type_name -> quorum.route.v1.BreakerState
-	25, // 16: quorum.route.v1.PlanResponse.classification:type_name -> quorum.route.v1.Classification
-	22, // 17: quorum.route.v1.PlanResponse.plan:type_name -> quorum.route.v1.ExecutionPlan
-	11, // 18: quorum.route.v1.PlanResponse.providers:type_name -> quorum.route.v1.ProviderStatus
-	26, // 19: quorum.route.v1.ListModelsResponse.models:type_name -> quorum.route.v1.ModelInfo
-	0,  // 20: quorum.route.v1.FeedbackRequest.kind:type_name -> quorum.route.v1.FeedbackKind
-	17, // 21: quorum.route.v1.RouteService.Route:input_type -> quorum.route.v1.RouteRequest
-	1,  // 22: quorum.route.v1.RouteService.RouteStream:input_type -> quorum.route.v1.RouteStreamRequest
-	10, // 23: quorum.route.v1.RouteService.Plan:input_type -> quorum.route.v1.PlanRequest
-	13, // 24: quorum.route.v1.RouteService.ListModels:input_type -> quorum.route.v1.ListModelsRequest
-	15, // 25: quorum.route.v1.RouteService.Feedback:input_type -> quorum.route.v1.FeedbackRequest
-	23, // 26: quorum.route.v1.RouteService.Route:output_type -> quorum.route.v1.RouteResponse
-	9,  // 27: quorum.route.v1.RouteService.RouteStream:output_type -> quorum.route.v1.RouteStreamResponse
-	12, // 28: quorum.route.v1.RouteService.Plan:output_type -> quorum.route.v1.PlanResponse
-	14, // 29: quorum.route.v1.RouteService.ListModels:output_type -> quorum.route.v1.ListModelsResponse
-	16, // 30: quorum.route.v1.RouteService.Feedback:output_type -> quorum.route.v1.FeedbackResponse
-	26, // [26:31] is the sub-list for method output_type
-	21, // [21:26] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	22, // 5: quorum.route.v1.ErrorEvent.retry_delay:type_name -> google.protobuf.Duration
+	23, // 6: quorum.route.v1.RouteStreamResponse.plan:type_name -> quorum.route.v1.ExecutionPlan
+	2,  // 7: quorum.route.v1.RouteStreamResponse.attempt_started:type_name -> quorum.route.v1.AttemptStartedEvent
+	3,  // 8: quorum.route.v1.RouteStreamResponse.chunk:type_name -> quorum.route.v1.ChunkEvent
+	4,  // 9: quorum.route.v1.RouteStreamResponse.gate:type_name -> quorum.route.v1.GateEvent
+	5,  // 10: quorum.route.v1.RouteStreamResponse.escalation:type_name -> quorum.route.v1.EscalationEvent
+	6,  // 11: quorum.route.v1.RouteStreamResponse.vote:type_name -> quorum.route.v1.VoteEvent
+	7,  // 12: quorum.route.v1.RouteStreamResponse.fallback:type_name -> quorum.route.v1.FallbackEvent
+	24, // 13: quorum.route.v1.RouteStreamResponse.final:type_name -> quorum.route.v1.RouteResponse
+	8,  // 14: quorum.route.v1.RouteStreamResponse.error:type_name -> quorum.route.v1.ErrorEvent
+	17, // 15: quorum.route.v1.PlanRequest.request:type_name -> quorum.route.v1.RouteRequest
+	25, // 16: quorum.route.v1.ProviderStatus.breaker_state:type_name -> quorum.route.v1.BreakerState
+	26, // 17: quorum.route.v1.PlanResponse.classification:type_name -> quorum.route.v1.Classification
+	23, // 18: quorum.route.v1.PlanResponse.plan:type_name -> quorum.route.v1.ExecutionPlan
+	11, // 19: quorum.route.v1.PlanResponse.providers:type_name -> quorum.route.v1.ProviderStatus
+	27, // 20: quorum.route.v1.ListModelsResponse.models:type_name -> quorum.route.v1.ModelInfo
+	0,  // 21: quorum.route.v1.FeedbackRequest.kind:type_name -> quorum.route.v1.FeedbackKind
+	17, // 22: quorum.route.v1.RouteService.Route:input_type -> quorum.route.v1.RouteRequest
+	1,  // 23: quorum.route.v1.RouteService.RouteStream:input_type -> quorum.route.v1.RouteStreamRequest
+	10, // 24: quorum.route.v1.RouteService.Plan:input_type -> quorum.route.v1.PlanRequest
+	13, // 25: quorum.route.v1.RouteService.ListModels:input_type -> quorum.route.v1.ListModelsRequest
+	15, // 26: quorum.route.v1.RouteService.Feedback:input_type -> quorum.route.v1.FeedbackRequest
+	24, // 27: quorum.route.v1.RouteService.Route:output_type -> quorum.route.v1.RouteResponse
+	9,  // 28: quorum.route.v1.RouteService.RouteStream:output_type -> quorum.route.v1.RouteStreamResponse
+	12, // 29: quorum.route.v1.RouteService.Plan:output_type -> quorum.route.v1.PlanResponse
+	14, // 30: quorum.route.v1.RouteService.ListModels:output_type -> quorum.route.v1.ListModelsResponse
+	16, // 31: quorum.route.v1.RouteService.Feedback:output_type -> quorum.route.v1.FeedbackResponse
+	27, // [27:32] is the sub-list for method output_type
+	22, // [22:27] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_quorum_route_v1_route_service_proto_init() }

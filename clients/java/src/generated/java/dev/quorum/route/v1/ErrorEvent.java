@@ -56,6 +56,7 @@ private static final long serialVersionUID = 0L;
             dev.quorum.route.v1.ErrorEvent.class, dev.quorum.route.v1.ErrorEvent.Builder.class);
   }
 
+  private int bitField0_;
   public static final int CODE_FIELD_NUMBER = 1;
   @SuppressWarnings("serial")
   private volatile java.lang.Object code_ = "";
@@ -258,6 +259,50 @@ private static final long serialVersionUID = 0L;
     return attempts_.get(index);
   }
 
+  public static final int RETRY_DELAY_FIELD_NUMBER = 5;
+  private com.google.protobuf.Duration retryDelay_;
+  /**
+   * <pre>
+   * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+   * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+   * google.rpc.RetryInfo status detail.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+   * @return Whether the retryDelay field is set.
+   */
+  @java.lang.Override
+  public boolean hasRetryDelay() {
+    return ((bitField0_ & 0x00000001) != 0);
+  }
+  /**
+   * <pre>
+   * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+   * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+   * google.rpc.RetryInfo status detail.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+   * @return The retryDelay.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Duration getRetryDelay() {
+    return retryDelay_ == null ? com.google.protobuf.Duration.getDefaultInstance() : retryDelay_;
+  }
+  /**
+   * <pre>
+   * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+   * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+   * google.rpc.RetryInfo status detail.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.DurationOrBuilder getRetryDelayOrBuilder() {
+    return retryDelay_ == null ? com.google.protobuf.Duration.getDefaultInstance() : retryDelay_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -284,6 +329,9 @@ private static final long serialVersionUID = 0L;
     for (int i = 0; i < attempts_.size(); i++) {
       output.writeMessage(4, attempts_.get(i));
     }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      output.writeMessage(5, getRetryDelay());
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -306,6 +354,10 @@ private static final long serialVersionUID = 0L;
           }
           size += 1 * count;
         }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(5, getRetryDelay());
+    }
     return size;
   }
   @java.lang.Override
@@ -338,6 +390,11 @@ private static final long serialVersionUID = 0L;
         .equals(other.getMessage())) return false;
     if (!getAttemptsList()
         .equals(other.getAttemptsList())) return false;
+    if (hasRetryDelay() != other.hasRetryDelay()) return false;
+    if (hasRetryDelay()) {
+      if (!getRetryDelay()
+          .equals(other.getRetryDelay())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -358,6 +415,10 @@ private static final long serialVersionUID = 0L;
     if (getAttemptsCount() > 0) {
       hash = (37 * hash) + ATTEMPTS_FIELD_NUMBER;
       hash = (53 * hash) + getAttemptsList().hashCode();
+    }
+    if (hasRetryDelay()) {
+      hash = (37 * hash) + RETRY_DELAY_FIELD_NUMBER;
+      hash = (53 * hash) + getRetryDelay().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -482,13 +543,20 @@ private static final long serialVersionUID = 0L;
 
     // Construct using dev.quorum.route.v1.ErrorEvent.newBuilder()
     private Builder() {
-
+      maybeForceBuilderInitialization();
     }
 
     private Builder(
         com.google.protobuf.GeneratedMessage.BuilderParent parent) {
       super(parent);
-
+      maybeForceBuilderInitialization();
+    }
+    private void maybeForceBuilderInitialization() {
+      if (com.google.protobuf.GeneratedMessage
+              .alwaysUseFieldBuilders) {
+        internalGetAttemptsFieldBuilder();
+        internalGetRetryDelayFieldBuilder();
+      }
     }
     @java.lang.Override
     public Builder clear() {
@@ -504,6 +572,11 @@ private static final long serialVersionUID = 0L;
         attemptsBuilder_.clear();
       }
       bitField0_ = (bitField0_ & ~0x00000008);
+      retryDelay_ = null;
+      if (retryDelayBuilder_ != null) {
+        retryDelayBuilder_.dispose();
+        retryDelayBuilder_ = null;
+      }
       return this;
     }
 
@@ -559,6 +632,14 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000004) != 0)) {
         result.message_ = message_;
       }
+      int to_bitField0_ = 0;
+      if (((from_bitField0_ & 0x00000010) != 0)) {
+        result.retryDelay_ = retryDelayBuilder_ == null
+            ? retryDelay_
+            : retryDelayBuilder_.build();
+        to_bitField0_ |= 0x00000001;
+      }
+      result.bitField0_ |= to_bitField0_;
     }
 
     @java.lang.Override
@@ -614,6 +695,9 @@ private static final long serialVersionUID = 0L;
           }
         }
       }
+      if (other.hasRetryDelay()) {
+        mergeRetryDelay(other.getRetryDelay());
+      }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
       return this;
@@ -666,6 +750,13 @@ private static final long serialVersionUID = 0L;
               }
               break;
             } // case 34
+            case 42: {
+              input.readMessage(
+                  internalGetRetryDelayFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000010;
+              break;
+            } // case 42
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1263,6 +1354,179 @@ private static final long serialVersionUID = 0L;
         attempts_ = null;
       }
       return attemptsBuilder_;
+    }
+
+    private com.google.protobuf.Duration retryDelay_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> retryDelayBuilder_;
+    /**
+     * <pre>
+     * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+     * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+     * google.rpc.RetryInfo status detail.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+     * @return Whether the retryDelay field is set.
+     */
+    public boolean hasRetryDelay() {
+      return ((bitField0_ & 0x00000010) != 0);
+    }
+    /**
+     * <pre>
+     * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+     * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+     * google.rpc.RetryInfo status detail.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+     * @return The retryDelay.
+     */
+    public com.google.protobuf.Duration getRetryDelay() {
+      if (retryDelayBuilder_ == null) {
+        return retryDelay_ == null ? com.google.protobuf.Duration.getDefaultInstance() : retryDelay_;
+      } else {
+        return retryDelayBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+     * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+     * google.rpc.RetryInfo status detail.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+     */
+    public Builder setRetryDelay(com.google.protobuf.Duration value) {
+      if (retryDelayBuilder_ == null) {
+        java.util.Objects.requireNonNull(value);
+        retryDelay_ = value;
+      } else {
+        retryDelayBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00000010;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+     * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+     * google.rpc.RetryInfo status detail.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+     */
+    public Builder setRetryDelay(
+        com.google.protobuf.Duration.Builder builderForValue) {
+      if (retryDelayBuilder_ == null) {
+        retryDelay_ = builderForValue.build();
+      } else {
+        retryDelayBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00000010;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+     * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+     * google.rpc.RetryInfo status detail.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+     */
+    public Builder mergeRetryDelay(com.google.protobuf.Duration value) {
+      if (retryDelayBuilder_ == null) {
+        if (((bitField0_ & 0x00000010) != 0) &&
+          retryDelay_ != null &&
+          retryDelay_ != com.google.protobuf.Duration.getDefaultInstance()) {
+          getRetryDelayBuilder().mergeFrom(value);
+        } else {
+          retryDelay_ = value;
+        }
+      } else {
+        retryDelayBuilder_.mergeFrom(value);
+      }
+      if (retryDelay_ != null) {
+        bitField0_ |= 0x00000010;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+     * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+     * google.rpc.RetryInfo status detail.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+     */
+    public Builder clearRetryDelay() {
+      bitField0_ = (bitField0_ & ~0x00000010);
+      retryDelay_ = null;
+      if (retryDelayBuilder_ != null) {
+        retryDelayBuilder_.dispose();
+        retryDelayBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+     * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+     * google.rpc.RetryInfo status detail.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+     */
+    public com.google.protobuf.Duration.Builder getRetryDelayBuilder() {
+      bitField0_ |= 0x00000010;
+      onChanged();
+      return internalGetRetryDelayFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+     * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+     * google.rpc.RetryInfo status detail.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+     */
+    public com.google.protobuf.DurationOrBuilder getRetryDelayOrBuilder() {
+      if (retryDelayBuilder_ != null) {
+        return retryDelayBuilder_.getMessageOrBuilder();
+      } else {
+        return retryDelay_ == null ?
+            com.google.protobuf.Duration.getDefaultInstance() : retryDelay_;
+      }
+    }
+    /**
+     * <pre>
+     * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+     * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+     * google.rpc.RetryInfo status detail.
+     * </pre>
+     *
+     * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder> 
+        internalGetRetryDelayFieldBuilder() {
+      if (retryDelayBuilder_ == null) {
+        retryDelayBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Duration, com.google.protobuf.Duration.Builder, com.google.protobuf.DurationOrBuilder>(
+                getRetryDelay(),
+                getParentForChildren(),
+                isClean());
+        retryDelay_ = null;
+      }
+      return retryDelayBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:quorum.route.v1.ErrorEvent)

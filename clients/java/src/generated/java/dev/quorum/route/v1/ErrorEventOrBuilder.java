@@ -113,4 +113,37 @@ public interface ErrorEventOrBuilder extends
    */
   dev.quorum.route.v1.AttemptOrBuilder getAttemptsOrBuilder(
       int index);
+
+  /**
+   * <pre>
+   * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+   * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+   * google.rpc.RetryInfo status detail.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+   * @return Whether the retryDelay field is set.
+   */
+  boolean hasRetryDelay();
+  /**
+   * <pre>
+   * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+   * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+   * google.rpc.RetryInfo status detail.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+   * @return The retryDelay.
+   */
+  com.google.protobuf.Duration getRetryDelay();
+  /**
+   * <pre>
+   * When the caller may try again, if the error says (RESOURCE_EXHAUSTED: every
+   * candidate rate-limited, a budget or concurrency limit). Route sends the same as a
+   * google.rpc.RetryInfo status detail.
+   * </pre>
+   *
+   * <code>.google.protobuf.Duration retry_delay = 5 [json_name = "retryDelay"];</code>
+   */
+  com.google.protobuf.DurationOrBuilder getRetryDelayOrBuilder();
 }

@@ -116,91 +116,94 @@ public final class RouteServiceProto extends com.google.protobuf.GeneratedFile {
   static {
     java.lang.String[] descriptorData = {
       "\n#quorum/route/v1/route_service.proto\022\017q" +
-      "uorum.route.v1\032\033quorum/route/v1/types.pr" +
-      "oto\"M\n\022RouteStreamRequest\0227\n\007request\030\001 \001" +
-      "(\0132\035.quorum.route.v1.RouteRequestR\007reque" +
-      "st\"[\n\023AttemptStartedEvent\022\024\n\005model\030\001 \001(\t" +
-      "R\005model\022\032\n\010provider\030\002 \001(\tR\010provider\022\022\n\004r" +
-      "ole\030\003 \001(\tR\004role\"n\n\nChunkEvent\022\024\n\005model\030\001" +
-      " \001(\tR\005model\022\022\n\004text\030\002 \001(\tR\004text\0226\n\ttool_" +
-      "call\030\003 \001(\0132\031.quorum.route.v1.ToolCallR\010t" +
-      "oolCall\"Y\n\tGateEvent\022\024\n\005model\030\001 \001(\tR\005mod" +
-      "el\0226\n\007verdict\030\002 \001(\0132\034.quorum.route.v1.Ga" +
-      "teVerdictR\007verdict\"_\n\017EscalationEvent\022\033\n" +
-      "\tfrom_tier\030\001 \001(\tR\010fromTier\022\027\n\007to_tier\030\002 " +
-      "\001(\tR\006toTier\022\026\n\006reason\030\003 \001(\tR\006reason\"E\n\tV" +
-      "oteEvent\0228\n\006answer\030\001 \001(\0132 .quorum.route." +
-      "v1.CandidateAnswerR\006answer\"\227\001\n\rFallbackE" +
-      "vent\022\035\n\nfrom_model\030\001 \001(\tR\tfromModel\022\031\n\010t" +
-      "o_model\030\002 \001(\tR\007toModel\022\026\n\006reason\030\003 \001(\tR\006" +
-      "reason\0224\n\026discarded_prefix_chars\030\004 \001(\rR\024" +
-      "discardedPrefixChars\"\210\001\n\nErrorEvent\022\022\n\004c" +
-      "ode\030\001 \001(\tR\004code\022\026\n\006reason\030\002 \001(\tR\006reason\022" +
-      "\030\n\007message\030\003 \001(\tR\007message\0224\n\010attempts\030\004 " +
-      "\003(\0132\030.quorum.route.v1.AttemptR\010attempts\"" +
-      "\255\004\n\023RouteStreamResponse\0224\n\004plan\030\001 \001(\0132\036." +
-      "quorum.route.v1.ExecutionPlanH\000R\004plan\022O\n" +
-      "\017attempt_started\030\002 \001(\0132$.quorum.route.v1" +
-      ".AttemptStartedEventH\000R\016attemptStarted\0223" +
-      "\n\005chunk\030\003 \001(\0132\033.quorum.route.v1.ChunkEve" +
-      "ntH\000R\005chunk\0220\n\004gate\030\004 \001(\0132\032.quorum.route" +
-      ".v1.GateEventH\000R\004gate\022B\n\nescalation\030\005 \001(" +
-      "\0132 .quorum.route.v1.EscalationEventH\000R\ne" +
-      "scalation\0220\n\004vote\030\006 \001(\0132\032.quorum.route.v" +
-      "1.VoteEventH\000R\004vote\022<\n\010fallback\030\007 \001(\0132\036." +
-      "quorum.route.v1.FallbackEventH\000R\010fallbac" +
-      "k\0226\n\005final\030\010 \001(\0132\036.quorum.route.v1.Route" +
-      "ResponseH\000R\005final\0223\n\005error\030\t \001(\0132\033.quoru" +
-      "m.route.v1.ErrorEventH\000R\005errorB\007\n\005event\"" +
-      "F\n\013PlanRequest\0227\n\007request\030\001 \001(\0132\035.quorum" +
-      ".route.v1.RouteRequestR\007request\"\307\001\n\016Prov" +
-      "iderStatus\022\032\n\010provider\030\001 \001(\tR\010provider\022B" +
-      "\n\rbreaker_state\030\002 \001(\0162\035.quorum.route.v1." +
-      "BreakerStateR\014breakerState\022#\n\rfailure_co" +
-      "unt\030\003 \001(\rR\014failureCount\0220\n\024cooldown_rema" +
-      "ining_s\030\004 \001(\001R\022cooldownRemainingS\"\260\002\n\014Pl" +
-      "anResponse\022G\n\016classification\030\001 \001(\0132\037.quo" +
-      "rum.route.v1.ClassificationR\016classificat" +
-      "ion\0222\n\004plan\030\002 \001(\0132\036.quorum.route.v1.Exec" +
-      "utionPlanR\004plan\022=\n\tproviders\030\003 \003(\0132\037.quo" +
-      "rum.route.v1.ProviderStatusR\tproviders\022%" +
-      "\n\016baseline_model\030\004 \001(\tR\rbaselineModel\022=\n" +
-      "\033baseline_estimated_cost_usd\030\005 \001(\001R\030base" +
-      "lineEstimatedCostUsd\"\'\n\021ListModelsReques" +
-      "t\022\022\n\004tier\030\001 \001(\tR\004tier\"^\n\022ListModelsRespo" +
-      "nse\0222\n\006models\030\001 \003(\0132\032.quorum.route.v1.Mo" +
-      "delInfoR\006models\022\024\n\005tiers\030\002 \003(\tR\005tiers\"\251\001" +
-      "\n\017FeedbackRequest\022\035\n\nrequest_id\030\001 \001(\tR\tr" +
-      "equestId\0221\n\004kind\030\002 \001(\0162\035.quorum.route.v1" +
-      ".FeedbackKindR\004kind\022\024\n\005score\030\003 \001(\001R\005scor" +
-      "e\022\024\n\005label\030\004 \001(\tR\005label\022\030\n\007comment\030\005 \001(\t" +
-      "R\007comment\".\n\020FeedbackResponse\022\032\n\010recorde" +
-      "d\030\001 \001(\010R\010recorded*\272\001\n\014FeedbackKind\022\035\n\031FE" +
-      "EDBACK_KIND_UNSPECIFIED\020\000\022\035\n\031FEEDBACK_KI" +
-      "ND_REGENERATED\020\001\022\033\n\027FEEDBACK_KIND_THUMBS" +
-      "_UP\020\002\022\035\n\031FEEDBACK_KIND_THUMBS_DOWN\020\003\022\027\n\023" +
-      "FEEDBACK_KIND_SCORE\020\004\022\027\n\023FEEDBACK_KIND_L" +
-      "ABEL\020\0052\237\003\n\014RouteService\022F\n\005Route\022\035.quoru" +
-      "m.route.v1.RouteRequest\032\036.quorum.route.v" +
-      "1.RouteResponse\022Z\n\013RouteStream\022#.quorum." +
-      "route.v1.RouteStreamRequest\032$.quorum.rou" +
-      "te.v1.RouteStreamResponse0\001\022C\n\004Plan\022\034.qu" +
-      "orum.route.v1.PlanRequest\032\035.quorum.route" +
-      ".v1.PlanResponse\022U\n\nListModels\022\".quorum." +
-      "route.v1.ListModelsRequest\032#.quorum.rout" +
-      "e.v1.ListModelsResponse\022O\n\010Feedback\022 .qu" +
-      "orum.route.v1.FeedbackRequest\032!.quorum.r" +
-      "oute.v1.FeedbackResponseB\316\001\n\023dev.quorum." +
-      "route.v1B\021RouteServiceProtoP\001ZFgithub.co" +
-      "m/quorum-router/quorum/clients/go/gen/qu" +
-      "orum/route/v1;routev1\242\002\003QRX\252\002\017Quorum.Rou" +
-      "te.V1\312\002\017Quorum\\Route\\V1\342\002\033Quorum\\Route\\V" +
-      "1\\GPBMetadata\352\002\021Quorum::Route::V1b\006proto" +
-      "3"
+      "uorum.route.v1\032\036google/protobuf/duration" +
+      ".proto\032\033quorum/route/v1/types.proto\"M\n\022R" +
+      "outeStreamRequest\0227\n\007request\030\001 \001(\0132\035.quo" +
+      "rum.route.v1.RouteRequestR\007request\"[\n\023At" +
+      "temptStartedEvent\022\024\n\005model\030\001 \001(\tR\005model\022" +
+      "\032\n\010provider\030\002 \001(\tR\010provider\022\022\n\004role\030\003 \001(" +
+      "\tR\004role\"n\n\nChunkEvent\022\024\n\005model\030\001 \001(\tR\005mo" +
+      "del\022\022\n\004text\030\002 \001(\tR\004text\0226\n\ttool_call\030\003 \001" +
+      "(\0132\031.quorum.route.v1.ToolCallR\010toolCall\"" +
+      "Y\n\tGateEvent\022\024\n\005model\030\001 \001(\tR\005model\0226\n\007ve" +
+      "rdict\030\002 \001(\0132\034.quorum.route.v1.GateVerdic" +
+      "tR\007verdict\"_\n\017EscalationEvent\022\033\n\tfrom_ti" +
+      "er\030\001 \001(\tR\010fromTier\022\027\n\007to_tier\030\002 \001(\tR\006toT" +
+      "ier\022\026\n\006reason\030\003 \001(\tR\006reason\"E\n\tVoteEvent" +
+      "\0228\n\006answer\030\001 \001(\0132 .quorum.route.v1.Candi" +
+      "dateAnswerR\006answer\"\227\001\n\rFallbackEvent\022\035\n\n" +
+      "from_model\030\001 \001(\tR\tfromModel\022\031\n\010to_model\030" +
+      "\002 \001(\tR\007toModel\022\026\n\006reason\030\003 \001(\tR\006reason\0224" +
+      "\n\026discarded_prefix_chars\030\004 \001(\rR\024discarde" +
+      "dPrefixChars\"\304\001\n\nErrorEvent\022\022\n\004code\030\001 \001(" +
+      "\tR\004code\022\026\n\006reason\030\002 \001(\tR\006reason\022\030\n\007messa" +
+      "ge\030\003 \001(\tR\007message\0224\n\010attempts\030\004 \003(\0132\030.qu" +
+      "orum.route.v1.AttemptR\010attempts\022:\n\013retry" +
+      "_delay\030\005 \001(\0132\031.google.protobuf.DurationR" +
+      "\nretryDelay\"\255\004\n\023RouteStreamResponse\0224\n\004p" +
+      "lan\030\001 \001(\0132\036.quorum.route.v1.ExecutionPla" +
+      "nH\000R\004plan\022O\n\017attempt_started\030\002 \001(\0132$.quo" +
+      "rum.route.v1.AttemptStartedEventH\000R\016atte" +
+      "mptStarted\0223\n\005chunk\030\003 \001(\0132\033.quorum.route" +
+      ".v1.ChunkEventH\000R\005chunk\0220\n\004gate\030\004 \001(\0132\032." +
+      "quorum.route.v1.GateEventH\000R\004gate\022B\n\nesc" +
+      "alation\030\005 \001(\0132 .quorum.route.v1.Escalati" +
+      "onEventH\000R\nescalation\0220\n\004vote\030\006 \001(\0132\032.qu" +
+      "orum.route.v1.VoteEventH\000R\004vote\022<\n\010fallb" +
+      "ack\030\007 \001(\0132\036.quorum.route.v1.FallbackEven" +
+      "tH\000R\010fallback\0226\n\005final\030\010 \001(\0132\036.quorum.ro" +
+      "ute.v1.RouteResponseH\000R\005final\0223\n\005error\030\t" +
+      " \001(\0132\033.quorum.route.v1.ErrorEventH\000R\005err" +
+      "orB\007\n\005event\"F\n\013PlanRequest\0227\n\007request\030\001 " +
+      "\001(\0132\035.quorum.route.v1.RouteRequestR\007requ" +
+      "est\"\307\001\n\016ProviderStatus\022\032\n\010provider\030\001 \001(\t" +
+      "R\010provider\022B\n\rbreaker_state\030\002 \001(\0162\035.quor" +
+      "um.route.v1.BreakerStateR\014breakerState\022#" +
+      "\n\rfailure_count\030\003 \001(\rR\014failureCount\0220\n\024c" +
+      "ooldown_remaining_s\030\004 \001(\001R\022cooldownRemai" +
+      "ningS\"\260\002\n\014PlanResponse\022G\n\016classification" +
+      "\030\001 \001(\0132\037.quorum.route.v1.ClassificationR" +
+      "\016classification\0222\n\004plan\030\002 \001(\0132\036.quorum.r" +
+      "oute.v1.ExecutionPlanR\004plan\022=\n\tproviders" +
+      "\030\003 \003(\0132\037.quorum.route.v1.ProviderStatusR" +
+      "\tproviders\022%\n\016baseline_model\030\004 \001(\tR\rbase" +
+      "lineModel\022=\n\033baseline_estimated_cost_usd" +
+      "\030\005 \001(\001R\030baselineEstimatedCostUsd\"\'\n\021List" +
+      "ModelsRequest\022\022\n\004tier\030\001 \001(\tR\004tier\"^\n\022Lis" +
+      "tModelsResponse\0222\n\006models\030\001 \003(\0132\032.quorum" +
+      ".route.v1.ModelInfoR\006models\022\024\n\005tiers\030\002 \003" +
+      "(\tR\005tiers\"\251\001\n\017FeedbackRequest\022\035\n\nrequest" +
+      "_id\030\001 \001(\tR\trequestId\0221\n\004kind\030\002 \001(\0162\035.quo" +
+      "rum.route.v1.FeedbackKindR\004kind\022\024\n\005score" +
+      "\030\003 \001(\001R\005score\022\024\n\005label\030\004 \001(\tR\005label\022\030\n\007c" +
+      "omment\030\005 \001(\tR\007comment\".\n\020FeedbackRespons" +
+      "e\022\032\n\010recorded\030\001 \001(\010R\010recorded*\272\001\n\014Feedba" +
+      "ckKind\022\035\n\031FEEDBACK_KIND_UNSPECIFIED\020\000\022\035\n" +
+      "\031FEEDBACK_KIND_REGENERATED\020\001\022\033\n\027FEEDBACK" +
+      "_KIND_THUMBS_UP\020\002\022\035\n\031FEEDBACK_KIND_THUMB" +
+      "S_DOWN\020\003\022\027\n\023FEEDBACK_KIND_SCORE\020\004\022\027\n\023FEE" +
+      "DBACK_KIND_LABEL\020\0052\237\003\n\014RouteService\022F\n\005R" +
+      "oute\022\035.quorum.route.v1.RouteRequest\032\036.qu" +
+      "orum.route.v1.RouteResponse\022Z\n\013RouteStre" +
+      "am\022#.quorum.route.v1.RouteStreamRequest\032" +
+      "$.quorum.route.v1.RouteStreamResponse0\001\022" +
+      "C\n\004Plan\022\034.quorum.route.v1.PlanRequest\032\035." +
+      "quorum.route.v1.PlanResponse\022U\n\nListMode" +
+      "ls\022\".quorum.route.v1.ListModelsRequest\032#" +
+      ".quorum.route.v1.ListModelsResponse\022O\n\010F" +
+      "eedback\022 .quorum.route.v1.FeedbackReques" +
+      "t\032!.quorum.route.v1.FeedbackResponseB\316\001\n" +
+      "\023dev.quorum.route.v1B\021RouteServiceProtoP" +
+      "\001ZFgithub.com/quorum-router/quorum/clien" +
+      "ts/go/gen/quorum/route/v1;routev1\242\002\003QRX\252" +
+      "\002\017Quorum.Route.V1\312\002\017Quorum\\Route\\V1\342\002\033Qu" +
+      "orum\\Route\\V1\\GPBMetadata\352\002\021Quorum::Rout" +
+      "e::V1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
         new com.google.protobuf.Descriptors.FileDescriptor[] {
+          com.google.protobuf.DurationProto.getDescriptor(),
           dev.quorum.route.v1.TypesProto.getDescriptor(),
         });
     internal_static_quorum_route_v1_RouteStreamRequest_descriptor =
@@ -250,7 +253,7 @@ public final class RouteServiceProto extends com.google.protobuf.GeneratedFile {
     internal_static_quorum_route_v1_ErrorEvent_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_ErrorEvent_descriptor,
-        new java.lang.String[] { "Code", "Reason", "Message", "Attempts", });
+        new java.lang.String[] { "Code", "Reason", "Message", "Attempts", "RetryDelay", });
     internal_static_quorum_route_v1_RouteStreamResponse_descriptor =
       getDescriptor().getMessageType(8);
     internal_static_quorum_route_v1_RouteStreamResponse_fieldAccessorTable = new
@@ -300,6 +303,7 @@ public final class RouteServiceProto extends com.google.protobuf.GeneratedFile {
         internal_static_quorum_route_v1_FeedbackResponse_descriptor,
         new java.lang.String[] { "Recorded", });
     descriptor.resolveAllFeaturesImmutable();
+    com.google.protobuf.DurationProto.getDescriptor();
     dev.quorum.route.v1.TypesProto.getDescriptor();
   }
 

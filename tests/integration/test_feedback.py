@@ -39,6 +39,25 @@ async def test_feedback_for_a_routed_request_is_recorded(tmp_path: Path) -> None
     assert regen["kind"] == "regenerated"
 
 
+async def test_an_answer_from_the_cache_is_a_decision_open_to_feedback(tmp_path: Path) -> None:
+    log_path = tmp_path / "decisions.jsonl"
+    data = sim_config(
+        decisions={"sink": "file", "path": str(log_path)},
+        cache={"enabled": True, "default_allow": True},
+    )
+    async with running_server(parse_config(data)) as (_, client):
+        await client.route("What is 6 * 7?", request_id="fresh")
+        hit = await client.route("What is 6 * 7?", request_id="from-cache")
+        assert hit.cached
+        reply = await client.feedback(
+            svc.FeedbackRequest(request_id="from-cache", kind=svc.FEEDBACK_KIND_THUMBS_DOWN)
+        )
+        assert reply.recorded
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    decisions = [(d["request_id"], d["cached"]) for d in lines if d["type"] == "decision"]
+    assert decisions == [("fresh", False), ("from-cache", True)]
+
+
 async def test_unknown_request_id_is_not_found() -> None:
     async with running_server(parse_config(sim_config())) as (_, client):
         with pytest.raises(QuorumError) as info:

@@ -123,15 +123,30 @@ class Execution:
     billed). A class rather than a generator-based context manager: it is on every
     request's path."""
 
-    __slots__ = ("_deadline", "_decided", "_guardrails", "_reservation", "_run", "_scope", "_t0")
+    __slots__ = (
+        "_before",
+        "_deadline",
+        "_decided",
+        "_guardrails",
+        "_reservation",
+        "_run",
+        "_scope",
+        "_t0",
+    )
 
     def __init__(
-        self, guardrails: Guardrails, scope: Scope, decided: ExecutionPlan, deadline: float
+        self,
+        guardrails: Guardrails,
+        scope: Scope,
+        decided: ExecutionPlan,
+        deadline: float,
+        before: tuple[Attempt, ...] = (),
     ) -> None:
         self._guardrails = guardrails
         self._scope = scope
         self._decided = decided
         self._deadline = deadline
+        self._before = before
         self._reservation: Reservation | None = None
         self._run = Run()
         self._t0 = 0
@@ -143,7 +158,7 @@ class Execution:
                 scope.tenant.name,
                 scope.request.request_id,
                 scope.counters,
-                self._decided.estimated_cost_max_usd,
+                self._decided.estimated_cost_max_usd + sum(a.cost_usd for a in self._before),
                 critical=scope.request.hints.critical,
                 hold_s=max(0.0, self._deadline - time.monotonic()) + SETTLE_MARGIN_S,
             )
@@ -158,7 +173,11 @@ class Execution:
     ) -> None:
         g, run = self._guardrails, self._run
         if isinstance(exc, ExecutionFailed):
+            if self._before:  # the error's account starts with the calls made before
+                exc.attempts = (*self._before, *exc.attempts)
             run.attempts = exc.attempts
+        elif self._before:
+            run.attempts = (*self._before, *run.attempts)
         try:
             if (
                 isinstance(exc, AllAttemptsFailed)
@@ -350,9 +369,16 @@ class Guardrails:
 
     # ---- execution --------------------------------------------------------------------
 
-    def execution(self, scope: Scope, decided: ExecutionPlan, deadline: float) -> Execution:
-        """Reserve the plan's maximum cost, run, then settle to what the attempts cost."""
-        return Execution(self, scope, decided, deadline)
+    def execution(
+        self,
+        scope: Scope,
+        decided: ExecutionPlan,
+        deadline: float,
+        before: tuple[Attempt, ...] = (),
+    ) -> Execution:
+        """Reserve the plan's maximum cost, run, then settle to what the attempts cost;
+        ``before`` are calls already made for the request (the LLM classifier's)."""
+        return Execution(self, scope, decided, deadline, before)
 
     # ---- after ------------------------------------------------------------------------
 

@@ -7,9 +7,12 @@ returns domain types only.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import AsyncGenerator, Awaitable, Mapping
+from dataclasses import replace
 
 from pydantic import SecretStr
 
@@ -21,6 +24,8 @@ from quorum.server.classify.chain import ChainClassifier
 from quorum.server.config import Config
 from quorum.server.decisions import DecisionLog, Feedback, feedback_is_good
 from quorum.server.domain import (
+    Attempt,
+    AttemptOutcome,
     Candidate,
     Classification,
     Completion,
@@ -37,7 +42,8 @@ from quorum.server.domain import (
     Strategy,
     Usage,
 )
-from quorum.server.execute.calls import ExecutionContext, call_model
+from quorum.server.errors import ProviderError
+from quorum.server.execute.calls import ExecutionContext, call_model, spent_before_failing
 from quorum.server.execute.cascade import CascadeRuntime, execute_cascade
 from quorum.server.execute.consensus import ConsensusRuntime, execute_judge, execute_majority
 from quorum.server.execute.events import NULL_SINK, Chunk, Event, EventSink, PlanMade
@@ -62,6 +68,20 @@ from quorum.server.shadow import ShadowEvaluator, ShadowSettings
 from quorum.server.state import StateSnapshot, accuracy_key
 from quorum.server.tokens import prompt_tokens
 from quorum.server.values import value_type
+
+
+@value_type
+class _ClassifierCalls:
+    """The LLM classifier's model calls for the request being routed: they cost money,
+    so they are attempts in its account (role ``classifier``)."""
+
+    started: float  # when the request started (time.monotonic())
+    attempts: list[Attempt]
+
+
+_CLASSIFIER_CALLS: contextvars.ContextVar[_ClassifierCalls | None] = contextvars.ContextVar(
+    "quorum_classifier_calls", default=None
+)
 
 
 @value_type
@@ -215,8 +235,17 @@ class Router:
         # Tenant, permissions, cache (not for streams), budget guard.
         scope = await self.guardrails.begin(request, streaming=sink is not NULL_SINK)
         if scope.hit is not None:
+            # A decision too (served from the cache): logged, and open to Feedback under
+            # the request id the caller got back.
+            self.decisions.record(scope.request, scope.hit)
             return scope.hit
-        classification = await self.classifier.classify(scope.request)
+        calls = _ClassifierCalls(t0, [])
+        token = _CLASSIFIER_CALLS.set(calls)
+        try:
+            classification = await self.classifier.classify(scope.request)
+        finally:
+            _CLASSIFIER_CALLS.reset(token)
+        classifying = tuple(calls.attempts)
         classification = self.guardrails.agent_allowed(scope, classification)
         request, catalog = self._for_agent(scope.request, classification)
         catalog = self.guardrails.narrow(scope, catalog)
@@ -238,10 +267,11 @@ class Router:
             resilience=self.resilience,
             restart_streams=restart_streams,
         )
-        async with self.guardrails.execution(scope, decided, deadline) as run:
+        async with self.guardrails.execution(scope, decided, deadline, classifying) as run:
             result = run.done(await self._run(ctx, request, decided, classification))
         t3 = time.monotonic()
-        usage = sum((a.usage for a in result.attempts), Usage())
+        attempts = (*classifying, *result.attempts)
+        usage = sum((a.usage for a in attempts), Usage())
         answer_usage = result.completion.usage
         judge = result.consensus.judge if result.consensus is not None else None
         if judge is not None and judge.synthesized:
@@ -256,9 +286,9 @@ class Router:
             strategy=decided.strategy,
             classification=classification,
             plan=decided,
-            attempts=result.attempts,
+            attempts=attempts,
             usage=usage,
-            cost_usd=sum(a.cost_usd for a in result.attempts),
+            cost_usd=sum(a.cost_usd for a in attempts),
             baseline_cost_usd=self.catalog.baseline.cost(answer_usage),
             baseline_model=self.catalog.baseline.name,
             timings=StageTimings(
@@ -397,10 +427,19 @@ class Router:
             temperature=0.0,
             response_format=ResponseFormat(ResponseFormatType.JSON_OBJECT),
         )
-        with self.breakers.guard(spec.provider):
-            completion = await self.providers[spec.provider].complete(
-                ProviderRequest(spec.model_id, messages, params, timeout_s)
-            )
+        calls = _CLASSIFIER_CALLS.get()
+        sent = time.monotonic()
+        try:
+            with self.breakers.guard(spec.provider):
+                completion = await self.providers[spec.provider].complete(
+                    ProviderRequest(spec.model_id, messages, params, timeout_s)
+                )
+        except (ProviderError, asyncio.CancelledError) as exc:
+            if calls is not None:
+                calls.attempts.append(_classifier_attempt(spec, messages, calls, sent, exc))
+            raise
+        if calls is not None:
+            calls.attempts.append(_classifier_attempt(spec, messages, calls, sent, completion))
         return completion.content
 
     async def _execute(
@@ -434,3 +473,44 @@ class Router:
                 return await execute_judge(ctx, request, decided, consensus)
             return await execute_majority(ctx, request, decided, consensus)
         raise AssertionError(f"planner produced an unexecutable strategy {strategy}")
+
+
+def _classifier_attempt(
+    spec: ModelSpec,
+    messages: tuple[Message, ...],
+    calls: _ClassifierCalls,
+    sent: float,
+    outcome: Completion | ProviderError | asyncio.CancelledError,
+) -> Attempt:
+    """The LLM classifier's call as an attempt: what it cost, also when it failed or was
+    cut off by the classifier's time limit (the provider read the prompt; it may bill it)."""
+    done = Attempt(
+        model=spec.name,
+        provider=spec.provider,
+        tier=spec.tier,
+        role="classifier",
+        outcome=AttemptOutcome.SUCCEEDED,
+        reason="ok",
+        latency_ms=(time.monotonic() - sent) * 1000.0,
+        started_ms=(sent - calls.started) * 1000.0,
+    )
+    if isinstance(outcome, Completion):
+        return replace(done, usage=outcome.usage, cost_usd=spec.cost(outcome.usage))
+    if isinstance(outcome, ProviderError):
+        spent = spent_before_failing(RouteRequest("", messages), outcome) or Usage()
+        return replace(
+            done,
+            outcome=AttemptOutcome.FAILED,
+            reason=outcome.message,
+            error_reason=outcome.reason,
+            usage=spent,
+            cost_usd=spec.cost(spent),
+        )
+    spent = Usage(prompt_tokens(messages), 0)
+    return replace(
+        done,
+        outcome=AttemptOutcome.CANCELLED,
+        reason="cut off: the classifier's time limit",
+        usage=spent,
+        cost_usd=spec.cost(spent),
+    )

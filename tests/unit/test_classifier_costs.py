@@ -1,0 +1,96 @@
+"""The LLM classifier's model calls are paid for: they are attempts in the account."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from quorum.server.config import parse_config
+from quorum.server.domain import (
+    AttemptOutcome,
+    Completion,
+    Hints,
+    Message,
+    Role,
+    RouteRequest,
+    Usage,
+)
+from quorum.server.providers.base import Provider, ProviderRequest
+from quorum.server.router import Router
+from tests.conftest import sim_config
+
+CLASSIFIER_USAGE = Usage(400, 30)
+
+
+class AnswersTheClassifier:
+    """A provider whose classifier calls get a fixed JSON answer (after ``delay_s``)."""
+
+    def __init__(self, inner: Provider, delay_s: float = 0.0) -> None:
+        self.inner = inner
+        self.delay_s = delay_s
+        self.calls = 0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def kind(self) -> str:
+        return self.inner.kind
+
+    async def complete(self, request: ProviderRequest) -> Completion:
+        if request.messages[0].role is Role.SYSTEM and "classif" in request.messages[0].content:
+            self.calls += 1
+            await asyncio.sleep(self.delay_s)
+            answer = {"task": "chat", "difficulty": "low", "confidence": 0.9}
+            return Completion(json.dumps(answer), usage=CLASSIFIER_USAGE)
+        return await self.inner.complete(request)
+
+    def stream(self, request: ProviderRequest) -> object:
+        return self.inner.stream(request)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def _router(timeout_ms: int, delay_s: float) -> tuple[Router, AnswersTheClassifier]:
+    router = Router(
+        parse_config(sim_config(classifier={"llm": {"model": "mid", "timeout_ms": timeout_ms}}))
+    )
+    wrapped = AnswersTheClassifier(router.providers["sim"], delay_s)
+    router.providers["sim"] = wrapped  # type: ignore[assignment]
+    return router, wrapped
+
+
+UNSURE = RouteRequest("r-1", (Message(Role.USER, "Blorp the frobnicator, please."),), hints=Hints())
+
+
+async def test_the_classifier_call_is_an_attempt_with_its_cost() -> None:
+    router, wrapped = _router(timeout_ms=2000, delay_s=0.0)
+    try:
+        result = await router.route(UNSURE)
+    finally:
+        await router.close()
+    assert wrapped.calls == 1
+    first = result.attempts[0]
+    assert (first.model, first.role, first.outcome) == (
+        "mid",
+        "classifier",
+        AttemptOutcome.SUCCEEDED,
+    )
+    assert first.usage == CLASSIFIER_USAGE
+    assert first.cost_usd == router.catalog.models["mid"].cost(CLASSIFIER_USAGE) > 0
+    assert result.cost_usd == sum(a.cost_usd for a in result.attempts)
+    assert result.usage.input_tokens >= CLASSIFIER_USAGE.input_tokens
+
+
+async def test_a_classifier_call_cut_off_by_its_time_limit_is_charged_its_prompt() -> None:
+    router, wrapped = _router(timeout_ms=50, delay_s=1.0)
+    try:
+        result = await router.route(UNSURE)
+    finally:
+        await router.close()
+    first = result.attempts[0]
+    assert (first.role, first.outcome) == ("classifier", AttemptOutcome.CANCELLED)
+    assert first.usage.input_tokens > 0 and first.cost_usd > 0
+    assert wrapped.calls == 1

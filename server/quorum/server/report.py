@@ -1,14 +1,22 @@
 """``quorum router report``: which task types could move to a cheaper tier, from real traffic.
 
-Reads the decision log's ``shadow`` lines and prints, per task type (and agent), how
-often the cheaper model's answer agreed with the one served, how much it would have
-saved, and a recommendation against a target agreement.
+Reads the decision log's ``shadow`` lines and prints one row per task type (and agent) and
+tier move (the tier that answered → the cheaper tier shadowed): how often the cheaper model's
+answer agreed with the one served, how much it would have saved, and a recommendation against
+a target agreement. Each move is judged on its own lines only, so one that agrees well never
+vouches for another of the same task.
+
+A shadow call that gave no answer (``outcome: "failed"``: the cheaper model errored or timed
+out) is no verdict on its quality: it is counted in the row's ``failed`` column and left out of
+``n``, the agreement and the saving. Lines written before ``outcome`` existed are read too:
+``agree: false`` with the reason ``"shadow call failed"`` was such a failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -16,32 +24,85 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# How quorum.server.shadow marks a call that gave no answer; the second is the reason
+# older versions wrote, with ``agree: false``, before there was an ``outcome``.
+_FAILED = "failed"
+_OLD_FAILED_REASON = "shadow call failed"
+
+
+@dataclass(frozen=True, order=True)
+class RowKey:
+    """What a row of the report is about: a task (and agent) and one tier move."""
+
+    task: str
+    agent: str
+    primary_tier: str
+    shadow_tier: str
+
+    @property
+    def label(self) -> str:
+        return self.task + (f" ({self.agent})" if self.agent else "")
+
+    @property
+    def moves(self) -> str:
+        return f"{self.primary_tier} → {self.shadow_tier}"
+
 
 @dataclass
 class TaskStats:
+    """Counts of one row: ``n`` compared answers (verdicts), ``failed`` calls apart."""
+
     n: int = 0
     agree: int = 0
+    failed: int = 0
     primary_cost: float = 0.0
     shadow_cost: float = 0.0
-    moves: str = ""
 
     @property
     def agreement(self) -> float:
         return self.agree / self.n if self.n else 0.0
 
+    @property
+    def saving(self) -> float:
+        return 1 - self.shadow_cost / self.primary_cost if self.primary_cost else 0.0
 
-def aggregate(records: Iterable[dict[str, Any]]) -> dict[str, TaskStats]:
-    stats: dict[str, TaskStats] = defaultdict(TaskStats)
+
+def failed(record: dict[str, Any]) -> bool:
+    """Whether a shadow line records a call that gave no answer rather than a verdict."""
+    outcome = record.get("outcome")
+    if outcome is not None:
+        return bool(outcome == _FAILED)
+    return record.get("agree") is None or record.get("reason") == _OLD_FAILED_REASON
+
+
+def _cost(record: dict[str, Any], key: str) -> float:
+    try:
+        value = float(record.get(key) or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) else 0.0
+
+
+def aggregate(records: Iterable[dict[str, Any]]) -> dict[RowKey, TaskStats]:
+    """Shadow lines counted per (task, agent, answering tier, shadow tier)."""
+    stats: dict[RowKey, TaskStats] = defaultdict(TaskStats)
     for r in records:
         if r.get("type") != "shadow":
             continue
-        key = r["task"] + (f" ({r['agent']})" if r.get("agent") else "")
+        key = RowKey(
+            str(r.get("task") or "?"),
+            str(r.get("agent") or ""),
+            str(r.get("primary_tier") or "?"),
+            str(r.get("shadow_tier") or "?"),
+        )
         s = stats[key]
+        if failed(r):
+            s.failed += 1
+            continue
         s.n += 1
-        s.agree += bool(r.get("agree"))
-        s.primary_cost += float(r.get("primary_cost_usd", 0.0))
-        s.shadow_cost += float(r.get("shadow_cost_usd", 0.0))
-        s.moves = f"{r.get('primary_tier', '?')} → {r.get('shadow_tier', '?')}"
+        s.agree += r.get("agree") is True
+        s.primary_cost += _cost(r, "primary_cost_usd")
+        s.shadow_cost += _cost(r, "shadow_cost_usd")
     return dict(stats)
 
 
@@ -52,52 +113,100 @@ def _read(paths: Sequence[Path]) -> Iterable[dict[str, Any]]:
                 line = line.strip()
                 if line.startswith("{"):
                     try:
-                        yield json.loads(line)
+                        record = json.loads(line)
                     except ValueError:
                         continue
+                    if isinstance(record, dict):
+                        yield record
+
+
+def rows(stats: dict[RowKey, TaskStats], target: float, min_samples: int) -> list[dict[str, Any]]:
+    """The report's rows, most verdicts first; each move has its own verdict. A row of
+    failed calls only has no agreement or saving (``None``)."""
+    out = []
+    for key, s in sorted(stats.items(), key=lambda kv: (-kv[1].n, -kv[1].failed, kv[0])):
+        if s.n < min_samples:
+            more = min_samples - s.n
+            verdict = f"need {more} more sample{'' if more == 1 else 's'}"
+        elif s.agreement >= target:
+            verdict = f"move {key.moves}"
+        else:
+            verdict = "keep"
+        out.append(
+            {
+                "task": key.label,
+                "agent": key.agent,
+                "primary_tier": key.primary_tier,
+                "shadow_tier": key.shadow_tier,
+                "tiers": key.moves,
+                "n": s.n,
+                "failed": s.failed,
+                "agreement": round(s.agreement, 4) if s.n else None,
+                "saving": round(s.saving, 4) if s.n else None,
+                "verdict": verdict,
+            }
+        )
+    return out
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"must be an agreement rate in [0, 1], not {text}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="quorum router report", description=__doc__)
     parser.add_argument("--log", type=Path, nargs="+", required=True, help="decision log files")
-    parser.add_argument("--target", type=float, default=0.95, help="agreement needed to move")
-    parser.add_argument("--min-samples", type=int, default=30)
+    parser.add_argument(
+        "--target", type=_fraction, default=0.95, help="agreement needed to move (default 0.95)"
+    )
+    parser.add_argument(
+        "--min-samples",
+        type=_count,
+        default=30,
+        help="verdicts (failed calls not counted) a row needs before it is judged (default 30)",
+    )
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed what is wrong (or the help)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         stats = aggregate(_read(args.log))
     except OSError as exc:
         print(f"quorum router report: {exc}", file=sys.stderr)
         return 1
-    rows = []
-    for task, s in sorted(stats.items(), key=lambda kv: -kv[1].n):
-        saving = 1 - s.shadow_cost / s.primary_cost if s.primary_cost else 0.0
-        if s.n < args.min_samples:
-            verdict = f"need {args.min_samples - s.n} more samples"
-        elif s.agreement >= args.target:
-            verdict = f"move {s.moves}"
-        else:
-            verdict = "keep"
-        rows.append(
-            {
-                "task": task,
-                "n": s.n,
-                "agreement": round(s.agreement, 4),
-                "saving": round(saving, 4),
-                "tiers": s.moves,
-                "verdict": verdict,
-            }
-        )
+    report = rows(stats, args.target, args.min_samples)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(report, indent=2))
         return 0
-    if not rows:
+    if not report:
         print("no shadow evaluations in the log yet (set shadow.sample_rate in config)")
         return 0
-    print(f"{'task':<28} {'n':>6} {'agreement':>10} {'saving':>8}  verdict")
-    for r in rows:
+    print(
+        f"{'task':<28} {'tiers':<20} {'n':>6} {'failed':>6} {'agreement':>10} {'saving':>8}  "
+        "verdict"
+    )
+    for r in report:
+        agreement = "-" if r["agreement"] is None else f"{r['agreement']:.1%}"
+        saving = "-" if r["saving"] is None else f"{r['saving']:.1%}"
         print(
-            f"{r['task']:<28} {r['n']:>6} {r['agreement']:>10.1%} {r['saving']:>8.1%}  "
-            f"{r['verdict']}"
+            f"{r['task']:<28} {r['tiers']:<20} {r['n']:>6} {r['failed']:>6} "
+            f"{agreement:>10} {saving:>8}  {r['verdict']}"
         )
     return 0

@@ -5,8 +5,11 @@ reproducible) is sent again — after the caller has its answer, off the request
 within its own daily budget — to the cheapest model of a cheaper tier that has the
 capabilities the request needs. The two answers are compared with the task's
 normaliser and the cheaper answer goes through the quality gate's basic checks; the
-verdict is written to the decision log as a ``shadow`` line. ``quorum router report``
-turns those lines into per-task agreement rates and recommendations.
+verdict is written to the decision log as a ``shadow`` line with ``outcome: "answered"``
+and ``agree`` true or false. A shadow call that gives no answer (the cheaper model errored
+or timed out) is no verdict on its quality: its line has ``outcome: "failed"``, ``agree:
+null`` and the reason. ``quorum router report`` turns those lines into agreement rates and
+recommendations per task and tier move, and counts the failed calls apart.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
@@ -26,6 +30,11 @@ from quorum.server.tokens import prompt_tokens
 from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.shadow")
+
+ANSWERED = "answered"
+"""``outcome`` of a shadow line whose answers were compared: ``agree`` is the verdict."""
+FAILED = "failed"
+"""``outcome`` of a shadow call that gave no answer (error, timeout): ``agree`` is null."""
 
 ShadowCall = Callable[[RouteRequest, Candidate, float], Awaitable[tuple[Completion | None, float]]]
 
@@ -119,39 +128,43 @@ class ShadowEvaluator:
     ) -> None:
         candidate = Candidate(model.name, model.provider, model.tier, 0.0)
         cost = estimate  # a call that raised may still have been billed
+        completion: Completion | None = None
+        failure = "shadow call failed: no answer (error or timeout)"
         try:
             completion, cost = await self._call(request, candidate, self._settings.timeout_s)
         except Exception as exc:  # shadow traffic must never disturb serving
             log.warning("shadow_failed", model=model.name, error=type(exc).__name__)
-            return
+            failure = f"shadow call failed: {type(exc).__name__}"
         finally:
             if day == self._day:
                 self._spent += cost - estimate
+        record: dict[str, Any] = {
+            "type": "shadow",
+            "ts": self._clock(),
+            "request_id": result.request_id,
+            "task": result.classification.task,
+            "agent": result.classification.agent,
+            "primary_model": result.model,
+            "primary_tier": self._catalog.models[result.model].tier,
+            "primary_cost_usd": result.cost_usd,
+            "shadow_model": model.name,
+            "shadow_tier": model.tier,
+            "shadow_cost_usd": cost,
+        }
         if completion is None:
-            agree, reason = False, "shadow call failed"
+            # Not a verdict: the cheaper model gave nothing that could be compared.
+            record |= {"outcome": FAILED, "agree": None, "reason": failure}
         else:
             name = resolve("auto", request, result.classification.task)
             ours = normalize(name, result.completion.content)
             theirs = normalize(name, completion.content)
             agree = bool(ours) and ours == theirs
-            reason = f"{name} {'equal' if agree else 'differ'}"
-        self._decisions.note(
-            {
-                "type": "shadow",
-                "ts": self._clock(),
-                "request_id": result.request_id,
-                "task": result.classification.task,
-                "agent": result.classification.agent,
-                "primary_model": result.model,
-                "primary_tier": self._catalog.models[result.model].tier,
-                "primary_cost_usd": result.cost_usd,
-                "shadow_model": model.name,
-                "shadow_tier": model.tier,
-                "shadow_cost_usd": cost,
+            record |= {
+                "outcome": ANSWERED,
                 "agree": agree,
-                "reason": reason,
+                "reason": f"{name} {'equal' if agree else 'differ'}",
             }
-        )
+        self._decisions.note(record)
 
     async def close(self) -> None:
         if self._tasks:

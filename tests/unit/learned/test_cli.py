@@ -122,3 +122,64 @@ def test_eval_falls_back_to_the_prices_trained_with(
     )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["synth-pair"]["n"] == 160
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--quality-target", "1.5"], "--quality-target"),
+        (["--quality-target", "0"], "--quality-target"),
+        (["--quality-target", "nan"], "--quality-target"),
+        (["--quality-target", "high"], "--quality-target"),
+        (["--folds", "1"], "--folds"),
+        (["--folds", "2.5"], "--folds"),
+        (["--seed", "-1"], "--seed"),
+    ],
+)
+def test_bad_training_arguments_exit_2_naming_the_option(
+    args: list[str],
+    option: str,
+    data_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Checked before any data is read: an error naming the option, never a traceback.
+    code = main(
+        ["train", "--data", str(data_dir / "pair.jsonl"), "--out", str(tmp_path / "a"), *args]
+    )
+    assert code == 2
+    assert f"argument {option}:" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_bad_eval_arguments_exit_2_naming_the_option(
+    artifact: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = str(data_dir / "pair.jsonl")
+    assert main(["eval", "--data", data, "--router", str(artifact), "--bootstrap", "-1"]) == 2
+    assert "argument --bootstrap:" in capsys.readouterr().err
+
+
+def test_more_folds_than_prompts_exit_2(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = str(data_dir / "multi.jsonl")  # 120 distinct prompts
+    assert main(["train", "--data", data, "--out", str(tmp_path / "a"), "--folds", "121"]) == 2
+    assert "--folds 121: source 'synth-multi' has only 120" in capsys.readouterr().err
+
+
+def test_a_decision_log_or_no_rows_is_not_training_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "decisions.jsonl"
+    log.write_text(
+        '{"type":"decision","request_id":"d-0","task":"math","model":"flash",'
+        '"prompt":"What is 2 * 7?"}\n'
+        '{"type":"feedback","request_id":"d-0","kind":"thumbs_up"}\n'
+    )
+    assert main(["train", "--data", str(log), "--out", str(tmp_path / "a")]) == 2
+    assert "not a training format" in capsys.readouterr().err
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["train", "--data", str(empty), "--out", str(tmp_path / "a")]) == 2
+    assert "no training rows" in capsys.readouterr().err

@@ -107,3 +107,18 @@ def test_data_dir_comes_from_the_environment(
     monkeypatch.delenv(DATA_ENV)
     assert default_data_dir().parts[-3:] == ("shared", "data", "routing")
     assert load_prices(tmp_path / "absent.json") == {}
+
+
+def test_a_decision_log_is_refused_as_not_a_training_format(tmp_path: Path) -> None:
+    # The decision log has one model's answer per request, not every model's result on the
+    # prompt; the message says so and names the format that is read.
+    path = tmp_path / "decisions.jsonl"
+    path.write_text(
+        '{"type":"decision","request_id":"d-0","task":"math","model":"flash",'
+        '"prompt":"What is 2 * 7?"}\n'
+        '{"type":"feedback","request_id":"d-0","kind":"thumbs_up"}\n'
+    )
+    with pytest.raises(DataError, match=r"decisions\.jsonl:1: a decision log line") as err:
+        load_rows([path])
+    assert "not a training format" in str(err.value)
+    assert "'source', 'prompt' and 'results'" in str(err.value)

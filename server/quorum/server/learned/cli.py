@@ -3,30 +3,62 @@
     quorum router train [--data FILE...] [--out DIR] [--quality-target 0.95]
     quorum router eval --data FILE.jsonl [--router DIR] [--json] [--plot OUT.png]
 
-``main(argv)`` returns the exit code: 0 on success, 2 for bad input (missing files, an artifact
-of another format version).
+``main(argv)`` returns the exit code: 0 on success, 2 for bad input (bad arguments such as a
+quality target outside (0, 1] or fewer than 2 folds, missing or malformed files — a decision log
+is not training data —, an artifact of another format version), with a message naming it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from quorum.server.learned.data import (
     DataError,
     Price,
+    RoutingRow,
     default_data_files,
     files_digest,
     load_prices,
     load_rows,
+    split_by_source,
 )
 
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "default"
+
+
+def _fraction(text: str) -> float:
+    """A quality target: a fraction of the premium model's quality, in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and 0.0 < value <= 1.0):
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a fraction of the premium model's quality in (0, 1], e.g. 0.95"
+        )
+    return value
+
+
+def _int_at_least(low: int, why: str = "") -> Callable[[str], int]:
+    """A whole-number option of at least ``low``; ``why`` explains the bound in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}{why}, not {value}")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,19 +70,30 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--prices", type=Path, help="prices.json (default: beside the data)")
     train.add_argument(
         "--quality-target",
-        type=float,
+        type=_fraction,
         default=0.95,
         help="fraction of the premium model's quality to calibrate for (default 0.95)",
     )
-    train.add_argument("--folds", type=int, default=3, help="calibration folds (default 3)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--folds",
+        type=_int_at_least(2, " (calibration holds out one fold at a time)"),
+        default=3,
+        help="calibration folds, at least 2 and at most the distinct prompts of a source "
+        "(default 3)",
+    )
+    train.add_argument("--seed", type=_int_at_least(0), default=0)
     ev = sub.add_parser("eval", help="evaluate a router on a JSONL file, per source")
     ev.add_argument("--data", nargs="+", type=Path, required=True, help="JSONL file(s)")
     ev.add_argument("--router", type=Path, default=DEFAULT_ARTIFACT, help="artifact directory")
     ev.add_argument("--prices", type=Path, help="prices.json (default: beside the data)")
     ev.add_argument("--json", action="store_true", help="print one JSON object keyed by source")
     ev.add_argument("--plot", type=Path, help="write a PNG of the curves")
-    ev.add_argument("--bootstrap", type=int, default=200, help="bootstrap rounds for SEs")
+    ev.add_argument(
+        "--bootstrap",
+        type=_int_at_least(0, " (0: no SEs)"),
+        default=200,
+        help="bootstrap rounds for SEs (0: no SEs; default 200)",
+    )
     return parser
 
 
@@ -69,6 +112,17 @@ def _manifest_prices(manifest: Mapping[str, Any]) -> dict[str, Price]:
     }
 
 
+def _check_folds(rows: Sequence[RoutingRow], folds: int) -> None:
+    """Every source needs at least ``folds`` distinct prompts, or some folds would be empty."""
+    for source, source_rows in split_by_source(rows).items():
+        distinct = len({r.id for r in source_rows})
+        if distinct < folds:
+            fix = f"use --folds {distinct} or fewer" if distinct >= 2 else "it needs 2 or more"
+            raise DataError(
+                f"--folds {folds}: source {source!r} has only {distinct} distinct prompt(s); {fix}"
+            )
+
+
 def _train(args: argparse.Namespace) -> int:
     from quorum.server.learned.artifact import save_router
     from quorum.server.learned.training import TrainConfig, train_router
@@ -76,6 +130,9 @@ def _train(args: argparse.Namespace) -> int:
     files = list(args.data) if args.data else default_data_files()
     prices = load_prices(_prices_path(args.prices, files))
     rows = load_rows(files)
+    if not rows:
+        raise DataError(f"no training rows in {', '.join(str(f) for f in files)}")
+    _check_folds(rows, args.folds)
     cfg = TrainConfig(quality_target=args.quality_target, folds=args.folds, seed=args.seed)
     started = time.perf_counter()
     router, fitted = train_router(rows, prices, cfg)
@@ -137,7 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``quorum router ...`` with ``argv`` (without the program name)."""
     from quorum.server.learned.artifact import ArtifactError
 
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # argparse has printed the usage and what is wrong (or --help)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         if args.command == "train":
             return _train(args)

@@ -43,6 +43,10 @@ _ANSWER_CUE = re.compile(r"answer\s*:?\s*(?:\\n|\n)?\s*['\"\]]*\s*$", re.IGNOREC
 FloatArray = npt.NDArray[np.float64]
 
 
+DECISION_LOG_TYPES = frozenset({"decision", "feedback", "shadow"})
+"""``type`` of the decision log's lines (``quorum.server.decisions``): refused, with a reason."""
+
+
 class DataError(ValueError):
     """A routing data file is missing or malformed; the message names the file and line."""
 
@@ -118,6 +122,13 @@ def parse_row(line: str, where: str) -> RoutingRow:
         raise DataError(f"{where}: not JSON ({exc.msg})") from exc
     if not isinstance(raw, dict):
         raise DataError(f"{where}: a row must be a JSON object")
+    if raw.get("type") in DECISION_LOG_TYPES and "request_id" in raw and "results" not in raw:
+        raise DataError(
+            f"{where}: a decision log line ({raw['type']!r}), not routing data. The decision "
+            "log is not a training format: it has one model's answer per request. Training and "
+            "evaluation read one JSON object a line with 'source', 'prompt' and 'results' "
+            "(every model's score on the prompt); see docs/learned-router.md"
+        )
     for key in ("source", "prompt", "results"):
         if key not in raw:
             raise DataError(f"{where}: missing '{key}'")

@@ -118,6 +118,20 @@ def test_use_case_tier() -> None:
     assert _models(_request(use_case="autocomplete"), _cls(Difficulty.HIGH))[0] == "flash"
 
 
+def test_a_use_case_tier_is_answered_from_that_tier_only() -> None:
+    # "Legal review → always the top tier": a failing frontier model must not hand the
+    # request to a cheaper one; "autocomplete → always the lowest": nor to a dearer one.
+    tiers = {m.name: m.tier for m in CATALOG.models.values()}
+    legal = _models(_request(use_case="legal_review"))
+    assert legal and {tiers[m] for m in legal} == {"premium"}
+    fast = _models(_request(use_case="autocomplete"), _cls(Difficulty.HIGH))
+    assert {tiers[m] for m in fast} == {"cheap"} and len(fast) >= 2
+    decided = _plan(_request(use_case="legal_review"))
+    assert any(r.code == "USE_CASE_TIER_ONLY" for r in decided.reasons)
+    # A caller's own tier or model hint decides instead.
+    assert len({tiers[m] for m in _models(_request(use_case="legal_review", tier="mid"))}) > 1
+
+
 def test_ambiguous_classification_moves_up() -> None:
     decided = plan(_request(), _cls(Difficulty.LOW, 0.3), CATALOG, POLICY, StateSnapshot())
     assert decided.candidates[0].model == "mid"

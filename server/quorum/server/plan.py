@@ -22,8 +22,8 @@ in, so its tests are tables.
    Multi-call strategies are laid out by :mod:`quorum.server.plan_stages`.
 3. Single: target tier from a forced model or tier, the use case, the priority or the
    difficulty (an ambiguous classification moves one tier up); candidates in the target
-   tier cheapest first, then more capable tiers, then cheaper ones; unhealthy providers
-   last; cut to the failover limit.
+   tier cheapest first, then more capable tiers, then cheaper ones (a use case that sets
+   a tier: that tier only); unhealthy providers last; cut to the failover limit.
 """
 
 from __future__ import annotations
@@ -184,6 +184,30 @@ def _target_tier(p: Planning) -> str:
     return tier
 
 
+def _within_pinned_tier(p: Planning, ordered: list[ModelSpec]) -> list[ModelSpec]:
+    """A use case that sets a tier (legal review → the top tier, autocomplete → the
+    lowest) is answered from that tier only: no fallback to another."""
+    hints = p.request.hints
+    use_case = p.policy.use_cases.get(hints.use_case) if hints.use_case else None
+    if use_case is None or not use_case.tier or hints.model or hints.tier:
+        return ordered
+    kept = [m for m in ordered if m.tier == use_case.tier]
+    if not kept:
+        raise NoCandidate(
+            f"hints.use_case: use case {use_case.name} is answered from tier "
+            f"{use_case.tier} only, and no model of it can take this request",
+            metadata={"use_case": use_case.name, "tier": use_case.tier},
+        )
+    if len(kept) < len(ordered):
+        p.reasons.append(
+            Reason(
+                "USE_CASE_TIER_ONLY",
+                f"use case {use_case.name}: no fallback outside tier {use_case.tier}",
+            )
+        )
+    return kept
+
+
 def effective_priority(request: RouteRequest, policy: RoutingPolicy) -> Priority:
     """The caller's priority, unless left balanced and a use case sets one."""
     use_case = policy.use_cases.get(request.hints.use_case) if request.hints.use_case else None
@@ -241,6 +265,7 @@ def _performance(p: Planning, tier: str) -> dict[str, float] | None:
 def _plan_single(p: Planning) -> ExecutionPlan:
     tier = _target_tier(p)
     ordered = _order(p.eligible, tier, p.catalog, p.request.hints.model, _performance(p, tier))
+    ordered = _within_pinned_tier(p, ordered)
     healthy: list[ModelSpec] = []
     unhealthy: list[ModelSpec] = []
     for m in ordered:

@@ -23,9 +23,10 @@ from quorum.server.domain import (
     RouteRequest,
     Sensitivity,
 )
+from quorum.server.execute.gate import GatePolicy
 from quorum.server.report import main as report_main
 from quorum.server.router import Router
-from quorum.server.shadow import sampled, shadow_model
+from quorum.server.shadow import ShadowEvaluator, ShadowSettings, sampled, shadow_model
 from tests.conftest import running_server, sim_config, with_model
 
 QUORUM = Path(sys.executable).with_name("quorum")
@@ -244,3 +245,43 @@ async def test_a_shadow_call_without_an_answer_is_logged_as_failed(tmp_path: Pat
         assert line["reason"].startswith("shadow call failed")
         assert (line["primary_tier"], line["shadow_tier"]) == ("mid", "cheap")
     assert shadows[-1]["reason"] == "shadow call failed: RuntimeError"
+
+
+async def test_a_shadow_answer_the_gate_would_not_serve_is_no_agreement() -> None:
+    # The same words with a mean log-probability far under the gate's floor: a cascade
+    # would not have served it, so the cheaper tier would not have done.
+    decisions = _Notes()
+    catalog = build_catalog(parse_config(sim_config()))
+    router = Router(parse_config(sim_config()))
+    try:
+        primary = await router.route(_mid_request(0))
+    finally:
+        await router.close()
+
+    async def unsure(
+        request: RouteRequest, candidate: Candidate, timeout_s: float
+    ) -> tuple[Completion | None, float]:
+        return Completion(primary.completion.content, mean_logprob=-5.0), 0.0001
+
+    shadow = ShadowEvaluator(
+        ShadowSettings(1.0, 10.0, 5.0),
+        catalog,
+        unsure,
+        decisions,  # type: ignore[arg-type]
+        gate=GatePolicy(min_mean_logprob=-0.7),
+    )
+    shadow.consider(_mid_request(0), primary)
+    await shadow.close()
+    (line,) = decisions.lines
+    assert (line["outcome"], line["agree"]) == ("answered", False)
+    assert line["reason"].startswith("gate: logprob")
+
+
+class _Notes:
+    """Collects what the evaluator logs."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def note(self, record: dict[str, Any]) -> None:
+        self.lines.append(record)

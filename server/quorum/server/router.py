@@ -155,6 +155,7 @@ class Router:
             self.catalog,
             self._shadow_call,
             self.decisions,
+            gate=self.policy.cascade.gate,
         )
         # ---- tenants, budgets, cache, metrics, tracing: quorum.server.guardrails ----
         self.metrics = metrics or Metrics()

@@ -24,6 +24,7 @@ import structlog
 from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.decisions import DecisionLog
 from quorum.server.domain import Candidate, Completion, RouteRequest, RouteResult, Sensitivity
+from quorum.server.execute.gate import GatePolicy, evaluate, failure_summary
 from quorum.server.execute.normalize import normalize, resolve
 from quorum.server.hashing import fraction
 from quorum.server.tokens import prompt_tokens
@@ -81,8 +82,10 @@ class ShadowEvaluator:
         call: ShadowCall,
         decisions: DecisionLog,
         clock: Callable[[], float] = time.time,
+        gate: GatePolicy | None = None,
     ) -> None:
         self._settings = settings
+        self._gate = gate or GatePolicy()
         self._catalog = catalog
         self._call = call
         self._decisions = decisions
@@ -155,14 +158,20 @@ class ShadowEvaluator:
             # Not a verdict: the cheaper model gave nothing that could be compared.
             record |= {"outcome": FAILED, "agree": None, "reason": failure}
         else:
+            verdict = evaluate(request, completion, self._gate)
             name = resolve("auto", request, result.classification.task)
             ours = normalize(name, result.completion.content)
             theirs = normalize(name, completion.content)
-            agree = bool(ours) and ours == theirs
+            agree = verdict.passed and bool(ours) and ours == theirs
+            # An answer the gate would not have served (a refusal, invalid JSON, ...) is
+            # no substitute, whatever it says.
+            reason = failure_summary(verdict) if not verdict.passed else name
             record |= {
                 "outcome": ANSWERED,
                 "agree": agree,
-                "reason": f"{name} {'equal' if agree else 'differ'}",
+                "reason": f"{reason} {'equal' if agree else 'differ'}"
+                if verdict.passed
+                else reason,
             }
         self._decisions.note(record)
 

@@ -132,3 +132,64 @@ def test_serve_on_a_port_in_use_names_the_key_without_a_traceback() -> None:
     assert result.returncode == 1
     assert f"server.address: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_config_and_serve_refuse_a_learned_router_they_cannot_build(tmp_path: Path) -> None:
+    # Each used to pass check-config, then fail serve with a traceback or fail every
+    # request with INTERNAL (an unknown source).
+    cases = {
+        "artifact": ({"artifact": "/nonexistent/router"}, "classifier.learned.artifact: "),
+        "source": (
+            {"source": "no-such-source"},
+            'classifier.learned.source: unknown source "no-such-source" (the artifact has: ',
+        ),
+        "verifier": (
+            {"source": "no-such-source", "verifier": True},
+            'classifier.learned.source: unknown source "no-such-source"',
+        ),
+    }
+    for name, (learned, problem) in cases.items():
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(yaml.safe_dump(sim_config(classifier={"learned": learned})))
+        checked = run("check-config", str(config))
+        assert checked.returncode == 1, (name, checked.stdout)
+        served = run("serve", "--config", str(config), "--address", "127.0.0.1:0")
+        assert served.returncode == 2, (name, served.stderr[-400:])
+        for result in (checked, served):
+            assert problem in result.stderr, (name, result.stderr[-400:])
+            assert "Traceback" not in result.stderr
+
+
+def test_serve_with_workers_refuses_a_bad_learned_source_once(tmp_path: Path) -> None:
+    config = tmp_path / "source.yaml"
+    config.write_text(
+        yaml.safe_dump(sim_config(classifier={"learned": {"source": "no-such-source"}}))
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = run(
+        "serve", "--config", str(config), "--address", f"127.0.0.1:{port}", "--workers", "2"
+    )
+    assert result.returncode == 2
+    assert result.stderr.count('classifier.learned.source: unknown source "no-such-source"') == 1
+    assert "workers_started" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_decision_log_in_a_missing_directory_is_a_warning_and_serve_refuses(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "nope"
+    data = sim_config(decisions={"sink": "file", "path": str(missing / "decisions.jsonl")})
+    config = tmp_path / "decisions.yaml"
+    config.write_text(yaml.safe_dump(data))
+    checked = run("check-config", str(config))
+    assert checked.returncode == 0, checked.stderr  # the server's filesystem may differ
+    assert (
+        f'warning: decisions.path: directory "{missing}" does not exist '
+        "(serve refuses to start without it)"
+    ) in checked.stderr
+    served = run("serve", "--config", str(config), "--address", "127.0.0.1:0")
+    assert served.returncode == 2
+    assert f'decisions.path: directory "{missing}" does not exist' in served.stderr
+    assert "Traceback" not in served.stderr

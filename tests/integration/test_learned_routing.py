@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from quorum.route.v1 import types_pb2 as pb
@@ -45,3 +48,70 @@ async def test_learned_verifier_joins_the_cascade_gate() -> None:
     assert gated
     names = [c.name for c in gated[0].gate.checks]
     assert "learned_verifier" in names
+
+
+@pytest.mark.parametrize(
+    ("learned", "problem"),
+    [
+        (
+            {"artifact": "/nonexistent/router"},
+            "classifier.learned.artifact: /nonexistent/router/manifest.json: no router manifest",
+        ),
+        (
+            {"source": "no-such-source"},
+            'classifier.learned.source: unknown source "no-such-source" (the artifact has: ',
+        ),
+        (
+            {"source": "no-such-source", "verifier": True},
+            'classifier.learned.source: unknown source "no-such-source"',
+        ),
+        (
+            {"source": "no-such-source", "difficulty": False},
+            'classifier.learned.source: unknown source "no-such-source"',
+        ),
+        (
+            {"verifier": True},
+            "classifier.learned.verifier: source 'routellm-mmlu' has no cascade verifier",
+        ),
+    ],
+)
+def test_a_learned_setup_serve_cannot_build_is_refused_at_start_up(
+    learned: dict[str, object], problem: str
+) -> None:
+    from quorum.server.classify.build import check_learned
+    from quorum.server.errors import ConfigError
+    from quorum.server.router import Router
+
+    config = parse_config(sim_config(classifier={"learned": learned}))
+    for build in (check_learned, Router):  # what check-config checks is what serve builds
+        with pytest.raises(ConfigError) as info:
+            build(config)
+        assert len(info.value.problems) == 1
+        assert info.value.problems[0].startswith(problem), info.value.problems
+
+
+def test_unknown_source_lists_the_sources_the_artifact_has() -> None:
+    from quorum.server.classify.build import check_learned
+    from quorum.server.errors import ConfigError
+    from quorum.server.learned import DEFAULT_ARTIFACT, LearnedRouter
+
+    config = parse_config(sim_config(classifier={"learned": {"source": "routellm-mmlo"}}))
+    with pytest.raises(ConfigError) as info:
+        check_learned(config)
+    (problem,) = info.value.problems
+    for source in LearnedRouter.load(DEFAULT_ARTIFACT).sources:
+        assert source in problem
+
+
+def test_a_damaged_artifact_is_named_not_raised(tmp_path: Path) -> None:
+    from quorum.server.classify.build import check_learned
+    from quorum.server.errors import ConfigError
+    from quorum.server.learned import DEFAULT_ARTIFACT
+
+    shutil.copy(Path(DEFAULT_ARTIFACT) / "manifest.json", tmp_path / "manifest.json")
+    (tmp_path / "weights.npz").write_bytes(b"not a zip archive")
+    config = parse_config(sim_config(classifier={"learned": {"artifact": str(tmp_path)}}))
+    with pytest.raises(ConfigError) as info:
+        check_learned(config)
+    (problem,) = info.value.problems
+    assert problem.startswith(f"classifier.learned.artifact: {tmp_path}: not a usable router")

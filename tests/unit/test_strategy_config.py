@@ -1,4 +1,5 @@
-"""``routing.cascade`` and ``routing.consensus``: one test per bad shape, each naming its key."""
+"""``routing.cascade``, ``routing.consensus`` and ``routing.performance``: one test per bad
+shape, each naming its key."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def _problems(data: dict[str, Any]) -> list[str]:
         ("cascade", {"tiers": ["cheap", "cheap"]}, "routing.cascade.tiers: list each tier once"),
         ("cascade", {"window": 10, "min_samples": 20}, "routing.cascade.min_samples: 20 exceeds"),
         ("cascade", {"escalation_threshold": 1.5}, "routing.cascade.escalation_threshold:"),
+        (
+            "performance",
+            {"window": 10, "min_samples": 50},
+            "routing.performance.min_samples: 50 exceeds window 10",
+        ),
         ("cascade", {"gate": {"min_mean_logprob": 0.5}}, "routing.cascade.gate.min_mean_logprob:"),
         ("cascade", {"gate": {"refusals": []}}, "routing.cascade.gate.refusals: unknown key"),
         (
@@ -61,6 +67,11 @@ def _problems(data: dict[str, Any]) -> list[str]:
 def test_bad_shape_names_its_key(section: str, values: dict[str, Any], problem: str) -> None:
     problems = _problems(_with(section, **values))
     assert any(p.startswith(problem) for p in problems), problems
+
+
+def test_performance_min_samples_may_equal_the_window() -> None:
+    config = parse_config(_with("performance", window=20, min_samples=20))
+    assert config.routing.performance.min_samples == 20
 
 
 def test_unknown_judge_suggests_a_name() -> None:

@@ -65,7 +65,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-
+        problems = _worker_problems(config)
+        if problems:  # refused once here, not by every worker as it starts
+            print(ConfigError(problems).message, file=sys.stderr)
+            return 2
         metrics_address = getattr(args, "metrics_address", None)
         return supervise(config, args.address, args.workers, metrics_address=metrics_address)
     try:
@@ -94,6 +97,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from quorum.server.catalog import build_catalog
+    from quorum.server.classify.build import check_learned
 
     try:
         config = load_config(args.file)
@@ -101,16 +105,14 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         print(exc.message, file=sys.stderr)
         return 1
     catalog = build_catalog(config)
-    if config.classifier.learned is not None and config.classifier.learned.verifier:
-        from quorum.server.classify.build import build_verifiers
-
-        try:  # the artifact must have a verifier for the configured source
-            build_verifiers(config)
-        except ConfigError as exc:
-            print(exc.message, file=sys.stderr)
-            return 1
+    try:  # what serve builds from the file: the learned router, from its artifact
+        check_learned(config)
+    except ConfigError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
     # What depends on the server's environment (keys, token variables, TLS files, the
-    # tracing packages) may differ here: warnings, each saying that serve would refuse it.
+    # tracing packages, the decision log's directory) may differ here: warnings, each
+    # saying that serve would refuse it.
     for problem in _environment_problems(config):
         print(f"warning: {problem} (serve refuses to start without it)", file=sys.stderr)
     print(
@@ -120,9 +122,41 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_problems(config: Config) -> list[str]:
+    """What each worker would refuse as it builds its router: the learned router's
+    setup, the decision log's file."""
+    from quorum.server.classify.build import check_learned
+
+    checks: list[Callable[[], object]] = [lambda: check_learned(config)]
+    checks.extend(_decision_log_checks(config))
+    return _problems_of(checks)
+
+
+def _decision_log_checks(config: Config) -> list[Callable[[], object]]:
+    decisions = config.decisions
+    if decisions.sink != "file" or not decisions.path:
+        return []
+    from quorum.server.decisions import check_log_path
+
+    log_path = decisions.path
+    return [lambda: check_log_path(log_path)]
+
+
+def _problems_of(checks: Sequence[Callable[[], object]]) -> list[str]:
+    """The problems of every check that raises :class:`ConfigError`."""
+    problems: list[str] = []
+    for check in checks:
+        try:
+            check()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    return problems
+
+
 def _environment_problems(config: Config) -> list[str]:
     """What serve would refuse in this environment: provider keys and tenant token
-    variables unset, TLS files unreadable, tracing packages missing."""
+    variables unset, TLS files unreadable, tracing packages missing, a decision log file
+    that cannot be written."""
     from quorum.server.config import resolve_secrets
     from quorum.server.service.auth import hash_key, token_digests
 
@@ -131,6 +165,7 @@ def _environment_problems(config: Config) -> list[str]:
         lambda: token_digests(config),
         lambda: hash_key(config),
     ]
+    checks.extend(_decision_log_checks(config))
     if config.server.tls is not None:
         from quorum.server.service.tls import server_credentials
 
@@ -140,13 +175,7 @@ def _environment_problems(config: Config) -> list[str]:
         from quorum.server.observability.tracing import require_packages
 
         checks.append(require_packages)
-    problems: list[str] = []
-    for check in checks:
-        try:
-            check()
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    return problems
+    return _problems_of(checks)
 
 
 def _connection_args(parser: argparse.ArgumentParser) -> None:

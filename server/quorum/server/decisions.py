@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from collections import OrderedDict
@@ -25,7 +26,7 @@ import orjson
 import structlog
 
 from quorum.server.domain import RouteRequest, RouteResult
-from quorum.server.errors import NotFound
+from quorum.server.errors import ConfigError, NotFound
 from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.decisions")
@@ -121,6 +122,32 @@ def _write_stdout(data: bytes) -> None:
         out.flush()
 
 
+def check_log_path(path: str) -> None:
+    """:class:`ConfigError` naming ``decisions.path`` when a decision log file there could
+    not be appended to: its directory is missing or not writable, or it is a directory or
+    a read-only file. Checked at start-up: once serving, a write that fails only drops
+    the lines (with a warning), so a bad path would otherwise lose every decision."""
+    target = Path(path)
+    folder = target.parent
+    try:
+        if target.is_dir():
+            problem = f"{path} is a directory"
+        elif target.exists():
+            problem = "" if os.access(target, os.W_OK) else f"{path} is not writable"
+        elif not folder.exists():
+            problem = f'directory "{folder}" does not exist'
+        elif not folder.is_dir():
+            problem = f'"{folder}" is not a directory'
+        elif not os.access(folder, os.W_OK | os.X_OK):
+            problem = f'directory "{folder}" is not writable'
+        else:
+            problem = ""
+    except OSError as exc:
+        problem = f"cannot check {path} ({exc.strerror or exc})"
+    if problem:
+        raise ConfigError([f"decisions.path: {problem}"])
+
+
 @value_type
 class Decided:
     """What the log remembers of a decision, for feedback: who answered which task, for
@@ -183,6 +210,8 @@ class DecisionLog:
         stream_key: str = "quorum:decisions",
         flush_interval_s: float = 0.05,
     ) -> None:
+        if sink == "file" and path is not None:
+            check_log_path(path)  # refuse to start rather than drop every line
         self._sink = sink
         self._flush_interval_s = flush_interval_s
         self._path = path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import zipfile
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -14,7 +15,7 @@ from quorum.server.classify.base import Classifier
 from quorum.server.classify.chain import ChainClassifier
 from quorum.server.classify.llm import LLMClassifier
 from quorum.server.classify.rules import TASKS, RulesClassifier
-from quorum.server.config import Config
+from quorum.server.config import Config, LearnedRouterConfig
 from quorum.server.domain import Message, RouteRequest
 from quorum.server.errors import ConfigError
 
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
     from quorum.server.learned.router import LearnedRouter
 
 log = structlog.get_logger("quorum.classify")
+
+# What loading an artifact can raise: ArtifactError (a ValueError) for a missing manifest,
+# another format version or an inconsistent artifact; OSError for an unreadable file;
+# numpy's own errors for a damaged weights file.
+_LOAD_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
 
 ModelCall = Callable[[str, tuple[Message, ...], float], Awaitable[str]]
 
@@ -77,14 +83,71 @@ def build_classifier(
 
 
 def learned_router(config: Config) -> LearnedRouter | None:
-    """The configured learned router, loaded from its artifact (None when not configured)."""
+    """The configured learned router, loaded from its artifact (None when not configured).
+
+    Everything the classifier and the verifier will ask of it is checked here, at
+    start-up: the artifact loads, the source has a head, the verifier (when configured)
+    exists for that source. Any failure is a :class:`ConfigError` naming the key path,
+    never an error at request time.
+    """
     settings = config.classifier.learned
-    if settings is None:
-        return None
+    return None if settings is None else _checked_router(settings, _load_router)
+
+
+def check_learned(config: Config) -> None:
+    """The checks :func:`learned_router` makes, without keeping the artifact loaded: for
+    ``quorum check-config`` and the ``--workers`` supervisor, which serve no request."""
+    settings = config.classifier.learned
+    if settings is not None:
+        from quorum.server.learned.router import LearnedRouter
+
+        _checked_router(settings, LearnedRouter.load)
+
+
+def _checked_router(
+    settings: LearnedRouterConfig, load: Callable[[str], LearnedRouter]
+) -> LearnedRouter:
     from quorum.server.learned.cli import DEFAULT_ARTIFACT
 
     path = DEFAULT_ARTIFACT if settings.artifact == "default" else Path(settings.artifact)
-    return _load_router(str(path.resolve()))
+    try:
+        router = load(str(path.resolve()))
+    except _LOAD_ERRORS as exc:
+        raise ConfigError([f"classifier.learned.artifact: {_load_failure(path, exc)}"]) from None
+    problems = _learned_problems(router, settings)
+    if problems:
+        raise ConfigError(problems)
+    return router
+
+
+def _load_failure(path: Path, exc: BaseException) -> str:
+    """Why the artifact at ``path`` did not load, as one line."""
+    from quorum.server.learned.artifact import ArtifactError
+
+    if isinstance(exc, ArtifactError):
+        return str(exc)  # names the file and says how to fix it
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{path}: cannot read ({exc.strerror})"
+    return f"{path}: not a usable router artifact ({type(exc).__name__}: {exc})"
+
+
+def _learned_problems(router: LearnedRouter, settings: LearnedRouterConfig) -> list[str]:
+    """What the configured source and verifier need that the loaded artifact lacks."""
+    sources = router.sources
+    if settings.source and settings.source not in sources:  # empty: the default source
+        return [
+            f'classifier.learned.source: unknown source "{settings.source}" '
+            f"(the artifact has: {', '.join(sorted(sources)) or 'none'})"
+        ]
+    head = router.head(settings.source)
+    if settings.verifier and head.cascade is None:
+        with_one = ", ".join(s for s in sources if router.head(s).cascade is not None)
+        return [
+            f"classifier.learned.verifier: source {head.source!r} has no cascade "
+            f"verifier; set classifier.learned.source to one that has "
+            f"({with_one or 'none in this artifact'})"
+        ]
+    return []
 
 
 @functools.lru_cache(maxsize=4)
@@ -98,19 +161,11 @@ def _load_router(path: str) -> LearnedRouter:
 def build_verifiers(config: Config) -> tuple[Verifier, ...]:
     """Learned checks for the cascade's quality gate, when configured."""
     settings = config.classifier.learned
-    router = learned_router(config) if settings is not None and settings.verifier else None
-    if router is None or settings is None:
+    if settings is None or not settings.verifier:
         return ()
-    head = router.head(settings.source)
-    if head.cascade is None:
-        with_one = ", ".join(s for s in router.sources if router.head(s).cascade is not None)
-        raise ConfigError(
-            [
-                f"classifier.learned.verifier: source {head.source!r} has no cascade "
-                f"verifier; set classifier.learned.source to one that has "
-                f"({with_one or 'none in this artifact'})"
-            ]
-        )
+    router = learned_router(config)  # checks that the source has a cascade verifier
+    if router is None:
+        return ()
     from quorum.server.classify.learned import LearnedVerifier
 
     return (LearnedVerifier(router, settings.source),)

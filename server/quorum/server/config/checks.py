@@ -112,7 +112,8 @@ def _model_providers(config: Config, path: str, model: ModelConfig) -> list[str]
 
 
 def _cross_reference_strategies(config: Config) -> list[str]:
-    """``routing.cascade`` and ``routing.consensus`` against the tiers and models."""
+    """``routing.cascade``, ``routing.consensus`` and ``routing.performance`` against the
+    tiers, the models and their own windows."""
     problems: list[str] = []
     routing = config.routing
     cascade, consensus = routing.cascade, routing.consensus
@@ -130,6 +131,13 @@ def _cross_reference_strategies(config: Config) -> list[str]:
     if cascade.min_samples > cascade.window:
         problems.append(
             f"routing.cascade.min_samples: {cascade.min_samples} exceeds window {cascade.window}"
+        )
+    performance = routing.performance
+    if performance.min_samples > performance.window:
+        # The window never holds enough outcomes: performance routing would never get a rate.
+        problems.append(
+            f"routing.performance.min_samples: {performance.min_samples} exceeds window "
+            f"{performance.window}"
         )
     for i, model in enumerate(consensus.models):
         if model not in config.models:

@@ -32,7 +32,6 @@ from quorum.server.errors import (
     ExecutionFailed,
     ProviderRateLimited,
     ProviderRejected,
-    QuorumError,
     UpstreamRejected,
     UpstreamThrottled,
 )
@@ -159,7 +158,7 @@ def deadline_exceeded(attempts: list[Attempt], plan: ExecutionPlan) -> DeadlineE
 
 def no_answer(
     ctx: ExecutionContext, attempts: list[Attempt], results: list[CallResult], plan: ExecutionPlan
-) -> QuorumError:
+) -> ExecutionFailed:
     """The error for a run where no candidate answered."""
     if ctx.time_left() < MIN_ATTEMPT_S:
         return deadline_exceeded(attempts, plan)

@@ -320,10 +320,8 @@ def failure(
     # deadline, not an unavailable provider.
     if round_.timed_out or ctx.time_left() < MIN_ATTEMPT_S:
         return deadline_exceeded(attempts, plan)
-    error = no_answer(ctx, attempts, round_.failed, plan)
-    if isinstance(error, ExecutionFailed):
-        return error
-    raise error  # e.g. every voter rate-limited: RESOURCE_EXHAUSTED with a retry delay
+    # e.g. every voter rate-limited: RESOURCE_EXHAUSTED with a retry delay and the attempts
+    return no_answer(ctx, attempts, round_.failed, plan)
 
 
 def result_of(

@@ -59,6 +59,18 @@ async def test_timeout_falls_back_to_medium() -> None:
 
     result = await LLMClassifier(slow, tasks=TASKS, timeout_s=0.02).classify(_request("hi"))
     assert (result.difficulty, result.classifier) == (Difficulty.MEDIUM, "llm-timeout")
+    assert result.signals[-1] == "timeout_difficulty:low->medium"
+
+
+async def test_timeout_never_lowers_the_rules_difficulty() -> None:
+    async def slow(messages: tuple[Message, ...], timeout: float) -> str:
+        await asyncio.sleep(1)
+        return "{}"
+
+    hard = _request("Prove it step by step.")  # high by the rules
+    result = await LLMClassifier(slow, tasks=TASKS, timeout_s=0.02).classify(hard)
+    assert (result.difficulty, result.classifier) == (Difficulty.HIGH, "llm-timeout")
+    assert result.signals[-1] == "timeout_difficulty:high->high"
 
 
 async def test_malformed_keeps_rules_answer() -> None:

@@ -94,6 +94,7 @@ def build_policy(config: Config) -> RoutingPolicy:
         ),
         max_failover_attempts=routing.max_failover_attempts,
         max_upstream_calls=routing.max_upstream_calls,
+        ambiguous_below=routing.ambiguous_below,
         use_cases={
             name: UseCase(
                 name=name,

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer  # type: ignore[import-untyped]
 
+from quorum.server.learned import text as text_module
+from quorum.server.learned.data import DataError, default_data_files, load_rows
 from quorum.server.learned.fitting import cue_block_scale
-from quorum.server.learned.text import CUE_NAMES, focus_text, prompt_cues
+from quorum.server.learned.text import (
+    CUE_NAMES,
+    MAX_READ_CHARS,
+    focus_and_cues,
+    focus_text,
+    prompt_cues,
+)
 from quorum.server.learned.tfidf import (
     TfidfBlock,
     char_wb_ngrams,
@@ -122,3 +132,58 @@ def test_padded_word_ngrams_equal_char_wb_ngrams_of_one_word() -> None:
     for word in ("a", "ab", "abc", "abcd", "abcdefgh", "naïve"):
         for low, high in ((3, 5), (2, 2), (1, 4)):
             assert padded_word_ngrams(word, low, high) == char_wb_ngrams(word, low, high)
+
+
+def test_only_the_tail_of_a_huge_prompt_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 3.5 MB: every cue but the two lengths is that of the last MAX_READ_CHARS characters,
+    # and the lengths still count the whole prompt.
+    prompt = "The quick brown fox jumps over 12345 sheep. " * 80_000 + "Why? Answer:"
+    tail = prompt[-MAX_READ_CHARS:]
+    read: list[int] = []
+    classes = text_module._char_classes
+
+    def counting(text: str) -> tuple[int, int, int]:
+        read.append(len(text))
+        return classes(text)
+
+    monkeypatch.setattr(text_module, "_char_classes", counting)
+    focus, cues = focus_and_cues(prompt)
+    tail_focus, tail_cues = focus_and_cues(tail)
+    assert read == [MAX_READ_CHARS, MAX_READ_CHARS]
+    assert focus == tail_focus and focus.endswith("why? answer:")
+    lengths = {CUE_NAMES.index("log_chars"), CUE_NAMES.index("log_focus_chars")}
+    assert [c for i, c in enumerate(cues) if i not in lengths] == [
+        c for i, c in enumerate(tail_cues) if i not in lengths
+    ]
+    for name in ("log_chars", "log_focus_chars"):
+        assert cues[CUE_NAMES.index(name)] == math.log1p(len(prompt))
+    assert prompt_cues(prompt) == cues and focus_text(prompt) == focus
+
+
+def test_prompts_up_to_the_bound_are_read_whole() -> None:
+    body = "a " * ((MAX_READ_CHARS - 4) // 2)
+    whole = "123 " + body
+    assert len(whole) == MAX_READ_CHARS
+    numbers = CUE_NAMES.index("log_numbers")
+    assert prompt_cues(whole)[numbers] == math.log1p(1)  # the leading number is read
+    assert prompt_cues("x" + whole)[numbers] == math.log1p(1)  # one char over: "x" unread
+    assert prompt_cues("1234 " + whole)[numbers] == math.log1p(1)  # "1234 " unread
+    assert prompt_cues(whole[4:])[numbers] == 0.0
+
+
+def test_a_huge_few_shot_prompt_still_focuses_on_its_last_question() -> None:
+    shot = "Q: {}\\nA) x\\nB) y\\nAnswer:\\nA"
+    shots = [shot.format(i) for i in range(20_000)]
+    prompt = "['" + "\\n\\n".join([*shots, "Q: the real one\\nA) x\\nB) y\\nAnswer:"]) + "']"
+    assert len(prompt) > 10 * MAX_READ_CHARS
+    assert focus_text(prompt) == "q: the real one\na) x\nb) y\nanswer:"
+    assert prompt_cues(prompt)[CUE_NAMES.index("few_shot")] == 1.0
+
+
+def test_every_training_prompt_is_far_below_the_bound() -> None:
+    # So the bound changes no feature the router was trained or calibrated on.
+    try:
+        rows = load_rows(default_data_files())
+    except DataError:
+        pytest.skip("routing data not available")
+    assert max(len(r.prompt) for r in rows) * 2 <= MAX_READ_CHARS

@@ -4,9 +4,14 @@
 * When rules' confidence is below ``confident_at`` — or agents are configured and the
   request named none — the embedding routes run: a task route can replace an unsure
   task, an agent route names the agent. Below the similarity threshold the result is
-  "unknown" and the confidence drops, so the planner picks a more capable tier.
+  "unknown": its confidence drops to :data:`UNKNOWN_CONFIDENCE` (0), below any positive
+  ``routing.ambiguous_below``, so the planner moves it one tier up (``AMBIGUOUS_UP``)
+  unless a later step answers with more certainty.
 * When both are unsure and an LLM classifier is configured, it is asked (with a tight
-  timeout); on timeout difficulty becomes medium, on a malformed answer rules stand.
+  timeout). Its answer replaces the classification; on timeout the difficulty becomes
+  medium unless the earlier steps found it higher (a timeout never makes a request look
+  easier; a ``timeout_difficulty:`` signal records it) and an unknown stays unknown; on a
+  malformed answer or an error what the earlier steps found stands.
 """
 
 from __future__ import annotations
@@ -15,11 +20,19 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from quorum.server.classify.base import Classifier
+from quorum.server.classify.llm import after_timeout
 from quorum.server.classify.rules import RulesClassifier
 from quorum.server.domain import Classification, RouteRequest
 
 if TYPE_CHECKING:
     from quorum.server.classify.embedding import SemanticRoutes
+
+UNKNOWN_CONFIDENCE = 0.0
+"""Confidence of a request no embedding route (task or agent) is close enough to.
+
+Below any positive ``routing.ambiguous_below`` (default 0.5), so the planner treats it as
+ambiguous and picks the next more capable tier; ``ambiguous_below: 0`` turns that off.
+"""
 
 
 class ChainClassifier:
@@ -68,6 +81,8 @@ class ChainClassifier:
                 signals.append(f"semantic_task:{match.route}:{match.similarity:.2f}")
                 unsure = result.confidence < self._confident_at
             else:
+                # No task route is close enough: the task is unknown, so ambiguous.
+                result = replace(result, confidence=min(result.confidence, UNKNOWN_CONFIDENCE))
                 signals.append(f"semantic_task:unknown:{match.similarity:.2f}")
         if want_agent and self._agents is not None:
             match = await self._agents.match(text)
@@ -76,7 +91,7 @@ class ChainClassifier:
                 signals.append(f"agent:{match.route}:{match.similarity:.2f}")
             else:
                 # No agent is close enough: treat the request as ambiguous.
-                result = replace(result, confidence=min(result.confidence, 0.4))
+                result = replace(result, confidence=min(result.confidence, UNKNOWN_CONFIDENCE))
                 signals.append(f"agent:unknown:{match.similarity:.2f}")
         result = replace(result, signals=tuple(signals))
         if unsure:
@@ -92,8 +107,10 @@ class ChainClassifier:
                 answer, agent=current.agent or answer.agent, signals=(*current.signals, "llm")
             )
         # The LLM timed out or answered badly: keep what we know, with its fallback note.
-        return replace(
-            current,
-            difficulty=answer.difficulty if "timeout" in answer.classifier else current.difficulty,
-            signals=(*current.signals, answer.classifier),
-        )
+        if answer.classifier == "llm-timeout":
+            # Medium at least, never lower than what the earlier steps found.
+            difficulty, note = after_timeout(current.difficulty)
+            return replace(
+                current, difficulty=difficulty, signals=(*current.signals, answer.classifier, note)
+            )
+        return replace(current, signals=(*current.signals, answer.classifier))

@@ -1,8 +1,10 @@
 """An LLM classifier: a cheap model asked for strict JSON, under a tight timeout.
 
 The model is asked for ``{"task": ..., "difficulty": "low|medium|high", "confidence": 0..1}``.
-On timeout the difficulty falls back to medium; on a malformed answer or a provider
-error the rules' answer stands. ``classifier`` records which of these happened.
+On timeout the difficulty falls back to medium — never lower than the rules' own answer
+(a timeout must not make a request look easier), with a ``timeout_difficulty:`` signal; on
+a malformed answer or a provider error the rules' answer stands. ``classifier`` records
+which of these happened.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ CallModel = Callable[[tuple[Message, ...], float], Awaitable[str]]
 
 _DIFFICULTY = {"low": Difficulty.LOW, "medium": Difficulty.MEDIUM, "high": Difficulty.HIGH}
 _MAX_PROMPT_CHARS = 2000
+TIMEOUT_DIFFICULTY = Difficulty.MEDIUM
+"""The least difficulty a request keeps when the classifier model does not answer in time."""
 
 INSTRUCTIONS = (
     "You classify requests for an LLM router. Reply with one JSON object and nothing else: "
@@ -46,6 +50,14 @@ def parse_classification(text: str, tasks: Sequence[str]) -> Classification | No
     if not 0.0 <= float(confidence) <= 1.0:
         return None
     return Classification(task, _DIFFICULTY[difficulty], float(confidence), "llm")
+
+
+def after_timeout(known: Difficulty) -> tuple[Difficulty, str]:
+    """The difficulty after the model timed out — medium, or ``known`` when higher — and a
+    signal that says so (``timeout_difficulty:low->medium``, ``timeout_difficulty:high->high``).
+    """
+    difficulty = max(known, TIMEOUT_DIFFICULTY)
+    return difficulty, f"timeout_difficulty:{known.name.lower()}->{difficulty.name.lower()}"
 
 
 class LLMClassifier:
@@ -79,13 +91,14 @@ class LLMClassifier:
             async with asyncio.timeout(self._timeout_s):
                 text = await self._call(messages, self._timeout_s)
         except TimeoutError:
+            difficulty, note = after_timeout(fallback.difficulty)
             return Classification(
                 fallback.task,
-                Difficulty.MEDIUM,
+                difficulty,
                 fallback.confidence,
                 "llm-timeout",
                 fallback.agent,
-                fallback.signals,
+                (*fallback.signals, note),
             )
         except ProviderError:
             return Classification(

@@ -2,8 +2,11 @@
 
 Task type comes from keyword and shape signals (code fences, arithmetic, "summarise",
 "translate", ...); difficulty from length, reasoning markers and structure. Confidence
-is high when one task's signals clearly dominate and low when none or several fire, so
-the planner can treat an ambiguous result as harder (the more capable tier).
+is high when one task's signals clearly dominate and low (0.55–0.6) when none or several
+fire or the difficulty sits near a boundary: below the chain's ``confident_at`` (0.7), so
+a classifier chain asks its embedding routes and LLM, but not below the planner's default
+``routing.ambiguous_below`` (0.5) — a plain "hi there" is trivially easy chat and stays on
+the cheap tier. Raise ``ambiguous_below`` above 0.55 to move unsure rules answers up.
 Hints override: a caller that names the task keeps its task with confidence 1.
 """
 
@@ -15,6 +18,7 @@ from quorum.server.domain import Classification, Difficulty, RouteRequest
 from quorum.server.values import value_type
 
 _SCAN_CHARS = 6000  # enough to classify; bounds the cost on huge prompts
+_MANY_WORDS = 1501  # more words than the longest length threshold needs counted
 
 _TASKS: tuple[tuple[str, re.Pattern[str], float], ...] = (
     (
@@ -160,7 +164,8 @@ def classify_text(text: str, *, turns: int = 1) -> Classification:
         scores = _task_scores(scan)
         hard = len(_HARD.findall(scan))
         medium = len(_MEDIUM.findall(scan))
-    words = len(text.split())
+    # Counted only as far as the largest threshold below: a huge prompt is not split whole.
+    words = len(text.split(maxsplit=_MANY_WORDS))
     signals = list(scores.signals)
     points = 0.0
     if words > 1500:

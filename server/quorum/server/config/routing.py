@@ -97,6 +97,12 @@ class RoutingConfig(Strict):
     max_failover_attempts: int = Field(3, ge=1, le=20)
     performance: PerformanceConfig = PerformanceConfig()
     max_upstream_calls: int = Field(8, ge=1, le=64)
+    ambiguous_below: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="a classification less confident than this moves one tier up (0: never)",
+    )
     use_cases: dict[Name, UseCasePolicy] = Field(default_factory=dict)
     cascade: CascadeConfig = CascadeConfig()
     consensus: ConsensusConfig = ConsensusConfig()

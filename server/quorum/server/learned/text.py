@@ -10,6 +10,11 @@ question. :func:`focus_text` keeps only the last block when the blocks repeat a 
 *Cues*: length, digits, numbers, maths and code markers, negations ("NOT", "EXCEPT"), paired
 statement formats ("Statement 1 |", "Scenario 1 |"), option counts — cheap signals of a prompt's
 kind and difficulty that bag-of-n-grams weighs poorly.
+
+*Bound*: only the last :data:`MAX_READ_CHARS` characters of a prompt are read (focus, n-grams and
+cues), so scoring costs no more for a multi-megabyte prompt than for one of that length; the
+length cues still count the whole prompt. Every training prompt is under half the bound, so for
+them (and any prompt up to the bound) the features are exactly what they were.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import re
 
 MAX_FOCUS_CHARS = 4000
 """Longest text handed to the n-gram featuriser (the tail is kept: questions end prompts)."""
+
+MAX_READ_CHARS = 10_000
+"""Longest tail of a prompt that is read at all (the longest training prompt has 4,789)."""
 
 _ESCAPED_NEWLINE = re.compile(r"\\n")
 _BLOCKS = re.compile(r"\n\s*\n")
@@ -59,11 +67,14 @@ CUE_NAMES: tuple[str, ...] = (
 """Names of :func:`prompt_cues` outputs, in order."""
 
 
-def _unescape(prompt: str) -> str:
+def _unescape(prompt: str) -> tuple[str, int]:
+    """The last :data:`MAX_READ_CHARS` characters of the prompt, unescaped, and how many
+    characters before them were left unread."""
     text = prompt
     if text.startswith("['") and text.endswith("']"):
         text = text[2:-2]
-    return _ESCAPED_NEWLINE.sub("\n", text)
+    unread = max(0, len(text) - MAX_READ_CHARS)
+    return _ESCAPED_NEWLINE.sub("\n", text[unread:]), unread
 
 
 def _few_shot_tail(text: str) -> str | None:
@@ -78,29 +89,30 @@ def _few_shot_tail(text: str) -> str | None:
     return blocks[-1] if earlier >= 2 else None
 
 
-def _focus(prompt: str) -> tuple[str, bool]:
-    """The unescaped part of ``prompt`` that matters, and whether it is a few-shot tail."""
-    text = _unescape(prompt)
+def _focus(prompt: str) -> tuple[str, bool, int]:
+    """The unescaped part of ``prompt`` that matters, whether it is a few-shot tail, and the
+    length of the focus (counting, when it is not a few-shot tail, the unread head too)."""
+    text, unread = _unescape(prompt)
     tail = _few_shot_tail(text)
-    return (text, False) if tail is None else (tail, True)
+    return (text, False, len(text) + unread) if tail is None else (tail, True, len(tail))
 
 
 def focus_text(prompt: str) -> str:
     """The lower-cased part of ``prompt`` the n-gram features see (see the module docstring)."""
-    focus, _ = _focus(prompt)
+    focus, _, _ = _focus(prompt)
     return focus[-MAX_FOCUS_CHARS:].lower()
 
 
 def prompt_cues(prompt: str) -> list[float]:
     """Dense cues of ``prompt`` in :data:`CUE_NAMES` order (unscaled)."""
-    focus, few_shot = _focus(prompt)
-    return _cues(prompt, focus, few_shot)
+    focus, few_shot, focus_chars = _focus(prompt)
+    return _cues(prompt, focus, few_shot, focus_chars)
 
 
 def focus_and_cues(prompt: str) -> tuple[str, list[float]]:
     """``(focus_text(prompt), prompt_cues(prompt))``, reading the prompt once."""
-    focus, few_shot = _focus(prompt)
-    return focus[-MAX_FOCUS_CHARS:].lower(), _cues(prompt, focus, few_shot)
+    focus, few_shot, focus_chars = _focus(prompt)
+    return focus[-MAX_FOCUS_CHARS:].lower(), _cues(prompt, focus, few_shot, focus_chars)
 
 
 _ALL_BYTES = bytes(range(128))
@@ -124,13 +136,13 @@ def _char_classes(text: str) -> tuple[int, int, int]:
     return sum(map(str.isalpha, text)), sum(map(str.isupper, text)), sum(map(str.isdigit, text))
 
 
-def _cues(prompt: str, focus: str, few_shot: bool) -> list[float]:
+def _cues(prompt: str, focus: str, few_shot: bool, focus_chars: int) -> list[float]:
     chars = max(1, len(focus))
     words = focus.split()
     letters, upper, digits = _char_classes(focus)
     return [
         math.log1p(len(prompt)),
-        math.log1p(len(focus)),
+        math.log1p(focus_chars),
         digits / chars,
         math.log1p(len(_NUMBER.findall(focus))),
         math.log1p(len(_MATH.findall(focus))),

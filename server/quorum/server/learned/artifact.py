@@ -2,9 +2,11 @@
 
 The manifest carries ``format_version``, the training data's file names and SHA-256, the
 training config, and per source: the kind of head, its models (cheapest first), calibrated
-thresholds or lambda, and the shapes of its arrays. ``weights.npz`` holds vocabularies (as
-string arrays), idf, coefficients, scalers and the char blocks' warm words (frequent training
-words whose n-grams are looked up once, at load) under keys ``h<index>.<name>``. Coefficient
+thresholds or lambda, and the shapes of its arrays; a head calibrated otherwise than on full rows
+(trained from the decision log's feedback) says how under ``calibration``. ``weights.npz`` holds
+vocabularies (as string arrays), idf, coefficients, scalers and the char blocks' warm words
+(frequent training words whose n-grams are looked up once, at load) under keys
+``h<index>.<name>``. Coefficient
 matrices are stored as float16 and the rest as float32; training rounded the estimators to the
 same values before export, so scores still equal the scikit-learn pipeline's. Loading needs only
 numpy and checks the version first.
@@ -91,6 +93,8 @@ def _head_manifest(prefix: str, head: SourceHead) -> dict[str, Any]:
         "category": None,
         "cascade": None,
     }
+    if head.calibration is not None:  # only heads calibrated otherwise than on full rows
+        entry["calibration"] = head.calibration
     if head.category is not None:
         entry["category"] = {
             "labels": list(head.category.labels),
@@ -211,6 +215,7 @@ def _load_head(source: str, entry: Mapping[str, Any], z: Mapping[str, Any]) -> S
         thresholds={str(k): float(v) for k, v in (entry.get("thresholds") or {}).items()},
         lam=None if lam is None else float(lam),
         cascade=cascade,
+        calibration=None if entry.get("calibration") is None else str(entry["calibration"]),
     )
 
 

@@ -1,11 +1,16 @@
 """``quorum router train`` and ``quorum router eval``: build the artifact, judge a router.
 
     quorum router train [--data FILE...] [--out DIR] [--quality-target 0.95]
+    quorum router train [--data FILE...] --feedback DECISIONS.jsonl... --out DIR
     quorum router eval --data FILE.jsonl [--router DIR] [--json] [--plot OUT.png]
 
-``main(argv)`` returns the exit code: 0 on success, 2 for bad input (bad arguments such as a
-quality target outside (0, 1] or fewer than 2 folds, missing or malformed files — a decision log
-is not training data —, an artifact of another format version), with a message naming it.
+``--data`` reads routing data (every model's result on each prompt); ``--feedback`` reads decision
+logs written with ``decisions.include_prompts`` and trains one more head, of source ``decisions``
+(``--feedback-source``), from the feedback on them, calibrated model-based
+(:func:`~.training.train_partial_head`). ``main(argv)`` returns the exit code: 0 on success, 2 for
+bad input (bad arguments such as a quality target outside (0, 1] or fewer than 2 folds, missing or
+malformed files — a decision log given to ``--data``, or to ``eval``, which needs full rows —, a
+decision log without prompts, an artifact of another format version), with a message naming it.
 """
 
 from __future__ import annotations
@@ -62,11 +67,34 @@ def _int_at_least(low: int, why: str = "") -> Callable[[str], int]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from quorum.server.learned.decision_log import DEFAULT_FEEDBACK_SOURCE
+
     parser = argparse.ArgumentParser(prog="quorum router", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train the learned router and write its artifact")
-    train.add_argument("--data", nargs="+", type=Path, help="JSONL files (default: shared data)")
-    train.add_argument("--out", type=Path, default=DEFAULT_ARTIFACT, help="artifact directory")
+    train.add_argument(
+        "--data",
+        nargs="+",
+        type=Path,
+        help="routing data JSONL files (default: the shared data, or none with --feedback)",
+    )
+    train.add_argument(
+        "--feedback",
+        nargs="+",
+        type=Path,
+        help="decision logs (decisions.include_prompts on) whose feedback trains one more head",
+    )
+    train.add_argument(
+        "--feedback-source",
+        default=DEFAULT_FEEDBACK_SOURCE,
+        help=f"source name of the decision log's head (default {DEFAULT_FEEDBACK_SOURCE})",
+    )
+    train.add_argument(
+        "--out",
+        type=Path,
+        help="artifact directory (default: the committed default artifact; required with "
+        "--feedback)",
+    )
     train.add_argument("--prices", type=Path, help="prices.json (default: beside the data)")
     train.add_argument(
         "--quality-target",
@@ -125,23 +153,51 @@ def _check_folds(rows: Sequence[RoutingRow], folds: int) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from quorum.server.learned.artifact import save_router
-    from quorum.server.learned.training import TrainConfig, train_router
+    from quorum.server.learned.decision_log import load_feedback_rows
+    from quorum.server.learned.training import MODEL_BASED, TrainConfig, train_router
 
-    files = list(args.data) if args.data else default_data_files()
+    logs: list[Path] = list(args.feedback or [])
+    if logs and args.out is None:
+        raise DataError(
+            "--feedback needs --out DIR: a router trained on a deployment's decision log is that "
+            "deployment's, and the committed default artifact is trained on routing data only"
+        )
+    out: Path = args.out or DEFAULT_ARTIFACT
+    files = list(args.data) if args.data else ([] if logs else default_data_files())
     prices = load_prices(_prices_path(args.prices, files))
     rows = load_rows(files)
-    if not rows:
+    partial: list[RoutingRow] = []
+    feedback: dict[str, Any] = {}
+    if logs:
+        if any(r.source == args.feedback_source for r in rows):
+            raise DataError(
+                f"--feedback-source {args.feedback_source!r} is also a source of --data; "
+                "choose another name"
+            )
+        partial, summary = load_feedback_rows(logs, args.feedback_source)
+        print("\n".join(summary.lines()))
+        feedback = {
+            "files": [f.name for f in sorted(logs)],
+            "sha256": files_digest(logs),
+            "source": args.feedback_source,
+            "calibration": MODEL_BASED,
+            **summary.as_dict(),
+        }
+    if not rows and not partial:
         raise DataError(f"no training rows in {', '.join(str(f) for f in files)}")
-    _check_folds(rows, args.folds)
+    _check_folds([*rows, *partial], args.folds)
     cfg = TrainConfig(quality_target=args.quality_target, folds=args.folds, seed=args.seed)
     started = time.perf_counter()
-    router, fitted = train_router(rows, prices, cfg)
+    router, fitted = train_router(rows, prices, cfg, partial)
+    training_data: dict[str, Any] = {
+        "files": [f.name for f in sorted(files)],
+        "sha256": files_digest(files),
+        "rows": len(rows),
+    }
+    if feedback:
+        training_data["feedback"] = feedback
     extra = {
-        "training_data": {
-            "files": [f.name for f in sorted(files)],
-            "sha256": files_digest(files),
-            "rows": len(rows),
-        },
+        "training_data": training_data,
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "calibration": {s: f.calibration for s, f in fitted.items() if f.calibration},
         "prices": {
@@ -149,7 +205,7 @@ def _train(args: argparse.Namespace) -> int:
             for m, p in prices.items()
         },
     }
-    save_router(router, args.out, extra)
+    save_router(router, out, extra)
     took = time.perf_counter() - started
     for source, head in router.heads.items():
         detail = (
@@ -159,8 +215,10 @@ def _train(args: argparse.Namespace) -> int:
         )
         if head.cascade is not None:
             detail += f", cascade threshold {head.cascade.threshold:.4f}"
+        if head.calibration is not None:
+            detail += f", calibration {head.calibration}"
         print(f"{source}: {head.kind}, {len(head.models)} models, {detail}")
-    print(f"wrote {args.out} in {took:.0f}s")
+    print(f"wrote {out} in {took:.0f}s")
     return 0
 
 

@@ -44,7 +44,8 @@ FloatArray = npt.NDArray[np.float64]
 
 
 DECISION_LOG_TYPES = frozenset({"decision", "feedback", "shadow"})
-"""``type`` of the decision log's lines (``quorum.server.decisions``): refused, with a reason."""
+"""``type`` of the decision log's lines (``quorum.server.decisions``): refused here, with a
+reason; ``train --feedback`` reads them (:mod:`.decision_log`)."""
 
 
 class DataError(ValueError):
@@ -125,9 +126,11 @@ def parse_row(line: str, where: str) -> RoutingRow:
     if raw.get("type") in DECISION_LOG_TYPES and "request_id" in raw and "results" not in raw:
         raise DataError(
             f"{where}: a decision log line ({raw['type']!r}), not routing data. The decision "
-            "log is not a training format: it has one model's answer per request. Training and "
-            "evaluation read one JSON object a line with 'source', 'prompt' and 'results' "
-            "(every model's score on the prompt); see docs/learned-router.md"
+            "log is not a training format for --data: it has one model's answer per request, "
+            "and --data (train and eval) reads one JSON object a line with 'source', 'prompt' "
+            "and 'results' (every model's score on the prompt). Evaluation needs such full "
+            "rows; to train from the log's feedback instead, pass it to "
+            "'quorum router train --feedback LOG --out DIR'; see docs/learned-router.md"
         )
     for key in ("source", "prompt", "results"):
         if key not in raw:

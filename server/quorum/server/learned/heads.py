@@ -146,6 +146,7 @@ class SourceHead:
     thresholds: Mapping[str, float] | None = None
     lam: float | None = None
     cascade: CascadeVerifier | None = None
+    calibration: str | None = None  # how threshold/lambda were found; None: out-of-fold, full rows
 
     def __post_init__(self) -> None:
         if self.kind not in (PAIR, MULTI):

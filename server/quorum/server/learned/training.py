@@ -18,7 +18,7 @@ threshold or lambda from data, never from a hand-set number.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,7 @@ from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyp
 from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]
 
 from quorum.server.learned.data import (
+    DataError,
     Price,
     RoutingRow,
     SourceTable,
@@ -230,17 +231,18 @@ def _calibrate_lambda(
     return lam, {"oof_quality": float(qs[i]), "oof_cost_fraction": float(cs[i] / premium_cost)}
 
 
-def train_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
-    """Train, calibrate and export the head of one source."""
-    kind = PAIR if len(table.models) == 2 else MULTI
+def _fit_head_features(table: SourceTable, kind: str, cfg: TrainConfig) -> SklearnFeatures:
     if kind == PAIR:
-        features = fit_features(table.prompts, cfg.word_features, cfg.char_features)
-    else:  # one weight column per model: a smaller vocabulary keeps the artifact small
-        features = fit_features(table.prompts, cfg.multi_word_features, cfg.multi_char_features)
-    x = features.transform(table.prompts)
-    n = len(table.prompts)
-    folds = group_folds(table.ids, cfg.folds, cfg.seed)
-    oof = np.zeros((n, len(table.models)))
+        return fit_features(table.prompts, cfg.word_features, cfg.char_features)
+    # one weight column per model: a smaller vocabulary keeps the artifact small
+    return fit_features(table.prompts, cfg.multi_word_features, cfg.multi_char_features)
+
+
+def _out_of_fold(
+    x: sp.csr_matrix, table: SourceTable, folds: IntArray, cfg: TrainConfig
+) -> FloatArray:
+    """Every row's per-model expected scores from the fit on the other folds."""
+    oof = np.zeros((len(table.prompts), len(table.models)))
     for f in range(cfg.folds):
         train_rows = np.nonzero(folds != f)[0]
         test_rows = np.nonzero(folds == f)[0]
@@ -248,6 +250,17 @@ def train_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
             continue
         per_model, category = _fit_core(x, table, train_rows, cfg)
         oof[test_rows] = _predict_core(x[test_rows], per_model, category)
+    return oof
+
+
+def train_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
+    """Train, calibrate and export the head of one source."""
+    kind = PAIR if len(table.models) == 2 else MULTI
+    features = _fit_head_features(table, kind, cfg)
+    x = features.transform(table.prompts)
+    n = len(table.prompts)
+    folds = group_folds(table.ids, cfg.folds, cfg.seed)
+    oof = _out_of_fold(x, table, folds, cfg)
     per_model, category = _fit_core(x, table, np.arange(n), cfg)
     cost = fit_cost_model(table)
     coef, intercept = per_model.coef()
@@ -306,6 +319,96 @@ def train_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
     return FittedHead(head, features, per_model, category, verifier, oof, oof_cascade, calibration)
 
 
+MODEL_BASED = "model-based (partial feedback rows)"
+"""How a head trained on partial rows (:func:`train_partial_head`) was calibrated."""
+
+
+def _model_based_table(table: SourceTable, oof: FloatArray, est_cost: FloatArray) -> SourceTable:
+    """The table with every missing score replaced by its out-of-fold estimate and every
+    missing cost by the cost model's estimate: what calibration on partial rows can use."""
+    return replace(
+        table,
+        scores=np.where(np.isnan(table.scores), oof, table.scores),
+        costs=np.where(np.isnan(table.costs), est_cost, table.costs),
+    )
+
+
+def train_partial_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
+    """Train a head on *partial* rows: each row has the results of some models only (the
+    decision log's feedback has one, the model that answered).
+
+    The estimators need no full rows: each model's logistic regression is fitted on the rows that
+    have its result, the category prior on the per-category means of the results there are, and
+    each model's cost line on its own observed costs. The threshold (two models) or ``lambda``
+    (more) normally comes from observed outcomes of *every* model on the same prompts; here it is
+    calibrated **model-based** (:data:`MODEL_BASED`, written to the head's manifest entry): every
+    row is completed with each missing model's out-of-fold estimate (its observed verdict where
+    the row has one) and its estimated cost, and the threshold or ``lambda`` reaching the quality
+    target on those completed rows is chosen. The figures stored with it (``model_based_*``) are
+    the estimators' own expectation, not a measurement; no cascade verifier is fitted (the log
+    keeps no answers). Raises :class:`DataError` when some model's rows all fall in one
+    calibration fold (no out-of-fold estimate for them).
+    """
+    kind = PAIR if len(table.models) == 2 else MULTI
+    folds = group_folds(table.ids, cfg.folds, cfg.seed)
+    for j, model in enumerate(table.models):
+        have = ~np.isnan(table.scores[:, j])
+        if len(set(folds[have].tolist())) < 2:
+            raise DataError(
+                f"source {table.source!r}: the {int(have.sum())} rows of model {model!r} all fall "
+                f"in one of the {cfg.folds} calibration folds; it needs feedback on more prompts"
+            )
+    features = _fit_head_features(table, kind, cfg)
+    x = features.transform(table.prompts)
+    n = len(table.prompts)
+    oof = _out_of_fold(x, table, folds, cfg)
+    per_model, category = _fit_core(x, table, np.arange(n), cfg)
+    cost = fit_cost_model(table)
+    coef, intercept = per_model.coef()
+    est_cost = np.array([cost.estimate(p) for p in table.prompts])
+    proxy = _model_based_table(table, oof, est_cost)
+    q, c = proxy.scores, proxy.costs
+    threshold: float | None = None
+    thresholds: dict[str, float] = {}
+    lam: float | None = None
+    if kind == PAIR:
+        gain = oof[:, 1] - oof[:, 0]
+        threshold = _pair_threshold(gain, proxy, cfg.quality_target, cascade=False)
+        thresholds = _pair_thresholds(gain, proxy, cascade=False)
+        routed = gain >= threshold
+        quality = float(np.where(routed, q[:, 1], q[:, 0]).mean())
+        spent = float(np.where(routed, c[:, 1], c[:, 0]).mean())
+        share = float(routed.mean())
+    else:
+        lam, figures = _calibrate_lambda(oof, est_cost, proxy, cfg.quality_target)
+        pick = np.argmax(oof - lam * est_cost, axis=1)
+        quality = figures["oof_quality"]
+        spent = float(c[np.arange(n), pick].mean())
+        share = float(np.mean(pick == len(table.models) - 1))
+    calibration = {
+        "model_based_quality_of_premium": quality / float(q[:, -1].mean()),
+        "model_based_premium_share": share,
+        "model_based_cost_fraction": spent / float(c[:, -1].mean()),
+    }
+    head = SourceHead(
+        source=table.source,
+        kind=kind,
+        models=table.models,
+        space=features.export(),
+        coef=coef,
+        intercept=intercept,
+        category=None if category is None else category.prior,
+        cost=cost,
+        quality_target=cfg.quality_target,
+        threshold=threshold,
+        thresholds=thresholds,
+        lam=lam,
+        cascade=None,
+        calibration=MODEL_BASED,
+    )
+    return FittedHead(head, features, per_model, category, None, oof, None, calibration)
+
+
 def train_heads(
     rows: Sequence[RoutingRow], prices: Mapping[str, Price], cfg: TrainConfig
 ) -> dict[str, FittedHead]:
@@ -317,13 +420,25 @@ def train_heads(
 
 
 def train_router(
-    rows: Sequence[RoutingRow], prices: Mapping[str, Price], cfg: TrainConfig
+    rows: Sequence[RoutingRow],
+    prices: Mapping[str, Price],
+    cfg: TrainConfig,
+    partial_rows: Sequence[RoutingRow] = (),
 ) -> tuple[LearnedRouter, dict[str, FittedHead]]:
     """Train every head and assemble the router.
 
-    The default source is the config's, else the one with the most training rows.
+    ``partial_rows`` (the decision log's feedback, :mod:`.decision_log`) get one head per source
+    by :func:`train_partial_head`; their sources must differ from those of ``rows``. The default
+    source is the config's, else the one with the most training rows.
     """
     fitted = train_heads(rows, prices, cfg)
+    for source, source_rows in split_by_source(partial_rows).items():
+        if source in fitted:
+            raise DataError(
+                f"source {source!r} is both in the routing data and in the decision log's rows; "
+                "give the decision log's rows another source name"
+            )
+        fitted[source] = train_partial_head(build_table(source_rows, prices), cfg)
     if not fitted:
         raise ValueError("no training rows")
     sizes = {s: len(f.oof_expected) for s, f in fitted.items()}

@@ -10,11 +10,12 @@ import urllib.request
 from pathlib import Path
 
 import grpc
+import pytest
 import structlog
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from quorum.client import AsyncQuorumClient
+from quorum.client import AsyncQuorumClient, QuorumError
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.app import create_server
 from quorum.server.config import TracingConfig, parse_config
@@ -60,7 +61,14 @@ async def test_metrics_endpoint_and_stats_cli() -> None:
             for _ in range(3):
                 await client.route("hello")
             await client.plan("hello")
+            with pytest.raises(QuorumError):
+                await client.route("")  # invalid: refused before its request is read
         samples = scrape(running.metrics.port)
+        # With authentication off and no tenants, even a refused request is known to
+        # be the anonymous tenant's.
+        refused = ("quorum_requests_total", (("code", "INVALID_ARGUMENT"), ("model", ""),
+                   ("strategy", ""), ("tenant", "_anonymous")))  # fmt: skip
+        assert samples[refused] == 1
         ok = ("quorum_requests_total", (("code", "OK"), ("model", "flash-b"),
               ("strategy", "single"), ("tenant", "_anonymous")))  # fmt: skip
         assert samples[ok] == 3
@@ -77,9 +85,9 @@ async def test_metrics_endpoint_and_stats_cli() -> None:
         cost = samples[("quorum_cost_usd_total", (("model", "flash-b"), ("tenant", "_anonymous")))]
         baseline = samples[("quorum_baseline_cost_usd_total", (("tenant", "_anonymous"),))]
         assert 0 < cost < baseline
-        for stage in ("classify", "plan", "execute", "total"):
+        for stage, count in (("classify", 3), ("plan", 3), ("execute", 3), ("total", 4)):
             key = ("quorum_request_duration_seconds_count", (("stage", stage),))
-            assert samples[key] == 3
+            assert samples[key] == count  # "total" counts the refused request too
         assert samples[("quorum_inflight_requests", ())] == 0
         result = await asyncio.to_thread(
             subprocess.run,
@@ -90,7 +98,7 @@ async def test_metrics_endpoint_and_stats_cli() -> None:
         )
         assert result.returncode == 0, result.stderr
         out = result.stdout
-        assert "requests  3 (3 ok)" in out
+        assert "requests  4 (3 ok, INVALID_ARGUMENT 1)" in out
         assert "breakers  sim open, sim-b closed" in out
         flash_row = next(line for line in out.splitlines() if line.startswith("flash "))
         assert flash_row.split()[1:3] == ["2", "2"]  # calls, errors

@@ -189,6 +189,18 @@ async def test_in_flight_limits_shed_with_retry_info() -> None:
                 assert err.retry_after_s == pytest.approx(0.25)
             reasons = {e.reason for e in shed}
             assert reasons == {"TENANT_CONCURRENCY_LIMIT", "OVERLOADED"}
+            # Calls that run no model are never shed, nor counted: at the limit, with a
+            # tenant's calls in flight, Plan, ListModels and Feedback still answer.
+            busy = [asyncio.create_task(acme.route("hello")) for _ in range(2)]
+            await asyncio.sleep(0.1)
+            assert (await acme.plan("hello")).plan.stages
+            assert (await acme.list_models()).models
+            with pytest.raises(QuorumError) as unknown:
+                await acme.feedback(
+                    svc.FeedbackRequest(request_id="none-such", kind=svc.FEEDBACK_KIND_THUMBS_UP)
+                )
+            assert unknown.value.code is grpc.StatusCode.NOT_FOUND
+            await asyncio.gather(*busy)
             # Shedding leaves the server healthy: the next calls go through.
             assert (await acme.route("hello")).content
         metrics = running.router.metrics

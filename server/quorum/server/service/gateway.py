@@ -40,7 +40,7 @@ from quorum.server.service.admission import Admission, Ticket
 from quorum.server.service.auth import acting_as
 from quorum.server.service.shedding import LoadShedder
 from quorum.server.service.status import status_for, to_grpc
-from quorum.server.tenants import TenantPolicy, Tenants
+from quorum.server.tenants import ANONYMOUS, TenantPolicy, Tenants
 
 log = structlog.get_logger("quorum.gateway")
 
@@ -103,6 +103,9 @@ class Gateway(_GenericHandler):
         """``handlers``: the servicer's method handlers by full method path
         (``/quorum.route.v1.RouteService/Route``), each wrapped here once."""
         self._tenants = tenants
+        # Authentication off and no tenant to name: every call is the anonymous tenant's,
+        # known before its request is read (so a refused request is counted as its).
+        self._known_tenant = ANONYMOUS if not tenants.auth_required and not tenants.policies else ""
         self._admission = admission
         self._metrics = metrics
         self._tracing = tracing
@@ -183,12 +186,14 @@ class Gateway(_GenericHandler):
         return self._tracing.rpc(method, metadata) if self._tracing else nullcontext()
 
     async def _admit(
-        self, metadata: Metadata, context: Context
-    ) -> tuple[TenantPolicy | None, Ticket]:
+        self, method: str, metadata: Metadata, context: Context
+    ) -> tuple[TenantPolicy | None, Ticket | None]:
+        """Authenticate every call; count RouteService's model calls against the
+        in-flight limits (Plan, ListModels and Feedback call no model and are never shed)."""
         authorization = next((v for k, v in metadata if k == "authorization"), None)
         try:
             tenant = self._tenants.authenticate(authorization)
-            return tenant, self._admission.admit(tenant)
+            return tenant, self._admission.admit(tenant) if method in _COUNTED else None
         except QuorumError as exc:
             log.info("rpc_refused", reason=exc.reason, code=exc.code.name, error=exc.message)
             await cast(Any, context).abort_with_status(to_grpc(status_for(exc)))
@@ -213,8 +218,10 @@ class Gateway(_GenericHandler):
             try:
                 with self._span(method, metadata):
                     try:
-                        tenant, ticket = await self._admit(metadata, context)
-                        record.tenant = tenant.name if tenant else record.tenant
+                        tenant, ticket = await self._admit(method, metadata, context)
+                        record.tenant = (
+                            tenant.name if tenant else self._known_tenant or record.tenant
+                        )
                         with acting_as(tenant):
                             return await inner(request, context)
                     except BaseException as exc:
@@ -243,8 +250,10 @@ class Gateway(_GenericHandler):
             try:
                 with self._span(method, metadata):
                     try:
-                        tenant, ticket = await self._admit(metadata, context)
-                        record.tenant = tenant.name if tenant else record.tenant
+                        tenant, ticket = await self._admit(method, metadata, context)
+                        record.tenant = (
+                            tenant.name if tenant else self._known_tenant or record.tenant
+                        )
                         with acting_as(tenant):
                             async for item in inner(request, context):
                                 yield item

@@ -50,6 +50,7 @@ from quorum.server.execute.events import NULL_SINK, Chunk, Event, EventSink, Pla
 from quorum.server.execute.gate import Verifier
 from quorum.server.execute.single import execute_single
 from quorum.server.execute.stream import EventQueue, answer_chunks, forward, stream_single
+from quorum.server.execute.voters import REPLY_MARGIN_S
 from quorum.server.guardrails import Guardrails
 from quorum.server.observability.metrics import Metrics
 from quorum.server.observability.tracing import Tracing
@@ -232,7 +233,13 @@ class Router:
         """
         t0 = time.monotonic()
         limit = self.config.server.default_deadline_s
-        deadline = t0 + (min(timeout_s, limit) if timeout_s is not None else limit)
+        if timeout_s is None:
+            deadline = t0 + limit
+        else:
+            # Done a little before the caller's deadline: the answer, or the error with
+            # every attempt, must reach the caller before its own timer fires.
+            margin = min(REPLY_MARGIN_S, timeout_s * 0.1)
+            deadline = t0 + max(0.0, min(timeout_s - margin, limit))
         # Tenant, permissions, cache (not for streams), budget guard.
         scope = await self.guardrails.begin(request, streaming=sink is not NULL_SINK)
         if scope.hit is not None:

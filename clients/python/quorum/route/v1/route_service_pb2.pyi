@@ -210,7 +210,9 @@ class VoteEvent(_message.Message):
     ANSWER_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def answer(self) -> _types_pb2.CandidateAnswer:
-        """The candidate's answer, normalised."""
+        """The candidate's answer, normalised (its group is -1: groups are formed when the vote
+        ends, and the final account's ConsensusDetail gives each answer's group).
+        """
 
     def __init__(
         self,

@@ -691,7 +691,10 @@ class RoutingHints(_message.Message):
     cost ceiling) is FAILED_PRECONDITION, never swapped for another.
     """
     tier: _builtins.str
-    """Force this tier (a configured tier name)."""
+    """Start from this tier (a configured tier name): its models first, then more capable
+    tiers, then cheaper ones as fallbacks. (A use case's tier, by contrast, is answered
+    from that tier only.)
+    """
     sensitivity: Global___Sensitivity.ValueType
     """Data sensitivity of the request."""
     critical: _builtins.bool
@@ -1184,7 +1187,9 @@ class CandidateAnswer(_message.Message):
     normalized: _builtins.str
     """The answer after extraction and normalisation."""
     group: _builtins.int
-    """Index into ConsensusDetail.groups, or -1 when it did not answer."""
+    """Index into ConsensusDetail.groups, or -1 when it did not answer. Always -1 in a
+    RouteStream vote event: groups are formed when the vote ends (see the final account).
+    """
     weight: _builtins.float
     """Vote weight."""
     cancelled: _builtins.bool

@@ -383,7 +383,8 @@ func (x *EscalationEvent) GetReason() string {
 // A consensus candidate's vote arrived.
 type VoteEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The candidate's answer, normalised.
+	// The candidate's answer, normalised (its group is -1: groups are formed when the vote
+	// ends, and the final account's ConsensusDetail gives each answer's group).
 	Answer        *CandidateAnswer `protobuf:"bytes,1,opt,name=answer,proto3" json:"answer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

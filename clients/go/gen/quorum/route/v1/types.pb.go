@@ -1264,7 +1264,9 @@ type RoutingHints struct {
 	// A forced model that cannot take the request (a capability, the context window, the
 	// cost ceiling) is FAILED_PRECONDITION, never swapped for another.
 	Model string `protobuf:"bytes,8,opt,name=model,proto3" json:"model,omitempty"`
-	// Force this tier (a configured tier name).
+	// Start from this tier (a configured tier name): its models first, then more capable
+	// tiers, then cheaper ones as fallbacks. (A use case's tier, by contrast, is answered
+	// from that tier only.)
 	Tier string `protobuf:"bytes,9,opt,name=tier,proto3" json:"tier,omitempty"`
 	// Data sensitivity of the request.
 	Sensitivity Sensitivity `protobuf:"varint,10,opt,name=sensitivity,proto3,enum=quorum.route.v1.Sensitivity" json:"sensitivity,omitempty"`
@@ -2302,7 +2304,8 @@ type CandidateAnswer struct {
 	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	// The answer after extraction and normalisation.
 	Normalized string `protobuf:"bytes,2,opt,name=normalized,proto3" json:"normalized,omitempty"`
-	// Index into ConsensusDetail.groups, or -1 when it did not answer.
+	// Index into ConsensusDetail.groups, or -1 when it did not answer. Always -1 in a
+	// RouteStream vote event: groups are formed when the vote ends (see the final account).
 	Group int32 `protobuf:"varint,3,opt,name=group,proto3" json:"group,omitempty"`
 	// Vote weight.
 	Weight float64 `protobuf:"fixed64,4,opt,name=weight,proto3" json:"weight,omitempty"`

@@ -177,7 +177,8 @@ export const EscalationEventSchema: GenMessage<EscalationEvent> = /*@__PURE__*/
  */
 export type VoteEvent = Message<"quorum.route.v1.VoteEvent"> & {
   /**
-   * The candidate's answer, normalised.
+   * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+   * ends, and the final account's ConsensusDetail gives each answer's group).
    *
    * @generated from field: quorum.route.v1.CandidateAnswer answer = 1;
    */

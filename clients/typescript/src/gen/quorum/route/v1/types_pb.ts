@@ -409,7 +409,9 @@ export type RoutingHints = Message$1<"quorum.route.v1.RoutingHints"> & {
   model: string;
 
   /**
-   * Force this tier (a configured tier name).
+   * Start from this tier (a configured tier name): its models first, then more capable
+   * tiers, then cheaper ones as fallbacks. (A use case's tier, by contrast, is answered
+   * from that tier only.)
    *
    * @generated from field: string tier = 9;
    */
@@ -1007,7 +1009,8 @@ export type CandidateAnswer = Message$1<"quorum.route.v1.CandidateAnswer"> & {
   normalized: string;
 
   /**
-   * Index into ConsensusDetail.groups, or -1 when it did not answer.
+   * Index into ConsensusDetail.groups, or -1 when it did not answer. Always -1 in a
+   * RouteStream vote event: groups are formed when the vote ends (see the final account).
    *
    * @generated from field: int32 group = 3;
    */

@@ -153,7 +153,8 @@ private static final long serialVersionUID = 0L;
   private int group_ = 0;
   /**
    * <pre>
-   * Index into ConsensusDetail.groups, or -1 when it did not answer.
+   * Index into ConsensusDetail.groups, or -1 when it did not answer. Always -1 in a
+   * RouteStream vote event: groups are formed when the vote ends (see the final account).
    * </pre>
    *
    * <code>int32 group = 3 [json_name = "group"];</code>
@@ -837,7 +838,8 @@ private static final long serialVersionUID = 0L;
     private int group_ ;
     /**
      * <pre>
-     * Index into ConsensusDetail.groups, or -1 when it did not answer.
+     * Index into ConsensusDetail.groups, or -1 when it did not answer. Always -1 in a
+     * RouteStream vote event: groups are formed when the vote ends (see the final account).
      * </pre>
      *
      * <code>int32 group = 3 [json_name = "group"];</code>
@@ -849,7 +851,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Index into ConsensusDetail.groups, or -1 when it did not answer.
+     * Index into ConsensusDetail.groups, or -1 when it did not answer. Always -1 in a
+     * RouteStream vote event: groups are formed when the vote ends (see the final account).
      * </pre>
      *
      * <code>int32 group = 3 [json_name = "group"];</code>
@@ -865,7 +868,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Index into ConsensusDetail.groups, or -1 when it did not answer.
+     * Index into ConsensusDetail.groups, or -1 when it did not answer. Always -1 in a
+     * RouteStream vote event: groups are formed when the vote ends (see the final account).
      * </pre>
      *
      * <code>int32 group = 3 [json_name = "group"];</code>

@@ -52,7 +52,8 @@ public interface CandidateAnswerOrBuilder extends
 
   /**
    * <pre>
-   * Index into ConsensusDetail.groups, or -1 when it did not answer.
+   * Index into ConsensusDetail.groups, or -1 when it did not answer. Always -1 in a
+   * RouteStream vote event: groups are formed when the vote ends (see the final account).
    * </pre>
    *
    * <code>int32 group = 3 [json_name = "group"];</code>

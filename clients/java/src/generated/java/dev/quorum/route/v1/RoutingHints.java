@@ -417,7 +417,9 @@ private static final long serialVersionUID = 0L;
   private volatile java.lang.Object tier_ = "";
   /**
    * <pre>
-   * Force this tier (a configured tier name).
+   * Start from this tier (a configured tier name): its models first, then more capable
+   * tiers, then cheaper ones as fallbacks. (A use case's tier, by contrast, is answered
+   * from that tier only.)
    * </pre>
    *
    * <code>string tier = 9 [json_name = "tier"];</code>
@@ -438,7 +440,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Force this tier (a configured tier name).
+   * Start from this tier (a configured tier name): its models first, then more capable
+   * tiers, then cheaper ones as fallbacks. (A use case's tier, by contrast, is answered
+   * from that tier only.)
    * </pre>
    *
    * <code>string tier = 9 [json_name = "tier"];</code>
@@ -1921,7 +1925,9 @@ private static final long serialVersionUID = 0L;
     private java.lang.Object tier_ = "";
     /**
      * <pre>
-     * Force this tier (a configured tier name).
+     * Start from this tier (a configured tier name): its models first, then more capable
+     * tiers, then cheaper ones as fallbacks. (A use case's tier, by contrast, is answered
+     * from that tier only.)
      * </pre>
      *
      * <code>string tier = 9 [json_name = "tier"];</code>
@@ -1941,7 +1947,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Force this tier (a configured tier name).
+     * Start from this tier (a configured tier name): its models first, then more capable
+     * tiers, then cheaper ones as fallbacks. (A use case's tier, by contrast, is answered
+     * from that tier only.)
      * </pre>
      *
      * <code>string tier = 9 [json_name = "tier"];</code>
@@ -1962,7 +1970,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Force this tier (a configured tier name).
+     * Start from this tier (a configured tier name): its models first, then more capable
+     * tiers, then cheaper ones as fallbacks. (A use case's tier, by contrast, is answered
+     * from that tier only.)
      * </pre>
      *
      * <code>string tier = 9 [json_name = "tier"];</code>
@@ -1979,7 +1989,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Force this tier (a configured tier name).
+     * Start from this tier (a configured tier name): its models first, then more capable
+     * tiers, then cheaper ones as fallbacks. (A use case's tier, by contrast, is answered
+     * from that tier only.)
      * </pre>
      *
      * <code>string tier = 9 [json_name = "tier"];</code>
@@ -1993,7 +2005,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Force this tier (a configured tier name).
+     * Start from this tier (a configured tier name): its models first, then more capable
+     * tiers, then cheaper ones as fallbacks. (A use case's tier, by contrast, is answered
+     * from that tier only.)
      * </pre>
      *
      * <code>string tier = 9 [json_name = "tier"];</code>

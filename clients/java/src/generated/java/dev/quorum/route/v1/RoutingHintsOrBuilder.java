@@ -202,7 +202,9 @@ public interface RoutingHintsOrBuilder extends
 
   /**
    * <pre>
-   * Force this tier (a configured tier name).
+   * Start from this tier (a configured tier name): its models first, then more capable
+   * tiers, then cheaper ones as fallbacks. (A use case's tier, by contrast, is answered
+   * from that tier only.)
    * </pre>
    *
    * <code>string tier = 9 [json_name = "tier"];</code>
@@ -211,7 +213,9 @@ public interface RoutingHintsOrBuilder extends
   java.lang.String getTier();
   /**
    * <pre>
-   * Force this tier (a configured tier name).
+   * Start from this tier (a configured tier name): its models first, then more capable
+   * tiers, then cheaper ones as fallbacks. (A use case's tier, by contrast, is answered
+   * from that tier only.)
    * </pre>
    *
    * <code>string tier = 9 [json_name = "tier"];</code>

@@ -57,7 +57,8 @@ private static final long serialVersionUID = 0L;
   private dev.quorum.route.v1.CandidateAnswer answer_;
   /**
    * <pre>
-   * The candidate's answer, normalised.
+   * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+   * ends, and the final account's ConsensusDetail gives each answer's group).
    * </pre>
    *
    * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>
@@ -69,7 +70,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * The candidate's answer, normalised.
+   * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+   * ends, and the final account's ConsensusDetail gives each answer's group).
    * </pre>
    *
    * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>
@@ -81,7 +83,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * The candidate's answer, normalised.
+   * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+   * ends, and the final account's ConsensusDetail gives each answer's group).
    * </pre>
    *
    * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>
@@ -417,7 +420,8 @@ private static final long serialVersionUID = 0L;
         dev.quorum.route.v1.CandidateAnswer, dev.quorum.route.v1.CandidateAnswer.Builder, dev.quorum.route.v1.CandidateAnswerOrBuilder> answerBuilder_;
     /**
      * <pre>
-     * The candidate's answer, normalised.
+     * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+     * ends, and the final account's ConsensusDetail gives each answer's group).
      * </pre>
      *
      * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>
@@ -428,7 +432,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The candidate's answer, normalised.
+     * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+     * ends, and the final account's ConsensusDetail gives each answer's group).
      * </pre>
      *
      * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>
@@ -443,7 +448,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The candidate's answer, normalised.
+     * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+     * ends, and the final account's ConsensusDetail gives each answer's group).
      * </pre>
      *
      * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>
@@ -461,7 +467,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The candidate's answer, normalised.
+     * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+     * ends, and the final account's ConsensusDetail gives each answer's group).
      * </pre>
      *
      * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>
@@ -479,7 +486,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The candidate's answer, normalised.
+     * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+     * ends, and the final account's ConsensusDetail gives each answer's group).
      * </pre>
      *
      * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>
@@ -504,7 +512,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The candidate's answer, normalised.
+     * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+     * ends, and the final account's ConsensusDetail gives each answer's group).
      * </pre>
      *
      * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>
@@ -521,7 +530,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The candidate's answer, normalised.
+     * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+     * ends, and the final account's ConsensusDetail gives each answer's group).
      * </pre>
      *
      * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>
@@ -533,7 +543,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The candidate's answer, normalised.
+     * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+     * ends, and the final account's ConsensusDetail gives each answer's group).
      * </pre>
      *
      * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>
@@ -548,7 +559,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * The candidate's answer, normalised.
+     * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+     * ends, and the final account's ConsensusDetail gives each answer's group).
      * </pre>
      *
      * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>

@@ -12,7 +12,8 @@ public interface VoteEventOrBuilder extends
 
   /**
    * <pre>
-   * The candidate's answer, normalised.
+   * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+   * ends, and the final account's ConsensusDetail gives each answer's group).
    * </pre>
    *
    * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>
@@ -21,7 +22,8 @@ public interface VoteEventOrBuilder extends
   boolean hasAnswer();
   /**
    * <pre>
-   * The candidate's answer, normalised.
+   * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+   * ends, and the final account's ConsensusDetail gives each answer's group).
    * </pre>
    *
    * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>
@@ -30,7 +32,8 @@ public interface VoteEventOrBuilder extends
   dev.quorum.route.v1.CandidateAnswer getAnswer();
   /**
    * <pre>
-   * The candidate's answer, normalised.
+   * The candidate's answer, normalised (its group is -1: groups are formed when the vote
+   * ends, and the final account's ConsensusDetail gives each answer's group).
    * </pre>
    *
    * <code>.quorum.route.v1.CandidateAnswer answer = 1 [json_name = "answer"];</code>

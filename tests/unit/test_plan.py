@@ -177,6 +177,23 @@ def test_cost_ceiling_filters_and_explains() -> None:
     assert any(r.code == "FILTERED" and "ceiling" in r.message for r in decided.reasons)
 
 
+def test_a_model_that_cannot_write_max_tokens_is_filtered() -> None:
+    data = sim_config()
+    data["models"]["frontier"]["max_output_tokens"] = 32_000
+    catalog = build_catalog(parse_config(data))
+    long_answer = RouteRequest(
+        "r1", (Message(Role.USER, "hello"),), params=GenerationParams(max_tokens=20_000)
+    )
+    decided = plan(long_answer, _cls(), catalog, POLICY, StateSnapshot())
+    assert [c.model for c in decided.candidates] == ["frontier"]
+    assert any(r.code == "FILTERED" and "writes at most 4096" in r.message for r in decided.reasons)
+    with pytest.raises(NoCandidate) as info:  # a forced model that cannot is refused
+        plan(
+            replace(long_answer, hints=Hints(model="mid")), _cls(), catalog, POLICY, StateSnapshot()
+        )
+    assert info.value.message.startswith("hints.model: mid cannot take this request")
+
+
 def test_nothing_eligible_raises_no_candidate() -> None:
     with pytest.raises(NoCandidate) as info:
         plan(_request(max_cost_usd=0.0), _cls(), CATALOG, POLICY, StateSnapshot())

@@ -5,8 +5,9 @@ ordered candidates, estimates the cost and records why. Everything it needs is p
 in, so its tests are tables.
 
 1. Eligible models: every needed capability (asked for, or implied by tools, images,
-   JSON formats, logprobs), a context window that fits, cleared for the request's data
-   sensitivity, and an estimated cost within the caller's ceiling.
+   JSON formats, logprobs), a context window that fits, room to write ``max_tokens``,
+   cleared for the request's data sensitivity, and an estimated cost within the caller's
+   ceiling.
 2. Strategy: the caller's (``hints.strategy``), else the use case's, else the configured
    default; a forced strategy that cannot run raises
    :class:`~quorum.server.errors.StrategyInfeasible` saying why. Otherwise ``auto``:
@@ -111,6 +112,8 @@ def _eligible(
             why.append("lacks " + ",".join(sorted(c.value for c in missing)))
         if window_needed > model.context_window:
             why.append(f"context {model.context_window} < {window_needed}")
+        if request.params.max_tokens > model.max_output_tokens:
+            why.append(f"writes at most {model.max_output_tokens} < max_tokens")
         if model.max_sensitivity < sensitivity:
             why.append(f"not cleared for {sensitivity.name.lower()} data")
         if ceiling is not None:

@@ -69,6 +69,9 @@ class RouteService(svc_grpc.RouteServiceServicer):
         self._max_messages = server.max_messages
         self._max_request_bytes = server.max_request_bytes
         self._log_prompts = server.log_prompts
+        # The per-request "routed" line is at info: below that level its fields are not
+        # even computed.
+        self._log_routed = server.log_level in ("debug", "info")
 
     def _request(self, msg: pb.RouteRequest, prefix: str = "") -> d.RouteRequest:
         return convert.route_request_from_pb(
@@ -107,16 +110,17 @@ class RouteService(svc_grpc.RouteServiceServicer):
                 if self._log_prompts:
                     log.debug("route_prompt", prompt=routed.prompt_text)
                 result = await self._router.route(routed, timeout_s=context.time_remaining())
-                log.info(
-                    "routed",
-                    model=result.model,
-                    strategy=result.strategy.value,
-                    task=result.classification.task,
-                    difficulty=result.classification.difficulty.name.lower(),
-                    attempts=len(result.attempts),
-                    cost_usd=round(result.cost_usd, 8),
-                    total_ms=round(result.timings.total_ms, 2),
-                )
+                if self._log_routed:
+                    log.info(
+                        "routed",
+                        model=result.model,
+                        strategy=result.strategy.value,
+                        task=result.classification.task,
+                        difficulty=result.classification.difficulty.name.lower(),
+                        attempts=len(result.attempts),
+                        cost_usd=round(result.cost_usd, 8),
+                        total_ms=round(result.timings.total_ms, 2),
+                    )
                 return convert.route_response_pb(result)
         except Exception as exc:
             await self._fail(context, exc, request_id)
@@ -146,7 +150,7 @@ class RouteService(svc_grpc.RouteServiceServicer):
                 async with contextlib.aclosing(stream):
                     async for item in stream:
                         started = True
-                        if isinstance(item, d.RouteResult):
+                        if isinstance(item, d.RouteResult) and self._log_routed:
                             log.info(
                                 "routed",
                                 model=item.model,

@@ -193,3 +193,108 @@ def test_a_decision_log_in_a_missing_directory_is_a_warning_and_serve_refuses(
     assert served.returncode == 2
     assert f'decisions.path: directory "{missing}" does not exist' in served.stderr
     assert "Traceback" not in served.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_missing_tls_file_is_one_line_not_a_traceback() -> None:
+    for command in (["route", "hi"], ["plan", "hi"], ["models"]):
+        result = run(*command, "--tls-ca", "/nonexistent.pem", "--address", "127.0.0.1:9")
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == (
+            f"quorum {command[0]}: --tls-ca: cannot read /nonexistent.pem "
+            "(No such file or directory)\n"
+        )
+
+
+async def test_client_certificate_flags_never_fall_back_to_plaintext(tmp_path: Path) -> None:
+    from tests.integration.test_tls import make_pki, serving, tls_section
+
+    pki = make_pki()
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    cert.write_bytes(pki.client.cert)
+    key.write_bytes(pki.client.key)
+    mtls = ["--tls-cert", str(cert), "--tls-key", str(key)]
+    # A plaintext server used to answer these flags without --tls-ca: the certificate was
+    # silently dropped and the call went out in plaintext.
+    async with running_server(parse_config(sim_config())) as (running, _):
+        plain = await asyncio.to_thread(
+            run, "models", "--address", f"127.0.0.1:{running.port}", *mtls
+        )
+    assert plain.returncode == 2 and plain.stdout == ""
+    assert plain.stderr.startswith("quorum models: --tls-cert and --tls-key need --tls-ca")
+    # With the CA, the same flags make a mutual TLS call; half of them is refused.
+    async with serving(tls_section(tmp_path, pki, mutual=True)) as running:
+        secure = ["models", "--address", f"localhost:{running.port}"]
+        secure += ["--tls-ca", str(tmp_path / "ca.pem")]
+        secured = await asyncio.to_thread(run, *secure, *mtls)
+        assert secured.returncode == 0, secured.stderr
+        assert "frontier" in secured.stdout
+        half = await asyncio.to_thread(run, *secure, "--tls-cert", str(cert))
+        assert half.returncode == 2
+        assert half.stderr.startswith("quorum models: --tls-cert needs --tls-key")
+
+
+async def test_stats_pointed_at_the_grpc_port_is_one_line() -> None:
+    async with running_server(parse_config(sim_config())) as (running, _):
+        address = f"127.0.0.1:{running.port}"
+        result = await asyncio.to_thread(run, "stats", "--metrics-address", address)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"quorum stats: cannot read http://{address}/metrics: ")
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_router_help_lists_report() -> None:
+    router = run("router", "--help")
+    assert router.returncode == 0
+    assert "{train,eval,report}" in router.stdout
+    assert "cheaper tier" in router.stdout  # report's description
+    top = run("--help")
+    assert "report on shadow evaluations" in " ".join(top.stdout.split())
+
+
+def test_router_report_refuses_a_file_that_is_not_a_decision_log() -> None:
+    result = run("router", "report", "--log", str(ROOT / "README.md"))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"{ROOT / 'README.md'} is not a decision log" in result.stderr
+
+
+def test_route_flags_are_checked_by_route() -> None:
+    for timeout in ("0", "-1"):
+        result = run("route", "hi", "--timeout", timeout)
+        assert result.returncode == 2
+        assert result.stderr.startswith("usage: quorum route ")
+        assert f"argument --timeout: must be a number of seconds above 0, not {timeout}" in (
+            result.stderr
+        )
+    bogus = run("route", "hi", "--bogus")
+    assert bogus.returncode == 2
+    assert bogus.stderr.startswith("usage: quorum route ")
+    assert bogus.stderr.endswith("quorum route: error: unrecognized arguments: --bogus\n")
+    helped = " ".join(run("route", "--help").stdout.split())
+    assert "--address HOST:PORT the server's gRPC address (default $QUORUM_ADDRESS or" in helped
+
+
+def test_an_error_without_a_reason_reads_code_colon_message() -> None:
+    result = run("route", "hi", "--address", f"127.0.0.1:{_free_port()}", "--timeout", "5")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: UNAVAILABLE: "), result.stderr
+
+
+def test_check_config_names_list_items_in_brackets_without_pydantic_prefixes(
+    tmp_path: Path,
+) -> None:
+    data = with_model(sim_config(), "flash", capabilities=["streaming", "tool"])
+    data["tenants"] = {"support-bot": {"token_sha256": "abc"}}
+    config = tmp_path / "bad.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = run("check-config", str(config))
+    assert result.returncode == 1
+    assert "  models.flash.capabilities[1]: Input should be " in result.stderr
+    assert "  tenants.support-bot.token_sha256: must be the 64-character" in result.stderr
+    assert "Value error" not in result.stderr and ".capabilities.1" not in result.stderr

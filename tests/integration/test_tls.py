@@ -79,8 +79,8 @@ class Pki:
     stranger: Issued  # a client certificate from another CA
 
 
-@pytest.fixture(scope="module")
-def pki() -> Pki:
+def make_pki() -> Pki:
+    """A CA, a server and a client certificate it signed, and a stranger's from another CA."""
     ca, ca_key = issue("quorum test CA", ca=True)
     server, _ = issue("localhost", (ca_key, _name("quorum test CA")), server=True)
     client, _ = issue("acme-service", (ca_key, _name("quorum test CA")))
@@ -88,6 +88,11 @@ def pki() -> Pki:
     stranger, _ = issue("intruder", (other_key, _name("someone else's CA")))
     assert other_ca.cert != ca.cert
     return Pki(ca, server, client, stranger)
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    return make_pki()
 
 
 def tls_section(tmp_path: Path, pki: Pki, *, mutual: bool) -> dict[str, Any]:

@@ -125,7 +125,7 @@ def test_use_case_tier_unknown() -> None:
 def test_bad_capability() -> None:
     data = with_model(sim_config(), "flash", capabilities=["telepathy"])
     (problem,) = _problems(data)
-    assert problem.startswith("models.flash.capabilities.0:")
+    assert problem.startswith("models.flash.capabilities[0]:")
 
 
 def test_skill_out_of_range() -> None:
@@ -182,3 +182,45 @@ def test_secrets_from_environment() -> None:
     assert info.value.problems == (
         "providers.oa.api_key_env: environment variable OA_KEY is not set",
     )
+
+
+def test_list_items_are_named_in_brackets_as_the_cross_reference_checks_name_them() -> None:
+    # Validation named list items "capabilities.1", the cross-reference checks
+    # "cascade.tiers[1]"; both now write the index in brackets.
+    data = with_model(sim_config(), "flash", capabilities=["streaming", "telepathy"])
+    (problem,) = _problems(data)
+    assert problem.startswith("models.flash.capabilities[1]: Input should be ")
+    data = sim_config()
+    data["routing"]["cascade"] = {"tiers": ["cheap", "gold"]}
+    (problem,) = _problems(data)
+    assert problem.startswith('routing.cascade.tiers[1]: unknown tier "gold"')
+
+
+def test_validator_messages_have_no_pydantic_prefix() -> None:
+    data = sim_config(tenants={"support-bot": {"token_sha256": "abc"}})
+    (problem,) = _problems(data)
+    assert problem.startswith("tenants.support-bot.token_sha256: must be the 64-character")
+    assert "Value error" not in problem
+
+
+def test_assertion_messages_have_no_pydantic_prefix() -> None:
+    from pydantic import BaseModel, ValidationError, field_validator
+
+    from quorum.server.config.load import _format_pydantic
+
+    class Item(BaseModel):
+        size: int
+
+        @field_validator("size")
+        @classmethod
+        def _small(cls, value: int) -> int:
+            if value >= 10:  # not `assert`: pytest would rewrite its message
+                raise AssertionError("must be below 10")
+            return value
+
+    class Outer(BaseModel):
+        items: dict[str, list[Item]]
+
+    with pytest.raises(ValidationError) as info:
+        Outer.model_validate({"items": {"a": [{"size": 1}, {"size": 12}]}})
+    assert _format_pydantic(info.value) == ["items.a[1].size: must be below 10"]

@@ -60,7 +60,7 @@ def problems(**overrides: Any) -> tuple[str, ...]:
         ({"tenants": {"a": {}}}, "tenants.a: set token_sha256 or token_sha256_env"),
         (
             {"tenants": {"a": {"token_sha256": "abc"}}},
-            "tenants.a.token_sha256: Value error, must be the 64-character lowercase hex",
+            "tenants.a.token_sha256: must be the 64-character lowercase hex",
         ),
         (
             {"tenants": {"a": {"token_sha256": DIGEST}, "b": {"token_sha256": DIGEST}}},
@@ -94,7 +94,7 @@ def problems(**overrides: Any) -> tuple[str, ...]:
         ({"observability": {"metrics_address": "nine"}}, "observability.metrics_address: "),
         (
             {"observability": {"tracing": {"otlp_endpoint": "collector:4317"}}},
-            "observability.tracing.otlp_endpoint: Value error, must start with http://",
+            "observability.tracing.otlp_endpoint: must start with http://",
         ),
         ({"admission": {"max_inflight": 0}}, "admission.max_inflight: "),
     ],

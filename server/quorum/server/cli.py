@@ -8,23 +8,25 @@ quorum route "prompt" [--address A] [--strategy S] [--priority P] [--agent A] [-
 quorum plan "prompt"  [same options]
 quorum models [--address A] [--json]
 quorum check-config FILE
-quorum router {train,eval} ...
+quorum router {train,eval,report} ...
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from quorum.server.config import Config, default_config, load_config
 from quorum.server.errors import ConfigError
 
 if TYPE_CHECKING:
+    import grpc
     from google.protobuf.message import Message
 
     from quorum.client import QuorumClient
@@ -33,6 +35,33 @@ if TYPE_CHECKING:
 DEFAULT_ADDRESS = "localhost:50051"
 _STRATEGIES = ("auto", "single", "cascade", "consensus_majority", "consensus_judge")
 _PRIORITIES = ("latency", "balanced", "quality", "cost")
+# ``quorum router`` commands: train and eval in quorum.server.learned.cli, report in
+# quorum.server.report (each parses its own options; these are what the help lists).
+_ROUTER_COMMANDS = {
+    "train": "train the learned router and write its artifact",
+    "eval": "evaluate a router on a JSONL file, per source",
+    "report": "which task types could move to a cheaper tier, from the decision log's shadow "
+    "evaluations",
+}
+
+
+class FlagError(Exception):
+    """A command-line flag the command cannot use (e.g. a TLS file it cannot read): one
+    line naming the flag, exit status 2."""
+
+
+class _Subcommand(argparse.ArgumentParser):
+    """A subcommand's parser that reports unknown arguments itself, with its own usage.
+
+    argparse hands a subcommand's unknown arguments back to the top-level parser, which
+    would print ``quorum``'s usage for ``quorum route hi --bogus`` instead of ``route``'s.
+    """
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> tuple[Any, list[str]]:
+        namespace, extras = super().parse_known_args(*args, **kwargs)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
 
 
 def _load(path: str | None) -> Config:
@@ -179,36 +208,76 @@ def _environment_problems(config: Config) -> list[str]:
 
 
 def _connection_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--address", default=os.environ.get("QUORUM_ADDRESS", DEFAULT_ADDRESS))
+    parser.add_argument(
+        "--address",
+        default=os.environ.get("QUORUM_ADDRESS", DEFAULT_ADDRESS),
+        metavar="HOST:PORT",
+        help=f"the server's gRPC address (default $QUORUM_ADDRESS or {DEFAULT_ADDRESS})",
+    )
     parser.add_argument(
         "--token",
         default=os.environ.get("QUORUM_TOKEN", ""),
         help="bearer token (default $QUORUM_TOKEN)",
     )
-    parser.add_argument("--tls-ca", help="CA certificate to verify the server (enables TLS)")
-    parser.add_argument("--tls-cert", help="client certificate, for mutual TLS")
-    parser.add_argument("--tls-key", help="client private key, for mutual TLS")
+    parser.add_argument(
+        "--tls-ca", metavar="FILE", help="CA certificate (PEM) to verify the server (enables TLS)"
+    )
+    parser.add_argument(
+        "--tls-cert", metavar="FILE", help="client certificate, for mutual TLS (with --tls-key)"
+    )
+    parser.add_argument(
+        "--tls-key", metavar="FILE", help="client private key, for mutual TLS (with --tls-cert)"
+    )
+
+
+def _read_pem(flag: str, path: str) -> bytes:
+    """The PEM file given to ``flag``; :class:`FlagError` when it cannot be read or is not PEM."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise FlagError(f"{flag}: cannot read {path} ({exc.strerror or exc})") from None
+    if b"-----BEGIN" not in data:
+        raise FlagError(f"{flag}: {path} is not a PEM file")
+    return data
+
+
+def _tls_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """Channel credentials from the TLS flags, or None without ``--tls-ca`` (plaintext).
+
+    A client certificate without its key (or the reverse), or either without ``--tls-ca``,
+    is refused rather than ignored: the call would otherwise go out in plaintext.
+    """
+    import grpc
+
+    ca, cert, key = args.tls_ca, args.tls_cert, args.tls_key
+    if bool(cert) != bool(key):
+        given, missing = ("--tls-cert", "--tls-key") if cert else ("--tls-key", "--tls-cert")
+        raise FlagError(f"{given} needs {missing}: mutual TLS takes the certificate and its key")
+    if cert and not ca:
+        raise FlagError(
+            "--tls-cert and --tls-key need --tls-ca, the CA that verifies the server: "
+            "without it the call would go out in plaintext"
+        )
+    if not ca:
+        return None
+    root = _read_pem("--tls-ca", ca)
+    chain = _read_pem("--tls-cert", cert) if cert else None
+    private_key = _read_pem("--tls-key", key) if key else None
+    return grpc.ssl_channel_credentials(
+        root_certificates=root, private_key=private_key, certificate_chain=chain
+    )
 
 
 def _client(args: argparse.Namespace) -> QuorumClient:
-    """A client for the server named by the connection flags."""
+    """A client for the server named by the connection flags; :class:`FlagError` for TLS
+    flags it cannot use."""
     import grpc
 
     from quorum.client import QuorumClient
 
     metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
-    channel = None
-    if args.tls_ca:
-
-        def read(path: str | None) -> bytes | None:
-            return Path(path).read_bytes() if path else None
-
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=read(args.tls_ca),
-            private_key=read(args.tls_key),
-            certificate_chain=read(args.tls_cert),
-        )
-        channel = grpc.secure_channel(args.address, credentials)
+    credentials = _tls_credentials(args)
+    channel = grpc.secure_channel(args.address, credentials) if credentials else None
     return QuorumClient(args.address, channel=channel, timeout=args.timeout, metadata=metadata)
 
 
@@ -223,7 +292,9 @@ def _hints_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tier", default="")
     parser.add_argument("--use-case", default="")
     parser.add_argument("--max-cost", type=float, default=None, help="cost ceiling in USD")
-    parser.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
+    parser.add_argument(
+        "--timeout", type=_seconds, default=30.0, help="deadline in seconds (default 30)"
+    )
     parser.add_argument("--json", action="store_true", help="print the response as protobuf JSON")
 
 
@@ -306,9 +377,36 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    """A timeout in seconds: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text}")
+    return value
+
+
+def _run_router(command: str, argv: Sequence[str]) -> int:
+    """``quorum router COMMAND ...``: each command parses its own options."""
+    if command == "report":
+        from quorum.server.report import main as report_main
+
+        return report_main(argv)
+    from quorum.server.learned.cli import main as router_main
+
+    code: int = router_main([command, *argv])
+    return code
+
+
+def _cmd_router(args: argparse.Namespace) -> int:
+    return _run_router(args.router_command, args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quorum", description="Quorum LLM router")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Subcommand)
 
     serve = sub.add_parser("serve", help="run the gRPC server")
     serve.add_argument("--config", help="YAML config (default: $QUORUM_CONFIG or embedded)")
@@ -339,7 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="the server's metrics endpoint (default $QUORUM_METRICS_ADDRESS or localhost:9090)",
     )
-    stats.add_argument("--timeout", type=float, default=5.0)
+    stats.add_argument(
+        "--timeout", type=_seconds, default=5.0, help="seconds to wait for /metrics (default 5)"
+    )
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(func=_cmd_stats)
 
@@ -357,7 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the server's models")
     _connection_args(models)
-    models.add_argument("--timeout", type=float, default=10.0)
+    models.add_argument(
+        "--timeout", type=_seconds, default=10.0, help="deadline in seconds (default 10)"
+    )
     models.add_argument("--json", action="store_true")
     models.set_defaults(func=_cmd_models)
 
@@ -365,25 +467,33 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.set_defaults(func=_cmd_check_config)
 
-    router = sub.add_parser("router", help="train or evaluate the learned router", add_help=False)
-    router.add_argument("rest", nargs=argparse.REMAINDER)
-    router.set_defaults(func=None)
+    router = sub.add_parser(
+        "router",
+        help="train or evaluate the learned router; report on shadow evaluations",
+        description="The learned router and the shadow evaluations of live traffic. "
+        "`quorum router COMMAND --help` shows a command's options.",
+    )
+    commands = router.add_subparsers(
+        dest="router_command", required=True, metavar="{" + ",".join(_ROUTER_COMMANDS) + "}"
+    )
+    for name, text in _ROUTER_COMMANDS.items():
+        # Only listed here: main() hands `quorum router COMMAND ...` to the command itself.
+        command = commands.add_parser(name, help=text, description=text, add_help=False)
+        command.add_argument("rest", nargs=argparse.REMAINDER)
+        command.set_defaults(func=_cmd_router)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["router", "report"]:
-        from quorum.server.report import main as report_main
-
-        return report_main(argv[2:])
-    if argv and argv[0] == "router":
-        from quorum.server.learned.cli import main as router_main
-
-        code: int = router_main(argv[1:])
-        return code
+    if len(argv) > 1 and argv[0] == "router" and argv[1] in _ROUTER_COMMANDS:
+        return _run_router(argv[1], argv[2:])
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except FlagError as exc:
+        print(f"quorum {args.command}: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

@@ -94,7 +94,8 @@ def models(r: svc.ListModelsResponse) -> str:
 
 
 def error(e: QuorumError) -> str:
-    lines = [f"error: {e.code.name} {e.reason}: {e.message}"]
+    what = f"{e.code.name} {e.reason}" if e.reason else e.code.name
+    lines = [f"error: {what}: {e.message}"]
     lines.extend(f"  {v.field}: {v.description}" for v in e.field_violations)
     if e.retry_after_s is not None:
         lines.append(f"  retry after {e.retry_after_s:.1f}s")

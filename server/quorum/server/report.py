@@ -10,6 +10,11 @@ A shadow call that gave no answer (``outcome: "failed"``: the cheaper model erro
 out) is no verdict on its quality: it is counted in the row's ``failed`` column and left out of
 ``n``, the agreement and the saving. Lines written before ``outcome`` existed are read too:
 ``agree: false`` with the reason ``"shadow call failed"`` was such a failure.
+
+A file none of whose lines is a decision-log record (a JSON object of type ``decision``,
+``feedback`` or ``shadow``) is refused, exit status 2: it is not a decision log. An empty log,
+or one without shadow lines yet, is no error. Lines of a log that are not records (e.g. one cut
+short by a crash) are skipped and counted on stderr.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import json
 import math
 import sys
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,8 @@ from typing import Any
 # older versions wrote, with ``agree: false``, before there was an ``outcome``.
 _FAILED = "failed"
 _OLD_FAILED_REASON = "shadow call failed"
+# The ``type`` of every line a decision log holds (quorum.server.decisions, .shadow).
+RECORD_TYPES = frozenset({"decision", "feedback", "shadow"})
 
 
 @dataclass(frozen=True, order=True)
@@ -106,18 +113,58 @@ def aggregate(records: Iterable[dict[str, Any]]) -> dict[RowKey, TaskStats]:
     return dict(stats)
 
 
-def _read(paths: Sequence[Path]) -> Iterable[dict[str, Any]]:
-    for path in paths:
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                line = line.strip()
-                if line.startswith("{"):
-                    try:
-                        record = json.loads(line)
-                    except ValueError:
+class NotADecisionLog(Exception):
+    """A file given to ``--log`` none of whose lines is a decision-log record."""
+
+
+class LogReader:
+    """The decision-log records of files, in order, counting the lines that are not one.
+
+    A record is a JSON object whose ``type`` is one a decision log holds (``decision``,
+    ``feedback``, ``shadow``); blank lines are skipped. A file with lines but no record
+    raises :class:`NotADecisionLog` once read; the lines of the others that are not
+    records (e.g. one cut short by a crash) are counted in :attr:`skipped`, per file.
+    """
+
+    def __init__(self) -> None:
+        self.skipped: dict[Path, int] = {}
+
+    def records(self, paths: Sequence[Path]) -> Iterator[dict[str, Any]]:
+        for path in paths:
+            found = other = 0
+            # errors="replace": a binary file is lines that are not records, not a traceback
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                for line in handle:
+                    line = line.strip()
+                    if not line:
                         continue
-                    if isinstance(record, dict):
-                        yield record
+                    record = _record(line)
+                    if record is None:
+                        other += 1
+                        continue
+                    found += 1
+                    yield record
+            if other and not found:
+                lines = "its only line is not" if other == 1 else f"none of its {other} lines is"
+                raise NotADecisionLog(
+                    f"{path} is not a decision log: {lines} a JSON object of type "
+                    "decision, feedback or shadow"
+                )
+            if other:
+                self.skipped[path] = other
+
+
+def _record(line: str) -> dict[str, Any] | None:
+    """The decision-log record on ``line``, or None when it is not one."""
+    if not line.startswith("{"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("type") not in RECORD_TYPES:
+        return None
+    return record
 
 
 def rows(stats: dict[RowKey, TaskStats], target: float, min_samples: int) -> list[dict[str, Any]]:
@@ -186,11 +233,18 @@ def main(argv: Sequence[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed what is wrong (or the help)
         return exc.code if isinstance(exc.code, int) else 2
+    reader = LogReader()
     try:
-        stats = aggregate(_read(args.log))
+        stats = aggregate(reader.records(args.log))
     except OSError as exc:
         print(f"quorum router report: {exc}", file=sys.stderr)
         return 1
+    except NotADecisionLog as exc:
+        print(f"quorum router report: {exc}", file=sys.stderr)
+        return 2
+    for path, count in reader.skipped.items():
+        what = "line that is not a record" if count == 1 else "lines that are not records"
+        print(f"quorum router report: {path}: skipped {count} {what}", file=sys.stderr)
     report = rows(stats, args.target, args.min_samples)
     if args.json:
         print(json.dumps(report, indent=2))

@@ -9,6 +9,7 @@ buckets the way PromQL's ``histogram_quantile`` does.
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import urllib.error
@@ -230,10 +231,22 @@ def as_json(stats: Stats) -> str:
 
 def run(address: str, *, json_output: bool = False, timeout_s: float = 5.0) -> tuple[int, str]:
     """Exit code and text for ``quorum stats``."""
+    url = metrics_url(address)
     try:
         text = fetch(address, timeout_s)
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        return 1, f"quorum stats: cannot read {metrics_url(address)}: {reason}"
-    stats = summarize(text)
+        return 1, f"quorum stats: cannot read {url}: {reason}"
+    except http.client.HTTPException as exc:  # e.g. the gRPC port: it does not speak HTTP/1
+        return 1, (
+            f"quorum stats: cannot read {url}: not an HTTP response ({type(exc).__name__}); "
+            "give the server's metrics address (observability.metrics_address), not its gRPC port"
+        )
+    except ValueError:  # the body is not UTF-8
+        return 1, f"quorum stats: {url} did not return Prometheus metrics text"
+    try:
+        stats = summarize(text)
+    except ValueError as exc:
+        detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        return 1, f"quorum stats: {url} did not return Prometheus metrics text ({detail})"
     return 0, as_json(stats) if json_output else render(stats)

@@ -16,16 +16,33 @@ from quorum.server.config.checks import cross_reference_problems
 from quorum.server.config.root import Config
 from quorum.server.errors import ConfigError
 
+# What pydantic puts before the message of an error raised by a validator.
+_VALIDATOR_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as the key path the cross-reference checks write:
+    ``models.fast.capabilities[0]``, list indices in brackets."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
 
 def _format_pydantic(error: ValidationError) -> list[str]:
     problems = []
     for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        path = _key_path(item["loc"])
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             message = "unknown key"
         elif item["type"] == "missing":
             message = "required key is missing"
+        for prefix in _VALIDATOR_PREFIXES:
+            message = message.removeprefix(prefix)
         problems.append(f"{path}: {message}")
     return problems
 

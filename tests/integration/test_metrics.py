@@ -236,3 +236,32 @@ async def test_cascade_escalations_and_consensus_agreement_are_recorded() -> Non
     labels = {"route": "/cheap"}
     assert sample_value(metrics, "quorum_cascade_escalations_total", labels) == escalations
     assert sample_value(metrics, "quorum_consensus_agreement_count") == 1
+
+
+async def test_a_call_refused_at_admission_is_counted_as_the_anonymous_tenant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("quorum.server.app.LoadShedder", lambda target_s: None)
+    data = sim_config(admission={"max_inflight": 1, "retry_after_s": 0.1})
+    for name in ("flash", "flash-b", "mid", "frontier"):
+        data = with_model(data, name, simulated={"latency_ms_p50": 400, "latency_ms_p95": 400})
+    running = create_server(parse_config(data), "127.0.0.1:0", metrics_address="127.0.0.1:0")
+    assert running.metrics is not None
+    await running.start()
+    try:
+        async with AsyncQuorumClient(f"127.0.0.1:{running.port}", timeout=10) as client:
+            first = asyncio.create_task(client.route("hello"))
+            await asyncio.sleep(0.1)
+            with pytest.raises(QuorumError) as info:
+                await client.route("hello")
+            assert info.value.reason == "OVERLOADED"
+            await first
+        samples = scrape(running.metrics.port)
+    finally:
+        await running.drain(0.5)
+    refused = [
+        dict(labels)["tenant"]
+        for (name, labels), _ in samples.items()
+        if name == "quorum_requests_total" and ("code", "RESOURCE_EXHAUSTED") in labels
+    ]
+    assert refused == ["_anonymous"]

@@ -16,6 +16,7 @@ from quorum.server.config import Config, parse_config
 from quorum.server.domain import (
     Attempt,
     AttemptOutcome,
+    BreakerState,
     Candidate,
     Completion,
     ExecutionPlan,
@@ -30,6 +31,7 @@ from quorum.server.domain import (
     Usage,
 )
 from quorum.server.errors import (
+    CallerDeadlineTimeout,
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
@@ -37,6 +39,7 @@ from quorum.server.errors import (
 )
 from quorum.server.execute.calls import ExecutionContext, call_model
 from quorum.server.execute.single import execute_single
+from quorum.server.execute.stream import stream_single
 from quorum.server.providers.base import ProviderRequest, StreamDelta
 from quorum.server.resilience.breakers import Breakers
 from quorum.server.resilience.runtime import build_resilience
@@ -501,3 +504,31 @@ async def test_a_caller_that_cancels_keeps_the_attempts_that_had_ended() -> None
             await call_model(ctx, REQUEST, _candidate(ctx, "m"), "judge", record=ended)
     assert [a.outcome for a in ended] == [AttemptOutcome.FAILED]
     assert ctx.calls_made == 2
+
+
+class StreamsAtOnce(Scripted):
+    """Unary calls as scripted; streams answer their first chunk at once."""
+
+    def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
+        async def deltas() -> AsyncIterator[StreamDelta]:
+            yield StreamDelta(text="hi")
+            yield StreamDelta(finish_reason="stop", usage=Usage(10, 5))
+
+        return deltas()
+
+
+async def test_streams_first_chunks_do_not_set_what_unary_calls_usually_take() -> None:
+    # One unary answer in 0.1 s, twenty streams starting at once, then a unary call a
+    # 0.2 s caller deadline cuts short: the caller's haste (unary answers take 0.1 s),
+    # not evidence against the provider, whatever the streams' first chunks took.
+    cfg = _config({"a": {"breaker": {"fail_max": 1}}}, {"m": {"provider": "a"}})
+    a = StreamsAtOnce("a", {"m": [0.1, 1.0]})
+    ctx = _ctx(cfg, {"a": a})
+    assert (await call_model(ctx, REQUEST, _candidate(ctx, "m"), "primary")).completion
+    for _ in range(20):
+        streaming = dataclasses.replace(ctx, deadline=time.monotonic() + 5, calls_made=0)
+        await stream_single(streaming, REQUEST, _plan(streaming, "m"))
+    hasty = dataclasses.replace(ctx, deadline=time.monotonic() + 0.2, calls_made=0)
+    result = await call_model(hasty, REQUEST, _candidate(hasty, "m"), "primary")
+    assert isinstance(result.error, CallerDeadlineTimeout)
+    assert ctx.breakers.health("a").state is BreakerState.CLOSED

@@ -179,11 +179,14 @@ def test_cost_ceiling_filters_and_explains() -> None:
 
 def test_a_model_that_cannot_write_max_tokens_is_filtered() -> None:
     data = sim_config()
-    data["models"]["frontier"]["max_output_tokens"] = 32_000
+    for name, model in data["models"].items():
+        model["max_output_tokens"] = 32_000 if name == "frontier" else 4096
     catalog = build_catalog(parse_config(data))
     long_answer = RouteRequest(
         "r1", (Message(Role.USER, "hello"),), params=GenerationParams(max_tokens=20_000)
     )
+    # Unset, nothing is known and nothing is filtered.
+    assert len(plan(long_answer, _cls(), CATALOG, POLICY, StateSnapshot()).candidates) > 1
     decided = plan(long_answer, _cls(), catalog, POLICY, StateSnapshot())
     assert [c.model for c in decided.candidates] == ["frontier"]
     assert any(r.code == "FILTERED" and "writes at most 4096" in r.message for r in decided.reasons)

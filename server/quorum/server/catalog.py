@@ -77,7 +77,7 @@ class ModelSpec:
     input_usd_per_mtok: float
     output_usd_per_mtok: float
     context_window: int
-    max_output_tokens: int
+    max_output_tokens: int | None  # None: not configured, not checked
     capabilities: frozenset[Capability]
     max_sensitivity: Sensitivity
     weight: float

@@ -112,8 +112,9 @@ def _eligible(
             why.append("lacks " + ",".join(sorted(c.value for c in missing)))
         if window_needed > model.context_window:
             why.append(f"context {model.context_window} < {window_needed}")
-        if request.params.max_tokens > model.max_output_tokens:
-            why.append(f"writes at most {model.max_output_tokens} < max_tokens")
+        limit = model.max_output_tokens
+        if limit is not None and request.params.max_tokens > limit:
+            why.append(f"writes at most {limit} < max_tokens")
         if model.max_sensitivity < sensitivity:
             why.append(f"not cleared for {sensitivity.name.lower()} data")
         if ceiling is not None:

@@ -81,7 +81,9 @@ class ModelConfig(Strict):
     cached_input_usd_per_mtok: float | None = Field(None, ge=0, le=10_000)
     cache_write_usd_per_mtok: float | None = Field(None, ge=0, le=10_000)
     context_window: int = Field(128_000, ge=256)
-    max_output_tokens: int = Field(4096, ge=1)
+    max_output_tokens: int | None = Field(
+        None, ge=1, description="the most it writes; requests asking for more go elsewhere"
+    )
     capabilities: list[CapabilityName] = Field(default_factory=_default_capabilities)
     max_sensitivity: SensitivityName = "internal"
     weight: float = Field(1.0, gt=0, le=100)

@@ -309,15 +309,28 @@ def estimated_usage(request: RouteRequest, text: str, calls: Sequence[ToolCall] 
 _HASTE_FACTOR = 3.0
 
 
+def first_chunk_key(deployment: Deployment) -> str:
+    """The latency series of ``deployment``'s streams: how soon they start answering
+    (apart from whole unary answers, which take longer)."""
+    return f"{deployment.key}#first"
+
+
 def timed_out(
-    ctx: ExecutionContext, deployment: Deployment, allowed_s: float, limit_s: float, what: str
+    ctx: ExecutionContext,
+    deployment: Deployment,
+    allowed_s: float,
+    limit_s: float,
+    what: str,
+    *,
+    streaming: bool = False,
 ) -> ProviderTimeout:
     """The error for a call that got ``what`` not within ``allowed_s``: a provider timeout,
     or, when the caller's deadline cut it short of ``limit_s`` (the provider's own timeout)
     and of what the deployment usually needs, one its breaker does not count."""
     message = f"{deployment.provider}: {what} within {allowed_s:.3f}s"
     if allowed_s < limit_s:
-        usual = ctx.resilience.latency.quantile(deployment.key, 0.95)
+        key = first_chunk_key(deployment) if streaming else deployment.key
+        usual = ctx.resilience.latency.quantile(key, 0.95)
         if usual is None or allowed_s < _HASTE_FACTOR * usual:
             return CallerDeadlineTimeout(
                 message + " (the caller's deadline)", provider=deployment.provider

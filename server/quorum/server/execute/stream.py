@@ -60,6 +60,7 @@ from quorum.server.execute.calls import (
     count_call,
     estimated_usage,
     failed_attempt,
+    first_chunk_key,
     skipped,
     spent_before_failing,
     timed_out,
@@ -210,17 +211,19 @@ async def _open(
         try:
             async with asyncio.timeout(timeout + 0.05):
                 head = await anext(deltas)
-            # How soon this deployment starts answering: what tells a hung provider from
-            # a caller's short deadline (timed_out), and what lowest_latency balances on.
-            # Not under the model's name: hedge delays come from whole unary answers.
-            ctx.resilience.latency.record(deployment.key, ctx.clock() - sent)
+            # How soon this deployment's streams start answering: what tells a hung
+            # provider from a caller's short deadline (timed_out). A series of its own:
+            # unary answers, hedge delays and the balancer go by whole answers.
+            ctx.resilience.latency.record(first_chunk_key(deployment), ctx.clock() - sent)
         except StopAsyncIteration:
             raise ProviderBadResponse(
                 f"{deployment.provider}: the stream ended before any data",
                 provider=deployment.provider,
             ) from None
         except (TimeoutError, ProviderTimeout):
-            raise timed_out(ctx, deployment, timeout, limit, "no first chunk") from None
+            raise timed_out(
+                ctx, deployment, timeout, limit, "no first chunk", streaming=True
+            ) from None
         except (ProviderError, asyncio.CancelledError):
             raise
         except Exception as exc:

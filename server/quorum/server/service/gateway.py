@@ -213,15 +213,14 @@ class Gateway(_GenericHandler):
             t0 = time.perf_counter()
             metadata: Metadata = tuple(context.invocation_metadata() or ())
             record, token = open_record()
+            record.tenant = self._known_tenant or record.tenant  # also if refused at once
             code = "OK"
             ticket: Ticket | None = None
             try:
                 with self._span(method, metadata):
                     try:
                         tenant, ticket = await self._admit(method, metadata, context)
-                        record.tenant = (
-                            tenant.name if tenant else self._known_tenant or record.tenant
-                        )
+                        record.tenant = tenant.name if tenant else record.tenant
                         with acting_as(tenant):
                             return await inner(request, context)
                     except BaseException as exc:
@@ -245,15 +244,14 @@ class Gateway(_GenericHandler):
             t0 = time.perf_counter()
             metadata: Metadata = tuple(context.invocation_metadata() or ())
             record, token = open_record()
+            record.tenant = self._known_tenant or record.tenant  # also if refused at once
             code = "OK"
             ticket: Ticket | None = None
             try:
                 with self._span(method, metadata):
                     try:
                         tenant, ticket = await self._admit(method, metadata, context)
-                        record.tenant = (
-                            tenant.name if tenant else self._known_tenant or record.tenant
-                        )
+                        record.tenant = tenant.name if tenant else record.tenant
                         with acting_as(tenant):
                             async for item in inner(request, context):
                                 yield item

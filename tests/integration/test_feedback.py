@@ -12,6 +12,7 @@ from quorum.client import QuorumError
 from quorum.route.v1 import route_service_pb2 as svc
 from quorum.server.app import create_server
 from quorum.server.config import parse_config
+from quorum.server.observed import LocalWindows
 from tests.conftest import RedisServer, running_server, sim_config
 
 
@@ -45,7 +46,7 @@ async def test_an_answer_from_the_cache_is_a_decision_open_to_feedback(tmp_path:
         decisions={"sink": "file", "path": str(log_path)},
         cache={"enabled": True, "default_allow": True},
     )
-    async with running_server(parse_config(data)) as (_, client):
+    async with running_server(parse_config(data)) as (running, client):
         await client.route("What is 6 * 7?", request_id="fresh")
         hit = await client.route("What is 6 * 7?", request_id="from-cache")
         assert hit.cached
@@ -53,6 +54,9 @@ async def test_an_answer_from_the_cache_is_a_decision_open_to_feedback(tmp_path:
             svc.FeedbackRequest(request_id="from-cache", kind=svc.FEEDBACK_KIND_THUMBS_DOWN)
         )
         assert reply.recorded
+        # One answer, however often served: a verdict on a copy does not teach again.
+        quality = running.router.observed.quality
+        assert isinstance(quality, LocalWindows) and quality.size == 0
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]
     decisions = [(d["request_id"], d["cached"]) for d in lines if d["type"] == "decision"]
     assert decisions == [("fresh", False), ("from-cache", True)]

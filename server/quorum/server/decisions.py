@@ -235,8 +235,13 @@ class DecisionLog:
     # -- recording -----------------------------------------------------------------
 
     def record(self, request: RouteRequest, result: RouteResult) -> None:
-        """Remember the decision (for Feedback) and queue its line. Never blocks."""
-        decided = Decided(result.model, result.classification.task, request.tenant)
+        """Remember the decision (for Feedback) and queue its line. Never blocks.
+
+        An answer served from the cache is remembered without its model: feedback on it
+        is logged, but it was one answer, however many times it was served, so it does
+        not teach the planner again."""
+        model = "" if result.cached else result.model
+        decided = Decided(model, result.classification.task, request.tenant)
         self._index.add(result.request_id, time.monotonic(), decided)
         if self._redis_url:
             self._remember_shared(result.request_id, decided)

@@ -132,6 +132,24 @@ def test_a_use_case_tier_is_answered_from_that_tier_only() -> None:
     assert len({tiers[m] for m in _models(_request(use_case="legal_review", tier="mid"))}) > 1
 
 
+def test_every_strategy_keeps_a_use_case_to_its_tier() -> None:
+    # Also a use case that sets a strategy beside its tier, or a caller forcing one: a
+    # cascade from the cheap tier, or voters from several tiers, would leave it.
+    use_cases = {"legal": UseCase("legal", tier="premium", strategy=Strategy.CASCADE)}
+    policy = replace(POLICY, use_cases=use_cases)
+
+    def planned(strategy: Strategy) -> ExecutionPlan:
+        request = _request("review this contract", use_case="legal", strategy=strategy)
+        return plan(request, _cls(Difficulty.MEDIUM), CATALOG, policy, StateSnapshot())
+
+    decided = planned(Strategy.AUTO)  # the use case's cascade cannot run in one tier
+    assert [c.model for c in decided.candidates] == ["frontier"]
+    assert "STRATEGY_SKIPPED" in _codes(decided)
+    for forced in (Strategy.CASCADE, Strategy.CONSENSUS_MAJORITY):  # the caller's: refused
+        with pytest.raises(StrategyInfeasible):
+            planned(forced)
+
+
 def test_ambiguous_classification_moves_up() -> None:
     decided = plan(_request(), _cls(Difficulty.LOW, 0.3), CATALOG, POLICY, StateSnapshot())
     assert decided.candidates[0].model == "mid"

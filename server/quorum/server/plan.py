@@ -23,8 +23,9 @@ in, so its tests are tables.
    Multi-call strategies are laid out by :mod:`quorum.server.plan_stages`.
 3. Single: target tier from a forced model or tier, the use case, the priority or the
    difficulty (an ambiguous classification moves one tier up); candidates in the target
-   tier cheapest first, then more capable tiers, then cheaper ones (a use case that sets
-   a tier: that tier only); unhealthy providers last; cut to the failover limit.
+   tier cheapest first, then more capable tiers, then cheaper ones; unhealthy providers
+   last; cut to the failover limit. A use case that sets a tier keeps every strategy to
+   that tier's models.
 """
 
 from __future__ import annotations
@@ -188,25 +189,28 @@ def _target_tier(p: Planning) -> str:
     return tier
 
 
-def _within_pinned_tier(p: Planning, ordered: list[ModelSpec]) -> list[ModelSpec]:
+def _within_pinned_tier(
+    request: RouteRequest, policy: RoutingPolicy, eligible: list[ModelSpec], reasons: list[Reason]
+) -> list[ModelSpec]:
     """A use case that sets a tier (legal review → the top tier, autocomplete → the
-    lowest) is answered from that tier only: no fallback to another."""
-    hints = p.request.hints
-    use_case = p.policy.use_cases.get(hints.use_case) if hints.use_case else None
+    lowest) is answered from that tier only, whatever the strategy: no fallback, no
+    cascade or voters from another."""
+    hints = request.hints
+    use_case = policy.use_cases.get(hints.use_case) if hints.use_case else None
     if use_case is None or not use_case.tier or hints.model or hints.tier:
-        return ordered
-    kept = [m for m in ordered if m.tier == use_case.tier]
+        return eligible
+    kept = [m for m in eligible if m.tier == use_case.tier]
     if not kept:
         raise NoCandidate(
             f"hints.use_case: use case {use_case.name} is answered from tier "
             f"{use_case.tier} only, and no model of it can take this request",
             metadata={"use_case": use_case.name, "tier": use_case.tier},
         )
-    if len(kept) < len(ordered):
-        p.reasons.append(
+    if len(kept) < len(eligible):
+        reasons.append(
             Reason(
                 "USE_CASE_TIER_ONLY",
-                f"use case {use_case.name}: no fallback outside tier {use_case.tier}",
+                f"use case {use_case.name}: no model outside tier {use_case.tier}",
             )
         )
     return kept
@@ -269,7 +273,6 @@ def _performance(p: Planning, tier: str) -> dict[str, float] | None:
 def _plan_single(p: Planning) -> ExecutionPlan:
     tier = _target_tier(p)
     ordered = _order(p.eligible, tier, p.catalog, p.request.hints.model, _performance(p, tier))
-    ordered = _within_pinned_tier(p, ordered)
     healthy: list[ModelSpec] = []
     unhealthy: list[ModelSpec] = []
     for m in ordered:
@@ -406,7 +409,9 @@ def plan(
     """Choose strategy, candidates and cost estimate for ``request``. Pure."""
     reasons: list[Reason] = []
     tokens = estimate_tokens(request, classification)
-    eligible = _eligible(request, catalog, tokens, reasons)
+    eligible = _within_pinned_tier(
+        request, policy, _eligible(request, catalog, tokens, reasons), reasons
+    )
     p = Planning(
         request=request,
         classification=classification,

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
+from quorum.server.budget.ledger import to_micros
 from quorum.server.config import parse_config
 from quorum.server.domain import (
     AttemptOutcome,
@@ -15,6 +18,7 @@ from quorum.server.domain import (
     RouteRequest,
     Usage,
 )
+from quorum.server.errors import NoCandidate
 from quorum.server.providers.base import Provider, ProviderRequest
 from quorum.server.router import Router
 from tests.conftest import sim_config
@@ -94,3 +98,50 @@ async def test_a_classifier_call_cut_off_by_its_time_limit_is_charged_its_prompt
     assert (first.role, first.outcome) == ("classifier", AttemptOutcome.CANCELLED)
     assert first.usage.input_tokens > 0 and first.cost_usd > 0
     assert wrapped.calls == 1
+
+
+async def test_the_classifier_call_starts_before_execution() -> None:
+    # Attempts are timed from the start of execution; the classifier's came before it.
+    router, _ = _router(timeout_ms=2000, delay_s=0.0)
+    try:
+        result = await router.route(UNSURE)
+    finally:
+        await router.close()
+    first, *rest = result.attempts
+    assert first.role == "classifier" and first.started_ms < 0
+    assert all(a.started_ms >= 0 for a in rest)
+
+
+async def test_a_classifier_call_the_breaker_refused_is_skipped_not_failed() -> None:
+    router, wrapped = _router(timeout_ms=2000, delay_s=0.0)
+    router.breakers.cool_down("sim", 30.0)  # the classifier model's provider
+    try:
+        result = await router.route(UNSURE)
+    finally:
+        await router.close()
+    first = result.attempts[0]
+    assert (first.role, first.outcome) == ("classifier", AttemptOutcome.SKIPPED)
+    assert first.cost_usd == 0 and wrapped.calls == 0
+
+
+async def test_a_request_refused_after_the_classifier_call_is_still_charged_for_it() -> None:
+    data = sim_config(
+        auth={"mode": "disabled"},
+        classifier={"llm": {"model": "mid", "timeout_ms": 2000}},
+    )
+    data["tenants"] = {"acme": {"budget": {"daily_usd": 10.0}}}
+    router = Router(parse_config(data))
+    router.providers["sim"] = AnswersTheClassifier(router.providers["sim"])  # type: ignore[assignment]
+    impossible = RouteRequest(  # no model fits a zero cost ceiling: refused when planning
+        "r-2", UNSURE.messages, hints=Hints(max_cost_usd=0.0), tenant="acme"
+    )
+    try:
+        with pytest.raises(NoCandidate):
+            await router.route(impossible)
+        budgets = router.guardrails.budgets
+        assert budgets is not None
+        counters = budgets.counters("acme", router.config.tenants["acme"].budget)
+        (state,) = [s for s in await budgets.read(counters) if s.counter.period.value == "day"]
+    finally:
+        await router.close()
+    assert state.spent == to_micros(router.catalog.models["mid"].cost(CLASSIFIER_USAGE))

@@ -61,7 +61,12 @@ from quorum.server.domain import (
     Sensitivity,
     Strategy,
 )
-from quorum.server.errors import AllAttemptsFailed, ExecutionFailed, ResourceExhausted
+from quorum.server.errors import (
+    AllAttemptsFailed,
+    ExecutionFailed,
+    QuorumError,
+    ResourceExhausted,
+)
 from quorum.server.observability.metrics import Metrics, current_record
 from quorum.server.observability.tracing import Tracing
 from quorum.server.service.auth import current_tenant
@@ -154,14 +159,18 @@ class Execution:
     async def __aenter__(self) -> Run:
         g, scope = self._guardrails, self._scope
         if g.budgets is not None and scope.counters:
-            self._reservation = await g.budgets.reserve(
-                scope.tenant.name,
-                scope.request.request_id,
-                scope.counters,
-                self._decided.estimated_cost_max_usd + sum(a.cost_usd for a in self._before),
-                critical=scope.request.hints.critical,
-                hold_s=max(0.0, self._deadline - time.monotonic()) + SETTLE_MARGIN_S,
-            )
+            try:
+                self._reservation = await g.budgets.reserve(
+                    scope.tenant.name,
+                    scope.request.request_id,
+                    scope.counters,
+                    self._decided.estimated_cost_max_usd + sum(a.cost_usd for a in self._before),
+                    critical=scope.request.hints.critical,
+                    hold_s=max(0.0, self._deadline - time.monotonic()) + SETTLE_MARGIN_S,
+                )
+            except QuorumError:
+                await g.charge(scope, self._before)  # refused, but already paid for
+                raise
         self._t0 = time.time_ns()
         return self._run
 
@@ -379,6 +388,31 @@ class Guardrails:
         """Reserve the plan's maximum cost, run, then settle to what the attempts cost;
         ``before`` are calls already made for the request (the LLM classifier's)."""
         return Execution(self, scope, decided, deadline, before)
+
+    async def charge(self, scope: Scope, attempts: Sequence[Attempt]) -> None:
+        """Count calls made for a request that never ran (refused after the LLM
+        classifier's call): in the metrics, and charged to the tenant's budgets, which a
+        paid call passes whatever their limits."""
+        if not attempts:
+            return
+        self.metrics.attempts(scope.tenant.name, tuple(attempts))
+        cost = sum(a.cost_usd for a in attempts)
+        if self.budgets is None or not scope.counters or cost <= 0:
+            return
+        try:
+            reservation = await self.budgets.reserve(
+                scope.tenant.name,
+                f"{scope.request.request_id}#before",
+                scope.counters,
+                0.0,
+                critical=True,
+                hold_s=SETTLE_MARGIN_S,
+            )
+        except QuorumError as exc:
+            log.warning("budget_charge_failed", tenant=scope.tenant.name, error=exc.message)
+            return
+        if reservation is not None:
+            await asyncio.shield(self.budgets.settle(reservation, cost))
 
     # ---- after ------------------------------------------------------------------------
 

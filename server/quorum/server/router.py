@@ -43,7 +43,12 @@ from quorum.server.domain import (
     Usage,
 )
 from quorum.server.errors import ProviderError
-from quorum.server.execute.calls import ExecutionContext, call_model, spent_before_failing
+from quorum.server.execute.calls import (
+    ExecutionContext,
+    call_model,
+    skip_kind,
+    spent_before_failing,
+)
 from quorum.server.execute.cascade import CascadeRuntime, execute_cascade
 from quorum.server.execute.consensus import ConsensusRuntime, execute_judge, execute_majority
 from quorum.server.execute.events import NULL_SINK, Chunk, Event, EventSink, PlanMade
@@ -254,14 +259,19 @@ class Router:
         finally:
             _CLASSIFIER_CALLS.reset(token)
         classifying = tuple(calls.attempts)
-        classification = self.guardrails.agent_allowed(scope, classification)
-        request, catalog = self._for_agent(scope.request, classification)
-        catalog = self.guardrails.narrow(scope, catalog)
-        t1 = time.monotonic()
-        snapshot = self.guardrails.with_budget(scope, self.snapshot())
-        request, decided = self.guardrails.decide(
-            scope, request, lambda r: plan(r, classification, catalog, self.policy, snapshot)
-        )
+        try:
+            classification = self.guardrails.agent_allowed(scope, classification)
+            request, catalog = self._for_agent(scope.request, classification)
+            catalog = self.guardrails.narrow(scope, catalog)
+            t1 = time.monotonic()
+            snapshot = self.guardrails.with_budget(scope, self.snapshot())
+            request, decided = self.guardrails.decide(
+                scope, request, lambda r: plan(r, classification, catalog, self.policy, snapshot)
+            )
+        except Exception:
+            # Refused after the classifier's model was paid: that call still counts.
+            await self.guardrails.charge(scope, classifying)
+            raise
         t2 = time.monotonic()
         sink.emit(PlanMade(decided))
         ctx = ExecutionContext(
@@ -275,6 +285,9 @@ class Router:
             resilience=self.resilience,
             restart_streams=restart_streams,
         )
+        # The classifier's calls came before execution: their start times are negative.
+        shift_ms = (ctx.started - t0) * 1000.0
+        classifying = tuple(replace(a, started_ms=a.started_ms - shift_ms) for a in classifying)
         async with self.guardrails.execution(scope, decided, deadline, classifying) as run:
             result = run.done(await self._run(ctx, request, decided, classification))
         t3 = time.monotonic()
@@ -504,6 +517,14 @@ def _classifier_attempt(
     )
     if isinstance(outcome, Completion):
         return replace(done, usage=outcome.usage, cost_usd=spec.cost(outcome.usage))
+    if isinstance(outcome, ProviderError) and skip_kind(outcome):
+        # Refused before it went upstream (breaker open, a limit): nothing was sent.
+        return replace(
+            done,
+            outcome=AttemptOutcome.SKIPPED,
+            reason=outcome.message,
+            error_reason=outcome.reason,
+        )
     if isinstance(outcome, ProviderError):
         spent = spent_before_failing(RouteRequest("", messages), outcome) or Usage()
         return replace(

@@ -1063,7 +1063,9 @@ class Attempt(_message.Message):
     cost_usd: _builtins.float
     """Cost in USD."""
     started_ms: _builtins.float
-    """Start time relative to the start of execution, in milliseconds."""
+    """Start time relative to the start of execution, in milliseconds (negative for a call
+    made before it: the LLM classifier's).
+    """
     @_builtins.property
     def usage(self) -> Global___Usage:
         """Tokens used."""

@@ -2020,7 +2020,8 @@ type Attempt struct {
 	Usage *Usage `protobuf:"bytes,9,opt,name=usage,proto3" json:"usage,omitempty"`
 	// Cost in USD.
 	CostUsd float64 `protobuf:"fixed64,10,opt,name=cost_usd,json=costUsd,proto3" json:"cost_usd,omitempty"`
-	// Start time relative to the start of execution, in milliseconds.
+	// Start time relative to the start of execution, in milliseconds (negative for a call
+	// made before it: the LLM classifier's).
 	StartedMs float64 `protobuf:"fixed64,11,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`
 	// Quality-gate verdict, when a gate ran.
 	Gate          *GateVerdict `protobuf:"bytes,12,opt,name=gate,proto3" json:"gate,omitempty"`

@@ -876,7 +876,8 @@ export type Attempt = Message$1<"quorum.route.v1.Attempt"> & {
   costUsd: number;
 
   /**
-   * Start time relative to the start of execution, in milliseconds.
+   * Start time relative to the start of execution, in milliseconds (negative for a call
+   * made before it: the LLM classifier's).
    *
    * @generated from field: double started_ms = 11;
    */

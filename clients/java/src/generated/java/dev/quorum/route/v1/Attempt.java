@@ -440,7 +440,8 @@ private static final long serialVersionUID = 0L;
   private double startedMs_ = 0D;
   /**
    * <pre>
-   * Start time relative to the start of execution, in milliseconds.
+   * Start time relative to the start of execution, in milliseconds (negative for a call
+   * made before it: the LLM classifier's).
    * </pre>
    *
    * <code>double started_ms = 11 [json_name = "startedMs"];</code>
@@ -1959,7 +1960,8 @@ private static final long serialVersionUID = 0L;
     private double startedMs_ ;
     /**
      * <pre>
-     * Start time relative to the start of execution, in milliseconds.
+     * Start time relative to the start of execution, in milliseconds (negative for a call
+     * made before it: the LLM classifier's).
      * </pre>
      *
      * <code>double started_ms = 11 [json_name = "startedMs"];</code>
@@ -1971,7 +1973,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Start time relative to the start of execution, in milliseconds.
+     * Start time relative to the start of execution, in milliseconds (negative for a call
+     * made before it: the LLM classifier's).
      * </pre>
      *
      * <code>double started_ms = 11 [json_name = "startedMs"];</code>
@@ -1987,7 +1990,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Start time relative to the start of execution, in milliseconds.
+     * Start time relative to the start of execution, in milliseconds (negative for a call
+     * made before it: the LLM classifier's).
      * </pre>
      *
      * <code>double started_ms = 11 [json_name = "startedMs"];</code>

@@ -198,7 +198,8 @@ public interface AttemptOrBuilder extends
 
   /**
    * <pre>
-   * Start time relative to the start of execution, in milliseconds.
+   * Start time relative to the start of execution, in milliseconds (negative for a call
+   * made before it: the LLM classifier's).
    * </pre>
    *
    * <code>double started_ms = 11 [json_name = "startedMs"];</code>

@@ -118,7 +118,7 @@ async def _call_tier(
         spec = ctx.catalog.models[candidate.model]
         call_request = _with_logprobs(request, spec.capabilities) if wants_logprobs else request
         started_ms = ctx.elapsed_ms()
-        limit = ctx.time_left() - REPLY_MARGIN_S if in_hand else None
+        limit = ctx.time_left() if in_hand else None
         ended: list[Attempt] = []  # attempts that ended before a cancellation (retries)
         try:
             async with asyncio.timeout(limit):

@@ -50,7 +50,6 @@ from quorum.server.execute.judge import (
 )
 from quorum.server.execute.vote import agreement, leaders, most_capable_group, tally
 from quorum.server.execute.voters import (
-    REPLY_MARGIN_S,
     ConsensusRuntime,
     account,
     answer_of,
@@ -103,7 +102,7 @@ async def ask_judge(
     shown, names = tuple(order), tuple(labels)
     if ctx.calls_made >= ctx.max_upstream_calls:
         return JudgeCall((), None, None, shown, names, "upstream call cap reached")
-    limit = min(timeout_s, ctx.time_left() - REPLY_MARGIN_S)
+    limit = min(timeout_s, ctx.time_left())
     if limit < MIN_ATTEMPT_S:
         return JudgeCall((), None, None, shown, names, "no time left for the judge")
     started_ms = ctx.elapsed_ms()
@@ -176,7 +175,7 @@ async def execute_majority(
         _stage(plan, "voters"),
         runtime,
         early_exit=policy.early_exit,
-        until=ctx.deadline - REPLY_MARGIN_S,
+        until=ctx.deadline,
         reserve=1 if _stage(plan, "judge") else 0,  # a tie-break judge keeps its call
     )
     ballots = round_.ballots()
@@ -247,7 +246,7 @@ async def execute_judge(
         _stage(plan, "voters"),
         runtime,
         early_exit=False,
-        until=max(ctx.clock(), ctx.deadline - REPLY_MARGIN_S - reserve),
+        until=max(ctx.clock(), ctx.deadline - reserve),
         reserve=1,  # the judge's call
     )
     seed = judge_seed(request.request_id)

@@ -49,7 +49,8 @@ from quorum.server.policy import ConsensusPolicy
 from quorum.server.state import accuracy_key
 from quorum.server.values import value_type
 
-#: Stop waiting for answers this long before the caller's deadline, so the reply gets out.
+#: Execution ends this long before the caller's deadline (the router sets ctx.deadline so),
+#: so the reply — an answer, or the error with its attempts — gets out in time.
 REPLY_MARGIN_S = 0.03
 
 

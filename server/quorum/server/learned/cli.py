@@ -122,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         default=200,
         help="bootstrap rounds for SEs (0: no SEs; default 200)",
     )
+    parser.set_defaults(parsers={"train": train, "eval": ev})  # to report on each
     return parser
 
 
@@ -253,7 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from quorum.server.learned.artifact import ArtifactError
 
     try:
-        args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        parser = _parser()
+        args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+        if extra:  # reported against the subcommand, whose usage says what it takes
+            args.parsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse has printed the usage and what is wrong (or --help)
         return exc.code if isinstance(exc.code, int) else 2
     try:

@@ -13,7 +13,7 @@ trap 'rm -rf "$work"' EXIT
 
 "$py" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check --dry-run \
-  --ignore-installed --only-binary=:all: --report "$work/report.json" ./clients/python .
+  --ignore-installed --only-binary=:all: --report "$work/report.json" ./clients/python ".[tracing]"
 "$work/venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps \
   --dest "$work/build" hatchling
 # Installed with --no-deps (its declared sentence-transformers would pull torch and CUDA):

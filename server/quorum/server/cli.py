@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quorum.server.cli_args import finite_number, whole_at_least
 from quorum.server.config import Config, default_config, load_config
 from quorum.server.errors import ConfigError
 
@@ -367,25 +367,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(concurrency=args.concurrency))
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    """A timeout in seconds: a finite number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text}")
-    return value
+_positive_int = whole_at_least(1)
+_seconds = finite_number(lambda v: v > 0, "a number of seconds above 0")
 
 
 def _run_router(command: str, argv: Sequence[str]) -> int:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quorum.server.cli_args import finite_number, whole_at_least
+
 # How quorum.server.shadow marks a call that gave no answer; the second is the reason
 # older versions wrote, with ``agree: false``, before there was an ``outcome``.
 _FAILED = "failed"
@@ -196,24 +198,8 @@ def rows(stats: dict[RowKey, TaskStats], target: float, min_samples: int) -> lis
     return out
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise argparse.ArgumentTypeError(f"must be an agreement rate in [0, 1], not {text}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+_fraction = finite_number(lambda v: 0.0 <= v <= 1.0, "an agreement rate in [0, 1]")
+_count = whole_at_least(1)
 
 
 def main(argv: Sequence[str]) -> int:

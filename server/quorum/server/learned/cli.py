@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from quorum.server.cli_args import finite_number, whole_at_least
 from quorum.server.learned.data import (
     DataError,
     Price,
@@ -38,32 +38,10 @@ from quorum.server.learned.data import (
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "artifacts" / "default"
 
 
-def _fraction(text: str) -> float:
-    """A quality target: a fraction of the premium model's quality, in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and 0.0 < value <= 1.0):
-        raise argparse.ArgumentTypeError(
-            f"{text} is not a fraction of the premium model's quality in (0, 1], e.g. 0.95"
-        )
-    return value
-
-
-def _int_at_least(low: int, why: str = "") -> Callable[[str], int]:
-    """A whole-number option of at least ``low``; ``why`` explains the bound in the error."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}{why}, not {value}")
-        return value
-
-    return parse
+# A quality target: a fraction of the premium model's quality.
+_fraction = finite_number(
+    lambda v: 0.0 < v <= 1.0, "a fraction of the premium model's quality in (0, 1], e.g. 0.95"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -104,12 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--folds",
-        type=_int_at_least(2, " (calibration holds out one fold at a time)"),
+        type=whole_at_least(2, " (calibration holds out one fold at a time)"),
         default=3,
         help="calibration folds, at least 2 and at most the distinct prompts of a source "
         "(default 3)",
     )
-    train.add_argument("--seed", type=_int_at_least(0), default=0)
+    train.add_argument("--seed", type=whole_at_least(0), default=0)
     ev = sub.add_parser("eval", help="evaluate a router on a JSONL file, per source")
     ev.add_argument("--data", nargs="+", type=Path, required=True, help="JSONL file(s)")
     ev.add_argument("--router", type=Path, default=DEFAULT_ARTIFACT, help="artifact directory")
@@ -118,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--plot", type=Path, help="write a PNG of the curves")
     ev.add_argument(
         "--bootstrap",
-        type=_int_at_least(0, " (0: no SEs)"),
+        type=whole_at_least(0, " (0: no SEs)"),
         default=200,
         help="bootstrap rounds for SEs (0: no SEs; default 200)",
     )

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -115,14 +116,21 @@ def _parse_result(name: str, raw: object, where: str) -> ModelResult:
     )
 
 
-def parse_row(line: str, where: str) -> RoutingRow:
-    """Parse one JSON line into a :class:`RoutingRow`; ``where`` names it in errors."""
+def json_object(line: str, where: str, what: str) -> dict[str, Any]:
+    """One JSON-lines line as an object; ``where`` names it and ``what`` the kind of line
+    expected in errors."""
     try:
         raw = json.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"{where}: not JSON ({exc.msg})") from exc
     if not isinstance(raw, dict):
-        raise DataError(f"{where}: a row must be a JSON object")
+        raise DataError(f"{where}: {what} must be a JSON object")
+    return raw
+
+
+def parse_row(line: str, where: str) -> RoutingRow:
+    """Parse one JSON line into a :class:`RoutingRow`; ``where`` names it in errors."""
+    raw = json_object(line, where, "a row")
     if raw.get("type") in DECISION_LOG_TYPES and "request_id" in raw and "results" not in raw:
         raise DataError(
             f"{where}: a decision log line ({raw['type']!r}), not routing data. The decision "

@@ -26,14 +26,13 @@ come from the prompts it was sent. :func:`~.training.train_partial_head` says ho
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast, get_args
 
 from quorum.server.decisions import Feedback, FeedbackKind, feedback_is_good
-from quorum.server.learned.data import DataError, ModelResult, RoutingRow
+from quorum.server.learned.data import DataError, ModelResult, RoutingRow, json_object
 
 DEFAULT_FEEDBACK_SOURCE = "decisions"
 """Source name of the rows made from a decision log."""
@@ -167,12 +166,7 @@ def _read(
                 if not text.strip():
                     continue
                 where = f"{p.name}:{number}"
-                try:
-                    line = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{where}: not JSON ({exc.msg})") from exc
-                if not isinstance(line, dict):
-                    raise DataError(f"{where}: a decision log line must be a JSON object")
+                line = json_object(text, where, "a decision log line")
                 kind = line.get("type")
                 if kind not in ("decision", "feedback") and "results" in line:
                     raise DataError(

@@ -382,6 +382,11 @@ async def forward(work: Awaitable[R], sink: EventQueue) -> AsyncGenerator[Event 
             if item is None:
                 yield task.result()
                 return
+            if not isinstance(item, Chunk):
+                # A plan or attempt event is often queued just before the work starts an
+                # upstream request, whose bytes go out in a task of their own: let that
+                # run first, so sending the event is not on the way to the first token.
+                await asyncio.sleep(0)
             yield item
     finally:
         if not task.done():

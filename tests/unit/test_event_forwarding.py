@@ -1,0 +1,55 @@
+"""forward(): the events a routing task emits reach the consumer in order, and the task's
+own I/O goes first."""
+
+from __future__ import annotations
+
+import asyncio
+
+from quorum.server.execute.events import AttemptStarted, Chunk, Event
+from quorum.server.execute.stream import EventQueue, forward
+
+
+async def test_an_upstream_write_started_after_an_event_goes_out_before_the_event() -> None:
+    # The HTTP client writes a request's bytes in a task of its own, scheduled after the
+    # attempt event was queued: handing the event on (converting it, writing it to the
+    # caller) must not delay that write, or it delays the first token.
+    sink = EventQueue()
+    order: list[str] = []
+
+    async def write_request() -> None:
+        order.append("request written")
+
+    async def work() -> str:
+        sink.emit(AttemptStarted("m", "p", "primary"))
+        writer = asyncio.get_running_loop().create_task(write_request())
+        await asyncio.sleep(0.01)  # waiting for the upstream's answer
+        await writer
+        sink.emit(Chunk("m", text="Hello"))
+        return "done"
+
+    received: list[Event | str] = []
+    async for item in forward(work(), sink):
+        if isinstance(item, AttemptStarted):
+            order.append("event handed on")
+        received.append(item)
+    assert order == ["request written", "event handed on"]
+    assert received == [AttemptStarted("m", "p", "primary"), Chunk("m", text="Hello"), "done"]
+
+
+async def test_closing_the_consumer_cancels_the_work() -> None:
+    sink = EventQueue()
+    cancelled = asyncio.Event()
+
+    async def work() -> str:
+        sink.emit(AttemptStarted("m", "p", "primary"))
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "never"
+
+    events = forward(work(), sink)
+    assert isinstance(await anext(events), AttemptStarted)
+    await events.aclose()
+    assert cancelled.is_set()

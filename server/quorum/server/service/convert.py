@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from quorum.route.v1 import route_service_pb2 as svc_pb
 from quorum.route.v1 import types_pb2 as pb
@@ -74,6 +74,16 @@ DIFFICULTY_PB = _reverse(DIFFICULTIES)
 BREAKER_PB = _reverse(BREAKERS)
 OUTCOME_PB = _reverse(OUTCOMES)
 
+# An enum member read off its class costs a lookup each time (some 0.2 µs on Python
+# 3.11); the members request conversion compares against on every request are bound once.
+_ASSISTANT = d.Role.ASSISTANT
+_TOOL = d.Role.TOOL
+_TEXT = d.ResponseFormatType.TEXT
+_JSON_SCHEMA = d.ResponseFormatType.JSON_SCHEMA
+_CHOICE_NONE = d.ToolChoiceMode.NONE
+_AUTO = d.Strategy.AUTO
+_BALANCED = d.Priority.BALANCED
+
 
 class _Checker:
     """Collects violations under a path prefix."""
@@ -106,8 +116,24 @@ def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
     content = m.content  # each read of a protobuf string field decodes it anew
     if len(content) > MAX_CONTENT_CHARS:
         c.add(f"{path}.content", f"is {len(content)} characters, limit {MAX_CONTENT_CHARS}")
+    # Most messages are plain text: parts and tool calls are looked through only if any.
+    parts_pb = m.parts
+    parts = _parts(parts_pb, path, c) if parts_pb else ()
+    calls_pb = m.tool_calls
+    calls = _tool_calls(calls_pb, role, path, c) if calls_pb else ()
+    tool_call_id = m.tool_call_id
+    if role is _TOOL and not tool_call_id:
+        c.add(f"{path}.tool_call_id", "is required for a ROLE_TOOL message")
+    if not content and not parts and not calls:
+        c.add(f"{path}.content", "is empty: set content, parts or tool_calls")
+    if role is None:
+        return None
+    return d.Message(role, content, parts, calls, tool_call_id, m.name)
+
+
+def _parts(parts_pb: Iterable[pb.ContentPart], path: str, c: _Checker) -> tuple[d.ContentPart, ...]:
     parts: list[d.ContentPart] = []
-    for j, part in enumerate(m.parts):
+    for j, part in enumerate(parts_pb):
         ppath = f"{path}.parts[{j}]"
         which = part.WhichOneof("part")
         if which == "text":
@@ -129,28 +155,28 @@ def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
             parts.append(d.ContentPart(image=d.ImagePart(img.url, img.data, img.media_type)))
         else:
             c.add(ppath, "set text or image")
-    tool_calls = m.tool_calls
-    calls = tuple(d.ToolCall(t.id, t.name, t.arguments_json) for t in tool_calls)
-    if calls and role is not d.Role.ASSISTANT:
+    return tuple(parts)
+
+
+def _tool_calls(
+    calls_pb: Iterable[pb.ToolCall], role: d.Role | None, path: str, c: _Checker
+) -> tuple[d.ToolCall, ...]:
+    calls = tuple(d.ToolCall(t.id, t.name, t.arguments_json) for t in calls_pb)
+    if role is not _ASSISTANT:
         c.add(f"{path}.tool_calls", "only an assistant message makes tool calls")
-    for j, call in enumerate(tool_calls):
+    for j, call in enumerate(calls):
         if not call.id:
             c.add(f"{path}.tool_calls[{j}].id", "is required: a tool result answers it by id")
         if not call.name:
             c.add(f"{path}.tool_calls[{j}].name", "is required")
         if call.arguments_json and _json_object(call.arguments_json) is None:
             c.add(f"{path}.tool_calls[{j}].arguments_json", "must be a JSON object")
-    if role is d.Role.TOOL and not m.tool_call_id:
-        c.add(f"{path}.tool_call_id", "is required for a ROLE_TOOL message")
-    if not content and not parts and not calls:
-        c.add(f"{path}.content", "is empty: set content, parts or tool_calls")
-    if role is None:
-        return None
-    return d.Message(role, content, tuple(parts), calls, m.tool_call_id, m.name)
+    return calls
 
 
 def _params(p: pb.GenerationParams, c: _Checker) -> d.GenerationParams:
-    if p.max_tokens > 1_000_000:
+    max_tokens = p.max_tokens
+    if max_tokens > 1_000_000:
         c.add("params.max_tokens", "must be at most 1000000")
     temperature = p.temperature if p.HasField("temperature") else None
     if temperature is not None and not (0.0 <= temperature <= 2.0):
@@ -158,51 +184,74 @@ def _params(p: pb.GenerationParams, c: _Checker) -> d.GenerationParams:
     top_p = p.top_p if p.HasField("top_p") else None
     if top_p is not None and not (0.0 < top_p <= 1.0):
         c.add("params.top_p", "must be within (0, 1]")
-    if len(p.stop) > 4:
+    stop = tuple(p.stop)
+    if len(stop) > 4:
         c.add("params.stop", "at most 4 stop sequences")
-    for i, s in enumerate(p.stop):
+    for i, s in enumerate(stop):
         if not s or len(s) > 256:
             c.add(f"params.stop[{i}]", "must be 1 to 256 characters")
-    fmt_type = d.ResponseFormatType.TEXT
-    rf = p.response_format
-    if rf.type != 0:
-        known = FORMATS.get(rf.type)
-        if known is None:
-            c.add("params.response_format.type", f"unknown enum value {rf.type}")
-        else:
-            fmt_type = known
-    if fmt_type is d.ResponseFormatType.JSON_SCHEMA:
-        if not rf.json_schema:
-            c.add("params.response_format.json_schema", "is required for JSON_SCHEMA")
-        elif _json_object(rf.json_schema) is None:
-            c.add("params.response_format.json_schema", "must be a JSON object")
-    elif rf.json_schema:
-        c.add("params.response_format.json_schema", "only with RESPONSE_FORMAT_TYPE_JSON_SCHEMA")
-    if rf.schema_name and not TOOL_NAME.fullmatch(rf.schema_name):
-        c.add("params.response_format.schema_name", "must be 1-64 letters, digits, '_' or '-'")
+    # An unset message converts as one at its defaults would (and finds nothing wrong).
+    if p.HasField("response_format"):
+        response_format = _response_format(p.response_format, c)
+    else:
+        response_format = _DEFAULT_FORMAT
     tools: list[d.Tool] = []
     seen: set[str] = set()
-    for i, t in enumerate(p.tools):
-        if not TOOL_NAME.match(t.name):
+    tools_pb = p.tools
+    for i, t in enumerate(tools_pb):
+        name = t.name
+        if not TOOL_NAME.match(name):
             c.add(f"params.tools[{i}].name", "must be 1-64 letters, digits, '_' or '-'")
-        elif t.name in seen:
-            c.add(f"params.tools[{i}].name", f"duplicate tool name {t.name!r}")
-        seen.add(t.name)
-        if t.parameters_json and _json_object(t.parameters_json) is None:
+        elif name in seen:
+            c.add(f"params.tools[{i}].name", f"duplicate tool name {name!r}")
+        seen.add(name)
+        parameters_json = t.parameters_json
+        if parameters_json and _json_object(parameters_json) is None:
             c.add(f"params.tools[{i}].parameters_json", "must be a JSON Schema object")
-        tools.append(d.Tool(t.name, t.description, t.parameters_json))
-    if len(p.tools) > 128:
+        tools.append(d.Tool(name, t.description, parameters_json))
+    if len(tools_pb) > 128:
         c.add("params.tools", "at most 128 tools")
+    if p.HasField("tool_choice"):
+        tool_choice = _tool_choice(p.tool_choice, seen, c)
+    else:
+        tool_choice = _DEFAULT_CHOICE
     return d.GenerationParams(
-        max_tokens=p.max_tokens,
+        max_tokens=max_tokens,
         temperature=temperature,
         top_p=top_p,
-        stop=tuple(p.stop),
-        response_format=d.ResponseFormat(fmt_type, rf.json_schema, rf.schema_name),
+        stop=stop,
+        response_format=response_format,
         tools=tuple(tools),
         logprobs=p.logprobs,
-        tool_choice=_tool_choice(p.tool_choice, seen, c),
+        tool_choice=tool_choice,
     )
+
+
+def _response_format(rf: pb.ResponseFormat, c: _Checker) -> d.ResponseFormat:
+    fmt_type = _TEXT
+    rf_type = rf.type
+    if rf_type != 0:
+        known = FORMATS.get(rf_type)
+        if known is None:
+            c.add("params.response_format.type", f"unknown enum value {rf_type}")
+        else:
+            fmt_type = known
+    json_schema = rf.json_schema
+    if fmt_type is _JSON_SCHEMA:
+        if not json_schema:
+            c.add("params.response_format.json_schema", "is required for JSON_SCHEMA")
+        elif _json_object(json_schema) is None:
+            c.add("params.response_format.json_schema", "must be a JSON object")
+    elif json_schema:
+        c.add("params.response_format.json_schema", "only with RESPONSE_FORMAT_TYPE_JSON_SCHEMA")
+    schema_name = rf.schema_name
+    if schema_name and not TOOL_NAME.fullmatch(schema_name):
+        c.add("params.response_format.schema_name", "must be 1-64 letters, digits, '_' or '-'")
+    return d.ResponseFormat(fmt_type, json_schema, schema_name)
+
+
+_DEFAULT_FORMAT = d.ResponseFormat()
+_DEFAULT_CHOICE = d.ToolChoice()
 
 
 def _tool_choice(p: pb.ToolChoice, tools: set[str], c: _Checker) -> d.ToolChoice:
@@ -247,8 +296,8 @@ def _hints(
     agents: Collection[str],
     c: _Checker,
 ) -> d.Hints:
-    strategy = _enum_field(h.strategy, STRATEGIES, d.Strategy.AUTO, "hints.strategy", c)
-    priority = _enum_field(h.priority, PRIORITIES, d.Priority.BALANCED, "hints.priority", c)
+    strategy = _enum_field(h.strategy, STRATEGIES, _AUTO, "hints.strategy", c)
+    priority = _enum_field(h.priority, PRIORITIES, _BALANCED, "hints.priority", c)
     caps: set[d.Capability] = set()
     for i, cap in enumerate(h.required_capabilities):
         found = CAPABILITIES.get(cap)
@@ -260,45 +309,50 @@ def _hints(
         else:
             caps.add(found)
     sensitivity: d.Sensitivity | None = None
-    if h.sensitivity:
-        sensitivity = SENSITIVITIES.get(h.sensitivity)
+    sensitivity_pb = h.sensitivity
+    if sensitivity_pb:
+        sensitivity = SENSITIVITIES.get(sensitivity_pb)
         if sensitivity is None:
-            c.add("hints.sensitivity", f"unknown enum value {h.sensitivity}")
+            c.add("hints.sensitivity", f"unknown enum value {sensitivity_pb}")
     max_cost = h.max_cost_usd if h.HasField("max_cost_usd") else None
     if max_cost is not None and (not math.isfinite(max_cost) or max_cost < 0):
         c.add("hints.max_cost_usd", "must be a finite number >= 0")
         max_cost = None
+    # Each read of a protobuf string field decodes it anew: each is read once.
+    task, agent, use_case, model, tier = h.task, h.agent, h.use_case, h.model, h.tier
     # Unknown names are not answered with the configured ones: a tenant may not be
     # allowed to see them all (ListModels lists the models the caller may use).
-    if h.model and h.model not in catalog.models:
-        c.add("hints.model", f"unknown model {h.model!r} (ListModels lists the models)")
-    if h.tier and h.tier not in catalog.tiers:
-        c.add("hints.tier", f"unknown tier {h.tier!r} (known: {', '.join(catalog.tiers)})")
-    if h.model and h.tier and h.model in catalog.models and catalog.models[h.model].tier != h.tier:
-        c.add("hints.tier", f"model {h.model!r} is in tier {catalog.models[h.model].tier!r}")
-    if h.use_case and h.use_case not in use_cases:
-        c.add("hints.use_case", f"unknown use case {h.use_case!r}")
-    if h.agent and NAME.match(h.agent) and h.agent not in agents:
-        c.add("hints.agent", f"unknown agent {h.agent!r}")
-    for name in ("task", "agent"):
-        value = getattr(h, name)
-        if value and not NAME.match(value):
-            c.add(f"hints.{name}", "must be 1-64 letters, digits or _.:/-")
-    if h.consensus_size == 1 or h.consensus_size > 16:
+    models = catalog.models
+    if model and model not in models:
+        c.add("hints.model", f"unknown model {model!r} (ListModels lists the models)")
+    if tier and tier not in catalog.tiers:
+        c.add("hints.tier", f"unknown tier {tier!r} (known: {', '.join(catalog.tiers)})")
+    if model and tier and model in models and models[model].tier != tier:
+        c.add("hints.tier", f"model {model!r} is in tier {models[model].tier!r}")
+    if use_case and use_case not in use_cases:
+        c.add("hints.use_case", f"unknown use case {use_case!r}")
+    if agent and NAME.match(agent) and agent not in agents:
+        c.add("hints.agent", f"unknown agent {agent!r}")
+    if task and not NAME.match(task):
+        c.add("hints.task", "must be 1-64 letters, digits or _.:/-")
+    if agent and not NAME.match(agent):
+        c.add("hints.agent", "must be 1-64 letters, digits or _.:/-")
+    consensus_size = h.consensus_size
+    if consensus_size == 1 or consensus_size > 16:
         c.add("hints.consensus_size", "must be 0 (the configured size) or 2-16: a vote needs two")
     return d.Hints(
         strategy=strategy,
         priority=priority,
-        task=h.task,
-        agent=h.agent,
-        use_case=h.use_case,
+        task=task,
+        agent=agent,
+        use_case=use_case,
         required_capabilities=frozenset(caps),
         max_cost_usd=max_cost,
-        model=h.model,
-        tier=h.tier,
+        model=model,
+        tier=tier,
         sensitivity=sensitivity,
         critical=h.critical,
-        consensus_size=h.consensus_size,
+        consensus_size=consensus_size,
         allow_cache=h.allow_cache,
     )
 
@@ -322,16 +376,20 @@ def route_request_from_pb(
     request_id = msg.request_id
     if request_id and not REQUEST_ID.match(request_id):
         c.add("request_id", "must be 1-128 characters: letters, digits or ._:/- ")
-    if not msg.messages:
+    messages_pb = msg.messages
+    count = len(messages_pb)
+    if not count:
         c.add("messages", "at least one message is required")
-    elif len(msg.messages) > max_messages:
-        c.add("messages", f"has {len(msg.messages)} messages, limit {max_messages}")
-    messages = [_message(m, f"messages[{i}]", c) for i, m in enumerate(msg.messages)]
+    elif count > max_messages:
+        c.add("messages", f"has {count} messages, limit {max_messages}")
+    messages = [_message(m, f"messages[{i}]", c) for i, m in enumerate(messages_pb)]
     # Most requests set no params or no hints: their conversion is the same every time.
     params = _params(msg.params, c) if msg.HasField("params") else _DEFAULT_PARAMS
-    if any(m is not None and (m.tool_calls or m.role is d.Role.TOOL) for m in messages):
-        for field, problem in tool_turn_problems(messages, params):
-            c.add(field, problem)
+    for m in messages:
+        if m is not None and (m.tool_calls or m.role is _TOOL):
+            for field, problem in tool_turn_problems(messages, params):
+                c.add(field, problem)
+            break
     if msg.HasField("hints"):
         hints = _hints(msg.hints, catalog, use_cases, agents, c)
     else:
@@ -341,11 +399,14 @@ def route_request_from_pb(
         c.add("tenant", "must be 1-64 letters, digits or _.:/-")
     if c.violations:
         raise InvalidRequest(c.violations)
-    turns = tuple(m for m in messages if m is not None)
+    # No violations: every message converted (one that does not is a violation).
+    turns = tuple(cast("list[d.Message]", messages))
+    if params.tool_choice.mode is _CHOICE_NONE:  # what settle_tool_choice may change
+        params = d.settle_tool_choice(params, turns)
     return d.RouteRequest(
         request_id=request_id or new_request_id(),
         messages=turns,
-        params=d.settle_tool_choice(params, turns),
+        params=params,
         hints=hints,
         tenant=tenant,
     )
@@ -407,196 +468,261 @@ def feedback_from_pb(msg: svc_pb.FeedbackRequest) -> Feedback:
 # ---- domain → protobuf -------------------------------------------------------------
 
 
-# The response is built from nested dicts: protobuf fills nested messages from a dict
-# in place, where a message argument is built on its own and then copied in.
-Fields = dict[str, Any]
+# Messages are filled in place, field by field, inside their parent: with the upb backend
+# that is the cheapest way in (a constructor's keyword arguments or a dict for a nested
+# message cost more per field, and a message built on its own is copied again into its
+# parent). A string, integer, boolean or repeated field that is often at its default is
+# set only when it is not: protobuf would not serialise the default, so setting it is
+# only a cost. Floats are always set: -0.0 is serialised (its bits are not zero).
+# Setting a field of a sub-message, even to its default, marks the sub-message present,
+# as building it from a dict did: each ``_fill_*`` sets one field unconditionally, so a
+# sub-message at all defaults is still sent, empty.
 
 
-def _usage(u: d.Usage) -> Fields:
-    fields: Fields = {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens}
+def _fill_usage(m: pb.Usage, u: d.Usage) -> None:
+    m.input_tokens = u.input_tokens  # always set: marks the message present
+    m.output_tokens = u.output_tokens
     if u.cached_input_tokens:
-        fields["cached_input_tokens"] = u.cached_input_tokens
+        m.cached_input_tokens = u.cached_input_tokens
     if u.cache_write_tokens:
-        fields["cache_write_tokens"] = u.cache_write_tokens
-    return fields
+        m.cache_write_tokens = u.cache_write_tokens
 
 
 def usage_pb(u: d.Usage) -> pb.Usage:
-    return pb.Usage(**_usage(u))
+    m = pb.Usage()
+    _fill_usage(m, u)
+    return m
 
 
-def _classification(c: d.Classification) -> Fields:
-    return {
-        "task": c.task,
-        "difficulty": DIFFICULTY_PB[c.difficulty],
-        "confidence": c.confidence,
-        "agent": c.agent,
-        "classifier": c.classifier,
-        "signals": list(c.signals),
-    }
+def _fill_classification(m: pb.Classification, c: d.Classification) -> None:
+    m.task = c.task  # always set: marks the message present
+    m.difficulty = DIFFICULTY_PB[c.difficulty]
+    m.confidence = c.confidence
+    if c.agent:
+        m.agent = c.agent
+    m.classifier = c.classifier
+    if c.signals:
+        m.signals.extend(c.signals)
 
 
 def classification_pb(c: d.Classification) -> pb.Classification:
-    return pb.Classification(**_classification(c))
+    m = pb.Classification()
+    _fill_classification(m, c)
+    return m
 
 
-def _candidate(c: d.Candidate) -> Fields:
-    return {
-        "model": c.model,
-        "provider": c.provider,
-        "tier": c.tier,
-        "estimated_cost_usd": c.estimated_cost_usd,
-        "breaker_state": BREAKER_PB[c.breaker_state],
-        "weight": c.weight,
-        "note": c.note,
-    }
+def _fill_candidate(m: pb.Candidate, c: d.Candidate) -> None:
+    m.model = c.model
+    m.provider = c.provider
+    m.tier = c.tier
+    m.estimated_cost_usd = c.estimated_cost_usd
+    m.breaker_state = BREAKER_PB[c.breaker_state]
+    m.weight = c.weight
+    if c.note:
+        m.note = c.note
 
 
 def candidate_pb(c: d.Candidate) -> pb.Candidate:
-    return pb.Candidate(**_candidate(c))
+    m = pb.Candidate()
+    _fill_candidate(m, c)
+    return m
 
 
-def _plan(p: d.ExecutionPlan) -> Fields:
-    return {
-        "strategy": STRATEGY_PB[p.strategy],
-        "stages": [
-            {"role": s.role, "candidates": [_candidate(c) for c in s.candidates], "note": s.note}
-            for s in p.stages
-        ],
-        "estimated_cost_min_usd": p.estimated_cost_min_usd,
-        "estimated_cost_max_usd": p.estimated_cost_max_usd,
-        "reasons": [{"code": r.code, "message": r.message} for r in p.reasons],
-        "max_upstream_calls": p.max_upstream_calls,
-    }
+def _fill_plan(m: pb.ExecutionPlan, p: d.ExecutionPlan) -> None:
+    m.strategy = STRATEGY_PB[p.strategy]  # always set: marks the message present
+    stages = m.stages
+    for s in p.stages:
+        stage = stages.add()
+        stage.role = s.role
+        candidates = stage.candidates
+        for c in s.candidates:
+            _fill_candidate(candidates.add(), c)
+        if s.note:
+            stage.note = s.note
+    m.estimated_cost_min_usd = p.estimated_cost_min_usd
+    m.estimated_cost_max_usd = p.estimated_cost_max_usd
+    reasons = m.reasons
+    for r in p.reasons:
+        reason = reasons.add()
+        reason.code = r.code
+        reason.message = r.message
+    if p.max_upstream_calls:
+        m.max_upstream_calls = p.max_upstream_calls
 
 
 def plan_pb(p: d.ExecutionPlan) -> pb.ExecutionPlan:
-    return pb.ExecutionPlan(**_plan(p))
+    m = pb.ExecutionPlan()
+    _fill_plan(m, p)
+    return m
 
 
-def _gate(g: d.GateVerdict) -> Fields:
-    return {
-        "passed": g.passed,
-        "checks": [{"name": c.name, "passed": c.passed, "reason": c.reason} for c in g.checks],
-    }
+def _fill_gate(m: pb.GateVerdict, g: d.GateVerdict) -> None:
+    m.passed = g.passed  # always set: marks the message present
+    checks = m.checks
+    for c in g.checks:
+        check = checks.add()
+        check.name = c.name
+        check.passed = c.passed
+        if c.reason:
+            check.reason = c.reason
 
 
 def gate_pb(g: d.GateVerdict) -> pb.GateVerdict:
-    return pb.GateVerdict(**_gate(g))
+    m = pb.GateVerdict()
+    _fill_gate(m, g)
+    return m
 
 
-def _attempt(a: d.Attempt) -> Fields:
-    fields: Fields = {
-        "model": a.model,
-        "provider": a.provider,
-        "tier": a.tier,
-        "role": a.role,
-        "outcome": OUTCOME_PB[a.outcome],
-        "reason": a.reason,
-        "error_reason": a.error_reason,
-        "latency_ms": a.latency_ms,
-        "usage": _usage(a.usage),
-        "cost_usd": a.cost_usd,
-        "started_ms": a.started_ms,
-    }
+def _fill_attempt(m: pb.Attempt, a: d.Attempt) -> None:
+    m.model = a.model
+    m.provider = a.provider
+    m.tier = a.tier
+    m.role = a.role
+    m.outcome = OUTCOME_PB[a.outcome]
+    m.reason = a.reason
+    if a.error_reason:
+        m.error_reason = a.error_reason
+    m.latency_ms = a.latency_ms
+    _fill_usage(m.usage, a.usage)
+    m.cost_usd = a.cost_usd
+    m.started_ms = a.started_ms
     if a.gate is not None:
-        fields["gate"] = _gate(a.gate)
-    return fields
+        _fill_gate(m.gate, a.gate)
 
 
 def attempt_pb(a: d.Attempt) -> pb.Attempt:
-    return pb.Attempt(**_attempt(a))
+    m = pb.Attempt()
+    _fill_attempt(m, a)
+    return m
+
+
+def _fill_tool_call(m: pb.ToolCall, t: d.ToolCall) -> None:
+    m.id = t.id
+    m.name = t.name
+    m.arguments_json = t.arguments_json
 
 
 def tool_call_pb(t: d.ToolCall) -> pb.ToolCall:
-    return pb.ToolCall(id=t.id, name=t.name, arguments_json=t.arguments_json)
+    m = pb.ToolCall()
+    _fill_tool_call(m, t)
+    return m
+
+
+def _fill_cascade(m: pb.CascadeDetail, c: d.CascadeDetail) -> None:
+    if c.tiers_tried:
+        m.tiers_tried.extend(c.tiers_tried)
+    if c.escalation_reason:
+        m.escalation_reason = c.escalation_reason
+    m.wasted_cost_usd = c.wasted_cost_usd  # always set: marks the message present
+    m.route_escalation_rate = c.route_escalation_rate
+    if c.deadline_limited:
+        m.deadline_limited = c.deadline_limited
 
 
 def cascade_pb(c: d.CascadeDetail) -> pb.CascadeDetail:
-    return pb.CascadeDetail(
-        tiers_tried=list(c.tiers_tried),
-        escalation_reason=c.escalation_reason,
-        wasted_cost_usd=c.wasted_cost_usd,
-        route_escalation_rate=c.route_escalation_rate,
-        deadline_limited=c.deadline_limited,
-    )
+    m = pb.CascadeDetail()
+    _fill_cascade(m, c)
+    return m
+
+
+def _fill_candidate_answer(m: pb.CandidateAnswer, a: d.CandidateAnswer) -> None:
+    m.model = a.model
+    m.normalized = a.normalized
+    if a.group:
+        m.group = a.group
+    m.weight = a.weight
+    if a.cancelled:
+        m.cancelled = a.cancelled
+    if a.judge_score is not None:
+        m.judge_score = a.judge_score
 
 
 def candidate_answer_pb(a: d.CandidateAnswer) -> pb.CandidateAnswer:
-    msg = pb.CandidateAnswer(
-        model=a.model,
-        normalized=a.normalized,
-        group=a.group,
-        weight=a.weight,
-        cancelled=a.cancelled,
-    )
-    if a.judge_score is not None:
-        msg.judge_score = a.judge_score
-    return msg
+    m = pb.CandidateAnswer()
+    _fill_candidate_answer(m, a)
+    return m
+
+
+def _fill_judge(m: pb.JudgeDetail, j: d.JudgeDetail) -> None:
+    m.model = j.model  # always set: marks the message present
+    if j.seed:
+        m.seed = j.seed
+    if j.presented_order:
+        m.presented_order.extend(j.presented_order)
+    if j.rationale:
+        m.rationale = j.rationale
+    if j.fallback_reason:
+        m.fallback_reason = j.fallback_reason
+    if j.synthesized:
+        m.synthesized = j.synthesized
+
+
+def _fill_consensus(m: pb.ConsensusDetail, c: d.ConsensusDetail) -> None:
+    answers = m.answers
+    for a in c.answers:
+        _fill_candidate_answer(answers.add(), a)
+    groups = m.groups
+    for g in c.groups:
+        group = groups.add()
+        group.normalized = g.normalized
+        group.weight = g.weight
+        if g.models:
+            group.models.extend(g.models)
+    if c.winner_group:
+        m.winner_group = c.winner_group
+    m.agreement = c.agreement  # always set: marks the message present
+    if c.early_exit:
+        m.early_exit = c.early_exit
+    m.normalizer = c.normalizer
+    if c.judge is not None:
+        _fill_judge(m.judge, c.judge)
+    if c.tie_break:
+        m.tie_break = c.tie_break
 
 
 def consensus_pb(c: d.ConsensusDetail) -> pb.ConsensusDetail:
-    msg = pb.ConsensusDetail(
-        answers=[candidate_answer_pb(a) for a in c.answers],
-        groups=[
-            pb.VoteGroup(normalized=g.normalized, weight=g.weight, models=list(g.models))
-            for g in c.groups
-        ],
-        winner_group=c.winner_group,
-        agreement=c.agreement,
-        early_exit=c.early_exit,
-        normalizer=c.normalizer,
-        tie_break=c.tie_break,
-    )
-    if c.judge is not None:
-        j = c.judge
-        msg.judge.CopyFrom(
-            pb.JudgeDetail(
-                model=j.model,
-                seed=j.seed,
-                presented_order=list(j.presented_order),
-                rationale=j.rationale,
-                fallback_reason=j.fallback_reason,
-                synthesized=j.synthesized,
-            )
-        )
-    return msg
+    m = pb.ConsensusDetail()
+    _fill_consensus(m, c)
+    return m
 
 
 def route_response_pb(r: d.RouteResult) -> pb.RouteResponse:
-    fields: Fields = {
-        "request_id": r.request_id,
-        "content": r.completion.content,
-        "tool_calls": [
-            {"id": t.id, "name": t.name, "arguments_json": t.arguments_json}
-            for t in r.completion.tool_calls
-        ],
-        "finish_reason": r.completion.finish_reason,
-        "model": r.model,
-        "provider": r.provider,
-        "strategy": STRATEGY_PB[r.strategy],
-        "classification": _classification(r.classification),
-        "plan": _plan(r.plan),
-        "attempts": [_attempt(a) for a in r.attempts],
-        "usage": _usage(r.usage),
-        "cost_usd": r.cost_usd,
-        "baseline_cost_usd": r.baseline_cost_usd,
-        "baseline_model": r.baseline_model,
-        "timings": {
-            "classify_ms": r.timings.classify_ms,
-            "plan_ms": r.timings.plan_ms,
-            "execute_ms": r.timings.execute_ms,
-            "total_ms": r.timings.total_ms,
-        },
-        "cached": r.cached,
-        "guards": list(r.guards),
-        "simulated": r.simulated,
-    }
-    msg = pb.RouteResponse(**fields)
+    msg = pb.RouteResponse()
+    completion = r.completion
+    msg.request_id = r.request_id
+    msg.content = completion.content
+    if completion.tool_calls:
+        tool_calls = msg.tool_calls
+        for call in completion.tool_calls:
+            _fill_tool_call(tool_calls.add(), call)
+    msg.finish_reason = completion.finish_reason
+    msg.model = r.model
+    msg.provider = r.provider
+    msg.strategy = STRATEGY_PB[r.strategy]
+    _fill_classification(msg.classification, r.classification)
+    _fill_plan(msg.plan, r.plan)
+    attempts = msg.attempts
+    for a in r.attempts:
+        _fill_attempt(attempts.add(), a)
+    _fill_usage(msg.usage, r.usage)
+    msg.cost_usd = r.cost_usd
+    msg.baseline_cost_usd = r.baseline_cost_usd
+    msg.baseline_model = r.baseline_model
+    timings, t = msg.timings, r.timings
+    timings.classify_ms = t.classify_ms  # always set: marks the message present
+    timings.plan_ms = t.plan_ms
+    timings.execute_ms = t.execute_ms
+    timings.total_ms = t.total_ms
     if r.cascade is not None:
-        msg.cascade.CopyFrom(cascade_pb(r.cascade))
+        _fill_cascade(msg.cascade, r.cascade)
     if r.consensus is not None:
-        msg.consensus.CopyFrom(consensus_pb(r.consensus))
+        _fill_consensus(msg.consensus, r.consensus)
+    if r.cached:
+        msg.cached = r.cached
+    if r.guards:
+        msg.guards.extend(r.guards)
+    if r.simulated:
+        msg.simulated = r.simulated
     return msg
 
 

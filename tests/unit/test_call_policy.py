@@ -532,3 +532,41 @@ async def test_streams_first_chunks_do_not_set_what_unary_calls_usually_take() -
     result = await call_model(hasty, REQUEST, _candidate(hasty, "m"), "primary")
     assert isinstance(result.error, CallerDeadlineTimeout)
     assert ctx.breakers.health("a").state is BreakerState.CLOSED
+
+
+async def test_a_provider_hung_since_start_up_opens_its_breaker_under_short_deadlines() -> None:
+    # Nothing answered yet, so there is no usual latency to excuse a timeout by: a call
+    # the caller allowed half a second or more counts; a very short deadline does not.
+    cfg = _config({"a": {"timeout_s": 30, "breaker": {"fail_max": 2}}}, {"m": {"provider": "a"}})
+    ctx = _ctx(cfg, {"a": Scripted("a", {"m": [60.0, 60.0, 60.0]})})
+    hasty = dataclasses.replace(ctx, deadline=time.monotonic() + 0.1)
+    result = await call_model(hasty, REQUEST, _candidate(hasty, "m"), "primary")
+    assert isinstance(result.error, CallerDeadlineTimeout)
+    for _ in range(2):
+        patient = dataclasses.replace(ctx, deadline=time.monotonic() + 0.6, calls_made=0)
+        result = await call_model(patient, REQUEST, _candidate(patient, "m"), "primary")
+        assert type(result.error) is ProviderTimeout
+    assert ctx.breakers.health("a").state is BreakerState.OPEN
+
+
+async def test_a_queue_wait_leaves_time_to_fail_over() -> None:
+    # The first model's provider has one slot, held by a slow call, and a queue that may
+    # wait a second; the caller allows 0.8 s. Waiting in that queue takes at most half the
+    # time left, so the second model still answers.
+    cfg = _config(
+        {"a": {"limits": {"max_concurrency": 1, "max_queue_wait_s": 1.0}}, "b": {}},
+        {"first": {"provider": "a"}, "second": {"provider": "b"}},
+    )
+    ctx = _ctx(cfg, {"a": Scripted("a", {"first": [5.0]}), "b": Scripted("b")}, deadline_s=5)
+    holder = asyncio.create_task(call_model(ctx, REQUEST, _candidate(ctx, "first"), "primary"))
+    await asyncio.sleep(0.05)
+    short = dataclasses.replace(ctx, deadline=time.monotonic() + 0.8, calls_made=0)
+    started = time.monotonic()
+    result = await execute_single(short, REQUEST, _plan(short, "first", "second"))
+    assert result.model == "second"
+    assert time.monotonic() - started < 0.6
+    assert [a.outcome for a in result.attempts] == [
+        AttemptOutcome.SKIPPED,
+        AttemptOutcome.SUCCEEDED,
+    ]
+    holder.cancel()

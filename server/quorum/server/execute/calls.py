@@ -242,11 +242,14 @@ async def acquire_permit(
     ctx: ExecutionContext, request: RouteRequest, deployment: Deployment
 ) -> Permit | None:
     """A slot under the provider's limits, or None when it has none; raises
-    :class:`ProviderUnavailable` (``metadata["limit"]``) when refused."""
+    :class:`ProviderUnavailable` (``metadata["limit"]``) when refused (also when the
+    queue wait would take more than half the time left)."""
     limiter = ctx.resilience.limiters.get(deployment.provider)
     if limiter is None:
         return None
-    return await limiter.acquire(estimate_tokens(request), ctx.time_left() - MIN_ATTEMPT_S)
+    # Queueing takes at most half the time left: the rest is for the call, or for
+    # failing over to a candidate that has room.
+    return await limiter.acquire(estimate_tokens(request), ctx.time_left() / 2 - MIN_ATTEMPT_S)
 
 
 def rate_limit_wait(ctx: ExecutionContext, deployment: Deployment) -> float:
@@ -305,8 +308,12 @@ def estimated_usage(request: RouteRequest, text: str, calls: Sequence[ToolCall] 
 
 
 # A caller's deadline that cuts a call short counts against the provider only when it
-# left the provider at least this many times its recent p95 latency.
+# left the provider at least this many times its recent p95 latency...
 _HASTE_FACTOR = 3.0
+# ...or, when the deployment has answered nothing lately to go by (a new replica, a
+# provider that has hung since start-up), at least this long: otherwise a provider that
+# never answers would never open its breaker while callers' deadlines are short.
+COLD_BLAME_S = 0.5
 
 
 def first_chunk_key(deployment: Deployment) -> str:
@@ -326,12 +333,14 @@ def timed_out(
 ) -> ProviderTimeout:
     """The error for a call that got ``what`` not within ``allowed_s``: a provider timeout,
     or, when the caller's deadline cut it short of ``limit_s`` (the provider's own timeout)
-    and of what the deployment usually needs, one its breaker does not count."""
+    and of what the deployment usually needs (:data:`COLD_BLAME_S` when nothing is known),
+    one its breaker does not count."""
     message = f"{deployment.provider}: {what} within {allowed_s:.3f}s"
     if allowed_s < limit_s:
         key = first_chunk_key(deployment) if streaming else deployment.key
         usual = ctx.resilience.latency.quantile(key, 0.95)
-        if usual is None or allowed_s < _HASTE_FACTOR * usual:
+        needed = COLD_BLAME_S if usual is None else _HASTE_FACTOR * usual
+        if allowed_s < needed:
             return CallerDeadlineTimeout(
                 message + " (the caller's deadline)", provider=deployment.provider
             )

@@ -19,6 +19,7 @@ from quorum.server.values import value_type
 
 _SCAN_CHARS = 6000  # enough to classify; bounds the cost on huge prompts
 _MANY_WORDS = 1501  # more words than the longest length threshold needs counted
+_ARITHMETIC = r"\d\s*[-+*/^×÷]\s*\d"  # the math pattern's one alternative without words
 
 _TASKS: tuple[tuple[str, re.Pattern[str], float], ...] = (
     (
@@ -35,7 +36,7 @@ _TASKS: tuple[tuple[str, re.Pattern[str], float], ...] = (
     (
         "math",
         re.compile(
-            r"\d\s*[-+*/^×÷]\s*\d|\b(solve|equation|integral|derivative|probability|calculate|"
+            _ARITHMETIC + r"|\b(solve|equation|integral|derivative|probability|calculate|"
             r"compute|how many|how much|percent|sum of|prove|proof|theorem|lemma|algebra|"
             r"geometry|primes?)\b",
             re.IGNORECASE,
@@ -125,6 +126,92 @@ _TASKS_ASCII = tuple((task, _ascii_twin(p), weight) for task, p, weight in _TASK
 _HARD_ASCII = _ascii_twin(_HARD)
 _MEDIUM_ASCII = _ascii_twin(_MEDIUM)
 
+# Gates in front of the ASCII twins. ``findall`` tries a pattern at every position of the
+# text, the bulk of this function's cost, yet most patterns match nothing in a given prompt.
+# Exact, not a heuristic: every match of a pattern in lower-cased ASCII text contains one of
+# its gate's words as a whole word, a maximal run of ``\w`` characters (each alternative
+# lists a piece of itself that the pattern bounds by ``\b`` or a non-word character), or
+# one of its parts anywhere (a piece of an alternative with no such word: ``extract`` also
+# matches "extracted"), or, for math, the ``_ARITHMETIC`` alternative itself. So a pattern
+# whose gate stays shut has no match and counts 0 without running, and one whose gate opens
+# runs as before: the counts never change. An alternative added to a pattern needs a piece
+# here too (tests/property/test_rules_ascii.py checks the gates against the patterns).
+_GATES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "code": (
+        "def class function return import const let var static select trace stacktrace "
+        "traceback compile compiles compiler regex refactor debug test tests python "
+        "javascript typescript golang rust java sql bash dockerfile yaml endpoint",
+        ("```", "c++"),
+    ),
+    "math": (
+        "solve equation integral derivative probability calculate compute percent sum prove "
+        "proof theorem lemma algebra geometry prime primes",
+        ("how many", "how much"),  # not the words "many" and "much": too many false alarms
+    ),
+    "summarization": ("summarise summarize summary tl tldr points condense recap shorten", ()),
+    "extraction": ("pull list find json named", ("extract", "parse", "field", "entities")),
+    "translation": (
+        "translate translation english french german spanish italian japanese chinese",
+        (),
+    ),
+    "classification": (
+        "classify categorise categorize sentiment label category spam positive negative",
+        (),
+    ),
+    "creative": ("poem story haiku lyrics slogan creative imagine fiction tagline joke jokes", ()),
+    "reasoning": (
+        "why analyse analyze compare evaluate trade tradeoff tradeoffs cons design architect "
+        "strategy plan implication implications reason",
+        (),
+    ),
+    "hard": (
+        "prove proof derive rigorous step depth comprehensive distributed trade tradeoff "
+        "tradeoffs cases formal complexity multistep safe threadsafe review",
+        ("concurren", "optimi", "architect", "scalab", "migrat", "consisten", "end-to-end"),
+    ),
+    "medium": (
+        "explain describe write implement function compare summarise summarize analyse "
+        "analyze translate extract debug refactor outline draft review",
+        (),
+    ),
+}
+# Bit i of a gate mask stands for pattern i in this order (``_task_scores`` relies on it).
+_GATED = (*(task for task, _, _ in _TASKS), "hard", "medium")
+_MATH_BIT, _HARD_BIT, _MEDIUM_BIT = (1 << _GATED.index(name) for name in ("math", "hard", "medium"))
+_ALL_OPEN = -1  # every bit set: no gate (the non-ASCII path)
+_WORD_BYTES = bytes(c if re.match(r"\w", chr(c)) else ord(" ") for c in range(256))
+_ARITHMETIC_ASCII = re.compile(_ARITHMETIC)
+
+
+def _gate_tables() -> tuple[dict[bytes, int], tuple[tuple[str, int], ...]]:
+    if sorted(_GATED) != sorted(_GATES):
+        raise ValueError("every pattern needs exactly one gate")
+    words: dict[bytes, int] = {}
+    parts: list[tuple[str, int]] = []
+    for bit, name in enumerate(_GATED):
+        gate_words, gate_parts = _GATES[name]
+        for word in gate_words.split():
+            words[word.encode()] = words.get(word.encode(), 0) | 1 << bit
+        parts += [(part, 1 << bit) for part in gate_parts]
+    return words, tuple(parts)
+
+
+_WORD_GATES, _PART_GATES = _gate_tables()
+
+
+def _open_gates(lowered: str) -> int:
+    """The gate mask for lower-cased ASCII text: bit i clear if pattern i cannot match."""
+    words = lowered.encode("ascii").translate(_WORD_BYTES).split()
+    mask = 0
+    for word in _WORD_GATES.keys() & words:
+        mask |= _WORD_GATES[word]
+    for part, bit in _PART_GATES:
+        if part in lowered:
+            mask |= bit
+    if _ARITHMETIC_ASCII.search(lowered):
+        mask |= _MATH_BIT
+    return mask
+
 
 @value_type
 class _Scores:
@@ -135,12 +222,14 @@ class _Scores:
 
 
 def _task_scores(
-    text: str, tasks: tuple[tuple[str, re.Pattern[str], float], ...] = _TASKS
+    text: str,
+    tasks: tuple[tuple[str, re.Pattern[str], float], ...] = _TASKS,
+    gates: int = _ALL_OPEN,
 ) -> _Scores:
     best, best_score, second = "chat", 0.0, 0.0
     signals: list[str] = []
-    for task, pattern, weight in tasks:
-        hits = len(pattern.findall(text))
+    for i, (task, pattern, weight) in enumerate(tasks):
+        hits = len(pattern.findall(text)) if gates >> i & 1 else 0
         if not hits:
             continue
         score = weight * min(hits, 4)
@@ -157,9 +246,10 @@ def classify_text(text: str, *, turns: int = 1) -> Classification:
     scan = text[:_SCAN_CHARS]
     if scan.isascii():
         lowered = scan.lower()
-        scores = _task_scores(lowered, _TASKS_ASCII)
-        hard = len(_HARD_ASCII.findall(lowered))
-        medium = len(_MEDIUM_ASCII.findall(lowered))
+        gates = _open_gates(lowered)
+        scores = _task_scores(lowered, _TASKS_ASCII, gates)
+        hard = len(_HARD_ASCII.findall(lowered)) if gates & _HARD_BIT else 0
+        medium = len(_MEDIUM_ASCII.findall(lowered)) if gates & _MEDIUM_BIT else 0
     else:
         scores = _task_scores(scan)
         hard = len(_HARD.findall(scan))
@@ -183,7 +273,8 @@ def classify_text(text: str, *, turns: int = 1) -> Classification:
     if medium:
         points += 0.75 if medium == 1 else 1.0
         signals.append(f"medium_markers:{medium}")
-    if scan.count("?") > 2 or len(_BULLETS.findall(scan)) > 3:
+    # Four bullets start four lines: three newlines at least, else no need to look.
+    if scan.count("?") > 2 or (scan.count("\n") > 2 and len(_BULLETS.findall(scan)) > 3):
         points += 0.75
         signals.append("multi_part")
     if scores.task in ("code", "math") and words > 25:

@@ -320,6 +320,42 @@ async def test_lowest_latency_prefers_the_faster_deployment() -> None:
     assert len(fast.calls) > 30
 
 
+class SlowToStartStreams(Scripted):
+    """Streams whose first chunk comes after the model's next scripted delay."""
+
+    def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
+        self.calls.append(request.model_id)
+        steps = self.script.get(request.model_id, [])
+        delay = steps.pop(0) if steps else 0.0
+
+        async def deltas() -> AsyncIterator[StreamDelta]:
+            await asyncio.sleep(delay if isinstance(delay, float) else 0.0)
+            yield StreamDelta(text="hi")
+            yield StreamDelta(finish_reason="stop", usage=Usage(10, 5))
+
+        return deltas()
+
+
+async def test_lowest_latency_streams_go_where_streams_start_soonest() -> None:
+    # Streams record how soon they start answering, not whole answers: the balancer
+    # compares that series for streams.
+    cfg = _config(
+        {"slow": {}, "fast": {}},
+        {
+            "m": {
+                "balance": "lowest_latency",
+                "deployments": [{"provider": "slow"}, {"provider": "fast"}],
+            }
+        },
+    )
+    slow, fast = SlowToStartStreams("slow", {"m": [0.03] * 100}), SlowToStartStreams("fast")
+    ctx = _ctx(cfg, {"slow": slow, "fast": fast}, cap=100)
+    for _ in range(40):
+        streaming = dataclasses.replace(ctx, deadline=time.monotonic() + 5, calls_made=0)
+        await stream_single(streaming, REQUEST, _plan(streaming, "m"))
+    assert len(fast.calls) > 30
+
+
 async def test_limits_refusal_is_a_skip_and_fails_over() -> None:
     cfg = _config(
         {"a": {"limits": {"max_concurrency": 1, "max_queue": 0}}, "b": {}},

@@ -61,6 +61,7 @@ from quorum.server.errors import (
 from quorum.server.execute.events import NULL_SINK, AttemptStarted, EventSink
 from quorum.server.execute.gate import strip_fence
 from quorum.server.providers.base import Provider, ProviderRequest, checked_usage
+from quorum.server.resilience.balance import whole_answers
 from quorum.server.resilience.breakers import Breakers
 from quorum.server.resilience.limits import Permit
 from quorum.server.resilience.runtime import Resilience
@@ -202,8 +203,11 @@ def retry_after_hint(error: ProviderError | None) -> float | None:
     return None
 
 
-def choose_deployment(ctx: ExecutionContext, spec: ModelSpec, tried: set[str]) -> Deployment:
-    """A deployment to call: a callable one not yet tried, picked by the balancer.
+def choose_deployment(
+    ctx: ExecutionContext, spec: ModelSpec, tried: set[str], *, streaming: bool = False
+) -> Deployment:
+    """A deployment to call: a callable one not yet tried, picked by the balancer (by
+    how soon streams start answering, for a stream).
 
     When none is callable the least unhealthy is returned; its breaker guard then
     refuses it with the reason.
@@ -212,7 +216,8 @@ def choose_deployment(ctx: ExecutionContext, spec: ModelSpec, tried: set[str]) -
     pool = [d for d in deployments if d.key not in tried] or list(deployments)
     usable = [d for d in pool if ctx.breakers.callable(d.breaker)]
     if usable:
-        return ctx.resilience.balancer.choose(spec, usable)
+        series = first_chunk_key if streaming else whole_answers
+        return ctx.resilience.balancer.choose(spec, usable, series=series)
     best = pool[0]
     for d in pool[1:]:
         if ctx.breakers.health(d.breaker).better_than(ctx.breakers.health(best.breaker)):
@@ -428,8 +433,10 @@ async def with_policy(
     *,
     reserve: int = 0,
     record: list[Attempt] | None = None,
+    streaming: bool = False,
 ) -> Called[T]:
-    """Run ``send(deployment, first)`` until it succeeds or the policy says stop.
+    """Run ``send(deployment, first)`` until it succeeds or the policy says stop
+    (``streaming``: ``send`` opens a stream).
 
     Chooses the deployment each time, waits out a short cool-down once, moves to
     another deployment of the model after any failure, and retries transient faults on
@@ -450,7 +457,7 @@ async def with_policy(
     first = True
     previous: tuple[Sent[T], Deployment] | None = None  # the failed send before this one
     while True:
-        deployment = choose_deployment(ctx, spec, tried)
+        deployment = choose_deployment(ctx, spec, tried, streaming=streaming)
         if not waited:
             wait = rate_limit_wait(ctx, deployment)
             if wait > 0:

@@ -125,7 +125,7 @@ async def stream_single(
         async def send(deployment: Deployment, first: bool) -> Sent[_Opened]:
             return await _open(ctx, request, spec, deployment, role, first)  # noqa: B023
 
-        called = await with_policy(ctx, spec, send, reserve=len(queue) - index)
+        called = await with_policy(ctx, spec, send, reserve=len(queue) - index, streaming=True)
         attempts.extend(called.earlier)
         opened = called.last.value
         if opened is None:

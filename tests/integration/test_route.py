@@ -95,6 +95,8 @@ async def test_deadline_bounds_downstream_work() -> None:
             assert info.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
             assert info.value.reason == "DEADLINE_EXCEEDED"
             assert info.value.attempts
+            # ...and which model the time went on.
+            assert f"last attempt: {info.value.attempts[-1].model}" in info.value.message
             events = [e async for e in client.route_stream("hello", timeout=0.3)]
             assert events[-1].error.code == "DEADLINE_EXCEEDED" and events[-1].error.attempts
 

@@ -151,9 +151,12 @@ async def _hedged(
 
 
 def deadline_exceeded(attempts: list[Attempt], plan: ExecutionPlan) -> DeadlineExceeded:
-    return DeadlineExceeded(
-        "deadline exceeded before an answer was ready", attempts=attempts, plan=plan
-    )
+    """Time ran out; the message says what the last attempt was doing when it did."""
+    message = "deadline exceeded before an answer was ready"
+    if attempts:
+        last = attempts[-1]
+        message += f" (last attempt: {last.model}, {last.reason})"
+    return DeadlineExceeded(message, attempts=attempts, plan=plan)
 
 
 def no_answer(

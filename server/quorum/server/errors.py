@@ -22,6 +22,7 @@ another candidate. :mod:`quorum.server.service.status` is the one place that tur
     ├── ConfigError               (start-up only)     invalid configuration, names key paths
     └── ProviderError             (one upstream call; retryable ones fail over)
         ├── ProviderUnavailable       5xx, connection error, breaker open
+        │   └── ProviderRequestTimeout    408: retried, but no breaker verdict
         ├── ProviderTimeout           no answer in time
         ├── ProviderRateLimited       429, with Retry-After
         ├── ProviderBadResponse       malformed body (retryable on another model)
@@ -239,6 +240,15 @@ class ProviderUnavailable(ProviderError):
     """5xx, connection refused or reset, or the provider's breaker is open."""
 
     reason = "PROVIDER_UNAVAILABLE"
+
+
+class ProviderRequestTimeout(ProviderUnavailable):
+    """408: the provider's server gave up waiting for the request (a slow upload, an idle
+    connection it closed). Worth another try, as an unavailable provider is, but no
+    evidence either way about its health: its breaker neither counts it nor resets."""
+
+    counts_for_breaker = False
+    breaker_verdict = False
 
 
 class ProviderTimeout(ProviderError):

@@ -23,7 +23,7 @@ class BreakerConfig(Strict):
 class RetryConfig(Strict):
     """Retries of one provider's failed calls, and how long a 429 may be waited out.
 
-    A retry is taken only for a transient fault (5xx, connection error, malformed
+    A retry is taken only for a transient fault (5xx, 408, connection error, malformed
     body), within the caller's deadline and the upstream-call cap, after a jittered
     exponential backoff, and only while the retry budget allows: each first call
     earns ``budget_ratio`` of a retry (plus ``budget_min_per_s`` over time), so a

@@ -14,7 +14,7 @@ returns a :class:`CallResult` with the completion or the error and an
 * **429**: Retry-After cools the deployment down (shared across replicas when state is
   in Redis). When the wait is short (``retry.max_rate_limit_wait_s``) and the deadline
   allows, the call waits it out once and tries again; otherwise it fails over.
-* **Retries**: transient faults (5xx, connection errors, malformed bodies) on the same
+* **Retries**: transient faults (5xx, 408, connection errors, malformed bodies) on the same
   deployment are retried up to ``retry.max_retries`` after a jittered exponential
   backoff, within the deadline, only while the provider's retry budget allows, and
   leaving ``reserve`` calls of the request's cap for the candidates still to come.

@@ -200,13 +200,23 @@ async def _open(
             stack.callback(permit.release)
         provider = ctx.providers[deployment.provider]
         limit = ctx.provider_timeouts.get(deployment.provider, 60.0)
+        # The provider's timeout bounds each silence of the stream (the wait for its
+        # first chunk and for every next one), not its length: the caller's deadline
+        # bounds the whole. The adapter's own bound on the whole is a little past the
+        # deadline, so that _relay's timer, which knows it was the deadline, fires first.
         timeout = min(ctx.time_left(), limit)
         stack.enter_context(ctx.breakers.guard(deployment.breaker))
         count_call(ctx, spec, deployment, role, first)
         stack.enter_context(ctx.resilience.balancer.track(deployment))
         sent = ctx.clock()
         deltas = provider.stream(
-            ProviderRequest(deployment.model_id, request.messages, request.params, timeout)
+            ProviderRequest(
+                deployment.model_id,
+                request.messages,
+                request.params,
+                timeout,
+                stream_total_s=ctx.time_left() + 0.05,
+            )
         )
         try:
             async with asyncio.timeout(timeout + 0.05):
@@ -301,6 +311,14 @@ async def _relay(
         error = CallerDeadlineTimeout(
             f"{provider}: the stream outlasted the deadline", provider=provider
         )
+    except ProviderTimeout as exc:
+        # The provider went silent for longer than its timeout_s: its fault (counted),
+        # unless the deadline was up anyway (the adapter's timer won a tie with ours).
+        error = exc
+        if ctx.time_left() <= 0:
+            error = CallerDeadlineTimeout(
+                f"{provider}: the stream outlasted the deadline", provider=provider
+            )
     except ProviderError as exc:
         error = exc
     except asyncio.CancelledError as exc:

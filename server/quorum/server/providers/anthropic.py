@@ -47,7 +47,12 @@ from quorum.server.domain import (
 from quorum.server.errors import ProviderBadResponse
 from quorum.server.providers import sse
 from quorum.server.providers.base import ProviderRequest, StreamDelta, portable_call_id
-from quorum.server.providers.http import HttpClient, error_for_status, timeout_for
+from quorum.server.providers.http import (
+    HttpClient,
+    error_for_status,
+    stream_timeout_for,
+    timeout_for,
+)
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -125,7 +130,7 @@ class AnthropicProvider:
             self._url,
             self._body(request, stream=True),
             headers=self._headers,
-            time_limit=self._timeout(request),
+            time_limit=self._stream_timeout(request),
         ) as events:
             async for event in events:
                 if stopped or event.event == "ping":
@@ -200,6 +205,10 @@ class AnthropicProvider:
     def _timeout(self, request: ProviderRequest) -> aiohttp.ClientTimeout:
         limit = min(request.timeout_s, self._config.timeout_s)
         return timeout_for(limit, self._config.connect_timeout_s)
+
+    def _stream_timeout(self, request: ProviderRequest) -> aiohttp.ClientTimeout:
+        silence = min(request.timeout_s, self._config.timeout_s)
+        return stream_timeout_for(silence, request.stream_total_s, self._config.connect_timeout_s)
 
     def _body(self, request: ProviderRequest, *, stream: bool) -> dict[str, Any]:
         params = request.params

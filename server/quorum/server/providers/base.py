@@ -29,12 +29,21 @@ _PORTABLE_CALL_ID = re.compile(r"[A-Za-z0-9_-]{1,40}")
 
 @value_type
 class ProviderRequest:
-    """One upstream call: the provider's model id, the conversation and a time limit."""
+    """One upstream call: the provider's model id, the conversation and its time limits.
+
+    ``timeout_s`` is the provider's time limit (the executor passes the smaller of the
+    caller's time left and the provider's ``timeout_s``). A unary call's whole answer
+    comes within it. A stream's silences do — the wait for its first chunk and every
+    wait for the next — but not its length: ``stream_total_s`` bounds a stream as a
+    whole (the executor passes the caller's time left); ``None``: a stream may go on
+    as long as it keeps answering (its consumer bounds it). Unary calls ignore it.
+    """
 
     model_id: str
     messages: tuple[Message, ...]
     params: GenerationParams
     timeout_s: float
+    stream_total_s: float | None = None
 
 
 @value_type
@@ -67,7 +76,14 @@ class Provider(Protocol):
         ...
 
     def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
-        """Run one streaming call; closing the iterator cancels the upstream request."""
+        """Run one streaming call; closing the iterator cancels the upstream request.
+
+        A stream whose provider sends nothing for longer than ``request.timeout_s``
+        (before its first chunk or between two) raises :class:`ProviderTimeout`; so does
+        one still going after ``request.stream_total_s``, when set. A stream that keeps
+        answering may take longer than ``timeout_s`` in all. The contract suite holds
+        every adapter to this.
+        """
         ...
 
     async def close(self) -> None:

@@ -56,7 +56,12 @@ from quorum.server.errors import (
 )
 from quorum.server.providers import sse
 from quorum.server.providers.base import ProviderRequest, StreamDelta
-from quorum.server.providers.http import HttpClient, error_for_status, timeout_for
+from quorum.server.providers.http import (
+    HttpClient,
+    error_for_status,
+    stream_timeout_for,
+    timeout_for,
+)
 
 _SIGNATURE = "~sig~"
 _CALL_PREFIX = "gcall_"
@@ -127,7 +132,7 @@ class GeminiProvider:
             self._url(request, "streamGenerateContent") + "?alt=sse",
             self._body(request),
             headers=self._headers,
-            time_limit=self._timeout(request),
+            time_limit=self._stream_timeout(request),
             refine=_retry_info,
         ) as events:
             async for event in events:
@@ -159,6 +164,10 @@ class GeminiProvider:
     def _timeout(self, request: ProviderRequest) -> aiohttp.ClientTimeout:
         limit = min(request.timeout_s, self._config.timeout_s)
         return timeout_for(limit, self._config.connect_timeout_s)
+
+    def _stream_timeout(self, request: ProviderRequest) -> aiohttp.ClientTimeout:
+        silence = min(request.timeout_s, self._config.timeout_s)
+        return stream_timeout_for(silence, request.stream_total_s, self._config.connect_timeout_s)
 
     def _body(self, request: ProviderRequest) -> dict[str, Any]:
         params = request.params

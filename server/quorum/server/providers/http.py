@@ -1,9 +1,16 @@
 """HTTP plumbing shared by the HTTP adapters: one session, status → error mapping.
 
 One :class:`aiohttp.ClientSession` serves every provider (connection pooling, one DNS
-cache). Each call gets a timeout bounded by the caller's remaining deadline. HTTP error
-statuses become :mod:`quorum.server.errors` provider errors here, in one place, so every
-adapter classifies them the same way.
+cache). A unary call gets a total timeout (:func:`timeout_for`); a stream gets an idle
+timeout, and a total one only from the caller's remaining deadline
+(:func:`stream_timeout_for`). HTTP error statuses become :mod:`quorum.server.errors`
+provider errors here, in one place, so every adapter classifies them the same way:
+
+    429                       ProviderRateLimited (with Retry-After)
+    401, 403                  ProviderAuthError
+    408                       ProviderRequestTimeout (retried; no breaker verdict)
+    any other 4xx (409 too)   ProviderRejected (the request's fault; not counted)
+    5xx (and anything else)   ProviderUnavailable (counted by the breaker)
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from quorum.server.errors import (
     ProviderError,
     ProviderRateLimited,
     ProviderRejected,
+    ProviderRequestTimeout,
     ProviderUnavailable,
 )
 
@@ -59,17 +67,34 @@ def error_for_status(
         return ProviderRateLimited(text, provider=provider, retry_after_s=retry_after)
     if status in (401, 403):
         return ProviderAuthError(text, provider=provider, status=status)
-    if status in (408, 409) or status >= 500:
-        return ProviderUnavailable(text, provider=provider, status=status)
-    if 400 <= status < 500:
+    if status == 408:
+        # The server gave up waiting for the request (a slow upload, an idle pooled
+        # connection): worth trying again, but no verdict on the provider's health.
+        return ProviderRequestTimeout(text, provider=provider, status=status)
+    if 400 <= status < 500:  # 409 as well: a conflict is about this request
         return ProviderRejected(text, provider=provider, status=status)
     return ProviderUnavailable(text, provider=provider, status=status)
 
 
 def timeout_for(remaining_s: float, connect_s: float) -> aiohttp.ClientTimeout:
-    """A total timeout bounded by the remaining deadline."""
+    """A unary call's timeout: the whole answer within ``remaining_s``."""
     total = max(0.001, remaining_s)
     return aiohttp.ClientTimeout(total=total, sock_connect=min(connect_s, total))
+
+
+def stream_timeout_for(
+    silence_s: float, total_s: float | None, connect_s: float
+) -> aiohttp.ClientTimeout:
+    """A stream's timeout: the connection within ``silence_s``, then never longer than
+    ``silence_s`` without a byte from the provider (aiohttp's ``sock_read``, restarted
+    by every read: the wait for the response, its first chunk and each next one); the
+    whole stream within ``total_s`` (the caller's deadline), when given. A stream that
+    keeps answering may outlast ``silence_s`` many times over."""
+    silence = max(0.001, silence_s)
+    total = None if total_s is None else max(0.001, total_s)
+    return aiohttp.ClientTimeout(
+        total=total, connect=silence, sock_connect=min(connect_s, silence), sock_read=silence
+    )
 
 
 class HttpClient:

@@ -49,7 +49,7 @@ from quorum.server.domain import (
 from quorum.server.errors import ProviderBadResponse, ProviderUnavailable
 from quorum.server.providers import sse
 from quorum.server.providers.base import ProviderRequest, StreamDelta, portable_call_id
-from quorum.server.providers.http import HttpClient, timeout_for
+from quorum.server.providers.http import HttpClient, stream_timeout_for, timeout_for
 
 _OPENAI_HOSTS = ("api.openai.com", ".openai.azure.com")
 _NO_PARAMS = {"type": "object", "properties": {}}
@@ -112,7 +112,7 @@ class OpenAIProvider:
             self._url,
             body,
             headers=self._headers,
-            time_limit=self._timeout(request),
+            time_limit=self._stream_timeout(request),
         ) as events:
             async for event in events:
                 if done:
@@ -149,6 +149,10 @@ class OpenAIProvider:
     def _timeout(self, request: ProviderRequest) -> aiohttp.ClientTimeout:
         limit = min(request.timeout_s, self._config.timeout_s)
         return timeout_for(limit, self._config.connect_timeout_s)
+
+    def _stream_timeout(self, request: ProviderRequest) -> aiohttp.ClientTimeout:
+        silence = min(request.timeout_s, self._config.timeout_s)
+        return stream_timeout_for(silence, request.stream_total_s, self._config.connect_timeout_s)
 
     def _body(self, request: ProviderRequest, *, stream: bool) -> dict[str, Any]:
         body: dict[str, Any] = {

@@ -352,12 +352,9 @@ class SimulatedProvider:
         behaviour, completion, latency = self._prepare(request)
         per_token = behaviour.ms_per_output_token / 1000.0
         first = max(0.0, latency - completion.usage.output_tokens * per_token)
-        if first > request.timeout_s:
-            await asyncio.sleep(max(0.0, request.timeout_s))
-            raise ProviderTimeout(
-                f"{self._name}: no first token within {request.timeout_s:.3f}s", provider=self._name
-            )
-        await asyncio.sleep(first)
+        # As the HTTP adapters: timeout_s bounds each wait, stream_total_s the whole.
+        left = request.stream_total_s
+        left = await self._wait(first, request.timeout_s, left, "no first token")
         self._maybe_fail(behaviour)
         for call in completion.tool_calls:
             yield StreamDelta(tool_call=call)
@@ -365,9 +362,28 @@ class SimulatedProvider:
         for i, word in enumerate(words):
             piece = word if i == 0 else " " + word
             if per_token:
-                await asyncio.sleep(per_token * count_tokens(piece))
+                gap = per_token * count_tokens(piece)
+                left = await self._wait(gap, request.timeout_s, left, "no next token")
             yield StreamDelta(text=piece)
         yield StreamDelta(finish_reason=completion.finish_reason, usage=completion.usage)
+
+    async def _wait(
+        self, seconds: float, silence_s: float, left_s: float | None, what: str
+    ) -> float | None:
+        """Sleep ``seconds`` of a stream's silence, unless that is longer than
+        ``silence_s`` or than the ``left_s`` the stream has in all: then sleep to that
+        limit and time out. The time the stream has left after."""
+        limit = silence_s if left_s is None else min(silence_s, left_s)
+        if seconds > limit:
+            await asyncio.sleep(max(0.0, limit))
+            why = (
+                f"{what} within {limit:.3f}s"
+                if limit == silence_s
+                else "the stream ran out of time"
+            )
+            raise ProviderTimeout(f"{self._name}: {why}", provider=self._name)
+        await asyncio.sleep(seconds)
+        return None if left_s is None else left_s - seconds
 
     async def close(self) -> None:
         return None

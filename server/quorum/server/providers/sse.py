@@ -5,7 +5,8 @@
 * Every aiohttp, socket and JSON failure is translated here, in one place
   (:func:`translate_errors`), into a :mod:`quorum.server.errors` provider error:
 
-      TimeoutError (total, connect or read)          -> ProviderTimeout
+      TimeoutError (total, connect, or read: a
+      stream silent for longer than its limit)        -> ProviderTimeout
       connection refused/reset, server disconnected,
       payload ended early (ClientPayloadError)        -> ProviderUnavailable
       HTTP status >= 400                              -> http.error_for_status(...)
@@ -126,6 +127,10 @@ def translate_errors(provider: str) -> Iterator[None]:
         yield
     except ProviderError:
         raise
+    except aiohttp.SocketTimeoutError as exc:  # sock_read: a stream's silence
+        raise ProviderTimeout(
+            f"{provider}: nothing received within its time limit", provider=provider
+        ) from exc
     except TimeoutError as exc:  # aiohttp's total/connect/read timeouts all subclass it
         raise ProviderTimeout(f"{provider}: no answer in time", provider=provider) from exc
     except aiohttp.ClientPayloadError as exc:

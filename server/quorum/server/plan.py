@@ -23,9 +23,10 @@ in, so its tests are tables.
    Multi-call strategies are laid out by :mod:`quorum.server.plan_stages`.
 3. Single: target tier from a forced model or tier, the use case, the priority or the
    difficulty (an ambiguous classification moves one tier up); candidates in the target
-   tier cheapest first, then more capable tiers, then cheaper ones; unhealthy providers
-   last; cut to the failover limit. A use case that sets a tier keeps every strategy to
-   that tier's models.
+   tier cheapest first, then more capable tiers, then cheaper ones; unhealthy models
+   last (a model is unhealthy when every breaker it runs under — its provider's, or its
+   deployments' own — is open or cooling down); cut to the failover limit. A use case
+   that sets a tier keeps every strategy to that tier's models.
 """
 
 from __future__ import annotations
@@ -282,9 +283,7 @@ def _plan_single(p: Planning) -> ExecutionPlan:
             Reason(
                 "UNHEALTHY_LAST",
                 "moved to the end: "
-                + ", ".join(
-                    f"{m.name} ({p.snapshot.health(m.provider).state.value})" for m in unhealthy
-                ),
+                + ", ".join(f"{m.name} ({p.health(m).state.value})" for m in unhealthy),
             )
         )
     ordered = healthy + unhealthy

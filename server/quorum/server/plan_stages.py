@@ -27,7 +27,8 @@ from quorum.server.errors import StrategyInfeasible
 from quorum.server.execute.vote import min_deciding_weight
 from quorum.server.hashing import fraction
 from quorum.server.policy import RoutingPolicy
-from quorum.server.state import StateSnapshot, accuracy_key, route_key
+from quorum.server.resilience.breakers import ProviderHealth
+from quorum.server.state import StateSnapshot, accuracy_key, model_breakers, route_key
 from quorum.server.values import value_type
 
 UNHEALTHY = (BreakerState.OPEN, BreakerState.COOLING_DOWN)
@@ -52,8 +53,13 @@ class Planning:
     def cost(self, model: ModelSpec) -> float:
         return model.estimate_cost(self.input_tokens, self.output_tokens)
 
+    def health(self, model: ModelSpec) -> ProviderHealth:
+        """``model``'s health: its deployments' breakers, not its provider's."""
+        return self.snapshot.model_health(model)
+
     def healthy(self, model: ModelSpec) -> bool:
-        return self.snapshot.health(model.provider).state not in UNHEALTHY
+        """Whether some deployment of ``model`` is neither open nor cooling down."""
+        return self.health(model).state not in UNHEALTHY
 
     def infeasible(self, strategy: Strategy, why: str) -> StrategyInfeasible:
         return StrategyInfeasible(
@@ -65,9 +71,9 @@ class Planning:
 def make_candidate(
     p: Planning, model: ModelSpec, note: str, *, cost: float | None = None, weight: float = 0.0
 ) -> Candidate:
-    health = p.snapshot.health(model.provider)
+    health = p.health(model)
     if health.state in UNHEALTHY:
-        state = f"provider {health.state.value}"
+        state = f"{_breaker_name(model)} {health.state.value}"
         note = f"{note}; {state}" if note else state
     return Candidate(
         model=model.name,
@@ -78,6 +84,16 @@ def make_candidate(
         weight=weight or model.weight,
         note=note,
     )
+
+
+def _breaker_name(model: ModelSpec) -> str:
+    """How a candidate's note names the breakers it was judged by."""
+    keys = model_breakers(model)
+    if keys == (model.provider,):
+        return "provider"
+    if len(keys) == 1:
+        return f"breaker {keys[0]}"
+    return "every deployment"
 
 
 def is_probe(request_id: str, share: float) -> bool:

@@ -168,9 +168,8 @@ class Router:
         traced = config.observability.tracing
         self.tracing = tracing or (Tracing.create(traced) if traced is not None else None)
         self.guardrails = Guardrails(config, self.catalog, self.metrics, self.tracing)
-        self.breakers.add_listener(self.metrics.breaker_listener())
-        for name, health in self.breakers.snapshot().items():
-            self.metrics.breaker(name, health.state)
+        # Read at scrape time: a breaker past its reset timeout shows half-open at once.
+        self.metrics.track_breakers(self.breakers.states)
 
     async def close(self) -> None:
         await self.guardrails.close()

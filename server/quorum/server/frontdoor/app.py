@@ -51,6 +51,7 @@ from quorum.server.names import REQUEST_ID, new_request_id
 from quorum.server.observability.logs import request_scope
 from quorum.server.router import Router
 from quorum.server.service.admission import Admission
+from quorum.server.state import model_health
 
 log = structlog.get_logger("quorum.frontdoor")
 
@@ -238,7 +239,7 @@ class _Handlers:
         extension: dict[str, Any] = {"kind": kind}
         spec = self.router.catalog.models.get(model_id) if kind == "model" else None
         if spec is not None:
-            health = self.router.breakers.snapshot().get(spec.provider)
+            health = model_health(self.router.breakers.snapshot(), spec)
             extension.update(
                 provider=spec.provider,
                 provider_kind=spec.provider_kind,
@@ -247,7 +248,7 @@ class _Handlers:
                 output_usd_per_mtok=spec.output_usd_per_mtok,
                 context_window=spec.context_window,
                 capabilities=plain(spec.capabilities),
-                breaker_state=plain(health.state) if health else None,
+                breaker_state=plain(health.state),
                 simulated=spec.simulated is not None,
             )
         entry["quorum"] = extension

@@ -13,7 +13,8 @@ Names and labels (docs/deploy.md's alerts use them):
 ``quorum_cost_usd_total``                   tenant, model
 ``quorum_baseline_cost_usd_total``          tenant — the premium model's price for the
                                             same answers (the saving's reference)
-``quorum_breaker_state``                    provider: 0 closed, 1 half-open, 2 open
+``quorum_breaker_state``                    provider: 0 closed, 1 half-open, 2 open —
+                                            read from the breakers at scrape time
 ``quorum_cascade_escalations_total``        route (agent/first tier, the planner's key)
 ``quorum_consensus_agreement``              histogram of the winning share
 ``quorum_budget_used_ratio``                tenant (``_global`` for all), period
@@ -26,13 +27,16 @@ Names and labels (docs/deploy.md's alerts use them):
 Label values come from config (tenants, models, providers, tiers) or small enums, so
 cardinality is bounded; a caller can never create a label value. The families written
 per request are :mod:`quorum.server.observability.tallies`, so recording costs a dict update.
+``quorum_breaker_state`` costs nothing per request: each scrape reads every breaker's
+effective state (:meth:`Metrics.track_breakers`), so an open breaker whose reset timeout
+has passed shows half-open (1) even when no call has probed it yet.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import suppress
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -40,6 +44,8 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from quorum.server.domain import Attempt, BreakerState, RouteResult
 from quorum.server.observability.tallies import Tallies
@@ -58,6 +64,33 @@ BREAKER_VALUES = {
 }
 
 _CLASSIFY, _PLAN, _EXECUTE, _ATTEMPT = ("classify",), ("plan",), ("execute",), ("attempt",)
+_BREAKER_HELP = "Circuit breaker per provider: 0 closed, 1 half-open, 2 open"
+
+BreakerStates = Callable[[], Mapping[str, BreakerState]]
+
+
+class _BreakerGauge(Collector):
+    """``quorum_breaker_state``, evaluated when Prometheus scrapes: the states set with
+    :meth:`Metrics.breaker`, overridden by what the tracked reader returns then.
+
+    The reader runs on the scrape thread, so it must only read (see
+    :meth:`~quorum.server.resilience.breakers.Breakers.states`)."""
+
+    def __init__(self) -> None:
+        self.read: BreakerStates | None = None
+        self.fixed: dict[str, BreakerState] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        states = dict(self.fixed)
+        if self.read is not None:
+            states.update(self.read())
+        family = GaugeMetricFamily("quorum_breaker_state", _BREAKER_HELP, labels=["provider"])
+        for provider, state in states.items():
+            family.add_metric([provider], BREAKER_VALUES[state])
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("quorum_breaker_state", _BREAKER_HELP, labels=["provider"])
 
 
 @dataclass(slots=True)
@@ -162,12 +195,8 @@ class Metrics:
         for stage in ("classify", "plan", "execute", "total", "attempt"):
             self._stage.touch((stage,))  # every stage shows from the start
         r.register(t)
-        self.breaker_state = Gauge(
-            "quorum_breaker_state",
-            "Circuit breaker per provider: 0 closed, 1 half-open, 2 open",
-            ["provider"],
-            registry=r,
-        )
+        self._breakers = _BreakerGauge()
+        r.register(self._breakers)
         self._budget_ratio = Gauge(
             "quorum_budget_used_ratio",
             "Budget used (spent plus reserved) over its limit, by tenant and period",
@@ -232,16 +261,17 @@ class Metrics:
         self._budget_ratio.labels(tenant, period).set(ratio)
         self._budget_limit.labels(tenant, period).set(limit_usd)
 
+    def track_breakers(self, read: BreakerStates) -> None:
+        """Export ``read()`` (breaker key → state) as ``quorum_breaker_state``, read when
+        Prometheus scrapes, from the scrape thread: pass a reader that only reads, such
+        as :meth:`Breakers.states <quorum.server.resilience.breakers.Breakers.states>`.
+        A breaker's state is then what it is at scrape time (half-open once its reset
+        timeout has passed), not what the last call through it left behind."""
+        self._breakers.read = read
+
     def breaker(self, provider: str, state: BreakerState) -> None:
-        self.breaker_state.labels(provider).set(BREAKER_VALUES[state])
-
-    def breaker_listener(self) -> Callable[[str, BreakerState, BreakerState], None]:
-        """For ``Breakers.add_listener``."""
-
-        def on_change(provider: str, old: BreakerState, new: BreakerState) -> None:
-            self.breaker(provider, new)
-
-        return on_change
+        """Set one breaker's exported state (a tracked reader's value wins)."""
+        self._breakers.fixed[provider] = state
 
 
 @dataclass

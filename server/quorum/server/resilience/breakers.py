@@ -24,7 +24,12 @@ for all replicas: the replica must hold the breaker's probe lease (see
 with Retry-After puts the key in a cool-down for that long.
 
 States are readable as a frozen snapshot for the planner, reported to state listeners
-(logged here) and to :class:`BreakerObserver` s — the hook for metrics. While every
+(logged here) and to :class:`BreakerObserver` s. pybreaker itself moves an open breaker to
+half-open only when the probe call starts; here the breaker counts as half-open as soon as
+its reset timeout has passed, and that change is logged and reported the first time a
+health read on the event loop (a request, a Plan, a guard) sees it. :meth:`Breakers.states`
+reads every breaker's state without changing anything, from any thread: the metrics read it
+when Prometheus scrapes, so the exported state never lags. While every
 breaker is closed and nothing cools down, health does not change with time, so the
 snapshot is kept until a breaker event (a failure, a state change, a cool-down, a
 shared refresh) and every request reads the same one. With a
@@ -205,6 +210,9 @@ class Breakers:
         self._steady_version = -1
         self._unsteady_until = 0.0
         self._counted: set[str] = set()
+        # Breakers reported half-open (their reset timeout passed) while pybreaker still
+        # holds them open: it moves them only when the probe call starts.
+        self._seen_half_open: set[str] = set()
         self._snapshot: dict[str, ProviderHealth] = {}
         self._snapshot_version = -1
         self._shared = shared
@@ -269,15 +277,38 @@ class Breakers:
     def _on_change(self, name: str, old: str, new: str) -> None:
         self._changed()
         old_state, new_state = _STATES.get(old, BreakerState.CLOSED), _STATES[new]
+        if name in self._seen_half_open:
+            # Already reported half-open: pybreaker's own open → half-open (the probe
+            # starting) is no news, and whatever follows it leaves half-open.
+            self._seen_half_open.discard(name)
+            old_state = BreakerState.HALF_OPEN
         if old_state is new_state:
             return
-        log.warning(
-            "breaker_state_changed", provider=name, old=old_state.value, new=new_state.value
-        )
+        self._announce(name, old_state, new_state)
+
+    def _announce(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        log.warning("breaker_state_changed", provider=name, old=old.value, new=new.value)
         for listener in self._listeners:
-            listener(name, old_state, new_state)
+            listener(name, old, new)
         for observer in self._observers:
-            observer.state_changed(name, old_state, new_state)
+            observer.state_changed(name, old, new)
+
+    def _observed(self, name: str, state: BreakerState) -> None:
+        """Report the change pybreaker does not make itself: an open breaker whose reset
+        timeout passed is half-open from then on (pybreaker moves it when the probe
+        starts), and one a shared refresh shows reopened elsewhere is open again."""
+        if state is BreakerState.HALF_OPEN:
+            if name in self._seen_half_open:
+                return
+            if self._breakers[name].current_state != pybreaker.STATE_OPEN:
+                return  # pybreaker's own half-open, already reported
+            self._seen_half_open.add(name)
+            self._changed()
+            self._announce(name, BreakerState.OPEN, BreakerState.HALF_OPEN)
+        elif state is BreakerState.OPEN and name in self._seen_half_open:
+            self._seen_half_open.discard(name)
+            self._changed()
+            self._announce(name, BreakerState.HALF_OPEN, BreakerState.OPEN)
 
     def _on_sync(self, cooldowns: Mapping[str, float]) -> None:
         """After a shared refresh: adopt cool-downs and let pybreaker notice new states."""
@@ -311,6 +342,15 @@ class Breakers:
         return self._health_now(name)
 
     def _health_now(self, name: str) -> ProviderHealth:
+        """The key's health now, reporting a half-open breaker the first time it is seen
+        (on the event loop only: see :meth:`_read_health`)."""
+        health = self._read_health(name)
+        if health.state is BreakerState.HALF_OPEN or name in self._seen_half_open:
+            self._observed(name, health.state)
+        return health
+
+    def _read_health(self, name: str) -> ProviderHealth:
+        """The key's health now; changes nothing, so any thread may call it."""
         remaining = max(0.0, self._cooldown_until.get(name, 0.0) - self._clock())
         state = self._effective_state(name)
         if remaining > 0 and state is BreakerState.CLOSED:
@@ -345,6 +385,23 @@ class Breakers:
         for key in self._breakers:
             if key not in out:
                 out[key] = self.health(key)
+        return out
+
+    def states(self) -> dict[str, BreakerState]:
+        """Every provider's state, then every deployment breaker's, as :meth:`snapshot`
+        has them (a half-open breaker is half-open once its reset timeout has passed,
+        called or not). Reads only: safe from another thread, such as a metrics scrape,
+        and reports nothing."""
+        healths = {key: self._read_health(key) for key in self._breakers}
+        out: dict[str, BreakerState] = {}
+        for name in self._providers:
+            own = self._by_provider.get(name)
+            if self._scope.get(name) == "model" and own:
+                out[name] = best_health(healths[k] for k in own).state
+            else:
+                out[name] = healths[name].state
+        for key, health in healths.items():
+            out.setdefault(key, health.state)
         return out
 
     def callable(self, name: str) -> bool:

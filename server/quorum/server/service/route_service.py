@@ -25,6 +25,7 @@ from quorum.server.router import Router
 from quorum.server.service import convert
 from quorum.server.service.status import internal_status, status_for, to_grpc
 from quorum.server.service.wire import bad_utf8_field
+from quorum.server.state import model_health
 
 log = structlog.get_logger("quorum.service")
 
@@ -209,7 +210,7 @@ class RouteService(svc_grpc.RouteServiceServicer):
             health = self._router.breakers.snapshot()
             return svc_pb.ListModelsResponse(
                 models=[
-                    convert.model_info_pb(m, health[m.provider])
+                    convert.model_info_pb(m, model_health(health, m))
                     for m in self._router.models(request.tier)
                 ],
                 tiers=list(self._router.catalog.tiers),

@@ -840,7 +840,9 @@ class Candidate(_message.Message):
     estimated_cost_usd: _builtins.float
     """Estimated cost of one call in USD."""
     breaker_state: Global___BreakerState.ValueType
-    """Breaker state of its provider when the plan was made."""
+    """Breaker state of the model when the plan was made: the healthiest of the breakers
+    its calls run under (its deployments' own, or its provider's).
+    """
     weight: _builtins.float
     """Vote weight (consensus)."""
     note: _builtins.str
@@ -1579,7 +1581,9 @@ class ModelInfo(_message.Message):
     simulated: _builtins.bool
     """True for a simulated model."""
     breaker_state: Global___BreakerState.ValueType
-    """Current breaker state of its provider."""
+    """Current breaker state of the model: the healthiest of the breakers its calls run
+    under (its deployments' own, or its provider's).
+    """
     @_builtins.property
     def capabilities(self) -> _containers.RepeatedScalarFieldContainer[Global___Capability.ValueType]:
         """Capabilities."""

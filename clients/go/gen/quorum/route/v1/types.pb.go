@@ -1579,7 +1579,8 @@ type Candidate struct {
 	Tier string `protobuf:"bytes,3,opt,name=tier,proto3" json:"tier,omitempty"`
 	// Estimated cost of one call in USD.
 	EstimatedCostUsd float64 `protobuf:"fixed64,4,opt,name=estimated_cost_usd,json=estimatedCostUsd,proto3" json:"estimated_cost_usd,omitempty"`
-	// Breaker state of its provider when the plan was made.
+	// Breaker state of the model when the plan was made: the healthiest of the breakers
+	// its calls run under (its deployments' own, or its provider's).
 	BreakerState BreakerState `protobuf:"varint,5,opt,name=breaker_state,json=breakerState,proto3,enum=quorum.route.v1.BreakerState" json:"breaker_state,omitempty"`
 	// Vote weight (consensus).
 	Weight float64 `protobuf:"fixed64,6,opt,name=weight,proto3" json:"weight,omitempty"`
@@ -3033,7 +3034,8 @@ type ModelInfo struct {
 	MaxSensitivity Sensitivity `protobuf:"varint,10,opt,name=max_sensitivity,json=maxSensitivity,proto3,enum=quorum.route.v1.Sensitivity" json:"max_sensitivity,omitempty"`
 	// True for a simulated model.
 	Simulated bool `protobuf:"varint,11,opt,name=simulated,proto3" json:"simulated,omitempty"`
-	// Current breaker state of its provider.
+	// Current breaker state of the model: the healthiest of the breakers its calls run
+	// under (its deployments' own, or its provider's).
 	BreakerState  BreakerState `protobuf:"varint,12,opt,name=breaker_state,json=breakerState,proto3,enum=quorum.route.v1.BreakerState" json:"breaker_state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -589,7 +589,8 @@ export type Candidate = Message$1<"quorum.route.v1.Candidate"> & {
   estimatedCostUsd: number;
 
   /**
-   * Breaker state of its provider when the plan was made.
+   * Breaker state of the model when the plan was made: the healthiest of the breakers
+   * its calls run under (its deployments' own, or its provider's).
    *
    * @generated from field: quorum.route.v1.BreakerState breaker_state = 5;
    */
@@ -1522,7 +1523,8 @@ export type ModelInfo = Message$1<"quorum.route.v1.ModelInfo"> & {
   simulated: boolean;
 
   /**
-   * Current breaker state of its provider.
+   * Current breaker state of the model: the healthiest of the breakers its calls run
+   * under (its deployments' own, or its provider's).
    *
    * @generated from field: quorum.route.v1.BreakerState breaker_state = 12;
    */

@@ -217,7 +217,8 @@ private static final long serialVersionUID = 0L;
   private int breakerState_ = 0;
   /**
    * <pre>
-   * Breaker state of its provider when the plan was made.
+   * Breaker state of the model when the plan was made: the healthiest of the breakers
+   * its calls run under (its deployments' own, or its provider's).
    * </pre>
    *
    * <code>.quorum.route.v1.BreakerState breaker_state = 5 [json_name = "breakerState"];</code>
@@ -228,7 +229,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Breaker state of its provider when the plan was made.
+   * Breaker state of the model when the plan was made: the healthiest of the breakers
+   * its calls run under (its deployments' own, or its provider's).
    * </pre>
    *
    * <code>.quorum.route.v1.BreakerState breaker_state = 5 [json_name = "breakerState"];</code>
@@ -1068,7 +1070,8 @@ private static final long serialVersionUID = 0L;
     private int breakerState_ = 0;
     /**
      * <pre>
-     * Breaker state of its provider when the plan was made.
+     * Breaker state of the model when the plan was made: the healthiest of the breakers
+     * its calls run under (its deployments' own, or its provider's).
      * </pre>
      *
      * <code>.quorum.route.v1.BreakerState breaker_state = 5 [json_name = "breakerState"];</code>
@@ -1079,7 +1082,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Breaker state of its provider when the plan was made.
+     * Breaker state of the model when the plan was made: the healthiest of the breakers
+     * its calls run under (its deployments' own, or its provider's).
      * </pre>
      *
      * <code>.quorum.route.v1.BreakerState breaker_state = 5 [json_name = "breakerState"];</code>
@@ -1094,7 +1098,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Breaker state of its provider when the plan was made.
+     * Breaker state of the model when the plan was made: the healthiest of the breakers
+     * its calls run under (its deployments' own, or its provider's).
      * </pre>
      *
      * <code>.quorum.route.v1.BreakerState breaker_state = 5 [json_name = "breakerState"];</code>
@@ -1107,7 +1112,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Breaker state of its provider when the plan was made.
+     * Breaker state of the model when the plan was made: the healthiest of the breakers
+     * its calls run under (its deployments' own, or its provider's).
      * </pre>
      *
      * <code>.quorum.route.v1.BreakerState breaker_state = 5 [json_name = "breakerState"];</code>
@@ -1124,7 +1130,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Breaker state of its provider when the plan was made.
+     * Breaker state of the model when the plan was made: the healthiest of the breakers
+     * its calls run under (its deployments' own, or its provider's).
      * </pre>
      *
      * <code>.quorum.route.v1.BreakerState breaker_state = 5 [json_name = "breakerState"];</code>

@@ -82,7 +82,8 @@ public interface CandidateOrBuilder extends
 
   /**
    * <pre>
-   * Breaker state of its provider when the plan was made.
+   * Breaker state of the model when the plan was made: the healthiest of the breakers
+   * its calls run under (its deployments' own, or its provider's).
    * </pre>
    *
    * <code>.quorum.route.v1.BreakerState breaker_state = 5 [json_name = "breakerState"];</code>
@@ -91,7 +92,8 @@ public interface CandidateOrBuilder extends
   int getBreakerStateValue();
   /**
    * <pre>
-   * Breaker state of its provider when the plan was made.
+   * Breaker state of the model when the plan was made: the healthiest of the breakers
+   * its calls run under (its deployments' own, or its provider's).
    * </pre>
    *
    * <code>.quorum.route.v1.BreakerState breaker_state = 5 [json_name = "breakerState"];</code>

@@ -464,7 +464,8 @@ private static final long serialVersionUID = 0L;
   private int breakerState_ = 0;
   /**
    * <pre>
-   * Current breaker state of its provider.
+   * Current breaker state of the model: the healthiest of the breakers its calls run
+   * under (its deployments' own, or its provider's).
    * </pre>
    *
    * <code>.quorum.route.v1.BreakerState breaker_state = 12 [json_name = "breakerState"];</code>
@@ -475,7 +476,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Current breaker state of its provider.
+   * Current breaker state of the model: the healthiest of the breakers its calls run
+   * under (its deployments' own, or its provider's).
    * </pre>
    *
    * <code>.quorum.route.v1.BreakerState breaker_state = 12 [json_name = "breakerState"];</code>
@@ -1977,7 +1979,8 @@ private static final long serialVersionUID = 0L;
     private int breakerState_ = 0;
     /**
      * <pre>
-     * Current breaker state of its provider.
+     * Current breaker state of the model: the healthiest of the breakers its calls run
+     * under (its deployments' own, or its provider's).
      * </pre>
      *
      * <code>.quorum.route.v1.BreakerState breaker_state = 12 [json_name = "breakerState"];</code>
@@ -1988,7 +1991,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Current breaker state of its provider.
+     * Current breaker state of the model: the healthiest of the breakers its calls run
+     * under (its deployments' own, or its provider's).
      * </pre>
      *
      * <code>.quorum.route.v1.BreakerState breaker_state = 12 [json_name = "breakerState"];</code>
@@ -2003,7 +2007,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Current breaker state of its provider.
+     * Current breaker state of the model: the healthiest of the breakers its calls run
+     * under (its deployments' own, or its provider's).
      * </pre>
      *
      * <code>.quorum.route.v1.BreakerState breaker_state = 12 [json_name = "breakerState"];</code>
@@ -2016,7 +2021,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Current breaker state of its provider.
+     * Current breaker state of the model: the healthiest of the breakers its calls run
+     * under (its deployments' own, or its provider's).
      * </pre>
      *
      * <code>.quorum.route.v1.BreakerState breaker_state = 12 [json_name = "breakerState"];</code>
@@ -2033,7 +2039,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Current breaker state of its provider.
+     * Current breaker state of the model: the healthiest of the breakers its calls run
+     * under (its deployments' own, or its provider's).
      * </pre>
      *
      * <code>.quorum.route.v1.BreakerState breaker_state = 12 [json_name = "breakerState"];</code>

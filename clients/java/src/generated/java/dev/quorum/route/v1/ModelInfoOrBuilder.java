@@ -220,7 +220,8 @@ public interface ModelInfoOrBuilder extends
 
   /**
    * <pre>
-   * Current breaker state of its provider.
+   * Current breaker state of the model: the healthiest of the breakers its calls run
+   * under (its deployments' own, or its provider's).
    * </pre>
    *
    * <code>.quorum.route.v1.BreakerState breaker_state = 12 [json_name = "breakerState"];</code>
@@ -229,7 +230,8 @@ public interface ModelInfoOrBuilder extends
   int getBreakerStateValue();
   /**
    * <pre>
-   * Current breaker state of its provider.
+   * Current breaker state of the model: the healthiest of the breakers its calls run
+   * under (its deployments' own, or its provider's).
    * </pre>
    *
    * <code>.quorum.route.v1.BreakerState breaker_state = 12 [json_name = "breakerState"];</code>

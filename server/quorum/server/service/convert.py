@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from enum import Enum
 from typing import Any, TypeVar, cast
+
+from google.protobuf.message import Message
 
 from quorum.route.v1 import route_service_pb2 as svc_pb
 from quorum.route.v1 import types_pb2 as pb
@@ -479,6 +481,17 @@ def feedback_from_pb(msg: svc_pb.FeedbackRequest) -> Feedback:
 # sub-message at all defaults is still sent, empty.
 
 
+_M = TypeVar("_M", bound=Message)
+_V = TypeVar("_V")
+
+
+def _built(message: Callable[[], _M], fill: Callable[[_M, _V], None], value: _V) -> _M:
+    """A new message filled from ``value`` (the ``*_pb`` functions: one message alone)."""
+    m = message()
+    fill(m, value)
+    return m
+
+
 def _fill_usage(m: pb.Usage, u: d.Usage) -> None:
     m.input_tokens = u.input_tokens  # always set: marks the message present
     m.output_tokens = u.output_tokens
@@ -486,12 +499,6 @@ def _fill_usage(m: pb.Usage, u: d.Usage) -> None:
         m.cached_input_tokens = u.cached_input_tokens
     if u.cache_write_tokens:
         m.cache_write_tokens = u.cache_write_tokens
-
-
-def usage_pb(u: d.Usage) -> pb.Usage:
-    m = pb.Usage()
-    _fill_usage(m, u)
-    return m
 
 
 def _fill_classification(m: pb.Classification, c: d.Classification) -> None:
@@ -506,9 +513,7 @@ def _fill_classification(m: pb.Classification, c: d.Classification) -> None:
 
 
 def classification_pb(c: d.Classification) -> pb.Classification:
-    m = pb.Classification()
-    _fill_classification(m, c)
-    return m
+    return _built(pb.Classification, _fill_classification, c)
 
 
 def _fill_candidate(m: pb.Candidate, c: d.Candidate) -> None:
@@ -520,12 +525,6 @@ def _fill_candidate(m: pb.Candidate, c: d.Candidate) -> None:
     m.weight = c.weight
     if c.note:
         m.note = c.note
-
-
-def candidate_pb(c: d.Candidate) -> pb.Candidate:
-    m = pb.Candidate()
-    _fill_candidate(m, c)
-    return m
 
 
 def _fill_plan(m: pb.ExecutionPlan, p: d.ExecutionPlan) -> None:
@@ -551,9 +550,7 @@ def _fill_plan(m: pb.ExecutionPlan, p: d.ExecutionPlan) -> None:
 
 
 def plan_pb(p: d.ExecutionPlan) -> pb.ExecutionPlan:
-    m = pb.ExecutionPlan()
-    _fill_plan(m, p)
-    return m
+    return _built(pb.ExecutionPlan, _fill_plan, p)
 
 
 def _fill_gate(m: pb.GateVerdict, g: d.GateVerdict) -> None:
@@ -568,9 +565,7 @@ def _fill_gate(m: pb.GateVerdict, g: d.GateVerdict) -> None:
 
 
 def gate_pb(g: d.GateVerdict) -> pb.GateVerdict:
-    m = pb.GateVerdict()
-    _fill_gate(m, g)
-    return m
+    return _built(pb.GateVerdict, _fill_gate, g)
 
 
 def _fill_attempt(m: pb.Attempt, a: d.Attempt) -> None:
@@ -591,9 +586,7 @@ def _fill_attempt(m: pb.Attempt, a: d.Attempt) -> None:
 
 
 def attempt_pb(a: d.Attempt) -> pb.Attempt:
-    m = pb.Attempt()
-    _fill_attempt(m, a)
-    return m
+    return _built(pb.Attempt, _fill_attempt, a)
 
 
 def _fill_tool_call(m: pb.ToolCall, t: d.ToolCall) -> None:
@@ -603,9 +596,7 @@ def _fill_tool_call(m: pb.ToolCall, t: d.ToolCall) -> None:
 
 
 def tool_call_pb(t: d.ToolCall) -> pb.ToolCall:
-    m = pb.ToolCall()
-    _fill_tool_call(m, t)
-    return m
+    return _built(pb.ToolCall, _fill_tool_call, t)
 
 
 def _fill_cascade(m: pb.CascadeDetail, c: d.CascadeDetail) -> None:
@@ -617,12 +608,6 @@ def _fill_cascade(m: pb.CascadeDetail, c: d.CascadeDetail) -> None:
     m.route_escalation_rate = c.route_escalation_rate
     if c.deadline_limited:
         m.deadline_limited = c.deadline_limited
-
-
-def cascade_pb(c: d.CascadeDetail) -> pb.CascadeDetail:
-    m = pb.CascadeDetail()
-    _fill_cascade(m, c)
-    return m
 
 
 def _fill_candidate_answer(m: pb.CandidateAnswer, a: d.CandidateAnswer) -> None:
@@ -638,9 +623,7 @@ def _fill_candidate_answer(m: pb.CandidateAnswer, a: d.CandidateAnswer) -> None:
 
 
 def candidate_answer_pb(a: d.CandidateAnswer) -> pb.CandidateAnswer:
-    m = pb.CandidateAnswer()
-    _fill_candidate_answer(m, a)
-    return m
+    return _built(pb.CandidateAnswer, _fill_candidate_answer, a)
 
 
 def _fill_judge(m: pb.JudgeDetail, j: d.JudgeDetail) -> None:
@@ -678,12 +661,6 @@ def _fill_consensus(m: pb.ConsensusDetail, c: d.ConsensusDetail) -> None:
         _fill_judge(m.judge, c.judge)
     if c.tie_break:
         m.tie_break = c.tie_break
-
-
-def consensus_pb(c: d.ConsensusDetail) -> pb.ConsensusDetail:
-    m = pb.ConsensusDetail()
-    _fill_consensus(m, c)
-    return m
 
 
 def route_response_pb(r: d.RouteResult) -> pb.RouteResponse:

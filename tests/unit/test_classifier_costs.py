@@ -18,7 +18,7 @@ from quorum.server.domain import (
     RouteRequest,
     Usage,
 )
-from quorum.server.errors import NoCandidate
+from quorum.server.errors import NoCandidate, ProviderTimeout
 from quorum.server.providers.base import Provider, ProviderRequest
 from quorum.server.router import Router
 from tests.conftest import sim_config
@@ -145,3 +145,31 @@ async def test_a_request_refused_after_the_classifier_call_is_still_charged_for_
     finally:
         await router.close()
     assert state.spent == to_micros(router.catalog.models["mid"].cost(CLASSIFIER_USAGE))
+
+
+class TimesOutTheClassifier(AnswersTheClassifier):
+    """The classifier's calls end in the provider's own timeout (its timer fired first)."""
+
+    async def complete(self, request: ProviderRequest) -> Completion:
+        if request.messages[0].role is Role.SYSTEM and "classif" in request.messages[0].content:
+            self.calls += 1
+            raise ProviderTimeout("sim: no answer in time", provider="sim")
+        return await self.inner.complete(request)
+
+
+async def test_classifier_timeouts_do_not_open_the_providers_breaker() -> None:
+    # The classifier's limit (300 ms) is its own haste: like a caller's short deadline it
+    # must not open the breaker that the provider's real answers go through.
+    data = sim_config(classifier={"llm": {"model": "mid", "timeout_ms": 300}})
+    data["providers"]["sim"]["breaker"] = {"fail_max": 2}
+    router = Router(parse_config(data))
+    wrapped = TimesOutTheClassifier(router.providers["sim"])
+    router.providers["sim"] = wrapped  # type: ignore[assignment]
+    try:
+        results = [await router.route(UNSURE) for _ in range(4)]
+        health = router.breakers.health("sim")
+    finally:
+        await router.close()
+    assert wrapped.calls == 4
+    assert all("llm-timeout" in r.classification.signals for r in results)
+    assert health.failure_count == 0

@@ -9,7 +9,7 @@ import pytest
 from quorum.server.classify.chain import ChainClassifier
 from quorum.server.classify.llm import LLMClassifier, parse_classification
 from quorum.server.domain import Classification, Difficulty, Message, Role, RouteRequest
-from quorum.server.errors import ProviderUnavailable
+from quorum.server.errors import ProviderTimeout, ProviderUnavailable
 
 TASKS = ("chat", "code", "math")
 
@@ -50,6 +50,16 @@ async def test_answer_is_used() -> None:
 
     result = await LLMClassifier(call, tasks=TASKS).classify(_request())
     assert (result.task, result.difficulty, result.classifier) == ("math", Difficulty.HIGH, "llm")
+
+
+async def test_the_providers_own_timeout_is_a_timeout_too() -> None:
+    # The provider is given the same limit: its timer may fire before ours.
+    async def times_out(messages: tuple[Message, ...], timeout: float) -> str:
+        raise ProviderTimeout("p: no answer in time", provider="p")
+
+    result = await LLMClassifier(times_out, tasks=TASKS).classify(_request("hi"))
+    assert result.classifier == "llm-timeout"
+    assert result.difficulty is Difficulty.MEDIUM
 
 
 async def test_timeout_falls_back_to_medium() -> None:

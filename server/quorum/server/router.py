@@ -42,10 +42,11 @@ from quorum.server.domain import (
     Strategy,
     Usage,
 )
-from quorum.server.errors import ProviderError
+from quorum.server.errors import CallerDeadlineTimeout, ProviderError, ProviderTimeout
 from quorum.server.execute.calls import (
     ExecutionContext,
     call_model,
+    hasty,
     skip_kind,
     spent_before_failing,
 )
@@ -451,9 +452,19 @@ class Router:
         sent = time.monotonic()
         try:
             with self.breakers.guard(spec.provider):
-                completion = await self.providers[spec.provider].complete(
-                    ProviderRequest(spec.model_id, messages, params, timeout_s)
-                )
+                try:
+                    completion = await self.providers[spec.provider].complete(
+                        ProviderRequest(spec.model_id, messages, params, timeout_s)
+                    )
+                except ProviderTimeout as exc:
+                    # The classifier's own tight limit, not the provider's: it counts only
+                    # as a caller's deadline would (see calls.timed_out).
+                    key = f"{spec.provider}/{spec.model_id}"
+                    if not hasty(self.resilience.latency, key, timeout_s):
+                        raise
+                    raise CallerDeadlineTimeout(
+                        f"{exc.message} (the classifier's time limit)", provider=spec.provider
+                    ) from exc
         except (ProviderError, asyncio.CancelledError) as exc:
             if calls is not None:
                 calls.attempts.append(_classifier_attempt(spec, messages, calls, sent, exc))

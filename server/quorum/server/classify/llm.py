@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from quorum.server.classify.rules import RulesClassifier
 from quorum.server.domain import Classification, Difficulty, Message, Role, RouteRequest
-from quorum.server.errors import ProviderError
+from quorum.server.errors import ProviderError, ProviderTimeout
 
 CallModel = Callable[[tuple[Message, ...], float], Awaitable[str]]
 
@@ -90,7 +90,8 @@ class LLMClassifier:
         try:
             async with asyncio.timeout(self._timeout_s):
                 text = await self._call(messages, self._timeout_s)
-        except TimeoutError:
+        except (TimeoutError, ProviderTimeout):
+            # Our timer or the provider's own (given the same limit), whichever fired first.
             difficulty, note = after_timeout(fallback.difficulty)
             return Classification(
                 fallback.task,

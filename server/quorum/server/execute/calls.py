@@ -63,6 +63,7 @@ from quorum.server.execute.gate import strip_fence
 from quorum.server.providers.base import Provider, ProviderRequest, checked_usage
 from quorum.server.resilience.balance import whole_answers
 from quorum.server.resilience.breakers import Breakers
+from quorum.server.resilience.latency import LatencyTracker
 from quorum.server.resilience.limits import Permit
 from quorum.server.resilience.runtime import Resilience
 from quorum.server.tokens import count_tokens, prompt_tokens
@@ -343,13 +344,19 @@ def timed_out(
     message = f"{deployment.provider}: {what} within {allowed_s:.3f}s"
     if allowed_s < limit_s:
         key = first_chunk_key(deployment) if streaming else deployment.key
-        usual = ctx.resilience.latency.quantile(key, 0.95)
-        needed = COLD_BLAME_S if usual is None else _HASTE_FACTOR * usual
-        if allowed_s < needed:
+        if hasty(ctx.resilience.latency, key, allowed_s):
             return CallerDeadlineTimeout(
                 message + " (the caller's deadline)", provider=deployment.provider
             )
     return ProviderTimeout(message, provider=deployment.provider)
+
+
+def hasty(latency: LatencyTracker, key: str, allowed_s: float) -> bool:
+    """Whether ``allowed_s`` was too short to blame the upstream behind latency series
+    ``key`` for not answering: under three times its recent p95, or under
+    :data:`COLD_BLAME_S` when it has answered nothing lately."""
+    usual = latency.quantile(key, 0.95)
+    return allowed_s < (COLD_BLAME_S if usual is None else _HASTE_FACTOR * usual)
 
 
 def spent_before_failing(request: RouteRequest, error: ProviderError) -> Usage | None:

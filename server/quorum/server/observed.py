@@ -1,4 +1,5 @@
-"""Observed outcome rates the planner reads: escalations, voter accuracy, answer quality.
+"""Observed figures the planner reads: escalations, voter accuracy, answer quality, and
+the latency and cost of answers.
 
 Each rate is a sliding window of recent boolean outcomes per key — for escalations the
 key is a cascade route (agent × tier, :func:`~quorum.server.state.route_key`) and the
@@ -7,6 +8,12 @@ task and the outcome "this model's answer agreed with the winning vote"; for qua
 key is model × task too and the outcome "the answer passed the quality gate" or "the
 caller's feedback on it was good". A key reports
 a rate only once it holds ``min_samples`` outcomes.
+
+Latency and cost use the same windows with numbers instead of booleans: per model × task,
+the latency (ms) and the cost (USD) of each answer the model gave. They report an
+exponentially weighted average (``smoothing`` is the newest answer's weight) rather than a
+plain share, so a model that slows down or gets dearer shows it within a few answers;
+their window only keeps the answers that still weigh (:func:`smoothed_window`).
 
 Two implementations sit behind :class:`OutcomeStore`:
 
@@ -25,8 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -34,6 +42,8 @@ import structlog
 from redis.exceptions import RedisError
 
 from quorum.server.config import Config
+from quorum.server.domain import Attempt, AttemptOutcome
+from quorum.server.state import accuracy_key
 
 log = structlog.get_logger("quorum.observed")
 
@@ -62,29 +72,77 @@ class OutcomeStore(Protocol):
     async def close(self) -> None: ...
 
 
-def _rate(outcomes: deque[bool] | list[bool], min_samples: int) -> float | None:
-    if len(outcomes) < min_samples:
+class FigureStore(Protocol):
+    """Sliding windows of numbers per key (latency, cost), summarised as a weighted mean."""
+
+    def record(self, key: str, outcome: float) -> None:
+        """Add one number (never blocks, never raises)."""
+        ...
+
+    def rates(self) -> Mapping[str, float]:
+        """The summary per key that has at least ``min_samples``."""
+        ...
+
+    def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+# Attempts that are a model answering the request (the classifier's and the judge's calls
+# answer something else), and the outcomes of an attempt that produced an answer.
+_NOT_ANSWERING = frozenset({"classifier", "judge", "shadow"})
+_ANSWERED = frozenset({AttemptOutcome.SUCCEEDED, AttemptOutcome.REJECTED, AttemptOutcome.OUTVOTED})
+
+
+def smoothed_window(smoothing: float, min_samples: int, window: int) -> int:
+    """How many recent numbers an exponentially weighted average needs: those whose weight
+    is still at least 1% of the newest's (44 at 0.1), but never fewer than ``min_samples``
+    nor more than ``window``."""
+    fading = math.log(0.01) / math.log(1.0 - smoothing) if smoothing < 1.0 else 0.0
+    needed = math.floor(fading) + 1
+    return max(1, min(window, max(needed, min_samples)))
+
+
+def _rate(
+    outcomes: Sequence[float] | deque[float], min_samples: int, smoothing: float | None = None
+) -> float | None:
+    """The share of True outcomes (the mean), or with ``smoothing`` the exponentially
+    weighted mean (oldest first; each older value weighs ``1 - smoothing`` times the next,
+    and the weights are normalised, so a first odd value does not dominate the next
+    few); None below ``min_samples``."""
+    if len(outcomes) < min_samples or not outcomes:
         return None
-    return sum(outcomes) / len(outcomes)
+    if smoothing is None:
+        return sum(outcomes) / len(outcomes)
+    weighted = weights = 0.0
+    for value in outcomes:
+        weighted = weighted * (1.0 - smoothing) + value
+        weights = weights * (1.0 - smoothing) + 1.0
+    return weighted / weights
 
 
 class LocalWindows:
-    """In-process windows: the default, and the fallback when Redis is unreachable."""
+    """In-process windows: the default, and the fallback when Redis is unreachable.
 
-    def __init__(self, window: int, min_samples: int) -> None:
+    Booleans give the share of True outcomes; with ``smoothing`` the windows hold numbers
+    and give their exponentially weighted average."""
+
+    def __init__(self, window: int, min_samples: int, smoothing: float | None = None) -> None:
         self.window = window
         self.min_samples = min_samples
-        self._windows: dict[str, deque[bool]] = {}
-        self._rates: dict[str, float] | None = None
+        self.smoothing = smoothing
+        self._windows: dict[str, deque[float]] = {}
+        self._rates: dict[str, float] = {}
+        self._dirty: set[str] = set()  # keys recorded since the rates were last computed
 
-    def record(self, key: str, outcome: bool) -> None:
+    def record(self, key: str, outcome: float) -> None:
         series = self._windows.get(key)
         if series is None:
             if len(self._windows) >= MAX_KEYS:
                 return  # full: new keys are not learned (the ones known keep learning)
             series = self._windows[key] = deque(maxlen=self.window)
         series.append(outcome)
-        self._rates = None
+        self._dirty.add(key)
 
     def knows(self, key: str) -> bool:
         return key in self._windows
@@ -94,9 +152,16 @@ class LocalWindows:
         return len(self._windows)
 
     def rates(self) -> Mapping[str, float]:
-        if self._rates is None:
-            computed = {k: _rate(v, self.min_samples) for k, v in self._windows.items()}
-            self._rates = {k: r for k, r in computed.items() if r is not None}
+        if self._dirty:
+            # Only the keys recorded since: every request records, and a full pass over
+            # every key's window on each would cost far more than the request.
+            rates = dict(self._rates)  # a new mapping: one handed out earlier stays as it was
+            for key in self._dirty:
+                rate = _rate(self._windows[key], self.min_samples, self.smoothing)
+                if rate is not None:
+                    rates[key] = rate
+            self._dirty.clear()
+            self._rates = rates
         return self._rates
 
     def start(self) -> None:
@@ -107,7 +172,9 @@ class LocalWindows:
 
 
 class RedisWindows:
-    """Windows shared through Redis lists, with :class:`LocalWindows` as the fallback."""
+    """Windows shared through Redis lists, with :class:`LocalWindows` as the fallback.
+
+    Outcomes are stored as ``1``/``0``, numbers (with ``smoothing``) as their decimal text."""
 
     def __init__(
         self,
@@ -118,8 +185,10 @@ class RedisWindows:
         min_samples: int,
         refresh_s: float,
         namespace: str = "quorum",
+        smoothing: float | None = None,
     ) -> None:
-        self.local = LocalWindows(window, min_samples)
+        self.local = LocalWindows(window, min_samples, smoothing)
+        self._smoothing = smoothing
         self._redis = client
         self._prefix = f"{namespace}:observed:{name}"
         self._index = f"{self._prefix}:keys"
@@ -139,7 +208,7 @@ class RedisWindows:
         """Whether the last Redis round trip worked (rates then come from Redis)."""
         return self._healthy
 
-    def record(self, key: str, outcome: bool) -> None:
+    def record(self, key: str, outcome: float) -> None:
         known = key in self._remote or self.local.knows(key)
         if not known and max(len(self._remote), self.local.size) >= MAX_KEYS:
             return  # full: new keys are not learned (the ones known keep learning)
@@ -199,14 +268,27 @@ class RedisWindows:
             self._warned = True
 
     def _rate_of(self, values: list[Any]) -> float | None:
-        outcomes = [v in (b"1", "1") for v in values]
-        return _rate(outcomes, self._min_samples)
+        numbers: list[float] = []
+        for v in values:
+            try:
+                number = float(v.decode() if isinstance(v, bytes) else v)
+            except (ValueError, UnicodeDecodeError):
+                continue  # not ours: ignored rather than trusted
+            if math.isfinite(number):
+                numbers.append(number)
+        return _rate(numbers, self._min_samples, self._smoothing)
 
-    async def _push(self, key: str, outcome: bool) -> None:
+    @staticmethod
+    def _encode(outcome: float) -> str:
+        if isinstance(outcome, bool):
+            return "1" if outcome else "0"
+        return repr(float(outcome))
+
+    async def _push(self, key: str, outcome: float) -> None:
         redis_key = f"{self._prefix}:{key}"
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(redis_key, "1" if outcome else "0")
+                pipe.rpush(redis_key, self._encode(outcome))
                 pipe.ltrim(redis_key, -self._window, -1)
                 pipe.expire(redis_key, _KEY_TTL_S)
                 pipe.sadd(self._index, key)
@@ -257,7 +339,8 @@ class RedisWindows:
 
 
 class ObservedState:
-    """The observed rates of one server: escalations per route, accuracy per model × task."""
+    """The observed figures of one server: escalations per route; accuracy, quality,
+    latency and cost per model × task."""
 
     def __init__(
         self,
@@ -265,21 +348,42 @@ class ObservedState:
         accuracy: OutcomeStore,
         client: aioredis.Redis | None = None,
         quality: OutcomeStore | None = None,
+        latency: FigureStore | None = None,
+        cost: FigureStore | None = None,
     ) -> None:
         self.escalations = escalations
         self.accuracy = accuracy
         self.quality: OutcomeStore = quality or LocalWindows(200, 20)
+        self.latency: FigureStore = latency or LocalWindows(44, 3, 0.1)
+        self.cost: FigureStore = cost or LocalWindows(44, 3, 0.1)
         self._client = client
+
+    def observe_answers(self, task: str, attempts: Iterable[Attempt]) -> None:
+        """Record the latency and the cost of every answer a model gave to a request on
+        ``task`` (failed, skipped and cancelled calls, the classifier's and the judge's,
+        are not answers to it)."""
+        for attempt in attempts:
+            if attempt.outcome not in _ANSWERED or attempt.role in _NOT_ANSWERING:
+                continue
+            key = accuracy_key(attempt.model, task)
+            if math.isfinite(attempt.latency_ms) and attempt.latency_ms >= 0:
+                self.latency.record(key, attempt.latency_ms)
+            if math.isfinite(attempt.cost_usd) and attempt.cost_usd >= 0:
+                self.cost.record(key, attempt.cost_usd)
 
     def start(self) -> None:
         self.escalations.start()
         self.accuracy.start()
         self.quality.start()
+        self.latency.start()
+        self.cost.start()
 
     async def close(self) -> None:
         await self.escalations.close()
         await self.accuracy.close()
         await self.quality.close()
+        await self.latency.close()
+        await self.cost.close()
         if self._client is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_CLOSE_WAIT_S):
@@ -290,12 +394,16 @@ def build_observed(config: Config) -> ObservedState:
     """In-process windows, or Redis-shared ones when ``state.redis_url`` is set."""
     cascade, consensus = config.routing.cascade, config.routing.consensus
     performance = config.routing.performance
+    smoothing, figures_min = performance.smoothing, performance.latency_cost_min_samples
+    figures_window = smoothed_window(smoothing, figures_min, max(performance.window, figures_min))
     state = config.state
     if not state.redis_url:
         return ObservedState(
             LocalWindows(cascade.window, cascade.min_samples),
             LocalWindows(consensus.accuracy_window, consensus.accuracy_min_samples),
             quality=LocalWindows(performance.window, performance.min_samples),
+            latency=LocalWindows(figures_window, figures_min, smoothing),
+            cost=LocalWindows(figures_window, figures_min, smoothing),
         )
     client = aioredis.Redis.from_url(
         state.redis_url,
@@ -327,5 +435,23 @@ def build_observed(config: Config) -> ObservedState:
             min_samples=performance.min_samples,
             refresh_s=state.refresh_interval_s,
             namespace=state.namespace,
+        ),
+        latency=RedisWindows(
+            client,
+            "latency",
+            window=figures_window,
+            min_samples=figures_min,
+            refresh_s=state.refresh_interval_s,
+            namespace=state.namespace,
+            smoothing=smoothing,
+        ),
+        cost=RedisWindows(
+            client,
+            "cost",
+            window=figures_window,
+            min_samples=figures_min,
+            refresh_s=state.refresh_interval_s,
+            namespace=state.namespace,
+            smoothing=smoothing,
         ),
     )

@@ -23,7 +23,9 @@ in, so its tests are tables.
    Multi-call strategies are laid out by :mod:`quorum.server.plan_stages`.
 3. Single: target tier from a forced model or tier, the use case, the priority or the
    difficulty (an ambiguous classification moves one tier up); candidates in the target
-   tier cheapest first, then more capable tiers, then cheaper ones; unhealthy models
+   tier cheapest first (or as performance-based routing orders them, by the observed
+   quality, latency and cost the priority weighs: :mod:`quorum.server.performance`),
+   then more capable tiers, then cheaper ones; unhealthy models
    last (a model is unhealthy when every breaker it runs under — its provider's, or its
    deployments' own — is open or cooling down); cut to the failover limit. A use case
    that sets a tier keeps every strategy to that tier's models.
@@ -46,6 +48,8 @@ from quorum.server.domain import (
     Strategy,
 )
 from quorum.server.errors import NoCandidate, StrategyInfeasible
+from quorum.server.performance import describe as describe_performance
+from quorum.server.performance import figures as performance_figures
 from quorum.server.performance import rank as performance_rank
 from quorum.server.plan_stages import (
     Planning,
@@ -230,12 +234,12 @@ def _order(
     target_tier: str,
     catalog: Catalog,
     forced: str,
-    quality: dict[str, float] | None = None,
+    scores: dict[str, float] | None = None,
 ) -> list[ModelSpec]:
     """Target tier first, then more capable tiers, then cheaper ones; within a tier by
-    ``quality`` (best first) when given, else cheapest first."""
+    ``scores`` (highest first) when given, else cheapest first."""
     rank = catalog.tier_rank(target_tier)
-    scores = quality or {}
+    scores = scores or {}
 
     def key(model: ModelSpec) -> tuple[int, int, float, float, str]:
         if model.name == forced:
@@ -256,19 +260,28 @@ def _order(
 
 
 def _performance(p: Planning, tier: str) -> dict[str, float] | None:
-    """Quality scores for the target tier's models, with the figures in the reasons."""
+    """Scores (highest first) for the target tier's models: their observed quality,
+    latency and cost as the request's priority weighs them, with the figures used in
+    the reasons."""
     policy = p.policy.performance
     in_tier = [m for m in p.eligible if m.tier == tier]
     if not policy.enabled or len(in_tier) < 2:
         return None
     task = p.classification.task
-    estimates, explored = performance_rank(in_tier, task, p.snapshot, policy, p.request.request_id)
-    figures = ", ".join(
-        f"{e.model} {e.quality:.2f}{'' if e.observed else ' (prior)'}" for e in estimates
+    priority = effective_priority(p.request, p.policy)
+    estimates, explored = performance_rank(
+        in_tier,
+        task,
+        p.snapshot,
+        policy,
+        p.request.request_id,
+        priority=priority,
+        costs={m.name: p.cost(m) for m in in_tier},
     )
-    how = "exploring (Thompson sample)" if explored else "by observed quality"
+    figures = "; ".join(performance_figures(e) for e in estimates)
+    how = describe_performance(priority, policy, explored)
     p.reasons.append(Reason("PERFORMANCE", f"tier {tier} on {task}, {how}: {figures}"))
-    return {e.model: e.score for e in estimates}
+    return {e.model: float(len(estimates) - i) for i, e in enumerate(estimates)}
 
 
 def _plan_single(p: Planning) -> ExecutionPlan:

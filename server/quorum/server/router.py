@@ -192,6 +192,8 @@ class Router:
             escalation_rates=dict(self.observed.escalations.rates()),
             model_accuracy=dict(self.observed.accuracy.rates()),
             model_quality=dict(self.observed.quality.rates()),
+            model_latency_ms=dict(self.observed.latency.rates()),
+            model_cost_usd=dict(self.observed.cost.rates()),
         )
 
     def models(self, tier: str = "") -> list[ModelSpec]:
@@ -383,11 +385,13 @@ class Router:
         return self._execute(ctx, request, decided, classification)
 
     def _observe_quality(self, result: RouteResult) -> None:
-        """Feed gate verdicts into the per-model, per-task quality the planner orders by."""
+        """Feed gate verdicts, and each answer's latency and cost, into the per-model,
+        per-task figures the planner orders by."""
         task = result.classification.task
         for attempt in result.attempts:
             if attempt.gate is not None:
                 self.observed.quality.record(accuracy_key(attempt.model, task), attempt.gate.passed)
+        self.observed.observe_answers(task, result.attempts)
 
     async def feedback(self, feedback: Feedback) -> None:
         """Record feedback on an earlier request; good or bad answers teach the planner.

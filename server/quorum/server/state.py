@@ -40,8 +40,10 @@ class StateSnapshot:
     recent cascades whose gate failed at that tier; ``model_accuracy`` the share of
     recent consensus votes a model's answer agreed with the winner, per task
     (:func:`accuracy_key`); ``model_quality`` the share of a model's recent answers on a
-    task that passed the quality gate or earned good feedback (same keys). All list only
-    keys with enough samples to trust.
+    task that passed the quality gate or earned good feedback (same keys);
+    ``model_latency_ms`` and ``model_cost_usd`` the exponentially weighted latency and
+    cost (USD) of a model's recent answers on a task (same keys). All list only keys with
+    enough samples to trust.
     ``budget_used_share`` is the share of the budget already spent (0: no pressure).
     """
 
@@ -49,6 +51,8 @@ class StateSnapshot:
     escalation_rates: Mapping[str, float] = field(default_factory=dict)
     model_accuracy: Mapping[str, float] = field(default_factory=dict)
     model_quality: Mapping[str, float] = field(default_factory=dict)
+    model_latency_ms: Mapping[str, float] = field(default_factory=dict)
+    model_cost_usd: Mapping[str, float] = field(default_factory=dict)
     budget_used_share: float = 0.0
 
     def health(self, provider: str) -> ProviderHealth:

@@ -78,7 +78,8 @@ class ConsensusConfig(Strict):
 
 
 class PerformanceConfig(Strict):
-    """Performance-based routing: order a tier's models by observed quality per task."""
+    """Performance-based routing: order a tier's models by observed quality, latency and
+    cost per task, as the request's priority weighs them."""
 
     enabled: bool = True
     explore_share: float = Field(
@@ -86,6 +87,15 @@ class PerformanceConfig(Strict):
     )
     window: int = Field(200, ge=1, le=100_000)
     min_samples: int = Field(20, ge=1, le=100_000)
+    smoothing: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="weight of the newest answer in the latency and cost averages",
+    )
+    latency_cost_min_samples: int = Field(
+        3, ge=1, le=100_000, description="answers before a model's latency and cost count"
+    )
 
 
 class RoutingConfig(Strict):

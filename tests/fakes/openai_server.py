@@ -1,9 +1,22 @@
-"""A fake OpenAI chat completions API (``POST /v1/chat/completions``).
+"""A fake OpenAI API: chat completions (``POST /v1/chat/completions``) and embeddings
+(``POST /v1/embeddings``).
 
 Speaks the wire format of ``api.openai.com``: ``chat.completion`` objects,
 ``chat.completion.chunk`` SSE events ending in ``data: [DONE]`` (with a usage-only last
 chunk when ``stream_options.include_usage`` is set), and ``{"error": {"message", "type",
-"param", "code"}}`` bodies. Behaviours are listed in :mod:`tests.fakes.common`.
+"param", "code"}}`` bodies. Behaviours are listed in :mod:`tests.fakes.common`; the ones
+that are not about a chat answer (``slow``, ``error``, ``ratelimit``, ``drop``, ``quota``,
+``bad-key``, ``malformed``, ``no-usage``) apply to embeddings too.
+
+Embeddings: ``{"model", "input": str | [str] | [int] | [[int]], "encoding_format"?:
+"float" | "base64", "dimensions"?, "user"?}`` (anything else is refused as the API
+refuses it) answers ``{"object": "list", "data": [{"object": "embedding", "index",
+"embedding"}], "model", "usage": {"prompt_tokens", "total_tokens"}}``. A vector is a
+hashed bag of the input's lowercased words (:func:`embed`): deterministic, of unit length
+as OpenAI's are, and texts sharing words are close. 1,536 dimensions (3,072 for
+``text-embedding-3-large``); ``dimensions`` asks for fewer, up to the model's own, as the
+text-embedding-3 models take it (``text-embedding-ada-002`` refuses it). ``base64`` is
+little-endian float32, what the official SDKs ask for by default.
 
 Run alone: ``python -m tests.fakes.openai_server --port 0 --latency-ms 20`` prints the
 base URL (ending in ``/v1``).
@@ -11,9 +24,16 @@ base URL (ending in ``/v1``).
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import hashlib
 import json
-from collections.abc import Callable
+import math
+import re
+import struct
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +52,17 @@ _ERRORS: dict[int, tuple[str, str | None, str]] = {
 }
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
 _CREATED = 1_700_000_000
+# What the routes hand the engine as the "model" of an embeddings request, so that parse
+# and unary know the endpoint (the engine passes it through; the real model is the body's).
+_EMBEDDINGS = "\0embeddings"
+_EMBEDDING_KEYS = {"model", "input", "encoding_format", "dimensions", "user"}
+_MAX_INPUTS = 2048
+_MAX_INPUT_TOKENS = 8192
+_MAX_REQUEST_TOKENS = 300_000
+_INVALID_INPUT = (
+    "'$.input' is invalid. Please check the API reference: "
+    "https://platform.openai.com/docs/api-reference."
+)
 
 
 class OpenAIVendor:
@@ -43,7 +74,11 @@ class OpenAIVendor:
             response: web.StreamResponse = await handle(request)
             return response
 
-        return [web.post("/v1/chat/completions", chat)]
+        async def embeddings(request: web.Request) -> web.StreamResponse:
+            response: web.StreamResponse = await handle(request, model=_EMBEDDINGS)
+            return response
+
+        return [web.post("/v1/chat/completions", chat), web.post("/v1/embeddings", embeddings)]
 
     def check_auth(self, request: web.Request) -> BadRequest | None:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
@@ -54,6 +89,8 @@ class OpenAIVendor:
     def parse(self, body: Any, model: str | None, stream: bool) -> Parsed:
         if not isinstance(body, dict):
             raise BadRequest("The request body must be a JSON object.")
+        if model == _EMBEDDINGS:
+            return _parse_embeddings(body)
         if not isinstance(body.get("model"), str) or not body["model"]:
             raise BadRequest("you must provide a model parameter")
         messages = body.get("messages")
@@ -117,6 +154,8 @@ class OpenAIVendor:
         return f"call_fake{index:04d}"
 
     def unary(self, parsed: Parsed, answer: Answer) -> dict[str, Any]:
+        if "embeddings" in parsed.params:
+            return _embeddings(parsed, answer)
         message: dict[str, Any] = {
             "role": "assistant",
             "content": None if answer.refused else answer.text or None,
@@ -328,12 +367,145 @@ def _piece_logprob(delta: dict[str, Any], logprob: float) -> dict[str, Any]:
     return {"content": [_token(str(delta.get("content", "")), logprob)], "refusal": None}
 
 
+def _parse_embeddings(body: dict[str, Any]) -> Parsed:
+    """Read an embeddings request, refusing what the API refuses."""
+    unknown = sorted(set(body) - _EMBEDDING_KEYS)
+    if unknown:
+        raise BadRequest(f"Unrecognized request argument supplied: {unknown[0]}")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("you must provide a model parameter")
+    if "input" not in body:
+        raise BadRequest("'input' is a required property")
+    inputs = _embedding_inputs(body["input"])
+    encoding = body.get("encoding_format", "float")
+    if encoding not in ("float", "base64"):
+        raise BadRequest(f"{encoding!r} is not one of ['float', 'base64'] - 'encoding_format'")
+    native = 3072 if model.startswith("text-embedding-3-large") else 1536
+    dimensions = body.get("dimensions")
+    if dimensions is not None:
+        if model.startswith("text-embedding-ada"):
+            raise BadRequest("This model does not support specifying dimensions.")
+        if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
+            raise BadRequest(f"Invalid value for 'dimensions' = {dimensions}. Must be >= 1.")
+        if dimensions > native:
+            raise BadRequest(
+                f"Invalid value for 'dimensions' = {dimensions}. Must be less than or equal "
+                f"to {native}."
+            )
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise BadRequest("Invalid type for 'user': expected a string.")
+    total = 0
+    for text in inputs:
+        tokens = _tokens(text)
+        if tokens > _MAX_INPUT_TOKENS:
+            raise BadRequest(
+                f"This model's maximum context length is {_MAX_INPUT_TOKENS} tokens, however "
+                f"you requested {tokens} tokens ({tokens} in your prompt; 0 for the "
+                "completion). Please reduce your prompt; or completion length."
+            )
+        total += tokens
+    if total > _MAX_REQUEST_TOKENS:
+        raise BadRequest(f"Requested {total} tokens, max {_MAX_REQUEST_TOKENS} tokens per request")
+    parsed = Parsed(model=model, stream=False, turns=[Turn("user", text=t) for t in inputs])
+    parsed.params["embeddings"] = {
+        "count": len(inputs),
+        "encoding_format": encoding,
+        "dimensions": dimensions or native,
+        "prompt_tokens": max(1, total),
+    }
+    return parsed
+
+
+def _embedding_inputs(value: Any) -> list[str]:
+    """The texts of ``input``: a string, strings, a token array or token arrays."""
+    if isinstance(value, str):
+        values: list[Any] = [value]
+    elif isinstance(value, list) and value and all(_is_token(t) for t in value):
+        values = [" ".join(str(t) for t in value)]  # one token array
+    elif isinstance(value, list) and 0 < len(value) <= _MAX_INPUTS:
+        values = [
+            " ".join(str(t) for t in v)
+            if isinstance(v, list) and v and all(_is_token(t) for t in v)
+            else v
+            for v in value
+        ]
+    else:
+        raise BadRequest(_INVALID_INPUT)
+    if not all(isinstance(v, str) and v for v in values):
+        raise BadRequest(_INVALID_INPUT)
+    return values
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _tokens(text: str) -> int:
+    """The fake's token count of a text: its words (at least one)."""
+    return max(1, len(text.split()))
+
+
+def embed(text: str, dimensions: int = 1536) -> list[float]:
+    """The fake's embedding of ``text``: each lowercased word adds ±1 at a hashed position;
+    unit length. A text without words gets the first unit vector."""
+    vector = [0.0] * dimensions
+    for word in re.findall(r"\w+", text.lower()):
+        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        slot = int.from_bytes(digest[:4], "little") % dimensions
+        vector[slot] += 1.0 if digest[4] & 1 else -1.0
+    length = math.sqrt(sum(x * x for x in vector))
+    if length == 0:
+        vector[0], length = 1.0, 1.0
+    return [x / length for x in vector]
+
+
+def _embeddings(parsed: Parsed, answer: Answer) -> dict[str, Any]:
+    spec = parsed.params["embeddings"]
+    data = []
+    for index, turn in enumerate(parsed.turns):
+        vector = embed(turn.text, spec["dimensions"])
+        encoded: list[float] | str = vector
+        if spec["encoding_format"] == "base64":
+            encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    tokens = spec["prompt_tokens"]
+    body: dict[str, Any] = {"object": "list", "data": data, "model": parsed.model}
+    if answer.usage_reported:
+        body["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return body
+
+
 VENDOR = OpenAIVendor()
 
 
 def serve(**options: Any) -> contextlib.AbstractAsyncContextManager[common.Running]:
     """Run the fake in this event loop: ``async with serve() as fake: fake.base_url``."""
     return common.serve(VENDOR, **options)
+
+
+@contextlib.contextmanager
+def serve_in_thread(**options: Any) -> Iterator[common.Running]:
+    """Run the fake on its own thread and event loop: ``with serve_in_thread() as fake``.
+
+    For code under test that blocks the caller's event loop while it calls the fake (the
+    server embeds its example utterances synchronously as it starts).
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-openai", daemon=True)
+    thread.start()
+    server = common.serve(VENDOR, **options)
+    try:
+        running = asyncio.run_coroutine_threadsafe(server.__aenter__(), loop).result(10)
+        try:
+            yield running
+        finally:
+            asyncio.run_coroutine_threadsafe(server.__aexit__(None, None, None), loop).result(10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 def _tool_choice(parsed: Parsed, choice: Any) -> None:

@@ -32,6 +32,9 @@ time: two at once would only share the same two cores. See docs/performance.md
 ("Embedding classifier") for latency on two cores. Encoding is CPU-bound: callers on
 the event loop should use :meth:`MiniLMEncoder.aencode`, which runs the pass on the
 encoder's own worker thread (ORT releases the GIL while it computes).
+
+This is the semantic routes' encoder unless ``classifier.embedding.remote`` names an
+OpenAI-compatible endpoint instead (:mod:`quorum.server.providers.embeddings_http`).
 """
 
 from __future__ import annotations

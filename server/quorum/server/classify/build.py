@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import zipfile
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
+from pydantic import SecretStr
 
 from quorum.server.classify.base import Classifier
 from quorum.server.classify.chain import ChainClassifier
@@ -20,8 +22,10 @@ from quorum.server.domain import Message, RouteRequest
 from quorum.server.errors import ConfigError
 
 if TYPE_CHECKING:
+    from quorum.server.classify.embedding import Encoder
     from quorum.server.execute.gate import Verifier
     from quorum.server.learned.router import LearnedRouter
+    from quorum.server.providers.http import HttpClient
 
 log = structlog.get_logger("quorum.classify")
 
@@ -38,24 +42,48 @@ def build_classifier(
     agents: Mapping[str, object],
     call: ModelCall,
     may_see: Callable[[str, RouteRequest], bool] | None = None,
+    *,
+    http: HttpClient | None = None,
+    secrets: Mapping[str, SecretStr] | None = None,
 ) -> Classifier:
-    """Rules alone unless embeddings (task routes or agent examples) or an LLM are set."""
+    """Rules alone unless embeddings (task routes or agent examples) or an LLM are set.
+
+    With ``classifier.embedding.remote`` the examples are embedded here, through the
+    endpoint, on the session ``http`` (the providers' shared one) with the provider's key
+    from ``secrets`` (default: its ``api_key_env``). An endpoint that cannot embed them
+    is a :class:`ConfigError` naming ``classifier.embedding.remote``.
+    """
     settings = config.classifier
     agent_examples = {name: a.examples for name, a in config.agents.items() if a.examples}
     tasks = settings.embedding.tasks
     task_routes = agent_routes = None
+    remote = settings.embedding.remote
     if settings.embedding.enabled and (tasks or agent_examples):
         # numpy and the model load only when semantic routes are configured.
-        from quorum.server.classify.embedding import SemanticRoutes
-        from quorum.server.embeddings import MiniLMEncoder
+        from quorum.server.classify.embedding import EmbeddingUnavailable, SemanticRoutes
 
-        encoder = MiniLMEncoder()
+        encoder = _encoder(config, call, http, secrets)
         emb = settings.embedding
-        if tasks:
-            task_routes = SemanticRoutes(encoder, tasks, threshold=emb.threshold, k=emb.k)
-        if agent_examples:
-            agent_routes = SemanticRoutes(encoder, agent_examples, threshold=emb.threshold, k=emb.k)
-        log.info("semantic_routes_ready", tasks=len(tasks), agents=len(agent_examples))
+        try:
+            if tasks:
+                task_routes = SemanticRoutes(encoder, tasks, threshold=emb.threshold, k=emb.k)
+            if agent_examples:
+                agent_routes = SemanticRoutes(
+                    encoder, agent_examples, threshold=emb.threshold, k=emb.k
+                )
+        except EmbeddingUnavailable as exc:
+            raise ConfigError(
+                [
+                    f"classifier.embedding.remote: {exc}; fix the endpoint, or remove "
+                    "classifier.embedding.remote to embed with the local model"
+                ]
+            ) from None
+        log.info(
+            "semantic_routes_ready",
+            tasks=len(tasks),
+            agents=len(agent_examples),
+            **_encoder_fields(encoder, remote is not None),
+        )
     llm = None
     if settings.llm is not None:
         names = sorted(set(TASKS) | set(tasks))
@@ -73,13 +101,68 @@ def build_classifier(
         first = LearnedClassifier(router, source=settings.learned.source)
     if task_routes is None and agent_routes is None and llm is None:
         return first
-    return ChainClassifier(
+    chain = ChainClassifier
+    if remote is not None and (task_routes is not None or agent_routes is not None):
+        # A remote encoder may fail per request: the chain then goes on without it.
+        from quorum.server.classify.embedding import FallbackChain
+
+        chain = FallbackChain
+    return chain(
         rules=first,
         tasks=task_routes,
         agents=agent_routes,
         llm=llm,
         confident_at=settings.confident_at,
     )
+
+
+def _encoder(
+    config: Config,
+    call: ModelCall,
+    http: HttpClient | None,
+    secrets: Mapping[str, SecretStr] | None,
+) -> Encoder:
+    """The configured encoder: all-MiniLM-L6-v2 locally, or the remote endpoint."""
+    remote = config.classifier.embedding.remote
+    if remote is None:
+        from quorum.server.embeddings import MiniLMEncoder
+
+        return MiniLMEncoder()
+    from quorum.server.providers.embeddings_http import RemoteEncoder
+
+    provider = config.providers[remote.provider]  # kind openai: config cross-references
+    if secrets is not None:
+        key = secrets.get(remote.provider)
+    else:
+        value = os.environ.get(provider.api_key_env) if provider.api_key_env else None
+        key = SecretStr(value) if value else None
+    return RemoteEncoder(remote.provider, provider, remote, key, http or _shared_http(call))
+
+
+def _shared_http(call: ModelCall) -> HttpClient | None:
+    """The session of the router whose method ``call`` is: the router hands the LLM
+    classifier its bound ``_classify_with_model`` and keeps the one ``HttpClient`` every
+    provider shares (and closes) as ``http``. None for any other ``call``."""
+    from quorum.server.providers.http import HttpClient
+
+    shared = getattr(getattr(call, "__self__", None), "http", None)
+    return shared if isinstance(shared, HttpClient) else None
+
+
+def _encoder_fields(encoder: Encoder, remote: bool) -> dict[str, object]:
+    """What the start-up log says about the encoder."""
+    if not remote:
+        return {"encoder": "minilm"}
+    from quorum.server.providers.embeddings_http import RemoteEncoder
+
+    assert isinstance(encoder, RemoteEncoder)
+    return {
+        "encoder": "remote",
+        "url": encoder.url,
+        "model": encoder.model,
+        "dimensions": encoder.dim,
+        "prompt_tokens": encoder.startup_tokens,
+    }
 
 
 def learned_router(config: Config) -> LearnedRouter | None:
@@ -117,6 +200,13 @@ def _checked_router(
     problems = _learned_problems(router, settings)
     if problems:
         raise ConfigError(problems)
+    if settings.quality_target is not None:  # one of the calibrations the artifact stores
+        from quorum.server.learned.heads import QualityTargetError
+
+        try:
+            return router.with_quality_target(settings.quality_target, settings.source)
+        except QualityTargetError as exc:
+            raise ConfigError([f"classifier.learned.quality_target: {exc}"]) from None
     return router
 
 

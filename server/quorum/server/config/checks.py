@@ -167,6 +167,29 @@ def _cross_reference_strategies(config: Config) -> list[str]:
     return problems
 
 
+def _remote_embedding_problems(config: Config) -> list[str]:
+    """``classifier.embedding.remote.provider`` names a provider of kind openai (the one
+    wire format with an embeddings endpoint)."""
+    remote = config.classifier.embedding.remote
+    if remote is None:
+        return []
+    path = "classifier.embedding.remote.provider"
+    provider = config.providers.get(remote.provider)
+    if provider is None:
+        return [
+            f'{path}: unknown provider "{remote.provider}" '
+            f"{_suggest(remote.provider, config.providers)}"
+        ]
+    if provider.kind != "openai":
+        openai = {n for n, p in config.providers.items() if p.kind == "openai"}
+        return [
+            f'{path}: provider "{remote.provider}" is of kind {provider.kind!r}; remote '
+            f"embeddings need an OpenAI-compatible provider (kind 'openai': "
+            f"{', '.join(sorted(openai)) or 'none configured'})"
+        ]
+    return []
+
+
 def _cross_reference(config: Config) -> list[str]:
     problems: list[str] = []
     tiers = set(config.tiers)
@@ -207,6 +230,7 @@ def _cross_reference(config: Config) -> list[str]:
             f'classifier.llm.model: unknown model "{llm.model}" '
             f"{_suggest(llm.model, config.models)}"
         )
+    problems.extend(_remote_embedding_problems(config))
     decisions = config.decisions
     if decisions.sink == "file" and not decisions.path:
         problems.append("decisions.path: required when decisions.sink is file")

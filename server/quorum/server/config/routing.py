@@ -146,13 +146,28 @@ class AgentConfig(Strict):
     models: dict[Name, Name] = Field(default_factory=dict, description="tier -> model")
 
 
+class RemoteEmbeddingConfig(Strict):
+    """Embeddings from an OpenAI-compatible ``POST {base_url}/embeddings`` endpoint."""
+
+    provider: Name = Field(description="a configured provider of kind openai")
+    model: str = Field(min_length=1, max_length=256, description="the embedding model's id")
+    timeout_s: float = Field(
+        0.3, gt=0, le=30, description="per request; past it the embedding step is skipped"
+    )
+    dimensions: int | None = Field(
+        None, ge=1, le=65_536, description="ask for shorter vectors (text-embedding-3 and later)"
+    )
+
+
 class EmbeddingClassifierConfig(Strict):
-    """Semantic routes over example utterances (all-MiniLM-L6-v2, local)."""
+    """Semantic routes over example utterances: all-MiniLM-L6-v2 run locally, or a remote
+    OpenAI-compatible embeddings endpoint when ``remote`` is set."""
 
     enabled: bool = True
     threshold: float = Field(0.45, ge=0, le=1)
     k: int = Field(5, ge=1, le=50)
     tasks: dict[Name, list[Annotated[str, Field(min_length=1)]]] = Field(default_factory=dict)
+    remote: RemoteEmbeddingConfig | None = None
 
 
 class LLMClassifierConfig(Strict):

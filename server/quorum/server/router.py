@@ -136,7 +136,12 @@ class Router:
         self.agents: dict[str, Agent] = build_agents(config, self.catalog)
         self.verifiers: tuple[Verifier, ...] = build_verifiers(config)
         self.classifier: Classifier = classifier or build_classifier(
-            config, self.agents, self._classify_with_model, self._classifier_may_see
+            config,
+            self.agents,
+            self._classify_with_model,
+            self._classifier_may_see,
+            http=self.http,
+            secrets=secrets,
         )
         # Plan calls no model: its classification leaves the LLM out.
         self.plan_classifier: Classifier = (

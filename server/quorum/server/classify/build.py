@@ -62,7 +62,7 @@ def build_classifier(
         # numpy and the model load only when semantic routes are configured.
         from quorum.server.classify.embedding import EmbeddingUnavailable, SemanticRoutes
 
-        encoder = _encoder(config, call, http, secrets)
+        encoder = _encoder(config, http, secrets)
         emb = settings.embedding
         try:
             if tasks:
@@ -118,7 +118,6 @@ def build_classifier(
 
 def _encoder(
     config: Config,
-    call: ModelCall,
     http: HttpClient | None,
     secrets: Mapping[str, SecretStr] | None,
 ) -> Encoder:
@@ -136,17 +135,7 @@ def _encoder(
     else:
         value = os.environ.get(provider.api_key_env) if provider.api_key_env else None
         key = SecretStr(value) if value else None
-    return RemoteEncoder(remote.provider, provider, remote, key, http or _shared_http(call))
-
-
-def _shared_http(call: ModelCall) -> HttpClient | None:
-    """The session of the router whose method ``call`` is: the router hands the LLM
-    classifier its bound ``_classify_with_model`` and keeps the one ``HttpClient`` every
-    provider shares (and closes) as ``http``. None for any other ``call``."""
-    from quorum.server.providers.http import HttpClient
-
-    shared = getattr(getattr(call, "__self__", None), "http", None)
-    return shared if isinstance(shared, HttpClient) else None
+    return RemoteEncoder(remote.provider, provider, remote, key, http)
 
 
 def _encoder_fields(encoder: Encoder, remote: bool) -> dict[str, object]:

@@ -124,13 +124,14 @@ async def test_unary_answer_usage_and_account() -> None:
 
 
 async def test_concrete_model_fails_over_and_says_so() -> None:
-    data = with_model(sim_config(), "mid", simulated={"failure_rate": 1.0})
+    # Within its tier only: flash fails over to flash-b, the other cheap model.
+    data = with_model(sim_config(), "flash", simulated={"failure_rate": 1.0})
     async with front_door(data) as (_, client):
-        raw = await client.chat.completions.with_raw_response.create(model="mid", messages=MATH)
+        raw = await client.chat.completions.with_raw_response.create(model="flash", messages=MATH)
     completion = raw.parse()
-    assert completion.model == raw.headers["x-quorum-model"] != "mid"
+    assert completion.model == raw.headers["x-quorum-model"] == "flash-b"
     attempts = (completion.model_extra or {})["quorum"]["attempts"]
-    assert attempts[0]["model"] == "mid"
+    assert attempts[0]["model"] == "flash"
     assert (attempts[0]["outcome"], attempts[0]["error_reason"]) == (
         "failed",
         "PROVIDER_UNAVAILABLE",

@@ -109,6 +109,18 @@ def test_forced_model_is_primary() -> None:
     )
 
 
+def test_a_forced_model_fails_over_only_within_its_tier() -> None:
+    # "failover stays within equivalent models": the other models of its tier, never a
+    # cheaper (or dearer) one.
+    decided = plan(_request(model="flash"), _cls(), CATALOG, POLICY, StateSnapshot())
+    models = [c.model for s in decided.stages for c in s.candidates]
+    assert models[0] == "flash"
+    assert {CATALOG.models[m].tier for m in models} == {"cheap"}
+    alone = plan(_request(model="frontier"), _cls(), CATALOG, POLICY, StateSnapshot())
+    assert [c.model for s in alone.stages for c in s.candidates] == ["frontier"]
+    assert any(r.code == "FORCED_MODEL_TIER" for r in alone.reasons)
+
+
 def test_forced_tier() -> None:
     assert _models(_request(tier="premium"))[0] == "frontier"
 

@@ -286,7 +286,19 @@ def _performance(p: Planning, tier: str) -> dict[str, float] | None:
 
 def _plan_single(p: Planning) -> ExecutionPlan:
     tier = _target_tier(p)
-    ordered = _order(p.eligible, tier, p.catalog, p.request.hints.model, _performance(p, tier))
+    forced = p.request.hints.model
+    ordered = _order(p.eligible, tier, p.catalog, forced, _performance(p, tier))
+    if forced:
+        # A forced model fails over only to its equivalents: the models of its tier.
+        others = [m.name for m in ordered if m.name != forced and m.tier != tier]
+        ordered = [m for m in ordered if m.name == forced or m.tier == tier]
+        if others:
+            p.reasons.append(
+                Reason(
+                    "FORCED_MODEL_TIER",
+                    f"failover stays in tier {tier}: {', '.join(others)} left out",
+                )
+            )
     healthy: list[ModelSpec] = []
     unhealthy: list[ModelSpec] = []
     for m in ordered:

@@ -184,6 +184,41 @@ class LearnedRouterConfig(Strict):
     source: str | None = Field(None, description="which trained head; default: the artifact's")
     difficulty: bool = Field(True, description="let it decide the difficulty")
     verifier: bool = Field(False, description="add its verifier to the cascade's gate")
+    quality_target: str | None = Field(
+        None,
+        description='which stored calibration decides: 0.95 or "95% of premium" (of the premium '
+        'model\'s quality), "80% of gap" or "50% of gap" (of the way from the cheapest model\'s '
+        "quality to the premium's); default: the one the artifact was trained for",
+    )
+
+    @field_validator("quality_target", mode="before")
+    @classmethod
+    def _quality_target(cls, value: object) -> object:
+        """Numbers and texts to one spelling: ``"95% of premium"`` or ``"80% of gap"``; the
+        artifact's stored calibrations are checked at start-up (classify/build.py)."""
+        import math  # here, not at the top: this class is all this change touches in the file
+        import re
+
+        if value is None:
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            percent, kind = float(value) * 100.0, "premium"
+        elif isinstance(value, str) and (
+            found := re.fullmatch(
+                r"\s*(\d+(?:\.\d+)?)\s*%\s*(?:of\s+(?:the\s+)?(premium|gap))?\s*",
+                value,
+                re.IGNORECASE,
+            )
+        ):
+            percent, kind = float(found.group(1)), (found.group(2) or "premium").lower()
+        else:
+            raise ValueError(
+                "must be a fraction of the premium model's quality (e.g. 0.95), or "
+                '"N% of premium" or "N% of gap" (e.g. "80% of gap")'
+            )
+        if not (math.isfinite(percent) and 0.0 < percent <= 100.0):
+            raise ValueError("must be above 0 and at most 100% (a fraction in (0, 1])")
+        return f"{round(percent, 6):g}% of {kind}"
 
 
 class ClassifierConfig(Strict):

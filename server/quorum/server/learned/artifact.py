@@ -2,19 +2,21 @@
 
 The manifest carries ``format_version``, the training data's file names and SHA-256, the
 training config, and per source: the kind of head, its models (cheapest first), calibrated
-thresholds or lambda, and the shapes of its arrays; a head calibrated otherwise than on full rows
-(trained from the decision log's feedback) says how under ``calibration``. ``weights.npz`` holds
-vocabularies (as string arrays), idf, coefficients, scalers and the char blocks' warm words
-(frequent training words whose n-grams are looked up once, at load) under keys
-``h<index>.<name>``. Coefficient
-matrices are stored as float16 and the rest as float32; training rounded the estimators to the
-same values before export, so scores still equal the scikit-learn pipeline's. Loading needs only
-numpy and checks the version first.
+thresholds or lambda (``thresholds``/``lambdas``: one for each standard target; ``lambdas`` is
+optional, older artifacts lack it), and the shapes of its arrays; a head calibrated otherwise
+than on full rows (trained from the decision log's feedback) says how under ``calibration``.
+``weights.npz`` holds vocabularies (as string arrays), idf, coefficients, scalers and the char
+blocks' warm words (frequent training words whose n-grams are looked up once, at load) under keys
+``h<index>.<name>``. Coefficient matrices are stored as float16 and the rest as float32; training
+rounded the estimators to the same values before export, so scores still equal the scikit-learn
+pipeline's. Loading needs only numpy and checks the version first.
 """
 
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,7 @@ def _head_manifest(prefix: str, head: SourceHead) -> dict[str, Any]:
         "threshold": head.threshold,
         "thresholds": dict(head.thresholds or {}),
         "lambda": head.lam,
+        "lambdas": dict(head.lambdas or {}),
         "blocks": [
             {"analyzer": b.analyzer, "ngram_range": list(b.ngram_range), "size": b.size}
             | {"sublinear_tf": b.sublinear_tf, "warm_words": len(b.warm_words)}
@@ -132,9 +135,13 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtifactError(f"{path}: no router manifest here (train one: quorum router train)")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ArtifactError(f"{path}: not UTF-8 text (a damaged manifest?)") from exc
     except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path}: not JSON ({exc.msg})") from exc
+        raise ArtifactError(f"{path}:{exc.lineno}: not JSON ({exc.msg})") from exc
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if version != FORMAT_VERSION:
         raise ArtifactError(
@@ -214,6 +221,8 @@ def _load_head(source: str, entry: Mapping[str, Any], z: Mapping[str, Any]) -> S
         threshold=None if threshold is None else float(threshold),
         thresholds={str(k): float(v) for k, v in (entry.get("thresholds") or {}).items()},
         lam=None if lam is None else float(lam),
+        # absent from artifacts written before it (format_version 1 all the same)
+        lambdas={str(k): float(v) for k, v in (entry.get("lambdas") or {}).items()},
         cascade=cascade,
         calibration=None if entry.get("calibration") is None else str(entry["calibration"]),
     )
@@ -225,14 +234,22 @@ def load_router(folder: Path) -> LearnedRouter:
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise ArtifactError(f"{weights}: missing (the manifest has no weights beside it)")
-    with np.load(weights, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    try:
+        # the file is opened here: np.load leaves it open when it is not a readable zip
+        with weights.open("rb") as fh, np.load(fh, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        # a truncated or damaged file: not a zip, a bad member, a bad array header, ...
+        raise ArtifactError(
+            f"{folder}: not a usable router artifact: {WEIGHTS} is damaged "
+            f"({type(exc).__name__}: {exc}); retrain with: quorum router train --out {folder}"
+        ) from exc
     try:
         heads = {s: _load_head(s, e, arrays) for s, e in manifest["heads"].items()}
         return LearnedRouter(
             heads=heads, default_source=str(manifest["default_source"]), manifest=manifest
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ArtifactError):
             raise
         raise ArtifactError(f"{folder}: inconsistent artifact ({exc})") from exc

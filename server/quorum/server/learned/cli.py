@@ -10,7 +10,11 @@ logs written with ``decisions.include_prompts`` and trains one more head, of sou
 (:func:`~.training.train_partial_head`). ``main(argv)`` returns the exit code: 0 on success, 2 for
 bad input (bad arguments such as a quality target outside (0, 1] or fewer than 2 folds, missing or
 malformed files — a decision log given to ``--data``, or to ``eval``, which needs full rows —, a
-decision log without prompts, an artifact of another format version), with a message naming it.
+file that is not UTF-8, a malformed ``prices.json``, a decision log without prompts, an artifact
+of another format version or a damaged one), with a one-line message naming it (only
+:class:`~.data.DataError` and :class:`~.artifact.ArtifactError` are caught: the loaders turn what
+they meet into those). ``eval --plot`` always writes a PNG (``.png`` appended to another name) and
+prints the path written.
 """
 
 from __future__ import annotations
@@ -93,7 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--router", type=Path, default=DEFAULT_ARTIFACT, help="artifact directory")
     ev.add_argument("--prices", type=Path, help="prices.json (default: beside the data)")
     ev.add_argument("--json", action="store_true", help="print one JSON object keyed by source")
-    ev.add_argument("--plot", type=Path, help="write a PNG of the curves")
+    ev.add_argument(
+        "--plot",
+        type=Path,
+        help="write a PNG of the curves to this file (.png is appended to another name)",
+    )
     ev.add_argument(
         "--bootstrap",
         type=whole_at_least(0, " (0: no SEs)"),
@@ -106,17 +114,28 @@ def _parser() -> argparse.ArgumentParser:
 
 def _prices_path(explicit: Path | None, data: Sequence[Path]) -> Path | None:
     if explicit is not None:
+        if not explicit.is_file():
+            raise DataError(
+                f"--prices {explicit}: no such file"
+                if not explicit.exists()
+                else f"--prices {explicit}: not a file"
+            )
         return explicit
     beside = data[0].parent / "prices.json" if data else None
     return beside if beside is not None and beside.is_file() else None
 
 
 def _manifest_prices(manifest: Mapping[str, Any]) -> dict[str, Price]:
+    from quorum.server.learned.artifact import ArtifactError
+
     raw = manifest.get("prices") or {}
-    return {
-        str(m): Price(float(v["input_per_mtok"]), float(v["output_per_mtok"]))
-        for m, v in raw.items()
-    }
+    try:
+        return {
+            str(m): Price(float(v["input_per_mtok"]), float(v["output_per_mtok"]))
+            for m, v in raw.items()
+        }
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"manifest.json: malformed 'prices' ({exc!r})") from None
 
 
 def _check_folds(rows: Sequence[RoutingRow], folds: int) -> None:
@@ -221,9 +240,12 @@ def _eval(args: argparse.Namespace) -> int:
     if args.plot:
         from quorum.server.learned.plotting import plot_reports
 
-        plot_reports(reports, args.plot)
-        if not args.json:
-            print(f"plot written to {args.plot}")
+        try:
+            written = plot_reports(reports, args.plot)  # always a PNG: .png appended if need be
+        except OSError as exc:
+            raise DataError(f"--plot {args.plot}: cannot write ({exc.strerror or exc})") from None
+        # with --json, stdout holds only the JSON object
+        print(f"plot written to {written}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -20,7 +20,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,30 +158,76 @@ def parse_row(line: str, where: str) -> RoutingRow:
     )
 
 
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of every line of a UTF-8 text file.
+
+    Raises :class:`DataError` naming the file (and the line) when it is missing, unreadable or
+    not UTF-8 text.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        with path.open("rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(
+                        f"{path.name}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                        f"column {exc.start + 1}); the file must be UTF-8 JSON lines"
+                    ) from None
+                yield number, text
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
 def load_rows(paths: Iterable[Path | str]) -> list[RoutingRow]:
     """Every row of the given JSONL files, in file order; blank lines are skipped."""
     rows: list[RoutingRow] = []
     for path in paths:
         p = Path(path)
-        if not p.is_file():
-            raise DataError(f"{p}: no such file")
-        with p.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
-                if line.strip():
-                    rows.append(parse_row(line, f"{p.name}:{number}"))
+        for number, line in read_lines(p):
+            if line.strip():
+                rows.append(parse_row(line, f"{p.name}:{number}"))
     return rows
 
 
 def load_prices(path: Path | None = None) -> dict[str, Price]:
-    """List prices from ``prices.json`` (empty if the file is absent)."""
+    """List prices from ``prices.json`` (empty if the file is absent).
+
+    The file is one JSON object: model name → ``{"input_per_mtok": …, "output_per_mtok": …}``
+    (US dollars per million tokens). Raises :class:`DataError` naming the file when it is not
+    that.
+    """
     p = path or default_data_dir() / "prices.json"
     if not p.is_file():
         return {}
-    raw = json.loads(p.read_text(encoding="utf-8"))
-    return {
-        str(name): Price(float(v["input_per_mtok"]), float(v["output_per_mtok"]))
-        for name, v in raw.items()
-    }
+    try:
+        raw = json.loads(p.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{p}: not UTF-8 text; prices must be a UTF-8 JSON object") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}:{exc.lineno}: not JSON ({exc.msg})") from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{p}: prices must be a JSON object of model -> price")
+    return {str(name): _parse_price(str(name), v, p) for name, v in raw.items()}
+
+
+def _parse_price(name: str, raw: object, path: Path) -> Price:
+    values = []
+    for key in ("input_per_mtok", "output_per_mtok"):
+        value = raw.get(key) if isinstance(raw, dict) else None
+        number = (
+            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
+        if number is None or not math.isfinite(number) or number < 0:
+            raise DataError(
+                f"{path}: {name!r} needs '{key}', a number >= 0 (US dollars per million tokens)"
+            )
+        values.append(number)
+    return Price(values[0], values[1])
 
 
 def files_digest(paths: Sequence[Path | str]) -> str:
@@ -280,11 +326,20 @@ class SourceTable:
 def build_table(
     rows: Sequence[RoutingRow], prices: Mapping[str, Price], models: Sequence[str] | None = None
 ) -> SourceTable:
-    """Matrix form of the rows of one source; ``models`` fixes the order (default: by cost)."""
+    """Matrix form of the rows of one source, models by cost.
+
+    ``models`` fixes the models and their order: the rows' other models are neither read nor
+    priced (a :class:`DataError` if none of the rows has a result for one of ``models``).
+    """
     if not rows:
         raise DataError("no rows to build a table from")
     source = rows[0].source
     names = sorted({m for r in rows for m in r.results})
+    if models is not None:  # only these are compared, so only these are priced
+        missing = [m for m in models if m not in names]
+        if missing:
+            raise DataError(f"source {source!r} has no results for {missing}")
+        names = sorted(models)
     n, k = len(rows), len(names)
     scores = np.full((n, k), np.nan)
     costs = np.full((n, k), np.nan)
@@ -299,9 +354,6 @@ def build_table(
         mean_score = np.nanmean(scores, axis=0)
         order = sorted(range(k), key=lambda j: (mean_cost[j], mean_score[j], names[j]))
     else:
-        missing = [m for m in models if m not in names]
-        if missing:
-            raise DataError(f"source {source!r} has no results for {missing}")
         order = [names.index(m) for m in models]
     ordered = [names[j] for j in order]
     cheapest = ordered[0]

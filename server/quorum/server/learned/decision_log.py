@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import Any, cast, get_args
 
 from quorum.server.decisions import Feedback, FeedbackKind, feedback_is_good
-from quorum.server.learned.data import DataError, ModelResult, RoutingRow, json_object
+from quorum.server.learned.data import (
+    DataError,
+    ModelResult,
+    RoutingRow,
+    json_object,
+    read_lines,
+)
 
 DEFAULT_FEEDBACK_SOURCE = "decisions"
 """Source name of the rows made from a decision log."""
@@ -161,34 +167,31 @@ def _read(
         if not p.is_file():
             raise DataError(f"{p}: no such file")
         summary.files.append(p.name)
-        with p.open(encoding="utf-8") as fh:
-            for number, text in enumerate(fh, start=1):
-                if not text.strip():
-                    continue
-                where = f"{p.name}:{number}"
-                line = json_object(text, where, "a decision log line")
-                kind = line.get("type")
-                if kind not in ("decision", "feedback") and "results" in line:
-                    raise DataError(
-                        f"{where}: a routing data row, not a decision log line; "
-                        "pass routing data with --data"
-                    )
-                request_id = line.get("request_id")
-                if kind == "decision" and isinstance(request_id, str):
-                    summary.decisions += 1
-                    if request_id in decisions:
-                        summary.duplicate_decisions += 1
-                    else:
-                        decisions[request_id] = line
-                elif kind == "feedback" and isinstance(request_id, str):
-                    summary.feedback_lines += 1
-                    order += 1
-                    later = line.get("first_verdict") is False
-                    feedback.setdefault(request_id, []).append(
-                        _Verdict(order, later, verdict_of(line))
-                    )
+        for number, text in read_lines(p):  # DataError naming the line if not UTF-8
+            if not text.strip():
+                continue
+            where = f"{p.name}:{number}"
+            line = json_object(text, where, "a decision log line")
+            kind = line.get("type")
+            if kind not in ("decision", "feedback") and "results" in line:
+                raise DataError(
+                    f"{where}: a routing data row, not a decision log line; "
+                    "pass routing data with --data"
+                )
+            request_id = line.get("request_id")
+            if kind == "decision" and isinstance(request_id, str):
+                summary.decisions += 1
+                if request_id in decisions:
+                    summary.duplicate_decisions += 1
                 else:
-                    summary.other_lines += 1  # shadow lines and anything else
+                    decisions[request_id] = line
+            elif kind == "feedback" and isinstance(request_id, str):
+                summary.feedback_lines += 1
+                order += 1
+                later = line.get("first_verdict") is False
+                feedback.setdefault(request_id, []).append(_Verdict(order, later, verdict_of(line)))
+            else:
+                summary.other_lines += 1  # shadow lines and anything else
     return decisions, feedback
 
 

@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from quorum.server.learned.data import Price, RoutingRow, SourceTable, build_table, split_by_source
+from quorum.server.learned.data import (
+    DataError,
+    Price,
+    RoutingRow,
+    SourceTable,
+    build_table,
+    split_by_source,
+)
 from quorum.server.learned.heads import PAIR, SourceHead
 from quorum.server.learned.metrics import (
     OF_GAP,
@@ -51,14 +58,29 @@ class SourceReport:
     plot: dict[str, Any] = field(default_factory=dict)
 
 
-def find_head(router: LearnedRouter, table: SourceTable) -> SourceHead | None:
-    """The head trained on this source, else one whose models are exactly the rows' models."""
-    if table.source in router.heads:
-        return router.heads[table.source]
+def find_head(router: LearnedRouter, source: str, rows: Sequence[RoutingRow]) -> SourceHead | None:
+    """The head to judge a source's rows with, chosen before any row is priced.
+
+    The head trained on this source (by name); else, among the heads whose models all answer
+    at least one row together, the one whose models are exactly the models answering the
+    source's rows, else the one with the most such rows (ties: more models, then the artifact's
+    order). Models of the rows that the head does not use play no part. None: no head fits.
+    """
+    if source in router.heads:
+        return router.heads[source]
+    answered = {m for r in rows for m in r.results}
+    best: tuple[bool, int, int] | None = None
+    chosen: SourceHead | None = None
     for head in router.heads.values():
-        if set(head.models) == set(table.models):
-            return head
-    return None
+        rank = (set(head.models) == answered, len(_usable_rows(rows, head)), len(head.models))
+        if rank[1] and (best is None or rank > best):
+            best, chosen = rank, head
+    return chosen
+
+
+def _usable_rows(rows: Sequence[RoutingRow], head: SourceHead) -> list[RoutingRow]:
+    """The rows that carry a result for every model of ``head`` (the models compared)."""
+    return [r for r in rows if all(m in r.results for m in head.models)]
 
 
 def _se(stat: Any, n: int, rounds: int) -> float:
@@ -230,30 +252,47 @@ def evaluate(
 ) -> dict[str, SourceReport]:
     """Reports for every source of ``rows`` that the router has a head for.
 
-    A source matches the head trained on it, else a head with exactly its models; rows lacking
-    a result for one of the head's models are left out (``n`` counts the rows used).
+    The head is chosen first (:func:`find_head`: by source name, else by its models); then only
+    the rows with a result for every model of that head are kept (``n`` counts them) and only
+    the head's models are priced. A source with no fitting head, no such rows or a head model
+    that cannot be priced is skipped with a note on stderr saying why; the others are evaluated.
     """
     reports: dict[str, SourceReport] = {}
-    skipped: list[str] = []
     for source, source_rows in split_by_source(rows).items():
-        table = build_table(source_rows, prices).complete()
-        head = find_head(router, table)
-        if head is None or not table.prompts:
-            skipped.append(source)
+        head = find_head(router, source, source_rows)
+        if head is None:
+            _note(
+                f"source {source!r}: no head of the router fits (none is named so, and no row "
+                "has a result for every model of a head); skipped"
+            )
             continue
-        table = build_table(
-            [r for r in source_rows if all(m in r.results for m in head.models)],
-            prices,
-            head.models,
-        )
+        usable = _usable_rows(source_rows, head)
+        if not usable:
+            _note(
+                f"source {source!r}: no row has a result for every model of head "
+                f"{head.source!r} ({', '.join(head.models)}); skipped"
+            )
+            continue
+        try:  # prices only the head's models: other models of the rows play no part
+            table = build_table(usable, prices, head.models)
+        except DataError as exc:
+            _note(f"source {source!r} (head {head.source!r}): {exc}; skipped")
+            continue
         if head.kind == PAIR:
             reports[source] = evaluate_pair(head, table, rounds)
         else:
             reports[source] = evaluate_multi(head, table, rounds)
-    if skipped:
-        names = ", ".join(skipped)
-        print(f"note: no head of the router fits source(s) {names}; skipped", file=sys.stderr)
+        if len(usable) < len(source_rows):
+            left = len(source_rows) - len(usable)
+            _note(
+                f"source {source!r}: {left} of {len(source_rows)} rows lack a result for a "
+                f"model of head {head.source!r}; left out"
+            )
     return reports
+
+
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
 
 
 _JSON_KEYS = (

@@ -20,13 +20,15 @@ Everything here is numpy and the standard library: no scikit-learn at serve time
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from quorum.server.learned.data import estimate_tokens
+from quorum.server.learned.metrics import OF_STRONG, STANDARD_TARGETS
 from quorum.server.learned.tfidf import FeatureSpace, SparseRow
 from quorum.server.learned.verifier import answer_cues
 
@@ -34,6 +36,29 @@ FloatArray = npt.NDArray[np.float64]
 
 PAIR = "pair"
 MULTI = "multi"
+
+_TARGET = re.compile(r"^(\d+(?:\.\d+)?)% of (premium|gap)$")
+
+
+class QualityTargetError(ValueError):
+    """A quality target the head has no stored calibration for (the message lists those)."""
+
+
+def target_name(level: float, kind: str) -> str:
+    """A quality target as text: ``"95% of premium"`` (of the premium model's quality) or
+    ``"80% of gap"`` (of the way from the cheapest model's quality to the premium's)."""
+    return f"{round(level * 100, 6):g}% of {'premium' if kind == OF_STRONG else 'gap'}"
+
+
+STORED_TARGETS: Mapping[str, str] = {
+    label: target_name(level, kind) for label, level, kind in STANDARD_TARGETS
+}
+"""Manifest label (``thresholds``/``lambdas`` keys) → the target it was calibrated for."""
+
+
+def is_target_name(text: str) -> bool:
+    """Whether ``text`` is a target as :func:`target_name` writes it."""
+    return _TARGET.match(text) is not None
 
 
 def sigmoid(z: FloatArray) -> FloatArray:
@@ -55,7 +80,8 @@ class RouterScores:
     mean grade) of ``models[i]`` answering well, ``expected_costs_usd[i]`` its estimated cost, and
     ``gains[i] = expected_scores[i] - expected_scores[0]`` its expected quality gain over the
     cheapest model (for a pair, ``gains[1]`` is the routing score compared with ``threshold``).
-    ``recommended`` is the model chosen for the head's calibrated ``quality_target``.
+    ``recommended`` is the model chosen for the calibration in use, ``target`` (the head's
+    trained ``quality_target`` unless the server config chose another stored one).
     """
 
     source: str
@@ -66,6 +92,7 @@ class RouterScores:
     recommended: str
     threshold: float | None
     quality_target: float
+    target: str = ""  # the calibration in use, e.g. "95% of premium"
 
 
 @dataclass(frozen=True)
@@ -147,6 +174,8 @@ class SourceHead:
     lam: float | None = None
     cascade: CascadeVerifier | None = None
     calibration: str | None = None  # how threshold/lambda were found; None: out-of-fold, full rows
+    lambdas: Mapping[str, float] | None = None  # like ``thresholds``, for many-model heads
+    target: str | None = None  # the stored calibration in use; None: the trained quality_target
 
     def __post_init__(self) -> None:
         if self.kind not in (PAIR, MULTI):
@@ -157,6 +186,64 @@ class SourceHead:
             raise ValueError(
                 f"coef shape {self.coef.shape} != ({self.space.size}, {len(self.models)})"
             )
+
+    @property
+    def trained_target(self) -> str:
+        """The target the head was trained for (its ``threshold``/``lam``), as text."""
+        return target_name(self.quality_target, OF_STRONG)
+
+    def stored_targets(self) -> tuple[str, ...]:
+        """Every target a calibration is stored for, the trained one first.
+
+        Pair heads store thresholds for :data:`STORED_TARGETS` (and their cascade verifier
+        its own for the same targets); many-model heads store a ``lambda`` for each of them
+        since the ``lambdas`` manifest key was added (older artifacts: the trained one only).
+        """
+        labels = self.thresholds if self.kind == PAIR else self.lambdas
+        out = [self.trained_target]
+        for label in labels or {}:
+            name = STORED_TARGETS.get(label)
+            cascade_has_it = self.cascade is None or label in self.cascade.thresholds
+            if name is not None and name not in out and cascade_has_it:
+                out.append(name)
+        return tuple(out)
+
+    def at_target(self, target: str) -> SourceHead:
+        """This head deciding at the stored calibration for ``target`` (e.g. ``"80% of gap"``):
+        its threshold (and cascade threshold) or ``lambda`` replaced by the stored ones.
+
+        Raises :class:`QualityTargetError` listing the stored targets when there is none. Only
+        a head as loaded (deciding at its trained target) can be moved to another target.
+        """
+        if self.target is not None:
+            raise ValueError(f"source {self.source!r} is already set to {self.target!r}")
+        if target == self.trained_target:
+            return replace(self, target=target)
+        if target not in self.stored_targets():
+            stored = ", ".join(
+                f'"{t}"' + (" (trained)" if t == self.trained_target else "")
+                for t in self.stored_targets()
+            )
+            hint = ""
+            if self.kind == MULTI and not self.lambdas:
+                hint = "; retrain the artifact (quorum router train) to store the others"
+            raise QualityTargetError(
+                f'"{target}" has no calibration stored for source {self.source!r} '
+                f"(stored: {stored}; N% of gap is N% of the way from the cheapest model's "
+                f"quality to the premium's){hint}"
+            )
+        label = next(k for k, v in STORED_TARGETS.items() if v == target)
+        if self.kind == PAIR:
+            cascade = self.cascade
+            if cascade is not None:
+                cascade = replace(cascade, threshold=cascade.thresholds[label])
+            return replace(
+                self,
+                threshold=(self.thresholds or {})[label],
+                cascade=cascade,
+                target=target,
+            )
+        return replace(self, lam=(self.lambdas or {})[label], target=target)
 
     def expected_from_row(self, row: SparseRow) -> FloatArray:
         """Per-model expected score from a feature row."""
@@ -192,6 +279,7 @@ class SourceHead:
             recommended=self.models[pick],
             threshold=self.threshold,
             quality_target=self.quality_target,
+            target=self.target or self.trained_target,
         )
 
     def cascade_gain(self, prompt: str, response: str) -> float:

@@ -11,8 +11,16 @@ import numpy as np
 from quorum.server.learned.evaluation import SourceReport
 
 
-def plot_reports(reports: Mapping[str, SourceReport], out: Path) -> None:
-    """Draw one panel per source into ``out`` (matplotlib, Agg backend)."""
+def png_path(out: Path) -> Path:
+    """Where a plot asked for at ``out`` is written: ``out`` itself when it ends in ``.png``
+    (any case), else ``out`` with ``.png`` appended (``curve`` → ``curve.png``, ``curve.pdf`` →
+    ``curve.pdf.png``): the plot is always a PNG, whatever the name says."""
+    return out if out.suffix.lower() == ".png" else out.with_name(out.name + ".png")
+
+
+def plot_reports(reports: Mapping[str, SourceReport], out: Path) -> Path:
+    """Draw one panel per source into a PNG at :func:`png_path` of ``out`` (matplotlib, Agg
+    backend); returns the path written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,6 +62,8 @@ def plot_reports(reports: Mapping[str, SourceReport], out: Path) -> None:
     for ax in list(axes.flat)[len(reports) :]:
         ax.axis("off")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    path = png_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
+    return path

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,19 @@ class LearnedRouter:
         except KeyError:
             known = ", ".join(sorted(self.heads))
             raise UnknownSourceError(f"no head for source {name!r} (known: {known})") from None
+
+    def with_quality_target(self, target: str, source: str | None = None) -> LearnedRouter:
+        """This router with the head of ``source`` (default: the default source) deciding at
+        the stored calibration for ``target``, e.g. ``"95% of premium"`` or ``"80% of gap"``
+        (:meth:`SourceHead.at_target`); the other heads are unchanged.
+
+        Raises :class:`~.heads.QualityTargetError` listing the stored targets when the head
+        has no calibration for ``target``.
+        """
+        name = source or self.default_source
+        heads = dict(self.heads)
+        heads[name] = self.head(name).at_target(target)
+        return replace(self, heads=heads)
 
     def score(self, prompt: str, source: str | None = None) -> RouterScores:
         """Per-model expected scores, costs and the recommended model for ``prompt``."""

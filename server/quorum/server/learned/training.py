@@ -8,7 +8,9 @@ For each source of the training rows:
 3. predict every training row out-of-fold (k folds grouped by row id, so a prompt listed twice
    never sits on both sides) and calibrate on those predictions: the threshold that reaches the
    configured quality target for a pair, the ``lambda`` for a pool of many models, and the
-   cascade threshold where rows carry the cheap model's answers;
+   cascade threshold where rows carry the cheap model's answers — and the same for each of the
+   standard targets (95% of the premium's quality, 80% and 50% of the gap), which the server
+   config may choose instead (``classifier.learned.quality_target``);
 4. refit on all rows and export to numpy.
 
 The config states targets as "fraction of the premium model's quality"; the router finds the
@@ -214,14 +216,20 @@ def _pair_threshold(gain: FloatArray, table: SourceTable, level: float, cascade:
 
 
 def _calibrate_lambda(
-    expected: FloatArray, est_cost: FloatArray, table: SourceTable, level: float
+    expected: FloatArray,
+    est_cost: FloatArray,
+    table: SourceTable,
+    level: float,
+    kind: str = OF_STRONG,
 ) -> tuple[float, dict[str, float]]:
+    """The cheapest ``lambda`` whose out-of-fold mean quality reaches the target (``level`` of
+    the premium's quality, or of the gap from the cheapest model's), and its figures."""
     complete = ~np.isnan(table.scores).any(axis=1)
     q, c = table.scores[complete], table.costs[complete]
     premium_cost = float(c[:, -1].mean())
     lams = lambda_grid(float(np.median(est_cost[complete, -1])))
     curve = multi_curve(expected[complete], est_cost[complete], q, c, lams)
-    target = level * float(q[:, -1].mean())
+    target = target_quality(level, kind, float(q[:, 0].mean()), float(q[:, -1].mean()))
     lams = refine_lambdas(lams, curve.points()[0], target)
     curve = multi_curve(expected[complete], est_cost[complete], q, c, lams)
     pick = curve.cheapest_reaching(target)
@@ -229,6 +237,16 @@ def _calibrate_lambda(
     qs, cs, _ = curve.points()
     i = pick if pick is not None else 0
     return lam, {"oof_quality": float(qs[i]), "oof_cost_fraction": float(cs[i] / premium_cost)}
+
+
+def _calibrate_lambdas(
+    expected: FloatArray, est_cost: FloatArray, table: SourceTable
+) -> dict[str, float]:
+    """A ``lambda`` for each of the standard targets, keyed like a pair head's thresholds."""
+    return {
+        label: _calibrate_lambda(expected, est_cost, table, level, kind)[0]
+        for label, level, kind in STANDARD_TARGETS
+    }
 
 
 def _fit_head_features(table: SourceTable, kind: str, cfg: TrainConfig) -> SklearnFeatures:
@@ -268,6 +286,7 @@ def train_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
     threshold: float | None = None
     thresholds: dict[str, float] = {}
     lam: float | None = None
+    lambdas: dict[str, float] = {}
     cascade: CascadeVerifier | None = None
     verifier: Verifier | None = None
     oof_cascade: FloatArray | None = None
@@ -301,6 +320,7 @@ def train_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
     else:
         est_cost = np.array([cost.estimate(p) for p in table.prompts])
         lam, calibration = _calibrate_lambda(oof, est_cost, table, cfg.quality_target)
+        lambdas = _calibrate_lambdas(oof, est_cost, table)
     head = SourceHead(
         source=table.source,
         kind=kind,
@@ -314,6 +334,7 @@ def train_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
         threshold=threshold,
         thresholds=thresholds,
         lam=lam,
+        lambdas=lambdas,
         cascade=cascade,
     )
     return FittedHead(head, features, per_model, category, verifier, oof, oof_cascade, calibration)
@@ -371,6 +392,7 @@ def train_partial_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
     threshold: float | None = None
     thresholds: dict[str, float] = {}
     lam: float | None = None
+    lambdas: dict[str, float] = {}
     if kind == PAIR:
         gain = oof[:, 1] - oof[:, 0]
         threshold = _pair_threshold(gain, proxy, cfg.quality_target, cascade=False)
@@ -381,6 +403,7 @@ def train_partial_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
         share = float(routed.mean())
     else:
         lam, figures = _calibrate_lambda(oof, est_cost, proxy, cfg.quality_target)
+        lambdas = _calibrate_lambdas(oof, est_cost, proxy)
         pick = np.argmax(oof - lam * est_cost, axis=1)
         quality = figures["oof_quality"]
         spent = float(c[np.arange(n), pick].mean())
@@ -403,6 +426,7 @@ def train_partial_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
         threshold=threshold,
         thresholds=thresholds,
         lam=lam,
+        lambdas=lambdas,
         cascade=None,
         calibration=MODEL_BASED,
     )

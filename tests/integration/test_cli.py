@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -129,7 +130,7 @@ def test_serve_on_a_port_in_use_names_the_key_without_a_traceback() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = run("serve", "--address", f"127.0.0.1:{port}")
-    assert result.returncode == 1
+    assert result.returncode == 2  # as with --workers, and for the HTTP and metrics ports
     assert f"server.address: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -298,3 +299,78 @@ def test_check_config_names_list_items_in_brackets_without_pydantic_prefixes(
     assert "  models.flash.capabilities[1]: Input should be " in result.stderr
     assert "  tenants.support-bot.token_sha256: must be the 64-character" in result.stderr
     assert "Value error" not in result.stderr and ".capabilities.1" not in result.stderr
+
+
+def _not_json(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip() and not line.startswith("{")]
+
+
+def test_serve_refuses_a_port_past_65535_on_the_command_line() -> None:
+    # It used to serve on port 34463 (99999 mod 65536); the same value in the config is
+    # refused, and now the flag too, as one line.
+    result = run("serve", "--address", "127.0.0.1:99999")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "quorum serve: --address '127.0.0.1:99999': port 99999 is not within 0-65535\n"
+    )
+
+
+def test_serve_on_a_taken_http_or_metrics_port_is_one_line_without_a_traceback() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # The gRPC server had started when the HTTP port failed, and was never stopped:
+        # "Exception ignored in: <function Server.__del__> ... Event loop is closed".
+        for flag, problem in (
+            ("--http-address", f"cannot bind HTTP address 127.0.0.1:{port}: "),
+            (
+                "--metrics-address",
+                f"observability.metrics_address: cannot listen on 127.0.0.1:{port}",
+            ),
+        ):
+            result = run(
+                "serve", "--address", f"127.0.0.1:{_free_port()}", flag, f"127.0.0.1:{port}"
+            )
+            assert result.returncode == 2, (flag, result.stderr)
+            (line,) = _not_json(result.stderr)
+            assert line.startswith(f"quorum serve: {problem}"), (flag, result.stderr)
+            assert '"serving"' not in result.stderr
+
+
+async def test_client_errors_are_one_line_without_grpc_core_logs(tmp_path: Path) -> None:
+    from tests.integration.test_tls import make_pki
+
+    (tmp_path / "ca.pem").write_bytes(make_pki().ca.cert)
+    tls = ["--tls-ca", str(tmp_path / "ca.pem"), "--timeout", "5"]
+    empty = run("route", "hi", "--address", "")
+    assert empty.returncode == 2  # it used to reach gRPC: UNKNOWN, with gRPC core's trace
+    assert empty.stderr == (
+        "quorum route: --address '': expected HOST:PORT, e.g. localhost:50051\n"
+    )
+    async with running_server(parse_config(sim_config())) as (running, _):
+        address = f"127.0.0.1:{running.port}"
+        # TLS to a plaintext server: gRPC core logged "I1204 ... ssl_transport_security.cc"
+        # before the error line.
+        for command in (["route", "hi"], ["plan", "hi"], ["models"]):
+            result = await asyncio.to_thread(run, *command, "--address", address, *tls)
+            assert result.returncode == 1
+            assert result.stderr.startswith("error: UNAVAILABLE: "), result.stderr
+            assert len(result.stderr.splitlines()) == 1, result.stderr
+        # A user who asks for gRPC core's logs gets them.
+        verbose = await asyncio.to_thread(
+            subprocess.run,
+            [str(QUORUM), "models", "--address", address, *tls],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "GRPC_VERBOSITY": "INFO"},
+        )
+    assert verbose.returncode == 1
+    assert "ssl_transport_security" in verbose.stderr
+
+
+def test_the_cli_loads_without_grpc() -> None:
+    # gRPC reads GRPC_VERBOSITY once, as it is imported: the client commands set it first.
+    code = "import sys, quorum.server.cli; sys.exit('grpc' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

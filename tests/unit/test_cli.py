@@ -166,3 +166,74 @@ def test_router_commands_reach_their_own_parsers(capsys: pytest.CaptureFixture[s
         cli.main(["router", "bogus"])
     assert info.value.code == 2
     assert "invalid choice: 'bogus'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "address", "problem"),
+    [
+        ("--address", "127.0.0.1:99999", "port 99999 is not within 0-65535"),
+        ("--address", "nowhere", "expected HOST:PORT, e.g. [::]:50051"),
+        ("--http-address", "127.0.0.1:70000", "port 70000 is not within 0-65535"),
+        ("--metrics-address", "localhost", "expected HOST:PORT, e.g. [::]:9090"),
+    ],
+)
+def test_serve_checks_its_addresses_as_the_config_does(
+    flag: str,
+    address: str,
+    problem: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # --address 127.0.0.1:99999 used to serve on port 34463 (99999 mod 65536).
+    def no_server(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a server was made")
+
+    monkeypatch.setattr("quorum.server.app.create_server", no_server)
+    code, err = _run(capsys, "serve", flag, address)
+    assert (code, err) == (2, f"quorum serve: {flag} {address!r}: {problem}\n")
+
+
+@pytest.mark.parametrize("command", [["route", "hi"], ["plan", "hi"], ["models"]])
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("", "expected HOST:PORT, e.g. localhost:50051"),
+        ("localhost", "expected HOST:PORT, e.g. localhost:50051"),
+        ("localhost:99999", "port 99999 is not within 1-65535"),
+        ("localhost:0", "port 0 is not within 1-65535"),
+        ("dns:///", "expected dns:[//DNS-SERVER/]HOST:PORT"),
+        ("unix:", "nothing after unix:"),
+    ],
+)
+def test_a_client_address_that_names_no_server_is_one_line(
+    command: list[str],
+    address: str,
+    problem: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An empty --address used to reach gRPC and come back as UNKNOWN with gRPC core's trace.
+    def no_call(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a client was made")
+
+    monkeypatch.setattr("quorum.client.QuorumClient.__init__", no_call)
+    code, err = _run(capsys, *command, "--address", address)
+    assert (code, err) == (2, f"quorum {command[0]}: --address {address!r}: {problem}\n")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["localhost:50051", "[::1]:50051", "dns:///quorum-headless.quorum.svc:50051", "unix:/run/q"],
+)
+def test_client_addresses_grpc_resolves_are_taken(address: str) -> None:
+    from quorum.server.cli_args import target_problem
+
+    assert target_problem(address, example=cli.DEFAULT_ADDRESS) is None
+
+
+def test_stats_checks_its_metrics_address(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _run(capsys, "stats", "--metrics-address", "localhost")
+    assert (code, err) == (
+        2,
+        "quorum stats: --metrics-address 'localhost': expected HOST:PORT, e.g. localhost:9090\n",
+    )

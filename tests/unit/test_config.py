@@ -224,3 +224,25 @@ def test_assertion_messages_have_no_pydantic_prefix() -> None:
     with pytest.raises(ValidationError) as info:
         Outer.model_validate({"items": {"a": [{"size": 1}, {"size": 12}]}})
     assert _format_pydantic(info.value) == ["items.a[1].size: must be below 10"]
+
+
+@pytest.mark.parametrize("key", ["max_connection_age_s", "max_connection_age_grace_s"])
+@pytest.mark.parametrize("value", [2_592_000, float("inf")])  # 30 days; .inf in YAML
+def test_a_connection_age_past_what_grpc_takes_is_named(key: str, value: float) -> None:
+    # These passed check-config, then `quorum serve` died with an OverflowError traceback:
+    # gRPC takes them as 32-bit milliseconds (about 24.8 days at most).
+    (problem,) = _problems(sim_config(server={key: value}))
+    assert problem.startswith(f"server.{key}: must be at most 2073600 (24 days)")
+
+
+def test_the_longest_connection_ages_build_a_grpc_server() -> None:
+    from concurrent import futures
+
+    import grpc
+
+    from quorum.server.app import server_options
+
+    longest = {"max_connection_age_s": 2_073_600, "max_connection_age_grace_s": 2_073_600}
+    config = parse_config(sim_config(server=longest))
+    server = grpc.server(futures.ThreadPoolExecutor(1), options=server_options(config))
+    server.stop(None)

@@ -52,7 +52,11 @@ class RunningServer:
     async def start(self) -> None:
         await self.server.start()
         if self.http is not None:
-            await self.http.start()
+            try:
+                await self.http.start()
+            except BaseException:  # a taken port: stop what runs, or it outlives the loop
+                await self.abandon()
+                raise
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         if self.shedder is not None:
@@ -69,13 +73,28 @@ class RunningServer:
         if self.metrics is not None:
             await self.metrics.stop()
 
+    async def abandon(self) -> None:
+        """Release a server that never started serving: no grace, nothing to drain."""
+        await self.server.stop(None)
+        if self.shedder is not None:
+            await self.shedder.close()
+        await self.router.close()
+        if self.metrics is not None:
+            await self.metrics.stop()
+
+
+def transport_limit(max_request_bytes: int) -> int:
+    """The largest request gRPC's transport takes: well above ``max_request_bytes``, so a
+    realistic oversized request reaches validation and gets INVALID_ARGUMENT naming the
+    field; past it gRPC itself refuses the call with RESOURCE_EXHAUSTED. The limit plus the
+    larger of itself and 16 MiB: 20 MiB by default, 128 MiB at most (for 64 MiB)."""
+    return max_request_bytes + max(max_request_bytes, 16 * 1024 * 1024)
+
 
 def server_options(config: Config, *, reuse_port: bool = False) -> list[tuple[str, int]]:
     """Channel options; ``reuse_port`` lets several worker processes bind one port."""
     s = config.server
-    # The transport accepts somewhat more than the validated limit so that an oversized
-    # request reaches validation and gets INVALID_ARGUMENT naming the field.
-    transport_max = s.max_request_bytes * 2 + 1024 * 1024
+    transport_max = transport_limit(s.max_request_bytes)
     return [
         ("grpc.max_connection_age_ms", int(s.max_connection_age_s * 1000)),
         ("grpc.max_connection_age_grace_ms", int(s.max_connection_age_grace_s * 1000)),

@@ -21,16 +21,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quorum.server.cli_args import finite_number, whole_at_least
-from quorum.server.config import Config, default_config, load_config
-from quorum.server.errors import ConfigError
+from quorum.server.cli_args import finite_number, host_port_problem, target_problem, whole_at_least
 
+# Nothing here imports grpc when the module loads (the config and the errors do): the
+# client commands first tell gRPC core to keep its own log lines to itself (see main).
 if TYPE_CHECKING:
     import grpc
     from google.protobuf.message import Message
 
     from quorum.client import QuorumClient
     from quorum.route.v1.types_pb2 import RouteRequest
+    from quorum.server.config import Config
 
 DEFAULT_ADDRESS = "localhost:50051"
 _STRATEGIES = ("auto", "single", "cascade", "consensus_majority", "consensus_judge")
@@ -65,14 +66,41 @@ class _Subcommand(argparse.ArgumentParser):
 
 
 def _load(path: str | None) -> Config:
+    from quorum.server.config import default_config, load_config
+
     path = path or os.environ.get("QUORUM_CONFIG") or None
     return load_config(path) if path else default_config()
 
 
+def _listen_address(flag: str, address: str | None, example: str) -> None:
+    """Refuse a serve flag's ``HOST:PORT`` the config would refuse: :class:`FlagError`."""
+    if address is None:
+        return
+    from pydantic import TypeAdapter, ValidationError
+
+    from quorum.server.config import HostPort
+
+    try:
+        TypeAdapter(HostPort).validate_python(address)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        problem = str(error["ctx"]["error"]) if error["type"] == "value_error" else ""
+        problem = problem or f"expected HOST:PORT, e.g. {example}"
+        raise FlagError(f"{flag} {address!r}: {problem}") from None
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from quorum.server.app import serve
+    from quorum.server.errors import ConfigError
     from quorum.server.observability.logs import configure_logging
 
+    # Checked as the config checks its own addresses (a port past 65535 would wrap).
+    for flag, address, example in (
+        ("--address", args.address, "[::]:50051"),
+        ("--http-address", args.http_address, "[::]:8080"),
+        ("--metrics-address", getattr(args, "metrics_address", None), "[::]:9090"),
+    ):
+        _listen_address(flag, address, example)
     try:
         config = _load(args.config)
     except ConfigError as exc:
@@ -111,14 +139,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.message, file=sys.stderr)
         return 2
-    except OSError as exc:
+    except OSError as exc:  # an address it cannot listen on, as with --workers
         print(f"quorum serve: {exc}", file=sys.stderr)
-        return 1
+        return 2
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
     from quorum.server.stats import run
 
+    problem = host_port_problem(args.metrics_address, example="localhost:9090")
+    if problem is not None:
+        raise FlagError(f"--metrics-address {problem}")
     code, text = run(args.metrics_address, json_output=args.json, timeout_s=args.timeout)
     print(text, file=sys.stderr if code else sys.stdout)
     return code
@@ -127,6 +158,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _cmd_check_config(args: argparse.Namespace) -> int:
     from quorum.server.catalog import build_catalog
     from quorum.server.classify.build import check_learned
+    from quorum.server.config import load_config
+    from quorum.server.errors import ConfigError
 
     try:
         config = load_config(args.file)
@@ -173,6 +206,8 @@ def _decision_log_checks(config: Config) -> list[Callable[[], object]]:
 
 def _problems_of(checks: Sequence[Callable[[], object]]) -> list[str]:
     """The problems of every check that raises :class:`ConfigError`."""
+    from quorum.server.errors import ConfigError
+
     problems: list[str] = []
     for check in checks:
         try:
@@ -271,6 +306,9 @@ def _tls_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None
 def _client(args: argparse.Namespace) -> QuorumClient:
     """A client for the server named by the connection flags; :class:`FlagError` for TLS
     flags it cannot use."""
+    problem = target_problem(args.address, example=DEFAULT_ADDRESS)
+    if problem is not None:
+        raise FlagError(f"--address {problem}")
     import grpc
 
     from quorum.client import QuorumClient
@@ -467,11 +505,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that call a server and report its answer or the failure in one line.
+_CLIENT_COMMANDS = ("route", "plan", "models", "stats")
+
+
+def _quiet_grpc_core() -> None:
+    """Keep gRPC core's own log lines (``E1204 ... dns_resolver.cc:554] ...``) off a client
+    command's stderr: its failures are reported once, as one line. gRPC reads
+    ``GRPC_VERBOSITY`` when it is imported, so this must run first; a user's own
+    ``GRPC_VERBOSITY`` or ``GRPC_TRACE`` is left alone."""
+    if "grpc" in sys.modules or "GRPC_VERBOSITY" in os.environ or "GRPC_TRACE" in os.environ:
+        return
+    os.environ["GRPC_VERBOSITY"] = "NONE"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) > 1 and argv[0] == "router" and argv[1] in _ROUTER_COMMANDS:
         return _run_router(argv[1], argv[2:])
     args = build_parser().parse_args(argv)
+    if args.command in _CLIENT_COMMANDS:
+        _quiet_grpc_core()
     try:
         result: int = args.func(args)
     except FlagError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 
 
@@ -36,3 +37,35 @@ def finite_number(accept: Callable[[float], bool], expected: str) -> Callable[[s
         return value
 
     return parse
+
+
+_HOST_PORT = re.compile(r"(\[[^\[\]]+\]|[A-Za-z0-9_.-]+):([0-9]+)")
+# gRPC target schemes that name no HOST:PORT of their own (a socket path, an address list,
+# a control plane): gRPC reads the rest.
+_OTHER_SCHEMES = ("unix:", "unix-abstract:", "ipv4:", "ipv6:", "vsock:", "xds:")
+
+
+def host_port_problem(text: str, *, example: str) -> str | None:
+    """Why ``text`` is not a ``HOST:PORT`` to connect to (``[v6]:PORT`` too), or None."""
+    match = _HOST_PORT.fullmatch(text)
+    if match is None:
+        return f"{text!r}: expected HOST:PORT, e.g. {example}"
+    port = int(match[2])
+    if not 1 <= port <= 65535:
+        return f"{text!r}: port {port} is not within 1-65535"
+    return None
+
+
+def target_problem(text: str, *, example: str) -> str | None:
+    """Why ``text`` is not a gRPC target to call, or None: ``HOST:PORT``, or
+    ``dns:[//AUTHORITY/]HOST:PORT``, or another scheme gRPC resolves (``unix:PATH``, ...)."""
+    if text.startswith("dns:"):
+        rest = text.removeprefix("dns:")
+        if rest.startswith("//"):  # an authority (the DNS server), often empty
+            rest = rest[2:].partition("/")[2]
+        problem = host_port_problem(rest, example=example)
+        return None if problem is None else f"{text!r}: expected dns:[//DNS-SERVER/]HOST:PORT"
+    for scheme in _OTHER_SCHEMES:
+        if text.startswith(scheme):
+            return None if text.removeprefix(scheme) else f"{text!r}: nothing after {scheme}"
+    return host_port_problem(text, example=example)

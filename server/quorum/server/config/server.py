@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from quorum.server.config.fields import HostPort, Strict
+
+# gRPC takes a connection's age and its grace as 32-bit milliseconds (about 24.8 days at
+# most): a longer one, or .inf, would stop `serve` as it builds the server.
+MAX_CONNECTION_AGE_S = 24 * 86_400
+
+
+def _connection_age(value: float) -> float:
+    if not value <= MAX_CONNECTION_AGE_S:  # .inf and .nan too
+        raise ValueError(
+            f"must be at most {MAX_CONNECTION_AGE_S} (24 days): gRPC counts connection ages "
+            "in 32-bit milliseconds"
+        )
+    return value
+
+
+ConnectionAge = Annotated[float, AfterValidator(_connection_age)]
 
 
 class TlsConfig(Strict):
@@ -26,8 +42,8 @@ class ServerConfig(Strict):
         None, description="HOST:PORT of the OpenAI-compatible HTTP front door; off when unset"
     )
     grace_period_s: float = Field(20.0, ge=0, le=600)
-    max_connection_age_s: float = Field(300.0, gt=0)
-    max_connection_age_grace_s: float = Field(30.0, ge=0)
+    max_connection_age_s: ConnectionAge = Field(300.0, gt=0)
+    max_connection_age_grace_s: ConnectionAge = Field(30.0, ge=0)
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_messages: int = Field(256, ge=1, le=10_000)
     max_concurrent_rpcs: int = Field(1024, ge=1)

@@ -79,6 +79,7 @@ class LoadShedder:
         self._recent: deque[float] = deque(maxlen=window)
         self._random = (rng or random.Random()).random
         self._task: asyncio.Task[None] | None = None
+        self._pending: asyncio.Future[object] | None = None  # the probe call in flight
         self._token = secrets.token_hex(16)
 
     def is_probe(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> bool:
@@ -123,32 +124,45 @@ class LoadShedder:
 
     async def _probe(self, address: str) -> None:
         async with grpc.aio.insecure_channel(address) as channel:
-            route = channel.unary_unary(ROUTE_METHOD, None, None)
-            metadata = ((PROBE_KEY, self._token),)
-            pending: asyncio.Future[object] | None = None
-            started = answered = 0.0
-
-            def on_answer(_: object) -> None:
-                nonlocal answered
-                answered = time.monotonic()
-
-            while True:
-                await asyncio.sleep(self.interval_s)
-                if pending is not None and not pending.done():
-                    # Still queued: the backlog is at least this old.
-                    self.update(time.monotonic() - started)
-                    continue
+            try:
+                await self._probe_on(channel)
+            finally:
+                # Stopped (the server drains): the call in flight is cancelled and awaited
+                # here, before its channel closes, so its failure is never left for asyncio
+                # to print as an exception nobody retrieved.
+                pending, self._pending = self._pending, None
                 if pending is not None:
-                    with contextlib.suppress(Exception):
-                        pending.result()  # an error is only a late answer: its time counts
-                    self.update(answered - started)
-                    pending = None
-                calm = self.share == 0.0 and self.last_s < self.target_s / 4
-                if calm and time.monotonic() - started < self.calm_interval_s:
-                    continue  # a probe costs a round trip: fewer while nothing queues
-                started = time.monotonic()
-                pending = asyncio.ensure_future(route(b"", timeout=30, metadata=metadata))
-                pending.add_done_callback(on_answer)
+                    pending.cancel()
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await pending
+
+    async def _probe_on(self, channel: grpc.aio.Channel) -> None:
+        route = channel.unary_unary(ROUTE_METHOD, None, None)
+        metadata = ((PROBE_KEY, self._token),)
+        started = answered = 0.0
+
+        def on_answer(done: asyncio.Future[object]) -> None:
+            nonlocal answered
+            answered = time.monotonic()
+            if not done.cancelled():
+                done.exception()  # retrieved: an error is only a late answer
+
+        while True:
+            await asyncio.sleep(self.interval_s)
+            pending = self._pending
+            if pending is not None and not pending.done():
+                # Still queued: the backlog is at least this old.
+                self.update(time.monotonic() - started)
+                continue
+            if pending is not None:
+                self._pending = None
+                self.update(answered - started)  # an error is only a late answer: its time counts
+            calm = self.share == 0.0 and self.last_s < self.target_s / 4
+            if calm and time.monotonic() - started < self.calm_interval_s:
+                continue  # a probe costs a round trip: fewer while nothing queues
+            started = time.monotonic()
+            self._pending = asyncio.ensure_future(route(b"", timeout=30, metadata=metadata))
+            self._pending.add_done_callback(on_answer)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -1480,7 +1480,11 @@ class RouteRequest(_message.Message):
     HINTS_FIELD_NUMBER: _builtins.int
     TENANT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
-    """Caller's idempotency and correlation id; generated when empty. At most 128 characters."""
+    """Caller's correlation id, returned in RouteResponse.request_id, carried by logs and the
+    decision log, and named by FeedbackRequest.request_id; generated when empty. Not
+    deduplicated: a request sent again with the same id is executed and billed again. At
+    most 128 characters.
+    """
     tenant: _builtins.str
     """Tenant name; must match the authenticated tenant when authentication is on."""
     @_builtins.property

@@ -2875,7 +2875,10 @@ func (x *RouteResponse) GetSimulated() bool {
 // An LLM request to route.
 type RouteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Caller's idempotency and correlation id; generated when empty. At most 128 characters.
+	// Caller's correlation id, returned in RouteResponse.request_id, carried by logs and the
+	// decision log, and named by FeedbackRequest.request_id; generated when empty. Not
+	// deduplicated: a request sent again with the same id is executed and billed again. At
+	// most 128 characters.
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// The conversation, at least one message.
 	Messages []*Message `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`

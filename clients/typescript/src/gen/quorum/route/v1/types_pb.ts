@@ -1369,7 +1369,10 @@ export const RouteResponseSchema: GenMessage<RouteResponse> = /*@__PURE__*/
  */
 export type RouteRequest = Message$1<"quorum.route.v1.RouteRequest"> & {
   /**
-   * Caller's idempotency and correlation id; generated when empty. At most 128 characters.
+   * Caller's correlation id, returned in RouteResponse.request_id, carried by logs and the
+   * decision log, and named by FeedbackRequest.request_id; generated when empty. Not
+   * deduplicated: a request sent again with the same id is executed and billed again. At
+   * most 128 characters.
    *
    * @generated from field: string request_id = 1;
    */

@@ -61,7 +61,10 @@ private static final long serialVersionUID = 0L;
   private volatile java.lang.Object requestId_ = "";
   /**
    * <pre>
-   * Caller's idempotency and correlation id; generated when empty. At most 128 characters.
+   * Caller's correlation id, returned in RouteResponse.request_id, carried by logs and the
+   * decision log, and named by FeedbackRequest.request_id; generated when empty. Not
+   * deduplicated: a request sent again with the same id is executed and billed again. At
+   * most 128 characters.
    * </pre>
    *
    * <code>string request_id = 1 [json_name = "requestId"];</code>
@@ -82,7 +85,10 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Caller's idempotency and correlation id; generated when empty. At most 128 characters.
+   * Caller's correlation id, returned in RouteResponse.request_id, carried by logs and the
+   * decision log, and named by FeedbackRequest.request_id; generated when empty. Not
+   * deduplicated: a request sent again with the same id is executed and billed again. At
+   * most 128 characters.
    * </pre>
    *
    * <code>string request_id = 1 [json_name = "requestId"];</code>
@@ -775,7 +781,10 @@ private static final long serialVersionUID = 0L;
     private java.lang.Object requestId_ = "";
     /**
      * <pre>
-     * Caller's idempotency and correlation id; generated when empty. At most 128 characters.
+     * Caller's correlation id, returned in RouteResponse.request_id, carried by logs and the
+     * decision log, and named by FeedbackRequest.request_id; generated when empty. Not
+     * deduplicated: a request sent again with the same id is executed and billed again. At
+     * most 128 characters.
      * </pre>
      *
      * <code>string request_id = 1 [json_name = "requestId"];</code>
@@ -795,7 +804,10 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Caller's idempotency and correlation id; generated when empty. At most 128 characters.
+     * Caller's correlation id, returned in RouteResponse.request_id, carried by logs and the
+     * decision log, and named by FeedbackRequest.request_id; generated when empty. Not
+     * deduplicated: a request sent again with the same id is executed and billed again. At
+     * most 128 characters.
      * </pre>
      *
      * <code>string request_id = 1 [json_name = "requestId"];</code>
@@ -816,7 +828,10 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Caller's idempotency and correlation id; generated when empty. At most 128 characters.
+     * Caller's correlation id, returned in RouteResponse.request_id, carried by logs and the
+     * decision log, and named by FeedbackRequest.request_id; generated when empty. Not
+     * deduplicated: a request sent again with the same id is executed and billed again. At
+     * most 128 characters.
      * </pre>
      *
      * <code>string request_id = 1 [json_name = "requestId"];</code>
@@ -833,7 +848,10 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Caller's idempotency and correlation id; generated when empty. At most 128 characters.
+     * Caller's correlation id, returned in RouteResponse.request_id, carried by logs and the
+     * decision log, and named by FeedbackRequest.request_id; generated when empty. Not
+     * deduplicated: a request sent again with the same id is executed and billed again. At
+     * most 128 characters.
      * </pre>
      *
      * <code>string request_id = 1 [json_name = "requestId"];</code>
@@ -847,7 +865,10 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Caller's idempotency and correlation id; generated when empty. At most 128 characters.
+     * Caller's correlation id, returned in RouteResponse.request_id, carried by logs and the
+     * decision log, and named by FeedbackRequest.request_id; generated when empty. Not
+     * deduplicated: a request sent again with the same id is executed and billed again. At
+     * most 128 characters.
      * </pre>
      *
      * <code>string request_id = 1 [json_name = "requestId"];</code>

@@ -12,7 +12,10 @@ public interface RouteRequestOrBuilder extends
 
   /**
    * <pre>
-   * Caller's idempotency and correlation id; generated when empty. At most 128 characters.
+   * Caller's correlation id, returned in RouteResponse.request_id, carried by logs and the
+   * decision log, and named by FeedbackRequest.request_id; generated when empty. Not
+   * deduplicated: a request sent again with the same id is executed and billed again. At
+   * most 128 characters.
    * </pre>
    *
    * <code>string request_id = 1 [json_name = "requestId"];</code>
@@ -21,7 +24,10 @@ public interface RouteRequestOrBuilder extends
   java.lang.String getRequestId();
   /**
    * <pre>
-   * Caller's idempotency and correlation id; generated when empty. At most 128 characters.
+   * Caller's correlation id, returned in RouteResponse.request_id, carried by logs and the
+   * decision log, and named by FeedbackRequest.request_id; generated when empty. Not
+   * deduplicated: a request sent again with the same id is executed and billed again. At
+   * most 128 characters.
    * </pre>
    *
    * <code>string request_id = 1 [json_name = "requestId"];</code>

@@ -246,3 +246,19 @@ def test_the_longest_connection_ages_build_a_grpc_server() -> None:
     config = parse_config(sim_config(server=longest))
     server = grpc.server(futures.ThreadPoolExecutor(1), options=server_options(config))
     server.stop(None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2024-13-45", "!!int abc", "!!bool maybe", "9" * 5000],
+    ids=["date", "int", "bool", "huge"],
+)
+def test_a_yaml_value_that_cannot_be_read_is_named_by_its_place(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config_text(f"server:\n  grace_period_s: {value}\n", "c.yaml")
+    assert info.value.problems[0].startswith("c.yaml: not valid YAML (line 2, column 19)")
+
+
+def test_yaml_nested_too_deeply_is_an_error_not_a_crash() -> None:
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_config_text("x: " + "[" * 2000 + "]" * 2000, "c.yaml")

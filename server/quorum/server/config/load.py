@@ -61,14 +61,32 @@ def parse_config(data: Any) -> Config:
     return config
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, with a value it cannot build (``2024-13-45`` as a date,
+    ``!!int abc``, an integer of thousands of digits) reported at its place like a
+    syntax error, where the safe loader raised a bare ValueError or KeyError."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, KeyError, TypeError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this value ({type(exc).__name__})", node.start_mark
+            ) from None
+
+
 def load_config_text(text: str, source: str = "<config>") -> Config:
     """Parse YAML text and validate it."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader: builds plain data only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError([f"{source}: not valid YAML{where}"]) from None
+        problem = getattr(exc, "problem", None) or ""
+        detail = f": {problem}" if problem.startswith("cannot read") else ""
+        raise ConfigError([f"{source}: not valid YAML{where}{detail}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{source}: nested too deeply to read"]) from None
     return parse_config(data)
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
 import pytest
+from aiohttp import web
 
 from quorum.client import QuorumError
 from quorum.route.v1 import route_service_pb2 as svc
@@ -45,6 +48,19 @@ def _tool_choice(mode: int = 0, tool_name: str = "") -> pb.RouteRequest:
     request.params.tools.add(name="t")
     request.params.tool_choice.mode = mode  # type: ignore[assignment]
     request.params.tool_choice.tool_name = tool_name
+    return request
+
+
+def _image(url: str = "", media_type: str = "") -> pb.RouteRequest:
+    part = pb.ContentPart(image=pb.ImagePart(url=url, media_type=media_type))
+    return pb.RouteRequest(messages=[pb.Message(role=pb.ROLE_USER, parts=[part])])
+
+
+def _schema(schema: str, strategy: int = 0) -> pb.RouteRequest:
+    request = _ok()
+    request.params.response_format.type = pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA
+    request.params.response_format.json_schema = schema
+    request.hints.strategy = strategy  # type: ignore[assignment]
     return request
 
 
@@ -213,6 +229,51 @@ CASES: list[tuple[str, pb.RouteRequest, str]] = [
         pb.RouteRequest(messages=[pb.Message(role=pb.ROLE_USER, content="x" * 5_000_000)]),
         "messages",
     ),
+    (
+        "image over plain http",
+        _image(url="http://example.com/cat.png"),
+        "messages[0].parts[0].image.url",
+    ),
+    (
+        "image data URL of a type no model takes",
+        _image(url="data:image/tiff;base64,AAAA"),
+        "messages[0].parts[0].image.url",
+    ),
+    (
+        "image URL with a media type that is not an image's",
+        _image(url="https://example.com/cat.png", media_type="text/html"),
+        "messages[0].parts[0].image.media_type",
+    ),
+    (
+        "author name with a newline",
+        _mutate(lambda r: setattr(r.messages[0], "name", "has spaces and\nnewline")),
+        "messages[0].name",
+    ),
+    (
+        "author name too long",
+        _mutate(lambda r: setattr(r.messages[0], "name", "n" * 65)),
+        "messages[0].name",
+    ),
+    (
+        "a tool call id on a user message",
+        _mutate(lambda r: setattr(r.messages[0], "tool_call_id", "c1")),
+        "messages[0].tool_call_id",
+    ),
+    (
+        "schema reference that goes nowhere",
+        _schema('{"$ref": "#/definitions/missing"}'),
+        "params.response_format.json_schema",
+    ),
+    (
+        "schema reference to a URL",
+        _schema('{"$ref": "https://example.com/schema.json"}'),
+        "params.response_format.json_schema",
+    ),
+    (
+        "schema that is not a JSON Schema",
+        _schema('{"type": "nonsense"}'),
+        "params.response_format.json_schema",
+    ),
 ]
 
 
@@ -321,3 +382,151 @@ async def test_unknown_names_are_not_answered_with_the_configured_ones() -> None
         "hints.agent",
     ]
     assert not any(name in text for name in ("flash", "mid", "frontier"))
+
+
+BIG_CASES: list[tuple[str, pb.RouteRequest, str]] = [
+    (
+        "a 20k-character model name",
+        _mutate(lambda r: setattr(r.hints, "model", "m" * 20_000)),
+        "hints.model",
+    ),
+    (
+        "a 20k-character use case",
+        _mutate(lambda r: setattr(r.hints, "use_case", "u" * 20_000)),
+        "hints.use_case",
+    ),
+    (
+        "300 empty stop sequences",
+        _mutate(lambda r: r.params.stop.extend([""] * 300)),
+        "params.stop",
+    ),
+    (
+        "120 empty messages",
+        pb.RouteRequest(messages=[pb.Message() for _ in range(120)]),
+        "messages[0].role",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "request_msg", "field"), BIG_CASES, ids=[c[0] for c in BIG_CASES])
+async def test_a_large_invalid_request_keeps_its_details(
+    name: str, request_msg: pb.RouteRequest, field: str
+) -> None:
+    # The status (message and details) must fit gRPC's 16 KiB of trailers: past that the
+    # caller would get RESOURCE_EXHAUSTED and nothing else.
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.route(request_msg)
+        err = info.value
+        assert err.code is grpc.StatusCode.INVALID_ARGUMENT, err
+        assert err.reason == "INVALID_REQUEST"
+        assert field in [v.field for v in err.field_violations]
+        assert len(str(err)) < 2048
+        assert (await client.route("hello")).content
+
+
+async def test_a_large_unknown_tier_in_list_models_keeps_its_details() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.list_models(tier="t" * 20_000)
+    assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in info.value.field_violations] == ["tier"]
+
+
+async def test_many_failed_attempts_keep_their_status() -> None:
+    # Twelve candidates whose upstream answers 500 with a verbose body: UNAVAILABLE with
+    # every attempt, not RESOURCE_EXHAUSTED for trailers too large.
+    async def fail(request: web.Request) -> web.Response:
+        body = {"error": {"message": "The server had an error. " * 40, "type": "server_error"}}
+        return web.json_response(body, status=500)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fail)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    n = 12
+    config: dict[str, Any] = {
+        "providers": {
+            f"p{i}": {"kind": "openai", "base_url": f"http://127.0.0.1:{port}/v1"} for i in range(n)
+        },
+        "tiers": ["cheap"],
+        "models": {
+            f"m{i}": {
+                "provider": f"p{i}",
+                "model_id": f"gpt-{i}",
+                "tier": "cheap",
+                "input_usd_per_mtok": 1,
+                "output_usd_per_mtok": 2,
+            }
+            for i in range(n)
+        },
+        "routing": {
+            "baseline_model": "m0",
+            "max_failover_attempts": n,
+            "max_upstream_calls": n,
+            "difficulty_tiers": {"low": "cheap", "medium": "cheap", "high": "cheap"},
+        },
+        "decisions": {"sink": "none"},
+    }
+    try:
+        async with running_server(parse_config(config)) as (_, client):
+            with pytest.raises(QuorumError) as info:
+                await client.route("hello")
+    finally:
+        await runner.cleanup()
+    err = info.value
+    assert err.code is grpc.StatusCode.UNAVAILABLE, err
+    assert err.reason == "ALL_ATTEMPTS_FAILED"
+    assert sorted(a.model for a in err.attempts) == sorted(f"m{i}" for i in range(n))
+    assert all("HTTP 500" in a.reason for a in err.attempts)
+
+
+async def test_schema_references_are_never_fetched() -> None:
+    # Cascade and consensus validate answers against the schema: a reference it cannot
+    # resolve is the caller's error, and a URL in it is never fetched by the server.
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    internal = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=internal.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{internal.server_address[1]}/internal/admin.json"
+    cases = [
+        ('{"$ref": "#/definitions/missing"}', pb.STRATEGY_CASCADE),
+        ('{"$ref": "#/definitions/missing"}', pb.STRATEGY_CONSENSUS_MAJORITY),
+        (f'{{"$ref": "{url}"}}', pb.STRATEGY_CASCADE),
+        (f'{{"properties": {{"a": {{"$ref": "{url}"}}}}}}', pb.STRATEGY_CONSENSUS_MAJORITY),
+    ]
+    try:
+        async with running_server(parse_config(sim_config())) as (_, client):
+            for schema, strategy in cases:
+                with pytest.raises(QuorumError) as info:
+                    await client.route(_schema(schema, strategy))
+                assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT, info.value
+                assert [v.field for v in info.value.field_violations] == [
+                    "params.response_format.json_schema"
+                ]
+            with pytest.raises(QuorumError) as streamed:
+                async for _ in client.route_stream(_schema('{"$ref": "#/x"}', pb.STRATEGY_CASCADE)):
+                    pass
+            assert streamed.value.code is grpc.StatusCode.INVALID_ARGUMENT
+            # A self-contained schema with references is served.
+            good = (
+                '{"$defs": {"s": {"type": "string"}}, "properties": {"a": {"$ref": "#/$defs/s"}}}'
+            )
+            for strategy in (pb.STRATEGY_CASCADE, pb.STRATEGY_CONSENSUS_MAJORITY):
+                assert (await client.route(_schema(good, strategy))).content
+    finally:
+        internal.shutdown()
+        internal.server_close()
+    assert hits == []

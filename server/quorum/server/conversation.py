@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from quorum.server.domain import GenerationParams, Message, Role
+from quorum.server.errors import echo
 
 
 def tool_turn_problems(
@@ -29,7 +30,7 @@ def tool_turn_problems(
                 problems.append(
                     (
                         f"messages[{i}].tool_calls[{j}].name",
-                        f"calls {call.name!r}, which the request's tools do not define",
+                        f"calls {echo(call.name)}, which the request's tools do not define",
                     )
                 )
         if message.role is Role.TOOL and message.tool_call_id and message.tool_call_id not in made:

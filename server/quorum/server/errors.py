@@ -46,6 +46,25 @@ if TYPE_CHECKING:
     from quorum.server.domain import Attempt, ExecutionPlan
 
 
+#: A caller's value is echoed in an error only this far (it may be megabytes long).
+ECHO_CHARS = 64
+#: Violations listed in an InvalidRequest's message (the details list more, see
+#: service/status.py), and the length a violation's field path and description keep.
+MESSAGE_VIOLATIONS = 10
+MAX_FIELD_CHARS = 200
+MAX_DESCRIPTION_CHARS = 300
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in "…" when it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def echo(value: str, limit: int = ECHO_CHARS) -> str:
+    """A caller's value quoted for an error message, cut to ``limit`` characters."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 @value_type
 class FieldViolation:
     """One bad field of a request: a dotted path and what is wrong with it."""
@@ -82,8 +101,20 @@ class InvalidRequest(QuorumError):
     reason = "INVALID_REQUEST"
 
     def __init__(self, violations: Sequence[FieldViolation]) -> None:
-        self.violations = tuple(violations)
-        text = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        # Every violation is kept (each cut to a bounded length: a description may echo
+        # a caller's value); the message lists the first few.
+        self.violations = tuple(
+            v
+            if len(v.field) <= MAX_FIELD_CHARS and len(v.description) <= MAX_DESCRIPTION_CHARS
+            else FieldViolation(
+                clip(v.field, MAX_FIELD_CHARS), clip(v.description, MAX_DESCRIPTION_CHARS)
+            )
+            for v in violations
+        )
+        listed = self.violations[:MESSAGE_VIOLATIONS]
+        text = "; ".join(f"{v.field}: {v.description}" for v in listed)
+        if len(self.violations) > len(listed):
+            text += f"; and {len(self.violations) - len(listed)} more"
         super().__init__(f"invalid request: {text}")
 
 

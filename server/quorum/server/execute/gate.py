@@ -22,12 +22,17 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jsonschema
+import referencing
+import referencing.exceptions
+import referencing.jsonschema
 
 from quorum.server.domain import (
     Completion,
@@ -36,7 +41,11 @@ from quorum.server.domain import (
     ResponseFormatType,
     RouteRequest,
 )
+from quorum.server.errors import clip
 from quorum.server.values import value_type
+
+if TYPE_CHECKING:
+    from _collections_abc import dict_items
 
 #: Refusal and hedging openers, lower-case, in the languages callers commonly use.
 DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
@@ -223,40 +232,199 @@ def _refusal(completion: Completion, policy: GatePolicy) -> GateCheck:
     return GateCheck("refusal", True, "no refusal phrase")
 
 
+# A caller's JSON Schema is checked when the request arrives (service/convert.py, which
+# answers INVALID_ARGUMENT with what :func:`schema_problem` says) and compiled once here.
+# Checking a schema against its metaschema costs jsonschema about a millisecond per
+# subschema, so its size is bounded; a ``$ref`` is resolved inside the schema only (nothing
+# is ever fetched); and validating an answer is metered, in steps and in time, because
+# references let a small schema ask for exponentially many steps (each subschema
+# referring twice to the next). The gate runs on the event loop: these bound how long
+# one answer can hold it.
+MAX_SCHEMA_CHARS = 128 * 1024  # the schema's JSON text
+MAX_SCHEMA_NODES = 256  # JSON objects, arrays and booleans (a boolean is a subschema too)
+MAX_SCHEMA_DEPTH = 32  # how deep they nest
+MAX_VALIDATION_STEPS = 20_000  # objects visited validating one answer
+MAX_VALIDATION_S = 0.25  # and the time that may take
+_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+_DIALECT = jsonschema.validators.Draft202012Validator  # a schema without "$schema"
+
+
+class _Steps(threading.local):
+    """What is left of the validation in progress in this thread (None: no metering)."""
+
+    left: int | None = None
+    deadline = 0.0
+
+
+_STEPS = _Steps()
+
+
+class _TooCostly(Exception):
+    """Validating an answer took more steps or time than it may."""
+
+
+class _Metered(dict[str, Any]):
+    """A JSON object of a caller's schema or of an answer: jsonschema lists a subschema's
+    keywords each time it visits it (and an object's items to compare it with another),
+    and while an answer is validated each listing costs a step."""
+
+    def items(self) -> dict_items[str, Any]:
+        left = _STEPS.left
+        if left is not None:
+            if left <= 0 or time.monotonic() > _STEPS.deadline:
+                raise _TooCostly
+            _STEPS.left = left - 1
+        return super().items()
+
+
+def _no_retrieval(uri: str) -> referencing.Resource[Any]:
+    """Remote references are never fetched: the schema must be self-contained."""
+    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]
+
+
+_REGISTRY: referencing.Registry[Any] = referencing.Registry(retrieve=_no_retrieval)  # type: ignore[call-arg]
+
+
+def _shape_problem(schema: Any) -> str | None:
+    """Whether the schema is too large or too deeply nested to check and use."""
+    nodes = 0
+    stack: list[tuple[Any, int]] = [(schema, 1)]
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_SCHEMA_NODES:
+            return f"is too large: more than {MAX_SCHEMA_NODES} objects, arrays and booleans"
+        if depth > MAX_SCHEMA_DEPTH:
+            return f"nests objects and arrays more than {MAX_SCHEMA_DEPTH} deep"
+        if isinstance(value, bool):
+            continue
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list | bool)
+        )
+    return None
+
+
+def _unresolved_ref(schema: dict[str, Any]) -> str | None:
+    """Why a reference of the schema does not lead to a subschema of the schema itself."""
+    dialect = schema.get("$schema")
+    specification = referencing.jsonschema.specification_with(
+        dialect if isinstance(dialect, str) else "", default=referencing.jsonschema.DRAFT202012
+    )
+    root = specification.create_resource(schema)
+    stack = [(root, _REGISTRY.resolver_with_root(root))]
+    while stack:
+        resource, resolver = stack.pop()
+        resolver = resolver.in_subresource(resource)
+        contents = resource.contents
+        if isinstance(contents, dict):
+            for keyword in _REF_KEYWORDS:
+                ref = contents.get(keyword)
+                if not isinstance(ref, str):
+                    continue
+                try:
+                    target = resolver.lookup(ref).contents
+                except (referencing.exceptions.Unresolvable, ValueError):
+                    return (
+                        f"{keyword} {clip(ref, 64)!r} does not resolve within the schema "
+                        "(remote references are not fetched)"
+                    )
+                if not isinstance(target, _Metered | bool):
+                    return f"{keyword} {clip(ref, 64)!r} does not point to a subschema of it"
+        stack.extend((sub, resolver) for sub in resource.subresources())
+    return None
+
+
 @lru_cache(maxsize=256)
 def _validator(schema_text: str) -> jsonschema.protocols.Validator | str:
     """A compiled validator for a schema, or why the schema itself is unusable."""
+    if len(schema_text) > MAX_SCHEMA_CHARS:
+        return f"is {len(schema_text)} characters, limit {MAX_SCHEMA_CHARS}"
     try:
-        schema = json.loads(schema_text)
-        cls = jsonschema.validators.validator_for(schema)
-        cls.check_schema(schema)
-    except (ValueError, jsonschema.SchemaError) as exc:
-        return f"schema unusable: {str(exc).splitlines()[0]}"
-    validator: jsonschema.protocols.Validator = cls(schema)
+        schema = json.loads(schema_text, object_hook=_Metered)
+    except RecursionError:
+        return f"nests objects and arrays more than {MAX_SCHEMA_DEPTH} deep"
+    except ValueError:
+        return "must be a JSON object"
+    if not isinstance(schema, dict):
+        return "must be a JSON object"
+    problem = _shape_problem(schema)
+    if problem is not None:
+        return problem
+    dialect = schema.get("$schema")
+    if dialect is not None and not isinstance(dialect, str):
+        return "$schema must be a string"
+    try:
+        cls = jsonschema.validators.validator_for(schema, default=_DIALECT)
+        meta = cls(cls.META_SCHEMA, format_checker=cls.FORMAT_CHECKER)
+        error = jsonschema.exceptions.best_match(meta.iter_errors(schema))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            return f"is not a valid JSON Schema: at {clip(where, 64)}: {clip(error.message, 160)}"
+        problem = _unresolved_ref(schema)
+        if problem is not None:
+            return problem
+        validator: jsonschema.protocols.Validator = cls(schema, registry=_REGISTRY)
+    except Exception as exc:  # a caller's schema must never become an internal error
+        return f"cannot be used: {type(exc).__name__}"
     return validator
+
+
+def schema_problem(schema_text: str) -> str | None:
+    """Why a caller's JSON Schema (JSON text) cannot be used, or None when it can: not a
+    JSON object, too large or deep, invalid against its metaschema, or a reference that
+    does not lead to a subschema of the schema itself."""
+    compiled = _validator(schema_text)
+    return compiled if isinstance(compiled, str) else None
+
+
+def _schema_errors(validator: jsonschema.protocols.Validator, value: Any) -> str | None:
+    """The best error of ``value`` against the schema, or None when it conforms. Never
+    raises: a validation that fails or costs too much is an error of the answer."""
+    _STEPS.left = MAX_VALIDATION_STEPS
+    _STEPS.deadline = time.monotonic() + MAX_VALIDATION_S
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    except _TooCostly:
+        return "not checked: validating this answer against the schema costs too much"
+    except RecursionError:
+        return "not checked: validation recursed too deeply (a reference loop, or deep nesting)"
+    except Exception as exc:  # e.g. a reference jsonschema cannot follow
+        return f"not checked: {type(exc).__name__}"
+    finally:
+        _STEPS.left = None
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"at {clip(where, 64)}: {clip(error.message, 240)}"
 
 
 def _json_checks(request: RouteRequest, completion: Completion) -> list[GateCheck]:
     fmt = request.params.response_format
     if fmt.type is ResponseFormatType.TEXT or completion.tool_calls:
         return []
+    # Objects of an answer checked against a schema are metered too (comparing them, as
+    # uniqueItems and enum do, lists their items).
+    hook = _Metered if fmt.type is ResponseFormatType.JSON_SCHEMA else None
     try:
-        value: Any = json.loads(strip_fence(completion.content))
+        value: Any = json.loads(strip_fence(completion.content), object_hook=hook)
     except ValueError as exc:
         return [GateCheck("json", False, f"not valid JSON: {exc}")]
-    checks = [GateCheck("json", True, f"valid JSON {type(value).__name__}")]
+    except RecursionError:
+        return [GateCheck("json", False, "not valid JSON: nested too deeply")]
+    kind = "dict" if isinstance(value, dict) else type(value).__name__
+    checks = [GateCheck("json", True, f"valid JSON {kind}")]
     if fmt.type is ResponseFormatType.JSON_OBJECT and not isinstance(value, dict):
-        checks[0] = GateCheck("json", False, f"expected a JSON object, got {type(value).__name__}")
+        checks[0] = GateCheck("json", False, f"expected a JSON object, got {kind}")
         return checks
     if fmt.type is ResponseFormatType.JSON_SCHEMA and fmt.json_schema:
         validator = _validator(fmt.json_schema)
         if isinstance(validator, str):
-            checks.append(GateCheck("json_schema", True, f"not checked: {validator}"))
+            checks.append(GateCheck("json_schema", True, f"not checked: schema {validator}"))
             return checks
-        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        error = _schema_errors(validator, value)
         if error is not None:
-            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-            checks.append(GateCheck("json_schema", False, f"at {where}: {error.message}"))
+            checks.append(GateCheck("json_schema", False, error))
         else:
             checks.append(GateCheck("json_schema", True, "conforms to the schema"))
     return checks

@@ -21,7 +21,13 @@ from quorum.server import domain as d
 from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.conversation import tool_turn_problems
 from quorum.server.decisions import Feedback, FeedbackKind
-from quorum.server.errors import ExecutionFailed, FieldViolation, InvalidRequest, QuorumError
+from quorum.server.errors import (
+    ExecutionFailed,
+    FieldViolation,
+    InvalidRequest,
+    QuorumError,
+    echo,
+)
 from quorum.server.execute.events import (
     AttemptStarted,
     Chunk,
@@ -32,6 +38,7 @@ from quorum.server.execute.events import (
     PlanMade,
     Voted,
 )
+from quorum.server.execute.gate import schema_problem
 from quorum.server.names import (
     IMAGE_TYPES,
     MAX_CONTENT_CHARS,
@@ -126,11 +133,25 @@ def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
     tool_call_id = m.tool_call_id
     if role is _TOOL and not tool_call_id:
         c.add(f"{path}.tool_call_id", "is required for a ROLE_TOOL message")
+    elif tool_call_id and role is not _TOOL and role is not None:
+        c.add(f"{path}.tool_call_id", "only a ROLE_TOOL message answers a tool call")
     if not content and not parts and not calls:
         c.add(f"{path}.content", "is empty: set content, parts or tool_calls")
+    name = m.name
+    if name and not TOOL_NAME.match(name):
+        c.add(f"{path}.name", "must be 1-64 letters, digits, '_' or '-'")
     if role is None:
         return None
-    return d.Message(role, content, parts, calls, tool_call_id, m.name)
+    return d.Message(role, content, parts, calls, tool_call_id, name)
+
+
+_IMAGE_TYPE_LIST = ", ".join(sorted(IMAGE_TYPES))
+
+
+def _data_url_type(url: str) -> str:
+    """The media type of a ``data:`` URL (``data:image/png;base64,...``), else ""."""
+    comma = url.find(",", 5, 261) if url.startswith("data:") else -1
+    return url[5:comma].partition(";")[0].strip().lower() if comma > 0 else ""
 
 
 def _parts(parts_pb: Iterable[pb.ContentPart], path: str, c: _Checker) -> tuple[d.ContentPart, ...]:
@@ -144,17 +165,25 @@ def _parts(parts_pb: Iterable[pb.ContentPart], path: str, c: _Checker) -> tuple[
             parts.append(d.ContentPart(text=part.text))
         elif which == "image":
             img = part.image
-            if bool(img.url) == bool(img.data):
+            url, media_type = img.url, img.media_type
+            if bool(url) == bool(img.data):
                 c.add(f"{ppath}.image", "set exactly one of url or data")
-            elif img.url and not img.url.startswith(("https://", "http://", "data:image/")):
-                c.add(f"{ppath}.image.url", "must be an http(s) or data:image/ URL")
-            elif img.data and img.media_type not in IMAGE_TYPES:
-                c.add(
-                    f"{ppath}.image.media_type", f"must be one of {', '.join(sorted(IMAGE_TYPES))}"
-                )
+            elif url:
+                if not url.startswith("https://") and _data_url_type(url) not in IMAGE_TYPES:
+                    c.add(
+                        f"{ppath}.image.url",
+                        f"must be an https URL or a data URL of {_IMAGE_TYPE_LIST}",
+                    )
+                if media_type and media_type not in IMAGE_TYPES:
+                    c.add(
+                        f"{ppath}.image.media_type",
+                        f"must be empty or one of {_IMAGE_TYPE_LIST} (it describes the image)",
+                    )
+            elif media_type not in IMAGE_TYPES:
+                c.add(f"{ppath}.image.media_type", f"must be one of {_IMAGE_TYPE_LIST}")
             elif len(img.data) > MAX_IMAGE_BYTES:
                 c.add(f"{ppath}.image.data", f"is {len(img.data)} bytes, limit {MAX_IMAGE_BYTES}")
-            parts.append(d.ContentPart(image=d.ImagePart(img.url, img.data, img.media_type)))
+            parts.append(d.ContentPart(image=d.ImagePart(url, img.data, media_type)))
         else:
             c.add(ppath, "set text or image")
     return tuple(parts)
@@ -242,8 +271,10 @@ def _response_format(rf: pb.ResponseFormat, c: _Checker) -> d.ResponseFormat:
     if fmt_type is _JSON_SCHEMA:
         if not json_schema:
             c.add("params.response_format.json_schema", "is required for JSON_SCHEMA")
-        elif _json_object(json_schema) is None:
-            c.add("params.response_format.json_schema", "must be a JSON object")
+        else:
+            problem = schema_problem(json_schema)
+            if problem is not None:
+                c.add("params.response_format.json_schema", problem)
     elif json_schema:
         c.add("params.response_format.json_schema", "only with RESPONSE_FORMAT_TYPE_JSON_SCHEMA")
     schema_name = rf.schema_name
@@ -269,7 +300,7 @@ def _tool_choice(p: pb.ToolChoice, tools: set[str], c: _Checker) -> d.ToolChoice
         if not p.tool_name:
             c.add("params.tool_choice.tool_name", "is required with TOOL_CHOICE_MODE_TOOL")
         elif p.tool_name not in tools:
-            c.add("params.tool_choice.tool_name", f"{p.tool_name!r} is not in params.tools")
+            c.add("params.tool_choice.tool_name", f"{echo(p.tool_name)} is not in params.tools")
     else:
         c.add("params.tool_choice.mode", f"unknown enum value {mode}")
         return d.ToolChoice()
@@ -326,13 +357,13 @@ def _hints(
     # allowed to see them all (ListModels lists the models the caller may use).
     models = catalog.models
     if model and model not in models:
-        c.add("hints.model", f"unknown model {model!r} (ListModels lists the models)")
+        c.add("hints.model", f"unknown model {echo(model)} (ListModels lists the models)")
     if tier and tier not in catalog.tiers:
-        c.add("hints.tier", f"unknown tier {tier!r} (known: {', '.join(catalog.tiers)})")
+        c.add("hints.tier", f"unknown tier {echo(tier)} (known: {', '.join(catalog.tiers)})")
     if model and tier and model in models and models[model].tier != tier:
         c.add("hints.tier", f"model {model!r} is in tier {models[model].tier!r}")
     if use_case and use_case not in use_cases:
-        c.add("hints.use_case", f"unknown use case {use_case!r}")
+        c.add("hints.use_case", f"unknown use case {echo(use_case)}")
     if agent and NAME.match(agent) and agent not in agents:
         c.add("hints.agent", f"unknown agent {agent!r}")
     if task and not NAME.match(task):

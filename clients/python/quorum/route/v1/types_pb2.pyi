@@ -375,11 +375,15 @@ class ImagePart(_message.Message):
     DATA_FIELD_NUMBER: _builtins.int
     MEDIA_TYPE_FIELD_NUMBER: _builtins.int
     url: _builtins.str
-    """An https or data: URL. Either url or data is set."""
+    """An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+    Either url or data is set.
+    """
     data: _builtins.bytes
     """Raw image bytes."""
     media_type: _builtins.str
-    """MIME type of data, e.g. "image/png"."""
+    """MIME type of the image, one of image/png, image/jpeg, image/gif, image/webp:
+    required with data, optional with url.
+    """
     def __init__(
         self,
         *,
@@ -472,9 +476,9 @@ class Message(_message.Message):
     content: _builtins.str
     """Text content. Either content or parts is set (or tool_calls for an assistant message)."""
     tool_call_id: _builtins.str
-    """For a ROLE_TOOL message: the id of the tool call it answers."""
+    """For a ROLE_TOOL message, and only there: the id of the tool call it answers."""
     name: _builtins.str
-    """Optional author name."""
+    """Optional author name: 1-64 letters, digits, '_' or '-'."""
     @_builtins.property
     def parts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContentPart]:
         """Multi-part content (text and images)."""
@@ -571,7 +575,10 @@ class ResponseFormat(_message.Message):
     type: Global___ResponseFormatType.ValueType
     """Text, JSON object or JSON schema."""
     json_schema: _builtins.str
-    """The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA."""
+    """The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
+    Self-contained: every $ref resolves inside it, and nothing is fetched. At most
+    128 KiB, 256 objects, arrays and booleans, nested 32 deep.
+    """
     schema_name: _builtins.str
     """Name of the schema, passed to providers that want one."""
     def __init__(
@@ -1526,7 +1533,10 @@ class FailureDetail(_message.Message):
     PLAN_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]:
-        """Every attempt, in start order."""
+        """Every attempt, in start order, reasons cut to 200 characters; if they do not all
+        fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+        gives the count.
+        """
 
     @_builtins.property
     def plan(self) -> Global___ExecutionPlan:

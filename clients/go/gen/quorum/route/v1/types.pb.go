@@ -647,11 +647,13 @@ func (AttemptOutcome) EnumDescriptor() ([]byte, []int) {
 // An image given to a vision-capable model.
 type ImagePart struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// An https or data: URL. Either url or data is set.
+	// An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+	// Either url or data is set.
 	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
 	// Raw image bytes.
 	Data []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
-	// MIME type of data, e.g. "image/png".
+	// MIME type of the image, one of image/png, image/jpeg, image/gif, image/webp:
+	// required with data, optional with url.
 	MediaType     string `protobuf:"bytes,3,opt,name=media_type,json=mediaType,proto3" json:"media_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -870,9 +872,9 @@ type Message struct {
 	Parts []*ContentPart `protobuf:"bytes,3,rep,name=parts,proto3" json:"parts,omitempty"`
 	// Tool calls an assistant message made.
 	ToolCalls []*ToolCall `protobuf:"bytes,4,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
-	// For a ROLE_TOOL message: the id of the tool call it answers.
+	// For a ROLE_TOOL message, and only there: the id of the tool call it answers.
 	ToolCallId string `protobuf:"bytes,5,opt,name=tool_call_id,json=toolCallId,proto3" json:"tool_call_id,omitempty"`
-	// Optional author name.
+	// Optional author name: 1-64 letters, digits, '_' or '-'.
 	Name          string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1076,6 +1078,8 @@ type ResponseFormat struct {
 	// Text, JSON object or JSON schema.
 	Type ResponseFormatType `protobuf:"varint,1,opt,name=type,proto3,enum=quorum.route.v1.ResponseFormatType" json:"type,omitempty"`
 	// The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
+	// Self-contained: every $ref resolves inside it, and nothing is fetched. At most
+	// 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
 	JsonSchema string `protobuf:"bytes,2,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
 	// Name of the schema, passed to providers that want one.
 	SchemaName    string `protobuf:"bytes,3,opt,name=schema_name,json=schemaName,proto3" json:"schema_name,omitempty"`
@@ -2960,7 +2964,9 @@ func (x *RouteRequest) GetTenant() string {
 // Details attached to an error status when execution failed: what was tried.
 type FailureDetail struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Every attempt, in start order.
+	// Every attempt, in start order, reasons cut to 200 characters; if they do not all
+	// fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+	// gives the count.
 	Attempts []*Attempt `protobuf:"bytes,1,rep,name=attempts,proto3" json:"attempts,omitempty"`
 	// The plan that was executed.
 	Plan          *ExecutionPlan `protobuf:"bytes,2,opt,name=plan,proto3" json:"plan,omitempty"`

@@ -19,7 +19,8 @@ export const file_quorum_route_v1_types: GenFile = /*@__PURE__*/
  */
 export type ImagePart = Message$1<"quorum.route.v1.ImagePart"> & {
   /**
-   * An https or data: URL. Either url or data is set.
+   * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+   * Either url or data is set.
    *
    * @generated from field: string url = 1;
    */
@@ -33,7 +34,8 @@ export type ImagePart = Message$1<"quorum.route.v1.ImagePart"> & {
   data: Uint8Array;
 
   /**
-   * MIME type of data, e.g. "image/png".
+   * MIME type of the image, one of image/png, image/jpeg, image/gif, image/webp:
+   * required with data, optional with url.
    *
    * @generated from field: string media_type = 3;
    */
@@ -154,14 +156,14 @@ export type Message = Message$1<"quorum.route.v1.Message"> & {
   toolCalls: ToolCall[];
 
   /**
-   * For a ROLE_TOOL message: the id of the tool call it answers.
+   * For a ROLE_TOOL message, and only there: the id of the tool call it answers.
    *
    * @generated from field: string tool_call_id = 5;
    */
   toolCallId: string;
 
   /**
-   * Optional author name.
+   * Optional author name: 1-64 letters, digits, '_' or '-'.
    *
    * @generated from field: string name = 6;
    */
@@ -254,6 +256,8 @@ export type ResponseFormat = Message$1<"quorum.route.v1.ResponseFormat"> & {
 
   /**
    * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
+   * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
+   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
    *
    * @generated from field: string json_schema = 2;
    */
@@ -1421,7 +1425,9 @@ export const RouteRequestSchema: GenMessage<RouteRequest> = /*@__PURE__*/
  */
 export type FailureDetail = Message$1<"quorum.route.v1.FailureDetail"> & {
   /**
-   * Every attempt, in start order.
+   * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+   * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+   * gives the count.
    *
    * @generated from field: repeated quorum.route.v1.Attempt attempts = 1;
    */

@@ -59,7 +59,9 @@ private static final long serialVersionUID = 0L;
   private java.util.List<dev.quorum.route.v1.Attempt> attempts_;
   /**
    * <pre>
-   * Every attempt, in start order.
+   * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+   * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+   * gives the count.
    * </pre>
    *
    * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -70,7 +72,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Every attempt, in start order.
+   * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+   * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+   * gives the count.
    * </pre>
    *
    * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -82,7 +86,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Every attempt, in start order.
+   * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+   * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+   * gives the count.
    * </pre>
    *
    * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -93,7 +99,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Every attempt, in start order.
+   * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+   * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+   * gives the count.
    * </pre>
    *
    * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -104,7 +112,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Every attempt, in start order.
+   * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+   * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+   * gives the count.
    * </pre>
    *
    * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -566,7 +576,9 @@ private static final long serialVersionUID = 0L;
 
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -580,7 +592,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -594,7 +608,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -608,7 +624,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -627,7 +645,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -645,7 +665,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -663,7 +685,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -682,7 +706,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -700,7 +726,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -718,7 +746,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -737,7 +767,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -754,7 +786,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -771,7 +805,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -782,7 +818,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -796,7 +834,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -811,7 +851,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -822,7 +864,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -834,7 +878,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Every attempt, in start order.
+     * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+     * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+     * gives the count.
      * </pre>
      *
      * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>

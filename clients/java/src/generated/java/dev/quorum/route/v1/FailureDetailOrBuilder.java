@@ -12,7 +12,9 @@ public interface FailureDetailOrBuilder extends
 
   /**
    * <pre>
-   * Every attempt, in start order.
+   * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+   * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+   * gives the count.
    * </pre>
    *
    * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -21,7 +23,9 @@ public interface FailureDetailOrBuilder extends
       getAttemptsList();
   /**
    * <pre>
-   * Every attempt, in start order.
+   * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+   * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+   * gives the count.
    * </pre>
    *
    * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -29,7 +33,9 @@ public interface FailureDetailOrBuilder extends
   dev.quorum.route.v1.Attempt getAttempts(int index);
   /**
    * <pre>
-   * Every attempt, in start order.
+   * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+   * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+   * gives the count.
    * </pre>
    *
    * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -37,7 +43,9 @@ public interface FailureDetailOrBuilder extends
   int getAttemptsCount();
   /**
    * <pre>
-   * Every attempt, in start order.
+   * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+   * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+   * gives the count.
    * </pre>
    *
    * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>
@@ -46,7 +54,9 @@ public interface FailureDetailOrBuilder extends
       getAttemptsOrBuilderList();
   /**
    * <pre>
-   * Every attempt, in start order.
+   * Every attempt, in start order, reasons cut to 200 characters; if they do not all
+   * fit in the status, the last ones are left out and ErrorInfo.metadata["attempts"]
+   * gives the count.
    * </pre>
    *
    * <code>repeated .quorum.route.v1.Attempt attempts = 1 [json_name = "attempts"];</code>

@@ -60,7 +60,8 @@ private static final long serialVersionUID = 0L;
   private volatile java.lang.Object url_ = "";
   /**
    * <pre>
-   * An https or data: URL. Either url or data is set.
+   * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+   * Either url or data is set.
    * </pre>
    *
    * <code>string url = 1 [json_name = "url"];</code>
@@ -81,7 +82,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * An https or data: URL. Either url or data is set.
+   * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+   * Either url or data is set.
    * </pre>
    *
    * <code>string url = 1 [json_name = "url"];</code>
@@ -122,7 +124,8 @@ private static final long serialVersionUID = 0L;
   private volatile java.lang.Object mediaType_ = "";
   /**
    * <pre>
-   * MIME type of data, e.g. "image/png".
+   * MIME type of the image, one of image/png, image/jpeg, image/gif, image/webp:
+   * required with data, optional with url.
    * </pre>
    *
    * <code>string media_type = 3 [json_name = "mediaType"];</code>
@@ -143,7 +146,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * MIME type of data, e.g. "image/png".
+   * MIME type of the image, one of image/png, image/jpeg, image/gif, image/webp:
+   * required with data, optional with url.
    * </pre>
    *
    * <code>string media_type = 3 [json_name = "mediaType"];</code>
@@ -514,7 +518,8 @@ private static final long serialVersionUID = 0L;
     private java.lang.Object url_ = "";
     /**
      * <pre>
-     * An https or data: URL. Either url or data is set.
+     * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+     * Either url or data is set.
      * </pre>
      *
      * <code>string url = 1 [json_name = "url"];</code>
@@ -534,7 +539,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An https or data: URL. Either url or data is set.
+     * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+     * Either url or data is set.
      * </pre>
      *
      * <code>string url = 1 [json_name = "url"];</code>
@@ -555,7 +561,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An https or data: URL. Either url or data is set.
+     * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+     * Either url or data is set.
      * </pre>
      *
      * <code>string url = 1 [json_name = "url"];</code>
@@ -572,7 +579,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An https or data: URL. Either url or data is set.
+     * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+     * Either url or data is set.
      * </pre>
      *
      * <code>string url = 1 [json_name = "url"];</code>
@@ -586,7 +594,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An https or data: URL. Either url or data is set.
+     * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+     * Either url or data is set.
      * </pre>
      *
      * <code>string url = 1 [json_name = "url"];</code>
@@ -650,7 +659,8 @@ private static final long serialVersionUID = 0L;
     private java.lang.Object mediaType_ = "";
     /**
      * <pre>
-     * MIME type of data, e.g. "image/png".
+     * MIME type of the image, one of image/png, image/jpeg, image/gif, image/webp:
+     * required with data, optional with url.
      * </pre>
      *
      * <code>string media_type = 3 [json_name = "mediaType"];</code>
@@ -670,7 +680,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * MIME type of data, e.g. "image/png".
+     * MIME type of the image, one of image/png, image/jpeg, image/gif, image/webp:
+     * required with data, optional with url.
      * </pre>
      *
      * <code>string media_type = 3 [json_name = "mediaType"];</code>
@@ -691,7 +702,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * MIME type of data, e.g. "image/png".
+     * MIME type of the image, one of image/png, image/jpeg, image/gif, image/webp:
+     * required with data, optional with url.
      * </pre>
      *
      * <code>string media_type = 3 [json_name = "mediaType"];</code>
@@ -708,7 +720,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * MIME type of data, e.g. "image/png".
+     * MIME type of the image, one of image/png, image/jpeg, image/gif, image/webp:
+     * required with data, optional with url.
      * </pre>
      *
      * <code>string media_type = 3 [json_name = "mediaType"];</code>
@@ -722,7 +735,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * MIME type of data, e.g. "image/png".
+     * MIME type of the image, one of image/png, image/jpeg, image/gif, image/webp:
+     * required with data, optional with url.
      * </pre>
      *
      * <code>string media_type = 3 [json_name = "mediaType"];</code>

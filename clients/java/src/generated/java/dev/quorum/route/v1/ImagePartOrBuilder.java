@@ -12,7 +12,8 @@ public interface ImagePartOrBuilder extends
 
   /**
    * <pre>
-   * An https or data: URL. Either url or data is set.
+   * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+   * Either url or data is set.
    * </pre>
    *
    * <code>string url = 1 [json_name = "url"];</code>
@@ -21,7 +22,8 @@ public interface ImagePartOrBuilder extends
   java.lang.String getUrl();
   /**
    * <pre>
-   * An https or data: URL. Either url or data is set.
+   * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+   * Either url or data is set.
    * </pre>
    *
    * <code>string url = 1 [json_name = "url"];</code>
@@ -42,7 +44,8 @@ public interface ImagePartOrBuilder extends
 
   /**
    * <pre>
-   * MIME type of data, e.g. "image/png".
+   * MIME type of the image, one of image/png, image/jpeg, image/gif, image/webp:
+   * required with data, optional with url.
    * </pre>
    *
    * <code>string media_type = 3 [json_name = "mediaType"];</code>
@@ -51,7 +54,8 @@ public interface ImagePartOrBuilder extends
   java.lang.String getMediaType();
   /**
    * <pre>
-   * MIME type of data, e.g. "image/png".
+   * MIME type of the image, one of image/png, image/jpeg, image/gif, image/webp:
+   * required with data, optional with url.
    * </pre>
    *
    * <code>string media_type = 3 [json_name = "mediaType"];</code>

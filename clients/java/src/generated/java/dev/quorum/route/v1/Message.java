@@ -258,7 +258,7 @@ private static final long serialVersionUID = 0L;
   private volatile java.lang.Object toolCallId_ = "";
   /**
    * <pre>
-   * For a ROLE_TOOL message: the id of the tool call it answers.
+   * For a ROLE_TOOL message, and only there: the id of the tool call it answers.
    * </pre>
    *
    * <code>string tool_call_id = 5 [json_name = "toolCallId"];</code>
@@ -279,7 +279,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * For a ROLE_TOOL message: the id of the tool call it answers.
+   * For a ROLE_TOOL message, and only there: the id of the tool call it answers.
    * </pre>
    *
    * <code>string tool_call_id = 5 [json_name = "toolCallId"];</code>
@@ -305,7 +305,7 @@ private static final long serialVersionUID = 0L;
   private volatile java.lang.Object name_ = "";
   /**
    * <pre>
-   * Optional author name.
+   * Optional author name: 1-64 letters, digits, '_' or '-'.
    * </pre>
    *
    * <code>string name = 6 [json_name = "name"];</code>
@@ -326,7 +326,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Optional author name.
+   * Optional author name: 1-64 letters, digits, '_' or '-'.
    * </pre>
    *
    * <code>string name = 6 [json_name = "name"];</code>
@@ -1646,7 +1646,7 @@ private static final long serialVersionUID = 0L;
     private java.lang.Object toolCallId_ = "";
     /**
      * <pre>
-     * For a ROLE_TOOL message: the id of the tool call it answers.
+     * For a ROLE_TOOL message, and only there: the id of the tool call it answers.
      * </pre>
      *
      * <code>string tool_call_id = 5 [json_name = "toolCallId"];</code>
@@ -1666,7 +1666,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * For a ROLE_TOOL message: the id of the tool call it answers.
+     * For a ROLE_TOOL message, and only there: the id of the tool call it answers.
      * </pre>
      *
      * <code>string tool_call_id = 5 [json_name = "toolCallId"];</code>
@@ -1687,7 +1687,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * For a ROLE_TOOL message: the id of the tool call it answers.
+     * For a ROLE_TOOL message, and only there: the id of the tool call it answers.
      * </pre>
      *
      * <code>string tool_call_id = 5 [json_name = "toolCallId"];</code>
@@ -1704,7 +1704,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * For a ROLE_TOOL message: the id of the tool call it answers.
+     * For a ROLE_TOOL message, and only there: the id of the tool call it answers.
      * </pre>
      *
      * <code>string tool_call_id = 5 [json_name = "toolCallId"];</code>
@@ -1718,7 +1718,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * For a ROLE_TOOL message: the id of the tool call it answers.
+     * For a ROLE_TOOL message, and only there: the id of the tool call it answers.
      * </pre>
      *
      * <code>string tool_call_id = 5 [json_name = "toolCallId"];</code>
@@ -1738,7 +1738,7 @@ private static final long serialVersionUID = 0L;
     private java.lang.Object name_ = "";
     /**
      * <pre>
-     * Optional author name.
+     * Optional author name: 1-64 letters, digits, '_' or '-'.
      * </pre>
      *
      * <code>string name = 6 [json_name = "name"];</code>
@@ -1758,7 +1758,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional author name.
+     * Optional author name: 1-64 letters, digits, '_' or '-'.
      * </pre>
      *
      * <code>string name = 6 [json_name = "name"];</code>
@@ -1779,7 +1779,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional author name.
+     * Optional author name: 1-64 letters, digits, '_' or '-'.
      * </pre>
      *
      * <code>string name = 6 [json_name = "name"];</code>
@@ -1796,7 +1796,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional author name.
+     * Optional author name: 1-64 letters, digits, '_' or '-'.
      * </pre>
      *
      * <code>string name = 6 [json_name = "name"];</code>
@@ -1810,7 +1810,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional author name.
+     * Optional author name: 1-64 letters, digits, '_' or '-'.
      * </pre>
      *
      * <code>string name = 6 [json_name = "name"];</code>

@@ -139,7 +139,7 @@ public interface MessageOrBuilder extends
 
   /**
    * <pre>
-   * For a ROLE_TOOL message: the id of the tool call it answers.
+   * For a ROLE_TOOL message, and only there: the id of the tool call it answers.
    * </pre>
    *
    * <code>string tool_call_id = 5 [json_name = "toolCallId"];</code>
@@ -148,7 +148,7 @@ public interface MessageOrBuilder extends
   java.lang.String getToolCallId();
   /**
    * <pre>
-   * For a ROLE_TOOL message: the id of the tool call it answers.
+   * For a ROLE_TOOL message, and only there: the id of the tool call it answers.
    * </pre>
    *
    * <code>string tool_call_id = 5 [json_name = "toolCallId"];</code>
@@ -159,7 +159,7 @@ public interface MessageOrBuilder extends
 
   /**
    * <pre>
-   * Optional author name.
+   * Optional author name: 1-64 letters, digits, '_' or '-'.
    * </pre>
    *
    * <code>string name = 6 [json_name = "name"];</code>
@@ -168,7 +168,7 @@ public interface MessageOrBuilder extends
   java.lang.String getName();
   /**
    * <pre>
-   * Optional author name.
+   * Optional author name: 1-64 letters, digits, '_' or '-'.
    * </pre>
    *
    * <code>string name = 6 [json_name = "name"];</code>

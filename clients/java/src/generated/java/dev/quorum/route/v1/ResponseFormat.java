@@ -87,6 +87,8 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
+   * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
+   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
    * </pre>
    *
    * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -108,6 +110,8 @@ private static final long serialVersionUID = 0L;
   /**
    * <pre>
    * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
+   * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
+   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
    * </pre>
    *
    * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -597,6 +601,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
+     * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
+     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
      * </pre>
      *
      * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -617,6 +623,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
+     * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
+     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
      * </pre>
      *
      * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -638,6 +646,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
+     * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
+     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
      * </pre>
      *
      * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -655,6 +665,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
+     * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
+     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
      * </pre>
      *
      * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -669,6 +681,8 @@ private static final long serialVersionUID = 0L;
     /**
      * <pre>
      * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
+     * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
+     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
      * </pre>
      *
      * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>

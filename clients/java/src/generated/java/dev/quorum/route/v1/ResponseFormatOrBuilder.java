@@ -32,6 +32,8 @@ public interface ResponseFormatOrBuilder extends
   /**
    * <pre>
    * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
+   * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
+   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
    * </pre>
    *
    * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -41,6 +43,8 @@ public interface ResponseFormatOrBuilder extends
   /**
    * <pre>
    * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
+   * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
+   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
    * </pre>
    *
    * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>

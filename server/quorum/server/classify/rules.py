@@ -107,7 +107,12 @@ _MEDIUM = re.compile(
     r"translate|extract|debug|refactor|outline|draft|code review)\b",
     re.IGNORECASE,
 )
-_BULLETS = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s", re.MULTILINE)
+# A bullet: a line's indent (whitespace other than a newline), a marker and a space. Not
+# ``^\s*``: that crosses newlines, so from every line start it would scan all the blank
+# lines below (quadratic on a prompt of newlines). Both count the same bullets: a match of
+# ``^\s*`` whose run crosses newlines ends where this one, started after the run's last
+# newline, ends (tests/unit/test_rules.py compares them).
+_BULLETS = re.compile(r"^[^\S\n]*(?:\d+[.)]|[-*•])\s", re.MULTILINE)
 
 
 def _ascii_twin(pattern: re.Pattern[str]) -> re.Pattern[str]:

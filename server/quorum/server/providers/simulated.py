@@ -17,6 +17,14 @@ deterministic where it matters for routing and reproducible where it should vary
 The simulator keeps its own notion of difficulty (:func:`true_difficulty`), separate from
 Quorum's classifiers, so routing quality is measured rather than assumed.
 
+Its work per call is bounded whatever the caller sends (a request may be megabytes, and
+all of it runs on the event loop): it reads a prompt of up to 8,192 characters whole, a
+longer one as its first and last 4,080 characters and its length (:func:`_readable`); it
+evaluates an arithmetic expression of up to 500 characters (a longer one is answered as
+any other prompt); and it reads a judge prompt (below) of up to 131,072 characters, with
+at most 512 section marks, in which every section it reads is closed (anything else is
+answered as an ordinary prompt).
+
 Two additions serve consensus and benchmarks:
 
 * :func:`is_correct_answer` tells whether a text carries the canonical correct answer to
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import bisect
 import hashlib
 import json
 import math
@@ -46,6 +55,7 @@ from quorum.server.config import DifficultyName, SimulatedBehaviour
 from quorum.server.domain import (
     Completion,
     Difficulty,
+    Message,
     ResponseFormatType,
     Role,
     ToolCall,
@@ -53,7 +63,7 @@ from quorum.server.domain import (
     Usage,
 )
 from quorum.server.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
-from quorum.server.execute.judge import JudgeTask, read_judge_prompt
+from quorum.server.execute.judge import MARKER, JudgeTask, read_judge_prompt
 from quorum.server.hashing import fraction
 from quorum.server.providers.base import ProviderRequest, StreamDelta
 from quorum.server.tokens import count_tokens, prompt_tokens
@@ -74,7 +84,24 @@ _MEDIUM_MARKERS = re.compile(
     r"analy[sz]e|debug|refactor|why|how does)",
     re.IGNORECASE,
 )
-_ARITH = re.compile(r"(-?\d+(?:\.\d+)?(?:\s*[-+*/x×]\s*-?\d+(?:\.\d+)?)+)")
+# The same, case-sensitive, for lower-cased ASCII text: they find the same matches there,
+# in a third of the time (IGNORECASE is slow in ``re``).
+_HARD_ASCII = re.compile(_HARD_MARKERS.pattern)
+_MEDIUM_ASCII = re.compile(_MEDIUM_MARKERS.pattern)
+# A number, then one or more operator-number pairs. Linear: a match starts only where a
+# number does (never inside a run of digits: it would end where the run's own match does),
+# and the possessive ``++``/``*+`` never give back digits or spaces, as no shorter run of
+# them could be followed by what comes next. It finds what the backtracking
+# ``-?\d+(?:\.\d+)?(?:\s*[-+*/x×]\s*-?\d+(?:\.\d+)?)+`` found, which took quadratic
+# time on a run of digits (tests/unit/test_simulated_bounds.py compares them).
+_ARITH = re.compile(r"(-?(?<!\d)\d++(?:\.\d++)?(?:\s*+[-+*/x×]\s*+-?\d++(?:\.\d++)?)+)")
+_READ_CHARS = 8_192  # a longer prompt is read as its start, its length and its end
+_MAX_ARITH_CHARS = 500  # a longer expression is not evaluated (its parse tree is deep)
+_MAX_JUDGE_CHARS = 131_072  # a longer "judge prompt" is answered as an ordinary prompt
+_MAX_JUDGE_MARKS = 512  # ...and so is one with more "<<<" (a genuine one has a few dozen)
+# A section of a judge prompt opens and closes as in quorum.server.execute.judge._SECTION.
+_JUDGE_OPEN = re.compile(r"<<<(REQUEST|CONTEXT|CANDIDATE [A-P]) (\w+)>>>\n")
+_JUDGE_CLOSE = re.compile(r"\n<<<END (REQUEST|CONTEXT|CANDIDATE [A-P]) (\w+)>>>")
 _OPS: Mapping[type[ast.operator], Callable[[float, float], float]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -90,13 +117,30 @@ _FILLER = (
 )
 
 
+def _readable(prompt: str) -> str:
+    """``prompt`` as the simulator reads it: whole up to ``_READ_CHARS`` characters, else
+    its start, its length and its end (at most ``_READ_CHARS`` characters in all, so
+    reading twice changes nothing). Prompts that differ only in the middle of their
+    text are then one prompt to the simulator: the same verdicts and answers."""
+    if len(prompt) <= _READ_CHARS:
+        return prompt
+    keep = _READ_CHARS // 2 - 16
+    return f"{prompt[:keep]}\x00{len(prompt)}\x00{prompt[-keep:]}"
+
+
 def true_difficulty(prompt: str) -> Difficulty:
     """The simulator's own view of how hard a prompt is."""
+    prompt = _readable(prompt)
     words = len(prompt.split())
-    hard = len(_HARD_MARKERS.findall(prompt))
+    text, hard_markers, medium_markers = (
+        (prompt.lower(), _HARD_ASCII, _MEDIUM_ASCII)
+        if prompt.isascii()
+        else (prompt, _HARD_MARKERS, _MEDIUM_MARKERS)
+    )
+    hard = len(hard_markers.findall(text))
     if hard >= 2 or (hard and words > 40) or words > 250:
         return Difficulty.HIGH
-    if hard or _MEDIUM_MARKERS.search(prompt) or "```" in prompt or words > 60:
+    if hard or medium_markers.search(text) or "```" in prompt or words > 60:
         return Difficulty.MEDIUM
     return Difficulty.LOW
 
@@ -105,10 +149,19 @@ def _unit(*parts: str) -> float:
     return fraction("\x1f".join(parts))
 
 
+def _arith_value(prompt: str) -> float | None:
+    """The value of the first arithmetic expression in ``prompt``, if it has one."""
+    match = _ARITH.search(_readable(prompt))
+    return _eval_arith(match.group(1)) if match else None
+
+
 def _eval_arith(expression: str) -> float | None:
+    # Bounded: the parse tree (and ``walk``) nests one level per operator.
+    if len(expression) > _MAX_ARITH_CHARS:
+        return None
     try:
         tree = ast.parse(expression.replace("×", "*").replace("x", "*"), mode="eval")
-    except SyntaxError:
+    except (SyntaxError, RecursionError):
         return None
 
     def walk(node: ast.AST) -> float:
@@ -124,7 +177,7 @@ def _eval_arith(expression: str) -> float | None:
 
     try:
         value = walk(tree)
-    except (ValueError, ZeroDivisionError, OverflowError):
+    except (ValueError, ZeroDivisionError, OverflowError, RecursionError):
         return None
     return value if math.isfinite(value) else None
 
@@ -145,8 +198,8 @@ class SimulatedAnswer:
 
 def correct_core(prompt: str) -> str:
     """The canonical correct answer to ``prompt``, before length and format shaping."""
-    match = _ARITH.search(prompt)
-    value = _eval_arith(match.group(1)) if match else None
+    prompt = _readable(prompt)
+    value = _arith_value(prompt)
     if value is not None:
         return f"The answer is {_format_number(value)}."
     key = hashlib.blake2b(prompt.encode(), digest_size=3).hexdigest()
@@ -160,14 +213,17 @@ def is_correct_answer(prompt: str, text: str) -> bool:
 
 def simulate_judge(model: str, behaviour: SimulatedBehaviour, task: JudgeTask) -> SimulatedAnswer:
     """A simulated judge's scores JSON for ``task`` (see the module docstring)."""
-    level = cast(DifficultyName, true_difficulty(task.question).name.lower())
+    question = _readable(task.question)
+    level = cast(DifficultyName, true_difficulty(question).name.lower())
     skill = behaviour.skill.get(level, 0.8)
     scores: dict[str, float] = {}
     good: list[str] = []
+    right = correct_core(question)
     for label, text in sorted(task.candidates.items()):
-        truth = is_correct_answer(task.question, text)
-        judged = truth if _unit("judge", model, task.question, text) < skill else not truth
-        jitter = _unit("score", model, task.question, text) * 0.1
+        truth = bool(text) and right in text  # is_correct_answer(question, text)
+        seen = _readable(text)
+        judged = truth if _unit("judge", model, question, seen) < skill else not truth
+        jitter = _unit("score", model, question, seen) * 0.1
         scores[label] = round(0.85 + jitter if judged else 0.05 + jitter, 3)
         if judged:
             good.append(label)
@@ -187,12 +243,12 @@ def simulate_answer(
     model: str, behaviour: SimulatedBehaviour, prompt: str, json_mode: bool, max_tokens: int
 ) -> SimulatedAnswer:
     """The deterministic answer of ``model`` to ``prompt``."""
+    prompt = _readable(prompt)
     difficulty = true_difficulty(prompt)
     level = cast(DifficultyName, difficulty.name.lower())
     skill = behaviour.skill.get(level, 0.8)
     correct = _unit("correct", model, prompt) < skill
-    match = _ARITH.search(prompt)
-    value = _eval_arith(match.group(1)) if match else None
+    value = _arith_value(prompt)
     key = hashlib.blake2b(prompt.encode(), digest_size=3).hexdigest()
     if correct:
         core = (
@@ -243,6 +299,34 @@ def _shape(
     return " ".join(words)
 
 
+def _read_judge(messages: tuple[Message, ...]) -> JudgeTask | None:
+    """:func:`read_judge_prompt`, for a judge prompt it reads in linear time: one of at
+    most ``_MAX_JUDGE_CHARS`` and ``_MAX_JUDGE_MARKS`` in which every section it reads
+    is closed. (It reads a section by scanning for its close, to the end of the text for
+    one never closed: a prompt posing as a judge prompt with many of those would take
+    quadratic time.) A genuine judge prompt closes every section; anything else is an
+    ordinary prompt."""
+    system = next((m.text for m in messages if m.role is Role.SYSTEM), "")
+    if not system.startswith(MARKER):
+        return None
+    user = next((m.text for m in messages if m.role is Role.USER), "")
+    if len(system) + len(user) > _MAX_JUDGE_CHARS or user.count("<<<") > _MAX_JUDGE_MARKS:
+        return None
+    closes: dict[tuple[str, str], list[int]] = {}  # where each section's closes start
+    for close in _JUDGE_CLOSE.finditer(user):
+        closes.setdefault((close[1], close[2]), []).append(close.start())
+    read_to = 0  # the end of the last section read: an opening before it is its text
+    for opening in _JUDGE_OPEN.finditer(user):
+        if opening.start() < read_to:
+            continue
+        starts = closes.get((opening[1], opening[2]), [])
+        at = bisect.bisect_left(starts, opening.end())
+        if at == len(starts):
+            return None  # read_judge_prompt would scan to the end of the text
+        read_to = starts[at] + len(f"\n<<<END {opening[1]} {opening[2]}>>>")
+    return read_judge_prompt(messages)
+
+
 def _tool_to_call(request: ProviderRequest, prompt: str, correct: bool) -> str:
     """The tool a simulated model calls, or "": one the prompt names, when the model
     gets the request right; a forced call always goes to the named (or a fitting) tool."""
@@ -251,7 +335,8 @@ def _tool_to_call(request: ProviderRequest, prompt: str, correct: bool) -> str:
         return params.tool_choice.tool
     if params.tool_choice.mode is ToolChoiceMode.NONE:
         return ""
-    named = next((t.name for t in params.tools if t.name.lower() in prompt.lower()), "")
+    lowered = prompt.lower()
+    named = next((t.name for t in params.tools if t.name.lower() in lowered), "")
     if params.tool_choice.mode is ToolChoiceMode.REQUIRED:
         return named or (params.tools[0].name if params.tools else "")
     return named if correct else ""
@@ -300,9 +385,10 @@ class SimulatedProvider:
 
     def _prepare(self, request: ProviderRequest) -> tuple[SimulatedBehaviour, Completion, float]:
         behaviour = self._behaviour(request.model_id)
-        prompt = next((m.text for m in reversed(request.messages) if m.role is Role.USER), "")
+        user = next((m.text for m in reversed(request.messages) if m.role is Role.USER), "")
+        prompt = _readable(user)
         json_mode = request.params.response_format.type is not ResponseFormatType.TEXT
-        judging = read_judge_prompt(request.messages)
+        judging = _read_judge(request.messages)
         answer = (
             simulate_judge(request.model_id, behaviour, judging)
             if judging is not None

@@ -180,8 +180,8 @@ class AnthropicVendor:
         ]
         return body, tail
 
-    def stream_error(self) -> bytes:
-        return _event(self.error_body(529, ""))
+    def stream_error(self, message: str = "") -> bytes:
+        return _event(self.error_body(529, message))
 
     def account_error(self, kind: str) -> tuple[int, dict[str, Any]]:
         if kind == "quota":

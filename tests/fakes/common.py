@@ -24,6 +24,10 @@ Behaviour is chosen by the model name, or by a script queued through the control
 ``quota``, ``bad-key``  the vendor's answer for an account out of quota or credit, or
                        a key that is not valid (OpenAI 429 ``insufficient_quota``,
                        Anthropic 400 credit balance, Gemini 400 ``API_KEY_INVALID``)
+``leak-key``           401 whose message repeats the key the request carried: masked, as
+                       OpenAI's API does, and whole, as some compatible servers do
+``leak-key-mid-stream`` the same message in an in-stream error event (unary: as
+                       ``leak-key``)
 ``json``               answers with :data:`JSON_ANSWER`
 ``json-fenced``        the same inside a Markdown code fence (as some models write it)
 ``slow-<ms>``          waits ``ms`` before answering
@@ -70,7 +74,7 @@ TOOL_ARGUMENTS: dict[str, Any] = {"city": "Paris"}
 LOGPROB_STEP = 0.05
 
 _BEHAVIOUR = re.compile(
-    r"^(?P<kind>ok|echo|tools|no-tools|no-usage|cached|refusal|malformed-call|quota|bad-key|json-fenced|json|drop|drop-mid-stream|error-mid-stream|malformed|"
+    r"^(?P<kind>ok|echo|tools|no-tools|no-usage|cached|refusal|malformed-call|quota|bad-key|leak-key-mid-stream|leak-key|json-fenced|json|drop|drop-mid-stream|error-mid-stream|malformed|"
     r"truncated-stream|slow|drip|error|ratelimit|ratelimit-date)(?:-(?P<value>\d+(?:\.\d+)?))?$"
 )
 
@@ -191,8 +195,9 @@ class Vendor(Protocol):
         """The stream as (body frames, terminal frames): truncation drops the latter."""
         ...
 
-    def stream_error(self) -> bytes:
-        """The vendor's in-stream error event (an overloaded or internal error)."""
+    def stream_error(self, message: str = "") -> bytes:
+        """The vendor's in-stream error event (an overloaded or internal error), with
+        ``message`` or its usual one."""
         ...
 
     def account_error(self, kind: str) -> tuple[int, dict[str, Any]]:
@@ -296,6 +301,8 @@ class FakeServer:
             status, body = vendor.account_error(kind)
             self.stats.completed += 1
             return web.json_response(body, status=status, headers=vendor.error_headers(status))
+        if kind == "leak-key" or (kind == "leak-key-mid-stream" and not parsed.stream):
+            return self._error(401, _leaked_key(request))
         if kind in ("ratelimit", "ratelimit-date"):
             seconds = behaviour.value
             retry_after = (
@@ -327,9 +334,11 @@ class FakeServer:
             body, tail = [b'data: {"broken": tru\n\n'], []
         elif kind == "truncated-stream":
             tail = []
-        elif kind in ("drop-mid-stream", "error-mid-stream"):
+        elif kind in ("drop-mid-stream", "error-mid-stream", "leak-key-mid-stream"):
             body = body[: max(2, len(body) // 2)]
             tail = [self.vendor.stream_error()] if kind == "error-mid-stream" else []
+            if kind == "leak-key-mid-stream":
+                tail = [self.vendor.stream_error(_leaked_key(request))]
         gap = behaviour.value / 1000 if kind == "drip" else self.chunk_delay_s
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -422,6 +431,17 @@ def _last_user_text(parsed: Parsed) -> str:
         if turn.role == "user" and turn.text:
             return turn.text
     return ""
+
+
+def _leaked_key(request: web.Request) -> str:
+    """A message repeating the credentials ``request`` carried: the key masked, as OpenAI's
+    API shows a wrong one, then the header's value whole and the key alone, as some
+    OpenAI-compatible servers and proxies echo them."""
+    names = ("Authorization", "x-api-key", "x-goog-api-key")
+    sent = next((v for v in (*map(request.headers.get, names), request.query.get("key")) if v), "")
+    key = sent.removeprefix("Bearer ").strip()
+    masked = key[:8] + "*" * max(0, len(key) - 12) + key[-4:]
+    return f"Incorrect API key provided: {masked}. Received {sent!r}, key {key}."
 
 
 def _reset_connection(request: web.Request) -> None:

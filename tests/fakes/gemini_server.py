@@ -200,8 +200,8 @@ class GeminiVendor:
         tail = [chunk(last or [{"text": ""}], final=True)]
         return body, tail
 
-    def stream_error(self) -> bytes:
-        return common.sse(self.error_body(503, ""), crlf=True)
+    def stream_error(self, message: str = "") -> bytes:
+        return common.sse(self.error_body(503, message), crlf=True)
 
     def account_error(self, kind: str) -> tuple[int, dict[str, Any]]:
         if kind == "quota":  # Gemini's quota is per minute: a 429 with a retry delay

@@ -231,8 +231,8 @@ class OpenAIVendor:
         tail.append(b"data: [DONE]\n\n")
         return body, tail
 
-    def stream_error(self) -> bytes:
-        return common.sse(self.error_body(500, ""))
+    def stream_error(self, message: str = "") -> bytes:
+        return common.sse(self.error_body(500, message))
 
     def account_error(self, kind: str) -> tuple[int, dict[str, Any]]:
         if kind == "quota":

@@ -49,6 +49,7 @@ from quorum.server.providers import sse
 from quorum.server.providers.base import ProviderRequest, StreamDelta, portable_call_id
 from quorum.server.providers.http import (
     HttpClient,
+    credentials,
     error_for_status,
     stream_timeout_for,
     timeout_for,
@@ -92,6 +93,7 @@ class AnthropicProvider:
         self._headers = {"anthropic-version": API_VERSION, **config.headers}
         if api_key is not None:
             self._headers["x-api-key"] = api_key.get_secret_value()
+        self._secrets = credentials(self._headers)  # redacted from vendor error text
 
     @property
     def name(self) -> str:
@@ -200,7 +202,8 @@ class AnthropicProvider:
         error = error if isinstance(error, dict) else {}
         kind = str(error.get("type") or "api_error")
         message = f"{error.get('message') or 'error event'} ({kind}, mid-stream)"
-        return error_for_status(self._name, _ERROR_STATUS.get(kind, 500), message, {})
+        status = _ERROR_STATUS.get(kind, 500)
+        return error_for_status(self._name, status, message, {}, secrets=self._secrets)
 
     def _timeout(self, request: ProviderRequest) -> aiohttp.ClientTimeout:
         limit = min(request.timeout_s, self._config.timeout_s)

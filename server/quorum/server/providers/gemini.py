@@ -58,6 +58,7 @@ from quorum.server.providers import sse
 from quorum.server.providers.base import ProviderRequest, StreamDelta
 from quorum.server.providers.http import (
     HttpClient,
+    credentials,
     error_for_status,
     stream_timeout_for,
     timeout_for,
@@ -94,6 +95,7 @@ class GeminiProvider:
         self._headers = dict(config.headers)
         if api_key is not None:
             self._headers["x-goog-api-key"] = api_key.get_secret_value()
+        self._secrets = credentials(self._headers)  # redacted from vendor error text
 
     @property
     def name(self) -> str:
@@ -114,7 +116,7 @@ class GeminiProvider:
             refine=_retry_info,
         )
         try:
-            state = _State()
+            state = _State(self._secrets)
             state.add(self._name, answer)
             completion = state.completion()
         except _SHAPE_ERRORS as exc:
@@ -125,7 +127,7 @@ class GeminiProvider:
         return completion
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
-        state = _State()
+        state = _State(self._secrets)
         async with sse.open_events(
             self._http,
             self._name,
@@ -212,7 +214,8 @@ class GeminiProvider:
 class _State:
     """What the responses (one, or every chunk of a stream) said so far."""
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        self.secrets = secrets  # the provider's credentials: redacted from an error
         self.texts: list[str] = []
         self.calls: list[ToolCall] = []
         self.finish = ""
@@ -226,7 +229,11 @@ class _State:
         if answer.get("error"):
             error = answer["error"]
             raise error_for_status(
-                provider, int(error.get("code") or 500), str(error.get("message") or ""), {}
+                provider,
+                int(error.get("code") or 500),
+                str(error.get("message") or ""),
+                {},
+                secrets=self.secrets,
             )
         if answer.get("usageMetadata"):
             meta = answer["usageMetadata"]

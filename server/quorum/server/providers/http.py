@@ -11,13 +11,20 @@ provider errors here, in one place, so every adapter classifies them the same wa
     408                       ProviderRequestTimeout (retried; no breaker verdict)
     any other 4xx (409 too)   ProviderRejected (the request's fault; not counted)
     5xx (and anything else)   ProviderUnavailable (counted by the breaker)
+
+Vendor error text is redacted here too (:func:`redact`): a vendor may repeat the key it
+was sent ("Incorrect API key provided: sk-…", in full from some OpenAI-compatible servers
+and proxies), and that text goes into error statuses, failure details and logs. Each
+adapter passes its :func:`credentials` to :func:`error_for_status` and every other place
+it quotes a vendor's error.
 """
 
 from __future__ import annotations
 
 import email.utils
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import aiohttp
 
@@ -50,10 +57,98 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, seconds) if seconds == seconds else None  # NaN guard
 
 
+REDACTED = "[redacted]"
+# Request headers whose values are credentials: Authorization, x-api-key, x-goog-api-key,
+# api-key (Azure), and whatever a gateway calls its token, secret, cookie or signature.
+_CREDENTIAL_HEADER = re.compile(r"auth|key|token|secret|passw|cookie|session|signature|cred", re.I)
+_MIN_SECRET = 4  # shorter values are placeholders, not secrets: redacting them garbles text
+_MIN_KEY = 16  # keys at least this long are also redacted in part (see redact)
+_MIN_PIECE = 8  # ...as a piece of at least this many characters
+_KEY_CHARS = r"[A-Za-z0-9_\-]"
+# A run of key characters, possibly with a mask ("****", "…", "...") inside or around it:
+# possessive and starting at runs' ends only, so linear in the text.
+_KEY_FORM = re.compile(rf"({_KEY_CHARS}*+)((?:[*•·…]|\.\.+)++)({_KEY_CHARS}*+)|({_KEY_CHARS}++)")
+
+
+def credentials(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The secret values among a provider's request ``headers``: each credential
+    header's value and, for ``Authorization: Bearer <key>`` and the like, the key alone;
+    the longest first (what :func:`redact` wants)."""
+    found: set[str] = set()
+    for name, value in headers.items():
+        if not _CREDENTIAL_HEADER.search(name):
+            continue
+        value = value.strip()
+        found.add(value)
+        scheme, _, rest = value.partition(" ")
+        if rest.strip() and scheme.isalpha():  # "Bearer <key>", "Basic <base64>"
+            found.add(rest.strip())
+    return tuple(sorted((v for v in found if len(v) >= _MIN_SECRET), key=len, reverse=True))
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` (:func:`credentials`) replaced by ``[redacted]``;
+    so is a word (a run of letters, digits, ``-`` and ``_``) showing a key of at least
+    16 characters in part: masked ("sk-ab****wxyz", "sk-ab…wxyz", "****wxyz": a start or
+    an end of 4 characters or more around a mask), holding 8 characters of it in a row,
+    made of its start and end run together, or, ending the text, made of its first 4 or
+    more (a key cut off by a length limit)."""
+    keys: list[str] = []
+    for secret in secrets:
+        if len(secret) >= _MIN_SECRET and secret in text:
+            text = text.replace(secret, REDACTED)
+        if len(secret) >= _MIN_KEY and re.fullmatch(rf"{_KEY_CHARS}+", secret):
+            keys.append(secret)
+    pieces = {key[i : i + _MIN_PIECE] for key in keys for i in range(len(key) - _MIN_PIECE + 1)}
+    # Each form shows the key's first or last 4 characters or one of its pieces: a text
+    # with none of them (the usual case) needs no closer look.
+    if not any(key[:4] in text or key[-4:] in text for key in keys) and not any(
+        piece in text for piece in pieces
+    ):
+        return text
+
+    def shown(match: re.Match[str]) -> str:
+        start, _, end, run = match.groups()
+        if run is None:
+            if max(len(start), len(end)) >= 4 and any(
+                key.startswith(start) and key.endswith(end) for key in keys
+            ):
+                return REDACTED
+            return str(match[0])
+        if any(run[i : i + _MIN_PIECE] in pieces for i in range(len(run) - _MIN_PIECE + 1)):
+            return REDACTED
+        for key in keys:
+            if _MIN_PIECE <= len(run) <= len(key) and _start_then_end(run, key):
+                return REDACTED
+            if len(run) >= 4 and match.end() == len(text) and key.startswith(run):
+                return REDACTED
+        return str(match[0])
+
+    return _KEY_FORM.sub(shown, text)
+
+
+def _start_then_end(run: str, key: str) -> bool:
+    """Whether ``run`` (no longer than ``key``) is a start of ``key`` then an end of it."""
+    start = 0
+    while start < len(run) and run[start] == key[start]:
+        start += 1
+    end = 0
+    while end < len(run) and run[-1 - end] == key[-1 - end]:
+        end += 1
+    return start + end >= len(run)
+
+
 def error_for_status(
-    provider: str, status: int, message: str, headers: Mapping[str, str]
+    provider: str,
+    status: int,
+    message: str,
+    headers: Mapping[str, str],
+    *,
+    secrets: Sequence[str] = (),
 ) -> ProviderError:
-    """Map an HTTP error status and the vendor's message to a provider error."""
+    """Map an HTTP error status and the vendor's message to a provider error, with the
+    provider's ``secrets`` (:func:`credentials`) redacted from the message."""
+    message = redact(message, secrets)
     text = f"{provider}: HTTP {status}: {message}" if message else f"{provider}: HTTP {status}"
     if status == 429:
         retry_after = parse_retry_after(headers.get("Retry-After"))

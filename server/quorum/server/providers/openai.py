@@ -49,7 +49,13 @@ from quorum.server.domain import (
 from quorum.server.errors import ProviderBadResponse, ProviderUnavailable
 from quorum.server.providers import sse
 from quorum.server.providers.base import ProviderRequest, StreamDelta, portable_call_id
-from quorum.server.providers.http import HttpClient, stream_timeout_for, timeout_for
+from quorum.server.providers.http import (
+    HttpClient,
+    credentials,
+    redact,
+    stream_timeout_for,
+    timeout_for,
+)
 
 _OPENAI_HOSTS = ("api.openai.com", ".openai.azure.com")
 _NO_PARAMS = {"type": "object", "properties": {}}
@@ -74,6 +80,7 @@ class OpenAIProvider:
         self._headers = dict(config.headers)
         if api_key is not None:
             self._headers["Authorization"] = f"Bearer {api_key.get_secret_value()}"
+        self._secrets = credentials(self._headers)  # redacted from vendor error text
 
     @property
     def name(self) -> str:
@@ -122,7 +129,9 @@ class OpenAIProvider:
                     continue
                 chunk = sse.decode_json(self._name, event.data)
                 try:
-                    text, chunk_finish, chunk_usage, refusal = _read_chunk(self._name, chunk, calls)
+                    text, chunk_finish, chunk_usage, refusal = _read_chunk(
+                        self._name, chunk, calls, self._secrets
+                    )
                 except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
                     raise ProviderBadResponse(
                         f"{self._name}: unexpected stream chunk: {exc!r}", provider=self._name
@@ -298,13 +307,15 @@ def _mean_logprob(raw: Any) -> float | None:
 
 
 def _read_chunk(
-    provider: str, chunk: Any, calls: dict[int, dict[str, str]]
+    provider: str, chunk: Any, calls: dict[int, dict[str, str]], secrets: tuple[str, ...] = ()
 ) -> tuple[str, str, Usage | None, str]:
     """Fold one ``chat.completion.chunk`` in: its text, finish reason, usage and refusal
-    text (a model that declines streams its explanation in ``delta.refusal``)."""
+    text (a model that declines streams its explanation in ``delta.refusal``). An error
+    chunk raises, its message redacted of ``secrets``."""
     if isinstance(chunk, dict) and chunk.get("error"):
         error = chunk["error"]
         message = error.get("message", "") if isinstance(error, dict) else str(error)
+        message = redact(str(message), secrets)
         raise ProviderUnavailable(f"{provider}: error mid-stream: {message}", provider=provider)
     usage = _usage(chunk["usage"]) if chunk.get("usage") else None
     choices = chunk.get("choices") or []

@@ -12,6 +12,10 @@
       HTTP status >= 400                              -> http.error_for_status(...)
       body that is not JSON                           -> ProviderBadResponse
 
+The vendor's message in an error body is redacted of the provider's credentials (the
+``headers`` the request was sent with, see :func:`http.credentials`): a vendor may repeat
+the key it was sent.
+
 An SSE stream whose consumer stops early (the generator is closed, or the task is
 cancelled) has its HTTP response *closed*, not returned to the pool, so the upstream
 sees the connection go away and stops generating.
@@ -20,7 +24,7 @@ sees the connection go away and stops generating.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -36,7 +40,7 @@ from quorum.server.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from quorum.server.providers.http import HttpClient, error_for_status
+from quorum.server.providers.http import HttpClient, credentials, error_for_status, redact
 from quorum.server.values import value_type
 
 _MAX_ERROR_TEXT = 500
@@ -145,8 +149,9 @@ def translate_errors(provider: str) -> Iterator[None]:
         raise ProviderBadResponse(f"{provider}: invalid JSON: {exc}", provider=provider) from exc
 
 
-def error_message(raw: bytes) -> str:
-    """The human message of a vendor error body.
+def error_message(raw: bytes, secrets: Sequence[str] = ()) -> str:
+    """The human message of a vendor error body, with ``secrets`` (the provider's
+    credentials) redacted, before it is cut to length.
 
     OpenAI, Anthropic and Gemini all nest it as ``{"error": {"message": ...}}``; the
     vendor's error type or status is appended when present. Anything else is shown
@@ -155,15 +160,16 @@ def error_message(raw: bytes) -> str:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw[:_MAX_ERROR_TEXT].decode("utf-8", errors="replace").strip()
+        return redact(raw[:_MAX_ERROR_TEXT].decode("utf-8", errors="replace").strip(), secrets)
     error = body.get("error") if isinstance(body, dict) else None
     if isinstance(error, str):
-        return error[:_MAX_ERROR_TEXT]
+        return redact(error, secrets)[:_MAX_ERROR_TEXT]
     if isinstance(error, dict):
-        message = str(error.get("message") or "")[:_MAX_ERROR_TEXT]
+        message = redact(str(error.get("message") or ""), secrets)[:_MAX_ERROR_TEXT]
         kind = error.get("type") or error.get("status") or error.get("code")
-        return f"{message} ({kind})" if kind and message else message or str(kind or "")
-    return raw[:_MAX_ERROR_TEXT].decode("utf-8", errors="replace").strip()
+        text = f"{message} ({kind})" if kind and message else message or str(kind or "")
+        return redact(text, secrets)
+    return redact(raw[:_MAX_ERROR_TEXT].decode("utf-8", errors="replace").strip(), secrets)
 
 
 def request_json(provider: str, text: str, what: str, default: Any) -> Any:
@@ -207,7 +213,7 @@ async def post_json(
         ) as response:
             raw = await response.read()
             if response.status >= 400:
-                raise _status_error(provider, response, raw, refine)
+                raise _status_error(provider, response, raw, refine, credentials(headers))
     return decode_json(provider, raw)
 
 
@@ -240,7 +246,7 @@ async def open_events(
                 raw = await response.read()
             finally:
                 response.release()
-            raise _status_error(provider, response, raw, refine)
+            raise _status_error(provider, response, raw, refine, credentials(headers))
     events = _events(provider, response)
     try:
         yield events
@@ -270,9 +276,14 @@ async def _events(provider: str, response: aiohttp.ClientResponse) -> AsyncGener
 
 
 def _status_error(
-    provider: str, response: aiohttp.ClientResponse, raw: bytes, refine: ErrorRefiner | None
+    provider: str,
+    response: aiohttp.ClientResponse,
+    raw: bytes,
+    refine: ErrorRefiner | None,
+    secrets: Sequence[str],
 ) -> ProviderError:
-    error = error_for_status(provider, response.status, error_message(raw), response.headers)
+    message = error_message(raw, secrets)
+    error = error_for_status(provider, response.status, message, response.headers, secrets=secrets)
     error = account_error(error, raw)
     return refine(error, raw) if refine is not None else error
 

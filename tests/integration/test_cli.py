@@ -69,6 +69,7 @@ async def test_route_plan_models_against_a_server() -> None:
         )
         assert planned.returncode == 0, planned.stderr
         assert "FORCED_TIER" in planned.stdout
+        assert "mid (sim, tier mid) [simulated]" in planned.stdout  # labelled in plans too
         models = await asyncio.to_thread(run, "models", "--address", address)
         assert "frontier" in models.stdout
         bad = await asyncio.to_thread(run, "route", "hi", "--address", address, "--tier", "gold")

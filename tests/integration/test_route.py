@@ -118,6 +118,7 @@ async def test_plan_runs_nothing_and_explains() -> None:
         )
     assert p.classification.difficulty == pb.DIFFICULTY_HIGH
     assert p.plan.stages[0].candidates[0].model == "frontier"
+    assert all(c.simulated for s in p.plan.stages for c in s.candidates)
     assert p.plan.estimated_cost_max_usd >= p.plan.estimated_cost_min_usd > 0
     assert any(r.code == "DIFFICULTY_TIER" for r in p.plan.reasons)
     assert p.baseline_model == "frontier"

@@ -295,6 +295,7 @@ class Candidate:
     breaker_state: BreakerState = BreakerState.CLOSED
     weight: float = 1.0
     note: str = ""
+    simulated: bool = False
 
 
 @value_type

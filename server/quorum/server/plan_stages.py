@@ -83,6 +83,7 @@ def make_candidate(
         breaker_state=health.state,
         weight=weight or model.weight,
         note=note,
+        simulated=model.simulated is not None,
     )
 
 

@@ -24,7 +24,8 @@ def _plan_lines(plan: pb.ExecutionPlan) -> list[str]:
             state = _enum(pb.BreakerState, c.breaker_state, "BREAKER_STATE_")
             note = f" — {c.note}" if c.note else ""
             lines.append(
-                f"    {c.model} ({c.provider}, tier {c.tier}) "
+                f"    {c.model} ({c.provider}, tier {c.tier})"
+                f"{' [simulated]' if c.simulated else ''} "
                 f"est. ${c.estimated_cost_usd:.6f}, breaker {state}{note}"
             )
     lines.append("  why:")

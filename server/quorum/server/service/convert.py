@@ -556,6 +556,8 @@ def _fill_candidate(m: pb.Candidate, c: d.Candidate) -> None:
     m.weight = c.weight
     if c.note:
         m.note = c.note
+    if c.simulated:
+        m.simulated = True
 
 
 def _fill_plan(m: pb.ExecutionPlan, p: d.ExecutionPlan) -> None:

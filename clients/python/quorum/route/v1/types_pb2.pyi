@@ -838,6 +838,7 @@ class Candidate(_message.Message):
     BREAKER_STATE_FIELD_NUMBER: _builtins.int
     WEIGHT_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    SIMULATED_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Configured model name."""
     provider: _builtins.str
@@ -854,6 +855,8 @@ class Candidate(_message.Message):
     """Vote weight (consensus)."""
     note: _builtins.str
     """Why this candidate is where it is."""
+    simulated: _builtins.bool
+    """True for a simulated model (the embedded default's): its answers are made up."""
     def __init__(
         self,
         *,
@@ -864,10 +867,11 @@ class Candidate(_message.Message):
         breaker_state: Global___BreakerState.ValueType = ...,
         weight: _builtins.float = ...,
         note: _builtins.str = ...,
+        simulated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker_state", b"breaker_state", "estimated_cost_usd", b"estimated_cost_usd", "model", b"model", "note", b"note", "provider", b"provider", "tier", b"tier", "weight", b"weight"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker_state", b"breaker_state", "estimated_cost_usd", b"estimated_cost_usd", "model", b"model", "note", b"note", "provider", b"provider", "simulated", b"simulated", "tier", b"tier", "weight", b"weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

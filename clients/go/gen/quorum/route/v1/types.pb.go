@@ -1589,7 +1589,9 @@ type Candidate struct {
 	// Vote weight (consensus).
 	Weight float64 `protobuf:"fixed64,6,opt,name=weight,proto3" json:"weight,omitempty"`
 	// Why this candidate is where it is.
-	Note          string `protobuf:"bytes,7,opt,name=note,proto3" json:"note,omitempty"`
+	Note string `protobuf:"bytes,7,opt,name=note,proto3" json:"note,omitempty"`
+	// True for a simulated model (the embedded default's): its answers are made up.
+	Simulated     bool `protobuf:"varint,8,opt,name=simulated,proto3" json:"simulated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1671,6 +1673,13 @@ func (x *Candidate) GetNote() string {
 		return x.Note
 	}
 	return ""
+}
+
+func (x *Candidate) GetSimulated() bool {
+	if x != nil {
+		return x.Simulated
+	}
+	return false
 }
 
 // One step of an execution plan: a set of candidates with a role.
@@ -3253,7 +3262,7 @@ const file_quorum_route_v1_types_proto_rawDesc = "" +
 	"\finput_tokens\x18\x01 \x01(\rR\vinputTokens\x12#\n" +
 	"\routput_tokens\x18\x02 \x01(\rR\foutputTokens\x12.\n" +
 	"\x13cached_input_tokens\x18\x03 \x01(\rR\x11cachedInputTokens\x12,\n" +
-	"\x12cache_write_tokens\x18\x04 \x01(\rR\x10cacheWriteTokens\"\xef\x01\n" +
+	"\x12cache_write_tokens\x18\x04 \x01(\rR\x10cacheWriteTokens\"\x8d\x02\n" +
 	"\tCandidate\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12\x1a\n" +
 	"\bprovider\x18\x02 \x01(\tR\bprovider\x12\x12\n" +
@@ -3261,7 +3270,8 @@ const file_quorum_route_v1_types_proto_rawDesc = "" +
 	"\x12estimated_cost_usd\x18\x04 \x01(\x01R\x10estimatedCostUsd\x12B\n" +
 	"\rbreaker_state\x18\x05 \x01(\x0e2\x1d.quorum.route.v1.BreakerStateR\fbreakerState\x12\x16\n" +
 	"\x06weight\x18\x06 \x01(\x01R\x06weight\x12\x12\n" +
-	"\x04note\x18\a \x01(\tR\x04note\"o\n" +
+	"\x04note\x18\a \x01(\tR\x04note\x12\x1c\n" +
+	"\tsimulated\x18\b \x01(\bR\tsimulated\"o\n" +
 	"\tPlanStage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12:\n" +
 	"\n" +

@@ -303,6 +303,21 @@ private static final long serialVersionUID = 0L;
     }
   }
 
+  public static final int SIMULATED_FIELD_NUMBER = 8;
+  private boolean simulated_ = false;
+  /**
+   * <pre>
+   * True for a simulated model (the embedded default's): its answers are made up.
+   * </pre>
+   *
+   * <code>bool simulated = 8 [json_name = "simulated"];</code>
+   * @return The simulated.
+   */
+  @java.lang.Override
+  public boolean getSimulated() {
+    return simulated_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -338,6 +353,9 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(note_)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 7, note_);
     }
+    if (simulated_ != false) {
+      output.writeBool(8, simulated_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -365,6 +383,10 @@ private static final long serialVersionUID = 0L;
     }
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(note_)) {
       size += com.google.protobuf.GeneratedMessage.computeStringSize(7, note_);
+    }
+    if (simulated_ != false) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeBoolSize(8, simulated_);
     }
     return size;
   }
@@ -405,6 +427,8 @@ private static final long serialVersionUID = 0L;
             other.getWeight())) return false;
     if (!getNote()
         .equals(other.getNote())) return false;
+    if (getSimulated()
+        != other.getSimulated()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -432,6 +456,9 @@ private static final long serialVersionUID = 0L;
         java.lang.Double.doubleToLongBits(getWeight()));
     hash = (37 * hash) + NOTE_FIELD_NUMBER;
     hash = (53 * hash) + getNote().hashCode();
+    hash = (37 * hash) + SIMULATED_FIELD_NUMBER;
+    hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
+        getSimulated());
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -574,6 +601,7 @@ private static final long serialVersionUID = 0L;
       breakerState_ = 0;
       weight_ = 0D;
       note_ = "";
+      simulated_ = false;
       return this;
     }
 
@@ -628,6 +656,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000040) != 0)) {
         result.note_ = note_;
       }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.simulated_ = simulated_;
+      }
     }
 
     @java.lang.Override
@@ -670,6 +701,9 @@ private static final long serialVersionUID = 0L;
         note_ = other.note_;
         bitField0_ |= 0x00000040;
         onChanged();
+      }
+      if (other.getSimulated() != false) {
+        setSimulated(other.getSimulated());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -730,6 +764,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000040;
               break;
             } // case 58
+            case 64: {
+              simulated_ = input.readBool();
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 64
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1276,6 +1315,50 @@ private static final long serialVersionUID = 0L;
       checkByteStringIsUtf8(value);
       note_ = value;
       bitField0_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+
+    private boolean simulated_ ;
+    /**
+     * <pre>
+     * True for a simulated model (the embedded default's): its answers are made up.
+     * </pre>
+     *
+     * <code>bool simulated = 8 [json_name = "simulated"];</code>
+     * @return The simulated.
+     */
+    @java.lang.Override
+    public boolean getSimulated() {
+      return simulated_;
+    }
+    /**
+     * <pre>
+     * True for a simulated model (the embedded default's): its answers are made up.
+     * </pre>
+     *
+     * <code>bool simulated = 8 [json_name = "simulated"];</code>
+     * @param value The simulated to set.
+     * @return This builder for chaining.
+     */
+    public Builder setSimulated(boolean value) {
+
+      simulated_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * True for a simulated model (the embedded default's): its answers are made up.
+     * </pre>
+     *
+     * <code>bool simulated = 8 [json_name = "simulated"];</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearSimulated() {
+      bitField0_ = (bitField0_ & ~0x00000080);
+      simulated_ = false;
       onChanged();
       return this;
     }

@@ -130,4 +130,14 @@ public interface CandidateOrBuilder extends
    */
   com.google.protobuf.ByteString
       getNoteBytes();
+
+  /**
+   * <pre>
+   * True for a simulated model (the embedded default's): its answers are made up.
+   * </pre>
+   *
+   * <code>bool simulated = 8 [json_name = "simulated"];</code>
+   * @return The simulated.
+   */
+  boolean getSimulated();
 }

@@ -229,158 +229,158 @@ public final class TypesProto extends com.google.protobuf.GeneratedFile {
       "t_tokens\030\001 \001(\rR\013inputTokens\022#\n\routput_to" +
       "kens\030\002 \001(\rR\014outputTokens\022.\n\023cached_input" +
       "_tokens\030\003 \001(\rR\021cachedInputTokens\022,\n\022cach" +
-      "e_write_tokens\030\004 \001(\rR\020cacheWriteTokens\"\357" +
-      "\001\n\tCandidate\022\024\n\005model\030\001 \001(\tR\005model\022\032\n\010pr" +
+      "e_write_tokens\030\004 \001(\rR\020cacheWriteTokens\"\215" +
+      "\002\n\tCandidate\022\024\n\005model\030\001 \001(\tR\005model\022\032\n\010pr" +
       "ovider\030\002 \001(\tR\010provider\022\022\n\004tier\030\003 \001(\tR\004ti" +
       "er\022,\n\022estimated_cost_usd\030\004 \001(\001R\020estimate" +
       "dCostUsd\022B\n\rbreaker_state\030\005 \001(\0162\035.quorum" +
       ".route.v1.BreakerStateR\014breakerState\022\026\n\006" +
       "weight\030\006 \001(\001R\006weight\022\022\n\004note\030\007 \001(\tR\004note" +
-      "\"o\n\tPlanStage\022\022\n\004role\030\001 \001(\tR\004role\022:\n\ncan" +
-      "didates\030\002 \003(\0132\032.quorum.route.v1.Candidat" +
-      "eR\ncandidates\022\022\n\004note\030\003 \001(\tR\004note\"6\n\006Rea" +
-      "son\022\022\n\004code\030\001 \001(\tR\004code\022\030\n\007message\030\002 \001(\t" +
-      "R\007message\"\305\002\n\rExecutionPlan\0225\n\010strategy\030" +
-      "\001 \001(\0162\031.quorum.route.v1.StrategyR\010strate" +
-      "gy\0222\n\006stages\030\002 \003(\0132\032.quorum.route.v1.Pla" +
-      "nStageR\006stages\0223\n\026estimated_cost_min_usd" +
-      "\030\003 \001(\001R\023estimatedCostMinUsd\0223\n\026estimated" +
-      "_cost_max_usd\030\004 \001(\001R\023estimatedCostMaxUsd" +
-      "\0221\n\007reasons\030\005 \003(\0132\027.quorum.route.v1.Reas" +
-      "onR\007reasons\022,\n\022max_upstream_calls\030\006 \001(\rR" +
-      "\020maxUpstreamCalls\"O\n\tGateCheck\022\022\n\004name\030\001" +
-      " \001(\tR\004name\022\026\n\006passed\030\002 \001(\010R\006passed\022\026\n\006re" +
-      "ason\030\003 \001(\tR\006reason\"Y\n\013GateVerdict\022\026\n\006pas" +
-      "sed\030\001 \001(\010R\006passed\0222\n\006checks\030\002 \003(\0132\032.quor" +
-      "um.route.v1.GateCheckR\006checks\"\222\003\n\007Attemp" +
-      "t\022\024\n\005model\030\001 \001(\tR\005model\022\032\n\010provider\030\002 \001(" +
-      "\tR\010provider\022\022\n\004tier\030\003 \001(\tR\004tier\022\022\n\004role\030" +
-      "\004 \001(\tR\004role\0229\n\007outcome\030\005 \001(\0162\037.quorum.ro" +
-      "ute.v1.AttemptOutcomeR\007outcome\022\026\n\006reason" +
-      "\030\006 \001(\tR\006reason\022!\n\014error_reason\030\007 \001(\tR\013er" +
-      "rorReason\022\035\n\nlatency_ms\030\010 \001(\001R\tlatencyMs" +
-      "\022,\n\005usage\030\t \001(\0132\026.quorum.route.v1.UsageR" +
-      "\005usage\022\031\n\010cost_usd\030\n \001(\001R\007costUsd\022\035\n\nsta" +
-      "rted_ms\030\013 \001(\001R\tstartedMs\0220\n\004gate\030\014 \001(\0132\034" +
-      ".quorum.route.v1.GateVerdictR\004gate\"\202\001\n\014S" +
-      "tageTimings\022\037\n\013classify_ms\030\001 \001(\001R\nclassi" +
-      "fyMs\022\027\n\007plan_ms\030\002 \001(\001R\006planMs\022\035\n\nexecute" +
-      "_ms\030\003 \001(\001R\texecuteMs\022\031\n\010total_ms\030\004 \001(\001R\007" +
-      "totalMs\"\344\001\n\rCascadeDetail\022\037\n\013tiers_tried" +
-      "\030\001 \003(\tR\ntiersTried\022+\n\021escalation_reason\030" +
-      "\002 \001(\tR\020escalationReason\022&\n\017wasted_cost_u" +
-      "sd\030\003 \001(\001R\rwastedCostUsd\0222\n\025route_escalat" +
-      "ion_rate\030\004 \001(\001R\023routeEscalationRate\022)\n\020d" +
-      "eadline_limited\030\005 \001(\010R\017deadlineLimited\"\311" +
-      "\001\n\017CandidateAnswer\022\024\n\005model\030\001 \001(\tR\005model" +
-      "\022\036\n\nnormalized\030\002 \001(\tR\nnormalized\022\024\n\005grou" +
-      "p\030\003 \001(\005R\005group\022\026\n\006weight\030\004 \001(\001R\006weight\022\034" +
-      "\n\tcancelled\030\005 \001(\010R\tcancelled\022$\n\013judge_sc" +
-      "ore\030\006 \001(\001H\000R\njudgeScore\210\001\001B\016\n\014_judge_sco" +
-      "re\"[\n\tVoteGroup\022\036\n\nnormalized\030\001 \001(\tR\nnor" +
-      "malized\022\026\n\006weight\030\002 \001(\001R\006weight\022\026\n\006model" +
-      "s\030\003 \003(\tR\006models\"\311\001\n\013JudgeDetail\022\024\n\005model" +
-      "\030\001 \001(\tR\005model\022\022\n\004seed\030\002 \001(\004R\004seed\022\'\n\017pre" +
-      "sented_order\030\003 \003(\tR\016presentedOrder\022\034\n\tra" +
-      "tionale\030\004 \001(\tR\trationale\022\'\n\017fallback_rea" +
-      "son\030\005 \001(\tR\016fallbackReason\022 \n\013synthesized" +
-      "\030\006 \001(\010R\013synthesized\"\322\002\n\017ConsensusDetail\022" +
-      ":\n\007answers\030\001 \003(\0132 .quorum.route.v1.Candi" +
-      "dateAnswerR\007answers\0222\n\006groups\030\002 \003(\0132\032.qu" +
-      "orum.route.v1.VoteGroupR\006groups\022!\n\014winne" +
-      "r_group\030\003 \001(\005R\013winnerGroup\022\034\n\tagreement\030" +
-      "\004 \001(\001R\tagreement\022\035\n\nearly_exit\030\005 \001(\010R\tea" +
-      "rlyExit\022\036\n\nnormalizer\030\006 \001(\tR\nnormalizer\022" +
-      "2\n\005judge\030\007 \001(\0132\034.quorum.route.v1.JudgeDe" +
-      "tailR\005judge\022\033\n\ttie_break\030\010 \001(\tR\010tieBreak" +
-      "\"\340\006\n\rRouteResponse\022\035\n\nrequest_id\030\001 \001(\tR\t" +
-      "requestId\022\030\n\007content\030\002 \001(\tR\007content\0228\n\nt" +
-      "ool_calls\030\003 \003(\0132\031.quorum.route.v1.ToolCa" +
-      "llR\ttoolCalls\022#\n\rfinish_reason\030\004 \001(\tR\014fi" +
-      "nishReason\022\024\n\005model\030\005 \001(\tR\005model\022\032\n\010prov" +
-      "ider\030\006 \001(\tR\010provider\0225\n\010strategy\030\007 \001(\0162\031" +
-      ".quorum.route.v1.StrategyR\010strategy\022G\n\016c" +
-      "lassification\030\010 \001(\0132\037.quorum.route.v1.Cl" +
-      "assificationR\016classification\0222\n\004plan\030\t \001" +
-      "(\0132\036.quorum.route.v1.ExecutionPlanR\004plan" +
-      "\0224\n\010attempts\030\n \003(\0132\030.quorum.route.v1.Att" +
-      "emptR\010attempts\022,\n\005usage\030\013 \001(\0132\026.quorum.r" +
-      "oute.v1.UsageR\005usage\022\031\n\010cost_usd\030\014 \001(\001R\007" +
-      "costUsd\022*\n\021baseline_cost_usd\030\r \001(\001R\017base" +
-      "lineCostUsd\022%\n\016baseline_model\030\016 \001(\tR\rbas" +
-      "elineModel\0227\n\007timings\030\017 \001(\0132\035.quorum.rou" +
-      "te.v1.StageTimingsR\007timings\0228\n\007cascade\030\020" +
-      " \001(\0132\036.quorum.route.v1.CascadeDetailR\007ca" +
-      "scade\022>\n\tconsensus\030\021 \001(\0132 .quorum.route." +
-      "v1.ConsensusDetailR\tconsensus\022\026\n\006cached\030" +
-      "\022 \001(\010R\006cached\022\026\n\006guards\030\023 \003(\tR\006guards\022\034\n" +
-      "\tsimulated\030\024 \001(\010R\tsimulated\"\353\001\n\014RouteReq" +
-      "uest\022\035\n\nrequest_id\030\001 \001(\tR\trequestId\0224\n\010m" +
-      "essages\030\002 \003(\0132\030.quorum.route.v1.MessageR" +
-      "\010messages\0229\n\006params\030\003 \001(\0132!.quorum.route" +
-      ".v1.GenerationParamsR\006params\0223\n\005hints\030\004 " +
-      "\001(\0132\035.quorum.route.v1.RoutingHintsR\005hint" +
-      "s\022\026\n\006tenant\030\005 \001(\tR\006tenant\"y\n\rFailureDeta" +
-      "il\0224\n\010attempts\030\001 \003(\0132\030.quorum.route.v1.A" +
-      "ttemptR\010attempts\0222\n\004plan\030\002 \001(\0132\036.quorum." +
-      "route.v1.ExecutionPlanR\004plan\"\210\004\n\tModelIn" +
-      "fo\022\022\n\004name\030\001 \001(\tR\004name\022\032\n\010provider\030\002 \001(\t" +
-      "R\010provider\022#\n\rprovider_kind\030\003 \001(\tR\014provi" +
-      "derKind\022%\n\016provider_model\030\004 \001(\tR\rprovide" +
-      "rModel\022\022\n\004tier\030\005 \001(\tR\004tier\022+\n\022input_usd_" +
-      "per_mtok\030\006 \001(\001R\017inputUsdPerMtok\022-\n\023outpu" +
-      "t_usd_per_mtok\030\007 \001(\001R\020outputUsdPerMtok\022%" +
-      "\n\016context_window\030\010 \001(\rR\rcontextWindow\022?\n" +
-      "\014capabilities\030\t \003(\0162\033.quorum.route.v1.Ca" +
-      "pabilityR\014capabilities\022E\n\017max_sensitivit" +
-      "y\030\n \001(\0162\034.quorum.route.v1.SensitivityR\016m" +
-      "axSensitivity\022\034\n\tsimulated\030\013 \001(\010R\tsimula" +
-      "ted\022B\n\rbreaker_state\030\014 \001(\0162\035.quorum.rout" +
-      "e.v1.BreakerStateR\014breakerState*_\n\004Role\022" +
-      "\024\n\020ROLE_UNSPECIFIED\020\000\022\017\n\013ROLE_SYSTEM\020\001\022\r" +
-      "\n\tROLE_USER\020\002\022\022\n\016ROLE_ASSISTANT\020\003\022\r\n\tROL" +
-      "E_TOOL\020\004*\242\001\n\016ToolChoiceMode\022 \n\034TOOL_CHOI" +
-      "CE_MODE_UNSPECIFIED\020\000\022\031\n\025TOOL_CHOICE_MOD" +
-      "E_AUTO\020\001\022\031\n\025TOOL_CHOICE_MODE_NONE\020\002\022\035\n\031T" +
-      "OOL_CHOICE_MODE_REQUIRED\020\003\022\031\n\025TOOL_CHOIC" +
-      "E_MODE_TOOL\020\004*\245\001\n\022ResponseFormatType\022$\n " +
-      "RESPONSE_FORMAT_TYPE_UNSPECIFIED\020\000\022\035\n\031RE" +
-      "SPONSE_FORMAT_TYPE_TEXT\020\001\022$\n RESPONSE_FO" +
-      "RMAT_TYPE_JSON_OBJECT\020\002\022$\n RESPONSE_FORM" +
-      "AT_TYPE_JSON_SCHEMA\020\003*\241\001\n\010Strategy\022\030\n\024ST" +
-      "RATEGY_UNSPECIFIED\020\000\022\021\n\rSTRATEGY_AUTO\020\001\022" +
-      "\023\n\017STRATEGY_SINGLE\020\002\022\024\n\020STRATEGY_CASCADE" +
-      "\020\003\022\037\n\033STRATEGY_CONSENSUS_MAJORITY\020\004\022\034\n\030S" +
-      "TRATEGY_CONSENSUS_JUDGE\020\005*z\n\010Priority\022\030\n" +
-      "\024PRIORITY_UNSPECIFIED\020\000\022\024\n\020PRIORITY_LATE" +
-      "NCY\020\001\022\025\n\021PRIORITY_BALANCED\020\002\022\024\n\020PRIORITY" +
-      "_QUALITY\020\003\022\021\n\rPRIORITY_COST\020\004*\276\001\n\nCapabi" +
-      "lity\022\032\n\026CAPABILITY_UNSPECIFIED\020\000\022\024\n\020CAPA" +
-      "BILITY_TOOLS\020\001\022\025\n\021CAPABILITY_VISION\020\002\022\030\n" +
-      "\024CAPABILITY_JSON_MODE\020\003\022\032\n\026CAPABILITY_JS" +
-      "ON_SCHEMA\020\004\022\030\n\024CAPABILITY_STREAMING\020\005\022\027\n" +
-      "\023CAPABILITY_LOGPROBS\020\006*x\n\013Sensitivity\022\033\n" +
-      "\027SENSITIVITY_UNSPECIFIED\020\000\022\026\n\022SENSITIVIT" +
-      "Y_PUBLIC\020\001\022\030\n\024SENSITIVITY_INTERNAL\020\002\022\032\n\026" +
-      "SENSITIVITY_RESTRICTED\020\003*h\n\nDifficulty\022\032" +
-      "\n\026DIFFICULTY_UNSPECIFIED\020\000\022\022\n\016DIFFICULTY" +
-      "_LOW\020\001\022\025\n\021DIFFICULTY_MEDIUM\020\002\022\023\n\017DIFFICU" +
-      "LTY_HIGH\020\003*\234\001\n\014BreakerState\022\035\n\031BREAKER_S" +
-      "TATE_UNSPECIFIED\020\000\022\030\n\024BREAKER_STATE_CLOS" +
-      "ED\020\001\022\026\n\022BREAKER_STATE_OPEN\020\002\022\033\n\027BREAKER_" +
-      "STATE_HALF_OPEN\020\003\022\036\n\032BREAKER_STATE_COOLI" +
-      "NG_DOWN\020\004*\344\001\n\016AttemptOutcome\022\037\n\033ATTEMPT_" +
-      "OUTCOME_UNSPECIFIED\020\000\022\035\n\031ATTEMPT_OUTCOME" +
-      "_SUCCEEDED\020\001\022\032\n\026ATTEMPT_OUTCOME_FAILED\020\002" +
-      "\022\033\n\027ATTEMPT_OUTCOME_SKIPPED\020\003\022\034\n\030ATTEMPT" +
-      "_OUTCOME_REJECTED\020\004\022\035\n\031ATTEMPT_OUTCOME_C" +
-      "ANCELLED\020\005\022\034\n\030ATTEMPT_OUTCOME_OUTVOTED\020\006" +
-      "B\307\001\n\023dev.quorum.route.v1B\nTypesProtoP\001ZF" +
-      "github.com/quorum-router/quorum/clients/" +
-      "go/gen/quorum/route/v1;routev1\242\002\003QRX\252\002\017Q" +
-      "uorum.Route.V1\312\002\017Quorum\\Route\\V1\342\002\033Quoru" +
-      "m\\Route\\V1\\GPBMetadata\352\002\021Quorum::Route::" +
-      "V1b\006proto3"
+      "\022\034\n\tsimulated\030\010 \001(\010R\tsimulated\"o\n\tPlanSt" +
+      "age\022\022\n\004role\030\001 \001(\tR\004role\022:\n\ncandidates\030\002 " +
+      "\003(\0132\032.quorum.route.v1.CandidateR\ncandida" +
+      "tes\022\022\n\004note\030\003 \001(\tR\004note\"6\n\006Reason\022\022\n\004cod" +
+      "e\030\001 \001(\tR\004code\022\030\n\007message\030\002 \001(\tR\007message\"" +
+      "\305\002\n\rExecutionPlan\0225\n\010strategy\030\001 \001(\0162\031.qu" +
+      "orum.route.v1.StrategyR\010strategy\0222\n\006stag" +
+      "es\030\002 \003(\0132\032.quorum.route.v1.PlanStageR\006st" +
+      "ages\0223\n\026estimated_cost_min_usd\030\003 \001(\001R\023es" +
+      "timatedCostMinUsd\0223\n\026estimated_cost_max_" +
+      "usd\030\004 \001(\001R\023estimatedCostMaxUsd\0221\n\007reason" +
+      "s\030\005 \003(\0132\027.quorum.route.v1.ReasonR\007reason" +
+      "s\022,\n\022max_upstream_calls\030\006 \001(\rR\020maxUpstre" +
+      "amCalls\"O\n\tGateCheck\022\022\n\004name\030\001 \001(\tR\004name" +
+      "\022\026\n\006passed\030\002 \001(\010R\006passed\022\026\n\006reason\030\003 \001(\t" +
+      "R\006reason\"Y\n\013GateVerdict\022\026\n\006passed\030\001 \001(\010R" +
+      "\006passed\0222\n\006checks\030\002 \003(\0132\032.quorum.route.v" +
+      "1.GateCheckR\006checks\"\222\003\n\007Attempt\022\024\n\005model" +
+      "\030\001 \001(\tR\005model\022\032\n\010provider\030\002 \001(\tR\010provide" +
+      "r\022\022\n\004tier\030\003 \001(\tR\004tier\022\022\n\004role\030\004 \001(\tR\004rol" +
+      "e\0229\n\007outcome\030\005 \001(\0162\037.quorum.route.v1.Att" +
+      "emptOutcomeR\007outcome\022\026\n\006reason\030\006 \001(\tR\006re" +
+      "ason\022!\n\014error_reason\030\007 \001(\tR\013errorReason\022" +
+      "\035\n\nlatency_ms\030\010 \001(\001R\tlatencyMs\022,\n\005usage\030" +
+      "\t \001(\0132\026.quorum.route.v1.UsageR\005usage\022\031\n\010" +
+      "cost_usd\030\n \001(\001R\007costUsd\022\035\n\nstarted_ms\030\013 " +
+      "\001(\001R\tstartedMs\0220\n\004gate\030\014 \001(\0132\034.quorum.ro" +
+      "ute.v1.GateVerdictR\004gate\"\202\001\n\014StageTiming" +
+      "s\022\037\n\013classify_ms\030\001 \001(\001R\nclassifyMs\022\027\n\007pl" +
+      "an_ms\030\002 \001(\001R\006planMs\022\035\n\nexecute_ms\030\003 \001(\001R" +
+      "\texecuteMs\022\031\n\010total_ms\030\004 \001(\001R\007totalMs\"\344\001" +
+      "\n\rCascadeDetail\022\037\n\013tiers_tried\030\001 \003(\tR\nti" +
+      "ersTried\022+\n\021escalation_reason\030\002 \001(\tR\020esc" +
+      "alationReason\022&\n\017wasted_cost_usd\030\003 \001(\001R\r" +
+      "wastedCostUsd\0222\n\025route_escalation_rate\030\004" +
+      " \001(\001R\023routeEscalationRate\022)\n\020deadline_li" +
+      "mited\030\005 \001(\010R\017deadlineLimited\"\311\001\n\017Candida" +
+      "teAnswer\022\024\n\005model\030\001 \001(\tR\005model\022\036\n\nnormal" +
+      "ized\030\002 \001(\tR\nnormalized\022\024\n\005group\030\003 \001(\005R\005g" +
+      "roup\022\026\n\006weight\030\004 \001(\001R\006weight\022\034\n\tcancelle" +
+      "d\030\005 \001(\010R\tcancelled\022$\n\013judge_score\030\006 \001(\001H" +
+      "\000R\njudgeScore\210\001\001B\016\n\014_judge_score\"[\n\tVote" +
+      "Group\022\036\n\nnormalized\030\001 \001(\tR\nnormalized\022\026\n" +
+      "\006weight\030\002 \001(\001R\006weight\022\026\n\006models\030\003 \003(\tR\006m" +
+      "odels\"\311\001\n\013JudgeDetail\022\024\n\005model\030\001 \001(\tR\005mo" +
+      "del\022\022\n\004seed\030\002 \001(\004R\004seed\022\'\n\017presented_ord" +
+      "er\030\003 \003(\tR\016presentedOrder\022\034\n\trationale\030\004 " +
+      "\001(\tR\trationale\022\'\n\017fallback_reason\030\005 \001(\tR" +
+      "\016fallbackReason\022 \n\013synthesized\030\006 \001(\010R\013sy" +
+      "nthesized\"\322\002\n\017ConsensusDetail\022:\n\007answers" +
+      "\030\001 \003(\0132 .quorum.route.v1.CandidateAnswer" +
+      "R\007answers\0222\n\006groups\030\002 \003(\0132\032.quorum.route" +
+      ".v1.VoteGroupR\006groups\022!\n\014winner_group\030\003 " +
+      "\001(\005R\013winnerGroup\022\034\n\tagreement\030\004 \001(\001R\tagr" +
+      "eement\022\035\n\nearly_exit\030\005 \001(\010R\tearlyExit\022\036\n" +
+      "\nnormalizer\030\006 \001(\tR\nnormalizer\0222\n\005judge\030\007" +
+      " \001(\0132\034.quorum.route.v1.JudgeDetailR\005judg" +
+      "e\022\033\n\ttie_break\030\010 \001(\tR\010tieBreak\"\340\006\n\rRoute" +
+      "Response\022\035\n\nrequest_id\030\001 \001(\tR\trequestId\022" +
+      "\030\n\007content\030\002 \001(\tR\007content\0228\n\ntool_calls\030" +
+      "\003 \003(\0132\031.quorum.route.v1.ToolCallR\ttoolCa" +
+      "lls\022#\n\rfinish_reason\030\004 \001(\tR\014finishReason" +
+      "\022\024\n\005model\030\005 \001(\tR\005model\022\032\n\010provider\030\006 \001(\t" +
+      "R\010provider\0225\n\010strategy\030\007 \001(\0162\031.quorum.ro" +
+      "ute.v1.StrategyR\010strategy\022G\n\016classificat" +
+      "ion\030\010 \001(\0132\037.quorum.route.v1.Classificati" +
+      "onR\016classification\0222\n\004plan\030\t \001(\0132\036.quoru" +
+      "m.route.v1.ExecutionPlanR\004plan\0224\n\010attemp" +
+      "ts\030\n \003(\0132\030.quorum.route.v1.AttemptR\010atte" +
+      "mpts\022,\n\005usage\030\013 \001(\0132\026.quorum.route.v1.Us" +
+      "ageR\005usage\022\031\n\010cost_usd\030\014 \001(\001R\007costUsd\022*\n" +
+      "\021baseline_cost_usd\030\r \001(\001R\017baselineCostUs" +
+      "d\022%\n\016baseline_model\030\016 \001(\tR\rbaselineModel" +
+      "\0227\n\007timings\030\017 \001(\0132\035.quorum.route.v1.Stag" +
+      "eTimingsR\007timings\0228\n\007cascade\030\020 \001(\0132\036.quo" +
+      "rum.route.v1.CascadeDetailR\007cascade\022>\n\tc" +
+      "onsensus\030\021 \001(\0132 .quorum.route.v1.Consens" +
+      "usDetailR\tconsensus\022\026\n\006cached\030\022 \001(\010R\006cac" +
+      "hed\022\026\n\006guards\030\023 \003(\tR\006guards\022\034\n\tsimulated" +
+      "\030\024 \001(\010R\tsimulated\"\353\001\n\014RouteRequest\022\035\n\nre" +
+      "quest_id\030\001 \001(\tR\trequestId\0224\n\010messages\030\002 " +
+      "\003(\0132\030.quorum.route.v1.MessageR\010messages\022" +
+      "9\n\006params\030\003 \001(\0132!.quorum.route.v1.Genera" +
+      "tionParamsR\006params\0223\n\005hints\030\004 \001(\0132\035.quor" +
+      "um.route.v1.RoutingHintsR\005hints\022\026\n\006tenan" +
+      "t\030\005 \001(\tR\006tenant\"y\n\rFailureDetail\0224\n\010atte" +
+      "mpts\030\001 \003(\0132\030.quorum.route.v1.AttemptR\010at" +
+      "tempts\0222\n\004plan\030\002 \001(\0132\036.quorum.route.v1.E" +
+      "xecutionPlanR\004plan\"\210\004\n\tModelInfo\022\022\n\004name" +
+      "\030\001 \001(\tR\004name\022\032\n\010provider\030\002 \001(\tR\010provider" +
+      "\022#\n\rprovider_kind\030\003 \001(\tR\014providerKind\022%\n" +
+      "\016provider_model\030\004 \001(\tR\rproviderModel\022\022\n\004" +
+      "tier\030\005 \001(\tR\004tier\022+\n\022input_usd_per_mtok\030\006" +
+      " \001(\001R\017inputUsdPerMtok\022-\n\023output_usd_per_" +
+      "mtok\030\007 \001(\001R\020outputUsdPerMtok\022%\n\016context_" +
+      "window\030\010 \001(\rR\rcontextWindow\022?\n\014capabilit" +
+      "ies\030\t \003(\0162\033.quorum.route.v1.CapabilityR\014" +
+      "capabilities\022E\n\017max_sensitivity\030\n \001(\0162\034." +
+      "quorum.route.v1.SensitivityR\016maxSensitiv" +
+      "ity\022\034\n\tsimulated\030\013 \001(\010R\tsimulated\022B\n\rbre" +
+      "aker_state\030\014 \001(\0162\035.quorum.route.v1.Break" +
+      "erStateR\014breakerState*_\n\004Role\022\024\n\020ROLE_UN" +
+      "SPECIFIED\020\000\022\017\n\013ROLE_SYSTEM\020\001\022\r\n\tROLE_USE" +
+      "R\020\002\022\022\n\016ROLE_ASSISTANT\020\003\022\r\n\tROLE_TOOL\020\004*\242" +
+      "\001\n\016ToolChoiceMode\022 \n\034TOOL_CHOICE_MODE_UN" +
+      "SPECIFIED\020\000\022\031\n\025TOOL_CHOICE_MODE_AUTO\020\001\022\031" +
+      "\n\025TOOL_CHOICE_MODE_NONE\020\002\022\035\n\031TOOL_CHOICE" +
+      "_MODE_REQUIRED\020\003\022\031\n\025TOOL_CHOICE_MODE_TOO" +
+      "L\020\004*\245\001\n\022ResponseFormatType\022$\n RESPONSE_F" +
+      "ORMAT_TYPE_UNSPECIFIED\020\000\022\035\n\031RESPONSE_FOR" +
+      "MAT_TYPE_TEXT\020\001\022$\n RESPONSE_FORMAT_TYPE_" +
+      "JSON_OBJECT\020\002\022$\n RESPONSE_FORMAT_TYPE_JS" +
+      "ON_SCHEMA\020\003*\241\001\n\010Strategy\022\030\n\024STRATEGY_UNS" +
+      "PECIFIED\020\000\022\021\n\rSTRATEGY_AUTO\020\001\022\023\n\017STRATEG" +
+      "Y_SINGLE\020\002\022\024\n\020STRATEGY_CASCADE\020\003\022\037\n\033STRA" +
+      "TEGY_CONSENSUS_MAJORITY\020\004\022\034\n\030STRATEGY_CO" +
+      "NSENSUS_JUDGE\020\005*z\n\010Priority\022\030\n\024PRIORITY_" +
+      "UNSPECIFIED\020\000\022\024\n\020PRIORITY_LATENCY\020\001\022\025\n\021P" +
+      "RIORITY_BALANCED\020\002\022\024\n\020PRIORITY_QUALITY\020\003" +
+      "\022\021\n\rPRIORITY_COST\020\004*\276\001\n\nCapability\022\032\n\026CA" +
+      "PABILITY_UNSPECIFIED\020\000\022\024\n\020CAPABILITY_TOO" +
+      "LS\020\001\022\025\n\021CAPABILITY_VISION\020\002\022\030\n\024CAPABILIT" +
+      "Y_JSON_MODE\020\003\022\032\n\026CAPABILITY_JSON_SCHEMA\020" +
+      "\004\022\030\n\024CAPABILITY_STREAMING\020\005\022\027\n\023CAPABILIT" +
+      "Y_LOGPROBS\020\006*x\n\013Sensitivity\022\033\n\027SENSITIVI" +
+      "TY_UNSPECIFIED\020\000\022\026\n\022SENSITIVITY_PUBLIC\020\001" +
+      "\022\030\n\024SENSITIVITY_INTERNAL\020\002\022\032\n\026SENSITIVIT" +
+      "Y_RESTRICTED\020\003*h\n\nDifficulty\022\032\n\026DIFFICUL" +
+      "TY_UNSPECIFIED\020\000\022\022\n\016DIFFICULTY_LOW\020\001\022\025\n\021" +
+      "DIFFICULTY_MEDIUM\020\002\022\023\n\017DIFFICULTY_HIGH\020\003" +
+      "*\234\001\n\014BreakerState\022\035\n\031BREAKER_STATE_UNSPE" +
+      "CIFIED\020\000\022\030\n\024BREAKER_STATE_CLOSED\020\001\022\026\n\022BR" +
+      "EAKER_STATE_OPEN\020\002\022\033\n\027BREAKER_STATE_HALF" +
+      "_OPEN\020\003\022\036\n\032BREAKER_STATE_COOLING_DOWN\020\004*" +
+      "\344\001\n\016AttemptOutcome\022\037\n\033ATTEMPT_OUTCOME_UN" +
+      "SPECIFIED\020\000\022\035\n\031ATTEMPT_OUTCOME_SUCCEEDED" +
+      "\020\001\022\032\n\026ATTEMPT_OUTCOME_FAILED\020\002\022\033\n\027ATTEMP" +
+      "T_OUTCOME_SKIPPED\020\003\022\034\n\030ATTEMPT_OUTCOME_R" +
+      "EJECTED\020\004\022\035\n\031ATTEMPT_OUTCOME_CANCELLED\020\005" +
+      "\022\034\n\030ATTEMPT_OUTCOME_OUTVOTED\020\006B\307\001\n\023dev.q" +
+      "uorum.route.v1B\nTypesProtoP\001ZFgithub.com" +
+      "/quorum-router/quorum/clients/go/gen/quo" +
+      "rum/route/v1;routev1\242\002\003QRX\252\002\017Quorum.Rout" +
+      "e.V1\312\002\017Quorum\\Route\\V1\342\002\033Quorum\\Route\\V1" +
+      "\\GPBMetadata\352\002\021Quorum::Route::V1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -457,7 +457,7 @@ public final class TypesProto extends com.google.protobuf.GeneratedFile {
     internal_static_quorum_route_v1_Candidate_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_quorum_route_v1_Candidate_descriptor,
-        new java.lang.String[] { "Model", "Provider", "Tier", "EstimatedCostUsd", "BreakerState", "Weight", "Note", });
+        new java.lang.String[] { "Model", "Provider", "Tier", "EstimatedCostUsd", "BreakerState", "Weight", "Note", "Simulated", });
     internal_static_quorum_route_v1_PlanStage_descriptor =
       getDescriptor().getMessageType(12);
     internal_static_quorum_route_v1_PlanStage_fieldAccessorTable = new

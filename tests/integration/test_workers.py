@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -20,8 +21,8 @@ import yaml
 from quorum.client import AsyncQuorumClient
 from quorum.route.v1 import route_service_pb2_grpc as svc_grpc
 from quorum.route.v1 import types_pb2 as pb
-from quorum.server.workers import STARTUP_S
 from tests.conftest import log_events, sim_config, with_model
+from tests.fakes import openai_server
 from tests.integration.test_drain import free_port, wait_serving
 
 QUORUM = Path(sys.executable).with_name("quorum")
@@ -73,6 +74,11 @@ def supervisor(
                 proc.wait()
 
 
+def ready_workers(tmp_path: Path) -> int:
+    """Workers the supervisor has seen report ready (in the ``supervisor`` log)."""
+    return log_events((tmp_path / "serve.log").read_text()).count("worker_ready")
+
+
 async def wait_for(condition: object, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
@@ -106,7 +112,7 @@ async def test_workers_share_one_port_are_supervised_and_drain_on_sigterm(
         first, second = children(proc.pid)
         await route_on_fresh_connections(address, 2)
         # A worker that dies after start-up is replaced; the other keeps serving.
-        await asyncio.sleep(max(0.0, STARTUP_S + 0.2 - 1.0))
+        await wait_for(lambda: ready_workers(tmp_path) == 2)
         os.kill(first, signal.SIGKILL)
         await wait_for(
             lambda: (
@@ -211,7 +217,7 @@ async def test_a_worker_crashing_again_at_once_is_restarted_without_stopping_the
     with supervisor(tmp_path, sim_config(), address) as proc:
         await wait_serving(address)
         await wait_for(lambda: len(children(proc.pid)) == 2 and listeners(port) == 2)
-        await asyncio.sleep(STARTUP_S + 0.2)  # the first workers are past their start-up
+        await wait_for(lambda: ready_workers(tmp_path) == 2)  # past their start-up
         first, second = children(proc.pid)
         os.kill(first, signal.SIGKILL)
         await wait_for(lambda: len(children(proc.pid)) == 2 and first not in children(proc.pid))
@@ -252,3 +258,138 @@ def test_workers_refuse_a_port_another_server_listens_on(tmp_path: Path) -> None
         )
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+
+
+def embedding_config(base_url: str, model: str) -> dict[str, object]:
+    """Semantic routes embedded, as each worker starts, by the fake OpenAI endpoint;
+    ``model`` picks the fake's behaviour (``slow-<ms>``, ``ratelimit-<s>``)."""
+    data = sim_config(
+        classifier={
+            "embedding": {
+                "tasks": {"billing": ["Refund my last invoice", "Why was my card charged"]},
+                "remote": {"provider": "embeddings", "model": model},
+            }
+        }
+    )
+    data["providers"]["embeddings"] = {
+        "kind": "openai",
+        "base_url": base_url,
+        "api_key_env": "QUORUM_TEST_EMBEDDINGS_KEY",
+    }
+    return data
+
+
+def log_records(text: str, event: str) -> list[dict[str, object]]:
+    records = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("event") == event:
+                records.append(record)
+    return records
+
+
+def test_workers_that_cannot_start_stop_the_command_however_long_start_up_takes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each worker is told to retry its examples after 2 s, twice, then refuses to start,
+    # as serve without --workers does (exit 2): well past any fixed start-up window. The
+    # supervisor judges start-up by the workers' ready report, so it stops at once
+    # instead of taking the late failure for a crash to restart.
+    monkeypatch.setenv("QUORUM_TEST_EMBEDDINGS_KEY", "sk-embeddings")
+    with openai_server.serve_in_thread() as fake:
+        data = embedding_config(fake.base_url, "ratelimit-2")
+        with supervisor(tmp_path, data, f"127.0.0.1:{free_port()}") as proc:
+            code = proc.wait(120)
+    logs = (tmp_path / "serve.log").read_text()
+    assert code == 2, logs[-2000:]
+    assert "classifier.embedding.remote: could not embed 2 example utterances" in logs
+    events = log_events(logs)
+    assert "workers_failing" in events and "workers_stopped" in events
+    assert "worker_restarted" not in events and "worker_ready" not in events
+    (exited, *_) = log_records(logs, "worker_exited")
+    assert exited["ready"] is False and exited["code"] == 2
+    assert float(str(exited["lived_s"])) >= 4.0  # two waits of 2 s: a slow start-up
+
+
+def test_a_first_worker_killed_before_it_is_ready_stops_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The endpoint holds each worker's start-up (its examples) for a minute: both are
+    # provably not ready when one is killed. A worker that dies before it was ready,
+    # however it dies, stops them all (exit 1: not a refusal).
+    monkeypatch.setenv("QUORUM_TEST_EMBEDDINGS_KEY", "sk-embeddings")
+    with openai_server.serve_in_thread() as fake:
+        data = embedding_config(fake.base_url, "slow-60000")
+        with supervisor(tmp_path, data, f"127.0.0.1:{free_port()}") as proc:
+            asyncio.run(wait_for(lambda: fake.server.stats.requests == 2, timeout=60))
+            workers = children(proc.pid)
+            os.kill(workers[0], signal.SIGKILL)
+            code = proc.wait(60)
+        assert not alive(workers)
+    logs = (tmp_path / "serve.log").read_text()
+    assert code == 1, logs[-2000:]
+    events = log_events(logs)
+    assert "workers_failing" in events
+    assert "worker_restarted" not in events and "worker_ready" not in events
+
+
+def serve_command(*flags: str, workers: int | None = None) -> subprocess.CompletedProcess[str]:
+    command = [str(QUORUM), "serve", *flags]
+    if workers is not None:
+        command += ["--workers", str(workers)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_workers_refuse_a_missing_key_once_as_serve_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every worker would refuse it: the supervisor says so once, before any starts, and
+    # exits as serve without --workers does.
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    config = Path(__file__).resolve().parents[2] / "examples" / "providers.yaml"
+    flags = ("--config", str(config), "--address", f"127.0.0.1:{free_port()}")
+    alone = serve_command(*flags)
+    workers = serve_command(*flags, workers=2)
+    assert alone.returncode == workers.returncode == 2
+    assert workers.stderr == alone.stderr
+    assert workers.stderr.count("OPENAI_API_KEY is not set") == 1
+    assert "workers_started" not in workers.stderr and "Traceback" not in workers.stderr
+
+
+def _taken_port_after_a_free_one() -> tuple[socket.socket, int]:
+    """A listening socket on port P+1 where P is free (the metrics port of worker 1)."""
+    for _ in range(50):
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1] - 1
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                taken.close()
+                continue
+        taken.listen()
+        return taken, port
+    raise RuntimeError("no free port below an ephemeral one")
+
+
+def test_workers_refuse_a_taken_metrics_port_before_any_starts(tmp_path: Path) -> None:
+    config = tmp_path / "quorum.yaml"
+    config.write_text(yaml.safe_dump(sim_config()))
+    flags = ("--config", str(config), "--address", f"127.0.0.1:{free_port()}")
+    taken, metrics = _taken_port_after_a_free_one()
+    with taken:
+        done = serve_command(*flags, "--metrics-address", f"127.0.0.1:{metrics}", workers=2)
+    assert done.returncode == 2  # as serve without --workers on a taken metrics port
+    assert done.stderr == (
+        f"quorum serve: cannot listen on 127.0.0.1:{metrics + 1}: Address already in use "
+        "(the metrics port of worker 1)\n"
+    )
+    for address, problem in (
+        ("127.0.0.1:0", "--workers needs a fixed metrics port"),
+        ("127.0.0.1:65535", "--workers 2 needs metrics ports up to 65536"),
+    ):
+        done = serve_command(*flags, "--metrics-address", address, workers=2)
+        assert done.returncode == 2
+        assert done.stderr.startswith(f"quorum serve: {problem}")
+        assert "workers_started" not in done.stderr

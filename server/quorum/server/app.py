@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import grpc
@@ -200,8 +201,12 @@ async def serve(
     *,
     metrics_address: str | None = None,
     reuse_port: bool = False,
+    on_ready: Callable[[], None] | None = None,
 ) -> int:
-    """Run until SIGTERM or SIGINT, then drain; returns the exit code."""
+    """Run until SIGTERM or SIGINT, then drain; returns the exit code.
+
+    ``on_ready`` is called once the server serves (every port bound, the signal handlers
+    installed): a ``--workers`` worker tells its supervisor it started."""
     running = create_server(config, address, metrics_address=metrics_address, reuse_port=reuse_port)
     await running.start()
     settle_garbage_collector()
@@ -218,6 +223,8 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if on_ready is not None:
+        on_ready()
     await stop.wait()
     grace = config.server.grace_period_s
     log.info("draining", grace_s=grace)

@@ -185,13 +185,12 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _worker_problems(config: Config) -> list[str]:
-    """What each worker would refuse as it builds its router: the learned router's
-    setup, the decision log's file."""
+    """What each worker would refuse as it starts, checked once by the supervisor before
+    any starts (so it is said once, not by every worker): the learned router's setup and
+    what serve needs from its environment (see :func:`_environment_problems`)."""
     from quorum.server.classify.build import check_learned
 
-    checks: list[Callable[[], object]] = [lambda: check_learned(config)]
-    checks.extend(_decision_log_checks(config))
-    return _problems_of(checks)
+    return _problems_of([lambda: check_learned(config), *_environment_checks(config)])
 
 
 def _decision_log_checks(config: Config) -> list[Callable[[], object]]:
@@ -221,6 +220,11 @@ def _environment_problems(config: Config) -> list[str]:
     """What serve would refuse in this environment: provider keys and tenant token
     variables unset, TLS files unreadable, tracing packages missing, a decision log file
     that cannot be written."""
+    return _problems_of(_environment_checks(config))
+
+
+def _environment_checks(config: Config) -> list[Callable[[], object]]:
+    """The checks of :func:`_environment_problems`, each raising :class:`ConfigError`."""
     from quorum.server.config import resolve_secrets
     from quorum.server.service.auth import hash_key, token_digests
 
@@ -239,7 +243,7 @@ def _environment_problems(config: Config) -> list[str]:
         from quorum.server.observability.tracing import require_packages
 
         checks.append(require_packages)
-    return _problems_of(checks)
+    return checks
 
 
 def _connection_args(parser: argparse.ArgumentParser) -> None:

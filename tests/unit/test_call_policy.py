@@ -606,3 +606,17 @@ async def test_a_queue_wait_leaves_time_to_fail_over() -> None:
         AttemptOutcome.SUCCEEDED,
     ]
     holder.cancel()
+
+
+async def test_a_slow_model_with_impatient_callers_can_keep_its_breaker_by_config() -> None:
+    # A healthy model answering in 1.2 s and callers allowing 0.8 s: with no answer yet to
+    # go by, the default cold rule (0.5 s) blames the provider; an operator who knows the
+    # model is slow raises breaker.cold_timeout_s and the breaker stays closed.
+    for cold, expected in ((0.5, BreakerState.OPEN), (2.0, BreakerState.CLOSED)):
+        breaker = {"fail_max": 3, "cold_timeout_s": cold}
+        cfg = _config({"a": {"timeout_s": 30, "breaker": breaker}}, {"m": {"provider": "a"}})
+        ctx = _ctx(cfg, {"a": Scripted("a", {"m": [1.2] * 5})})
+        for _ in range(3):
+            hasty = dataclasses.replace(ctx, deadline=time.monotonic() + 0.8, calls_made=0)
+            await call_model(hasty, REQUEST, _candidate(hasty, "m"), "primary")
+        assert ctx.breakers.health("a").state is expected, cold

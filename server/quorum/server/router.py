@@ -469,7 +469,7 @@ class Router:
                     # The classifier's own tight limit, not the provider's: it counts only
                     # as a caller's deadline would (see calls.timed_out).
                     key = f"{spec.provider}/{spec.model_id}"
-                    if not hasty(self.resilience.latency, key, timeout_s):
+                    if not hasty(self.resilience, spec.provider, key, timeout_s):
                         raise
                     raise CallerDeadlineTimeout(
                         f"{exc.message} (the classifier's time limit)", provider=spec.provider

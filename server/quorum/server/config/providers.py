@@ -18,6 +18,13 @@ class BreakerConfig(Strict):
         "provider",
         description="one breaker for the provider, or one per model deployment on it",
     )
+    cold_timeout_s: float = Field(
+        0.5,
+        gt=0,
+        le=3600,
+        description="with no recent answer to compare, a timeout the caller's deadline cut "
+        "short counts when the caller allowed at least this long",
+    )
 
 
 class RetryConfig(Strict):

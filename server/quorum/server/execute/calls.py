@@ -63,7 +63,6 @@ from quorum.server.execute.gate import strip_fence
 from quorum.server.providers.base import Provider, ProviderRequest, checked_usage
 from quorum.server.resilience.balance import whole_answers
 from quorum.server.resilience.breakers import Breakers
-from quorum.server.resilience.latency import LatencyTracker
 from quorum.server.resilience.limits import Permit
 from quorum.server.resilience.runtime import Resilience
 from quorum.server.tokens import count_tokens, prompt_tokens
@@ -316,10 +315,11 @@ def estimated_usage(request: RouteRequest, text: str, calls: Sequence[ToolCall] 
 # A caller's deadline that cuts a call short counts against the provider only when it
 # left the provider at least this many times its recent p95 latency...
 _HASTE_FACTOR = 3.0
-# ...or, when the deployment has answered nothing lately to go by (a new replica, a
-# provider that has hung since start-up), at least this long: otherwise a provider that
-# never answers would never open its breaker while callers' deadlines are short.
-COLD_BLAME_S = 0.5
+# ...or, when the deployment has answered nothing lately (a new replica, a provider that
+# has hung since start-up), at least its provider's breaker.cold_timeout_s (default
+# 0.5 s): otherwise a provider that never answers would never open its breaker while
+# callers' deadlines are short.
+_COLD_TIMEOUT_S = 0.5
 
 
 def first_chunk_key(deployment: Deployment) -> str:
@@ -339,24 +339,26 @@ def timed_out(
 ) -> ProviderTimeout:
     """The error for a call that got ``what`` not within ``allowed_s``: a provider timeout,
     or, when the caller's deadline cut it short of ``limit_s`` (the provider's own timeout)
-    and of what the deployment usually needs (:data:`COLD_BLAME_S` when nothing is known),
-    one its breaker does not count."""
+    and of what the deployment usually needs (its provider's ``breaker.cold_timeout_s``
+    when nothing is known), one its breaker does not count."""
     message = f"{deployment.provider}: {what} within {allowed_s:.3f}s"
     if allowed_s < limit_s:
         key = first_chunk_key(deployment) if streaming else deployment.key
-        if hasty(ctx.resilience.latency, key, allowed_s):
+        if hasty(ctx.resilience, deployment.provider, key, allowed_s):
             return CallerDeadlineTimeout(
                 message + " (the caller's deadline)", provider=deployment.provider
             )
     return ProviderTimeout(message, provider=deployment.provider)
 
 
-def hasty(latency: LatencyTracker, key: str, allowed_s: float) -> bool:
+def hasty(res: Resilience, provider: str, key: str, allowed_s: float) -> bool:
     """Whether ``allowed_s`` was too short to blame the upstream behind latency series
-    ``key`` for not answering: under three times its recent p95, or under
-    :data:`COLD_BLAME_S` when it has answered nothing lately."""
-    usual = latency.quantile(key, 0.95)
-    return allowed_s < (COLD_BLAME_S if usual is None else _HASTE_FACTOR * usual)
+    ``key`` (of ``provider``) for not answering: under three times its recent p95, or,
+    when it has answered nothing lately, under the provider's ``breaker.cold_timeout_s``."""
+    usual = res.latency.quantile(key, 0.95)
+    if usual is None:
+        return allowed_s < res.cold_timeout_s.get(provider, _COLD_TIMEOUT_S)
+    return allowed_s < _HASTE_FACTOR * usual
 
 
 def spent_before_failing(request: RouteRequest, error: ProviderError) -> Usage | None:

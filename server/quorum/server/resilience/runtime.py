@@ -32,6 +32,7 @@ class Resilience:
     limiters: Mapping[str, ProviderLimiter] = field(default_factory=dict)
     latency: LatencyTracker = field(default_factory=LatencyTracker)
     rng: random.Random = field(default_factory=random.Random)
+    cold_timeout_s: Mapping[str, float] = field(default_factory=dict)
     balancer: Balancer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -77,4 +78,5 @@ def build_resilience(
             or p.limits.tokens_per_minute
         },
         rng=random.Random(seed),
+        cold_timeout_s={name: p.breaker.cold_timeout_s for name, p in config.providers.items()},
     )

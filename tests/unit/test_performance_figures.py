@@ -296,7 +296,7 @@ def test_only_answers_to_the_request_are_measured() -> None:
         _attempt("mid", "tier", AttemptOutcome.REJECTED, 50.0, 0.0002),  # answered: counts
     ]
     for _ in range(3):
-        observed.observe_answers("chat", attempts)
+        observed.observe_answers("chat", attempts, {"flash", "flash-b", "mid"})
     assert observed.latency.rates() == pytest.approx({"flash-b/chat": 12.0, "mid/chat": 50.0})
     assert observed.cost.rates() == pytest.approx({"flash-b/chat": 0.00004, "mid/chat": 0.0002})
 

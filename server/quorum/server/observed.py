@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import math
 from collections import deque
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Collection, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -358,12 +358,16 @@ class ObservedState:
         self.cost: FigureStore = cost or LocalWindows(44, 3, 0.1)
         self._client = client
 
-    def observe_answers(self, task: str, attempts: Iterable[Attempt]) -> None:
-        """Record the latency and the cost of every answer a model gave to a request on
-        ``task`` (failed, skipped and cancelled calls, the classifier's and the judge's,
-        are not answers to it)."""
+    def observe_answers(
+        self, task: str, attempts: Iterable[Attempt], models: Collection[str]
+    ) -> None:
+        """Record the latency and the cost of every answer one of ``models`` gave to a
+        request on ``task`` (failed, skipped and cancelled calls, the classifier's and the
+        judge's, are not answers to it)."""
         for attempt in attempts:
             if attempt.outcome not in _ANSWERED or attempt.role in _NOT_ANSWERING:
+                continue
+            if attempt.model not in models:
                 continue
             key = accuracy_key(attempt.model, task)
             if math.isfinite(attempt.latency_ms) and attempt.latency_ms >= 0:

@@ -40,7 +40,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
-from quorum.server.catalog import ModelSpec
+from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.domain import Priority
 from quorum.server.hashing import fraction
 from quorum.server.state import StateSnapshot, accuracy_key
@@ -87,6 +87,14 @@ class Estimate:
 
 def _unit(*parts: str) -> float:
     return fraction("\x1f".join(parts))
+
+
+def ranked_models(catalog: Catalog) -> frozenset[str]:
+    """The models performance routing may reorder: those whose tier has another model."""
+    per_tier: dict[str, list[str]] = {}
+    for model in catalog.models.values():
+        per_tier.setdefault(model.tier, []).append(model.name)
+    return frozenset(name for names in per_tier.values() if len(names) > 1 for name in names)
 
 
 def explores(request_id: str, share: float) -> bool:

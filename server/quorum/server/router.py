@@ -21,6 +21,7 @@ from quorum.server.catalog import Catalog, ModelSpec, breaker_keys, build_catalo
 from quorum.server.classify import Classifier
 from quorum.server.classify.build import build_classifier, build_verifiers
 from quorum.server.classify.chain import ChainClassifier
+from quorum.server.classify.rules import TASKS
 from quorum.server.config import Config
 from quorum.server.decisions import DecisionLog, Feedback, feedback_is_good
 from quorum.server.domain import (
@@ -61,6 +62,7 @@ from quorum.server.guardrails import Guardrails
 from quorum.server.observability.metrics import Metrics
 from quorum.server.observability.tracing import Tracing
 from quorum.server.observed import ObservedState, build_observed
+from quorum.server.performance import ranked_models
 from quorum.server.plan import cascade_route, estimate_tokens, plan
 from quorum.server.plan_stages import request_agent
 from quorum.server.policy import RoutingPolicy, build_policy
@@ -160,6 +162,12 @@ class Router:
             flush_interval_s=d.flush_interval_s,
         )
         self.observed: ObservedState = build_observed(config)
+        # The models performance routing may reorder (a tier with others to choose from):
+        # only their latency and cost are worth recording and reading per request.
+        self._ranked: frozenset[str] = (
+            ranked_models(self.catalog) if self.policy.performance.enabled else frozenset()
+        )
+        self._tasks = frozenset(TASKS) | frozenset(config.classifier.embedding.tasks)
         self.shadow = ShadowEvaluator(
             ShadowSettings(
                 config.shadow.sample_rate, config.shadow.daily_budget_usd, config.shadow.timeout_s
@@ -197,8 +205,8 @@ class Router:
             escalation_rates=dict(self.observed.escalations.rates()),
             model_accuracy=dict(self.observed.accuracy.rates()),
             model_quality=dict(self.observed.quality.rates()),
-            model_latency_ms=dict(self.observed.latency.rates()),
-            model_cost_usd=dict(self.observed.cost.rates()),
+            model_latency_ms=dict(self.observed.latency.rates()) if self._ranked else {},
+            model_cost_usd=dict(self.observed.cost.rates()) if self._ranked else {},
         )
 
     def models(self, tier: str = "") -> list[ModelSpec]:
@@ -396,7 +404,8 @@ class Router:
         for attempt in result.attempts:
             if attempt.gate is not None:
                 self.observed.quality.record(accuracy_key(attempt.model, task), attempt.gate.passed)
-        self.observed.observe_answers(task, result.attempts)
+        if self._ranked and task in self._tasks:  # a caller's own task name adds no key
+            self.observed.observe_answers(task, result.attempts, self._ranked)
 
     async def feedback(self, feedback: Feedback) -> None:
         """Record feedback on an earlier request; good or bad answers teach the planner.

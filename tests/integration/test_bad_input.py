@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -274,6 +278,16 @@ CASES: list[tuple[str, pb.RouteRequest, str]] = [
         _schema('{"type": "nonsense"}'),
         "params.response_format.json_schema",
     ),
+    (
+        "schema pattern with a lookahead (not RE2)",
+        _schema('{"properties": {"a": {"type": "string", "pattern": "^(?=x)"}}}'),
+        "params.response_format.json_schema",
+    ),
+    (
+        "schema property pattern with a backreference (not RE2)",
+        _schema('{"patternProperties": {"(a)\\\\1": {}}}'),
+        "params.response_format.json_schema",
+    ),
 ]
 
 
@@ -530,3 +544,26 @@ async def test_schema_references_are_never_fetched() -> None:
         internal.shutdown()
         internal.server_close()
     assert hits == []
+
+
+async def test_a_backtracking_schema_pattern_does_not_hold_the_server() -> None:
+    # The gate validates each cascade answer against the schema on the event loop: with
+    # Python's re, "^(.|.)*Z$" on a sentence-long answer never finished, and every RPC
+    # (health checks included) waited. With RE2 the answer is checked at once.
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string", "pattern": "^(.|.)*Z$"}},
+    }
+    async with running_server(parse_config(sim_config())) as (_, client):
+        refused = _schema('{"properties": {"a": {"pattern": "(?<=a)b"}}}')
+        with pytest.raises(QuorumError) as info:
+            await client.route(refused)
+        assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
+        assert "pattern '(?<=a)b' is not supported" in info.value.field_violations[0].description
+        for strategy in (pb.STRATEGY_CASCADE, pb.STRATEGY_CONSENSUS_MAJORITY):
+            started = time.monotonic()
+            # No answer matches the pattern: failing the gate is fine, hanging is not.
+            with contextlib.suppress(QuorumError):
+                await asyncio.wait_for(client.route(_schema(json.dumps(schema), strategy)), 10)
+            assert time.monotonic() - started < 5
+        assert (await client.route("hello")).content

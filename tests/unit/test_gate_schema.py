@@ -9,6 +9,9 @@ import urllib.request
 from typing import Any
 
 import jsonschema
+import jsonschema._keywords
+import jsonschema._legacy_keywords
+import jsonschema._utils
 import pytest
 import referencing
 
@@ -92,7 +95,7 @@ def test_self_contained_schemas_are_accepted(schema: str) -> None:
         ('{"$defs": {"s": {"const": "x"}}, "$ref": "#/$defs/s/const"}', "subschema"),
         ('{"type": "nonsense"}', "is not a valid JSON Schema: at type"),
         ('{"required": "a"}', "is not a valid JSON Schema"),
-        ('{"pattern": "("}', "is not a valid JSON Schema"),
+        ('{"pattern": "("}', "pattern '(' is not supported"),
         ('{"$schema": ["x"]}', "$schema must be a string"),
         ("[1]", "must be a JSON object"),
         ("{bad", "must be a JSON object"),
@@ -167,3 +170,228 @@ def test_validation_still_finds_what_is_wrong() -> None:
     assert not passed and reason.startswith("at a:")
     big = json.dumps([{"a": "x"}] * 500)
     assert _schema_check('{"type": "array", "items": ' + schema + "}", big)[0]
+
+
+# --- Regular expressions: RE2, never Python's backtracking re -------------------------
+
+# Each takes Python's re exponential time on a line of 30 or so characters that fails it.
+_BACKTRACKING = ["^(.|.)*Z$", "(a+)+$", "^(a|aa)*$", "(x+x+)+y", "^(\\w+\\s?)*$"]
+_ADVERSARIAL = "a" * 10_000 + "!"
+_DRAFTS = [
+    "http://json-schema.org/draft-03/schema#",
+    "http://json-schema.org/draft-04/schema#",
+    "http://json-schema.org/draft-06/schema#",
+    "http://json-schema.org/draft-07/schema#",
+    "https://json-schema.org/draft/2019-09/schema",
+    "https://json-schema.org/draft/2020-12/schema",
+]
+
+
+def _timed_check(schema: dict[str, Any], answer: Any) -> tuple[bool, str]:
+    text = json.dumps(schema)
+    assert schema_problem(text) is None
+    started = time.monotonic()
+    result = _schema_check(text, json.dumps(answer))
+    assert time.monotonic() - started < 1.0
+    return result
+
+
+@pytest.mark.parametrize("pattern", _BACKTRACKING)
+def test_a_backtracking_pattern_takes_linear_time(pattern: str) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "pattern": pattern}}}
+    passed, reason = _timed_check(schema, {"answer": _ADVERSARIAL})
+    assert not passed and reason.startswith("at answer:")
+
+
+@pytest.mark.parametrize("pattern", _BACKTRACKING)
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"patternProperties": {"PATTERN": {"type": "integer"}}},
+        {"patternProperties": {"PATTERN": {}}, "additionalProperties": False},
+        {"allOf": [{"patternProperties": {"PATTERN": {}}}], "unevaluatedProperties": False},
+        {
+            "$schema": "https://json-schema.org/draft/2019-09/schema",
+            "allOf": [{"patternProperties": {"PATTERN": {}}}],
+            "unevaluatedProperties": False,
+        },
+    ],
+    ids=["patternProperties", "additionalProperties", "unevaluated", "unevaluated-2019"],
+)
+def test_a_backtracking_property_pattern_takes_linear_time(
+    pattern: str, schema: dict[str, Any]
+) -> None:
+    text = json.dumps(schema).replace("PATTERN", json.dumps(pattern)[1:-1])
+    _, reason = _timed_check(json.loads(text), {_ADVERSARIAL: "x"})
+    assert "not checked" not in reason  # checked in full, not cut short
+
+
+@pytest.mark.parametrize("draft", _DRAFTS)
+def test_every_dialect_matches_with_re2(draft: str) -> None:
+    schema = {
+        "$schema": draft,
+        "properties": {"s": {"type": "string", "pattern": "^(.|.)*Z$"}},
+        "patternProperties": {"^(a+)+$": {"type": "integer"}},
+        "additionalProperties": False,
+    }
+    assert not _timed_check(schema, {"s": _ADVERSARIAL})[0]
+    assert not _timed_check(schema, {"a" * 10_000 + "!": 1})[0]
+    assert _timed_check(schema, {"s": "xZ", "aaa": 1})[0]
+
+
+def test_a_subschema_naming_its_dialect_still_matches_with_re2() -> None:
+    # jsonschema picks a subschema's validator by its "$schema": the root reached again
+    # through "$ref": "#", or a nested subschema naming another draft.
+    draft7 = "http://json-schema.org/draft-07/schema#"
+    recursive = {
+        "$schema": draft7,
+        "type": "object",
+        "properties": {"child": {"$ref": "#"}, "s": {"type": "string", "pattern": "(a+)+$"}},
+    }
+    passed, reason = _timed_check(recursive, {"child": {"child": {"s": _ADVERSARIAL}}})
+    assert not passed and reason.startswith("at child/child/s:")
+    nested = {"properties": {"s": {"$schema": draft7, "pattern": "^(.|.)*Z$"}}}
+    assert not _timed_check(nested, {"s": _ADVERSARIAL})[0]
+
+
+class _NoRe:
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"jsonschema called re.{name} on a caller's pattern")
+
+
+def test_the_gate_never_hands_a_pattern_to_python_re(monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in (jsonschema._keywords, jsonschema._utils, jsonschema._legacy_keywords):
+        monkeypatch.setattr(module, "re", _NoRe())
+    for draft in _DRAFTS:
+        schema = {
+            "$schema": draft,
+            "properties": {"s": {"pattern": "^x"}, "o": {"$ref": "#"}},
+            "patternProperties": {"^p": {"type": "integer"}},
+            "additionalProperties": False,
+            "allOf": [{"patternProperties": {"^q": {}}}],
+            "unevaluatedProperties": False,
+        }
+        answer = {"s": "y", "p1": "no", "q": 1, "z": 1, "o": {"s": "x", "p": 1}}
+        assert not _timed_check(schema, answer)[0]
+
+
+# Ordinary patterns: the gate finds exactly what jsonschema itself (with re) finds.
+_ORDINARY: list[tuple[dict[str, Any], list[Any]]] = [
+    (
+        {"properties": {"id": {"pattern": "^[0-9a-f]{8}$"}, "name": {"pattern": "[A-Z]"}}},
+        [{"id": "0123abcd", "name": "Ann"}, {"id": "0123abc", "name": "ann"}, {"id": 5}],
+    ),
+    (
+        {"patternProperties": {"^x_": {"type": "integer"}, "_n$": {"minimum": 0}}},
+        [{"x_a": 1, "b_n": 2}, {"x_a": "1"}, {"x_n": -1}, {"y": "anything"}],
+    ),
+    (
+        {
+            "properties": {"a": {}},
+            "patternProperties": {"^x_": {"type": "integer"}, "^y\\d+$": {}},
+            "additionalProperties": False,
+        },
+        [{"a": 1, "x_1": 2, "y12": 0}, {"b": 1}, {"b": 1, "c": 2, "x_": "s"}, {"y1a": 0}],
+    ),
+    (
+        {"patternProperties": {"^x_": {}}, "additionalProperties": {"type": "string"}},
+        [{"x_a": 1, "other": "s"}, {"other": 1}],
+    ),
+    (
+        {"properties": {"a": {}}, "additionalProperties": False},
+        [{"a": 1}, {"a": 1, "b": 2, "c": 3}],
+    ),
+    (
+        {
+            "allOf": [{"patternProperties": {"^k": {}}}],
+            "properties": {"a": {}},
+            "unevaluatedProperties": False,
+        },
+        [{"a": 1, "k1": 2}, {"a": 1, "z": 2}],
+    ),
+    (
+        {
+            "if": {"patternProperties": {"^t": {"type": "string"}}},
+            "then": {"patternProperties": {"^u": {}}},
+            "else": {"properties": {"e": {}}},
+            "dependentSchemas": {"d": {"patternProperties": {"^w": {}}}},
+            "unevaluatedProperties": {"type": "integer"},
+        },
+        [{"t": "s", "u": "x", "v": 1}, {"t": 1, "u": "x", "e": "y"}, {"d": 1, "w": "x", "z": "q"}],
+    ),
+    (
+        {
+            "$schema": "https://json-schema.org/draft/2019-09/schema",
+            "anyOf": [{"patternProperties": {"^k": {}}}, {"properties": {"a": {}}}],
+            "unevaluatedProperties": False,
+        },
+        [{"k": 1, "a": 2}, {"k": 1, "z": 2}],
+    ),
+    (
+        {
+            "$schema": "http://json-schema.org/draft-04/schema#",
+            "patternProperties": {"^[a-z]+$": {"type": "string"}},
+            "additionalProperties": False,
+        },
+        [{"abc": "x"}, {"abc": 1}, {"ABC": "x"}],
+    ),
+]
+
+
+def _findings(validator: jsonschema.protocols.Validator, instance: Any) -> list[tuple[str, str]]:
+    return sorted(
+        ("/".join(map(str, e.absolute_path)), e.message) for e in validator.iter_errors(instance)
+    )
+
+
+@pytest.mark.parametrize(("schema", "instances"), _ORDINARY)
+def test_ordinary_patterns_validate_as_jsonschema_does(
+    schema: dict[str, Any], instances: list[Any]
+) -> None:
+    ours = gate._validator(json.dumps(schema))
+    assert not isinstance(ours, str), ours
+    theirs = jsonschema.validators.validator_for(schema)(schema)
+    assert type(ours) is not type(theirs)
+    for instance in instances:
+        assert _findings(ours, instance) == _findings(theirs, instance), instance
+
+
+def test_patterns_are_re2_syntax() -> None:
+    # RE2 has what Python's re lacks (Unicode classes): such a pattern is usable.
+    schema = {"properties": {"name": {"pattern": "^\\p{Lu}\\p{Ll}+$"}}}
+    assert _timed_check(schema, {"name": "Émile"}) == (True, "conforms to the schema")
+    assert not _timed_check(schema, {"name": "émile"})[0]
+
+
+@pytest.mark.parametrize(
+    ("schema", "says"),
+    [
+        ({"pattern": "(?=x)"}, "pattern '(?=x)' is not supported: patterns use RE2 syntax"),
+        ({"pattern": "a(?!b)"}, "pattern 'a(?!b)' is not supported"),
+        ({"pattern": "(?<=a)b"}, "pattern '(?<=a)b' is not supported"),
+        ({"properties": {"a": {"pattern": "(a)\\1"}}}, "pattern '(a)\\\\1' is not supported"),
+        ({"patternProperties": {"^(?=k)": {}}}, "pattern '^(?=k)' is not supported"),
+        ({"$defs": {"x": {"items": {"pattern": "(?<n>a)\\k<n>"}}}}, "is not supported"),
+        ({"pattern": "\\pL{100}"}, "is too large"),
+        ({"pattern": "\ud800"}, "not valid Unicode"),
+        # (A reference may point anywhere in the schema, its data too.)
+        (
+            {"const": {"patternProperties": {f"^x{i}$": 0 for i in range(300)}}},
+            "more than 256 distinct",
+        ),
+        ({"anyOf": [{"pattern": f"^.{{1,999}}{i}$"} for i in range(10)]}, "too large together"),
+    ],
+)
+def test_a_pattern_re2_cannot_use_is_refused_by_name(schema: dict[str, Any], says: str) -> None:
+    problem = schema_problem(json.dumps(schema))
+    assert problem is not None and says in problem, problem
+    assert len(problem) < 300
+
+
+def test_a_match_too_costly_to_run_is_a_failed_check() -> None:
+    # RE2's time is the text's length times the pattern's compiled size: a large pattern
+    # on a long string (here ~1,000 instructions x 30,000 bytes) is not run at all.
+    schema = {"items": {"type": "string", "pattern": "a[ab]{999}Z"}}
+    passed, reason = _timed_check(schema, ["ab" * 15_000])
+    assert not passed and "costs too much" in reason
+    assert _timed_check(schema, ["a" + "b" * 999 + "Z"])[0]

@@ -25,14 +25,20 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
-from functools import lru_cache
+from collections.abc import Iterator, Sequence
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
 import jsonschema
+import re2
 import referencing
 import referencing.exceptions
 import referencing.jsonschema
+from jsonschema import _legacy_keywords
+from jsonschema._utils import extras_msg
+from jsonschema.exceptions import ValidationError
+from jsonschema.protocols import Validator
 
 from quorum.server.domain import (
     Completion,
@@ -240,11 +246,22 @@ def _refusal(completion: Completion, policy: GatePolicy) -> GateCheck:
 # references let a small schema ask for exponentially many steps (each subschema
 # referring twice to the next). The gate runs on the event loop: these bound how long
 # one answer can hold it.
+#
+# The schema's regular expressions (each "pattern", each name of "patternProperties") are
+# RE2's, never Python's: re backtracks, and a pattern such as "(a+)+$" takes time
+# exponential in the length of the text it fails on, holding the loop (in C, so nothing
+# interrupts it). RE2 matches in time linear in the text (it has no lookaround and no
+# backreferences: a schema that uses them is refused) times the size of the compiled
+# pattern, and those sizes are bounded too.
 MAX_SCHEMA_CHARS = 128 * 1024  # the schema's JSON text
 MAX_SCHEMA_NODES = 256  # JSON objects, arrays and booleans (a boolean is a subschema too)
 MAX_SCHEMA_DEPTH = 32  # how deep they nest
 MAX_VALIDATION_STEPS = 20_000  # objects visited validating one answer
 MAX_VALIDATION_S = 0.25  # and the time that may take
+MAX_SCHEMA_PATTERNS = 256  # distinct regular expressions in one schema
+MAX_PATTERN_MEMORY = 256 * 1024  # RE2's memory for one: a program of ~14,000 instructions
+MAX_SCHEMA_PATTERN_SIZE = 50_000  # RE2 instructions of all a schema's patterns together
+MAX_PATTERN_WORK = 20_000_000  # instructions × bytes of text for one match (~0.25 s at worst)
 _REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
 _DIALECT = jsonschema.validators.Draft202012Validator  # a schema without "$schema"
 
@@ -283,6 +300,285 @@ def _no_retrieval(uri: str) -> referencing.Resource[Any]:
 
 
 _REGISTRY: referencing.Registry[Any] = referencing.Registry(retrieve=_no_retrieval)  # type: ignore[call-arg]
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.max_mem = MAX_PATTERN_MEMORY
+_RE2_OPTIONS.log_errors = False  # a caller's pattern RE2 refuses is the caller's error
+_RE2_OPTIONS.never_capture = True  # whether it matches is all the gate asks
+
+
+@lru_cache(maxsize=MAX_SCHEMA_PATTERNS)
+def _regex(pattern: str) -> re2._Regexp[str]:
+    """A caller's pattern compiled by RE2 (raises ``re2.error`` when it cannot be)."""
+    return re2.compile(pattern, _RE2_OPTIONS)
+
+
+def _search(pattern: str, text: str) -> bool:
+    """Whether ``pattern`` matches somewhere in ``text`` (JSON Schema patterns are not
+    anchored), by RE2. Each match is metered: it is not started past the validation's
+    deadline, nor when its size and the text's could make it cost too much."""
+    if _STEPS.left is not None and time.monotonic() > _STEPS.deadline:
+        raise _TooCostly
+    regex = _regex(pattern)
+    data = text.encode("utf-8", "surrogatepass")  # JSON may hold a lone surrogate
+    if regex.programsize * len(data) > MAX_PATTERN_WORK:
+        raise _TooCostly
+    return regex.search(data) is not None
+
+
+def _pattern_problem(schema: dict[str, Any]) -> str | None:
+    """Why a regular expression of the schema cannot be used: not RE2 syntax, or too
+    large. Every "pattern" string and every name of a "patternProperties" object counts,
+    anywhere in the schema (a reference may point anywhere in it)."""
+    seen: set[str] = set()
+    size = 0
+    stack: list[Any] = [schema]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            stack.extend(value)
+            continue
+        if not isinstance(value, dict):
+            continue
+        found = [value["pattern"]] if isinstance(value.get("pattern"), str) else []
+        names = value.get("patternProperties")
+        if isinstance(names, dict):
+            found.extend(names)
+        for pattern in found:
+            if pattern in seen:
+                continue
+            seen.add(pattern)
+            if len(seen) > MAX_SCHEMA_PATTERNS:
+                return f"has more than {MAX_SCHEMA_PATTERNS} distinct patterns"
+            shown = clip(pattern, 64)
+            try:
+                size += _regex(pattern).programsize
+            except re2.error as exc:
+                detail = exc.args[0] if exc.args else ""
+                if isinstance(detail, bytes):
+                    detail = detail.decode("utf-8", "replace")
+                if "too large" in detail:
+                    return (
+                        f"pattern {shown!r} is too large: RE2 compiles it to more than "
+                        f"{MAX_PATTERN_MEMORY // 1024} KiB"
+                    )
+                return (
+                    f"pattern {shown!r} is not supported: patterns use RE2 syntax "
+                    f"(no lookaround or backreferences): {clip(str(detail), 80)}"
+                )
+            except UnicodeError:
+                return f"pattern {shown!r} is not supported: it is not valid Unicode text"
+            if size > MAX_SCHEMA_PATTERN_SIZE:
+                return (
+                    f"patterns are too large together: more than {MAX_SCHEMA_PATTERN_SIZE} "
+                    "RE2 instructions"
+                )
+        stack.extend(value.values())
+    return None
+
+
+# jsonschema's keywords that match with Python's re, done with RE2 instead: "pattern",
+# "patternProperties", and "additionalProperties" and "unevaluatedProperties", which skip
+# the names "patternProperties" matches. Messages and the rest are jsonschema's own.
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for name, value in instance.items():
+            if _search(pattern, name):
+                yield from validator.descend(value, subschema, path=name, schema_path=pattern)
+
+
+def _additional_names(instance: dict[str, Any], schema: dict[str, Any]) -> Iterator[str]:
+    """The names of ``instance`` neither "properties" nor "patternProperties" covers."""
+    properties = schema.get("properties", {})
+    patterns = schema.get("patternProperties", {})
+    for name in instance:
+        if name not in properties and not any(_search(p, name) for p in patterns):
+            yield name
+
+
+def _additional_properties(
+    validator: Any, additional: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    extras = set(_additional_names(instance, schema))
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif not additional and extras:
+        if "patternProperties" in schema:
+            verb = "does" if len(extras) == 1 else "do"
+            joined = ", ".join(repr(each) for each in sorted(extras))
+            patterns = ", ".join(repr(each) for each in sorted(schema["patternProperties"]))
+            yield ValidationError(f"{joined} {verb} not match any of the regexes: {patterns}")
+        else:
+            names, were = extras_msg(sorted(extras, key=str))
+            yield ValidationError(
+                f"Additional properties are not allowed ({names} {were} unexpected)"
+            )
+
+
+def _evaluated_names(validator: Any, instance: Any, schema: Any, *, draft2019: bool) -> list[str]:
+    """The names of ``instance`` that ``schema`` evaluates: jsonschema's
+    find_evaluated_property_keys_by_schema (its draft 2019-09 one with ``draft2019``)."""
+    if validator.is_type(schema, "boolean"):
+        return []
+    names: list[str] = []
+    targets = []
+    ref = schema.get("$ref")
+    if ref is not None:
+        targets.append(validator._resolver.lookup(ref))
+    if draft2019:
+        if "$recursiveRef" in schema:
+            targets.append(referencing.jsonschema.lookup_recursive_ref(validator._resolver))
+    else:
+        dynamic_ref = schema.get("$dynamicRef")
+        if dynamic_ref is not None:
+            targets.append(validator._resolver.lookup(dynamic_ref))
+    for resolved in targets:
+        names += _evaluated_names(
+            validator.evolve(schema=resolved.contents, _resolver=resolved.resolver),
+            instance,
+            resolved.contents,
+            draft2019=draft2019,
+        )
+    if draft2019:
+        for keyword in ("properties", "additionalProperties", "unevaluatedProperties"):
+            if keyword in schema:
+                value = schema[keyword]
+                if validator.is_type(value, "boolean") and value:
+                    names += instance.keys()
+                elif validator.is_type(value, "object"):
+                    names += (name for name in value if name in instance)
+    else:
+        properties = schema.get("properties")
+        if validator.is_type(properties, "object"):
+            names += properties.keys() & instance.keys()
+        for keyword in ("additionalProperties", "unevaluatedProperties"):
+            subschema = schema.get(keyword)
+            if subschema is not None:
+                names += (
+                    name
+                    for name, value in instance.items()
+                    if next(validator.descend(value, subschema), None) is None
+                )
+    if "patternProperties" in schema:
+        for name in instance:
+            for pattern in schema["patternProperties"]:
+                if _search(pattern, name):
+                    names.append(name)
+    if "dependentSchemas" in schema:
+        for name, subschema in schema["dependentSchemas"].items():
+            if name in instance:
+                names += _evaluated_names(validator, instance, subschema, draft2019=draft2019)
+    for keyword in ("allOf", "oneOf", "anyOf"):
+        for subschema in schema.get(keyword, []):
+            if next(validator.descend(instance, subschema), None) is None:
+                names += _evaluated_names(validator, instance, subschema, draft2019=draft2019)
+    if "if" in schema:
+        if validator.evolve(schema=schema["if"]).is_valid(instance):
+            names += _evaluated_names(validator, instance, schema["if"], draft2019=draft2019)
+            if "then" in schema:
+                names += _evaluated_names(validator, instance, schema["then"], draft2019=draft2019)
+        elif "else" in schema:
+            names += _evaluated_names(validator, instance, schema["else"], draft2019=draft2019)
+    return names
+
+
+def _unevaluated(
+    validator: Any, unevaluated: Any, instance: Any, schema: Any, *, draft2019: bool
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    evaluated = _evaluated_names(validator, instance, schema, draft2019=draft2019)
+    invalid: list[str] = []
+    for name in instance:
+        if name not in evaluated:
+            for _ in validator.descend(instance[name], unevaluated, path=name, schema_path=name):
+                invalid.append(name)
+    if invalid:
+        if unevaluated is False:
+            names, were = extras_msg(sorted(invalid, key=str))
+            yield ValidationError(
+                f"Unevaluated properties are not allowed ({names} {were} unexpected)"
+            )
+        else:
+            names, were = extras_msg(invalid)
+            yield ValidationError(
+                "Unevaluated properties are not valid under the given schema "
+                f"({names} {were} unevaluated and invalid)"
+            )
+
+
+def _unevaluated_properties(
+    validator: Any, unevaluated: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    return _unevaluated(validator, unevaluated, instance, schema, draft2019=False)
+
+
+def _unevaluated_properties_2019(
+    validator: Any, unevaluated: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    return _unevaluated(validator, unevaluated, instance, schema, draft2019=True)
+
+
+_RE2_KEYWORDS = {
+    "pattern": _pattern,
+    "patternProperties": _pattern_properties,
+    "additionalProperties": _additional_properties,
+    "unevaluatedProperties": _unevaluated_properties,
+}
+_RE2_CLASSES: dict[type[Validator], type[Validator]] = {}
+
+
+def _re2_class(cls: type[Validator]) -> type[Validator]:
+    """The jsonschema validator class ``cls`` with RE2 doing its regular expressions."""
+    found = _RE2_CLASSES.get(cls)
+    if found is not None:
+        return found
+    keywords = {name: fn for name, fn in _RE2_KEYWORDS.items() if name in cls.VALIDATORS}
+    if cls.VALIDATORS.get("unevaluatedProperties") is (
+        _legacy_keywords.unevaluatedProperties_draft2019
+    ):
+        keywords["unevaluatedProperties"] = _unevaluated_properties_2019
+    new: type[Validator] = jsonschema.validators.extend(cls, keywords)  # type: ignore[no-untyped-call]
+    fields = [(field.name, field.alias) for field in attrs.fields(new) if field.init]  # type: ignore[arg-type]
+
+    def evolve(self: Validator, **changes: Any) -> Validator:
+        # jsonschema's own evolve picks the class of a subschema that names its "$schema"
+        # (the root, reached again by "$ref": "#", often does): one of its own, using re.
+        schema = changes.setdefault("schema", self.schema)
+        target = _re2_class(jsonschema.validators.validator_for(schema, default=type(self)))
+        for name, alias in fields:
+            if alias not in changes:
+                changes[alias] = getattr(self, name)
+        return target(**changes)
+
+    new.evolve = evolve  # type: ignore[method-assign]
+    _RE2_CLASSES[cls] = _RE2_CLASSES[new] = new
+    return new
+
+
+@cache
+def _meta_format_checker(cls: type[Validator]) -> jsonschema.FormatChecker:
+    """The format checks of ``cls``'s metaschema but "regex" (Python's syntax): the
+    schema's patterns are RE2's, checked by :func:`_pattern_problem`."""
+    checker = jsonschema.FormatChecker(formats=())
+    for name, (check, raises) in cls.FORMAT_CHECKER.checkers.items():
+        if name != "regex":
+            checker.checks(name, raises)(check)
+    return checker
 
 
 def _shape_problem(schema: Any) -> str | None:
@@ -356,15 +652,15 @@ def _validator(schema_text: str) -> jsonschema.protocols.Validator | str:
         return "$schema must be a string"
     try:
         cls = jsonschema.validators.validator_for(schema, default=_DIALECT)
-        meta = cls(cls.META_SCHEMA, format_checker=cls.FORMAT_CHECKER)
+        meta = cls(cls.META_SCHEMA, format_checker=_meta_format_checker(cls))
         error = jsonschema.exceptions.best_match(meta.iter_errors(schema))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
             return f"is not a valid JSON Schema: at {clip(where, 64)}: {clip(error.message, 160)}"
-        problem = _unresolved_ref(schema)
+        problem = _pattern_problem(schema) or _unresolved_ref(schema)
         if problem is not None:
             return problem
-        validator: jsonschema.protocols.Validator = cls(schema, registry=_REGISTRY)
+        validator: jsonschema.protocols.Validator = _re2_class(cls)(schema, registry=_REGISTRY)
     except Exception as exc:  # a caller's schema must never become an internal error
         return f"cannot be used: {type(exc).__name__}"
     return validator
@@ -372,8 +668,9 @@ def _validator(schema_text: str) -> jsonschema.protocols.Validator | str:
 
 def schema_problem(schema_text: str) -> str | None:
     """Why a caller's JSON Schema (JSON text) cannot be used, or None when it can: not a
-    JSON object, too large or deep, invalid against its metaschema, or a reference that
-    does not lead to a subschema of the schema itself."""
+    JSON object, too large or deep, invalid against its metaschema, a pattern RE2 cannot
+    compile (or too large), or a reference that does not lead to a subschema of the
+    schema itself."""
     compiled = _validator(schema_text)
     return compiled if isinstance(compiled, str) else None
 

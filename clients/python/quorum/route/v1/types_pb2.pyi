@@ -577,7 +577,10 @@ class ResponseFormat(_message.Message):
     json_schema: _builtins.str
     """The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
     Self-contained: every $ref resolves inside it, and nothing is fetched. At most
-    128 KiB, 256 objects, arrays and booleans, nested 32 deep.
+    128 KiB, 256 objects, arrays and booleans, nested 32 deep. Each pattern and each
+    patternProperties name is an RE2 regular expression (no lookaround or
+    backreferences), matched in linear time; a schema with one RE2 cannot compile is
+    refused.
     """
     schema_name: _builtins.str
     """Name of the schema, passed to providers that want one."""

@@ -1079,7 +1079,10 @@ type ResponseFormat struct {
 	Type ResponseFormatType `protobuf:"varint,1,opt,name=type,proto3,enum=quorum.route.v1.ResponseFormatType" json:"type,omitempty"`
 	// The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
 	// Self-contained: every $ref resolves inside it, and nothing is fetched. At most
-	// 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
+	// 128 KiB, 256 objects, arrays and booleans, nested 32 deep. Each pattern and each
+	// patternProperties name is an RE2 regular expression (no lookaround or
+	// backreferences), matched in linear time; a schema with one RE2 cannot compile is
+	// refused.
 	JsonSchema string `protobuf:"bytes,2,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
 	// Name of the schema, passed to providers that want one.
 	SchemaName    string `protobuf:"bytes,3,opt,name=schema_name,json=schemaName,proto3" json:"schema_name,omitempty"`

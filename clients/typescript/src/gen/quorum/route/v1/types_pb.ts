@@ -257,7 +257,10 @@ export type ResponseFormat = Message$1<"quorum.route.v1.ResponseFormat"> & {
   /**
    * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
    * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
-   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
+   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep. Each pattern and each
+   * patternProperties name is an RE2 regular expression (no lookaround or
+   * backreferences), matched in linear time; a schema with one RE2 cannot compile is
+   * refused.
    *
    * @generated from field: string json_schema = 2;
    */

@@ -88,7 +88,10 @@ private static final long serialVersionUID = 0L;
    * <pre>
    * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
    * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
-   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
+   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep. Each pattern and each
+   * patternProperties name is an RE2 regular expression (no lookaround or
+   * backreferences), matched in linear time; a schema with one RE2 cannot compile is
+   * refused.
    * </pre>
    *
    * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -111,7 +114,10 @@ private static final long serialVersionUID = 0L;
    * <pre>
    * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
    * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
-   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
+   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep. Each pattern and each
+   * patternProperties name is an RE2 regular expression (no lookaround or
+   * backreferences), matched in linear time; a schema with one RE2 cannot compile is
+   * refused.
    * </pre>
    *
    * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -602,7 +608,10 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
      * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
-     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
+     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep. Each pattern and each
+     * patternProperties name is an RE2 regular expression (no lookaround or
+     * backreferences), matched in linear time; a schema with one RE2 cannot compile is
+     * refused.
      * </pre>
      *
      * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -624,7 +633,10 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
      * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
-     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
+     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep. Each pattern and each
+     * patternProperties name is an RE2 regular expression (no lookaround or
+     * backreferences), matched in linear time; a schema with one RE2 cannot compile is
+     * refused.
      * </pre>
      *
      * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -647,7 +659,10 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
      * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
-     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
+     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep. Each pattern and each
+     * patternProperties name is an RE2 regular expression (no lookaround or
+     * backreferences), matched in linear time; a schema with one RE2 cannot compile is
+     * refused.
      * </pre>
      *
      * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -666,7 +681,10 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
      * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
-     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
+     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep. Each pattern and each
+     * patternProperties name is an RE2 regular expression (no lookaround or
+     * backreferences), matched in linear time; a schema with one RE2 cannot compile is
+     * refused.
      * </pre>
      *
      * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -682,7 +700,10 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
      * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
-     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
+     * 128 KiB, 256 objects, arrays and booleans, nested 32 deep. Each pattern and each
+     * patternProperties name is an RE2 regular expression (no lookaround or
+     * backreferences), matched in linear time; a schema with one RE2 cannot compile is
+     * refused.
      * </pre>
      *
      * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>

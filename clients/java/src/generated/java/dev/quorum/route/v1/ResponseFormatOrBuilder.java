@@ -33,7 +33,10 @@ public interface ResponseFormatOrBuilder extends
    * <pre>
    * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
    * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
-   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
+   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep. Each pattern and each
+   * patternProperties name is an RE2 regular expression (no lookaround or
+   * backreferences), matched in linear time; a schema with one RE2 cannot compile is
+   * refused.
    * </pre>
    *
    * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>
@@ -44,7 +47,10 @@ public interface ResponseFormatOrBuilder extends
    * <pre>
    * The JSON Schema, as JSON text; required for RESPONSE_FORMAT_TYPE_JSON_SCHEMA.
    * Self-contained: every $ref resolves inside it, and nothing is fetched. At most
-   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep.
+   * 128 KiB, 256 objects, arrays and booleans, nested 32 deep. Each pattern and each
+   * patternProperties name is an RE2 regular expression (no lookaround or
+   * backreferences), matched in linear time; a schema with one RE2 cannot compile is
+   * refused.
    * </pre>
    *
    * <code>string json_schema = 2 [json_name = "jsonSchema"];</code>

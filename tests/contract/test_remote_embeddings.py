@@ -234,6 +234,25 @@ async def test_calls_stop_for_a_while_after_consecutive_failures(
     assert (await encoder.aencode(["prompt 8"])).shape == (1, 1536)
 
 
+async def test_after_the_cool_down_one_call_probes_and_the_others_skip(
+    fake: Running, http: HttpClient
+) -> None:
+    encoder = _encoder(fake, http)
+    encoder.encode(EXAMPLES)
+    _script(fake, *["error-500"] * 5)
+    for i in range(5):
+        with pytest.raises(EmbeddingUnavailable):
+            await encoder.aencode([f"prompt {i}"])
+    encoder._cool_until = time.monotonic()  # the cool-down is over
+    requests = fake.server.stats.requests
+    outcomes = await asyncio.gather(
+        *(encoder.aencode([f"concurrent {i}"]) for i in range(10)), return_exceptions=True
+    )
+    assert fake.server.stats.requests == requests + 1  # one probe, not ten calls
+    skipped = [o for o in outcomes if isinstance(o, EmbeddingUnavailable)]
+    assert len(skipped) == 9 and all("skipped" in str(o) for o in skipped)
+
+
 async def test_a_rate_limit_with_retry_after_pauses_the_calls(
     fake: Running, http: HttpClient
 ) -> None:

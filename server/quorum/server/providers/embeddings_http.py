@@ -219,6 +219,9 @@ class RemoteEncoder:
                 f"{self._name}: embeddings skipped for {self._cool_until - started:.1f}s "
                 "more after failures"
             )
+        if self._failures >= _FAIL_MAX:
+            # Cooled down: this call probes; the others keep skipping until it is back.
+            self._cool_until = started + self._timeout_s
         limit = timeout_for(self._timeout_s, self._connect_s)
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -234,6 +237,7 @@ class RemoteEncoder:
             self._failed(error, time.monotonic() - started)
             raise EmbeddingUnavailable(error.message) from exc
         self._failures = 0
+        self._cool_until = 0.0  # a probe that answered ends the pause for everyone
         for row, i in enumerate(todo):
             out[i] = vectors[row]
             self._cache[keys[i]] = vectors[row].copy()

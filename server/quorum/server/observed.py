@@ -414,48 +414,25 @@ def build_observed(config: Config) -> ObservedState:
         socket_timeout=state.redis_timeout_s,
         socket_connect_timeout=state.redis_timeout_s,
     )
+
+    def shared(
+        name: str, window: int, min_samples: int, smooth: float | None = None
+    ) -> RedisWindows:
+        return RedisWindows(
+            client,
+            name,
+            window=window,
+            min_samples=min_samples,
+            refresh_s=state.refresh_interval_s,
+            namespace=state.namespace,
+            smoothing=smooth,
+        )
+
     return ObservedState(
-        RedisWindows(
-            client,
-            "escalation",
-            window=cascade.window,
-            min_samples=cascade.min_samples,
-            refresh_s=state.refresh_interval_s,
-            namespace=state.namespace,
-        ),
-        RedisWindows(
-            client,
-            "accuracy",
-            window=consensus.accuracy_window,
-            min_samples=consensus.accuracy_min_samples,
-            refresh_s=state.refresh_interval_s,
-            namespace=state.namespace,
-        ),
+        shared("escalation", cascade.window, cascade.min_samples),
+        shared("accuracy", consensus.accuracy_window, consensus.accuracy_min_samples),
         client,
-        quality=RedisWindows(
-            client,
-            "quality",
-            window=performance.window,
-            min_samples=performance.min_samples,
-            refresh_s=state.refresh_interval_s,
-            namespace=state.namespace,
-        ),
-        latency=RedisWindows(
-            client,
-            "latency",
-            window=figures_window,
-            min_samples=figures_min,
-            refresh_s=state.refresh_interval_s,
-            namespace=state.namespace,
-            smoothing=smoothing,
-        ),
-        cost=RedisWindows(
-            client,
-            "cost",
-            window=figures_window,
-            min_samples=figures_min,
-            refresh_s=state.refresh_interval_s,
-            namespace=state.namespace,
-            smoothing=smoothing,
-        ),
+        quality=shared("quality", performance.window, performance.min_samples),
+        latency=shared("latency", figures_window, figures_min, smoothing),
+        cost=shared("cost", figures_window, figures_min, smoothing),
     )

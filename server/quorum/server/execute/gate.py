@@ -632,8 +632,9 @@ def _unresolved_ref(schema: dict[str, Any]) -> str | None:
 
 
 @lru_cache(maxsize=256)
-def _validator(schema_text: str) -> jsonschema.protocols.Validator | str:
-    """A compiled validator for a schema, or why the schema itself is unusable."""
+def _usable(schema_text: str) -> dict[str, Any] | str:
+    """The parsed schema, or why it is unusable: checks that take time in proportion to
+    the schema (size, depth, RE2 patterns, references within it), run on arrival."""
     if len(schema_text) > MAX_SCHEMA_CHARS:
         return f"is {len(schema_text)} characters, limit {MAX_SCHEMA_CHARS}"
     try:
@@ -651,15 +652,28 @@ def _validator(schema_text: str) -> jsonschema.protocols.Validator | str:
     if dialect is not None and not isinstance(dialect, str):
         return "$schema must be a string"
     try:
+        problem = _pattern_problem(schema) or _unresolved_ref(schema)
+    except Exception as exc:  # a caller's schema must never become an internal error
+        return f"cannot be used: {type(exc).__name__}"
+    return problem if problem is not None else schema
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_text: str) -> jsonschema.protocols.Validator | str:
+    """A compiled validator for a schema, or why the schema itself is unusable. Checking
+    it against its metaschema costs about a millisecond per subschema, so it is done
+    here, when an answer is first checked against it (cascade, consensus, shadow), not
+    on arrival, where every request with a schema would pay it."""
+    schema = _usable(schema_text)
+    if isinstance(schema, str):
+        return schema
+    try:
         cls = jsonschema.validators.validator_for(schema, default=_DIALECT)
         meta = cls(cls.META_SCHEMA, format_checker=_meta_format_checker(cls))
         error = jsonschema.exceptions.best_match(meta.iter_errors(schema))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
             return f"is not a valid JSON Schema: at {clip(where, 64)}: {clip(error.message, 160)}"
-        problem = _pattern_problem(schema) or _unresolved_ref(schema)
-        if problem is not None:
-            return problem
         validator: jsonschema.protocols.Validator = _re2_class(cls)(schema, registry=_REGISTRY)
     except Exception as exc:  # a caller's schema must never become an internal error
         return f"cannot be used: {type(exc).__name__}"
@@ -668,11 +682,12 @@ def _validator(schema_text: str) -> jsonschema.protocols.Validator | str:
 
 def schema_problem(schema_text: str) -> str | None:
     """Why a caller's JSON Schema (JSON text) cannot be used, or None when it can: not a
-    JSON object, too large or deep, invalid against its metaschema, a pattern RE2 cannot
-    compile (or too large), or a reference that does not lead to a subschema of the
-    schema itself."""
-    compiled = _validator(schema_text)
-    return compiled if isinstance(compiled, str) else None
+    JSON object, too large or deep, a pattern RE2 cannot compile (or too large), or a
+    reference that does not lead to a subschema of the schema itself. (Whether it is
+    valid against its metaschema is found when an answer is checked against it: a
+    schema that is not is then "not checked".)"""
+    usable = _usable(schema_text)
+    return usable if isinstance(usable, str) else None
 
 
 def _schema_errors(validator: jsonschema.protocols.Validator, value: Any) -> str | None:

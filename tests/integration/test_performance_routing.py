@@ -10,6 +10,7 @@ from typing import Any
 from quorum.route.v1 import route_service_pb2 as svc
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.config import parse_config
+from quorum.server.performance import explores
 from tests.conftest import RedisServer, running_server
 
 
@@ -62,6 +63,11 @@ def _config(**state: Any) -> dict[str, Any]:
     }
 
 
+def _steady(name: str) -> str:
+    """A request id whose plan does not explore (exploration is a hash of the id)."""
+    return next(f"{name}-{n}" for n in range(1000) if not explores(f"{name}-{n}", 0.1))
+
+
 def _reason(response: svc.PlanResponse) -> str:
     (reason,) = [r.message for r in response.plan.reasons if r.code == "PERFORMANCE"]
     return reason
@@ -79,7 +85,7 @@ async def test_latency_priority_finds_the_fast_model_and_quality_still_rules() -
         # The slow one answers while it is the only one measured (and a share of the
         # explored requests); then the fast one takes the traffic.
         assert served["fast"] >= 22, served
-        planned = await client.plan("hello there", hints=chat)
+        planned = await client.plan("hello there", hints=chat, request_id=_steady("plan1"))
         assert planned.plan.stages[0].candidates[0].model == "fast"
         reason = _reason(planned)
         assert "latency priority, fastest within 0.10 of the best quality" in reason
@@ -91,7 +97,7 @@ async def test_latency_priority_finds_the_fast_model_and_quality_still_rules() -
             kind = svc.FEEDBACK_KIND_THUMBS_UP if model == "slow" else svc.FEEDBACK_KIND_THUMBS_DOWN
             await client.feedback(svc.FeedbackRequest(request_id=request_id, kind=kind))
         # Quality priority prefers the better model, however slow it is ...
-        planned = await client.plan("hello there", hints=careful)
+        planned = await client.plan("hello there", hints=careful, request_id=_steady("plan2"))
         assert planned.plan.stages[0].candidates[0].model == "slow"
         assert "by observed quality: slow 1.00, " in _reason(planned)
         served_careful: Counter[str] = Counter()
@@ -101,7 +107,7 @@ async def test_latency_priority_finds_the_fast_model_and_quality_still_rules() -
         assert served_careful["slow"] >= 8, served_careful
         # ... and being fast does not make up for clearly worse answers under latency
         # priority either.
-        planned = await client.plan("hello there", hints=chat)
+        planned = await client.plan("hello there", hints=chat, request_id=_steady("plan3"))
         assert planned.plan.stages[0].candidates[0].model == "slow"
         assert "fast 0.00, " in _reason(planned)
 
@@ -113,7 +119,7 @@ async def test_replicas_share_latency_and_cost_through_redis(redis_server: Redis
         running_server(config) as (_, a),
         running_server(config) as (replica_b, b),
     ):
-        before = _reason(await b.plan("hello there", hints=chat))
+        before = _reason(await b.plan("hello there", hints=chat, request_id=_steady("b11")))
         assert "slow 0.75 (prior), latency unmeasured" in before
         for i in range(4):
             await a.route(
@@ -122,7 +128,7 @@ async def test_replicas_share_latency_and_cost_through_redis(redis_server: Redis
                 request_id=f"s-{i}",
             )
         for _ in range(100):  # b refreshes its view of the shared figures in the background
-            reason = _reason(await b.plan("hello there", hints=chat))
+            reason = _reason(await b.plan("hello there", hints=chat, request_id=_steady("b12")))
             if "slow 0.75 (prior), latency unmeasured" not in reason:
                 break
             await asyncio.sleep(0.05)
@@ -132,9 +138,9 @@ async def test_replicas_share_latency_and_cost_through_redis(redis_server: Redis
         own = slow.split(";")[0]
         assert " ms, $" in own and "(prior)" not in own.split(",", 2)[2]
         # The fast one is unmeasured: under latency priority it is tried first.
-        assert (await b.plan("hello there", hints=chat)).plan.stages[0].candidates[
+        assert (await b.plan("hello there", hints=chat, request_id=_steady("b13"))).plan.stages[
             0
-        ].model == "fast"
+        ].candidates[0].model == "fast"
 
 
 async def test_figures_are_only_kept_per_task_and_model_answering() -> None:

@@ -15,6 +15,8 @@ from quorum.route.v1 import route_service_pb2_grpc as svc_grpc
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.config import parse_config
 from quorum.server.domain import BreakerState
+from quorum.server.execute.events import Event
+from quorum.server.execute.stream import EventQueue
 from tests.conftest import running_server, sim_config, with_model
 from tests.fakes import openai_server
 from tests.fakes.common import OK_TEXT, Behaviour, Running
@@ -291,3 +293,39 @@ async def test_a_provider_that_hangs_opens_its_breaker_for_streams_too(
                     await collect(client, timeout=0.6)
             health = running.router.breakers.health("oa")
     assert health.state is BreakerState.OPEN
+
+
+async def test_a_caller_that_stops_reading_stops_the_upstream_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Once the caller's flow-control window is full, gRPC stops taking messages: the
+    # server must then stop reading the upstream too, not pile the answer up in memory.
+    emitted = 0
+    emit = EventQueue.emit
+
+    def counting(self: EventQueue, event: Event) -> None:
+        nonlocal emitted
+        emitted += 1
+        emit(self, event)
+
+    monkeypatch.setattr(EventQueue, "emit", counting)
+    data = with_model(sim_config(), "flash", simulated={"output_tokens": 40_000})
+    request = svc.RouteStreamRequest(
+        request=build_request("Tell me a long story", hints=pb.RoutingHints(model="flash"))
+    )
+    async with running_server(parse_config(data)) as (running, _):
+        # No BDP probing: the window stays at HTTP/2's default 64 KiB, as a slow caller's.
+        options = [("grpc.http2.bdp_probe", 0)]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}", options) as channel:
+            call = svc_grpc.RouteServiceStub(channel).RouteStream(request, timeout=30)
+            await call.read()
+            held = -1
+            while held != emitted:  # until the producer is held
+                held = emitted
+                await asyncio.sleep(0.2)
+            events: list[svc.RouteStreamResponse] = []
+            while isinstance(event := await call.read(), svc.RouteStreamResponse):
+                events.append(event)
+    chunks = sum(event.WhichOneof("event") == "chunk" for event in events)
+    assert held < chunks / 2  # not the whole answer
+    assert events[-1].WhichOneof("event") == "final" and emitted == chunks + 2

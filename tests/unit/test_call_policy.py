@@ -20,6 +20,7 @@ from quorum.server.domain import (
     Candidate,
     Completion,
     ExecutionPlan,
+    ExecutionResult,
     GenerationParams,
     Message,
     PlanStage,
@@ -38,8 +39,9 @@ from quorum.server.errors import (
     UpstreamThrottled,
 )
 from quorum.server.execute.calls import ExecutionContext, call_model
+from quorum.server.execute.events import Chunk
 from quorum.server.execute.single import execute_single
-from quorum.server.execute.stream import stream_single
+from quorum.server.execute.stream import EventQueue, forward, stream_single
 from quorum.server.providers.base import ProviderRequest, StreamDelta
 from quorum.server.resilience.breakers import Breakers
 from quorum.server.resilience.runtime import build_resilience
@@ -620,3 +622,41 @@ async def test_a_slow_model_with_impatient_callers_can_keep_its_breaker_by_confi
             hasty = dataclasses.replace(ctx, deadline=time.monotonic() + 0.8, calls_made=0)
             await call_model(hasty, REQUEST, _candidate(hasty, "m"), "primary")
         assert ctx.breakers.health("a").state is expected, cold
+
+
+class LongStreams(Scripted):
+    """Streams of many pieces, counting how many the executor has pulled."""
+
+    def __init__(self, name: str, pieces: int) -> None:
+        super().__init__(name)
+        self.pieces = pieces
+        self.pulled = 0
+
+    def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
+        async def deltas() -> AsyncIterator[StreamDelta]:
+            for i in range(self.pieces):
+                self.pulled += 1
+                yield StreamDelta(text=f"{i} ")
+            yield StreamDelta(finish_reason="stop", usage=Usage(10, self.pieces))
+
+        return deltas()
+
+
+async def test_a_stream_is_read_upstream_no_faster_than_the_caller_reads_it() -> None:
+    # A caller that stops reading stalls the gRPC handler (flow control): the upstream
+    # must stop being read too, or the whole answer piles up in memory.
+    provider = LongStreams("a", pieces=5000)
+    ctx = _ctx(_config({"a": {}}, {"m": {"provider": "a"}}), {"a": provider})
+    sink = EventQueue(backlog=16)
+    streaming = dataclasses.replace(ctx, sink=sink)
+    events = forward(stream_single(streaming, REQUEST, _plan(streaming, "m")), sink)
+    while not isinstance(await anext(events), Chunk):
+        pass
+    await asyncio.sleep(0.05)
+    assert provider.pulled <= 16 + 2
+    rest = [item async for item in events]
+    chunks = 1 + sum(isinstance(item, Chunk) for item in rest)
+    assert chunks == 5000 and provider.pulled == 5000
+    result = rest[-1]
+    assert isinstance(result, ExecutionResult)
+    assert result.completion.content == "".join(f"{i} " for i in range(5000))

@@ -53,3 +53,25 @@ async def test_closing_the_consumer_cancels_the_work() -> None:
     assert isinstance(await anext(events), AttemptStarted)
     await events.aclose()
     assert cancelled.is_set()
+
+
+async def test_a_reader_that_falls_behind_holds_the_producer_at_the_backlog() -> None:
+    sink = EventQueue(backlog=8)
+    produced = 0
+
+    async def work() -> str:
+        nonlocal produced
+        for i in range(1000):
+            sink.emit(Chunk("m", text=str(i)))
+            produced += 1
+            await sink.drained()
+        return "done"
+
+    events = forward(work(), sink)
+    first = await anext(events)
+    await asyncio.sleep(0.05)  # the reader is busy: the producer must not run ahead
+    assert produced <= 8 + 1  # the one read and a full backlog
+    received = [first] + [item async for item in events]
+    # Nothing lost once the reader catches up, and in order.
+    assert received[-1] == "done"
+    assert [c.text for c in received[:-1] if isinstance(c, Chunk)] == [str(i) for i in range(1000)]

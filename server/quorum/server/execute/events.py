@@ -62,13 +62,23 @@ Event = PlanMade | AttemptStarted | Chunk | GateEvaluated | Escalated | Voted | 
 
 
 class EventSink(Protocol):
-    """Receives events in the order they happen; must not block."""
+    """Receives events in the order they happen; ``emit`` must not block.
+
+    A producer of many events (a streamed answer's chunks) awaits :meth:`drained`
+    after each one, so a reader that falls behind pauses it instead of letting the
+    events pile up in memory.
+    """
 
     def emit(self, event: Event) -> None: ...
+
+    async def drained(self) -> None: ...
 
 
 class _NullSink:
     def emit(self, event: Event) -> None:
+        return None
+
+    async def drained(self) -> None:
         return None
 
 

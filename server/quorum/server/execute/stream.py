@@ -76,6 +76,7 @@ from quorum.server.values import value_type
 R = TypeVar("R")
 INTERRUPTED = "STREAM_INTERRUPTED"
 ANSWER_CHUNK_CHARS = 2048  # a buffered answer is sent in pieces of at most this
+STREAM_BACKLOG = 64  # events queued for a slow reader before the upstream read waits
 
 
 @dataclass(slots=True)
@@ -296,9 +297,9 @@ async def _relay(
                 if delta.usage is not None:
                     usage = checked_usage(provider, delta.usage)
                 if delta.text or delta.tool_call is not None:
-                    # Let the chunk go out now: pieces already buffered upstream would
-                    # otherwise all be read before the caller sees the first one.
-                    await asyncio.sleep(0)
+                    # Let the chunk go out now, and wait while the caller is behind:
+                    # the upstream is read no faster than the caller reads.
+                    await ctx.sink.drained()
                 delta = await anext(opened.deltas, None)
         if not finish:
             error = ProviderBadResponse(
@@ -376,13 +377,36 @@ async def _close(deltas: AsyncIterator[StreamDelta] | None) -> None:
 
 
 class EventQueue:
-    """A sink that queues events for :func:`forward`; never blocks."""
+    """A sink that queues events for :func:`forward`.
 
-    def __init__(self) -> None:
+    ``emit`` never blocks; :meth:`drained` holds a producer while ``backlog`` or more
+    events wait, until the reader has taken half of them. A caller that stops reading
+    a stream (gRPC flow control stalls the handler) thereby stops the upstream read
+    too, instead of the whole answer piling up in the server's memory.
+    """
+
+    def __init__(self, backlog: int = STREAM_BACKLOG) -> None:
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._backlog = backlog
+        self._room: asyncio.Event | None = None
 
     def emit(self, event: Event) -> None:
         self._queue.put_nowait(event)
+
+    async def drained(self) -> None:
+        # Yield once even with room to spare: the reader hands the event on now, not
+        # after the pieces already buffered upstream have all been read.
+        await asyncio.sleep(0)
+        while self._queue.qsize() >= self._backlog:
+            if self._room is None:
+                self._room = asyncio.Event()
+            await self._room.wait()
+
+    def _taken(self) -> None:
+        """The reader took an event: wake a held producer once half the backlog is gone."""
+        if self._room is not None and self._queue.qsize() <= self._backlog // 2:
+            self._room.set()
+            self._room = None
 
 
 async def forward(work: Awaitable[R], sink: EventQueue) -> AsyncGenerator[Event | R, None]:
@@ -397,6 +421,7 @@ async def forward(work: Awaitable[R], sink: EventQueue) -> AsyncGenerator[Event 
     try:
         while True:
             item = await queue.get()
+            sink._taken()
             if item is None:
                 yield task.result()
                 return

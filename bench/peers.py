@@ -16,9 +16,9 @@ Every process is its own: the fake OpenAI upstream (answers at once; a model nam
 The scenarios run in interleaved rounds (every path once per round, then the next
 round), so drift from other load on the machine hits every path alike. Printed: p50/p99
 at concurrency 1, throughput at 32, the gateway's CPU time per request (from /proc),
-RSS, and the ratios the targets are stated in. Also: consensus of three models against
-one call, and the server's RSS after 100k requests. Writes ``docs/performance.png`` and
-``bench/out/peers.json``.
+RSS, and the ratios the targets are stated in. Also: consensus of three models (5, 10
+and 20 ms) against one call to the slowest, and the server's RSS after 100k requests.
+Writes ``docs/performance.png`` and ``bench/out/peers.json``.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ COMPROMISED_LITELLM = frozenset({"1.107.0"})  # a known-compromised release: nev
 LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
 PROMPT = "What are your opening hours?"
 SLOW_MODEL = "slow-20"  # the fake upstream answers this model after 20 ms
+VOTERS = {"voter-fast": "slow-5", "voter-mid": "slow-10", "voter-slow": "slow-20"}
+SLOWEST_VOTER = "voter-slow"
 KEY_ENV = "BENCH_UPSTREAM_KEY"
 CHANNELS = 4  # gRPC connections per gateway: spreads load over workers
 
@@ -114,7 +116,8 @@ def litellm_python() -> tuple[Path | None, str]:
 
 
 def quorum_config(base_url: str, *, consensus: bool = False) -> dict[str, Any]:
-    """Single strategy, rules classifier; or three 10 ms voters for the consensus run."""
+    """Single strategy, rules classifier; or three voters (5, 10 and 20 ms) for the
+    consensus run."""
     provider = {
         "kind": "openai",
         "base_url": base_url,
@@ -123,13 +126,16 @@ def quorum_config(base_url: str, *, consensus: bool = False) -> dict[str, Any]:
     }
     price = {"input_usd_per_mtok": 0.1, "output_usd_per_mtok": 0.4}
     if consensus:
+        # Three voters of distinct speeds, so that "the slowest of them" is one model and
+        # not whichever of three equal calls the upstream's timer happened to wake last.
+        # No early exit: the vote waits for the slowest, as the target compares.
         models = {
-            name: {"provider": "upstream", "tier": "cheap", "model_id": "slow-10", **price}
-            for name in ("voter-a", "voter-b", "voter-c")
+            name: {"provider": "upstream", "tier": "cheap", "model_id": model_id, **price}
+            for name, model_id in VOTERS.items()
         }
         routing: dict[str, Any] = {
             "default_strategy": "single",
-            "consensus": {"models": list(models), "size": 3},
+            "consensus": {"models": list(models), "size": 3, "early_exit": False},
         }
     else:
         # slow-20 has a tier of its own: performance routing explores the order of a
@@ -677,7 +683,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 async def consensus_run(
     base_url: str, tmp: Path, procs: Processes, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Consensus of three voters (10 ms each) against one call to one of them."""
+    """Consensus of three voters (5, 10, 20 ms) against one call to the slowest."""
     config = tmp / "consensus.yaml"
     config.write_text(yaml.safe_dump(quorum_config(base_url, consensus=True)))
     address = f"127.0.0.1:{free_port()}"
@@ -686,7 +692,7 @@ async def consensus_run(
     path = GrpcPath(address)
     try:
         consensus = path.call(grpc_request(strategy=pb.STRATEGY_CONSENSUS_MAJORITY))
-        single = path.call(grpc_request(model="voter-a"))
+        single = path.call(grpc_request(model=SLOWEST_VOTER))
         try:
             await consensus()
         except grpc.aio.AioRpcError as exc:

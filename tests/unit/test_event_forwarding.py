@@ -4,6 +4,7 @@ own I/O goes first."""
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from quorum.server.execute.events import AttemptStarted, Chunk, Event
 from quorum.server.execute.stream import EventQueue, forward
@@ -75,3 +76,25 @@ async def test_a_reader_that_falls_behind_holds_the_producer_at_the_backlog() ->
     # Nothing lost once the reader catches up, and in order.
     assert received[-1] == "done"
     assert [c.text for c in received[:-1] if isinstance(c, Chunk)] == [str(i) for i in range(1000)]
+
+
+async def test_closing_the_consumer_after_the_work_failed_leaves_no_unread_error() -> None:
+    # A caller whose deadline passes as the routing task fails closes the stream before
+    # the error is read: asyncio must not print it as "Task exception was never retrieved".
+    sink = EventQueue()
+    reported: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+
+    async def work() -> str:
+        sink.emit(AttemptStarted("m", "p", "primary"))
+        raise RuntimeError("deadline exceeded")
+
+    events = forward(work(), sink)
+    assert isinstance(await anext(events), AttemptStarted)
+    await asyncio.sleep(0.01)  # the work fails meanwhile
+    await events.aclose()
+    del events
+    gc.collect()
+    await asyncio.sleep(0)
+    assert reported == []

@@ -436,6 +436,11 @@ async def forward(work: Awaitable[R], sink: EventQueue) -> AsyncGenerator[Event 
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        elif not task.cancelled():
+            # Closed before reaching the end (the caller went away or its deadline
+            # passed) after ``work`` failed: its error has no one left to go to, and
+            # unread, asyncio would print it as a traceback when the task is collected.
+            task.exception()
 
 
 def answer_chunks(model: str, completion: Completion) -> list[Chunk]:

@@ -624,6 +624,17 @@ async def test_bearer_token_is_the_tenant() -> None:
     assert {"quorum:auto", "flash", "flash-b"} <= set(visible)
 
 
+async def test_two_authorization_headers_are_401() -> None:
+    headers = [("Authorization", f"Bearer {TOKEN}"), ("Authorization", "Bearer tok-other")]
+    body = {"model": "quorum:auto", "messages": MATH}
+    async with front_door(tenant_config()) as (running, _), aiohttp.ClientSession() as http:
+        url = f"{_base_url(running)}/chat/completions"
+        async with http.post(url, json=body, headers=headers) as response:
+            status, error = response.status, (await response.json())["error"]
+    assert (status, error["code"]) == (401, "unauthenticated")
+    assert "send exactly one" in error["message"]
+
+
 async def test_spent_budget_is_429_insufficient_quota() -> None:
     async with front_door(tenant_config(budget_usd=0.000_000_1)) as (running, _):
         acme = openai.AsyncOpenAI(api_key=TOKEN, base_url=_base_url(running), max_retries=0)

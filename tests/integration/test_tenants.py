@@ -91,6 +91,19 @@ async def test_missing_or_unknown_token_is_unauthenticated() -> None:
         assert sample_value(metrics, "quorum_requests_total", labels) == 1
 
 
+async def test_two_authorization_values_are_unauthenticated_in_either_order() -> None:
+    # Which tenant a request runs as must not depend on the order of its credentials.
+    tokens = [("authorization", f"Bearer {TOKENS[t]}") for t in ("acme", "free-co")]
+    async with serving(tenant_config()) as running:
+        for metadata in (tokens, tokens[::-1]):
+            both = AsyncQuorumClient(f"127.0.0.1:{running.port}", metadata=metadata)
+            async with both:
+                with pytest.raises(QuorumError) as info:
+                    await both.route("hello")
+            assert info.value.code is grpc.StatusCode.UNAUTHENTICATED
+            assert "send exactly one" in info.value.message
+
+
 async def test_health_and_reflection_need_no_token() -> None:
     async with serving(tenant_config()) as running:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:

@@ -225,7 +225,7 @@ def test_resolving_the_tenant_of_a_request() -> None:
         tenants.for_request(None, "a")
     open_cfg = config(auth={"mode": "disabled"}, tenants={"a": {}})
     open_tenants = Tenants(open_cfg, build_catalog(open_cfg))
-    assert open_tenants.authenticate(None) is None
+    assert open_tenants.authenticate() is None
     assert open_tenants.for_request(None, "").name == ANONYMOUS
     assert open_tenants.for_request(None, "a").name == "a"
     with pytest.raises(PermissionDenied):

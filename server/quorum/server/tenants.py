@@ -251,11 +251,15 @@ class Tenants:
         else:
             log.info("auth_off", reason="no tenants configured: every caller is _anonymous")
 
-    def authenticate(self, authorization: str | bytes | None) -> TenantPolicy | None:
-        """The tenant a request's credentials prove, None when authentication is off."""
+    def authenticate(self, *authorization: str | bytes) -> TenantPolicy | None:
+        """The tenant a request's credentials (its ``authorization`` values) prove, None
+        when authentication is off. More than one value is refused: which of two
+        tokens a request runs as must not depend on the order a proxy sent them in."""
         if self._verifier is None:
             return None
-        return self.policies[self._verifier.verify(authorization)]
+        if len(authorization) > 1:
+            raise Unauthenticated(f"{len(authorization)} authorization values: send exactly one")
+        return self.policies[self._verifier.verify(authorization[0] if authorization else None)]
 
     def for_request(self, authenticated: TenantPolicy | None, requested: str) -> TenantPolicy:
         """The tenant a request runs as.

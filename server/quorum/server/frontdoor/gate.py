@@ -44,7 +44,9 @@ class Gate:
 
     def authenticate(self, request: web.Request) -> TenantPolicy | None:
         """The tenant the ``Authorization`` header proves; None when auth is off."""
-        return self._router.guardrails.tenants.authenticate(request.headers.get("Authorization"))
+        return self._router.guardrails.tenants.authenticate(
+            *request.headers.getall("Authorization", ())
+        )
 
     def _span(self, method: str, request: web.Request) -> AbstractContextManager[Any]:
         tracing = self._router.tracing

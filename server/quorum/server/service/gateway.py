@@ -190,9 +190,8 @@ class Gateway(_GenericHandler):
     ) -> tuple[TenantPolicy | None, Ticket | None]:
         """Authenticate every call; count RouteService's model calls against the
         in-flight limits (Plan, ListModels and Feedback call no model and are never shed)."""
-        authorization = next((v for k, v in metadata if k == "authorization"), None)
         try:
-            tenant = self._tenants.authenticate(authorization)
+            tenant = self._tenants.authenticate(*(v for k, v in metadata if k == "authorization"))
             return tenant, self._admission.admit(tenant) if method in _COUNTED else None
         except QuorumError as exc:
             log.info("rpc_refused", reason=exc.reason, code=exc.code.name, error=exc.message)

@@ -14,6 +14,7 @@ from quorum.server.budget.ledger import (
     CounterState,
     MemoryBudgetStore,
     Period,
+    exhausted,
     to_micros,
     window,
 )
@@ -120,3 +121,15 @@ def test_micro_dollars_round_up_what_may_be_spent() -> None:
     assert to_micros(0.0000011, up=True) == 2
     assert to_micros(0.000001, up=True) == 1
     assert to_micros(0.0000014) == 1
+
+
+def test_a_refusal_says_whether_the_budget_is_used_up_or_this_request_is_too_dear() -> None:
+    counter = reading(0.0, limit=0.001).counter
+    dear = exhausted(counter, 8, 0, 8_881, critical=False, retry_after_s=1)
+    assert dear.message == (
+        "tenant acme daily budget of $0.001 has $0.000992 left ($0.000008 spent, "
+        "$0.00 reserved by requests in flight); this request may cost up to $0.008881"
+    )
+    spent = exhausted(counter, 1_000, 0, 5, critical=False, retry_after_s=1)
+    assert spent.message.startswith("tenant acme daily budget of $0.001 is used up: $0.001 spent")
+    assert spent.retry_after_s == 3600.0 and dear.retry_after_s == 3600.0

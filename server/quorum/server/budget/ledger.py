@@ -396,9 +396,11 @@ class Budgets:
 
 
 def usd(micros: int) -> str:
-    """Micro-dollars for people: cents above a dollar, four significant digits below."""
+    """Micro-dollars for people: cents from a dollar up, micro-dollars below."""
     value = micros / MICROS
-    return f"${value:,.2f}" if value >= 1 or value == 0 else f"${value:.4g}"
+    if value >= 1 or value == 0:
+        return f"${value:,.2f}"
+    return f"${value:.6f}".rstrip("0")  # to the micro-dollar, never in e-notation
 
 
 def describe(counter: Counter) -> str:
@@ -421,10 +423,19 @@ def exhausted(
     allowance = counter.limit + (counter.overdraft if critical else 0)
     spent_out = spent + max(amount, 1) > allowance  # in-flight ones cannot free it
     extra = " and its overdraft" if critical and counter.overdraft else ""
-    needs = f", this request may cost up to {usd(amount)}" if amount else ""
+    account = f"{usd(spent)} spent, {usd(reserved)} reserved by requests in flight"
+    left = allowance - spent - reserved
+    if amount and left > 0:
+        # Not used up: what is left is less than this request may cost.
+        message = (
+            f"{describe(counter)}{extra} has {usd(left)} left ({account}); "
+            f"this request may cost up to {usd(amount)}"
+        )
+    else:
+        needs = f", this request may cost up to {usd(amount)}" if amount else ""
+        message = f"{describe(counter)}{extra} is used up: {account}{needs}"
     return ResourceExhausted(
-        f"{describe(counter)}{extra} is used up: {usd(spent)} spent, "
-        f"{usd(reserved)} reserved by requests in flight{needs}",
+        message,
         retry_after_s=counter.resets_in_s if spent_out else retry_after_s,
         reason="BUDGET_EXHAUSTED",
         metadata={

@@ -89,6 +89,24 @@ async def test_a_zero_timeout_is_zero_not_the_default(address: str) -> None:
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), 1e300, -1.0])
+async def test_a_timeout_that_is_no_deadline_is_refused_before_the_call(
+    address: str, timeout: float
+) -> None:
+    # gRPC would turn these into an expired deadline: DEADLINE_EXCEEDED at once, as if
+    # the server had been slow.
+    with pytest.raises(ValueError, match="timeout must be a finite number of seconds"):
+        AsyncQuorumClient(address, timeout=timeout)
+    async with AsyncQuorumClient(address) as client:
+        with pytest.raises(ValueError, match="timeout must be"):
+            await client.route("hi", timeout=timeout)
+        with pytest.raises(ValueError, match="timeout must be"):
+            async for _ in client.route_stream("hi", timeout=timeout):
+                pass
+    with QuorumClient(address) as sync, pytest.raises(ValueError, match="timeout must be"):
+        sync.plan("hi", timeout=timeout)
+
+
 def _sync_suite(address: str) -> None:
     with QuorumClient(address, timeout=15) as client:
         routed = client.route([user("What is 3+4?")])

@@ -213,6 +213,20 @@ def test_a_missing_tls_file_is_one_line_not_a_traceback() -> None:
         )
 
 
+def test_a_token_or_timeout_grpc_cannot_send_is_one_line() -> None:
+    # gRPC answered these with "INTERNAL: Invalid metadata" or an instant
+    # DEADLINE_EXCEEDED, which read as the server's doing.
+    token = run("route", "hi", "--token", "a\nb", "--address", "127.0.0.1:9")
+    assert token.returncode == 2
+    assert token.stderr == (
+        "quorum route: --token (or $QUORUM_TOKEN) must be printable ASCII without newlines\n"
+    )
+    for value in ("1e300", "inf"):
+        timeout = run("route", "hi", "--timeout", value, "--address", "127.0.0.1:9")
+        assert timeout.returncode == 2 and "--timeout" in timeout.stderr, timeout.stderr
+        assert "Traceback" not in timeout.stderr
+
+
 async def test_client_certificate_flags_never_fall_back_to_plaintext(tmp_path: Path) -> None:
     from tests.integration.test_tls import make_pki, serving, tls_section
 

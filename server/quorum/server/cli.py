@@ -317,6 +317,9 @@ def _client(args: argparse.Namespace) -> QuorumClient:
 
     from quorum.client import QuorumClient
 
+    if any(not " " <= c <= "~" for c in args.token):
+        # gRPC would refuse it as "INTERNAL: Invalid metadata", which reads as the server's.
+        raise FlagError("--token (or $QUORUM_TOKEN) must be printable ASCII without newlines")
     metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
     credentials = _tls_credentials(args)
     channel = grpc.secure_channel(args.address, credentials) if credentials else None
@@ -410,7 +413,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 _positive_int = whole_at_least(1)
-_seconds = finite_number(lambda v: v > 0, "a number of seconds above 0")
+_MAX_TIMEOUT_S = 366 * 86400.0  # the client's limit (quorum.client.MAX_TIMEOUT_S)
+_seconds = finite_number(
+    lambda v: 0 < v <= _MAX_TIMEOUT_S,
+    f"a number of seconds above 0, at most {_MAX_TIMEOUT_S:.0f}",
+)
 
 
 def _run_router(command: str, argv: Sequence[str]) -> int:

@@ -10,10 +10,17 @@ Errors come back as :class:`QuorumError` with the status code, the ``ErrorInfo``
 reason, field violations, retry delay and the attempts the server made.
 """
 
-from quorum.client._client import AsyncQuorumClient, QuorumClient, build_request, user
+from quorum.client._client import (
+    MAX_TIMEOUT_S,
+    AsyncQuorumClient,
+    QuorumClient,
+    build_request,
+    user,
+)
 from quorum.client._errors import FieldViolation, QuorumError, error_from_rpc
 
 __all__ = [
+    "MAX_TIMEOUT_S",
     "AsyncQuorumClient",
     "FieldViolation",
     "QuorumClient",

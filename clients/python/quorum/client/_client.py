@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -14,6 +15,22 @@ from quorum.route.v1 import route_service_pb2_grpc as svc_grpc
 from quorum.route.v1 import types_pb2 as pb
 
 DEFAULT_TIMEOUT_S = 30.0
+MAX_TIMEOUT_S = 366 * 86400.0  # gRPC turns far larger deadlines into an expired one
+
+
+def deadline_s(timeout: float | None, default: float) -> float:
+    """``timeout`` (or ``default`` when None), checked: a finite number of seconds from 0
+    to a year. Infinite, NaN or huge values would otherwise fail at once as an expired
+    deadline, as if the server had been slow."""
+    seconds = default if timeout is None else timeout
+    if not (isinstance(seconds, int | float) and math.isfinite(seconds)) or not (
+        0 <= seconds <= MAX_TIMEOUT_S
+    ):
+        raise ValueError(
+            f"timeout must be a finite number of seconds from 0 to {MAX_TIMEOUT_S:.0f}, "
+            f"got {seconds!r}"
+        )
+    return float(seconds)
 
 
 def user(text: str) -> pb.Message:
@@ -50,7 +67,7 @@ class QuorumClient:
     ) -> None:
         self._channel = channel or grpc.insecure_channel(target)
         self._stub = svc_grpc.RouteServiceStub(self._channel)
-        self._timeout = timeout
+        self._timeout = deadline_s(timeout, DEFAULT_TIMEOUT_S)
         self._metadata = tuple(metadata)
 
     def __enter__(self) -> QuorumClient:
@@ -66,7 +83,7 @@ class QuorumClient:
         try:
             return method(
                 request,
-                timeout=timeout if timeout is not None else self._timeout,
+                timeout=deadline_s(timeout, self._timeout),
                 metadata=self._metadata,
             )
         except grpc.RpcError as exc:
@@ -123,7 +140,7 @@ class QuorumClient:
             request = build_request(request, **kwargs)
         call: Any = self._stub.RouteStream(
             svc.RouteStreamRequest(request=request),
-            timeout=timeout if timeout is not None else self._timeout,
+            timeout=deadline_s(timeout, self._timeout),
             metadata=self._metadata,
         )
         try:
@@ -147,7 +164,7 @@ class AsyncQuorumClient:
     ) -> None:
         self._channel = channel or grpc.aio.insecure_channel(target)
         self._stub = svc_grpc.RouteServiceStub(self._channel)
-        self._timeout = timeout
+        self._timeout = deadline_s(timeout, DEFAULT_TIMEOUT_S)
         self._metadata = tuple(metadata)
 
     async def __aenter__(self) -> AsyncQuorumClient:
@@ -168,7 +185,7 @@ class AsyncQuorumClient:
         try:
             return await method(
                 request,
-                timeout=timeout if timeout is not None else self._timeout,
+                timeout=deadline_s(timeout, self._timeout),
                 metadata=self._metadata,
             )
         except grpc.RpcError as exc:
@@ -225,7 +242,7 @@ class AsyncQuorumClient:
             request = build_request(request, **kwargs)
         call = self._stub.RouteStream(
             svc.RouteStreamRequest(request=request),
-            timeout=timeout if timeout is not None else self._timeout,
+            timeout=deadline_s(timeout, self._timeout),
             metadata=self._metadata,
         )
         try:

@@ -123,3 +123,30 @@ async def test_new_rpcs_are_refused_while_draining(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_sigterm_while_starting_exits_zero(tmp_path: Path) -> None:
+    # Kubernetes may stop a pod that has only just started (a rollout moving on): that is
+    # a clean exit, not death by the signal's default action.
+    config = tmp_path / "quorum.yaml"
+    config.write_text(yaml.safe_dump(sim_config()))
+    address = f"127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [str(QUORUM), "serve", "--config", str(config), "--address", address],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stderr is not None
+        # The first log line comes while the server is being built, before it serves.
+        first = await asyncio.to_thread(proc.stderr.readline)
+        assert b"auth_off" in first, first
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.to_thread(proc.communicate, timeout=30)
+        assert proc.returncode == 0, stderr.decode()[-2000:]
+        assert b"Traceback" not in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

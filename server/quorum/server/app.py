@@ -207,6 +207,12 @@ async def serve(
 
     ``on_ready`` is called once the server serves (every port bound, the signal handlers
     installed): a ``--workers`` worker tells its supervisor it started."""
+    # Handlers first: a stop asked for while the server starts drains it once started
+    # (exit 0), instead of killing the process by the signal's default action.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     running = create_server(config, address, metrics_address=metrics_address, reuse_port=reuse_port)
     await running.start()
     settle_garbage_collector()
@@ -219,10 +225,6 @@ async def serve(
         metrics_port=running.metrics.port if running.metrics is not None else None,
         tls=config.server.tls is not None,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     if on_ready is not None:
         on_ready()
     await stop.wait()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -89,7 +90,15 @@ def _listen_address(flag: str, address: str | None, example: str) -> None:
         raise FlagError(f"{flag} {address!r}: {problem}") from None
 
 
+def _stopped_before_serving(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
+    # Until the server installs its own handlers, a stop asked for before anything was
+    # served is a clean exit, not death by the signal's default action.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stopped_before_serving)
     from quorum.server.app import serve
     from quorum.server.errors import ConfigError
     from quorum.server.observability.logs import configure_logging

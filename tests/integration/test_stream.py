@@ -17,6 +17,7 @@ from quorum.server.config import parse_config
 from quorum.server.domain import BreakerState
 from quorum.server.execute.events import Event
 from quorum.server.execute.stream import EventQueue
+from quorum.server.observability.metrics import sample_value
 from tests.conftest import running_server, sim_config, with_model
 from tests.fakes import openai_server
 from tests.fakes.common import OK_TEXT, Behaviour, Running
@@ -120,8 +121,11 @@ async def test_break_mid_stream_without_restart_ends_with_an_error(oa: Running) 
             "second": {"provider": "oa", "model_id": "ok"},
         },
     )
-    async with running_server(cfg) as (_, client):
+    async with running_server(cfg) as (running, client):
         events = await collect(client)
+        # The call ends with status OK after the error event; the metric counts the failure.
+        labels = {"tenant": "_anonymous", "strategy": "single", "model": "", "code": "UNAVAILABLE"}
+        assert sample_value(running.router.metrics, "quorum_requests_total", labels) == 1
     order = kinds(events)
     assert "chunk" in order and "fallback" not in order and order[-1] == "error"
     error = events[-1].error

@@ -101,6 +101,9 @@ class RequestRecord:
     tenant: str = ""
     strategy: str = ""
     model: str = ""
+    # A stream that failed after it started ends with status OK and an error event:
+    # that event's code, so the sample counts the failure it was.
+    failed_code: str = ""
 
 
 _record: ContextVar[RequestRecord | None] = ContextVar("quorum_request_record", default=None)

@@ -258,6 +258,7 @@ class Gateway(_GenericHandler):
                         code = _code_name(context, exc)
                         raise
                     finally:
+                        code = record.failed_code if code == "OK" and record.failed_code else code
                         self._finish(method, record.tenant or "_none", record, code, t0)
             finally:
                 if ticket is not None:

@@ -21,6 +21,7 @@ from quorum.route.v1 import types_pb2 as pb
 from quorum.server import domain as d
 from quorum.server.errors import FieldViolation, InvalidRequest, QuorumError
 from quorum.server.observability.logs import request_scope
+from quorum.server.observability.metrics import current_record
 from quorum.server.router import Router
 from quorum.server.service import convert
 from quorum.server.service.status import internal_status, status_for, to_grpc
@@ -166,6 +167,9 @@ class RouteService(svc_grpc.RouteServiceServicer):
             if not started:
                 await self._fail(context, exc, request_id)
                 raise  # unreachable: abort raises
+            record = current_record()
+            if record is not None:
+                record.failed_code = exc.code.name if isinstance(exc, QuorumError) else "INTERNAL"
             if isinstance(exc, QuorumError):
                 log.info(
                     "stream_failed",

@@ -46,6 +46,21 @@ _ASKED = pb.Message(role=pb.ROLE_ASSISTANT, tool_calls=[_CALL])
 _ANSWERED = pb.Message(role=pb.ROLE_TOOL, content="18C", tool_call_id="c1")
 
 
+def _calls(*calls: tuple[str, ...]) -> pb.Message:
+    """An assistant message making these calls: (id, name) or (id, name, arguments)."""
+    made = [pb.ToolCall(id=c[0], name=c[1], arguments_json=(c[2:] or ("{}",))[0]) for c in calls]
+    return pb.Message(role=pb.ROLE_ASSISTANT, tool_calls=made)
+
+
+def _answer(call_id: str) -> pb.Message:
+    return pb.Message(role=pb.ROLE_TOOL, content="18C", tool_call_id=call_id)
+
+
+def _with_image(role: int, tool_call_id: str = "") -> pb.Message:
+    part = pb.ContentPart(image=pb.ImagePart(url="https://example.com/cat.png"))
+    return pb.Message(role=role, parts=[part], tool_call_id=tool_call_id)  # type: ignore[arg-type]
+
+
 def _tool_choice(mode: int = 0, tool_name: str = "") -> pb.RouteRequest:
     """A request offering tool ``t``, with this tool choice."""
     request = _ok()
@@ -155,6 +170,117 @@ CASES: list[tuple[str, pb.RouteRequest, str]] = [
         "a call of a tool the request does not define",
         _turns(_ASKED, _ANSWERED, tools=("get_tide",)),
         "messages[1].tool_calls[0].name",
+    ),
+    (
+        "a tool call no tool message answers before the next user message",
+        _turns(_ASKED, pb.Message(role=pb.ROLE_USER, content="and?")),
+        "messages[1].tool_calls[0].id",
+    ),
+    (
+        "a system message between a tool call and its result",
+        _turns(_ASKED, pb.Message(role=pb.ROLE_SYSTEM, content="Be brief."), _ANSWERED),
+        "messages[1].tool_calls[0].id",
+    ),
+    ("a tool call left unanswered at the end", _turns(_ASKED), "messages[1].tool_calls[0].id"),
+    (
+        "one of two parallel tool calls unanswered",
+        _turns(_calls(("c1", "get_weather"), ("c2", "get_weather")), _ANSWERED),
+        "messages[1].tool_calls[1].id",
+    ),
+    (
+        "a tool result that answers a call of an earlier turn",
+        _turns(_ASKED, _ANSWERED, pb.Message(role=pb.ROLE_USER, content="more"), _ANSWERED),
+        "messages[4].tool_call_id",
+    ),
+    (
+        "a tool call answered twice",
+        _turns(_ASKED, _ANSWERED, _ANSWERED),
+        "messages[3].tool_call_id",
+    ),
+    (
+        "a duplicate tool call id in one message",
+        _turns(_calls(("c1", "get_weather"), ("c1", "get_tide")), _ANSWERED),
+        "messages[1].tool_calls[1].id",
+    ),
+    (
+        "a tool call id used again in a later turn",
+        _turns(_ASKED, _ANSWERED, _ASKED, _ANSWERED),
+        "messages[3].tool_calls[0].id",
+    ),
+    (
+        "a tool call name that is no tool name (no tools declared)",
+        _turns(_calls(("c1", "погода")), _ANSWERED),
+        "messages[1].tool_calls[0].name",
+    ),
+    (
+        "a tool call name with a newline",
+        _turns(_calls(("c1", "get_weather\n")), _ANSWERED),
+        "messages[1].tool_calls[0].name",
+    ),
+    (
+        "a tool call id with a NUL",
+        _turns(_calls(("c\x001", "get_weather")), _answer("c\x001")),
+        "messages[1].tool_calls[0].id",
+    ),
+    (
+        "a tool call id with a newline",
+        _turns(_calls(("c1\n", "get_weather")), _answer("c1\n")),
+        "messages[1].tool_calls[0].id",
+    ),
+    (
+        "a tool result id with a NUL",
+        _turns(_calls(("c\x00", "get_weather")), _answer("c\x00")),
+        "messages[2].tool_call_id",
+    ),
+    (
+        "tool call arguments with NaN",
+        _turns(_calls(("c1", "get_weather", '{"a": NaN}')), _ANSWERED),
+        "messages[1].tool_calls[0].arguments_json",
+    ),
+    (
+        "tool call arguments with -Infinity",
+        _turns(_calls(("c1", "get_weather", '{"a": -Infinity}')), _ANSWERED),
+        "messages[1].tool_calls[0].arguments_json",
+    ),
+    (
+        "tool call arguments with a number beyond a double",
+        _turns(_calls(("c1", "get_weather", '{"a": 1e999}')), _ANSWERED),
+        "messages[1].tool_calls[0].arguments_json",
+    ),
+    (
+        "a tool schema with Infinity",
+        _mutate(lambda r: r.params.tools.add(name="t", parameters_json='{"maximum": Infinity}')),
+        "params.tools[0].parameters_json",
+    ),
+    (
+        "an image on a system message",
+        pb.RouteRequest(messages=[_with_image(pb.ROLE_SYSTEM), _ok().messages[0]]),
+        "messages[0].parts[0].image",
+    ),
+    (
+        "an image on an assistant message",
+        _turns(_with_image(pb.ROLE_ASSISTANT), pb.Message(role=pb.ROLE_USER, content="so?")),
+        "messages[1].parts[0].image",
+    ),
+    (
+        "an image on a tool message",
+        _turns(_ASKED, _with_image(pb.ROLE_TOOL, tool_call_id="c1")),
+        "messages[2].parts[0].image",
+    ),
+    (
+        "an https image URL with a NUL",
+        _image(url="https://example.com/a\x00.png"),
+        "messages[0].parts[0].image.url",
+    ),
+    (
+        "an https image URL with a newline",
+        _image(url="https://example.com/a.png\nHost: evil"),
+        "messages[0].parts[0].image.url",
+    ),
+    (
+        "an https image URL with a space",
+        _image(url="https://example.com/a b.png"),
+        "messages[0].parts[0].image.url",
     ),
     (
         "an empty text part",
@@ -297,6 +423,42 @@ async def test_bad_route_request(name: str, request_msg: pb.RouteRequest, field:
         assert field in [v.field for v in err.field_violations], err.field_violations
         # The server is unharmed.
         assert (await client.route("hello")).content
+
+
+async def test_a_number_out_of_range_is_named_as_such() -> None:
+    # 5000 digits: no JSON parser of the providers' takes it (nor Python's, past 4300).
+    arguments = '{"a": ' + "9" * 5000 + "}"
+    request = _turns(_calls(("c1", "get_weather", arguments)), _ANSWERED)
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.route(request)
+        with pytest.raises(QuorumError) as nan:
+            await client.route(_turns(_calls(("c1", "f", '{"a": NaN}')), _ANSWERED))
+    by_field = {v.field: v.description for v in info.value.field_violations}
+    assert by_field["messages[1].tool_calls[0].arguments_json"].startswith(
+        "has a number out of range"
+    )
+    assert "NaN" in nan.value.field_violations[0].description
+
+
+async def test_well_formed_tool_turns_are_accepted() -> None:
+    request = _turns(
+        _calls(("c1", "get_weather"), ("c2", "get_tide", '{"n": 123456789012345678901234567890}')),
+        _answer("c2"),  # parallel calls are answered in any order
+        _answer("c1"),
+        pb.Message(role=pb.ROLE_ASSISTANT, content="Sunny, high tide at noon."),
+        pb.Message(role=pb.ROLE_USER, content="And tomorrow?"),
+        _calls(("c3", "get_weather")),
+        _answer("c3"),
+        pb.Message(role=pb.ROLE_SYSTEM, content="Answer briefly."),
+        pb.Message(role=pb.ROLE_USER, parts=[pb.ContentPart(text="See:"), _IMAGE]),
+        tools=("get_weather", "get_tide"),
+    )
+    async with running_server(parse_config(sim_config())) as (_, client):
+        assert (await client.route(request)).content
+
+
+_IMAGE = pb.ContentPart(image=pb.ImagePart(url="https://example.com/a%20b.png?q=1&r=%0A"))
 
 
 async def test_plan_prefixes_field_paths() -> None:

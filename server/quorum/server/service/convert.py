@@ -7,12 +7,12 @@ reported at once. Nothing past this module sees a ``_pb2`` object.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from enum import Enum
 from typing import Any, TypeVar, cast
 
+import orjson
 from google.protobuf.message import Message
 
 from quorum.route.v1 import route_service_pb2 as svc_pb
@@ -86,6 +86,7 @@ OUTCOME_PB = _reverse(OUTCOMES)
 # An enum member read off its class costs a lookup each time (some 0.2 µs on Python
 # 3.11); the members request conversion compares against on every request are bound once.
 _ASSISTANT = d.Role.ASSISTANT
+_USER = d.Role.USER
 _TOOL = d.Role.TOOL
 _TEXT = d.ResponseFormatType.TEXT
 _JSON_SCHEMA = d.ResponseFormatType.JSON_SCHEMA
@@ -105,12 +106,20 @@ class _Checker:
         self.violations.append(FieldViolation(self.prefix + field, description))
 
 
-def _json_object(text: str) -> dict[str, Any] | None:
+def _json_object_problem(text: str, what: str) -> str:
+    """What keeps ``text`` from being ``what``, a JSON object, else "". The JSON is strict,
+    parsed as the providers parse it (orjson): no NaN or Infinity (Python's ``json`` takes
+    them), no number beyond a double's range, no lone surrogate, nesting under 1024."""
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        at = f"(at character {exc.pos})"
+        if exc.msg.startswith("number is infinity"):
+            return f"has a number out of range {at}: a double holds at most about 1.8e308"
+        if text.startswith(("NaN", "Infinity"), exc.pos):
+            return f"must be strict JSON: NaN, Infinity and -Infinity are not JSON {at}"
+        return f"must be {what}: {exc.msg} {at}"
+    return "" if isinstance(value, dict) else f"must be {what}"
 
 
 def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
@@ -127,7 +136,7 @@ def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
         c.add(f"{path}.content", f"is {len(content)} characters, limit {MAX_CONTENT_CHARS}")
     # Most messages are plain text: parts and tool calls are looked through only if any.
     parts_pb = m.parts
-    parts = _parts(parts_pb, path, c) if parts_pb else ()
+    parts = _parts(parts_pb, role, path, c) if parts_pb else ()
     calls_pb = m.tool_calls
     calls = _tool_calls(calls_pb, role, path, c) if calls_pb else ()
     tool_call_id = m.tool_call_id
@@ -135,6 +144,8 @@ def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
         c.add(f"{path}.tool_call_id", "is required for a ROLE_TOOL message")
     elif tool_call_id and role is not _TOOL and role is not None:
         c.add(f"{path}.tool_call_id", "only a ROLE_TOOL message answers a tool call")
+    elif tool_call_id and not tool_call_id.isprintable():
+        c.add(f"{path}.tool_call_id", "must be printable: no control characters or line breaks")
     if not content and not parts and not calls:
         c.add(f"{path}.content", "is empty: set content, parts or tool_calls")
     name = m.name
@@ -154,7 +165,9 @@ def _data_url_type(url: str) -> str:
     return url[5:comma].partition(";")[0].strip().lower() if comma > 0 else ""
 
 
-def _parts(parts_pb: Iterable[pb.ContentPart], path: str, c: _Checker) -> tuple[d.ContentPart, ...]:
+def _parts(
+    parts_pb: Iterable[pb.ContentPart], role: d.Role | None, path: str, c: _Checker
+) -> tuple[d.ContentPart, ...]:
     parts: list[d.ContentPart] = []
     for j, part in enumerate(parts_pb):
         ppath = f"{path}.parts[{j}]"
@@ -166,10 +179,19 @@ def _parts(parts_pb: Iterable[pb.ContentPart], path: str, c: _Checker) -> tuple[
         elif which == "image":
             img = part.image
             url, media_type = img.url, img.media_type
+            if role is not _USER and role is not None:  # the vendors take images from users
+                c.add(f"{ppath}.image", "only a ROLE_USER message carries images")
             if bool(url) == bool(img.data):
                 c.add(f"{ppath}.image", "set exactly one of url or data")
             elif url:
-                if not url.startswith("https://") and _data_url_type(url) not in IMAGE_TYPES:
+                if url.startswith("https://"):
+                    if " " in url or not url.isprintable():
+                        c.add(
+                            f"{ppath}.image.url",
+                            "must not contain whitespace or control characters"
+                            " (percent-encode them)",
+                        )
+                elif _data_url_type(url) not in IMAGE_TYPES:
                     c.add(
                         f"{ppath}.image.url",
                         f"must be an https URL or a data URL of {_IMAGE_TYPE_LIST}",
@@ -196,12 +218,22 @@ def _tool_calls(
     if role is not _ASSISTANT:
         c.add(f"{path}.tool_calls", "only an assistant message makes tool calls")
     for j, call in enumerate(calls):
-        if not call.id:
+        call_id, name, arguments_json = call.id, call.name, call.arguments_json
+        if not call_id:
             c.add(f"{path}.tool_calls[{j}].id", "is required: a tool result answers it by id")
-        if not call.name:
+        elif not call_id.isprintable():
+            c.add(
+                f"{path}.tool_calls[{j}].id",
+                "must be printable: no control characters or line breaks",
+            )
+        if not name:
             c.add(f"{path}.tool_calls[{j}].name", "is required")
-        if call.arguments_json and _json_object(call.arguments_json) is None:
-            c.add(f"{path}.tool_calls[{j}].arguments_json", "must be a JSON object")
+        elif not TOOL_NAME.match(name):  # the rule of params.tools[i].name
+            c.add(f"{path}.tool_calls[{j}].name", "must be 1-64 letters, digits, '_' or '-'")
+        if arguments_json:
+            problem = _json_object_problem(arguments_json, "a JSON object")
+            if problem:
+                c.add(f"{path}.tool_calls[{j}].arguments_json", problem)
     return calls
 
 
@@ -237,8 +269,10 @@ def _params(p: pb.GenerationParams, c: _Checker) -> d.GenerationParams:
             c.add(f"params.tools[{i}].name", f"duplicate tool name {name!r}")
         seen.add(name)
         parameters_json = t.parameters_json
-        if parameters_json and _json_object(parameters_json) is None:
-            c.add(f"params.tools[{i}].parameters_json", "must be a JSON Schema object")
+        if parameters_json:
+            problem = _json_object_problem(parameters_json, "a JSON Schema object")
+            if problem:
+                c.add(f"params.tools[{i}].parameters_json", problem)
         tools.append(d.Tool(name, t.description, parameters_json))
     if len(tools_pb) > 128:
         c.add("params.tools", "at most 128 tools")

@@ -411,7 +411,7 @@ class ContentPart(_message.Message):
     """Plain text."""
     @_builtins.property
     def image(self) -> Global___ImagePart:
-        """An image; requires a model with the vision capability."""
+        """An image, in a ROLE_USER message only; requires a model with the vision capability."""
 
     def __init__(
         self,
@@ -439,7 +439,9 @@ class ToolCall(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ARGUMENTS_JSON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Identifier the tool result refers back to."""
+    """Identifier the tool result refers back to. In a request: unique in the conversation, and
+    answered by a ROLE_TOOL message right after this one (before any other role's message).
+    """
     name: _builtins.str
     """Name of the tool, one of the request's tools."""
     arguments_json: _builtins.str

@@ -789,7 +789,7 @@ type ContentPart_Text struct {
 }
 
 type ContentPart_Image struct {
-	// An image; requires a model with the vision capability.
+	// An image, in a ROLE_USER message only; requires a model with the vision capability.
 	Image *ImagePart `protobuf:"bytes,2,opt,name=image,proto3,oneof"`
 }
 
@@ -800,7 +800,8 @@ func (*ContentPart_Image) isContentPart_Part() {}
 // A tool call made by the model.
 type ToolCall struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Identifier the tool result refers back to.
+	// Identifier the tool result refers back to. In a request: unique in the conversation, and
+	// answered by a ROLE_TOOL message right after this one (before any other role's message).
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Name of the tool, one of the request's tools.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`

@@ -70,7 +70,7 @@ export type ContentPart = Message$1<"quorum.route.v1.ContentPart"> & {
     case: "text";
   } | {
     /**
-     * An image; requires a model with the vision capability.
+     * An image, in a ROLE_USER message only; requires a model with the vision capability.
      *
      * @generated from field: quorum.route.v1.ImagePart image = 2;
      */
@@ -93,7 +93,8 @@ export const ContentPartSchema: GenMessage<ContentPart> = /*@__PURE__*/
  */
 export type ToolCall = Message$1<"quorum.route.v1.ToolCall"> & {
   /**
-   * Identifier the tool result refers back to.
+   * Identifier the tool result refers back to. In a request: unique in the conversation, and
+   * answered by a ROLE_TOOL message right after this one (before any other role's message).
    *
    * @generated from field: string id = 1;
    */

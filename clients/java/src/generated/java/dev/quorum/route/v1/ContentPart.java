@@ -157,7 +157,7 @@ private static final long serialVersionUID = 0L;
   public static final int IMAGE_FIELD_NUMBER = 2;
   /**
    * <pre>
-   * An image; requires a model with the vision capability.
+   * An image, in a ROLE_USER message only; requires a model with the vision capability.
    * </pre>
    *
    * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>
@@ -169,7 +169,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * An image; requires a model with the vision capability.
+   * An image, in a ROLE_USER message only; requires a model with the vision capability.
    * </pre>
    *
    * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>
@@ -184,7 +184,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * An image; requires a model with the vision capability.
+   * An image, in a ROLE_USER message only; requires a model with the vision capability.
    * </pre>
    *
    * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>
@@ -685,7 +685,7 @@ private static final long serialVersionUID = 0L;
         dev.quorum.route.v1.ImagePart, dev.quorum.route.v1.ImagePart.Builder, dev.quorum.route.v1.ImagePartOrBuilder> imageBuilder_;
     /**
      * <pre>
-     * An image; requires a model with the vision capability.
+     * An image, in a ROLE_USER message only; requires a model with the vision capability.
      * </pre>
      *
      * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>
@@ -697,7 +697,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An image; requires a model with the vision capability.
+     * An image, in a ROLE_USER message only; requires a model with the vision capability.
      * </pre>
      *
      * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>
@@ -719,7 +719,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An image; requires a model with the vision capability.
+     * An image, in a ROLE_USER message only; requires a model with the vision capability.
      * </pre>
      *
      * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>
@@ -737,7 +737,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An image; requires a model with the vision capability.
+     * An image, in a ROLE_USER message only; requires a model with the vision capability.
      * </pre>
      *
      * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>
@@ -755,7 +755,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An image; requires a model with the vision capability.
+     * An image, in a ROLE_USER message only; requires a model with the vision capability.
      * </pre>
      *
      * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>
@@ -782,7 +782,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An image; requires a model with the vision capability.
+     * An image, in a ROLE_USER message only; requires a model with the vision capability.
      * </pre>
      *
      * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>
@@ -805,7 +805,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An image; requires a model with the vision capability.
+     * An image, in a ROLE_USER message only; requires a model with the vision capability.
      * </pre>
      *
      * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>
@@ -815,7 +815,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An image; requires a model with the vision capability.
+     * An image, in a ROLE_USER message only; requires a model with the vision capability.
      * </pre>
      *
      * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>
@@ -833,7 +833,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An image; requires a model with the vision capability.
+     * An image, in a ROLE_USER message only; requires a model with the vision capability.
      * </pre>
      *
      * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>

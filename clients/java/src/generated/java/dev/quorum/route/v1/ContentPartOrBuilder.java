@@ -41,7 +41,7 @@ public interface ContentPartOrBuilder extends
 
   /**
    * <pre>
-   * An image; requires a model with the vision capability.
+   * An image, in a ROLE_USER message only; requires a model with the vision capability.
    * </pre>
    *
    * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>
@@ -50,7 +50,7 @@ public interface ContentPartOrBuilder extends
   boolean hasImage();
   /**
    * <pre>
-   * An image; requires a model with the vision capability.
+   * An image, in a ROLE_USER message only; requires a model with the vision capability.
    * </pre>
    *
    * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>
@@ -59,7 +59,7 @@ public interface ContentPartOrBuilder extends
   dev.quorum.route.v1.ImagePart getImage();
   /**
    * <pre>
-   * An image; requires a model with the vision capability.
+   * An image, in a ROLE_USER message only; requires a model with the vision capability.
    * </pre>
    *
    * <code>.quorum.route.v1.ImagePart image = 2 [json_name = "image"];</code>

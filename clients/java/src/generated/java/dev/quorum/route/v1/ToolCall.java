@@ -60,7 +60,8 @@ private static final long serialVersionUID = 0L;
   private volatile java.lang.Object id_ = "";
   /**
    * <pre>
-   * Identifier the tool result refers back to.
+   * Identifier the tool result refers back to. In a request: unique in the conversation, and
+   * answered by a ROLE_TOOL message right after this one (before any other role's message).
    * </pre>
    *
    * <code>string id = 1 [json_name = "id"];</code>
@@ -81,7 +82,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Identifier the tool result refers back to.
+   * Identifier the tool result refers back to. In a request: unique in the conversation, and
+   * answered by a ROLE_TOOL message right after this one (before any other role's message).
    * </pre>
    *
    * <code>string id = 1 [json_name = "id"];</code>
@@ -547,7 +549,8 @@ private static final long serialVersionUID = 0L;
     private java.lang.Object id_ = "";
     /**
      * <pre>
-     * Identifier the tool result refers back to.
+     * Identifier the tool result refers back to. In a request: unique in the conversation, and
+     * answered by a ROLE_TOOL message right after this one (before any other role's message).
      * </pre>
      *
      * <code>string id = 1 [json_name = "id"];</code>
@@ -567,7 +570,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Identifier the tool result refers back to.
+     * Identifier the tool result refers back to. In a request: unique in the conversation, and
+     * answered by a ROLE_TOOL message right after this one (before any other role's message).
      * </pre>
      *
      * <code>string id = 1 [json_name = "id"];</code>
@@ -588,7 +592,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Identifier the tool result refers back to.
+     * Identifier the tool result refers back to. In a request: unique in the conversation, and
+     * answered by a ROLE_TOOL message right after this one (before any other role's message).
      * </pre>
      *
      * <code>string id = 1 [json_name = "id"];</code>
@@ -605,7 +610,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Identifier the tool result refers back to.
+     * Identifier the tool result refers back to. In a request: unique in the conversation, and
+     * answered by a ROLE_TOOL message right after this one (before any other role's message).
      * </pre>
      *
      * <code>string id = 1 [json_name = "id"];</code>
@@ -619,7 +625,8 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Identifier the tool result refers back to.
+     * Identifier the tool result refers back to. In a request: unique in the conversation, and
+     * answered by a ROLE_TOOL message right after this one (before any other role's message).
      * </pre>
      *
      * <code>string id = 1 [json_name = "id"];</code>

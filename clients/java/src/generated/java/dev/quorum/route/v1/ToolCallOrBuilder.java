@@ -12,7 +12,8 @@ public interface ToolCallOrBuilder extends
 
   /**
    * <pre>
-   * Identifier the tool result refers back to.
+   * Identifier the tool result refers back to. In a request: unique in the conversation, and
+   * answered by a ROLE_TOOL message right after this one (before any other role's message).
    * </pre>
    *
    * <code>string id = 1 [json_name = "id"];</code>
@@ -21,7 +22,8 @@ public interface ToolCallOrBuilder extends
   java.lang.String getId();
   /**
    * <pre>
-   * Identifier the tool result refers back to.
+   * Identifier the tool result refers back to. In a request: unique in the conversation, and
+   * answered by a ROLE_TOOL message right after this one (before any other role's message).
    * </pre>
    *
    * <code>string id = 1 [json_name = "id"];</code>

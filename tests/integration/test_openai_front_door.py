@@ -378,6 +378,19 @@ async def test_stream_error_before_the_answer_is_a_plain_http_error() -> None:
 # --- errors --------------------------------------------------------------------------------
 
 
+def _tool_turn(
+    *, arguments: str = "{}", name: str = "get_weather", call_id: str = "c1"
+) -> dict[str, Any]:
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+    return {
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call_id, "content": "sunny"},
+        ]
+    }
+
+
 @pytest.mark.parametrize(
     ("kwargs", "param"),
     [
@@ -414,6 +427,9 @@ async def test_stream_error_before_the_answer_is_a_plain_http_error() -> None:
             },
             "messages[0].content[0].image_url.url",
         ),
+        (_tool_turn(arguments='{"a": NaN}'), "messages[1].tool_calls[0].function.arguments"),
+        (_tool_turn(name="функция"), "messages[1].tool_calls[0].function.name"),
+        (_tool_turn(call_id="c\n1"), "messages[1].tool_calls[0].id"),
     ],
 )
 async def test_bad_requests_name_the_param(kwargs: dict[str, Any], param: str) -> None:

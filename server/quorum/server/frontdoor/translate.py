@@ -17,6 +17,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import field
 from typing import Any
 
+import orjson
+
 from quorum.server import domain as d
 from quorum.server.catalog import Catalog
 from quorum.server.conversation import tool_turn_problems
@@ -166,9 +168,11 @@ def _path(parent: str, key: str | int | None) -> str:
 
 
 def _json_object(text: str) -> bool:
+    """Strict JSON (as the providers parse it: no NaN, no number past a double) holding
+    an object."""
     try:
-        return isinstance(json.loads(text), dict)
-    except (ValueError, RecursionError):
+        return isinstance(orjson.loads(text), dict)
+    except orjson.JSONDecodeError:
         return False
 
 
@@ -247,8 +251,12 @@ def _tool_calls(raw: Any, path: str, v: _Violations) -> tuple[d.ToolCall, ...]:
         arguments = function.get("arguments", "")
         if not isinstance(call_id, str) or not call_id:
             v.add(f"{cpath}.id", "is required")
+        elif not call_id.isprintable():
+            v.add(f"{cpath}.id", "must be printable: no control characters or line breaks")
         if not isinstance(name, str) or not name:
             v.add(f"{cpath}.function.name", "is required")
+        elif not TOOL_NAME.fullmatch(name):  # the rule of tools[i].function.name
+            v.add(f"{cpath}.function.name", "must be 1-64 letters, digits, '_' or '-'")
         if not isinstance(arguments, str) or (arguments and not _json_object(arguments)):
             v.add(f"{cpath}.function.arguments", "must be a JSON object in a string")
             arguments = ""

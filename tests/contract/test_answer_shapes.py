@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from quorum.server.domain import Tool
 from quorum.server.errors import (
     ProviderAuthError,
     ProviderBadResponse,
@@ -15,15 +16,34 @@ from quorum.server.errors import (
     ProviderRateLimited,
 )
 from quorum.server.providers.anthropic import _finish
-from quorum.server.providers.base import Provider, StreamDelta
+from quorum.server.providers.base import (
+    MAX_ANSWER_BYTES,
+    Provider,
+    ProviderRequest,
+    StreamDelta,
+)
+from quorum.server.providers.http import MAX_BODY_BYTES
 from quorum.server.providers.openai import _read_chunk
 from tests.contract.conftest import VendorCase, ask
 from tests.fakes.common import OK_TEXT, REFUSAL_TEXT
+
+WEATHER = Tool("get_weather", "Current weather in a city.", '{"type": "object"}')
 
 
 async def _streamed(provider: Provider, model: str) -> tuple[str, StreamDelta]:
     deltas = [d async for d in provider.stream(ask(model))]
     return "".join(d.text for d in deltas), deltas[-1]
+
+
+async def _answer(
+    provider: Provider, request: ProviderRequest, mode: str, into: list[StreamDelta]
+) -> None:
+    """Run ``request`` unary (``mode`` "complete") or streamed, each delta into ``into``."""
+    if mode == "complete":
+        await provider.complete(request)
+        return
+    async for delta in provider.stream(request):
+        into.append(delta)
 
 
 async def test_a_refusal_is_a_filtered_answer_never_an_empty_one(
@@ -135,3 +155,79 @@ async def test_prompt_cache_reads_and_writes_are_told_apart(
         assert usage.cached_input_tokens == total // 2
         # Only Anthropic reports what was written to the cache.
         assert usage.cache_write_tokens == (total // 4 if case.kind == "anthropic" else 0)
+
+
+# --- answers a caller could not use --------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+@pytest.mark.parametrize(
+    ("model", "problem"),
+    [
+        ("bad-tool-args", "arguments are not valid JSON: '{not json'"),
+        ("bad-tool-array", "arguments are not a JSON object"),
+        ("bad-tool-name", "no id"),
+    ],
+    ids=["not-json", "not-an-object", "no-id-or-name"],
+)
+async def test_a_malformed_tool_call_is_a_bad_response(
+    provider: Provider, case: VendorCase, model: str, problem: str, mode: str
+) -> None:
+    # The caller could not even send such a call back (Quorum's own request validation
+    # refuses it): the executor must fail over, not answer with it.
+    if case.kind == "anthropic" and model == "bad-tool-args" and mode == "complete":
+        problem = "arguments are not a JSON object"  # the input is a JSON string
+    if case.kind == "gemini" and model != "bad-tool-array":
+        # Gemini's args are a JSON value (a string here is no object); its calls have no
+        # id of their own and the adapter makes one, so only the name can be missing.
+        problem = {"bad-tool-args": "not a JSON object", "bad-tool-name": "no name"}[model]
+    request = ask(model, "Weather?", tools=(WEATHER,))
+    received: list[StreamDelta] = []
+    with pytest.raises(ProviderBadResponse, match="malformed tool call") as caught:
+        await _answer(provider, request, mode, received)
+    assert problem in caught.value.message
+    assert caught.value.provider == provider.name
+    assert caught.value.message.startswith(f"{provider.name}: ")
+    assert not received
+
+
+async def test_well_formed_tool_calls_still_pass(provider: Provider, case: VendorCase) -> None:
+    unary = await provider.complete(ask("tools", "Weather?", tools=(WEATHER,)))
+    deltas = [d async for d in provider.stream(ask("tools", "Weather?", tools=(WEATHER,)))]
+    streamed = [d.tool_call for d in deltas if d.tool_call is not None]
+    for call in (*unary.tool_calls, *streamed):
+        assert call.id and call.name == "get_weather"
+        assert json.loads(call.arguments_json) == {"city": "Paris"}
+    assert len(unary.tool_calls) == len(streamed) == 1
+
+
+async def test_an_answer_just_under_the_size_limit_passes(provider: Provider) -> None:
+    kib = MAX_ANSWER_BYTES // 1024 - 16
+    unary = await provider.complete(ask(f"huge-{kib}"))
+    text, last = await _streamed(provider, f"huge-{kib}")
+    assert len(unary.content) == len(text) == kib * 1024
+    assert last.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+async def test_an_answer_too_large_for_a_grpc_client_is_a_bad_response(
+    provider: Provider, mode: str
+) -> None:
+    # The RouteResponse must fit a default gRPC client's 4 MiB receive limit.
+    model = f"huge-{MAX_ANSWER_BYTES // 1024 + 64}"
+    received: list[StreamDelta] = []
+    with pytest.raises(ProviderBadResponse, match="answer too large") as caught:
+        await _answer(provider, ask(model), mode, received)
+    assert caught.value.provider == provider.name
+    assert not any(d.finish_reason for d in received)  # never a complete answer
+    assert sum(len(d.text) for d in received) <= MAX_ANSWER_BYTES
+
+
+@pytest.mark.parametrize("model", ["huge", "huge-chunked"])
+async def test_a_body_past_the_limit_is_not_read_on(provider: Provider, model: str) -> None:
+    # With a Content-Length the call fails before reading; without one (chunked), as
+    # soon as what was read passes the limit.
+    kib = MAX_BODY_BYTES // 1024 + 1024
+    expected = "byte body" if model == "huge" else "read no further"
+    with pytest.raises(ProviderBadResponse, match=f"answer too large.*{expected}"):
+        await provider.complete(ask(f"{model}-{kib}"))

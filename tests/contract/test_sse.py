@@ -44,6 +44,15 @@ def test_large_single_line() -> None:
     assert parse(b"data: " + payload.encode() + b"\n\n") == [SseEvent("", payload)]
 
 
+def test_pending_counts_an_event_not_yet_complete() -> None:
+    # What the reader holds of an event still coming: the stream is cut off past a limit.
+    parser = SseParser()
+    assert list(parser.feed(b"data: " + b"x" * 1000 + b"\ndata: " + b"y" * 500)) == []
+    assert parser.pending == 1000 + len(b"data: ") + 500
+    assert list(parser.feed(b"\n\n")) == [SseEvent("", "x" * 1000 + "\n" + "y" * 500)]
+    assert parser.pending == 0
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

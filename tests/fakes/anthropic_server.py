@@ -14,7 +14,6 @@ Run alone: ``python -m tests.fakes.anthropic_server --port 0`` prints the base U
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -162,7 +161,7 @@ class AnthropicVendor:
             index += 1
         for call in answer.tool_calls:
             body.append(_block_start(index, _tool_use(call, {})))
-            arguments = json.dumps(call["arguments"])
+            arguments = common.arguments_text(call)
             for cut in range(0, len(arguments) + 1, 10):
                 delta = {"type": "input_json_delta", "partial_json": arguments[cut : cut + 10]}
                 body.append(_event({"type": "content_block_delta", "index": index, "delta": delta}))
@@ -301,7 +300,7 @@ def _message_envelope(parsed: Parsed) -> dict[str, Any]:
     }
 
 
-def _tool_use(call: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
+def _tool_use(call: dict[str, Any], arguments: Any) -> dict[str, Any]:
     return {"type": "tool_use", "id": call["id"], "name": call["name"], "input": arguments}
 
 

@@ -28,6 +28,13 @@ Behaviour is chosen by the model name, or by a script queued through the control
                        OpenAI's API does, and whole, as some compatible servers do
 ``leak-key-mid-stream`` the same message in an in-stream error event (unary: as
                        ``leak-key``)
+``bad-tool-args``      calls the first declared tool with arguments that are not JSON
+                       (``{not json``; where the wire carries a JSON value, Anthropic's
+                       ``input`` and Gemini's ``args``, that text as a JSON string)
+``bad-tool-array``     ...with arguments that are JSON but not an object (``[1, 2]``)
+``bad-tool-name``      ...with an empty name and an empty id
+``huge-<kib>``         answers with ``kib`` KiB of text (in 16 KiB words when streamed)
+``huge-chunked-<kib>`` the same, the unary body sent chunked (no Content-Length)
 ``json``               answers with :data:`JSON_ANSWER`
 ``json-fenced``        the same inside a Markdown code fence (as some models write it)
 ``slow-<ms>``          waits ``ms`` before answering
@@ -74,9 +81,20 @@ TOOL_ARGUMENTS: dict[str, Any] = {"city": "Paris"}
 LOGPROB_STEP = 0.05
 
 _BEHAVIOUR = re.compile(
-    r"^(?P<kind>ok|echo|tools|no-tools|no-usage|cached|refusal|malformed-call|quota|bad-key|leak-key-mid-stream|leak-key|json-fenced|json|drop|drop-mid-stream|error-mid-stream|malformed|"
+    r"^(?P<kind>ok|echo|tools|no-tools|bad-tool-args|bad-tool-array|bad-tool-name|huge-chunked|huge|no-usage|cached|refusal|malformed-call|quota|bad-key|leak-key-mid-stream|leak-key|json-fenced|json|drop|drop-mid-stream|error-mid-stream|malformed|"
     r"truncated-stream|slow|drip|error|ratelimit|ratelimit-date)(?:-(?P<value>\d+(?:\.\d+)?))?$"
 )
+
+
+_VALUED = ("slow", "drip", "error", "ratelimit", "ratelimit-date", "huge", "huge-chunked")
+# Tool arguments of the ``bad-tool-*`` behaviours: the value sent and, where it is no
+# JSON text of a value, the text as a vendor that sends arguments as text sends it.
+_BAD_ARGUMENTS: dict[str, tuple[Any, str | None]] = {
+    "bad-tool-args": ("{not json", "{not json"),
+    "bad-tool-array": ([1, 2], None),
+    "bad-tool-name": (TOOL_ARGUMENTS, None),
+}
+_HUGE_WORD = "x" * (16 * 1024 - 1) + " "
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +112,7 @@ class Behaviour:
             return cls("ok")
         value = match["value"]
         kind = match["kind"]
-        if kind in ("slow", "drip", "error", "ratelimit", "ratelimit-date") and value is None:
+        if kind in _VALUED and value is None:
             return cls("ok")
         return cls(kind, float(value or 0))
 
@@ -141,7 +159,9 @@ class Answer:
     """What the fake model says, before a vendor encodes it."""
 
     text: str = ""
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"id","name","arguments"}
+    # {"id", "name", "arguments"} and, for arguments sent as text that is not their JSON,
+    # "text" (see arguments_text)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
     finish: str = "stop"  # "stop" or "tool_calls"
     input_tokens: int = 0
     output_tokens: int = 0
@@ -321,9 +341,27 @@ class FakeServer:
         except BadRequest as exc:
             return self._error(exc.status, exc.message)
         if not parsed.stream:
+            if kind == "huge-chunked":
+                return await self._chunked(request, vendor.unary(parsed, answer))
             self.stats.completed += 1
             return web.json_response(vendor.unary(parsed, answer))
         return await self._stream(request, behaviour, parsed, answer)
+
+    async def _chunked(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        """``body`` as JSON sent in 64 KiB chunks, with no Content-Length."""
+        data = json.dumps(body).encode()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        try:
+            await response.prepare(request)
+            for start in range(0, len(data), 65536):
+                await response.write(data[start : start + 65536])
+            await response.write_eof()
+        except ConnectionResetError:
+            self.stats.client_disconnects += 1
+            return response
+        self.stats.completed += 1
+        return response
 
     async def _stream(
         self, request: web.Request, behaviour: Behaviour, parsed: Parsed, answer: Answer
@@ -374,6 +412,20 @@ class FakeServer:
             answer.failed_finish = "MALFORMED_FUNCTION_CALL" if "call" in behaviour.kind else ""
         elif behaviour.kind == "refusal":
             answer.text, answer.refused = REFUSAL_TEXT, True
+        elif behaviour.kind in ("huge", "huge-chunked"):
+            size = int(behaviour.value * 1024)
+            answer.text = (_HUGE_WORD * (size // len(_HUGE_WORD) + 1))[:size]
+        elif behaviour.kind in _BAD_ARGUMENTS:
+            if not parsed.tools:
+                raise BadRequest(f"model {behaviour.kind!r} needs a tool in the request")
+            arguments, text = _BAD_ARGUMENTS[behaviour.kind]
+            call = {"id": self.vendor.call_id(0), "name": parsed.tools[0], "arguments": arguments}
+            if behaviour.kind == "bad-tool-name":
+                call["id"] = call["name"] = ""
+            if text is not None:
+                call["text"] = text
+            answer.tool_calls = [call]
+            answer.finish = "tool_calls"
         elif parsed.forced_tool or (calls and parsed.tool_choice != "none"):
             if not parsed.tools:
                 raise BadRequest("model 'tools' needs at least one tool in the request")
@@ -454,6 +506,13 @@ def _reset_connection(request: web.Request) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
+
+
+def arguments_text(call: dict[str, Any]) -> str:
+    """A call's arguments as a vendor that sends them as text (OpenAI; Anthropic's
+    stream) sends them."""
+    text = call.get("text")
+    return str(text) if text is not None else json.dumps(call["arguments"])
 
 
 def sse(data: Any, event: str = "", *, crlf: bool = False) -> bytes:

@@ -203,7 +203,7 @@ class OpenAIVendor:
         field = "refusal" if answer.refused else "content"
         body += [chunk({field: piece}, index=i) for i, piece in enumerate(answer.pieces())]
         for index, call in enumerate(answer.tool_calls):
-            arguments = json.dumps(call["arguments"])
+            arguments = common.arguments_text(call)
             opening = {"index": index, "id": call["id"], "type": "function"}
             body.append(
                 chunk(
@@ -335,7 +335,7 @@ def _call(call: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": call["id"],
         "type": "function",
-        "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+        "function": {"name": call["name"], "arguments": common.arguments_text(call)},
     }
 
 

@@ -18,6 +18,8 @@ Mapping from Quorum's conversation:
 * ``temperature`` and ``top_p`` are not sent together (recent models refuse the pair):
   with both set, only ``temperature`` goes.
 * Stop reasons are translated to the OpenAI vocabulary the rest of Quorum uses.
+* A ``tool_use`` block without an id or a name, or whose input is not a JSON object, and
+  an answer over :data:`~quorum.server.providers.base.MAX_ANSWER_BYTES` are bad responses.
 """
 
 from __future__ import annotations
@@ -46,8 +48,16 @@ from quorum.server.domain import (
 )
 from quorum.server.errors import ProviderBadResponse
 from quorum.server.providers import sse
-from quorum.server.providers.base import ProviderRequest, StreamDelta, portable_call_id
+from quorum.server.providers.base import (
+    AnswerSize,
+    ProviderRequest,
+    StreamDelta,
+    checked_completion,
+    checked_tool_call,
+    portable_call_id,
+)
 from quorum.server.providers.http import (
+    MAX_BODY_BYTES,
     HttpClient,
     credentials,
     error_for_status,
@@ -111,13 +121,15 @@ class AnthropicProvider:
             self._body(request, stream=False),
             headers=self._headers,
             time_limit=self._timeout(request),
+            max_bytes=MAX_BODY_BYTES,
         )
         try:
-            return _completion(answer, json_tool=_json_tool(request))
+            completion = _completion(answer, json_tool=_json_tool(request))
         except _SHAPE_ERRORS as exc:
             raise ProviderBadResponse(
                 f"{self._name}: unexpected message shape: {exc!r}", provider=self._name
             ) from exc
+        return checked_completion(self._name, completion)
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
         json_tool = _json_tool(request)
@@ -126,6 +138,7 @@ class AnthropicProvider:
         output_tokens = 0
         stop_reason = ""
         stopped = False
+        size = AnswerSize(self._name)
         async with sse.open_events(
             self._http,
             self._name,
@@ -155,25 +168,28 @@ class AnthropicProvider:
                             "json": "",
                         }
                         if block["type"] == "text" and block.get("text"):
+                            size.add(str(block["text"]))
                             yield StreamDelta(text=str(block["text"]))
                     elif kind == "content_block_delta":
                         delta = data["delta"]
                         slot = blocks[int(data["index"])]
                         if delta["type"] == "text_delta":
+                            size.add(str(delta["text"]))
                             yield StreamDelta(text=str(delta["text"]))
                         elif delta["type"] == "input_json_delta":
+                            piece = str(delta["partial_json"])
+                            size.add(piece)
                             if json_tool and slot["name"] == json_tool:
-                                yield StreamDelta(text=str(delta["partial_json"]))
+                                yield StreamDelta(text=piece)
                             else:
-                                slot["json"] += str(delta["partial_json"])
+                                slot["json"] += piece
                     elif kind == "content_block_stop":
                         slot = blocks[int(data["index"])]
                         if slot["type"] == "tool_use" and not (
                             json_tool and slot["name"] == json_tool
                         ):
-                            yield StreamDelta(
-                                tool_call=ToolCall(slot["id"], slot["name"], slot["json"] or "{}")
-                            )
+                            call = ToolCall(slot["id"], slot["name"], slot["json"] or "{}")
+                            yield StreamDelta(tool_call=checked_tool_call(self._name, call))
                     elif kind == "message_delta":
                         stop_reason = str(data["delta"].get("stop_reason") or stop_reason)
                         usage = data.get("usage") or {}
@@ -389,7 +405,9 @@ def _completion(answer: Any, *, json_tool: str) -> Completion:
                 answered_json = True
             else:
                 arguments = json.dumps(block.get("input") or {}, ensure_ascii=False)
-                calls.append(ToolCall(str(block["id"]), str(block["name"]), arguments))
+                calls.append(
+                    ToolCall(str(block.get("id") or ""), str(block["name"] or ""), arguments)
+                )
     usage = answer.get("usage") or {}
     return Completion(
         content="".join(texts) if not answered_json else texts[-1],

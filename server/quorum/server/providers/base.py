@@ -14,13 +14,22 @@ import re
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+import orjson
+
 from quorum.server.domain import Completion, GenerationParams, Message, ToolCall, Usage
-from quorum.server.errors import ProviderBadResponse
+from quorum.server.errors import ProviderBadResponse, echo
 from quorum.server.values import value_type
 
 # More tokens than any model reads or writes in one call: a count beyond it (or below
 # zero) is a broken answer, never something to bill or to put in an account.
 MAX_PLAUSIBLE_TOKENS = 100_000_000
+
+# The most an answer may hold: its text and its tool calls' arguments, in UTF-8 bytes.
+# The RouteResponse that carries it (with its attempts, usage and metadata) must fit a
+# default gRPC client's 4 MiB receive limit: a larger answer is one the caller cannot
+# even receive, so it is a bad response (failed over, never billed as a success). It is
+# also far more than any model writes in one turn (about 750,000 tokens).
+MAX_ANSWER_BYTES = 3 * 1024 * 1024
 
 # Tool call ids OpenAI (at most 40 characters) and Anthropic (letters, digits, _ and -)
 # both accept.
@@ -106,6 +115,74 @@ def checked_usage(provider: str, usage: Usage) -> Usage:
             provider=provider,
         )
     return usage
+
+
+def utf8_size(text: str) -> int:
+    """``text``'s size in UTF-8 bytes (an ASCII text's without encoding it)."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def answer_too_large(provider: str, what: str) -> ProviderBadResponse:
+    """The error for an answer over :data:`MAX_ANSWER_BYTES`; ``what`` says how big."""
+    return ProviderBadResponse(
+        f"{provider}: answer too large: {what}, over the {MAX_ANSWER_BYTES}-byte limit",
+        provider=provider,
+    )
+
+
+class AnswerSize:
+    """A stream's answer so far, in UTF-8 bytes of text and tool-call arguments: adding
+    a piece that takes it over :data:`MAX_ANSWER_BYTES` raises a bad response."""
+
+    __slots__ = ("provider", "size")
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.size = 0
+
+    def add(self, piece: str) -> None:
+        self.size += len(piece) if piece.isascii() else utf8_size(piece)
+        if self.size > MAX_ANSWER_BYTES:
+            raise answer_too_large(self.provider, f"{self.size} bytes streamed")
+
+
+def checked_tool_call(provider: str, call: ToolCall) -> ToolCall:
+    """``call`` as ``provider`` made it, if a caller can send it back in its next turn (an
+    id, a name, arguments that are a JSON object, as Quorum's own request validation
+    wants them); else a bad response, for the executor to fail over."""
+    problem = ""
+    if not call.id:
+        problem = "no id"
+    elif not call.name:
+        problem = "no name"
+    elif call.arguments_json:  # none at all is no arguments, as a request may send it
+        try:
+            arguments = orjson.loads(call.arguments_json)
+        except orjson.JSONDecodeError:
+            problem = f"arguments are not valid JSON: {echo(call.arguments_json)}"
+        else:
+            if not isinstance(arguments, dict):
+                problem = f"arguments are not a JSON object: {echo(call.arguments_json)}"
+    if problem:
+        raise ProviderBadResponse(
+            f"{provider}: malformed tool call {echo(call.name)}: {problem}", provider=provider
+        )
+    return call
+
+
+def checked_completion(provider: str, completion: Completion) -> Completion:
+    """``completion`` as ``provider`` answered it, if every tool call is well formed
+    (:func:`checked_tool_call`) and it is within :data:`MAX_ANSWER_BYTES`; else a bad
+    response."""
+    size = utf8_size(completion.content)
+    for call in completion.tool_calls:
+        checked_tool_call(provider, call)
+        size += utf8_size(call.arguments_json)
+    if size > MAX_ANSWER_BYTES:
+        raise answer_too_large(provider, f"{size} bytes")
+    return completion
 
 
 def portable_call_id(call_id: str) -> str:

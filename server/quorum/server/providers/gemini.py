@@ -20,6 +20,9 @@ Mapping choices:
   ``candidatesTokenCount`` + ``thoughtsTokenCount`` (thinking is billed as output).
 * ``logprobs`` sets ``responseLogprobs``; the candidate's ``avgLogprobs`` is the mean.
 * A 429 without ``Retry-After`` takes its delay from the ``google.rpc.RetryInfo`` detail.
+* A function call without a name, or whose ``args`` are not a JSON object, and an answer
+  over :data:`~quorum.server.providers.base.MAX_ANSWER_BYTES` are bad responses (a call
+  without an id is not: the adapter makes one).
 """
 
 from __future__ import annotations
@@ -55,8 +58,15 @@ from quorum.server.errors import (
     ProviderRejected,
 )
 from quorum.server.providers import sse
-from quorum.server.providers.base import ProviderRequest, StreamDelta
+from quorum.server.providers.base import (
+    AnswerSize,
+    ProviderRequest,
+    StreamDelta,
+    checked_completion,
+    checked_tool_call,
+)
 from quorum.server.providers.http import (
+    MAX_BODY_BYTES,
     HttpClient,
     credentials,
     error_for_status,
@@ -114,6 +124,7 @@ class GeminiProvider:
             headers=self._headers,
             time_limit=self._timeout(request),
             refine=_retry_info,
+            max_bytes=MAX_BODY_BYTES,
         )
         try:
             state = _State(self._secrets)
@@ -124,10 +135,11 @@ class GeminiProvider:
                 f"{self._name}: unexpected response shape: {exc!r}", provider=self._name
             ) from exc
         state.check_finished(self._name)
-        return completion
+        return checked_completion(self._name, completion)
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
         state = _State(self._secrets)
+        size = AnswerSize(self._name)
         async with sse.open_events(
             self._http,
             self._name,
@@ -146,9 +158,11 @@ class GeminiProvider:
                         f"{self._name}: unexpected stream chunk: {exc!r}", provider=self._name
                     ) from exc
                 if text:
+                    size.add(text)
                     yield StreamDelta(text=text)
                 for call in calls:
-                    yield StreamDelta(tool_call=call)
+                    size.add(call.arguments_json)
+                    yield StreamDelta(tool_call=checked_tool_call(self._name, call))
         if not state.finish:
             raise ProviderBadResponse(
                 f"{self._name}: stream ended without a finishReason", provider=self._name
@@ -264,7 +278,7 @@ class _State:
                 if part.get("thoughtSignature"):
                     call_id += _SIGNATURE + str(part["thoughtSignature"])
                 arguments = json.dumps(call.get("args") or {}, ensure_ascii=False)
-                calls.append(ToolCall(call_id, str(call["name"]), arguments))
+                calls.append(ToolCall(call_id, str(call.get("name") or ""), arguments))
             elif "text" in part and not part.get("thought"):
                 texts.append(str(part["text"]))
         if candidate.get("finishReason"):

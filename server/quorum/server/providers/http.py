@@ -37,6 +37,14 @@ from quorum.server.errors import (
     ProviderUnavailable,
 )
 
+# The most of an answer's body read (decompressed), and of one server-sent event: its
+# text and tool calls are held to base.MAX_ANSWER_BYTES (the RouteResponse must fit a
+# default gRPC client's 4 MiB), but the body around them is larger: the JSON envelope,
+# escapes (a "\uXXXX" is 6 bytes) and per-token log-probabilities (about 85 bytes a
+# token: 11 MB for the 128k tokens the longest answers have today). A body past this
+# limit is not read on: a bad response, never tens of megabytes held in memory.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""

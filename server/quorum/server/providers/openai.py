@@ -21,6 +21,8 @@ Choices made for compatibility with the many servers that speak this API:
   ``content_filter``, as Anthropic's ``refusal`` stop is, not an empty ``stop``.
 * Tool-call deltas are assembled by ``index``; a server that sends each call whole
   without one gets a new call for each new id.
+* A tool call without an id or a name, or whose arguments are not a JSON object, and an
+  answer over :data:`~quorum.server.providers.base.MAX_ANSWER_BYTES` are bad responses.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 from pydantic import SecretStr
 
 from quorum.server.config import ProviderConfig
@@ -48,8 +51,16 @@ from quorum.server.domain import (
 )
 from quorum.server.errors import ProviderBadResponse, ProviderUnavailable
 from quorum.server.providers import sse
-from quorum.server.providers.base import ProviderRequest, StreamDelta, portable_call_id
+from quorum.server.providers.base import (
+    AnswerSize,
+    ProviderRequest,
+    StreamDelta,
+    checked_completion,
+    checked_tool_call,
+    portable_call_id,
+)
 from quorum.server.providers.http import (
+    MAX_BODY_BYTES,
     HttpClient,
     credentials,
     redact,
@@ -99,13 +110,15 @@ class OpenAIProvider:
             body,
             headers=self._headers,
             time_limit=self._timeout(request),
+            max_bytes=MAX_BODY_BYTES,
         )
         try:
-            return _completion(answer)
+            completion = _completion(answer)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise ProviderBadResponse(
                 f"{self._name}: unexpected completion shape: {exc!r}", provider=self._name
             ) from exc
+        return checked_completion(self._name, completion)
 
     async def stream(self, request: ProviderRequest) -> AsyncIterator[StreamDelta]:
         body = self._body(request, stream=True)
@@ -113,6 +126,7 @@ class OpenAIProvider:
         usage: Usage | None = None
         finish = ""
         done = refused = False
+        size = AnswerSize(self._name)
         async with sse.open_events(
             self._http,
             self._name,
@@ -129,7 +143,7 @@ class OpenAIProvider:
                     continue
                 chunk = sse.decode_json(self._name, event.data)
                 try:
-                    text, chunk_finish, chunk_usage, refusal = _read_chunk(
+                    text, chunk_finish, chunk_usage, refusal, arguments = _read_chunk(
                         self._name, chunk, calls, self._secrets
                     )
                 except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -139,7 +153,10 @@ class OpenAIProvider:
                 usage = chunk_usage or usage
                 finish = chunk_finish or finish
                 refused = refused or bool(refusal)
+                if arguments:
+                    size.add(arguments)
                 if text or refusal:
+                    size.add(text + refusal)
                     yield StreamDelta(text=text + refusal)
         if not done and not finish:
             raise ProviderBadResponse(
@@ -147,7 +164,8 @@ class OpenAIProvider:
             )
         for index in sorted(calls):
             call = calls[index]
-            yield StreamDelta(tool_call=ToolCall(call["id"], call["name"], call["arguments"]))
+            tool_call = ToolCall(call["id"], call["name"], call["arguments"] or "{}")
+            yield StreamDelta(tool_call=checked_tool_call(self._name, tool_call))
         # No usage (a server that ignores include_usage): None, so the caller estimates it.
         finish = "content_filter" if refused else finish or "stop"
         yield StreamDelta(finish_reason=finish, usage=usage)
@@ -265,9 +283,9 @@ def _completion(answer: Any) -> Completion:
     message = choice["message"]
     calls = tuple(
         ToolCall(
-            id=str(call["id"]),
-            name=str(call["function"]["name"]),
-            arguments_json=str(call["function"].get("arguments") or "{}"),
+            id=str(call.get("id") or ""),
+            name=str(call["function"].get("name") or ""),
+            arguments_json=_arguments(call["function"].get("arguments")),
         )
         for call in message.get("tool_calls") or ()
     )
@@ -289,6 +307,14 @@ def _completion(answer: Any) -> Completion:
     )
 
 
+def _arguments(raw: Any, default: str = "{}") -> str:
+    """A call's ``arguments`` (or a streamed piece of them, with ``default`` ""): a JSON
+    text; an object sent as is, as a few compatible servers do, is written as one."""
+    if isinstance(raw, dict):
+        return orjson.dumps(raw).decode()
+    return str(raw or default)
+
+
 def _usage(raw: Any) -> Usage:
     if not raw:
         return Usage()
@@ -308,10 +334,11 @@ def _mean_logprob(raw: Any) -> float | None:
 
 def _read_chunk(
     provider: str, chunk: Any, calls: dict[int, dict[str, str]], secrets: tuple[str, ...] = ()
-) -> tuple[str, str, Usage | None, str]:
-    """Fold one ``chat.completion.chunk`` in: its text, finish reason, usage and refusal
-    text (a model that declines streams its explanation in ``delta.refusal``). An error
-    chunk raises, its message redacted of ``secrets``."""
+) -> tuple[str, str, Usage | None, str, str]:
+    """Fold one ``chat.completion.chunk`` in: its text, finish reason, usage, refusal
+    text (a model that declines streams its explanation in ``delta.refusal``) and the
+    tool-call arguments it added. An error chunk raises, its message redacted of
+    ``secrets``."""
     if isinstance(chunk, dict) and chunk.get("error"):
         error = chunk["error"]
         message = error.get("message", "") if isinstance(error, dict) else str(error)
@@ -320,9 +347,10 @@ def _read_chunk(
     usage = _usage(chunk["usage"]) if chunk.get("usage") else None
     choices = chunk.get("choices") or []
     if not choices:
-        return "", "", usage, ""
+        return "", "", usage, "", ""
     choice = choices[0]
     delta = choice.get("delta") or {}
+    added = ""
     for call in delta.get("tool_calls") or ():
         index = call.get("index")
         if index is None:
@@ -334,10 +362,12 @@ def _read_chunk(
         function = call.get("function") or {}
         slot["id"] = call.get("id") or slot["id"]
         slot["name"] += function.get("name") or ""
-        slot["arguments"] += function.get("arguments") or ""
+        arguments = _arguments(function.get("arguments"), "")
+        slot["arguments"] += arguments
+        added += arguments
     text = delta.get("content") or ""
     refusal = delta.get("refusal") or ""
-    return str(text), str(choice.get("finish_reason") or ""), usage, str(refusal)
+    return str(text), str(choice.get("finish_reason") or ""), usage, str(refusal), added
 
 
 def _tool_choice(choice: ToolChoice) -> str | dict[str, Any]:

@@ -40,7 +40,13 @@ from quorum.server.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from quorum.server.providers.http import HttpClient, credentials, error_for_status, redact
+from quorum.server.providers.http import (
+    MAX_BODY_BYTES,
+    HttpClient,
+    credentials,
+    error_for_status,
+    redact,
+)
 from quorum.server.values import value_type
 
 _MAX_ERROR_TEXT = 500
@@ -69,6 +75,12 @@ class SseParser:
         self._buffer = b""
         self._event = ""
         self._data: list[str] = []
+        self._data_size = 0  # characters in _data
+
+    @property
+    def pending(self) -> int:
+        """How much of an event not yet complete is held (bytes and characters)."""
+        return len(self._buffer) + self._data_size
 
     def feed(self, chunk: bytes) -> Iterator[SseEvent]:
         """Consume ``chunk`` and yield every event it completes."""
@@ -89,7 +101,7 @@ class SseParser:
             if not self._data and not self._event:
                 return None
             event = SseEvent(self._event, "\n".join(self._data))
-            self._event, self._data = "", []
+            self._event, self._data, self._data_size = "", [], 0
             return event
         if line.startswith(":"):
             return None
@@ -97,6 +109,7 @@ class SseParser:
         value = value.removeprefix(" ")
         if field == "data":
             self._data.append(value)
+            self._data_size += len(value)
         elif field == "event":
             self._event = value
         return None
@@ -205,13 +218,20 @@ async def post_json(
     headers: Mapping[str, str],
     time_limit: aiohttp.ClientTimeout,
     refine: ErrorRefiner | None = None,
+    max_bytes: int | None = None,
 ) -> Any:
-    """POST ``body`` as JSON and return the decoded JSON answer (errors translated)."""
+    """POST ``body`` as JSON and return the decoded JSON answer (errors translated).
+
+    A body over ``max_bytes`` (when given) is not read on: a :class:`ProviderBadResponse`.
+    """
     with translate_errors(provider):
         async with http.session.post(
             url, data=_encode(body), headers=_json_headers(headers), timeout=time_limit
         ) as response:
-            raw = await response.read()
+            if max_bytes is None:
+                raw = await response.read()
+            else:
+                raw = await _read_at_most(provider, response, max_bytes)
             if response.status >= 400:
                 raise _status_error(provider, response, raw, refine, credentials(headers))
     return decode_json(provider, raw)
@@ -259,6 +279,31 @@ async def open_events(
         await events.aclose()
 
 
+async def _read_at_most(provider: str, response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body of ``response``, if it is at most ``limit`` bytes (decompressed); else a
+    bad response, raised as soon as its Content-Length or what was read says so, the
+    connection closed rather than read to its end."""
+    length = response.content_length
+    if length is not None and length > limit:
+        response.close()
+        raise ProviderBadResponse(
+            f"{provider}: answer too large: a {length}-byte body, over the {limit}-byte limit",
+            provider=provider,
+        )
+    pieces: list[bytes] = []
+    size = 0
+    async for piece in response.content.iter_any():
+        size += len(piece)
+        if size > limit:
+            response.close()
+            raise ProviderBadResponse(
+                f"{provider}: answer too large: over {limit} bytes of body, read no further",
+                provider=provider,
+            )
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
 async def _events(provider: str, response: aiohttp.ClientResponse) -> AsyncGenerator[SseEvent]:
     parser = SseParser()
     chunks = response.content.iter_any()
@@ -270,6 +315,11 @@ async def _events(provider: str, response: aiohttp.ClientResponse) -> AsyncGener
                 break
         for event in parser.feed(chunk):
             yield event
+        if parser.pending > MAX_BODY_BYTES:  # one event that never ends
+            raise ProviderBadResponse(
+                f"{provider}: answer too large: an event of over {MAX_BODY_BYTES} bytes",
+                provider=provider,
+            )
     last = parser.close()
     if last is not None:
         yield last

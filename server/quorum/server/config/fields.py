@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from yarl import URL
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")]
 CapabilityName = Literal["tools", "vision", "json_mode", "json_schema", "streaming", "logprobs"]
@@ -15,7 +18,15 @@ PriorityName = Literal["latency", "balanced", "quality", "cost"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a number must be written as a number (``true`` or ``"0.1"`` is refused; an
+    # integer is still taken where a float is expected), a flag as true/false.
+    # allow_inf_nan: .inf and .nan are never a meaningful setting.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# Token counts end up in protobuf uint32 fields (ModelInfo.context_window): 100M is far
+# above any model's window and well inside that range.
+MAX_TOKENS = 100_000_000
 
 
 NormalizerName = Literal["auto", "exact", "text", "numeric", "choice", "json", "labels"]
@@ -32,3 +43,45 @@ def _port_in_range(value: str) -> str:
 
 HostPort = Annotated[str, Field(pattern=_HOST_PORT), AfterValidator(_port_in_range)]
 """``HOST:PORT`` (``[v6]:PORT`` too), the port within 0-65535."""
+
+
+# A host as it may be written after IDNA encoding (yarl encodes non-ASCII names).
+_HOST = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+
+def check_url(
+    value: str,
+    schemes: tuple[str, ...],
+    *,
+    host: bool = True,
+    credentials: bool = False,
+    query: bool = False,
+) -> str:
+    """Parse ``value`` as a URL the way the HTTP client will, and raise ValueError with
+    what is wrong: a scheme not in ``schemes``, whitespace or control characters, no
+    host (when ``host``), a bad port, user:password@ (unless ``credentials``), a query
+    or fragment (unless ``query``)."""
+    if not value.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+        raise ValueError("must start with " + " or ".join(f"{s}://" for s in schemes))
+    if any(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in value):
+        raise ValueError("must not contain spaces or control characters")
+    try:
+        url = URL(value)
+        port = url.explicit_port
+        raw_host = url.raw_host
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise ValueError(f"not a valid URL ({exc})") from None
+    if host:
+        if not raw_host:
+            raise ValueError("has no host")
+        if ":" not in raw_host and not _HOST.fullmatch(raw_host):  # ":": an IPv6 address
+            raise ValueError(f'host "{url.host}" is not a valid host name')
+        if port == 0:
+            raise ValueError("port must be within 1-65535")
+    if not credentials and (url.raw_user is not None or url.raw_password is not None):
+        raise ValueError(
+            "must not contain user:password@; put credentials in api_key_env or headers"
+        )
+    if not query and (url.raw_query_string or url.raw_fragment or "?" in value or "#" in value):
+        raise ValueError("must not have a query (?) or fragment (#)")
+    return value

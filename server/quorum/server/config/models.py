@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from quorum.server.config.fields import (
+    MAX_TOKENS,
     CapabilityName,
     DifficultyName,
     Name,
@@ -27,9 +28,9 @@ def _default_capabilities() -> list[CapabilityName]:
 class SimulatedBehaviour(Strict):
     """How a simulated model behaves: latency, failures and answer quality."""
 
-    latency_ms_p50: float = Field(300.0, ge=0)
-    latency_ms_p95: float = Field(800.0, ge=0)
-    ms_per_output_token: float = Field(0.0, ge=0)
+    latency_ms_p50: float = Field(300.0, ge=0, le=600_000)
+    latency_ms_p95: float = Field(800.0, ge=0, le=600_000)
+    ms_per_output_token: float = Field(0.0, ge=0, le=60_000)
     failure_rate: float = Field(0.0, ge=0, le=1)
     skill: dict[DifficultyName, float] = Field(default_factory=_default_skill)
     refusal_share: float = Field(
@@ -80,9 +81,12 @@ class ModelConfig(Strict):
     # Gemini reads 0.25, anything else the input price).
     cached_input_usd_per_mtok: float | None = Field(None, ge=0, le=10_000)
     cache_write_usd_per_mtok: float | None = Field(None, ge=0, le=10_000)
-    context_window: int = Field(128_000, ge=256)
+    context_window: int = Field(128_000, ge=256, le=MAX_TOKENS)
     max_output_tokens: int | None = Field(
-        None, ge=1, description="the most it writes; requests asking for more go elsewhere"
+        None,
+        ge=1,
+        le=MAX_TOKENS,
+        description="the most it writes; requests asking for more go elsewhere",
     )
     capabilities: list[CapabilityName] = Field(default_factory=_default_capabilities)
     max_sensitivity: SensitivityName = "internal"

@@ -15,6 +15,7 @@ from quorum.server.config.fields import (
     SensitivityName,
     StrategyName,
     Strict,
+    check_url,
 )
 
 
@@ -133,7 +134,7 @@ class CacheConfig(Strict):
     max_entries: int = Field(10_000, ge=1, le=10_000_000)
     max_entry_bytes: int = Field(256 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_memory_bytes: int = Field(
-        64 * 1024 * 1024, ge=1024, description="in-process store only: total size bound"
+        64 * 1024 * 1024, ge=1024, le=1024**4, description="in-process store only: total size bound"
     )
     cache_tool_calls: bool = False
     cache_nonzero_temperature: bool = False
@@ -153,10 +154,8 @@ class TracingConfig(Strict):
 
     @field_validator("otlp_endpoint")
     @classmethod
-    def _otlp_scheme(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
+    def _otlp_url(cls, value: str) -> str:
+        return check_url(value, ("http", "https"))
 
 
 class ObservabilityConfig(Strict):

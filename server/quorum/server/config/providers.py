@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from quorum.server.config.fields import Strict
+from quorum.server.config.fields import Strict, check_url
 
 
 class BreakerConfig(Strict):
@@ -51,8 +51,8 @@ class LimitsConfig(Strict):
     """Client-side limits of one provider; beyond them requests queue, then fail over."""
 
     max_concurrency: int | None = Field(None, ge=1, le=100_000)
-    requests_per_minute: int | None = Field(None, ge=1)
-    tokens_per_minute: int | None = Field(None, ge=1)
+    requests_per_minute: int | None = Field(None, ge=1, le=100_000_000)
+    tokens_per_minute: int | None = Field(None, ge=1, le=100_000_000_000)
     max_queue: int = Field(64, ge=0, le=100_000)
     max_queue_wait_s: float = Field(1.0, ge=0, le=600)
 
@@ -73,7 +73,7 @@ class ProviderConfig(Strict):
 
     @field_validator("base_url")
     @classmethod
-    def _url_scheme(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
+    def _url(cls, value: str) -> str:
+        if value:
+            check_url(value, ("http", "https"))
         return value.rstrip("/")

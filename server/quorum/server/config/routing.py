@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
+from yarl import URL
 
 from quorum.server.config.fields import (
     DifficultyName,
@@ -14,6 +15,7 @@ from quorum.server.config.fields import (
     PriorityName,
     StrategyName,
     Strict,
+    check_url,
 )
 
 
@@ -128,9 +130,18 @@ class StateConfig(Strict):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return value
+        if value.startswith("unix://"):  # unix:///path/to/redis.sock?db=0
+            check_url(value, ("unix",), host=False, credentials=True, query=True)
+            if not URL(value).path.strip("/"):
+                raise ValueError("unix:// needs the socket's path, e.g. unix:///run/redis.sock")
+            return value
+        check_url(value, ("redis", "rediss", "unix"), credentials=True, query=True)
+        db = URL(value).path.strip("/")
+        if db and not db.isdigit():
+            raise ValueError(f'the database after the host must be a number, not "{db}"')
         return value
 
 

@@ -22,7 +22,8 @@ def _connection_age(value: float) -> float:
     return value
 
 
-ConnectionAge = Annotated[float, AfterValidator(_connection_age)]
+# .inf gets the message above rather than pydantic's "should be a finite number".
+ConnectionAge = Annotated[float, Field(allow_inf_nan=True), AfterValidator(_connection_age)]
 
 
 class TlsConfig(Strict):
@@ -46,7 +47,7 @@ class ServerConfig(Strict):
     max_connection_age_grace_s: ConnectionAge = Field(30.0, ge=0)
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     max_messages: int = Field(256, ge=1, le=10_000)
-    max_concurrent_rpcs: int = Field(1024, ge=1)
+    max_concurrent_rpcs: int = Field(1024, ge=1, le=1_000_000)
     default_deadline_s: float = Field(60.0, gt=0, le=3600)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_prompts: bool = False

@@ -333,3 +333,25 @@ async def test_a_caller_that_stops_reading_stops_the_upstream_read(
     chunks = sum(event.WhichOneof("event") == "chunk" for event in events)
     assert held < chunks / 2  # not the whole answer
     assert events[-1].WhichOneof("event") == "final" and emitted == chunks + 2
+
+
+async def test_a_caller_that_stops_reading_frees_its_admission_place_at_the_deadline() -> None:
+    # The work ends at the server's deadline (the caller set none), but the error event
+    # then waits behind the unread answer: the place must be free for others by then.
+    data = with_model(sim_config(), "flash", simulated={"output_tokens": 40_000})
+    data["server"] = {"default_deadline_s": 1.0}
+    data["admission"] = {"max_inflight": 1, "retry_after_s": 0.1}
+    request = svc.RouteStreamRequest(
+        request=build_request("Tell me a long story", hints=pb.RoutingHints(model="flash"))
+    )
+    async with running_server(parse_config(data)) as (running, client):
+        options = [("grpc.http2.bdp_probe", 0)]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}", options) as channel:
+            held = svc_grpc.RouteServiceStub(channel).RouteStream(request)  # no deadline
+            await held.read()
+            with pytest.raises(QuorumError) as refused:
+                await client.route("hi")
+            assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+            await asyncio.sleep(1.5)  # past the server's deadline; still not reading
+            assert (await client.route("hi")).content
+            held.cancel()

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import contextvars
 import time
-from collections.abc import AsyncGenerator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import replace
 
 from pydantic import SecretStr
@@ -352,6 +352,7 @@ class Router:
         *,
         timeout_s: float | None = None,
         restart_streams: bool = True,
+        on_settled: Callable[[], None] | None = None,
     ) -> AsyncGenerator[Event | RouteResult, None]:
         """Route ``request`` as a stream of events, the plan first and the full account
         (a :class:`RouteResult`) last.
@@ -362,13 +363,16 @@ class Router:
         before the account. Closing the iterator cancels the work and its upstream calls.
         Without ``restart_streams`` a stream broken mid-way ends with its error instead
         of restarting on the next model (which would call, and pay for, that model).
+        ``on_settled`` is called as soon as the work is over (answered or failed), even
+        while events still wait for the caller to read them: what is left is only the
+        caller's reading.
         """
         events = EventQueue()
         planned = streamed = False
         work = self.route(
             request, timeout_s=timeout_s, sink=events, restart_streams=restart_streams
         )
-        events_of = forward(work, events)
+        events_of = forward(work, events, on_settled)
         async with contextlib.aclosing(events_of):  # closing this closes the work too
             async for item in events_of:
                 if isinstance(item, PlanMade):

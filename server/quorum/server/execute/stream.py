@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -409,15 +409,24 @@ class EventQueue:
             self._room = None
 
 
-async def forward(work: Awaitable[R], sink: EventQueue) -> AsyncGenerator[Event | R, None]:
+async def forward(
+    work: Awaitable[R], sink: EventQueue, on_done: Callable[[], None] | None = None
+) -> AsyncGenerator[Event | R, None]:
     """Yield the events ``work`` emits into ``sink`` as they happen, then its result.
 
     ``work``'s error is raised after its events. Closing the iterator early cancels
-    ``work`` (and with it any upstream call).
+    ``work`` (and with it any upstream call). ``on_done`` is called as soon as ``work``
+    ends, however it ends, even while earlier events still wait to be read.
     """
     queue = sink._queue
     task = asyncio.ensure_future(work)
-    task.add_done_callback(lambda _: queue.put_nowait(None))  # None: work is done
+
+    def done(_: object) -> None:
+        queue.put_nowait(None)  # None: work is done
+        if on_done is not None:
+            on_done()
+
+    task.add_done_callback(done)
     try:
         while True:
             item = await queue.get()

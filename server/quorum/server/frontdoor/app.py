@@ -50,7 +50,7 @@ from quorum.server.names import NAME as TENANT_NAME
 from quorum.server.names import REQUEST_ID, new_request_id
 from quorum.server.observability.logs import request_scope
 from quorum.server.router import Router
-from quorum.server.service.admission import Admission
+from quorum.server.service.admission import Admission, work_done
 from quorum.server.state import model_health
 
 log = structlog.get_logger("quorum.frontdoor")
@@ -151,7 +151,11 @@ async def route_events(
     generator closes the Router's stream, which cancels the upstream calls."""
     # A chat.completion stream cannot take back text it sent: a stream broken mid-way
     # ends with an error event rather than restarting (and paying for) the next model.
-    events = router.route_stream(request, timeout_s=timeout_s, restart_streams=False)
+    # The caller's admission place is freed once the work is over, not once the answer
+    # is read: a client that stops reading holds no one else up.
+    events = router.route_stream(
+        request, timeout_s=timeout_s, restart_streams=False, on_settled=work_done
+    )
     try:
         async for item in events:
             yield item

@@ -23,7 +23,7 @@ from aiohttp import web
 from quorum.server.errors import QuorumError
 from quorum.server.observability.metrics import close_record, open_record
 from quorum.server.router import Router
-from quorum.server.service.admission import Admission, Ticket
+from quorum.server.service.admission import Admission, Ticket, hold
 from quorum.server.service.auth import acting_as
 from quorum.server.tenants import TenantPolicy
 
@@ -72,6 +72,7 @@ class Gate:
                     record.tenant = tenant.name if tenant else record.tenant
                     if self._admission is not None:
                         ticket = self._admission.admit(tenant)
+                        hold(ticket)
                     with acting_as(tenant):
                         yield served
                 except QuorumError as exc:

@@ -9,10 +9,15 @@ shed, and callers get the rich status rather than a bare one.
 
 The counters are plain integers: the server runs on one event loop, and entering and
 leaving never await.
+
+A stream leaves when its work is over (:func:`work_done`: its answer or error is ready),
+not when the caller has read the last of it: a caller that stops reading holds only its
+own bounded backlog, never a place another request could use.
 """
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from quorum.server.config import Config
@@ -78,3 +83,19 @@ class Admission:
             self._by_tenant[tenant] = left
         else:
             del self._by_tenant[tenant]
+
+
+_held: ContextVar[Ticket | None] = ContextVar("quorum_admission_ticket", default=None)
+
+
+def hold(ticket: Ticket) -> None:
+    """Make ``ticket`` the one :func:`work_done` releases in this request's context."""
+    _held.set(ticket)
+
+
+def work_done() -> None:
+    """This request's model work is over and only the caller's reading is left: free its
+    place (the ticket's later release does nothing)."""
+    ticket = _held.get()
+    if ticket is not None:
+        ticket.release()

@@ -36,7 +36,7 @@ from quorum.route.v1 import route_service_pb2
 from quorum.server.errors import QuorumError, ResourceExhausted
 from quorum.server.observability.metrics import Metrics, close_record, open_record
 from quorum.server.observability.tracing import Tracing
-from quorum.server.service.admission import Admission, Ticket
+from quorum.server.service.admission import Admission, Ticket, hold
 from quorum.server.service.auth import acting_as
 from quorum.server.service.shedding import LoadShedder
 from quorum.server.service.status import status_for, to_grpc
@@ -251,6 +251,8 @@ class Gateway(_GenericHandler):
                     try:
                         tenant, ticket = await self._admit(method, metadata, context)
                         record.tenant = tenant.name if tenant else record.tenant
+                        if ticket is not None:
+                            hold(ticket)
                         with acting_as(tenant):
                             async for item in inner(request, context):
                                 yield item

@@ -24,6 +24,7 @@ from quorum.server.observability.logs import request_scope
 from quorum.server.observability.metrics import current_record
 from quorum.server.router import Router
 from quorum.server.service import convert
+from quorum.server.service.admission import work_done
 from quorum.server.service.status import internal_status, status_for, to_grpc
 from quorum.server.service.wire import bad_utf8_field
 from quorum.server.state import model_health
@@ -146,7 +147,11 @@ class RouteService(svc_grpc.RouteServiceServicer):
             with request_scope(request_id):
                 if self._log_prompts:
                     log.debug("route_prompt", prompt=routed.prompt_text)
-                stream = self._router.route_stream(routed, timeout_s=context.time_remaining())
+                # The caller's place is freed once the work is over, not once it has
+                # read the answer: a caller that stops reading holds no one else up.
+                stream = self._router.route_stream(
+                    routed, timeout_s=context.time_remaining(), on_settled=work_done
+                )
                 # Closed with this generator (a caller that cancels, a client gone), so
                 # the routing task and its upstream calls are cancelled at once.
                 async with contextlib.aclosing(stream):

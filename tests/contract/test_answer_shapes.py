@@ -191,6 +191,24 @@ async def test_a_malformed_tool_call_is_a_bad_response(
     assert not received
 
 
+async def test_a_tool_call_cut_off_at_max_tokens_is_the_callers_answer(
+    provider: Provider, case: VendorCase
+) -> None:
+    # Arguments cut short at the caller's max_tokens are what it asked for, as the vendors
+    # return them: not the provider's fault, so no failover, no breaker count.
+    if case.kind == "gemini":
+        pytest.skip("Gemini's args are a JSON value: they cannot be cut off mid-text")
+    request = ask("cut-tool-args", "Weather?", tools=(WEATHER,))
+    deltas = [d async for d in provider.stream(request)]
+    streamed = [d.tool_call for d in deltas if d.tool_call is not None]
+    assert [c.arguments_json for c in streamed] == ['{"city": "Par']
+    assert deltas[-1].finish_reason == "length"
+    if case.kind == "openai":  # Anthropic's unary input is a JSON value, never cut text
+        unary = await provider.complete(request)
+        assert unary.finish_reason == "length"
+        assert [c.arguments_json for c in unary.tool_calls] == ['{"city": "Par']
+
+
 async def test_well_formed_tool_calls_still_pass(provider: Provider, case: VendorCase) -> None:
     unary = await provider.complete(ask("tools", "Weather?", tools=(WEATHER,)))
     deltas = [d async for d in provider.stream(ask("tools", "Weather?", tools=(WEATHER,)))]

@@ -307,6 +307,8 @@ def _tool_use(call: dict[str, Any], arguments: Any) -> dict[str, Any]:
 def _stop_reason(answer: Answer) -> str:
     if answer.refused:
         return "refusal"
+    if answer.finish == "length":
+        return "max_tokens"
     return "tool_use" if answer.finish == "tool_calls" else "end_turn"
 
 

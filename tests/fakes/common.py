@@ -33,6 +33,8 @@ Behaviour is chosen by the model name, or by a script queued through the control
                        ``input`` and Gemini's ``args``, that text as a JSON string)
 ``bad-tool-array``     ...with arguments that are JSON but not an object (``[1, 2]``)
 ``bad-tool-name``      ...with an empty name and an empty id
+``cut-tool-args``      ...with arguments cut off mid-way (``{"city": "Par``) and the finish
+                       reason of an answer stopped at ``max_tokens``
 ``huge-<kib>``         answers with ``kib`` KiB of text (in 16 KiB words when streamed)
 ``huge-chunked-<kib>`` the same, the unary body sent chunked (no Content-Length)
 ``json``               answers with :data:`JSON_ANSWER`
@@ -81,7 +83,7 @@ TOOL_ARGUMENTS: dict[str, Any] = {"city": "Paris"}
 LOGPROB_STEP = 0.05
 
 _BEHAVIOUR = re.compile(
-    r"^(?P<kind>ok|echo|tools|no-tools|bad-tool-args|bad-tool-array|bad-tool-name|huge-chunked|huge|no-usage|cached|refusal|malformed-call|quota|bad-key|leak-key-mid-stream|leak-key|json-fenced|json|drop|drop-mid-stream|error-mid-stream|malformed|"
+    r"^(?P<kind>ok|echo|tools|no-tools|bad-tool-args|bad-tool-array|bad-tool-name|cut-tool-args|huge-chunked|huge|no-usage|cached|refusal|malformed-call|quota|bad-key|leak-key-mid-stream|leak-key|json-fenced|json|drop|drop-mid-stream|error-mid-stream|malformed|"
     r"truncated-stream|slow|drip|error|ratelimit|ratelimit-date)(?:-(?P<value>\d+(?:\.\d+)?))?$"
 )
 
@@ -93,6 +95,7 @@ _BAD_ARGUMENTS: dict[str, tuple[Any, str | None]] = {
     "bad-tool-args": ("{not json", "{not json"),
     "bad-tool-array": ([1, 2], None),
     "bad-tool-name": (TOOL_ARGUMENTS, None),
+    "cut-tool-args": ('{"city": "Par', '{"city": "Par'),
 }
 _HUGE_WORD = "x" * (16 * 1024 - 1) + " "
 
@@ -162,7 +165,7 @@ class Answer:
     # {"id", "name", "arguments"} and, for arguments sent as text that is not their JSON,
     # "text" (see arguments_text)
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    finish: str = "stop"  # "stop" or "tool_calls"
+    finish: str = "stop"  # "stop", "tool_calls" or "length" (stopped at max_tokens)
     input_tokens: int = 0
     output_tokens: int = 0
     usage_reported: bool = True
@@ -425,7 +428,7 @@ class FakeServer:
             if text is not None:
                 call["text"] = text
             answer.tool_calls = [call]
-            answer.finish = "tool_calls"
+            answer.finish = "length" if behaviour.kind == "cut-tool-args" else "tool_calls"
         elif parsed.forced_tool or (calls and parsed.tool_choice != "none"):
             if not parsed.tools:
                 raise BadRequest("model 'tools' needs at least one tool in the request")

@@ -138,6 +138,7 @@ class AnthropicProvider:
         output_tokens = 0
         stop_reason = ""
         stopped = False
+        held: list[ToolCall] = []  # malformed calls, judged by the stop reason
         size = AnswerSize(self._name)
         async with sse.open_events(
             self._http,
@@ -189,7 +190,14 @@ class AnthropicProvider:
                             json_tool and slot["name"] == json_tool
                         ):
                             call = ToolCall(slot["id"], slot["name"], slot["json"] or "{}")
-                            yield StreamDelta(tool_call=checked_tool_call(self._name, call))
+                            try:
+                                checked = checked_tool_call(self._name, call)
+                            except ProviderBadResponse:
+                                # Judged once the stop reason is known: arguments cut
+                                # off at max_tokens are the caller's doing.
+                                held.append(call)
+                            else:
+                                yield StreamDelta(tool_call=checked)
                     elif kind == "message_delta":
                         stop_reason = str(data["delta"].get("stop_reason") or stop_reason)
                         usage = data.get("usage") or {}
@@ -206,6 +214,9 @@ class AnthropicProvider:
             raise ProviderBadResponse(
                 f"{self._name}: stream ended before message_stop", provider=self._name
             )
+        for call in held:
+            cut_off = stop_reason == "max_tokens"
+            yield StreamDelta(tool_call=checked_tool_call(self._name, call, cut_off=cut_off))
         answered_json = bool(json_tool) and any(b["name"] == json_tool for b in blocks.values())
         finish = _finish(stop_reason, answered_json)
         yield StreamDelta(finish_reason=finish, usage=replace(inputs, output_tokens=output_tokens))

@@ -148,16 +148,20 @@ class AnswerSize:
             raise answer_too_large(self.provider, f"{self.size} bytes streamed")
 
 
-def checked_tool_call(provider: str, call: ToolCall) -> ToolCall:
+def checked_tool_call(provider: str, call: ToolCall, *, cut_off: bool = False) -> ToolCall:
     """``call`` as ``provider`` made it, if a caller can send it back in its next turn (an
     id, a name, arguments that are a JSON object, as Quorum's own request validation
-    wants them); else a bad response, for the executor to fail over."""
+    wants them); else a bad response, for the executor to fail over.
+
+    With ``cut_off`` (the answer stopped at the token limit, finish reason ``length``)
+    the arguments are not judged: cut short at the caller's ``max_tokens``, they are
+    what the caller asked for, not the provider's fault, as the vendors return them."""
     problem = ""
     if not call.id:
         problem = "no id"
     elif not call.name:
         problem = "no name"
-    elif call.arguments_json:  # none at all is no arguments, as a request may send it
+    elif call.arguments_json and not cut_off:  # none at all: no arguments, as requests send
         try:
             arguments = orjson.loads(call.arguments_json)
         except orjson.JSONDecodeError:
@@ -177,8 +181,9 @@ def checked_completion(provider: str, completion: Completion) -> Completion:
     (:func:`checked_tool_call`) and it is within :data:`MAX_ANSWER_BYTES`; else a bad
     response."""
     size = utf8_size(completion.content)
+    cut_off = completion.finish_reason == "length"
     for call in completion.tool_calls:
-        checked_tool_call(provider, call)
+        checked_tool_call(provider, call, cut_off=cut_off)
         size += utf8_size(call.arguments_json)
     if size > MAX_ANSWER_BYTES:
         raise answer_too_large(provider, f"{size} bytes")

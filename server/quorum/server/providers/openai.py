@@ -165,7 +165,8 @@ class OpenAIProvider:
         for index in sorted(calls):
             call = calls[index]
             tool_call = ToolCall(call["id"], call["name"], call["arguments"] or "{}")
-            yield StreamDelta(tool_call=checked_tool_call(self._name, tool_call))
+            checked = checked_tool_call(self._name, tool_call, cut_off=finish == "length")
+            yield StreamDelta(tool_call=checked)
         # No usage (a server that ignores include_usage): None, so the caller estimates it.
         finish = "content_filter" if refused else finish or "stop"
         yield StreamDelta(finish_reason=finish, usage=usage)

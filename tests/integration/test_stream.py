@@ -15,6 +15,7 @@ from quorum.route.v1 import route_service_pb2_grpc as svc_grpc
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.config import parse_config
 from quorum.server.domain import BreakerState
+from quorum.server.execute import stream as stream_module
 from quorum.server.execute.events import Event
 from quorum.server.execute.stream import EventQueue
 from quorum.server.observability.metrics import sample_value
@@ -313,6 +314,7 @@ async def test_a_caller_that_stops_reading_stops_the_upstream_read(
         emit(self, event)
 
     monkeypatch.setattr(EventQueue, "emit", counting)
+    monkeypatch.setattr(stream_module, "STREAM_BACKLOG", 64)  # a smaller answer shows it
     data = with_model(sim_config(), "flash", simulated={"output_tokens": 40_000})
     request = svc.RouteStreamRequest(
         request=build_request("Tell me a long story", hints=pb.RoutingHints(model="flash"))
@@ -335,9 +337,12 @@ async def test_a_caller_that_stops_reading_stops_the_upstream_read(
     assert events[-1].WhichOneof("event") == "final" and emitted == chunks + 2
 
 
-async def test_a_caller_that_stops_reading_frees_its_admission_place_at_the_deadline() -> None:
+async def test_a_caller_that_stops_reading_frees_its_admission_place_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # The work ends at the server's deadline (the caller set none), but the error event
     # then waits behind the unread answer: the place must be free for others by then.
+    monkeypatch.setattr(stream_module, "STREAM_BACKLOG", 64)
     data = with_model(sim_config(), "flash", simulated={"output_tokens": 40_000})
     data["server"] = {"default_deadline_s": 1.0}
     data["admission"] = {"max_inflight": 1, "retry_after_s": 0.1}
@@ -354,4 +359,24 @@ async def test_a_caller_that_stops_reading_frees_its_admission_place_at_the_dead
             assert refused.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
             await asyncio.sleep(1.5)  # past the server's deadline; still not reading
             assert (await client.route("hi")).content
+            held.cancel()
+
+
+async def test_a_caller_that_stops_reading_an_ordinary_answer_frees_the_provider() -> None:
+    # A pause keeps the provider's call open (its concurrency permit): an answer that fits
+    # the backlog is read to its end whatever the caller does, so others get the model.
+    data = with_model(sim_config(), "flash", simulated={"output_tokens": 16_000})
+    data["providers"]["sim"]["limits"] = {"max_concurrency": 1, "max_queue_wait_s": 0.5}
+    request = svc.RouteStreamRequest(
+        request=build_request("Tell me a story", hints=pb.RoutingHints(model="flash"))
+    )
+    async with running_server(parse_config(data)) as (running, client):
+        options = [("grpc.http2.bdp_probe", 0)]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}", options) as channel:
+            held = svc_grpc.RouteServiceStub(channel).RouteStream(request, timeout=20)
+            await held.read()
+            await asyncio.sleep(0.3)  # the caller reads nothing more
+            routed = await client.route("hi", hints=pb.RoutingHints(model="flash"))
+            assert routed.model == "flash"
+            assert [a.model for a in routed.attempts] == ["flash"]
             held.cancel()

@@ -76,7 +76,12 @@ from quorum.server.values import value_type
 R = TypeVar("R")
 INTERRUPTED = "STREAM_INTERRUPTED"
 ANSWER_CHUNK_CHARS = 2048  # a buffered answer is sent in pieces of at most this
-STREAM_BACKLOG = 64  # events queued for a slow reader before the upstream read waits
+# Events queued for a slow reader before the upstream read waits: a pause holds the
+# provider's call (its concurrency permit, its connection) open, so it is kept for a
+# reader that has truly stopped. An answer of up to this many chunks (about as many
+# tokens: nearly every answer) is read to its end whatever the reader does, which frees
+# the provider at once; the backlog costs about 150 bytes an event.
+STREAM_BACKLOG = 4096
 
 
 @dataclass(slots=True)
@@ -385,9 +390,9 @@ class EventQueue:
     too, instead of the whole answer piling up in the server's memory.
     """
 
-    def __init__(self, backlog: int = STREAM_BACKLOG) -> None:
+    def __init__(self, backlog: int | None = None) -> None:
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._backlog = backlog
+        self._backlog = STREAM_BACKLOG if backlog is None else backlog
         self._room: asyncio.Event | None = None
 
     def emit(self, event: Event) -> None:

@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from quorum.client import AsyncQuorumClient, QuorumClient, QuorumError, build_request, user
+from quorum.client._client import deadline_s
 from quorum.route.v1 import route_service_pb2 as svc
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.app import create_server
@@ -105,6 +106,13 @@ async def test_a_timeout_that_is_no_deadline_is_refused_before_the_call(
                 pass
     with QuorumClient(address) as sync, pytest.raises(ValueError, match="timeout must be"):
         sync.plan("hi", timeout=timeout)
+
+
+async def test_a_client_built_with_no_timeout_sets_no_deadline(address: str) -> None:
+    # As before timeouts were checked: timeout=None is the caller's choice of no deadline.
+    assert deadline_s(None, None) is None and deadline_s(None, 30) == 30.0
+    async with AsyncQuorumClient(address, timeout=None) as client:
+        assert (await client.route("What is 2 + 2?")).content
 
 
 def _sync_suite(address: str) -> None:

@@ -18,11 +18,14 @@ DEFAULT_TIMEOUT_S = 30.0
 MAX_TIMEOUT_S = 366 * 86400.0  # gRPC turns far larger deadlines into an expired one
 
 
-def deadline_s(timeout: float | None, default: float) -> float:
+def deadline_s(timeout: float | None, default: float | None) -> float | None:
     """``timeout`` (or ``default`` when None), checked: a finite number of seconds from 0
     to a year. Infinite, NaN or huge values would otherwise fail at once as an expired
-    deadline, as if the server had been slow."""
+    deadline, as if the server had been slow. None for both: no deadline (a client
+    built with ``timeout=None``)."""
     seconds = default if timeout is None else timeout
+    if seconds is None:
+        return None
     if not (isinstance(seconds, int | float) and math.isfinite(seconds)) or not (
         0 <= seconds <= MAX_TIMEOUT_S
     ):
@@ -62,7 +65,7 @@ class QuorumClient:
         target: str,
         *,
         channel: grpc.Channel | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
         self._channel = channel or grpc.insecure_channel(target)
@@ -159,7 +162,7 @@ class AsyncQuorumClient:
         target: str,
         *,
         channel: grpc.aio.Channel | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
         metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
         self._channel = channel or grpc.aio.insecure_channel(target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -300,6 +301,19 @@ async def test_a_provider_that_hangs_opens_its_breaker_for_streams_too(
     assert health.state is BreakerState.OPEN
 
 
+# A caller that reads slowly: no BDP probing, so its window stays at HTTP/2's default
+# 64 KiB and fills after a few thousand small events.
+SLOW_READER = [("grpc.http2.bdp_probe", 0)]
+STORY = svc.RouteStreamRequest(
+    request=build_request("Tell me a long story", hints=pb.RoutingHints(model="flash"))
+)
+
+
+def _story_config(tokens: int) -> dict[str, Any]:
+    """The simulated config whose ``flash`` answers with about ``tokens`` tokens."""
+    return with_model(sim_config(), "flash", simulated={"output_tokens": tokens})
+
+
 async def test_a_caller_that_stops_reading_stops_the_upstream_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -315,15 +329,10 @@ async def test_a_caller_that_stops_reading_stops_the_upstream_read(
 
     monkeypatch.setattr(EventQueue, "emit", counting)
     monkeypatch.setattr(stream_module, "STREAM_BACKLOG", 64)  # a smaller answer shows it
-    data = with_model(sim_config(), "flash", simulated={"output_tokens": 40_000})
-    request = svc.RouteStreamRequest(
-        request=build_request("Tell me a long story", hints=pb.RoutingHints(model="flash"))
-    )
-    async with running_server(parse_config(data)) as (running, _):
-        # No BDP probing: the window stays at HTTP/2's default 64 KiB, as a slow caller's.
-        options = [("grpc.http2.bdp_probe", 0)]
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}", options) as channel:
-            call = svc_grpc.RouteServiceStub(channel).RouteStream(request, timeout=30)
+    async with running_server(parse_config(_story_config(40_000))) as (running, _):
+        address = f"127.0.0.1:{running.port}"
+        async with grpc.aio.insecure_channel(address, SLOW_READER) as channel:
+            call = svc_grpc.RouteServiceStub(channel).RouteStream(STORY, timeout=30)
             await call.read()
             held = -1
             while held != emitted:  # until the producer is held
@@ -343,16 +352,13 @@ async def test_a_caller_that_stops_reading_frees_its_admission_place_at_the_dead
     # The work ends at the server's deadline (the caller set none), but the error event
     # then waits behind the unread answer: the place must be free for others by then.
     monkeypatch.setattr(stream_module, "STREAM_BACKLOG", 64)
-    data = with_model(sim_config(), "flash", simulated={"output_tokens": 40_000})
+    data = _story_config(40_000)
     data["server"] = {"default_deadline_s": 1.0}
     data["admission"] = {"max_inflight": 1, "retry_after_s": 0.1}
-    request = svc.RouteStreamRequest(
-        request=build_request("Tell me a long story", hints=pb.RoutingHints(model="flash"))
-    )
     async with running_server(parse_config(data)) as (running, client):
-        options = [("grpc.http2.bdp_probe", 0)]
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}", options) as channel:
-            held = svc_grpc.RouteServiceStub(channel).RouteStream(request)  # no deadline
+        address = f"127.0.0.1:{running.port}"
+        async with grpc.aio.insecure_channel(address, SLOW_READER) as channel:
+            held = svc_grpc.RouteServiceStub(channel).RouteStream(STORY)  # no deadline
             await held.read()
             with pytest.raises(QuorumError) as refused:
                 await client.route("hi")
@@ -365,15 +371,12 @@ async def test_a_caller_that_stops_reading_frees_its_admission_place_at_the_dead
 async def test_a_caller_that_stops_reading_an_ordinary_answer_frees_the_provider() -> None:
     # A pause keeps the provider's call open (its concurrency permit): an answer that fits
     # the backlog is read to its end whatever the caller does, so others get the model.
-    data = with_model(sim_config(), "flash", simulated={"output_tokens": 16_000})
+    data = _story_config(16_000)
     data["providers"]["sim"]["limits"] = {"max_concurrency": 1, "max_queue_wait_s": 0.5}
-    request = svc.RouteStreamRequest(
-        request=build_request("Tell me a story", hints=pb.RoutingHints(model="flash"))
-    )
     async with running_server(parse_config(data)) as (running, client):
-        options = [("grpc.http2.bdp_probe", 0)]
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}", options) as channel:
-            held = svc_grpc.RouteServiceStub(channel).RouteStream(request, timeout=20)
+        address = f"127.0.0.1:{running.port}"
+        async with grpc.aio.insecure_channel(address, SLOW_READER) as channel:
+            held = svc_grpc.RouteServiceStub(channel).RouteStream(STORY, timeout=20)
             await held.read()
             await asyncio.sleep(0.3)  # the caller reads nothing more
             routed = await client.route("hi", hints=pb.RoutingHints(model="flash"))

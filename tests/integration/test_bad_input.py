@@ -370,6 +370,16 @@ CASES: list[tuple[str, pb.RouteRequest, str]] = [
         "messages[0].parts[0].image.url",
     ),
     (
+        "image data URL whose payload is not base64",
+        _image(url="data:image/png;base64,!!!notb64"),
+        "messages[0].parts[0].image.url",
+    ),
+    (
+        "image data URL that is not base64-encoded",
+        _image(url="data:image/png,%89PNG"),
+        "messages[0].parts[0].image.url",
+    ),
+    (
         "image URL with a media type that is not an image's",
         _image(url="https://example.com/cat.png", media_type="text/html"),
         "messages[0].parts[0].image.media_type",
@@ -451,7 +461,7 @@ async def test_well_formed_tool_turns_are_accepted() -> None:
         _calls(("c3", "get_weather")),
         _answer("c3"),
         pb.Message(role=pb.ROLE_SYSTEM, content="Answer briefly."),
-        pb.Message(role=pb.ROLE_USER, parts=[pb.ContentPart(text="See:"), _IMAGE]),
+        pb.Message(role=pb.ROLE_USER, parts=[pb.ContentPart(text="See:"), _IMAGE, _DATA_IMAGE]),
         tools=("get_weather", "get_tide"),
     )
     async with running_server(parse_config(sim_config())) as (_, client):
@@ -459,6 +469,7 @@ async def test_well_formed_tool_turns_are_accepted() -> None:
 
 
 _IMAGE = pb.ContentPart(image=pb.ImagePart(url="https://example.com/a%20b.png?q=1&r=%0A"))
+_DATA_IMAGE = pb.ContentPart(image=pb.ImagePart(url="data:image/png;base64,iVBORw0KGgo="))
 
 
 async def test_plan_prefixes_field_paths() -> None:

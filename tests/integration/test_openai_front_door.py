@@ -427,6 +427,19 @@ def _tool_turn(
             },
             "messages[0].content[0].image_url.url",
         ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": "data:image/png;base64,!!"}}
+                        ],
+                    }
+                ]
+            },
+            "messages[0].content[0].image_url.url",
+        ),
         (_tool_turn(arguments='{"a": NaN}'), "messages[1].tool_calls[0].function.arguments"),
         (_tool_turn(name="функция"), "messages[1].tool_calls[0].function.name"),
         (_tool_turn(call_id="c\n1"), "messages[1].tool_calls[0].id"),

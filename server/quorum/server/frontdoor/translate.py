@@ -10,6 +10,7 @@ problem is reported at once as an :class:`~quorum.server.errors.InvalidRequest`.
 
 from __future__ import annotations
 
+import binascii
 import json
 import math
 import re
@@ -195,6 +196,11 @@ def _image(raw: Any, path: str, v: _Violations) -> d.ImagePart | None:
     size = (len(url) - match.end()) * 3 // 4
     if size > MAX_IMAGE_BYTES:
         v.add(f"{path}.url", f"image is about {size} bytes, limit {MAX_IMAGE_BYTES}")
+    else:
+        try:
+            binascii.a2b_base64(url[match.end() :], strict_mode=True)
+        except binascii.Error as exc:
+            v.add(f"{path}.url", f"has a payload that is not base64 ({exc})")
     return d.ImagePart(url=url)
 
 

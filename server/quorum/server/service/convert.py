@@ -7,6 +7,7 @@ reported at once. Nothing past this module sees a ``_pb2`` object.
 
 from __future__ import annotations
 
+import binascii
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from enum import Enum
@@ -165,6 +166,21 @@ def _data_url_type(url: str) -> str:
     return url[5:comma].partition(";")[0].strip().lower() if comma > 0 else ""
 
 
+def _data_url_problem(url: str) -> str:
+    """What the vendors would refuse in an image ``data:`` URL of a known type, else "":
+    the payload must be base64 (``;base64,``), strictly, of at most MAX_IMAGE_BYTES."""
+    header, _, payload = url.partition(",")
+    if "base64" not in (p.strip().lower() for p in header.split(";")[1:]):
+        return "must be a base64 data URL (data:<type>;base64,...)"
+    try:
+        size = len(binascii.a2b_base64(payload, strict_mode=True))
+    except binascii.Error as exc:
+        return f"has a payload that is not base64 ({exc})"
+    if size > MAX_IMAGE_BYTES:
+        return f"holds {size} bytes, limit {MAX_IMAGE_BYTES}"
+    return ""
+
+
 def _parts(
     parts_pb: Iterable[pb.ContentPart], role: d.Role | None, path: str, c: _Checker
 ) -> tuple[d.ContentPart, ...]:
@@ -196,6 +212,10 @@ def _parts(
                         f"{ppath}.image.url",
                         f"must be an https URL or a data URL of {_IMAGE_TYPE_LIST}",
                     )
+                else:
+                    problem = _data_url_problem(url)
+                    if problem:
+                        c.add(f"{ppath}.image.url", problem)
                 if media_type and media_type not in IMAGE_TYPES:
                     c.add(
                         f"{ppath}.image.media_type",

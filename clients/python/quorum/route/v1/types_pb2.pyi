@@ -375,7 +375,9 @@ class ImagePart(_message.Message):
     DATA_FIELD_NUMBER: _builtins.int
     MEDIA_TYPE_FIELD_NUMBER: _builtins.int
     url: _builtins.str
-    """An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+    """An https URL (no whitespace or control characters: percent-encode them), or a
+    base64 data: URL (data:image/png;base64,...) of image/png, image/jpeg, image/gif or
+    image/webp, its payload strict base64 of at most the image size limit.
     Either url or data is set.
     """
     data: _builtins.bytes

@@ -647,7 +647,9 @@ func (AttemptOutcome) EnumDescriptor() ([]byte, []int) {
 // An image given to a vision-capable model.
 type ImagePart struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+	// An https URL (no whitespace or control characters: percent-encode them), or a
+	// base64 data: URL (data:image/png;base64,...) of image/png, image/jpeg, image/gif or
+	// image/webp, its payload strict base64 of at most the image size limit.
 	// Either url or data is set.
 	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
 	// Raw image bytes.

@@ -19,7 +19,9 @@ export const file_quorum_route_v1_types: GenFile = /*@__PURE__*/
  */
 export type ImagePart = Message$1<"quorum.route.v1.ImagePart"> & {
   /**
-   * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+   * An https URL (no whitespace or control characters: percent-encode them), or a
+   * base64 data: URL (data:image/png;base64,...) of image/png, image/jpeg, image/gif or
+   * image/webp, its payload strict base64 of at most the image size limit.
    * Either url or data is set.
    *
    * @generated from field: string url = 1;

@@ -60,7 +60,9 @@ private static final long serialVersionUID = 0L;
   private volatile java.lang.Object url_ = "";
   /**
    * <pre>
-   * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+   * An https URL (no whitespace or control characters: percent-encode them), or a
+   * base64 data: URL (data:image/png;base64,...) of image/png, image/jpeg, image/gif or
+   * image/webp, its payload strict base64 of at most the image size limit.
    * Either url or data is set.
    * </pre>
    *
@@ -82,7 +84,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+   * An https URL (no whitespace or control characters: percent-encode them), or a
+   * base64 data: URL (data:image/png;base64,...) of image/png, image/jpeg, image/gif or
+   * image/webp, its payload strict base64 of at most the image size limit.
    * Either url or data is set.
    * </pre>
    *
@@ -518,7 +522,9 @@ private static final long serialVersionUID = 0L;
     private java.lang.Object url_ = "";
     /**
      * <pre>
-     * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+     * An https URL (no whitespace or control characters: percent-encode them), or a
+     * base64 data: URL (data:image/png;base64,...) of image/png, image/jpeg, image/gif or
+     * image/webp, its payload strict base64 of at most the image size limit.
      * Either url or data is set.
      * </pre>
      *
@@ -539,7 +545,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+     * An https URL (no whitespace or control characters: percent-encode them), or a
+     * base64 data: URL (data:image/png;base64,...) of image/png, image/jpeg, image/gif or
+     * image/webp, its payload strict base64 of at most the image size limit.
      * Either url or data is set.
      * </pre>
      *
@@ -561,7 +569,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+     * An https URL (no whitespace or control characters: percent-encode them), or a
+     * base64 data: URL (data:image/png;base64,...) of image/png, image/jpeg, image/gif or
+     * image/webp, its payload strict base64 of at most the image size limit.
      * Either url or data is set.
      * </pre>
      *
@@ -579,7 +589,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+     * An https URL (no whitespace or control characters: percent-encode them), or a
+     * base64 data: URL (data:image/png;base64,...) of image/png, image/jpeg, image/gif or
+     * image/webp, its payload strict base64 of at most the image size limit.
      * Either url or data is set.
      * </pre>
      *
@@ -594,7 +606,9 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+     * An https URL (no whitespace or control characters: percent-encode them), or a
+     * base64 data: URL (data:image/png;base64,...) of image/png, image/jpeg, image/gif or
+     * image/webp, its payload strict base64 of at most the image size limit.
      * Either url or data is set.
      * </pre>
      *

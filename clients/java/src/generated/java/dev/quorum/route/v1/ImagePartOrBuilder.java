@@ -12,7 +12,9 @@ public interface ImagePartOrBuilder extends
 
   /**
    * <pre>
-   * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+   * An https URL (no whitespace or control characters: percent-encode them), or a
+   * base64 data: URL (data:image/png;base64,...) of image/png, image/jpeg, image/gif or
+   * image/webp, its payload strict base64 of at most the image size limit.
    * Either url or data is set.
    * </pre>
    *
@@ -22,7 +24,9 @@ public interface ImagePartOrBuilder extends
   java.lang.String getUrl();
   /**
    * <pre>
-   * An https URL, or a data: URL of image/png, image/jpeg, image/gif or image/webp.
+   * An https URL (no whitespace or control characters: percent-encode them), or a
+   * base64 data: URL (data:image/png;base64,...) of image/png, image/jpeg, image/gif or
+   * image/webp, its payload strict base64 of at most the image size limit.
    * Either url or data is set.
    * </pre>
    *

@@ -10,7 +10,6 @@ problem is reported at once as an :class:`~quorum.server.errors.InvalidRequest`.
 
 from __future__ import annotations
 
-import binascii
 import json
 import math
 import re
@@ -18,15 +17,20 @@ from collections.abc import Collection, Mapping
 from dataclasses import field
 from typing import Any
 
-import orjson
-
 from quorum.server import domain as d
 from quorum.server.catalog import Catalog
 from quorum.server.conversation import tool_turn_problems
 from quorum.server.errors import FieldViolation, InvalidRequest, NotFound
 from quorum.server.frontdoor import naming
 from quorum.server.frontdoor.account import account_json
-from quorum.server.names import IMAGE_TYPES, MAX_CONTENT_CHARS, MAX_IMAGE_BYTES, TOOL_NAME
+from quorum.server.names import (
+    IMAGE_TYPES,
+    MAX_CONTENT_CHARS,
+    MAX_IMAGE_BYTES,
+    TOOL_NAME,
+    base64_size,
+    json_object_problem,
+)
 from quorum.server.policy import RoutingPolicy
 from quorum.server.values import value_type
 
@@ -168,15 +172,6 @@ def _path(parent: str, key: str | int | None) -> str:
     return f"{parent}.{key}" if parent else key
 
 
-def _json_object(text: str) -> bool:
-    """Strict JSON (as the providers parse it: no NaN, no number past a double) holding
-    an object."""
-    try:
-        return isinstance(orjson.loads(text), dict)
-    except orjson.JSONDecodeError:
-        return False
-
-
 def _image(raw: Any, path: str, v: _Violations) -> d.ImagePart | None:
     if not isinstance(raw, dict) or not isinstance(raw.get("url"), str):
         v.add(path, "must be an object with a url")
@@ -198,9 +193,9 @@ def _image(raw: Any, path: str, v: _Violations) -> d.ImagePart | None:
         v.add(f"{path}.url", f"image is about {size} bytes, limit {MAX_IMAGE_BYTES}")
     else:
         try:
-            binascii.a2b_base64(url[match.end() :], strict_mode=True)
-        except binascii.Error as exc:
-            v.add(f"{path}.url", f"has a payload that is not base64 ({exc})")
+            base64_size(url[match.end() :])
+        except ValueError as exc:
+            v.add(f"{path}.url", str(exc))
     return d.ImagePart(url=url)
 
 
@@ -263,7 +258,7 @@ def _tool_calls(raw: Any, path: str, v: _Violations) -> tuple[d.ToolCall, ...]:
             v.add(f"{cpath}.function.name", "is required")
         elif not TOOL_NAME.fullmatch(name):  # the rule of tools[i].function.name
             v.add(f"{cpath}.function.name", "must be 1-64 letters, digits, '_' or '-'")
-        if not isinstance(arguments, str) or (arguments and not _json_object(arguments)):
+        if not isinstance(arguments, str) or (arguments and json_object_problem(arguments, "")):
             v.add(f"{cpath}.function.arguments", "must be a JSON object in a string")
             arguments = ""
         calls.append(d.ToolCall(str(call_id or ""), str(name or ""), arguments))

@@ -143,7 +143,7 @@ class AnswerSize:
         self.size = 0
 
     def add(self, piece: str) -> None:
-        self.size += len(piece) if piece.isascii() else utf8_size(piece)
+        self.size += utf8_size(piece)
         if self.size > MAX_ANSWER_BYTES:
             raise answer_too_large(self.provider, f"{self.size} bytes streamed")
 

@@ -7,13 +7,11 @@ reported at once. Nothing past this module sees a ``_pb2`` object.
 
 from __future__ import annotations
 
-import binascii
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping
 from enum import Enum
 from typing import Any, TypeVar, cast
 
-import orjson
 from google.protobuf.message import Message
 
 from quorum.route.v1 import route_service_pb2 as svc_pb
@@ -47,6 +45,8 @@ from quorum.server.names import (
     NAME,
     REQUEST_ID,
     TOOL_NAME,
+    base64_size,
+    json_object_problem,
     new_request_id,
 )
 from quorum.server.resilience.breakers import ProviderHealth
@@ -107,22 +107,6 @@ class _Checker:
         self.violations.append(FieldViolation(self.prefix + field, description))
 
 
-def _json_object_problem(text: str, what: str) -> str:
-    """What keeps ``text`` from being ``what``, a JSON object, else "". The JSON is strict,
-    parsed as the providers parse it (orjson): no NaN or Infinity (Python's ``json`` takes
-    them), no number beyond a double's range, no lone surrogate, nesting under 1024."""
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        at = f"(at character {exc.pos})"
-        if exc.msg.startswith("number is infinity"):
-            return f"has a number out of range {at}: a double holds at most about 1.8e308"
-        if text.startswith(("NaN", "Infinity"), exc.pos):
-            return f"must be strict JSON: NaN, Infinity and -Infinity are not JSON {at}"
-        return f"must be {what}: {exc.msg} {at}"
-    return "" if isinstance(value, dict) else f"must be {what}"
-
-
 def _message(m: pb.Message, path: str, c: _Checker) -> d.Message | None:
     role = ROLES.get(m.role)
     if role is None:
@@ -173,9 +157,9 @@ def _data_url_problem(url: str) -> str:
     if "base64" not in (p.strip().lower() for p in header.split(";")[1:]):
         return "must be a base64 data URL (data:<type>;base64,...)"
     try:
-        size = len(binascii.a2b_base64(payload, strict_mode=True))
-    except binascii.Error as exc:
-        return f"has a payload that is not base64 ({exc})"
+        size = base64_size(payload)
+    except ValueError as exc:
+        return str(exc)
     if size > MAX_IMAGE_BYTES:
         return f"holds {size} bytes, limit {MAX_IMAGE_BYTES}"
     return ""
@@ -251,7 +235,7 @@ def _tool_calls(
         elif not TOOL_NAME.match(name):  # the rule of params.tools[i].name
             c.add(f"{path}.tool_calls[{j}].name", "must be 1-64 letters, digits, '_' or '-'")
         if arguments_json:
-            problem = _json_object_problem(arguments_json, "a JSON object")
+            problem = json_object_problem(arguments_json, "a JSON object")
             if problem:
                 c.add(f"{path}.tool_calls[{j}].arguments_json", problem)
     return calls
@@ -290,7 +274,7 @@ def _params(p: pb.GenerationParams, c: _Checker) -> d.GenerationParams:
         seen.add(name)
         parameters_json = t.parameters_json
         if parameters_json:
-            problem = _json_object_problem(parameters_json, "a JSON Schema object")
+            problem = json_object_problem(parameters_json, "a JSON Schema object")
             if problem:
                 c.add(f"params.tools[{i}].parameters_json", problem)
         tools.append(d.Tool(name, t.description, parameters_json))

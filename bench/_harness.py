@@ -64,6 +64,19 @@ def start_quorum(config_path: Path, address: str, *extra: str) -> subprocess.Pop
     )
 
 
+def start_ready(argv: list[str], *, cwd: Path = ROOT) -> subprocess.Popen[str]:
+    """Start a helper that prints ``ready`` on stdout once it listens."""
+    proc = subprocess.Popen(
+        argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if line != "ready":
+        proc.kill()
+        raise RuntimeError(f"{argv[1]} did not start: {line!r}")
+    return proc
+
+
 async def wait_serving(address: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     async with grpc.aio.insecure_channel(address) as channel:

@@ -1,11 +1,16 @@
-"""Quorum's added latency and throughput against calling the upstream directly.
+"""Quorum's added latency and throughput against calling the upstream directly, with
+the least a Python gRPC gateway adds (the floor) measured alongside.
 
-    .venv/bin/python -m bench.overhead [--latency-ms 5] [--requests 2000]
+    .venv/bin/python -m bench.overhead [--latency-ms 5] [--requests 2000] [--rounds 3]
 
 A fake OpenAI-compatible upstream answers after a fixed delay (its own process). The
-same requests go (a) straight to it over HTTP and (b) through a ``quorum serve`` process
-(single strategy, rules classifier) over gRPC, at concurrency 1 and 64. Prints p50/p99
-latency of each path, the added latency, throughput, and the server's RSS.
+same requests go (a) straight to it over HTTP, (b) through the bare forwarder
+(``bench/bare_forwarder.py``: a ``grpc.aio`` handler that posts with aiohttp and does
+nothing else) and (c) through a ``quorum serve`` process (single strategy, rules
+classifier), at concurrency 1 and 64. The three paths take turns for ``--rounds``
+rounds, so drift from other load on the machine hits each alike. Prints p50/p99
+latency of each path, the latency each gateway adds, throughput, the server's CPU per
+request and its RSS.
 """
 
 from __future__ import annotations
@@ -15,23 +20,28 @@ import asyncio
 import json
 import os
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
 import yaml
 
 from bench._harness import (
+    PYTHON,
+    Run,
     cpu_seconds,
     drive,
     free_port,
     rss_mb,
     start_fake_upstream,
     start_quorum,
+    start_ready,
     wait_serving,
 )
 from quorum.client import AsyncQuorumClient, build_request
 
 PROMPT = "What are your opening hours?"
+PATHS = ("direct", "floor", "quorum")
 
 
 def config_for(base_url: str) -> dict[str, object]:
@@ -58,10 +68,54 @@ def config_for(base_url: str) -> dict[str, object]:
     }
 
 
+def merge(runs: list[Run]) -> Run:
+    """The rounds of one path as one run."""
+    return Run(
+        [ms for run in runs for ms in run.latencies_ms],
+        sum(run.elapsed_s for run in runs),
+        sum(run.errors for run in runs),
+    )
+
+
+async def measure(
+    calls: dict[str, Callable[[], Awaitable[object]]],
+    pids: dict[str, int],
+    n: int,
+    concurrency: int,
+    rounds: int,
+) -> dict[str, float]:
+    runs: dict[str, list[Run]] = {name: [] for name in calls}
+    cpu: dict[str, float] = dict.fromkeys(pids, 0.0)
+    for _ in range(rounds):
+        for name, call in calls.items():
+            before = cpu_seconds(pids[name]) if name in pids else 0.0
+            runs[name].append(await drive(call, n, concurrency))
+            if name in pids:
+                cpu[name] += cpu_seconds(pids[name]) - before
+    merged = {name: merge(r) for name, r in runs.items()}
+    d = merged["direct"]
+    out: dict[str, float] = {"errors": float(sum(r.errors for r in merged.values()))}
+    for name, run in merged.items():
+        out[f"{name}_p50_ms"] = run.p50
+        out[f"{name}_p99_ms"] = run.pct(99)
+        out[f"{name}_rps"] = run.rps
+        if name != "direct":
+            out[f"{name}_added_p50_ms"] = run.p50 - d.p50
+            out[f"{name}_added_p99_ms"] = run.pct(99) - d.pct(99)
+            done = max(1, len(run.latencies_ms))
+            out[f"{name}_cpu_ms_per_request"] = cpu[name] / done * 1000
+    # The names earlier versions printed, kept for scripts that read --json.
+    out["added_p50_ms"] = out["quorum_added_p50_ms"]
+    out["added_p99_ms"] = out["quorum_added_p99_ms"]
+    out["server_cpu_ms_per_request"] = out["quorum_cpu_ms_per_request"]
+    return out
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency-ms", type=float, default=5.0)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     try:
@@ -76,8 +130,22 @@ async def main() -> None:
     config = tmp / "bench.yaml"
     config.write_text(yaml.safe_dump(config_for(base_url)))
     address = f"127.0.0.1:{free_port()}"
+    floor_address = f"127.0.0.1:{free_port()}"
     os.environ["BENCH_UPSTREAM_KEY"] = "sk-bench"
     server = start_quorum(config, address)
+    floor = start_ready(
+        [
+            PYTHON,
+            "-m",
+            "bench.bare_forwarder",
+            "--upstream",
+            base_url,
+            "--address",
+            floor_address,
+            "--model",
+            "ok",
+        ]
+    )
     results: dict[str, dict[str, float]] = {}
     try:
         await wait_serving(address)
@@ -87,6 +155,7 @@ async def main() -> None:
         async with (
             aiohttp.ClientSession(connector=connector) as http,
             AsyncQuorumClient(address, timeout=30) as client,
+            AsyncQuorumClient(floor_address, timeout=30) as floor_client,
         ):
 
             async def direct() -> None:
@@ -98,54 +167,56 @@ async def main() -> None:
                     resp.raise_for_status()
                     await resp.read()
 
+            async def floored() -> None:
+                await floor_client.route(request)
+
             async def routed() -> None:
                 await client.route(request)
 
-            for _ in range(200):  # warm up both paths
-                await direct()
-                await routed()
+            calls: dict[str, Callable[[], Awaitable[object]]] = {
+                "direct": direct,
+                "floor": floored,
+                "quorum": routed,
+            }
+            for _ in range(200):  # warm up every path
+                for call in calls.values():
+                    await call()
+            pids = {"floor": floor.pid, "quorum": server.pid}
             for concurrency in (1, 64):
                 n = args.requests if concurrency > 1 else max(500, args.requests // 4)
-                d = await drive(direct, n, concurrency)
-                cpu0 = cpu_seconds(server.pid)
-                q = await drive(routed, n, concurrency)
-                cpu = cpu_seconds(server.pid) - cpu0
-                results[f"c{concurrency}"] = {
-                    "direct_p50_ms": d.p50,
-                    "direct_p99_ms": d.pct(99),
-                    "quorum_p50_ms": q.p50,
-                    "quorum_p99_ms": q.pct(99),
-                    "added_p50_ms": q.p50 - d.p50,
-                    "added_p99_ms": q.pct(99) - d.pct(99),
-                    "direct_rps": d.rps,
-                    "quorum_rps": q.rps,
-                    "server_cpu_ms_per_request": cpu / max(1, len(q.latencies_ms)) * 1000,
-                    "errors": float(d.errors + q.errors),
-                }
+                per_round = max(1, n // args.rounds)
+                results[f"c{concurrency}"] = await measure(
+                    calls, pids, per_round, concurrency, args.rounds
+                )
         results["server"] = {"rss_mb": rss_mb(server.pid)}
     finally:
-        server.terminate()
-        upstream.terminate()
-        server.wait(30)
-        upstream.wait(10)
+        for proc in (server, floor, upstream):
+            proc.terminate()
+        for proc in (server, floor, upstream):
+            proc.wait(30)
 
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"upstream latency {args.latency_ms} ms; {args.requests} requests at C=64")
     print(
-        f"{'':6} {'direct p50/p99':>16} {'quorum p50/p99':>16} {'added p50/p99':>16} "
-        f"{'direct rps':>11} {'quorum rps':>11} {'cpu/req':>9}"
+        f"upstream latency {args.latency_ms} ms; {args.rounds} interleaved rounds; "
+        f"{args.requests} requests per path at C=64"
     )
+    print(f"{'':4} {'path':7} {'p50/p99':>16} {'added p50/p99':>16} {'rps':>7} {'cpu/req':>9}")
     for key in ("c1", "c64"):
         r = results[key]
-        print(
-            f"{key.upper():6} {r['direct_p50_ms']:7.2f}/{r['direct_p99_ms']:<7.2f} ms "
-            f"{r['quorum_p50_ms']:7.2f}/{r['quorum_p99_ms']:<7.2f} ms "
-            f"{r['added_p50_ms']:7.2f}/{r['added_p99_ms']:<7.2f} ms "
-            f"{r['direct_rps']:11.0f} {r['quorum_rps']:11.0f} "
-            f"{r['server_cpu_ms_per_request']:7.2f}ms"
-        )
+        for name in PATHS:
+            added = (
+                f"{r[f'{name}_added_p50_ms']:7.2f}/{r[f'{name}_added_p99_ms']:<7.2f} ms"
+                if name != "direct"
+                else f"{'-':>16}"
+            )
+            cpu = f"{r[f'{name}_cpu_ms_per_request']:7.2f}ms" if name != "direct" else ""
+            print(
+                f"{key.upper():4} {name:7} "
+                f"{r[f'{name}_p50_ms']:7.2f}/{r[f'{name}_p99_ms']:<7.2f} ms {added} "
+                f"{r[f'{name}_rps']:7.0f} {cpu:>9}"
+            )
     print(f"server RSS after the runs: {results['server']['rss_mb']:.1f} MB")
 
 

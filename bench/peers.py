@@ -49,6 +49,7 @@ from bench._harness import (
     drive,
     free_port,
     start_fake_upstream,
+    start_ready,
     wait_serving,
 )
 from quorum.route.v1 import route_service_pb2_grpc as svc_grpc
@@ -189,19 +190,6 @@ def start_quorum(config: Path, address: str, *extra: str) -> subprocess.Popen[by
         stderr=subprocess.DEVNULL,
         env={**os.environ, KEY_ENV: "sk-bench"},
     )
-
-
-def start_ready(argv: list[str], *, cwd: Path = ROOT) -> subprocess.Popen[str]:
-    """Start a helper that prints ``ready`` on stdout once it listens."""
-    proc = subprocess.Popen(
-        argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if line != "ready":
-        proc.kill()
-        raise RuntimeError(f"{argv[1]} did not start: {line!r}")
-    return proc
 
 
 def supports_workers() -> bool:

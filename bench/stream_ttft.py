@@ -34,8 +34,14 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bench._harness import PYTHON, free_port, start_fake_upstream, start_quorum, wait_serving
-from bench.peers import start_ready
+from bench._harness import (
+    PYTHON,
+    free_port,
+    start_fake_upstream,
+    start_quorum,
+    start_ready,
+    wait_serving,
+)
 from quorum.client import AsyncQuorumClient, build_request
 
 PROMPT = "Tell me something nice."

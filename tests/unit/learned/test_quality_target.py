@@ -173,3 +173,13 @@ def test_the_committed_artifact_serves_each_pair_target() -> None:
         served = learned_router(config)
         assert served is not None
         assert served.head("routellm-mmlu").threshold == (stored.thresholds or {})[label]
+
+
+@pytest.mark.parametrize("source", ["routerbench", "dcrouter"])
+def test_the_committed_artifact_serves_each_many_model_target(source: str) -> None:
+    stored = LearnedRouter.load(DEFAULT_ARTIFACT).head(source)
+    assert set(stored.lambdas or {}) == {"95", "80", "50"}
+    for target, label in zip(GAP_TARGETS, ("95", "80", "50"), strict=True):
+        served = learned_router(_config(source=source, quality_target=target))
+        assert served is not None
+        assert served.head(source).lam == (stored.lambdas or {})[label]

@@ -144,3 +144,24 @@ async def test_a_tenant_is_never_routed_to_an_agent_it_may_not_use() -> None:
             if not expected:
                 assert "agent:not_allowed_for_tenant" in signals
                 assert not any("email_assistant" in signal for signal in signals)
+
+
+async def test_a_pinned_model_outside_the_agents_models() -> None:
+    """The classifier's agent gives way to the caller's model; an agent the caller named
+    itself and a model it does not use are refused, naming ``hints.model``."""
+    prompt = "Please write an email reply to Sarah about the invoice"
+    async with running_server(parse_config(agents_config())) as (_, client):
+        routed = await client.route(prompt, hints=pb.RoutingHints(model="flash"))
+        planned = await client.plan(prompt, hints=pb.RoutingHints(model="flash"))
+        with pytest.raises(QuorumError) as info:
+            await client.route(
+                prompt, hints=pb.RoutingHints(model="flash", agent="email_assistant")
+            )
+        with pytest.raises(QuorumError) as planning:
+            await client.plan(prompt, hints=pb.RoutingHints(model="flash", agent="email_assistant"))
+    assert routed.classification.agent == "email_assistant"
+    assert routed.model == "flash"  # the email agent's cheap tier is flash-b
+    assert planned.plan.stages[0].candidates[0].model == "flash"
+    for refused in (info.value, planning.value):
+        assert refused.code is grpc.StatusCode.FAILED_PRECONDITION
+        assert refused.message.startswith("hints.model: flash is not among the models of agent")

@@ -156,7 +156,13 @@ def _target_tier(p: Planning) -> str:
     reasons = p.reasons
     hints = request.hints
     if hints.model:
-        tier = catalog.models[hints.model].tier
+        spec = catalog.models.get(hints.model)
+        if spec is None:  # outside what this caller (tenant, agent) may be answered by
+            raise NoCandidate(
+                f"hints.model: {hints.model} is not among the models this request may use",
+                metadata={"model": hints.model},
+            )
+        tier = spec.tier
         reasons.append(Reason("FORCED_MODEL", f"caller asked for model {hints.model}"))
         return tier
     if hints.tier:

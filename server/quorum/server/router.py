@@ -43,7 +43,12 @@ from quorum.server.domain import (
     Strategy,
     Usage,
 )
-from quorum.server.errors import CallerDeadlineTimeout, ProviderError, ProviderTimeout
+from quorum.server.errors import (
+    CallerDeadlineTimeout,
+    NoCandidate,
+    ProviderError,
+    ProviderTimeout,
+)
 from quorum.server.execute.calls import (
     ExecutionContext,
     call_model,
@@ -433,7 +438,21 @@ class Router:
         agent = self.agents.get(classification.agent) if classification.agent else None
         if agent is None:
             return request, self.catalog
-        return apply_agent(agent, request), agent.catalog
+        request = apply_agent(agent, request)
+        forced = request.hints.model
+        if forced and forced not in agent.catalog.models:
+            if request.hints.agent == agent.name:
+                # Both named by the caller, and they disagree.
+                models = ", ".join(f"{m.name} ({m.tier})" for m in agent.catalog.ordered())
+                raise NoCandidate(
+                    f"hints.model: {forced} is not among the models of agent {agent.name} "
+                    f"({models}); drop hints.model or hints.agent",
+                    metadata={"model": forced, "agent": agent.name},
+                )
+            # The classifier chose the agent, the caller chose the model: the model
+            # wins (the agent's tools and prompt still apply).
+            return request, self.catalog
+        return request, agent.catalog
 
     async def _shadow_call(
         self, request: RouteRequest, candidate: Candidate, timeout_s: float

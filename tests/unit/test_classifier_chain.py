@@ -153,12 +153,38 @@ async def test_an_unknown_stays_ambiguous_when_the_llm_gives_no_answer(note: str
         assert (note, decided.strategy) == ("llm-timeout", Strategy.CASCADE)
 
 
-async def test_an_unknown_agent_is_ambiguous_too() -> None:
+async def test_an_unknown_agent_is_ambiguous_when_the_task_is_unsure_too() -> None:
+    llm = Answers(Classification("chat", Difficulty.LOW, 0.9, "llm"))
     chain = ChainClassifier(agents=LEGAL)  # here "legal" is an agent's examples
-    result = await chain.classify(_request("What is 17 * 23?"))
+    result = await chain.classify(_request(UNSURE_FOR_RULES))
     assert any(s.startswith("agent:unknown:") for s in result.signals)
     assert result.confidence == UNKNOWN_CONFIDENCE
     assert "AMBIGUOUS_UP" in _codes(_plan(result))
+    # ... and it is what the LLM classifier is there for.
+    asked = await ChainClassifier(agents=LEGAL, llm=llm).classify(_request(UNSURE_FOR_RULES))
+    assert llm.calls == 1 and (asked.classifier, asked.confidence) == ("llm", 0.9)
+
+
+@pytest.mark.parametrize("task_routes", [None, LEGAL])
+async def test_a_confident_task_that_no_agent_fits_is_no_agents_and_stays_sure(
+    task_routes: SemanticRoutes | None,
+) -> None:
+    llm = Answers(Classification("chat", Difficulty.HIGH, 0.9, "llm"))
+    chain = ChainClassifier(tasks=task_routes, agents=LEGAL, llm=llm)
+    rules = await ChainClassifier().classify(_request("What is 17 * 23?"))
+    result = await chain.classify(_request("What is 17 * 23?"))
+    assert rules.confidence >= 0.7
+    assert (result.agent, result.task, result.confidence) == ("", rules.task, rules.confidence)
+    assert any(s.startswith("agent:none:") for s in result.signals)
+    assert llm.calls == 0
+    assert "AMBIGUOUS_UP" not in _codes(_plan(result))
+    # A task route that matches makes the task sure as well.
+    helper = SemanticRoutes(KeywordEncoder(), {"helper": ["Tell me a story"]})
+    legal = await ChainClassifier(tasks=LEGAL, agents=helper).classify(
+        _request("Is this NDA clause valid?")
+    )
+    assert (legal.task, legal.agent) == ("legal", "")
+    assert legal.confidence >= 0.7 and "AMBIGUOUS_UP" not in _codes(_plan(legal))
 
 
 async def test_rules_without_a_signal_stay_on_the_cheap_tier_by_default() -> None:

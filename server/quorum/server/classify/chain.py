@@ -6,7 +6,9 @@
   task, an agent route names the agent. Below the similarity threshold the result is
   "unknown": its confidence drops to :data:`UNKNOWN_CONFIDENCE` (0), below any positive
   ``routing.ambiguous_below``, so the planner moves it one tier up (``AMBIGUOUS_UP``)
-  unless a later step answers with more certainty.
+  unless a later step answers with more certainty. A request whose task is already
+  known with confidence (by the rules, a task route or the caller's ``hints.task``) and
+  that no agent route is close to is simply no agent's: it stays as sure as it was.
 * When both are unsure and an LLM classifier is configured, it is asked (with a tight
   timeout). Its answer replaces the classification; on timeout the difficulty becomes
   medium unless the earlier steps found it higher (a timeout never makes a request look
@@ -89,10 +91,13 @@ class ChainClassifier:
             if match.route is not None:
                 result = replace(result, agent=match.route, classifier="rules+embedding")
                 signals.append(f"agent:{match.route}:{match.similarity:.2f}")
-            else:
-                # No agent is close enough: treat the request as ambiguous.
+            elif unsure:
+                # No agent is close enough, and the task is unsure too: ambiguous.
                 result = replace(result, confidence=min(result.confidence, UNKNOWN_CONFIDENCE))
                 signals.append(f"agent:unknown:{match.similarity:.2f}")
+            else:
+                # The task is known with confidence: the request is no agent's.
+                signals.append(f"agent:none:{match.similarity:.2f}")
         result = replace(result, signals=tuple(signals))
         if unsure:
             return await self._ask_llm(request, result)

@@ -173,3 +173,19 @@ async def test_only_the_first_verdict_on_a_request_teaches() -> None:
         rates = running.router.observed.quality.rates()
     assert "flash/chat" not in rates  # one verdict: below min_samples
     assert planned.plan.stages[0].candidates[0].model == "flash"
+
+
+async def test_a_label_uses_up_no_verdict() -> None:
+    data = sim_config()
+    data["routing"]["performance"] = {"explore_share": 0.0, "min_samples": 3, "window": 10}
+    async with running_server(parse_config(data)) as (running, client):
+        for i in range(3):
+            await client.route("hello there", request_id=f"l-{i}")
+            label = svc.FeedbackRequest(
+                request_id=f"l-{i}", kind=svc.FEEDBACK_KIND_LABEL, label="billing"
+            )
+            down = svc.FeedbackRequest(request_id=f"l-{i}", kind=svc.FEEDBACK_KIND_THUMBS_DOWN)
+            assert (await client.feedback(label)).recorded
+            assert (await client.feedback(down)).recorded
+        rates = running.router.observed.quality.rates()
+    assert rates["flash/chat"] == 0.0  # the thumbs down after each label taught

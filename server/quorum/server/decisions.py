@@ -256,7 +256,8 @@ class DecisionLog:
     async def feedback(self, fb: Feedback, *, tenant: str | None = None) -> Decided:
         """Record feedback and say what it was about; NotFound for an id the log lacks,
         or (with ``tenant``) for another tenant's request, which is not told apart from
-        an unknown one. Only the first verdict on a request is marked ``first_verdict``."""
+        an unknown one. Only the first verdict on a request (good or bad: not a label) is
+        marked ``first_verdict``; a label's line carries no such key."""
         decided = self._index.get(fb.request_id, time.monotonic()) or await self._shared_get(
             fb.request_id
         )
@@ -280,8 +281,10 @@ class DecisionLog:
             record["label"] = fb.label
         if fb.comment and self._include_prompts:
             record["comment"] = fb.comment
-        first = self._index.judge(fb.request_id) and await self._shared_judge(fb.request_id)
-        record["first_verdict"] = first
+        first = False
+        if feedback_is_good(fb) is not None:  # a label is no verdict: it uses up none
+            first = self._index.judge(fb.request_id) and await self._shared_judge(fb.request_id)
+            record["first_verdict"] = first
         if self._sink != "none":
             self._enqueue(record)
         return replace(decided, first_verdict=first)

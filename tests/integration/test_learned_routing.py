@@ -115,3 +115,21 @@ def test_a_damaged_artifact_is_named_not_raised(tmp_path: Path) -> None:
         check_learned(config)
     (problem,) = info.value.problems
     assert problem.startswith(f"classifier.learned.artifact: {tmp_path}: not a usable router")
+
+
+async def test_the_learned_verifier_never_judges_the_last_tier() -> None:
+    data = sim_config(
+        classifier={"learned": {"source": "routellm-gsm8k", "difficulty": False, "verifier": True}}
+    )
+    async with running_server(parse_config(data)) as (_, client):
+        r = await client.route(
+            "A train leaves at 3pm going 60 mph; another leaves at 4pm at 80 mph. When does "
+            "the second catch up, and how far from the station are they?",
+            hints=pb.RoutingHints(strategy=pb.STRATEGY_CASCADE),
+        )
+    gated = [a for a in r.attempts if a.HasField("gate")]
+    assert len(gated) >= 2, [(a.model, a.outcome) for a in r.attempts]
+    assert "learned_verifier" in [c.name for c in gated[0].gate.checks]
+    last = gated[-1]
+    assert last.tier == "premium"
+    assert "learned_verifier" not in [c.name for c in last.gate.checks]

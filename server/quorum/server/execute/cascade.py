@@ -12,7 +12,8 @@ already skipped tiers whose route keeps escalating). For each tier:
 3. **Gate** (:mod:`quorum.server.execute.gate`): pass → return the answer; fail → the
    attempt is REJECTED, the route's escalation outcome is recorded, and the next tier
    runs. The last tier's answer is returned whatever its verdict (unless an earlier
-   answer scored better on the gate).
+   answer scored better on the gate); plugged-in verifiers (e.g. the learned one, which
+   weighs escalating) judge every tier but the last, which has none above it.
 
 The account carries the tiers tried, each gate verdict (on its attempt and as a
 ``GateEvaluated`` event), the escalation reasons, the cost of answers not used, and the
@@ -210,7 +211,10 @@ async def execute_cascade(
                 )
             i += 1
             continue
-        verdict = evaluate(request, result.completion, runtime.gate, runtime.verifiers)
+        # The verifiers (the learned one asks "is escalating worth it?") advise on going
+        # up a tier; the last tier has none above it, so only the gate judges it.
+        verifiers = () if last else runtime.verifiers
+        verdict = evaluate(request, result.completion, runtime.gate, verifiers)
         ctx.sink.emit(GateEvaluated(result.spec.name, verdict))
         index = len(attempts) - 1
         attempts[index] = replace(attempts[index], gate=verdict)

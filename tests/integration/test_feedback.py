@@ -10,10 +10,11 @@ import pytest
 
 from quorum.client import QuorumError
 from quorum.route.v1 import route_service_pb2 as svc
+from quorum.route.v1 import types_pb2 as pb
 from quorum.server.app import create_server
 from quorum.server.config import parse_config
 from quorum.server.observed import LocalWindows
-from tests.conftest import RedisServer, running_server, sim_config
+from tests.conftest import RedisServer, running_server, sim_config, with_model
 
 
 async def test_feedback_for_a_routed_request_is_recorded(tmp_path: Path) -> None:
@@ -60,6 +61,34 @@ async def test_an_answer_from_the_cache_is_a_decision_open_to_feedback(tmp_path:
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]
     decisions = [(d["request_id"], d["cached"]) for d in lines if d["type"] == "decision"]
     assert decisions == [("fresh", False), ("from-cache", True)]
+
+
+async def test_a_request_that_got_no_answer_is_a_decision_too(tmp_path: Path) -> None:
+    log_path = tmp_path / "decisions.jsonl"
+    data = with_model(
+        sim_config(decisions={"sink": "file", "path": str(log_path)}),
+        "mid",
+        simulated={"failure_rate": 1.0},
+    )
+    async with running_server(parse_config(data)) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.route("hello", request_id="no-answer", hints=pb.RoutingHints(model="mid"))
+        assert info.value.code is grpc.StatusCode.UNAVAILABLE
+        reply = await client.feedback(
+            svc.FeedbackRequest(request_id="no-answer", kind=svc.FEEDBACK_KIND_REGENERATED)
+        )
+        assert reply.recorded
+    decision, feedback = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert (decision["type"], decision["request_id"], decision["model"]) == (
+        "decision",
+        "no-answer",
+        "",
+    )
+    assert decision["error"] == {"code": "UNAVAILABLE", "reason": "ALL_ATTEMPTS_FAILED"}
+    assert decision["attempts"] and all(a["outcome"] == "failed" for a in decision["attempts"])
+    assert decision["plan"] and decision["task"]
+    assert "prompt" not in decision
+    assert (feedback["type"], feedback["kind"]) == ("feedback", "regenerated")
 
 
 async def test_unknown_request_id_is_not_found() -> None:

@@ -25,7 +25,14 @@ from typing import Any, BinaryIO, Literal
 import orjson
 import structlog
 
-from quorum.server.domain import RouteRequest, RouteResult
+from quorum.server.domain import (
+    Attempt,
+    Classification,
+    ExecutionPlan,
+    RouteRequest,
+    RouteResult,
+    Usage,
+)
 from quorum.server.errors import ConfigError, NotFound
 from quorum.server.values import value_type
 
@@ -57,53 +64,109 @@ def feedback_is_good(fb: Feedback) -> bool | None:
     return None
 
 
-def decision_record(
-    request: RouteRequest, result: RouteResult, include_prompt: bool, ts: float | None = None
+@value_type
+class FailedDecision:
+    """A request that was classified and planned but got no answer: what the log keeps
+    of it (the error's gRPC code and reason, every attempt)."""
+
+    request_id: str
+    classification: Classification
+    plan: ExecutionPlan
+    attempts: tuple[Attempt, ...]
+    code: str  # the gRPC status code's name, e.g. "UNAVAILABLE"
+    reason: str  # the error's reason, e.g. "ALL_ATTEMPTS_FAILED"
+    total_ms: float
+    guards: tuple[str, ...] = ()
+
+
+def _decided(
+    request: RouteRequest,
+    request_id: str,
+    c: Classification,
+    plan: ExecutionPlan,
+    ts: float | None,
 ) -> dict[str, Any]:
-    """The JSON-able record of one decision (no prompt text unless asked); ``ts`` is
-    when it was decided (now, if not given)."""
-    c = result.classification
-    record: dict[str, Any] = {
+    return {
         "type": "decision",
         "ts": time.time() if ts is None else ts,
-        "request_id": result.request_id,
+        "request_id": request_id,
         "tenant": request.tenant,
         "task": c.task,
         "difficulty": c.difficulty.name.lower(),
         "confidence": round(c.confidence, 4),
         "classifier": c.classifier,
         "agent": c.agent,
-        "strategy": result.strategy.value,
-        "plan": [
-            {"role": s.role, "models": [x.model for x in s.candidates]} for s in result.plan.stages
-        ],
-        "reasons": [r.code for r in result.plan.reasons],
-        "model": result.model,
-        "attempts": [
-            {
-                "model": a.model,
-                "role": a.role,
-                "outcome": a.outcome.value,
-                "reason": a.error_reason or a.reason[:120],
-                "latency_ms": round(a.latency_ms, 2),
-                "cost_usd": a.cost_usd,
-                "gate": None
-                if a.gate is None
-                else {
-                    "passed": a.gate.passed,
-                    "failed": [g.name for g in a.gate.checks if not g.passed],
-                },
-            }
-            for a in result.attempts
-        ],
-        "input_tokens": result.usage.input_tokens,
-        "output_tokens": result.usage.output_tokens,
-        "cost_usd": result.cost_usd,
-        "baseline_cost_usd": result.baseline_cost_usd,
-        "total_ms": round(result.timings.total_ms, 2),
-        "cached": result.cached,
-        "guards": list(result.guards),
+        "strategy": plan.strategy.value,
+        "plan": [{"role": s.role, "models": [x.model for x in s.candidates]} for s in plan.stages],
+        "reasons": [r.code for r in plan.reasons],
     }
+
+
+def _attempt_lines(attempts: tuple[Attempt, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "model": a.model,
+            "role": a.role,
+            "outcome": a.outcome.value,
+            "reason": a.error_reason or a.reason[:120],
+            "latency_ms": round(a.latency_ms, 2),
+            "cost_usd": a.cost_usd,
+            "gate": None
+            if a.gate is None
+            else {
+                "passed": a.gate.passed,
+                "failed": [g.name for g in a.gate.checks if not g.passed],
+            },
+        }
+        for a in attempts
+    ]
+
+
+def decision_record(
+    request: RouteRequest, result: RouteResult, include_prompt: bool, ts: float | None = None
+) -> dict[str, Any]:
+    """The JSON-able record of one decision (no prompt text unless asked); ``ts`` is
+    when it was decided (now, if not given)."""
+    record = _decided(request, result.request_id, result.classification, result.plan, ts)
+    record["strategy"] = result.strategy.value
+    record.update(
+        {
+            "model": result.model,
+            "attempts": _attempt_lines(result.attempts),
+            "input_tokens": result.usage.input_tokens,
+            "output_tokens": result.usage.output_tokens,
+            "cost_usd": result.cost_usd,
+            "baseline_cost_usd": result.baseline_cost_usd,
+            "total_ms": round(result.timings.total_ms, 2),
+            "cached": result.cached,
+            "guards": list(result.guards),
+        }
+    )
+    if include_prompt:
+        record["prompt"] = request.prompt_text
+    return record
+
+
+def failure_record(
+    request: RouteRequest, failed: FailedDecision, include_prompt: bool, ts: float | None = None
+) -> dict[str, Any]:
+    """The JSON-able record of a decision that ended without an answer: no ``model``,
+    and an ``error`` with the status the caller got."""
+    record = _decided(request, failed.request_id, failed.classification, failed.plan, ts)
+    usage = sum((a.usage for a in failed.attempts), Usage())
+    record.update(
+        {
+            "model": "",
+            "attempts": _attempt_lines(failed.attempts),
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cost_usd": sum(a.cost_usd for a in failed.attempts),
+            "total_ms": round(failed.total_ms, 2),
+            "cached": False,
+            "guards": list(failed.guards),
+            "error": {"code": failed.code, "reason": failed.reason},
+        }
+    )
     if include_prompt:
         record["prompt"] = request.prompt_text
     return record
@@ -247,6 +310,16 @@ class DecisionLog:
             self._remember_shared(result.request_id, decided)
         if self._sink != "none":
             self._enqueue((request, result, time.time()))
+
+    def record_failure(self, request: RouteRequest, failed: FailedDecision) -> None:
+        """Remember a decision that got no answer and queue its line. Feedback on it is
+        logged, but with no model that answered it teaches the planner nothing."""
+        decided = Decided("", failed.classification.task, request.tenant)
+        self._index.add(failed.request_id, time.monotonic(), decided)
+        if self._redis_url:
+            self._remember_shared(failed.request_id, decided)
+        if self._sink != "none":
+            self._enqueue(failure_record(request, failed, self._include_prompts))
 
     def note(self, record: dict[str, Any]) -> None:
         """Queue any other record (e.g. a shadow verdict) for the log."""

@@ -23,7 +23,7 @@ from quorum.server.classify.build import build_classifier, build_verifiers
 from quorum.server.classify.chain import ChainClassifier
 from quorum.server.classify.rules import TASKS
 from quorum.server.config import Config
-from quorum.server.decisions import DecisionLog, Feedback, feedback_is_good
+from quorum.server.decisions import DecisionLog, FailedDecision, Feedback, feedback_is_good
 from quorum.server.domain import (
     Attempt,
     AttemptOutcome,
@@ -45,6 +45,7 @@ from quorum.server.domain import (
 )
 from quorum.server.errors import (
     CallerDeadlineTimeout,
+    ExecutionFailed,
     NoCandidate,
     ProviderError,
     ProviderTimeout,
@@ -308,8 +309,22 @@ class Router:
         # The classifier's calls came before execution: their start times are negative.
         shift_ms = (ctx.started - t0) * 1000.0
         classifying = tuple(replace(a, started_ms=a.started_ms - shift_ms) for a in classifying)
-        async with self.guardrails.execution(scope, decided, deadline, classifying) as run:
-            result = run.done(await self._run(ctx, request, decided, classification))
+        try:
+            async with self.guardrails.execution(scope, decided, deadline, classifying) as run:
+                result = run.done(await self._run(ctx, request, decided, classification))
+        except ExecutionFailed as exc:  # no answer: a decision all the same
+            failed = FailedDecision(
+                request_id=request.request_id,
+                classification=classification,
+                plan=decided,
+                attempts=exc.attempts,
+                code=exc.code.name,
+                reason=exc.reason,
+                total_ms=(time.monotonic() - t0) * 1000.0,
+                guards=tuple(scope.guards),
+            )
+            self.decisions.record_failure(request, failed)
+            raise
         t3 = time.monotonic()
         attempts = (*classifying, *result.attempts)
         usage = sum((a.usage for a in attempts), Usage())

@@ -123,6 +123,22 @@ def test_agent_config_errors_name_the_path() -> None:
     assert any(p.startswith('classifier.llm.model: unknown model "gpt-9"') for p in problems)
 
 
+@pytest.mark.parametrize("blank", ["   ", "\u200b", "..."])
+def test_an_example_without_a_word_is_refused(blank: str) -> None:
+    """Blank or invisible text embeds close to every short prompt and would capture it."""
+    from quorum.server.errors import ConfigError
+
+    data = agents_config()
+    data["agents"]["email_assistant"]["examples"].append(blank)
+    data["classifier"]["embedding"]["tasks"]["legal"].insert(0, blank)
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert set(info.value.problems) == {
+        "agents.email_assistant.examples[4]: an example needs at least one letter or digit",
+        "classifier.embedding.tasks.legal[0]: an example needs at least one letter or digit",
+    }
+
+
 async def test_a_tenant_is_never_routed_to_an_agent_it_may_not_use() -> None:
     # The classifier may pick any agent; a tenant limited to none gets none (its prompt
     # and tools never meet that agent's), and the agent's name is not shown.

@@ -45,6 +45,17 @@ HostPort = Annotated[str, Field(pattern=_HOST_PORT), AfterValidator(_port_in_ran
 """``HOST:PORT`` (``[v6]:PORT`` too), the port within 0-65535."""
 
 
+def _has_words(value: str) -> str:
+    if not any(ch.isalnum() for ch in value):
+        raise ValueError("an example needs at least one letter or digit")
+    return value
+
+
+Example = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_has_words)]
+"""An example utterance of a semantic route: blank or invisible text would embed close
+to every short prompt and capture it."""
+
+
 # A host as it may be written after IDNA encoding (yarl encodes non-ASCII names).
 _HOST = re.compile(r"^[A-Za-z0-9._~-]+$")
 

@@ -10,6 +10,7 @@ from yarl import URL
 
 from quorum.server.config.fields import (
     DifficultyName,
+    Example,
     Name,
     NormalizerName,
     PriorityName,
@@ -149,9 +150,7 @@ class AgentConfig(Strict):
     """A named task domain: examples to recognise it, its prompt, tools and models."""
 
     description: str = ""
-    examples: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
-        default_factory=list
-    )
+    examples: list[Example] = Field(default_factory=list)
     system_prompt: str = ""
     tools: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]] | None = None
     models: dict[Name, Name] = Field(default_factory=dict, description="tier -> model")
@@ -177,7 +176,7 @@ class EmbeddingClassifierConfig(Strict):
     enabled: bool = True
     threshold: float = Field(0.45, ge=0, le=1)
     k: int = Field(5, ge=1, le=50)
-    tasks: dict[Name, list[Annotated[str, Field(min_length=1)]]] = Field(default_factory=dict)
+    tasks: dict[Name, list[Example]] = Field(default_factory=dict)
     remote: RemoteEmbeddingConfig | None = None
 
 

@@ -109,6 +109,15 @@ async def test_unknown_request_id_is_not_found() -> None:
         (svc.FeedbackRequest(request_id="x", kind=svc.FEEDBACK_KIND_SCORE, score=1.5), "score"),
         (svc.FeedbackRequest(request_id="x", kind=svc.FEEDBACK_KIND_LABEL), "label"),
         (
+            svc.FeedbackRequest(request_id="x", kind=svc.FEEDBACK_KIND_THUMBS_UP, label="billing"),
+            "label",
+        ),
+        (
+            svc.FeedbackRequest(request_id="x", kind=svc.FEEDBACK_KIND_LABEL, label="bill\x00ing"),
+            "label",
+        ),
+        (svc.FeedbackRequest(request_id="x", kind=svc.FEEDBACK_KIND_LABEL, label="a\nb"), "label"),
+        (
             svc.FeedbackRequest(
                 request_id="x", kind=svc.FEEDBACK_KIND_THUMBS_UP, comment="c" * 3000
             ),

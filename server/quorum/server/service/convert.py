@@ -527,8 +527,12 @@ def feedback_from_pb(msg: svc_pb.FeedbackRequest) -> Feedback:
         c.add("score", "only with FEEDBACK_KIND_SCORE")
     if kind == "label" and not msg.label:
         c.add("label", "is required for FEEDBACK_KIND_LABEL")
+    elif msg.label and kind not in ("label", None):
+        c.add("label", "only with FEEDBACK_KIND_LABEL")
     if len(msg.label) > 128:
         c.add("label", "at most 128 characters")
+    elif not msg.label.isprintable():
+        c.add("label", "must be printable text (no control characters)")
     if len(msg.comment) > 2000:
         c.add("comment", "at most 2000 characters")
     if c.violations or kind is None:

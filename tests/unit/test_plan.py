@@ -140,8 +140,16 @@ def test_a_use_case_tier_is_answered_from_that_tier_only() -> None:
     assert {tiers[m] for m in fast} == {"cheap"} and len(fast) >= 2
     decided = _plan(_request(use_case="legal_review"))
     assert any(r.code == "USE_CASE_TIER_ONLY" for r in decided.reasons)
-    # A caller's own tier or model hint decides instead.
+    # A caller's own tier or model hint decides instead, and the plan says so.
     assert len({tiers[m] for m in _models(_request(use_case="legal_review", tier="mid"))}) > 1
+    for pinned in (
+        _request(use_case="legal_review", tier="mid"),
+        _request(use_case="legal_review", model="mid"),
+    ):
+        (aside,) = [r for r in _plan(pinned).reasons if r.code == "USE_CASE_TIER_SET_ASIDE"]
+        assert aside.message.startswith("use case legal_review answers from tier premium;")
+    same = _plan(_request(use_case="legal_review", tier="premium"))
+    assert "USE_CASE_TIER_SET_ASIDE" not in _codes(same)
 
 
 def test_every_strategy_keeps_a_use_case_to_its_tier() -> None:

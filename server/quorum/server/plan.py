@@ -208,7 +208,21 @@ def _within_pinned_tier(
     cascade or voters from another."""
     hints = request.hints
     use_case = policy.use_cases.get(hints.use_case) if hints.use_case else None
-    if use_case is None or not use_case.tier or hints.model or hints.tier:
+    if use_case is None or not use_case.tier:
+        return eligible
+    if hints.model or hints.tier:
+        # The caller's own pin decides; say so when it leaves the use case's tier.
+        pinned = f"model {hints.model}" if hints.model else f"tier {hints.tier}"
+        tier = next((m.tier for m in eligible if m.name == hints.model), hints.tier)
+        if tier == use_case.tier:
+            return eligible
+        reasons.append(
+            Reason(
+                "USE_CASE_TIER_SET_ASIDE",
+                f"use case {use_case.name} answers from tier {use_case.tier}; "
+                f"the caller's {pinned} decides instead",
+            )
+        )
         return eligible
     kept = [m for m in eligible if m.tier == use_case.tier]
     if not kept:

@@ -313,3 +313,17 @@ def test_config_keys() -> None:
         with pytest.raises(ConfigError) as info:
             parse_config(data)
         assert f"routing.performance.{next(iter(bad))}" in info.value.problems[0]
+
+
+def test_an_exploring_plan_shows_the_draws_that_ordered_it() -> None:
+    from quorum.server.performance import figures
+
+    snapshot = _snapshot(latency={"flash": 400.0, "flash-b": 3.0})
+    ordered, explored = rank(
+        CHEAP, "chat", snapshot, PerformancePolicy(explore_share=1.0), "x-1", costs=COSTS
+    )
+    assert explored
+    for e in ordered:
+        assert f"(drawn {e.score:.2f})" in figures(e)
+    steady, _ = rank(CHEAP, "chat", snapshot, POLICY, "x-1", costs=COSTS)
+    assert not any("drawn" in figures(e) for e in steady)

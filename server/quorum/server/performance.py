@@ -260,6 +260,8 @@ def describe(priority: Priority, policy: PerformancePolicy, explored: bool) -> s
 def figures(e: Estimate) -> str:
     """One model's figures: quality, latency and cost of an answer, priors marked."""
     quality = f"{e.quality:.2f}{'' if e.observed else ' (prior)'}"
+    if e.score != e.quality:  # explored: the order used a Thompson draw
+        quality += f" (drawn {e.score:.2f})"
     latency = f"{e.latency_ms:.0f} ms" if e.latency_ms is not None else "latency unmeasured"
     cost = f"${e.cost_usd:.6f}{'' if e.cost_observed else ' (prior)'}"
     return f"{e.model} {quality}, {latency}, {cost}"

@@ -44,6 +44,7 @@ _ROUTER_COMMANDS = {
     "eval": "evaluate a router on a JSONL file, per source",
     "report": "which task types could move to a cheaper tier, from the decision log's shadow "
     "evaluations",
+    "export-log": "write a decision log kept in a Redis stream as JSON lines",
 }
 
 
@@ -435,6 +436,10 @@ def _run_router(command: str, argv: Sequence[str]) -> int:
         from quorum.server.report import main as report_main
 
         return report_main(argv)
+    if command == "export-log":
+        from quorum.server.log_export import main as export_main
+
+        return export_main(argv)
     from quorum.server.learned.cli import main as router_main
 
     code: int = router_main([command, *argv])

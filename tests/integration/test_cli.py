@@ -267,7 +267,7 @@ async def test_stats_pointed_at_the_grpc_port_is_one_line() -> None:
 def test_router_help_lists_report() -> None:
     router = run("router", "--help")
     assert router.returncode == 0
-    assert "{train,eval,report}" in router.stdout
+    assert "{train,eval,report,export-log}" in router.stdout
     assert "cheaper tier" in router.stdout  # report's description
     top = run("--help")
     assert "report on shadow evaluations" in " ".join(top.stdout.split())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -46,6 +48,55 @@ def test_bad_lines_name_file_and_line(tmp_path: Path) -> None:
         load_rows([path])
     with pytest.raises(DataError, match="no such file"):
         load_rows([tmp_path / "missing.jsonl"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("score", "NaN", r"results\.m needs a numeric 'score' from 0 to 1, not NaN"),
+        ("score", "5.0", r"results\.m needs a numeric 'score' from 0 to 1, not 5\.0"),
+        ("score", "-0.5", r"results\.m needs a numeric 'score' from 0 to 1, not -0\.5"),
+        ("score", "true", r"results\.m needs a numeric 'score' from 0 to 1, not true"),
+        ("score", "null", r"results\.m needs a numeric 'score' from 0 to 1, not null"),
+        ("cost_usd", "-1", r"results\.m\.cost_usd must be a number >= 0 .* not -1"),
+        ("cost_usd", "Infinity", r"results\.m\.cost_usd must be a number >= 0 .* not Infinity"),
+        ("cost_usd", "NaN", r"results\.m\.cost_usd must be a number >= 0 .* not NaN"),
+        ("cost_usd", '"0.1"', r"results\.m\.cost_usd must be a number >= 0 .* not \"0\.1\""),
+        ("prompt", "null", r"'prompt' must be a string, not null"),
+        ("prompt", "12345", r"'prompt' must be a string, not 12345"),
+        ("source", "null", r"'source' must be a non-empty string, not null"),
+        ("source", '""', r"'source' must be a non-empty string, not \"\""),
+    ],
+)
+def test_out_of_range_and_mistyped_fields_are_refused_naming_line_and_field(
+    field: str, value: str, message: str, tmp_path: Path
+) -> None:
+    result: dict[str, Any] = {"score": 1, "cost_usd": 0.01}
+    row: dict[str, Any] = {"source": "s", "prompt": "p", "results": {"m": result}}
+    good = json.dumps(row)
+    if field in result:
+        result[field] = "@"
+    else:
+        row[field] = "@"
+    path = tmp_path / "odd.jsonl"
+    path.write_text(good + "\n" + json.dumps(row).replace('"@"', value) + "\n")
+    with pytest.raises(DataError, match=r"^odd\.jsonl:2: " + message):
+        load_rows([path])
+
+
+def test_scores_from_0_to_1_and_free_or_unknown_costs_are_accepted(tmp_path: Path) -> None:
+    results = {
+        "a": {"score": 0, "cost_usd": 0},
+        "b": {"score": 1.0, "cost_usd": None},
+        "c": {"score": 0.25, "cost_usd": 0.003},
+    }
+    path = write_jsonl(tmp_path / "ok.jsonl", [{"source": "s", "prompt": "", "results": results}])
+    (row,) = load_rows([path])
+    assert {m: (r.score, r.cost_usd) for m, r in row.results.items()} == {
+        "a": (0.0, 0.0),
+        "b": (1.0, None),
+        "c": (0.25, 0.003),
+    }
 
 
 def test_token_estimate_is_four_characters_a_token() -> None:

@@ -5,6 +5,9 @@ training config, and per source: the kind of head, its models (cheapest first), 
 thresholds or lambda (``thresholds``/``lambdas``: one for each standard target; ``lambdas`` is
 optional, older artifacts lack it), and the shapes of its arrays; a head calibrated otherwise
 than on full rows (trained from the decision log's feedback) says how under ``calibration``.
+The manifest is strict JSON: a pair head's threshold (or its cascade's) that no prompt can reach,
++inf in memory (the cheap model alone meets the target: never route to the strong model), is
+written as ``null`` and read back as +inf; any other figure that is undefined (NaN) is ``null``.
 ``weights.npz`` holds vocabularies (as string arrays), idf, coefficients, scalers and the char
 blocks' warm words (frequent training words whose n-grams are looked up once, at load) under keys
 ``h<index>.<name>``. Coefficient matrices are stored as float16 and the rest as float32; training
@@ -15,6 +18,7 @@ pipeline's. Loading needs only numpy and checks the version first.
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -25,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from quorum.server.learned.heads import (
+    PAIR,
     CascadeVerifier,
     CategoryPrior,
     CostModel,
@@ -46,6 +51,22 @@ class ArtifactError(ValueError):
 
 def _f32(a: npt.ArrayLike) -> npt.NDArray[np.float32]:
     return np.asarray(a, dtype=np.float32)
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` with every non-finite number (NaN, ±inf) replaced by None, for strict JSON."""
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+def _threshold(value: Any) -> float:
+    """A stored pair or cascade threshold: ``null`` is +inf (never route to the strong model)."""
+    return math.inf if value is None else float(value)
 
 
 def _head_arrays(prefix: str, head: SourceHead) -> dict[str, npt.NDArray[Any]]:
@@ -125,8 +146,9 @@ def save_router(router: LearnedRouter, folder: Path, extra: Mapping[str, Any]) -
     manifest = {"format_version": FORMAT_VERSION, **extra}
     manifest["default_source"] = router.default_source
     manifest["heads"] = heads
+    text = json.dumps(_json_ready(manifest), indent=2, sort_keys=False, allow_nan=False)
     np.savez_compressed(folder / WEIGHTS, allow_pickle=False, **arrays)
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    (folder / MANIFEST).write_text(text + "\n")
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -203,10 +225,12 @@ def _load_head(source: str, entry: Mapping[str, Any], z: Mapping[str, Any]) -> S
             intercept=float(spec["intercept"]),
             mean=arr("ver_mean"),
             scale=arr("ver_scale"),
-            threshold=float(spec["threshold"]),
-            thresholds={str(k): float(v) for k, v in spec["thresholds"].items()},
+            threshold=_threshold(spec["threshold"]),
+            thresholds={str(k): _threshold(v) for k, v in spec["thresholds"].items()},
         )
     threshold = entry.get("threshold")
+    if str(entry["kind"]) == PAIR:
+        threshold = _threshold(threshold)
     lam = entry.get("lambda")
     return SourceHead(
         source=source,
@@ -219,7 +243,7 @@ def _load_head(source: str, entry: Mapping[str, Any], z: Mapping[str, Any]) -> S
         cost=CostModel(arr("cost_base"), arr("cost_per_token")),
         quality_target=float(entry["quality_target"]),
         threshold=None if threshold is None else float(threshold),
-        thresholds={str(k): float(v) for k, v in (entry.get("thresholds") or {}).items()},
+        thresholds={str(k): _threshold(v) for k, v in (entry.get("thresholds") or {}).items()},
         lam=None if lam is None else float(lam),
         # absent from artifacts written before it (format_version 1 all the same)
         lambdas={str(k): float(v) for k, v in (entry.get("lambdas") or {}).items()},

@@ -10,8 +10,9 @@ logs written with ``decisions.include_prompts`` and trains one more head, of sou
 (:func:`~.training.train_partial_head`). ``main(argv)`` returns the exit code: 0 on success, 2 for
 bad input (bad arguments such as a quality target outside (0, 1] or fewer than 2 folds, missing or
 malformed files — a decision log given to ``--data``, or to ``eval``, which needs full rows —, a
-file that is not UTF-8, a malformed ``prices.json``, a decision log without prompts, an artifact
-of another format version or a damaged one), with a one-line message naming it (only
+file that is not UTF-8, a malformed ``prices.json``, a decision log without prompts, a source
+only one model answers, an artifact of another format version or a damaged one, an ``--out``
+that cannot be written), with a one-line message naming it (only
 :class:`~.data.DataError` and :class:`~.artifact.ArtifactError` are caught: the loaders turn what
 they meet into those). ``eval --plot`` always writes a PNG (``.png`` appended to another name) and
 prints the path written.
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -149,6 +152,28 @@ def _check_folds(rows: Sequence[RoutingRow], folds: int) -> None:
             )
 
 
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that cannot become the artifact directory, before any training."""
+    if out.exists():
+        if not out.is_dir():
+            raise DataError(
+                f"--out {out}: a file, not a directory (the artifact is a directory holding "
+                "manifest.json and weights.npz)"
+            )
+        return
+    parent = next(p for p in out.parents if p.exists())
+    if not parent.is_dir():
+        raise DataError(f"--out {out}: cannot create it, {parent} is a file")
+    if parent == out.parent:  # try it: permissions alone do not tell (e.g. under /proc)
+        try:
+            out.mkdir()
+            out.rmdir()
+        except OSError as exc:
+            raise DataError(f"--out {out}: cannot create it ({exc.strerror or exc})") from None
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"--out {out}: cannot create it, {parent} is not writable")
+
+
 def _train(args: argparse.Namespace) -> int:
     from quorum.server.learned.artifact import save_router
     from quorum.server.learned.decision_log import load_feedback_rows
@@ -161,6 +186,7 @@ def _train(args: argparse.Namespace) -> int:
             "deployment's, and the committed default artifact is trained on routing data only"
         )
     out: Path = args.out or DEFAULT_ARTIFACT
+    _check_out(out)
     files = list(args.data) if args.data else ([] if logs else default_data_files())
     prices = load_prices(_prices_path(args.prices, files))
     rows = load_rows(files)
@@ -203,21 +229,30 @@ def _train(args: argparse.Namespace) -> int:
             for m, p in prices.items()
         },
     }
-    save_router(router, out, extra)
+    try:
+        save_router(router, out, extra)
+    except OSError as exc:
+        raise DataError(f"--out {out}: cannot write the artifact ({exc.strerror or exc})") from None
     took = time.perf_counter() - started
     for source, head in router.heads.items():
         detail = (
-            f"threshold {head.threshold:.4f}"
+            f"threshold {_threshold(head.threshold)}"
             if head.threshold is not None
             else f"lambda {head.lam:.4g}"
         )
         if head.cascade is not None:
-            detail += f", cascade threshold {head.cascade.threshold:.4f}"
+            detail += f", cascade threshold {_threshold(head.cascade.threshold)}"
         if head.calibration is not None:
             detail += f", calibration {head.calibration}"
         print(f"{source}: {head.kind}, {len(head.models)} models, {detail}")
     print(f"wrote {out} in {took:.0f}s")
     return 0
+
+
+def _threshold(value: float) -> str:
+    if math.isinf(value):  # the cheap model alone meets the target
+        return "none (never routes to the strong model)"
+    return f"{value:.4f}"
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -6,11 +6,13 @@ A line looks like::
      "results": {"gpt-4-1106-preview": {"score": 1.0, "response": "…", "cost_usd": null},
                  "mistralai/Mixtral-8x7B-Instruct-v0.1": {"score": 0.0}}}
 
-Any number of models may answer a row. A model's cost for a row is its ``cost_usd`` where the row
-carries one; otherwise it is priced from token counts with the list prices of ``prices.json``
-(:func:`estimate_tokens` says how tokens are counted, :func:`output_tokens` how many a model is
-assumed to have written). Rows are grouped by ``source`` into :class:`SourceTable`, the matrix
-form that training and evaluation use.
+Any number of models may answer a row. ``source`` and ``prompt`` are strings, a ``score`` is a
+number from 0 to 1 and a ``cost_usd`` a number >= 0 or null; a line that breaks this is refused
+with a :class:`DataError` naming the file, line and field. A model's cost for a row is its
+``cost_usd`` where the row carries one; otherwise it is priced from token counts with the list
+prices of ``prices.json`` (:func:`estimate_tokens` says how tokens are counted,
+:func:`output_tokens` how many a model is assumed to have written). Rows are grouped by
+``source`` into :class:`SourceTable`, the matrix form that training and evaluation use.
 """
 
 from __future__ import annotations
@@ -104,15 +106,43 @@ def default_data_files(data_dir: Path | None = None) -> list[Path]:
     return files
 
 
+def _number(value: object) -> float | None:
+    """``value`` as a float if it is a finite number (JSON ``true``/``false`` are not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _shown(value: object) -> str:
+    """``value`` as JSON spells it (``null``, ``true``, ``NaN``), for error messages."""
+    try:
+        return json.dumps(value)[:40]
+    except (TypeError, ValueError):
+        return repr(value)[:40]
+
+
 def _parse_result(name: str, raw: object, where: str) -> ModelResult:
-    if not isinstance(raw, dict) or not isinstance(raw.get("score"), int | float):
-        raise DataError(f"{where}: results.{name} needs a numeric 'score'")
+    if not isinstance(raw, dict) or "score" not in raw:
+        raise DataError(f"{where}: results.{name} needs a numeric 'score' from 0 to 1")
+    score = _number(raw["score"])
+    if score is None or not 0.0 <= score <= 1.0:
+        raise DataError(
+            f"{where}: results.{name} needs a numeric 'score' from 0 to 1, "
+            f"not {_shown(raw['score'])}"
+        )
     response = raw.get("response")
-    cost = raw.get("cost_usd")
+    cost_raw = raw.get("cost_usd")
+    cost = _number(cost_raw)
+    if cost_raw is not None and (cost is None or cost < 0):
+        raise DataError(
+            f"{where}: results.{name}.cost_usd must be a number >= 0 (US dollars) or null, "
+            f"not {_shown(cost_raw)}"
+        )
     return ModelResult(
-        score=float(raw["score"]),
+        score=score,
         response=response if isinstance(response, str) else None,
-        cost_usd=float(cost) if isinstance(cost, int | float) else None,
+        cost_usd=cost,
     )
 
 
@@ -146,8 +176,11 @@ def parse_row(line: str, where: str) -> RoutingRow:
     results = raw["results"]
     if not isinstance(results, dict) or not results:
         raise DataError(f"{where}: 'results' must be a non-empty object")
-    prompt = str(raw["prompt"])
-    source = str(raw["source"])
+    prompt, source = raw["prompt"], raw["source"]
+    if not isinstance(prompt, str):
+        raise DataError(f"{where}: 'prompt' must be a string, not {_shown(prompt)}")
+    if not isinstance(source, str) or not source:
+        raise DataError(f"{where}: 'source' must be a non-empty string, not {_shown(source)}")
     row_id = raw.get("id") or hashlib.sha256(f"{source}\n{prompt}".encode()).hexdigest()[:16]
     return RoutingRow(
         id=str(row_id),
@@ -158,8 +191,13 @@ def parse_row(line: str, where: str) -> RoutingRow:
     )
 
 
+_BOM = b"\xef\xbb\xbf"
+"""The UTF-8 byte order mark: accepted at the very start of a file, nowhere else."""
+
+
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of every line of a UTF-8 text file.
+    """``(line number, text)`` of every line of a UTF-8 text file (a byte order mark at the
+    start of the file is dropped).
 
     Raises :class:`DataError` naming the file (and the line) when it is missing, unreadable or
     not UTF-8 text.
@@ -169,6 +207,8 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     try:
         with path.open("rb") as fh:
             for number, raw in enumerate(fh, start=1):
+                if number == 1 and raw.startswith(_BOM):  # written by some editors
+                    raw = raw[len(_BOM) :]
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:

@@ -31,6 +31,7 @@ from quorum.server.learned.metrics import (
     MultiCurve,
     RoutingCurve,
     bootstrap_se,
+    fraction_of,
     lambda_grid,
     multi_curve,
     pareto_apgr,
@@ -63,19 +64,35 @@ def find_head(router: LearnedRouter, source: str, rows: Sequence[RoutingRow]) ->
 
     The head trained on this source (by name); else, among the heads whose models all answer
     at least one row together, the one whose models are exactly the models answering the
-    source's rows, else the one with the most such rows (ties: more models, then the artifact's
-    order). Models of the rows that the head does not use play no part. None: no head fits.
+    source's rows, else the one with the most such rows (ties: more models, then a head with a
+    cascade verifier when those rows carry its cheap model's answers — the pool's cascade is
+    what such rows are for, and only that head can judge it —, then the artifact's order).
+    Models of the rows that the head does not use play no part. None: no head fits.
     """
     if source in router.heads:
         return router.heads[source]
     answered = {m for r in rows for m in r.results}
-    best: tuple[bool, int, int] | None = None
+    best: tuple[bool, int, int, bool] | None = None
     chosen: SourceHead | None = None
     for head in router.heads.values():
-        rank = (set(head.models) == answered, len(_usable_rows(rows, head)), len(head.models))
+        usable = _usable_rows(rows, head)
+        rank = (
+            set(head.models) == answered,
+            len(usable),
+            len(head.models),
+            head.cascade is not None and _carry_cheap_answers(usable, head),
+        )
         if rank[1] and (best is None or rank > best):
             best, chosen = rank, head
     return chosen
+
+
+def _carry_cheap_answers(rows: Sequence[RoutingRow], head: SourceHead) -> bool:
+    """Whether most ``rows`` carry the head's cheap model's answer (as
+    :attr:`~.data.SourceTable.has_cheap_responses` asks before judging a cascade)."""
+    cheap = head.models[0]
+    have = sum(1 for r in rows if r.results[cheap].response)
+    return have >= 0.9 * max(1, len(rows))
 
 
 def _usable_rows(rows: Sequence[RoutingRow], head: SourceHead) -> list[RoutingRow]:
@@ -83,8 +100,11 @@ def _usable_rows(rows: Sequence[RoutingRow], head: SourceHead) -> list[RoutingRo
     return [r for r in rows if all(m in r.results for m in head.models)]
 
 
-def _se(stat: Any, n: int, rounds: int) -> float:
-    return bootstrap_se(stat, n, rounds) if rounds > 0 else float("nan")
+def _se(stat: Any, n: int, rounds: int, value: float) -> float:
+    """Bootstrap SE of ``stat``; undefined (NaN) when the figure itself, ``value``, is."""
+    if rounds <= 0 or not np.isfinite(value):
+        return float("nan")
+    return bootstrap_se(stat, n, rounds)
 
 
 def _pair_figures(
@@ -107,19 +127,19 @@ def _pair_figures(
         idx = np.arange(len(scores)) if rows is None else rows
         strong = float(q[idx, 1].mean())
         cost = curve_of(rows).cost_at(target_quality(0.95, OF_STRONG, 0.0, strong))
-        return 1.0 - cost / float(c[idx, 1].mean())
+        return 1.0 - fraction_of(cost, float(c[idx, 1].mean()))
 
     n = len(scores)
     out: dict[str, float] = {}
     for label, level, kind in STANDARD_TARGETS:
-        out[f"{prefix}strong_share_at_{label}"] = share(level, kind, None)
+        value = out[f"{prefix}strong_share_at_{label}"] = share(level, kind, None)
         out[f"{prefix}strong_share_at_{label}_se"] = _se(
-            lambda r, lv=level, kd=kind: share(lv, kd, r), n, rounds
+            lambda r, lv=level, kd=kind: share(lv, kd, r), n, rounds, value
         )
-    out[f"{prefix}cost_saved_at_95"] = saved(None)
-    out[f"{prefix}cost_saved_at_95_se"] = _se(saved, n, rounds)
-    out[f"{prefix}apgr"] = curve_of(None).apgr()
-    out[f"{prefix}apgr_se"] = _se(lambda r: curve_of(r).apgr(), n, rounds)
+    value = out[f"{prefix}cost_saved_at_95"] = saved(None)
+    out[f"{prefix}cost_saved_at_95_se"] = _se(saved, n, rounds, value)
+    value = out[f"{prefix}apgr"] = curve_of(None).apgr()
+    out[f"{prefix}apgr_se"] = _se(lambda r: curve_of(r).apgr(), n, rounds, value)
     return out, curve_of(None)
 
 
@@ -145,7 +165,7 @@ def evaluate_pair(head: SourceHead, t: SourceTable, rounds: int) -> SourceReport
             "threshold": head.threshold,
             "strong_share": share,
             "quality_fraction_of_strong": quality / strong if strong else float("nan"),
-            "cost_fraction": cost / float(c[:, 1].mean()),
+            "cost_fraction": fraction_of(cost, float(c[:, 1].mean())),
         }
     plot: dict[str, Any] = {
         "router": (curve.shares, curve.quality),
@@ -169,7 +189,7 @@ def evaluate_pair(head: SourceHead, t: SourceTable, rounds: int) -> SourceReport
             {
                 "strong_share": float(curve.shares[j]),
                 "quality": float(curve.quality[j]),
-                "cost_fraction": float(curve.cost[j] / c[:, 1].mean()),
+                "cost_fraction": fraction_of(float(curve.cost[j]), float(c[:, 1].mean())),
             }
         )
     return SourceReport(t.source, PAIR, t.models, figures, table, plot)
@@ -187,7 +207,7 @@ def _multi_stats(curve: MultiCurve, t: SourceTable, rows: IntArray | None) -> di
         out[f"strong_share_at_{label}"] = float(ps[i]) if i is not None else float("nan")
         if label == "95":
             out["cost_saved_at_95"] = (
-                1.0 - float(cs[i]) / premium_c if i is not None else float("nan")
+                1.0 - fraction_of(float(cs[i]), premium_c) if i is not None else float("nan")
             )
     out["apgr"] = pareto_apgr(qs, cs, cheap_q, premium_q, premium_c)
     return out
@@ -209,17 +229,19 @@ def evaluate_multi(head: SourceHead, t: SourceTable, rounds: int) -> SourceRepor
     stats = _multi_stats(curve, t, None)
     for key, value in stats.items():
         figures[key] = value
-        figures[f"{key}_se"] = _se(lambda r, k=key: _multi_stats(curve, t, r)[k], n, rounds)
+        figures[f"{key}_se"] = _se(lambda r, k=key: _multi_stats(curve, t, r)[k], n, rounds, value)
     premium_q, premium_c = float(t.scores[:, -1].mean()), float(t.costs[:, -1].mean())
     figures["premium_quality"], figures["premium_cost_usd"] = premium_q, premium_c
     qs, cs, ps = curve.points()
     if head.lam is not None:
         i = int(np.nonzero(lams == head.lam)[0][0])
-        figures["cost_fraction"] = float(cs[i] / premium_c)
+        figures["cost_fraction"] = fraction_of(float(cs[i]), premium_c)
         figures["score_at_calibrated"] = float(qs[i])
         figures["calibrated"] = {"lambda": head.lam, "premium_share": float(ps[i])}
-        boot = lambda r: float(curve.points(r)[1][i] / t.costs[r, -1].mean())  # noqa: E731
-        figures["cost_fraction_se"] = _se(boot, n, rounds)
+        boot = lambda r: fraction_of(  # noqa: E731
+            float(curve.points(r)[1][i]), float(t.costs[r, -1].mean())
+        )
+        figures["cost_fraction_se"] = _se(boot, n, rounds, figures["cost_fraction"])
     noise = 1e-9 * np.arange(len(t.models))[None, :]
     oracle = multi_curve(t.scores - noise, t.costs, t.scores, t.costs, lambda_grid(premium_c))
     oq, oc, _ = oracle.points()
@@ -229,16 +251,21 @@ def evaluate_multi(head: SourceHead, t: SourceTable, rounds: int) -> SourceRepor
         ok = order[cs[order] <= frac * premium_c + 1e-15]
         best = float(qs[ok].max()) if ok.size else float("nan")
         table.append({"cost_fraction": frac, "quality": best})
+    # cost on the x axis: a fraction of the premium's, or dollars when the premium costs nothing
+    scale = premium_c if premium_c > 0 else 1.0
     singles = {
-        m: (float(t.costs[:, j].mean() / premium_c), float(t.scores[:, j].mean()))
+        m: (float(t.costs[:, j].mean()) / scale, float(t.scores[:, j].mean()))
         for j, m in enumerate(t.models)
     }
     plot = {
-        "router": (cs / premium_c, qs),
-        "oracle": (oc / premium_c, oq),
+        "router": (cs / scale, qs),
+        "oracle": (oc / scale, oq),
         "singles": singles,
         "target": 0.95 * premium_q,
-        "xlabel": f"cost as a fraction of always {t.models[-1]}",
+        "xlabel": f"cost as a fraction of always {t.models[-1]}"
+        if premium_c > 0
+        else f"mean cost a prompt, US dollars ({t.models[-1]} costs $0 here)",
+        "x_is_fraction": premium_c > 0,
     }
     return SourceReport(t.source, "multi", t.models, figures, table, plot)
 
@@ -278,6 +305,11 @@ def evaluate(
         except DataError as exc:
             _note(f"source {source!r} (head {head.source!r}): {exc}; skipped")
             continue
+        if not float(table.costs[:, -1].mean()) > 0:
+            _note(
+                f"source {source!r}: {table.premium} costs $0 on these rows; figures relative "
+                "to its cost (cost saved, cost fractions) are undefined (n/a; null in --json)"
+            )
         if head.kind == PAIR:
             reports[source] = evaluate_pair(head, table, rounds)
         else:

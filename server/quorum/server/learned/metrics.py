@@ -52,6 +52,12 @@ def target_quality(level: float, kind: str, weak_mean: float, strong_mean: float
     raise ValueError(f"target kind must be {OF_STRONG!r} or {OF_GAP!r}, not {kind!r}")
 
 
+def fraction_of(value: float, whole: float) -> float:
+    """``value / whole``, or NaN (undefined) when ``whole`` is not a positive number: e.g. a
+    cost relative to a premium model that costs nothing has no meaning."""
+    return value / whole if whole > 0 and np.isfinite(whole) else float("nan")
+
+
 @dataclass(frozen=True)
 class RoutingCurve:
     """Quality and cost of a threshold router at each tie-group boundary (share ascending)."""

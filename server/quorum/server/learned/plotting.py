@@ -52,7 +52,8 @@ def plot_reports(reports: Mapping[str, SourceReport], out: Path) -> Path:
             sx = [v[0] for v in singles.values()]
             sy = [v[1] for v in singles.values()]
             ax.scatter(sx, sy, color="grey", s=14, label="single models (random mixes lie between)")
-            ax.set_xlim(0, max(1.05, max(sx) * 1.05))
+            if p.get("x_is_fraction", True):  # else dollars: the premium costs nothing
+                ax.set_xlim(0, max(1.05, max(sx) * 1.05))
         ax.axhline(p["target"], color="tab:red", lw=0.8, label="95% of premium")
         ax.set_title(f"{rep.source} (n={rep.figures['n']})")
         ax.set_xlabel(p["xlabel"], fontsize=8)

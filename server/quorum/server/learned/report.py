@@ -22,6 +22,26 @@ def _pm(figures: Mapping[str, Any], key: str, pct: bool = False) -> str:
     return text
 
 
+def _undefined(value: Any) -> bool:
+    """None or a non-finite number: e.g. a cost fraction of a premium model that costs nothing."""
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
+
+
+def _num(value: Any, spec: str, width: int = 0) -> str:
+    """``value`` formatted with ``spec`` (right-aligned to ``width``), or ``n/a``."""
+    return f"{'n/a':>{width}}" if _undefined(value) else f"{value:>{width}{spec}}"
+
+
+def _threshold(value: float) -> str:
+    """A calibrated threshold; +inf: no prompt reaches it (the cheap model meets the target)."""
+    return "none (never routes to the strong model)" if math.isinf(value) else f"{value:.4f}"
+
+
+def _pct(value: Any) -> str:
+    """A fraction as a percentage, or ``n/a``."""
+    return "n/a" if _undefined(value) else f"{value * 100:.1f}%"
+
+
 def format_pair(rep: SourceReport) -> list[str]:
     """Lines for a two-model source."""
     f = rep.figures
@@ -31,13 +51,14 @@ def format_pair(rep: SourceReport) -> list[str]:
         "  strong share  quality  cost/strong",
     ]
     lines += [
-        f"  {row['strong_share']:>12.2f}  {row['quality']:>7.3f}  {row['cost_fraction']:>11.3f}"
+        f"  {row['strong_share']:>12.2f}  {row['quality']:>7.3f}  "
+        f"{_num(row['cost_fraction'], '.3f', 11)}"
         for row in rep.curve_table
     ]
     lines.append(
         f"  strong share at 95% of strong quality: {_pm(f, 'strong_share_at_95')}  "
-        f"(random {f['random_strong_share_at_95']:.3f}, "
-        f"oracle {f['oracle_strong_share_at_95']:.3f})"
+        f"(random {_num(f['random_strong_share_at_95'], '.3f')}, "
+        f"oracle {_num(f['oracle_strong_share_at_95'], '.3f')})"
     )
     lines.append(f"  cost saved at 95%: {_pm(f, 'cost_saved_at_95', pct=True)}")
     lines.append(
@@ -48,10 +69,10 @@ def format_pair(rep: SourceReport) -> list[str]:
     cal = f.get("calibrated")
     if cal:
         lines.append(
-            f"  calibrated threshold {cal['threshold']:.4f}: "
+            f"  calibrated threshold {_threshold(cal['threshold'])}: "
             f"strong share {cal['strong_share']:.3f}, "
-            f"quality {cal['quality_fraction_of_strong'] * 100:.1f}% of strong, "
-            f"cost {cal['cost_fraction'] * 100:.1f}% of strong"
+            f"quality {_pct(cal['quality_fraction_of_strong'])} of strong, "
+            f"cost {_pct(cal['cost_fraction'])} of strong"
         )
     if "cascade_strong_share_at_95" in f:
         lines.append(
@@ -72,7 +93,8 @@ def format_multi(rep: SourceReport) -> list[str]:
         "  cost/premium  best quality",
     ]
     lines += [
-        f"  {row['cost_fraction']:>12.2f}  {row['quality']:>12.3f}" for row in rep.curve_table
+        f"  {row['cost_fraction']:>12.2f}  {_num(row['quality'], '.3f', 12)}"
+        for row in rep.curve_table
     ]
     lines.append(f"  mean score at <= 50% of premium cost: {_pm(f, 'score_at_half_cost')}")
     lines.append(

@@ -58,6 +58,7 @@ from quorum.server.learned.heads import (
 from quorum.server.learned.metrics import (
     OF_STRONG,
     STANDARD_TARGETS,
+    fraction_of,
     lambda_grid,
     multi_curve,
     refine_lambdas,
@@ -236,7 +237,10 @@ def _calibrate_lambda(
     lam = float(lams[pick]) if pick is not None else 0.0
     qs, cs, _ = curve.points()
     i = pick if pick is not None else 0
-    return lam, {"oof_quality": float(qs[i]), "oof_cost_fraction": float(cs[i] / premium_cost)}
+    return lam, {
+        "oof_quality": float(qs[i]),
+        "oof_cost_fraction": fraction_of(float(cs[i]), premium_cost),  # NaN if the premium is free
+    }
 
 
 def _calibrate_lambdas(
@@ -409,9 +413,9 @@ def train_partial_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
         spent = float(c[np.arange(n), pick].mean())
         share = float(np.mean(pick == len(table.models) - 1))
     calibration = {
-        "model_based_quality_of_premium": quality / float(q[:, -1].mean()),
+        "model_based_quality_of_premium": fraction_of(quality, float(q[:, -1].mean())),
         "model_based_premium_share": share,
-        "model_based_cost_fraction": spent / float(c[:, -1].mean()),
+        "model_based_cost_fraction": fraction_of(spent, float(c[:, -1].mean())),
     }
     head = SourceHead(
         source=table.source,
@@ -433,10 +437,24 @@ def train_partial_head(table: SourceTable, cfg: TrainConfig) -> FittedHead:
     return FittedHead(head, features, per_model, category, None, oof, None, calibration)
 
 
+def check_pools(rows: Sequence[RoutingRow]) -> None:
+    """Raise :class:`DataError` naming a source of ``rows`` that fewer than two models answer:
+    its head would have nothing to choose between."""
+    for source, source_rows in split_by_source(rows).items():
+        models = sorted({m for r in source_rows for m in r.results})
+        if len(models) < 2:
+            raise DataError(
+                f"source {source!r}: only {', '.join(map(repr, models))} answers its "
+                f"{len(source_rows)} rows; a routing head needs two or more models to choose "
+                "between (add rows with other models' results, or leave the source out)"
+            )
+
+
 def train_heads(
     rows: Sequence[RoutingRow], prices: Mapping[str, Price], cfg: TrainConfig
 ) -> dict[str, FittedHead]:
-    """Train one head per source of ``rows``."""
+    """Train one head per source of ``rows`` (:func:`check_pools` first)."""
+    check_pools(rows)
     return {
         source: train_head(build_table(source_rows, prices), cfg)
         for source, source_rows in split_by_source(rows).items()
@@ -453,8 +471,10 @@ def train_router(
 
     ``partial_rows`` (the decision log's feedback, :mod:`.decision_log`) get one head per source
     by :func:`train_partial_head`; their sources must differ from those of ``rows``. The default
-    source is the config's, else the one with the most training rows.
+    source is the config's, else the one with the most training rows. Raises :class:`DataError`
+    before training anything when a source has fewer than two models (:func:`check_pools`).
     """
+    check_pools([*rows, *partial_rows])
     fitted = train_heads(rows, prices, cfg)
     for source, source_rows in split_by_source(partial_rows).items():
         if source in fitted:

@@ -149,7 +149,7 @@ def test_router_help_lists_report(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["router", "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert "{train,eval,report}" in out
+    assert "{train,eval,report,export-log}" in out
     assert "report " in out and "cheaper tier" in out
     with pytest.raises(SystemExit):
         cli.main(["--help"])

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
 import pytest
+import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -19,7 +21,7 @@ from quorum.route.v1 import types_pb2 as pb
 from quorum.server.app import RunningServer, create_server
 from quorum.server.config import parse_config
 from quorum.server.observability.metrics import sample_value
-from tests.conftest import sim_config, with_model
+from tests.conftest import RedisServer, sim_config, with_model
 
 TOKENS = {"acme": "tok-acme-0123456789", "free-co": "tok-free-abcdef", "vault-co": "tok-vault-42"}
 
@@ -292,3 +294,29 @@ async def test_feedback_only_from_the_tenant_that_made_the_request() -> None:
                 await other.feedback(down)  # told it is unknown, like any unknown id
             assert info.value.code is grpc.StatusCode.NOT_FOUND
             assert (await acme.feedback(down)).recorded
+
+
+async def test_two_tenants_using_one_request_id_keep_their_own_decisions(
+    redis_server: RedisServer,
+) -> None:
+    shared = {"state": {"redis_url": redis_server.url}, "decisions": {"sink": "redis"}}
+    async with serving(tenant_config(**shared)) as running, serving(tenant_config(**shared)) as b:
+        async with client(running, "acme") as acme, client(b, "free-co") as other:
+            await acme.route("hello", request_id="same-id")
+            await other.route("hello", request_id="same-id")  # on another replica
+            down = svc.FeedbackRequest(request_id="same-id", kind=svc.FEEDBACK_KIND_THUMBS_DOWN)
+            for _ in range(50):  # the shared index is written off the request path
+                try:
+                    first = await other.feedback(down)
+                    break
+                except QuorumError:
+                    await asyncio.sleep(0.02)
+            assert first.recorded
+            # acme's decision is still acme's, and its one verdict is still to give.
+            assert (await acme.feedback(down)).recorded
+    stream = redis.Redis.from_url(redis_server.url).xrange("quorum:decisions")
+    lines = [json.loads(fields[b"record"]) for _, fields in stream]
+    verdicts = {
+        (line["tenant"], line["first_verdict"]) for line in lines if line["type"] == "feedback"
+    }
+    assert verdicts == {("acme", True), ("free-co", True)}

@@ -272,6 +272,7 @@ class DecisionLog:
         redis_url: str | None = None,
         stream_key: str = "quorum:decisions",
         flush_interval_s: float = 0.05,
+        per_tenant: bool = False,
     ) -> None:
         if sink == "file" and path is not None:
             check_log_path(path)  # refuse to start rather than drop every line
@@ -289,6 +290,9 @@ class DecisionLog:
         self._file: BinaryIO | None = None
         self._redis_url = redis_url
         self._stream_key = stream_key
+        # With authentication every request has a known tenant, and two tenants may well
+        # use the same request id: each keeps its own decision (and its one verdict).
+        self._per_tenant = per_tenant
         self._redis: Any = None
         self._closing = False
         self._pending: set[asyncio.Task[None]] = set()
@@ -305,9 +309,10 @@ class DecisionLog:
         not teach the planner again."""
         model = "" if result.cached else result.model
         decided = Decided(model, result.classification.task, request.tenant)
-        self._index.add(result.request_id, time.monotonic(), decided)
+        key = self._key(request.tenant, result.request_id)
+        self._index.add(key, time.monotonic(), decided)
         if self._redis_url:
-            self._remember_shared(result.request_id, decided)
+            self._remember_shared(key, decided)
         if self._sink != "none":
             self._enqueue((request, result, time.time()))
 
@@ -315,9 +320,10 @@ class DecisionLog:
         """Remember a decision that got no answer and queue its line. Feedback on it is
         logged, but with no model that answered it teaches the planner nothing."""
         decided = Decided("", failed.classification.task, request.tenant)
-        self._index.add(failed.request_id, time.monotonic(), decided)
+        key = self._key(request.tenant, failed.request_id)
+        self._index.add(key, time.monotonic(), decided)
         if self._redis_url:
-            self._remember_shared(failed.request_id, decided)
+            self._remember_shared(key, decided)
         if self._sink != "none":
             self._enqueue(failure_record(request, failed, self._include_prompts))
 
@@ -331,9 +337,8 @@ class DecisionLog:
         or (with ``tenant``) for another tenant's request, which is not told apart from
         an unknown one. Only the first verdict on a request (good or bad: not a label) is
         marked ``first_verdict``; a label's line carries no such key."""
-        decided = self._index.get(fb.request_id, time.monotonic()) or await self._shared_get(
-            fb.request_id
-        )
+        key = self._key(tenant or "", fb.request_id)
+        decided = self._index.get(key, time.monotonic()) or await self._shared_get(key)
         if decided is not None and tenant is not None and decided.tenant != tenant:
             decided = None
         if decided is None:
@@ -346,6 +351,7 @@ class DecisionLog:
             "type": "feedback",
             "ts": time.time(),
             "request_id": fb.request_id,
+            "tenant": decided.tenant,
             "kind": fb.kind,
         }
         if fb.score is not None:
@@ -356,11 +362,16 @@ class DecisionLog:
             record["comment"] = fb.comment
         first = False
         if feedback_is_good(fb) is not None:  # a label is no verdict: it uses up none
-            first = self._index.judge(fb.request_id) and await self._shared_judge(fb.request_id)
+            first = self._index.judge(key) and await self._shared_judge(key)
             record["first_verdict"] = first
         if self._sink != "none":
             self._enqueue(record)
         return replace(decided, first_verdict=first)
+
+    def _key(self, tenant: str, request_id: str) -> str:
+        """What a decision is remembered under: its request id, and with authentication
+        its tenant's name too (a space joins them: neither may hold one)."""
+        return f"{tenant} {request_id}" if self._per_tenant else request_id
 
     def _enqueue(self, entry: dict[str, Any] | tuple[RouteRequest, RouteResult, float]) -> None:
         if len(self._queue) >= _QUEUE_LIMIT:
@@ -390,11 +401,11 @@ class DecisionLog:
             self._redis = aioredis.Redis.from_url(self._redis_url, socket_timeout=0.5)
         return self._redis
 
-    def _remember_shared(self, request_id: str, decided: Decided) -> None:
+    def _remember_shared(self, key: str, decided: Decided) -> None:
         async def put() -> None:
             try:
                 await self._client().set(
-                    f"{self._stream_key}:id:{request_id}",
+                    f"{self._stream_key}:id:{key}",
                     f"{decided.model}\t{decided.task}\t{decided.tenant}",
                     ex=int(self._retention_s),
                 )

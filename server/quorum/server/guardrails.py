@@ -236,9 +236,18 @@ class Guardrails:
             )
         self.budgets: Budgets | None = None
         if limited:
-            store = RedisBudgetStore(self.redis) if self.redis else MemoryBudgetStore()
+            # One hash tag for every budget key of the deployment (Redis Cluster).
+            prefix = f"{{{config.state.namespace}:budget}}"
+            store = (
+                RedisBudgetStore(self.redis, key_prefix=prefix)
+                if self.redis
+                else MemoryBudgetStore()
+            )
             self.budgets = Budgets(
-                config.budgets, store, retry_after_s=config.admission.retry_after_s
+                config.budgets,
+                store,
+                key_prefix=prefix,
+                retry_after_s=config.admission.retry_after_s,
             )
         self.cache: ResponseCache | None = None
         if config.cache.enabled:
@@ -247,7 +256,9 @@ class Guardrails:
                 if self.redis
                 else MemoryAnswerStore(config.cache.max_entries, config.cache.max_memory_bytes)
             )
-            self.cache = ResponseCache(config.cache, answers)
+            self.cache = ResponseCache(
+                config.cache, answers, key_prefix=f"{config.state.namespace}:cache"
+            )
 
     async def close(self) -> None:
         if self.redis is not None:

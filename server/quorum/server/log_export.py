@@ -1,7 +1,7 @@
 """``quorum router export-log``: a decision log kept in a Redis stream, as JSON lines.
 
 With ``decisions.sink: redis`` every record (decision, feedback, shadow verdict) is an entry of
-the stream (``quorum:decisions`` by default) whose ``record`` field holds the JSON line a file
+the stream (``<state.namespace>:decisions``, ``quorum:decisions`` by default) whose ``record`` field holds the JSON line a file
 sink would have written. This command writes those lines, oldest first, to a file or stdout, so
 ``quorum router report --log`` and ``quorum router train --feedback`` read a Redis-kept log like
 any other. ``--since`` takes a stream id (e.g. the last one a previous export printed on
@@ -71,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--redis", required=True, metavar="URL", help="the servers' state.redis_url"
     )
-    parser.add_argument("--stream", default=STREAM, help=f"the stream's key (default {STREAM})")
+    parser.add_argument(
+        "--stream",
+        default=STREAM,
+        help=f"the stream's key, <state.namespace>:decisions (default {STREAM})",
+    )
     parser.add_argument("--out", type=Path, help="write here (default: stdout)")
     parser.add_argument(
         "--since", type=_stream_id, metavar="ID", help="only entries after this stream id"

@@ -81,6 +81,7 @@ from quorum.server.resilience.shared_state import build_shared_state
 from quorum.server.service.auth import current_tenant
 from quorum.server.shadow import ShadowEvaluator, ShadowSettings
 from quorum.server.state import StateSnapshot, accuracy_key
+from quorum.server.tenants import authenticates
 from quorum.server.tokens import prompt_tokens
 from quorum.server.values import value_type
 
@@ -165,7 +166,9 @@ class Router:
             retention_s=d.retention_s,
             max_entries=d.max_entries,
             redis_url=config.state.redis_url,
+            stream_key=f"{config.state.namespace}:decisions",
             flush_interval_s=d.flush_interval_s,
+            per_tenant=authenticates(config),
         )
         self.observed: ObservedState = build_observed(config)
         # The models performance routing may reorder (a tier with others to choose from):

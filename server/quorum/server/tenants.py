@@ -218,6 +218,11 @@ def with_tenant_defaults(tenant: TenantPolicy, request: RouteRequest) -> RouteRe
     return request.with_hints(hints, tenant=tenant.name)
 
 
+def authenticates(config: Config) -> bool:
+    """Whether callers authenticate (and so each request belongs to a known tenant)."""
+    return (config.auth.mode or ("tokens" if config.tenants else "disabled")) == "tokens"
+
+
 class Tenants:
     """The tenant registry: authentication and per-request resolution."""
 
@@ -225,8 +230,7 @@ class Tenants:
         self, config: Config, catalog: Catalog, environ: Mapping[str, str] | None = None
     ) -> None:
         self.policies = compile_tenants(config, catalog)
-        mode = config.auth.mode or ("tokens" if config.tenants else "disabled")
-        self.auth_required = mode == "tokens"
+        self.auth_required = authenticates(config)
         self.anonymous = TenantPolicy(
             name=ANONYMOUS, plan="", catalog=catalog, strategies=None, budget=BudgetLimits()
         )

@@ -157,11 +157,16 @@ def _answer_cost(decision: Mapping[str, Any], model: str) -> float | None:
     return float(cost) if isinstance(cost, int | float) else None
 
 
+# A decision is its tenant's and request id's (two tenants may use one id); a feedback line
+# written before feedback lines named the tenant has None there and joins on the id alone.
+_Key = tuple[str | None, str]
+
+
 def _read(
     paths: Iterable[Path], summary: FeedbackSummary
-) -> tuple[dict[str, dict[str, Any]], dict[str, list[_Verdict]]]:
-    decisions: dict[str, dict[str, Any]] = {}
-    feedback: dict[str, list[_Verdict]] = {}
+) -> tuple[dict[_Key, dict[str, Any]], dict[_Key, list[_Verdict]]]:
+    decisions: dict[_Key, dict[str, Any]] = {}
+    feedback: dict[_Key, list[_Verdict]] = {}
     order = 0
     for p in paths:
         if not p.is_file():
@@ -179,17 +184,20 @@ def _read(
                     "pass routing data with --data"
                 )
             request_id = line.get("request_id")
+            tenant = line.get("tenant")
             if kind == "decision" and isinstance(request_id, str):
                 summary.decisions += 1
-                if request_id in decisions:
+                key: _Key = (str(tenant or ""), request_id)
+                if key in decisions:
                     summary.duplicate_decisions += 1
                 else:
-                    decisions[request_id] = line
+                    decisions[key] = line
             elif kind == "feedback" and isinstance(request_id, str):
                 summary.feedback_lines += 1
                 order += 1
                 later = line.get("first_verdict") is False
-                feedback.setdefault(request_id, []).append(_Verdict(order, later, verdict_of(line)))
+                key = (str(tenant) if isinstance(tenant, str) else None, request_id)
+                feedback.setdefault(key, []).append(_Verdict(order, later, verdict_of(line)))
             else:
                 summary.other_lines += 1  # shadow lines and anything else
     return decisions, feedback
@@ -212,10 +220,10 @@ def load_feedback_rows(
     if not decisions:
         raise DataError(f"{names}: no decision lines (not a decision log of quorum serve)")
     rows: list[RoutingRow] = []
-    for request_id, d in decisions.items():
+    for (tenant, request_id), d in decisions.items():
         prompt = d.get("prompt")
         model = d.get("model")
-        verdicts = feedback.pop(request_id, [])
+        verdicts = feedback.pop((tenant, request_id), []) + feedback.pop((None, request_id), [])
         if not isinstance(prompt, str) or not prompt.strip():
             summary.no_prompt += 1
             continue

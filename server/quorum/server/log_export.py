@@ -1,11 +1,11 @@
 """``quorum router export-log``: a decision log kept in a Redis stream, as JSON lines.
 
 With ``decisions.sink: redis`` every record (decision, feedback, shadow verdict) is an entry of
-the stream (``<state.namespace>:decisions``, ``quorum:decisions`` by default) whose ``record`` field holds the JSON line a file
-sink would have written. This command writes those lines, oldest first, to a file or stdout, so
-``quorum router report --log`` and ``quorum router train --feedback`` read a Redis-kept log like
-any other. ``--since`` takes a stream id (e.g. the last one a previous export printed on
-stderr) and exports only the entries after it.
+the stream ``<state.namespace>:decisions`` (``quorum:decisions`` by default) whose ``record``
+field holds the JSON line a file sink would have written. This command writes those lines,
+oldest first, to a file or stdout, so ``quorum router report --log`` and ``quorum router train
+--feedback`` read a Redis-kept log like any other. ``--since`` takes a stream id (e.g. the
+last one a previous export printed on stderr) and exports only the entries after it.
 
 Exit status 0 when exported (an empty or missing stream exports nothing), 2 on a bad option or
 when Redis cannot be read; every error is one line on stderr.

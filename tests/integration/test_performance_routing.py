@@ -10,6 +10,7 @@ from typing import Any
 from quorum.route.v1 import route_service_pb2 as svc
 from quorum.route.v1 import types_pb2 as pb
 from quorum.server.config import parse_config
+from quorum.server.observed import LocalWindows
 from quorum.server.performance import explores
 from tests.conftest import RedisServer, running_server
 
@@ -157,3 +158,20 @@ async def test_figures_are_only_kept_per_task_and_model_answering() -> None:
     assert set(latency) == set(cost) == {"slow/chat"}
     assert 0 < latency["slow/chat"] < 1000
     assert cost["slow/chat"] > 0
+
+
+async def test_a_callers_own_task_names_add_no_quality_keys() -> None:
+    # Each new task name a caller sends would take one of the store's bounded keys: a
+    # flood of names would leave none for the tasks the planner orders by.
+    async with running_server(parse_config(_config())) as (running, client):
+        for i in range(5):
+            hints = pb.RoutingHints(strategy=pb.STRATEGY_CASCADE, task=f"made-up-{i}")
+            r = await client.route("hello there", hints=hints, request_id=f"t-{i}")
+            await client.feedback(
+                svc.FeedbackRequest(request_id=f"t-{i}", kind=svc.FEEDBACK_KIND_THUMBS_UP)
+            )
+            assert any(a.HasField("gate") for a in r.attempts)
+        quality = running.router.observed.quality
+        assert isinstance(quality, LocalWindows) and quality.size == 0
+        await client.route("hello there", hints=pb.RoutingHints(strategy=pb.STRATEGY_CASCADE))
+        assert quality.size > 0  # a known task is learned as before

@@ -428,10 +428,12 @@ class Router:
         """Feed gate verdicts, and each answer's latency and cost, into the per-model,
         per-task figures the planner orders by."""
         task = result.classification.task
+        if task not in self._tasks:  # a caller's own task name adds no key
+            return
         for attempt in result.attempts:
             if attempt.gate is not None:
                 self.observed.quality.record(accuracy_key(attempt.model, task), attempt.gate.passed)
-        if self._ranked and task in self._tasks:  # a caller's own task name adds no key
+        if self._ranked:
             self.observed.observe_answers(task, result.attempts, self._ranked)
 
     async def feedback(self, feedback: Feedback) -> None:
@@ -446,7 +448,8 @@ class Router:
             feedback, tenant=caller.name if caller is not None else None
         )
         good = feedback_is_good(feedback)
-        if good is not None and decided.model and decided.first_verdict:
+        known = decided.task in self._tasks  # a caller's own task name adds no key
+        if good is not None and decided.model and decided.first_verdict and known:
             self.observed.quality.record(accuracy_key(decided.model, decided.task), good)
 
     def _for_agent(

@@ -89,6 +89,8 @@ async def test_metrics_endpoint_and_stats_cli() -> None:
             key = ("quorum_request_duration_seconds_count", (("stage", stage),))
             assert samples[key] == count  # "total" counts the refused request too
         assert samples[("quorum_inflight_requests", ())] == 0
+        assert 0 <= samples[("quorum_queue_delay_seconds", ())] < 5  # the probe's reading
+        assert samples[("quorum_shed_share", ())] == 0
         result = await asyncio.to_thread(
             subprocess.run,
             [str(QUORUM), "stats", "--metrics-address", f"127.0.0.1:{running.metrics.port}"],
@@ -235,6 +237,7 @@ async def test_cascade_escalations_and_consensus_agreement_are_recorded() -> Non
     escalations = len(r.cascade.tiers_tried) - 1
     labels = {"route": "/cheap"}
     assert sample_value(metrics, "quorum_cascade_escalations_total", labels) == escalations
+    assert sample_value(metrics, "quorum_cascade_requests_total", labels) == 1  # the rate's base
     assert sample_value(metrics, "quorum_consensus_agreement_count") == 1
 
 

@@ -256,6 +256,9 @@ async def test_a_queueing_backlog_sheds_before_parsing_and_keeps_health() -> Non
                 assert info.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
                 assert info.value.reason == "OVERLOADED"
                 assert info.value.retry_after_s == pytest.approx(0.5)
+            metrics = running.router.metrics
+            assert sample_value(metrics, "quorum_shed_share") == shedder.share > 0
+            assert sample_value(metrics, "quorum_queue_delay_seconds") == shedder.delay_s
             with pytest.raises(QuorumError) as stream_info:
                 async for _ in anyone.route_stream("hello"):
                     pass

@@ -125,6 +125,9 @@ def create_server(
     admission = Admission(config, router.metrics)
     delay_ms = config.admission.max_queue_delay_ms
     shedder = LoadShedder(delay_ms / 1000.0) if delay_ms is not None else None
+    if shedder is not None:
+        shedding = shedder  # the closures read this one, whatever becomes of shedder
+        router.metrics.track_queue(lambda: shedding.delay_s, lambda: shedding.share)
     gateway = Gateway(
         route_service_handlers(RouteService(router)),
         router.guardrails.tenants,

@@ -16,10 +16,16 @@ Names and labels (docs/deploy.md's alerts use them):
 ``quorum_breaker_state``                    provider: 0 closed, 1 half-open, 2 open —
                                             read from the breakers at scrape time
 ``quorum_cascade_escalations_total``        route (agent/first tier, the planner's key)
+``quorum_cascade_requests_total``           route — cascades answered, so that
+                                            escalations / requests is each route's rate
 ``quorum_consensus_agreement``              histogram of the winning share
 ``quorum_budget_used_ratio``                tenant (``_global`` for all), period
 ``quorum_budget_limit_usd``                 tenant, period
 ``quorum_inflight_requests``                requests being served
+``quorum_queue_delay_seconds``              how long a call waits in gRPC core before the
+                                            server takes it (the shedder's probe; the
+                                            queue's depth in time), read at scrape time
+``quorum_shed_share``                       share of new requests being shed now
 ``quorum_shed_total``                       reason
 ``quorum_cache_hits_total``                 tenant
 ==========================================  =========================================
@@ -182,6 +188,11 @@ class Metrics:
             "Cascade escalations to a more capable tier, by route",
             ["route"],
         )
+        self._cascades = t.counter(
+            "quorum_cascade_requests_total",
+            "Cascades answered, by route (escalations / cascades is the route's rate)",
+            ["route"],
+        )
         self._agreement = t.histogram(
             "quorum_consensus_agreement",
             "Share of consensus weight behind the winning answer",
@@ -210,10 +221,24 @@ class Metrics:
             "quorum_budget_limit_usd", "Budget limit in USD", ["tenant", "period"], registry=r
         )
         self.inflight = Gauge("quorum_inflight_requests", "Requests being served now", registry=r)
+        self.queue_delay = Gauge(
+            "quorum_queue_delay_seconds",
+            "Standing delay of calls queued in gRPC core before the server takes them "
+            "(0 with admission.max_queue_delay_ms off)",
+            registry=r,
+        )
+        self.shed_share = Gauge(
+            "quorum_shed_share", "Share of new requests load shedding refuses now", registry=r
+        )
 
     def track_inflight(self, read: Callable[[], float]) -> None:
         """Report ``read()`` as the requests in flight, read when Prometheus scrapes."""
         self.inflight.set_function(read)
+
+    def track_queue(self, delay_s: Callable[[], float], share: Callable[[], float]) -> None:
+        """Report the load shedder's standing queueing delay and share, read at scrape time."""
+        self.queue_delay.set_function(delay_s)
+        self.shed_share.set_function(share)
 
     # ---- recording ------------------------------------------------------------------
 
@@ -248,8 +273,11 @@ class Metrics:
         stage.observe(_EXECUTE, t.execute_ms / 1000.0)
         self._baseline.inc((tenant,), result.baseline_cost_usd)
         cascade = result.cascade
-        if cascade is not None and len(cascade.tiers_tried) > 1:
-            self._escalations.inc((route_label(result),), len(cascade.tiers_tried) - 1)
+        if cascade is not None:
+            route = (route_label(result),)
+            self._cascades.inc(route)
+            if len(cascade.tiers_tried) > 1:
+                self._escalations.inc(route, len(cascade.tiers_tried) - 1)
         if result.consensus is not None:
             self._agreement.observe((), result.consensus.agreement)
 

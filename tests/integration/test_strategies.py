@@ -399,6 +399,36 @@ async def test_infeasible_forced_strategy_is_failed_precondition() -> None:
     assert info.value.message.startswith("strategy consensus_majority cannot run for this request")
 
 
+async def test_a_forced_model_is_never_escalated_or_outvoted() -> None:
+    # A forced model is never swapped for another: forcing a multi-call strategy beside
+    # it is refused naming hints.model; a strategy the planner chose runs single.
+    refusals = {
+        pb.STRATEGY_CASCADE: "a forced model cannot be escalated from or to; drop hints.model",
+        pb.STRATEGY_CONSENSUS_MAJORITY: "a forced model cannot be outvoted; drop hints.model",
+    }
+    async with running_server(parse_config(sim_config())) as (_, client):
+        for strategy, refusal in refusals.items():
+            with pytest.raises(QuorumError) as info:
+                await client.route(MATH, hints=_hints(strategy, model="frontier"))
+            assert info.value.code is grpc.StatusCode.FAILED_PRECONDITION
+            assert info.value.reason == "STRATEGY_INFEASIBLE"
+            assert info.value.message.endswith(refusal)
+        r = await client.route(MEDIUM, hints=pb.RoutingHints(model="frontier"))
+    assert (r.strategy, r.model) == (pb.STRATEGY_SINGLE, "frontier")
+
+
+@pytest.mark.parametrize("ceiling", [0.0016, 0.002, 0.005, 0.0117, 0.05])
+async def test_a_cascade_plan_and_route_stay_within_the_cost_ceiling(ceiling: float) -> None:
+    hints = _hints(pb.STRATEGY_CASCADE, max_cost_usd=ceiling)
+    async with running_server(parse_config(sim_config())) as (_, client):
+        planned = (await client.plan(MEDIUM, hints=hints)).plan
+        routed = await client.route(MEDIUM, hints=hints)
+    for p in (planned, routed.plan):
+        assert p.strategy == pb.STRATEGY_CASCADE
+        assert 0 < p.estimated_cost_min_usd <= p.estimated_cost_max_usd <= ceiling
+    assert routed.cost_usd <= ceiling
+
+
 async def test_upstream_call_cap_holds_in_every_strategy() -> None:
     data = sim_config()
     data["routing"]["max_upstream_calls"] = 2

@@ -60,6 +60,7 @@ from quorum.server.plan_stages import (
     make_candidate,
     plan_cascade,
     plan_consensus,
+    refuse_forced_model,
 )
 from quorum.server.policy import RoutingPolicy
 from quorum.server.state import StateSnapshot
@@ -373,6 +374,7 @@ def _requested(p: Planning) -> tuple[Strategy, bool]:
 
 def _cascade(p: Planning, *, forced: bool) -> ExecutionPlan | None:
     """The cascade plan; None (auto only) when the guard leaves a single tier."""
+    refuse_forced_model(p, Strategy.CASCADE)  # first, so the refusal names hints.model
     tiers = eligible_cascade_tiers(p)
     if len(tiers) < 2:
         raise p.infeasible(

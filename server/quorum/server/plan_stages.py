@@ -165,22 +165,57 @@ def guard_tiers(p: Planning, tiers: list[str]) -> list[str]:
     return tiers
 
 
+def refuse_forced_model(p: Planning, strategy: Strategy) -> None:
+    """A forced model is never swapped for another (the API's promise), so a multi-call
+    strategy cannot run with ``hints.model``: voters would outvote it, a cascade would
+    escalate from it or to it. Raised before anything else of the strategy is looked at,
+    so the refusal names the hint; a caller who forced the strategy gets it as
+    FAILED_PRECONDITION, a policy's choice degrades to single (``plan``) and auto never
+    gets here (a pinned model runs single)."""
+    if not p.request.hints.model:
+        return
+    if strategy is Strategy.CASCADE:
+        raise p.infeasible(
+            strategy, "a forced model cannot be escalated from or to; drop hints.model"
+        )
+    raise p.infeasible(strategy, "a forced model cannot be outvoted; drop hints.model")
+
+
+def _cascade_cost(p: Planning, tiers: list[str], chosen: dict[str, list[ModelSpec]]) -> float:
+    """The plan's ``estimated_cost_max_usd`` for this layout: every candidate of every
+    tier, failover included, summed in stage order (the very figure, to the last bit, that
+    the plan reports and the budget reservation holds)."""
+    return sum(p.cost(m) for tier in tiers for m in chosen[tier])
+
+
 def plan_cascade(p: Planning, tiers: list[str]) -> ExecutionPlan:
     """A cascade over ``tiers`` (already guarded), cut to the caller's cost ceiling."""
     strategy = Strategy.CASCADE
     cascade = p.policy.cascade
+    refuse_forced_model(p, strategy)
     if not tiers:
         raise p.infeasible(strategy, "no tier has an eligible model")
-    tiers = list(tiers)
+    cap = p.policy.max_upstream_calls
+    tiers = list(tiers)[:cap]
     wanted = min(2, len(tiers))
     by_tier: dict[str, list[ModelSpec]] = {}
     for tier in tiers:
         models = [m for m in p.eligible if m.tier == tier]
         by_tier[tier] = sorted(models, key=lambda m: (not p.healthy(m), m.blended_price, m.name))
+    chosen: dict[str, list[ModelSpec]] = {t: by_tier[t][:1] for t in tiers}
+    # The ceiling bounds the plan's whole estimate (estimated_cost_max_usd: every
+    # candidate, same-tier failover included), not just the first model of each tier.
+    # Like single and consensus, the ceiling is never exceeded: a model dearer than it
+    # alone is not eligible, and a plan that does not fit is cut, never reported over it.
+    # Tiers come first, as they are what a cascade is for: the dearest tiers are dropped
+    # until the first models fit (refused, as before, if fewer than two tiers are left),
+    # then same-tier failover is added only as far as the ceiling leaves room. A tier
+    # without failover loses little: a call that fails escalates to the next tier.
     ceiling = p.request.hints.max_cost_usd
     if ceiling is not None:
-        while len(tiers) > 1 and sum(p.cost(by_tier[t][0]) for t in tiers) > ceiling:
+        while len(tiers) > 1 and _cascade_cost(p, tiers, chosen) > ceiling:
             dropped = tiers.pop()
+            del chosen[dropped]
             p.reasons.append(
                 Reason(
                     "CEILING_CUT",
@@ -191,15 +226,27 @@ def plan_cascade(p: Planning, tiers: list[str]) -> ExecutionPlan:
         raise p.infeasible(
             strategy, f"the cost ceiling ${ceiling or 0:.6f} leaves no tier to escalate to"
         )
-    cap = p.policy.max_upstream_calls
-    tiers = tiers[:cap]
-    chosen: dict[str, list[ModelSpec]] = {t: by_tier[t][:1] for t in tiers}
     total = len(tiers)
+    full: set[str] = set()  # tiers whose next failover does not fit: each stays a prefix
+    left_out: list[str] = []
     for extra in range(1, cascade.models_per_tier):
         for tier in tiers:
-            if total < cap and len(by_tier[tier]) > extra:
-                chosen[tier].append(by_tier[tier][extra])
-                total += 1
+            if total >= cap or tier in full or len(by_tier[tier]) <= extra:
+                continue
+            chosen[tier].append(by_tier[tier][extra])
+            if ceiling is not None and _cascade_cost(p, tiers, chosen) > ceiling:
+                left_out.append(chosen[tier].pop().name)
+                full.add(tier)
+                continue
+            total += 1
+    if left_out:
+        p.reasons.append(
+            Reason(
+                "CEILING_CUT",
+                f"same-tier failover {', '.join(left_out)} left out: "
+                f"the full cascade would exceed ${ceiling or 0:.6f}",
+            )
+        )
     stages: list[PlanStage] = []
     for i, tier in enumerate(tiers):
         last = i == len(tiers) - 1
@@ -214,12 +261,11 @@ def plan_cascade(p: Planning, tiers: list[str]) -> ExecutionPlan:
         )
         stages.append(PlanStage("tier", candidates, note))
     p.reasons.append(Reason("CASCADE_TIERS", f"tiers {' → '.join(tiers)}, cheapest first, gated"))
-    costs = [c.estimated_cost_usd for s in stages for c in s.candidates]
     return ExecutionPlan(
         strategy=strategy,
         stages=tuple(stages),
         estimated_cost_min_usd=stages[0].candidates[0].estimated_cost_usd,
-        estimated_cost_max_usd=sum(costs),
+        estimated_cost_max_usd=_cascade_cost(p, tiers, chosen),
         reasons=tuple(p.reasons),
         max_upstream_calls=cap,
     )
@@ -303,8 +349,7 @@ def plan_consensus(p: Planning, strategy: Strategy) -> ExecutionPlan:
     """N voters in parallel (plus a judge for the judge strategy or a judged tie-break)."""
     consensus = p.policy.consensus
     hints = p.request.hints
-    if hints.model:
-        raise p.infeasible(strategy, "a forced model cannot be outvoted; drop hints.model")
+    refuse_forced_model(p, strategy)
     judged = strategy is Strategy.CONSENSUS_JUDGE
     wants_judge = judged or consensus.tie_break == "judge"
     asked = hints.consensus_size or consensus.size

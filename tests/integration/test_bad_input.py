@@ -566,6 +566,25 @@ async def test_unknown_names_are_not_answered_with_the_configured_ones() -> None
     assert not any(name in text for name in ("flash", "mid", "frontier"))
 
 
+async def test_a_name_violation_states_the_rule_it_breaks() -> None:
+    # "_anonymous" is letters and "_", so "1-64 letters, digits or _.:/-" alone would
+    # describe it: the message must also say a name starts with a letter or digit.
+    rule = "must be 1-64 letters, digits or _.:/-, starting with a letter or digit"
+    request = _mutate(lambda r: setattr(r, "tenant", "_anonymous"))
+    request.hints.task = "-code"
+    request.hints.agent = ".assistant"
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.route(request)
+        assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
+        by_field = {v.field: v.description for v in info.value.field_violations}
+        assert by_field == {"hints.task": rule, "hints.agent": rule, "tenant": rule}
+        # Names that follow the rule pass it (so an unknown tenant is not a violation).
+        fine = _mutate(lambda r: setattr(r, "tenant", "a_b.c:d/e-f"))
+        fine.hints.task = "0code"
+        assert (await client.route(fine)).content
+
+
 BIG_CASES: list[tuple[str, pb.RouteRequest, str]] = [
     (
         "a 20k-character model name",

@@ -12,6 +12,9 @@ import orjson
 # ``"abc\n"`` would pass ``.match``. These match the whole string however they are called.
 REQUEST_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}\Z")
 NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}\Z")
+# What NAME accepts, as a violation says it: the first character is a letter or digit.
+NAME_RULE = "must be 1-64 letters, digits or _.:/-, starting with a letter or digit"
+REQUEST_ID_RULE = "must be 1-128 letters, digits or ._:/-, starting with a letter or digit"
 TOOL_NAME = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 MAX_CONTENT_CHARS = 2_000_000

@@ -47,7 +47,7 @@ from quorum.server.frontdoor.gate import Gate
 from quorum.server.frontdoor.stream import SseResponder, StreamItem, error_response
 from quorum.server.frontdoor.translate import ChatRequest, completion_body, parse_chat_request
 from quorum.server.names import NAME as TENANT_NAME
-from quorum.server.names import REQUEST_ID, new_request_id
+from quorum.server.names import NAME_RULE, REQUEST_ID, REQUEST_ID_RULE, new_request_id
 from quorum.server.observability.logs import request_scope
 from quorum.server.router import Router
 from quorum.server.service.admission import Admission, work_done
@@ -94,9 +94,7 @@ def _request_id(request: web.Request) -> str:
         value = request.headers.get(header)
         if value is not None:
             if not REQUEST_ID.fullmatch(value):
-                raise InvalidRequest(
-                    [FieldViolation(header, "must be 1-128 letters, digits or ._:/-")]
-                )
+                raise InvalidRequest([FieldViolation(header, REQUEST_ID_RULE)])
             return value
     return new_request_id()
 
@@ -121,9 +119,7 @@ def _tenant(request: web.Request) -> str:
     against the authenticated one, as it does ``RouteRequest.tenant``."""
     value = request.headers.get(TENANT_HEADER, "")
     if value and not TENANT_NAME.fullmatch(value):
-        raise InvalidRequest(
-            [FieldViolation(TENANT_HEADER, "must be 1-64 letters, digits or _.:/-")]
-        )
+        raise InvalidRequest([FieldViolation(TENANT_HEADER, NAME_RULE)])
     return value
 
 

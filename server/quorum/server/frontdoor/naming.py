@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl
 from quorum.server.catalog import Catalog
 from quorum.server.domain import Capability, Hints, Priority, Sensitivity, Strategy
 from quorum.server.errors import FieldViolation, InvalidRequest, NotFound
-from quorum.server.names import NAME
+from quorum.server.names import NAME, NAME_RULE
 from quorum.server.policy import RoutingPolicy
 from quorum.server.values import value_type
 
@@ -67,7 +67,7 @@ def _enum(raw: Any, enum_type: type[Any]) -> Any:
 
 def _text(raw: Any) -> str:
     if not isinstance(raw, str) or not NAME.fullmatch(raw):
-        raise ValueError("must be 1-64 letters, digits or _.:/-")
+        raise ValueError(NAME_RULE)
     return raw
 
 

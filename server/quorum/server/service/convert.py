@@ -43,7 +43,9 @@ from quorum.server.names import (
     MAX_CONTENT_CHARS,
     MAX_IMAGE_BYTES,
     NAME,
+    NAME_RULE,
     REQUEST_ID,
+    REQUEST_ID_RULE,
     TOOL_NAME,
     base64_size,
     json_object_problem,
@@ -405,9 +407,9 @@ def _hints(
     if agent and NAME.match(agent) and agent not in agents:
         c.add("hints.agent", f"unknown agent {agent!r}")
     if task and not NAME.match(task):
-        c.add("hints.task", "must be 1-64 letters, digits or _.:/-")
+        c.add("hints.task", NAME_RULE)
     if agent and not NAME.match(agent):
-        c.add("hints.agent", "must be 1-64 letters, digits or _.:/-")
+        c.add("hints.agent", NAME_RULE)
     consensus_size = h.consensus_size
     if consensus_size == 1 or consensus_size > 16:
         c.add("hints.consensus_size", "must be 0 (the configured size) or 2-16: a vote needs two")
@@ -446,7 +448,7 @@ def route_request_from_pb(
         raise InvalidRequest(c.violations)
     request_id = msg.request_id
     if request_id and not REQUEST_ID.match(request_id):
-        c.add("request_id", "must be 1-128 characters: letters, digits or ._:/- ")
+        c.add("request_id", REQUEST_ID_RULE)
     messages_pb = msg.messages
     count = len(messages_pb)
     if not count:
@@ -467,7 +469,7 @@ def route_request_from_pb(
         hints = _default_hints(catalog)
     tenant = msg.tenant
     if tenant and not NAME.match(tenant):
-        c.add("tenant", "must be 1-64 letters, digits or _.:/-")
+        c.add("tenant", NAME_RULE)
     if c.violations:
         raise InvalidRequest(c.violations)
     # No violations: every message converted (one that does not is a violation).
@@ -509,7 +511,7 @@ def feedback_from_pb(msg: svc_pb.FeedbackRequest) -> Feedback:
     if not msg.request_id:
         c.add("request_id", "is required")
     elif not REQUEST_ID.match(msg.request_id):
-        c.add("request_id", "must be 1-128 characters: letters, digits or ._:/- ")
+        c.add("request_id", REQUEST_ID_RULE)
     kind = _FEEDBACK_KINDS.get(msg.kind)
     if kind is None:
         c.add(

@@ -702,7 +702,8 @@ class RoutingHints(_message.Message):
     model: _builtins.str
     """Force this model (a configured model name); failover stays within equivalent models.
     A forced model that cannot take the request (a capability, the context window, the
-    cost ceiling) is FAILED_PRECONDITION, never swapped for another.
+    cost ceiling) is FAILED_PRECONDITION, never swapped for another; so is a forced
+    model with a forced cascade or consensus strategy, which would replace or outvote it.
     """
     tier: _builtins.str
     """Start from this tier (a configured tier name): its models first, then more capable

@@ -1272,7 +1272,8 @@ type RoutingHints struct {
 	MaxCostUsd *float64 `protobuf:"fixed64,7,opt,name=max_cost_usd,json=maxCostUsd,proto3,oneof" json:"max_cost_usd,omitempty"`
 	// Force this model (a configured model name); failover stays within equivalent models.
 	// A forced model that cannot take the request (a capability, the context window, the
-	// cost ceiling) is FAILED_PRECONDITION, never swapped for another.
+	// cost ceiling) is FAILED_PRECONDITION, never swapped for another; so is a forced
+	// model with a forced cascade or consensus strategy, which would replace or outvote it.
 	Model string `protobuf:"bytes,8,opt,name=model,proto3" json:"model,omitempty"`
 	// Start from this tier (a configured tier name): its models first, then more capable
 	// tiers, then cheaper ones as fallbacks. (A use case's tier, by contrast, is answered

@@ -412,7 +412,8 @@ export type RoutingHints = Message$1<"quorum.route.v1.RoutingHints"> & {
   /**
    * Force this model (a configured model name); failover stays within equivalent models.
    * A forced model that cannot take the request (a capability, the context window, the
-   * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
+   * cost ceiling) is FAILED_PRECONDITION, never swapped for another; so is a forced
+   * model with a forced cascade or consensus strategy, which would replace or outvote it.
    *
    * @generated from field: string model = 8;
    */

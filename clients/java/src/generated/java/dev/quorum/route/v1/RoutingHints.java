@@ -368,7 +368,8 @@ private static final long serialVersionUID = 0L;
    * <pre>
    * Force this model (a configured model name); failover stays within equivalent models.
    * A forced model that cannot take the request (a capability, the context window, the
-   * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
+   * cost ceiling) is FAILED_PRECONDITION, never swapped for another; so is a forced
+   * model with a forced cascade or consensus strategy, which would replace or outvote it.
    * </pre>
    *
    * <code>string model = 8 [json_name = "model"];</code>
@@ -391,7 +392,8 @@ private static final long serialVersionUID = 0L;
    * <pre>
    * Force this model (a configured model name); failover stays within equivalent models.
    * A forced model that cannot take the request (a capability, the context window, the
-   * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
+   * cost ceiling) is FAILED_PRECONDITION, never swapped for another; so is a forced
+   * model with a forced cascade or consensus strategy, which would replace or outvote it.
    * </pre>
    *
    * <code>string model = 8 [json_name = "model"];</code>
@@ -1825,7 +1827,8 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * Force this model (a configured model name); failover stays within equivalent models.
      * A forced model that cannot take the request (a capability, the context window, the
-     * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
+     * cost ceiling) is FAILED_PRECONDITION, never swapped for another; so is a forced
+     * model with a forced cascade or consensus strategy, which would replace or outvote it.
      * </pre>
      *
      * <code>string model = 8 [json_name = "model"];</code>
@@ -1847,7 +1850,8 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * Force this model (a configured model name); failover stays within equivalent models.
      * A forced model that cannot take the request (a capability, the context window, the
-     * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
+     * cost ceiling) is FAILED_PRECONDITION, never swapped for another; so is a forced
+     * model with a forced cascade or consensus strategy, which would replace or outvote it.
      * </pre>
      *
      * <code>string model = 8 [json_name = "model"];</code>
@@ -1870,7 +1874,8 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * Force this model (a configured model name); failover stays within equivalent models.
      * A forced model that cannot take the request (a capability, the context window, the
-     * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
+     * cost ceiling) is FAILED_PRECONDITION, never swapped for another; so is a forced
+     * model with a forced cascade or consensus strategy, which would replace or outvote it.
      * </pre>
      *
      * <code>string model = 8 [json_name = "model"];</code>
@@ -1889,7 +1894,8 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * Force this model (a configured model name); failover stays within equivalent models.
      * A forced model that cannot take the request (a capability, the context window, the
-     * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
+     * cost ceiling) is FAILED_PRECONDITION, never swapped for another; so is a forced
+     * model with a forced cascade or consensus strategy, which would replace or outvote it.
      * </pre>
      *
      * <code>string model = 8 [json_name = "model"];</code>
@@ -1905,7 +1911,8 @@ private static final long serialVersionUID = 0L;
      * <pre>
      * Force this model (a configured model name); failover stays within equivalent models.
      * A forced model that cannot take the request (a capability, the context window, the
-     * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
+     * cost ceiling) is FAILED_PRECONDITION, never swapped for another; so is a forced
+     * model with a forced cascade or consensus strategy, which would replace or outvote it.
      * </pre>
      *
      * <code>string model = 8 [json_name = "model"];</code>

@@ -180,7 +180,8 @@ public interface RoutingHintsOrBuilder extends
    * <pre>
    * Force this model (a configured model name); failover stays within equivalent models.
    * A forced model that cannot take the request (a capability, the context window, the
-   * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
+   * cost ceiling) is FAILED_PRECONDITION, never swapped for another; so is a forced
+   * model with a forced cascade or consensus strategy, which would replace or outvote it.
    * </pre>
    *
    * <code>string model = 8 [json_name = "model"];</code>
@@ -191,7 +192,8 @@ public interface RoutingHintsOrBuilder extends
    * <pre>
    * Force this model (a configured model name); failover stays within equivalent models.
    * A forced model that cannot take the request (a capability, the context window, the
-   * cost ceiling) is FAILED_PRECONDITION, never swapped for another.
+   * cost ceiling) is FAILED_PRECONDITION, never swapped for another; so is a forced
+   * model with a forced cascade or consensus strategy, which would replace or outvote it.
    * </pre>
    *
    * <code>string model = 8 [json_name = "model"];</code>

@@ -13,6 +13,7 @@ and for providers whose breaker scope is ``model`` — one of its own, keyed
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import field
 from typing import Literal
 
 from quorum.server.config import (
@@ -89,6 +90,14 @@ class ModelSpec:
     stream_failover: StreamFailover = "restart"
     cached_input_usd_per_mtok: float | None = None  # None: the input price
     cache_write_usd_per_mtok: float | None = None  # None: the input price
+    # Derived from the fields above, once (the planner reads it for every candidate).
+    breakers: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The breakers the model runs under: one per deployment (its provider's, or with
+        # ``deployments`` or breaker scope ``model`` one of its own), else its provider's.
+        breakers = tuple(d.breaker for d in self.deployments) or (self.provider,)
+        object.__setattr__(self, "breakers", breakers)
 
     def cost(self, usage: Usage) -> float:
         """USD cost of the given token usage: input read from or written to the
@@ -127,13 +136,19 @@ class Catalog:
     by_tier: Mapping[str, tuple[ModelSpec, ...]]
     baseline: ModelSpec
     difficulty_tiers: Mapping[Difficulty, str]
+    # Derived from the fields above, once (the planner reads it for every request).
+    _ordered: tuple[ModelSpec, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ordered = tuple(m for tier in self.tiers for m in self.by_tier[tier])
+        object.__setattr__(self, "_ordered", ordered)
 
     def tier_rank(self, tier: str) -> int:
         return self.tiers.index(tier)
 
     def ordered(self) -> tuple[ModelSpec, ...]:
         """Every model, cheapest tier first, cheapest first within a tier."""
-        return tuple(m for tier in self.tiers for m in self.by_tier[tier])
+        return self._ordered
 
 
 def _deployments(config: Config, name: str, m: ModelConfig) -> tuple[Deployment, ...]:

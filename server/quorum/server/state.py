@@ -21,7 +21,7 @@ def route_key(agent: str, tier: str) -> str:
 def model_breakers(model: ModelSpec) -> tuple[str, ...]:
     """The breakers ``model`` runs under: one per deployment (its provider's, or with
     ``deployments`` or breaker scope ``model`` one of its own, ``provider/model_id``)."""
-    return tuple(d.breaker for d in model.deployments) or (model.provider,)
+    return model.breakers
 
 
 def accuracy_key(model: str, task: str) -> str:

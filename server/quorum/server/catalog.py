@@ -119,7 +119,10 @@ class ModelSpec:
         ) / 1_000_000
 
     def estimate_cost(self, input_tokens: int, output_tokens: int) -> float:
-        return self.cost(Usage(input_tokens, output_tokens))
+        """``cost(Usage(input_tokens, output_tokens))``, without building the Usage."""
+        return (
+            input_tokens * self.input_usd_per_mtok + output_tokens * self.output_usd_per_mtok
+        ) / 1_000_000
 
     @property
     def blended_price(self) -> float:

@@ -10,7 +10,6 @@ import json as stdlib_json
 import logging
 import sys
 from collections.abc import MutableMapping
-from contextlib import suppress
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
@@ -51,8 +50,11 @@ class request_scope:  # noqa: N801 - used like a function: ``with request_scope(
         tb: TracebackType | None,
     ) -> None:
         # An abandoned stream is closed from another context, where reset cannot work.
-        with suppress(ValueError):
+        # (try/except, not contextlib.suppress: that is three Python calls on every RPC.)
+        try:  # noqa: SIM105
             _request_id.reset(self._token)
+        except ValueError:
+            pass
 
 
 def _add_request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import suppress
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any
@@ -128,8 +127,11 @@ def open_record() -> tuple[RequestRecord, Token[RequestRecord | None]]:
 
 def close_record(token: Token[RequestRecord | None]) -> None:
     # An abandoned stream is closed from another context, where reset cannot work.
-    with suppress(ValueError):
+    # (try/except, not contextlib.suppress: that is three Python calls on every RPC.)
+    try:  # noqa: SIM105
         _record.reset(token)
+    except ValueError:
+        pass
 
 
 def route_label(result: RouteResult) -> str:

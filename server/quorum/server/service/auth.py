@@ -18,7 +18,6 @@ import hmac
 import os
 import re
 from collections.abc import Mapping
-from contextlib import suppress
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
@@ -53,8 +52,11 @@ class acting_as:  # noqa: N801 - used like a function: ``with acting_as(tenant):
 
     def __exit__(self, *exc: object) -> None:
         # An abandoned stream is closed from another context, where reset cannot work.
-        with suppress(ValueError):
+        # (try/except, not contextlib.suppress: that is three Python calls on every RPC.)
+        try:  # noqa: SIM105
             _current.reset(self._token)
+        except ValueError:
+            pass
 
 
 def token_digest(token: str, key: bytes | None = None) -> str:

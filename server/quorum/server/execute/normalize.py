@@ -6,12 +6,16 @@ its kind (the candidate then abstains):
 
 ``exact``    the text with surrounding whitespace removed
 ``text``     whitespace collapsed, case folded, trailing punctuation dropped
-``numeric``  the final number: ``#### 42`` (GSM8K style), then "the answer is 42" /
-             "answer: 42", then the last number in the text; ``1,234.50`` → ``1234.5``
+``numeric``  the final number: ``#### 42`` (GSM8K style), then an explicit statement
+             ("the answer is 42", "answer: 42", "final answer: 42", "the result is
+             42"), then an equation ("= 42", "equals 42"), then the last number in the
+             text; the last of the first kind found. ``1,234.50`` → ``1234.5``,
+             ``1e3`` → ``1000``
 ``choice``   a multiple-choice letter: "(B)", "Answer: B", "the answer is C", a leading
              "B." or "**B**"
-``json``     canonical JSON: keys sorted, no insignificant whitespace (a code fence is
-             unwrapped)
+``json``     canonical JSON: keys sorted, no insignificant whitespace, a number equal to
+             an integer written as that integer (``1.0``, ``1e0`` → ``1``); a code
+             fence is unwrapped
 ``labels``   a set of labels: split on commas, semicolons, newlines and "and", case
              folded, de-duplicated, sorted (a JSON array of strings works too)
 
@@ -24,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 
 from quorum.server.domain import ResponseFormatType, RouteRequest
 from quorum.server.execute.gate import strip_fence
@@ -32,12 +36,17 @@ from quorum.server.execute.gate import strip_fence
 NORMALIZERS = ("exact", "text", "numeric", "choice", "json", "labels")
 
 _SPACE = re.compile(r"\s+")
-_NUMBER = r"[-+−]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+# A number, with an exponent when one follows as a whole ("1e3", "2.5E-4"; not the
+# "12e4" of "12e4ab", which reads as 12, as before).
+_NUMBER = r"[-+−]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+−]?\d+\b)?"
 _HASHES = re.compile(r"####\s*(" + _NUMBER + ")")
+# An explicit statement of the answer wins over an equation met on the way ("The answer
+# is 42. (Note: 2 + 2 = 4)" is 42), and an equation over any other number.
 _STATED = re.compile(
-    r"(?:answer\s+is|answer\s*[:=]|result\s+is|equals|=)\s*\**\s*(" + _NUMBER + ")",
+    r"(?:answer\s+is\s*[:=]?|answer\s*[:=]|result\s+is\s*[:=]?)\s*\**\s*(" + _NUMBER + ")",
     re.IGNORECASE,
 )
+_EQUATION = re.compile(r"(?:equals|=)\s*\**\s*(" + _NUMBER + ")", re.IGNORECASE)
 _ANY_NUMBER = re.compile(_NUMBER)
 _CHOICE_PATTERNS = (
     re.compile(r"answer\s+is\s*[:\-]?\s*\(?\**([A-J])\b\)?", re.IGNORECASE),
@@ -57,19 +66,29 @@ def folded_text(text: str) -> str:
     return _SPACE.sub(" ", text).strip().casefold().rstrip(".!?。 ")
 
 
+# Exact: normalising drops trailing zeros and never rounds, whatever the exponent.
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+_MAX_PLAIN_DIGITS = 1_000  # a number longer than this written out is kept as "1E+5000"
+
+
 def _canonical_number(raw: str) -> str:
+    """``raw`` as one string per value: ``1,000``, ``1000.0`` and ``1e3`` are ``1000``."""
     cleaned = raw.replace("−", "-").replace("$", "").replace(",", "").replace(" ", "")
     try:
         value = Decimal(cleaned)
-    except InvalidOperation:
+        if value.is_zero():
+            return "0"
+        value = value.normalize(_EXACT)
+    except ArithmeticError:  # not a number, or an exponent past any context's range
         return ""
-    if value == value.to_integral_value():
-        return str(int(value))
-    return format(value.normalize(), "f")
+    _, digits, exponent = value.as_tuple()
+    if len(digits) + abs(int(exponent)) > _MAX_PLAIN_DIGITS:
+        return str(value)  # scientific: bounded work, still one string per value
+    return format(value, "f")
 
 
 def numeric(text: str) -> str:
-    for pattern in (_HASHES, _STATED):
+    for pattern in (_HASHES, _STATED, _EQUATION):
         found = pattern.findall(text)
         if found:
             return _canonical_number(found[-1])
@@ -86,9 +105,22 @@ def choice(text: str) -> str:
     return stripped.upper() if re.fullmatch(r"[A-Ja-j]", stripped) else ""
 
 
+_MAX_INT_DIGITS = 1_000  # a larger integral number in JSON stays a float (or infinity)
+
+
+def _json_float(raw: str) -> int | float:
+    """A JSON number written with a fraction or an exponent: an integer when its value is
+    one (``1.0``, ``1e3``, ``-0.0``), so it votes with the same number written as one."""
+    value = Decimal(raw)  # a JSON number is always a valid Decimal
+    if value.adjusted() < _MAX_INT_DIGITS and value == value.to_integral_value():
+        return int(value)  # exact, even past a float's 53 bits
+    number = float(raw)
+    return int(number) if number.is_integer() else number  # as a float, equal to one
+
+
 def canonical_json(text: str) -> str:
     try:
-        value = json.loads(strip_fence(text))
+        value = json.loads(strip_fence(text), parse_float=_json_float)
     except ValueError:
         return ""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -13,6 +13,10 @@ deterministic where it matters for routing and reproducible where it should vary
   or judge catches).
 * Latency is log-normal with the configured p50/p95 plus a per-token time; failures are
   random at ``failure_rate`` and look like an upstream 503.
+* As a real model, it stops at the request's ``max_tokens``: a longer answer is cut to
+  fit (by :func:`~quorum.server.tokens.count_tokens`, as its usage is counted) with
+  finish reason ``length``, unary or streamed. A tool call that does not fit is cut
+  before its arguments, which then read ``{}`` as the OpenAI adapter reads them.
 
 The simulator keeps its own notion of difficulty (:func:`true_difficulty`), separate from
 Quorum's classifiers, so routing quality is measured rather than assumed.
@@ -299,6 +303,18 @@ def _shape(
     return " ".join(words)
 
 
+_CALL_TOKENS = 8  # the output tokens of a tool call (its name, id and arguments)
+
+
+def _cut(text: str, max_tokens: int) -> str:
+    """A start of ``text`` that ``count_tokens`` counts at most ``max_tokens``: its first
+    ``4 * max_tokens`` characters, back to the end of a word when one ends in them."""
+    cut = text[: 4 * max_tokens]
+    if len(cut) < len(text) and not text[len(cut)].isspace() and not cut[-1].isspace():
+        cut = cut.rpartition(" ")[0] or cut  # not into a word, unless it is the first
+    return cut.rstrip() or cut
+
+
 def _read_judge(messages: tuple[Message, ...]) -> JudgeTask | None:
     """:func:`read_judge_prompt`, for a judge prompt it reads in linear time: one of at
     most ``_MAX_JUDGE_CHARS`` and ``_MAX_JUDGE_MARKS`` in which every section it reads
@@ -405,7 +421,14 @@ class SimulatedProvider:
             tool_calls = (ToolCall(id=f"call_{digest}", name=called, arguments_json="{}"),)
             content, finish = "", "tool_calls"
         input_tokens = prompt_tokens(request.messages)
-        output_tokens = count_tokens(content) if content else 8
+        output_tokens = count_tokens(content) if content else _CALL_TOKENS
+        limit = request.params.max_tokens
+        if limit and output_tokens > limit:
+            # Stopped at max_tokens, as a real model is: a text cut to fit; a tool call
+            # with its arguments cut off, so "{}" (what the OpenAI adapter reads then).
+            content = _cut(content, limit)
+            output_tokens = count_tokens(content) if content else limit
+            finish = "length"
         completion = Completion(
             content=content,
             tool_calls=tool_calls,

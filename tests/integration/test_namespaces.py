@@ -43,7 +43,8 @@ async def test_every_key_a_deployment_writes_carries_its_namespace(
             await server.drain(0.5)
     assert not first.cached and again.cached  # the cache works within a deployment ...
     assert not other.cached  # ... and is not shared with another
-    keys = [k.decode() for k in redis.Redis.from_url(redis_server.url).keys("*")]
+    store = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    keys = [str(k) for k in store.keys("*")]
     assert keys
     stray = [k for k in keys if not k.lstrip("{").startswith(("blue:", "green:"))]
     assert not stray, stray

@@ -317,8 +317,8 @@ async def test_two_tenants_using_one_request_id_keep_their_own_decisions(
             assert first.recorded
             # acme's decision is still acme's, and its one verdict is still to give.
             assert (await acme.feedback(down)).recorded
-    stream = redis.Redis.from_url(redis_server.url).xrange("quorum:decisions")
-    lines = [json.loads(fields[b"record"]) for _, fields in stream]
+    stream = redis.Redis.from_url(redis_server.url).xrange("quorum:decisions") or []
+    lines = [json.loads((fields or {})[b"record"]) for _, fields in stream]
     verdicts = {
         (line["tenant"], line["first_verdict"]) for line in lines if line["type"] == "feedback"
     }

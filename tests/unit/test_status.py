@@ -91,3 +91,24 @@ def test_internal_status_reveals_nothing() -> None:
     assert status.code == code_pb2.INTERNAL
     assert "req-1" in status.message
     assert "Traceback" not in status.message
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        (float("inf"), e.MAX_RETRY_AFTER_S),
+        (1e30, e.MAX_RETRY_AFTER_S),
+        (-3.0, 0.0),
+        (float("nan"), None),
+        (None, None),
+        (2.5, 2.5),
+    ],
+)
+def test_a_retry_hint_is_bounded_whatever_it_was_given(
+    given: float | None, kept: float | None
+) -> None:
+    error = e.ResourceExhausted("busy", retry_after_s=given)
+    assert error.retry_after_s == kept
+    status_for(error)  # a status can carry it (an unbounded float made it raise)
+    limited = e.ProviderRateLimited("429", provider="p", retry_after_s=given)
+    assert limited.retry_after_s == kept

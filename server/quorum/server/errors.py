@@ -73,6 +73,19 @@ class FieldViolation:
     description: str
 
 
+# The longest wait a status may ask a caller for (RetryInfo, Retry-After): a month's
+# budget window and then some. Anything longer, or not finite (an upstream's
+# "Retry-After: inf"), is cut to it; NaN means no hint.
+MAX_RETRY_AFTER_S = 40 * 86_400.0
+
+
+def bounded_retry_after(seconds: float | None) -> float | None:
+    """``seconds`` as a wait a status can carry: within [0, MAX_RETRY_AFTER_S], or None."""
+    if seconds is None or seconds != seconds:
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)
+
+
 class QuorumError(Exception):
     """Base of every Quorum error: a gRPC code, a reason and retryability."""
 
@@ -91,7 +104,7 @@ class QuorumError(Exception):
         self.message = message
         self.metadata: dict[str, str] = dict(metadata or {})
         # When the caller may try again (sent as google.rpc.RetryInfo), if it may.
-        self.retry_after_s = retry_after_s
+        self.retry_after_s = bounded_retry_after(retry_after_s)
 
 
 class InvalidRequest(QuorumError):
@@ -315,7 +328,7 @@ class ProviderRateLimited(ProviderError):
         retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message, provider=provider, status=status)
-        self.retry_after_s = retry_after_s
+        self.retry_after_s = bounded_retry_after(retry_after_s)
 
 
 class ProviderBadResponse(ProviderError):

@@ -62,7 +62,7 @@ from quorum.server.execute.events import NULL_SINK, AttemptStarted, EventSink
 from quorum.server.execute.gate import strip_fence
 from quorum.server.providers.base import Provider, ProviderRequest, checked_usage
 from quorum.server.resilience.balance import whole_answers
-from quorum.server.resilience.breakers import Breakers
+from quorum.server.resilience.breakers import MAX_COOLDOWN_S, Breakers
 from quorum.server.resilience.limits import Permit
 from quorum.server.resilience.runtime import Resilience
 from quorum.server.tokens import count_tokens, prompt_tokens
@@ -78,10 +78,12 @@ MIN_COOLDOWN_S = 0.05
 
 
 def cooldown_s(error: ProviderRateLimited) -> float:
-    """How long a 429 holds its deployment back."""
+    """How long a 429 holds its deployment back: its Retry-After, within
+    [MIN_COOLDOWN_S, MAX_COOLDOWN_S] (a huge one must not retire a deployment, nor tell
+    a caller to wait longer than the deployment is held back)."""
     if error.retry_after_s is None:
         return DEFAULT_COOLDOWN_S
-    return max(error.retry_after_s, MIN_COOLDOWN_S)
+    return min(max(error.retry_after_s, MIN_COOLDOWN_S), MAX_COOLDOWN_S)
 
 
 QUOTA_COOLDOWN_S = 60.0  # an account out of quota or credit

@@ -93,6 +93,17 @@ async def test_openai_tool_call_and_json(openai_client: openai.AsyncOpenAI) -> N
         model="json", messages=messages, response_format={"type": "json_object"}
     )
     assert json.loads(follow_up.choices[0].message.content or "") == JSON_ANSWER
+    # Like the real API's, a call's id is never reused by a later answer: a conversation
+    # that carries several turns of calls holds each id once.
+    again = await openai_client.chat.completions.create(
+        model="tools",
+        messages=messages,
+        tools=[
+            {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER_SCHEMA}}
+        ],
+    )
+    [later] = again.choices[0].message.tool_calls or []
+    assert later.id != call.id
 
 
 def _function_names(completion: Any) -> list[str]:
@@ -239,6 +250,10 @@ async def test_anthropic_tool_use_both_ways(anthropic_client: anthropic.AsyncAnt
         model="echo", max_tokens=100, tools=tools, messages=messages
     )
     assert reply.content[0].type == "text" and reply.content[0].text == "18C"
+    again = await anthropic_client.messages.create(
+        model="tools", max_tokens=100, tools=tools, messages=messages
+    )
+    assert again.content[0].type == "tool_use" and again.content[0].id != block.id  # unique
 
 
 async def test_anthropic_tool_choice(anthropic_client: anthropic.AsyncAnthropic) -> None:

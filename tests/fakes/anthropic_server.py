@@ -14,6 +14,7 @@ Run alone: ``python -m tests.fakes.anthropic_server --port 0`` prints the base U
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,9 @@ _MEDIA_TYPES = {"image/jpeg", "image/png", "image/gif", "image/webp"}
 # The tool a client (Quorum's adapter among them) forces to get its answer as JSON: a
 # forced call to it is answered with JSON_ANSWER, one to any other tool with tool arguments.
 JSON_ANSWER_TOOL = "json_response"
+
+
+_CALLS = itertools.count()  # tool-call ids, unique for the server's life
 
 
 class AnthropicVendor:
@@ -128,7 +132,9 @@ class AnthropicVendor:
         return headers
 
     def call_id(self, index: int) -> str:
-        return f"toolu_fake{index:04d}"
+        # Unique across responses, as the real API's are: a conversation that sends an
+        # earlier turn's calls back never holds the same id twice.
+        return f"toolu_fake{next(_CALLS):06d}{index:02d}"
 
     def unary(self, parsed: Parsed, answer: Answer) -> dict[str, Any]:
         content: list[dict[str, Any]] = []

@@ -28,6 +28,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -63,6 +64,9 @@ _INVALID_INPUT = (
     "'$.input' is invalid. Please check the API reference: "
     "https://platform.openai.com/docs/api-reference."
 )
+
+
+_CALLS = itertools.count()  # tool-call ids, unique for the server's life
 
 
 class OpenAIVendor:
@@ -151,7 +155,9 @@ class OpenAIVendor:
         return {"x-request-id": "req_fake"}
 
     def call_id(self, index: int) -> str:
-        return f"call_fake{index:04d}"
+        # Unique across responses, as the real API's are: a conversation that sends an
+        # earlier turn's calls back never holds the same id twice.
+        return f"call_fake{next(_CALLS):06d}{index:02d}"
 
     def unary(self, parsed: Parsed, answer: Answer) -> dict[str, Any]:
         if "embeddings" in parsed.params:

@@ -151,3 +151,19 @@ async def test_client_disconnect_cancels_the_upstream_call(
             events = [e["event"] for e in logs]
             assert "http_cancelled" in events
             assert not [e for e in logs if e["log_level"] in ("error", "critical")], logs
+
+
+async def test_a_header_too_large_to_read_is_one_warning_without_a_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    async with front_door() as (running, client):
+        url = _base_url(running) + "/chat/completions"
+        async with aiohttp.ClientSession() as http:
+            with structlog.testing.capture_logs() as logs:
+                async with http.post(url, data=b"{}", headers={"x-foo": "a" * 20_000}) as response:
+                    assert response.status == 400
+        assert [e["event"] for e in logs] == ["http_request_unreadable"], logs
+        assert logs[0]["log_level"] == "warning"
+        answer = await client.chat.completions.create(model="quorum:auto", messages=MATH)
+        assert answer.choices[0].message.content
+    assert "Traceback" not in capfd.readouterr().err

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware
 
 from quorum.server.domain import RouteRequest
@@ -54,6 +56,24 @@ from quorum.server.service.admission import Admission, work_done
 from quorum.server.state import model_health
 
 log = structlog.get_logger("quorum.frontdoor")
+
+
+class _ProtocolLog(logging.Handler):
+    """aiohttp's own error lines, as structured log lines like every other: a request it
+    could not read (an oversized header, a malformed line) is the client's doing, one
+    warning without a traceback; anything else keeps its traceback."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            log.warning("http_request_unreadable", error=type(exc).__name__, status=exc.code)
+        else:
+            log.error("http_server_error", message=record.getMessage(), exc_info=record.exc_info)
+
+
+_PROTOCOL_LOG = logging.getLogger("quorum.frontdoor.protocol")
+_PROTOCOL_LOG.addHandler(_ProtocolLog())
+_PROTOCOL_LOG.propagate = False  # not also to the root logger's plain-text stderr
 
 CHAT_METHOD = "/v1/chat/completions"
 TENANT_HEADER = "x-quorum-tenant"
@@ -357,6 +377,7 @@ class HttpFrontDoor:
             access_log=None,
             shutdown_timeout=_CANCEL_AFTER_S,
             handler_cancellation=True,
+            logger=_PROTOCOL_LOG,
         )
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._port, reuse_port=self._reuse_port or None)

@@ -105,7 +105,9 @@ def choice(text: str) -> str:
     return stripped.upper() if re.fullmatch(r"[A-Ja-j]", stripped) else ""
 
 
-_MAX_INT_DIGITS = 1_000  # a larger integral number in JSON stays a float (or infinity)
+# A larger integral number in JSON stays a float (or infinity): exact integers beyond any
+# real answer's size would only let "1e999" grow an answer's canonical text a hundredfold.
+_MAX_INT_DIGITS = 40
 
 
 def _json_float(raw: str) -> int | float:

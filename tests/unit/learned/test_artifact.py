@@ -53,9 +53,9 @@ def test_manifest_is_versioned_and_readable(saved: Path) -> None:
 def test_wrong_format_version_is_a_clear_error(saved: Path) -> None:
     path = saved / MANIFEST
     manifest = json.loads(path.read_text())
-    manifest["format_version"] = FORMAT_VERSION + 1
+    manifest["format_version"] = FORMAT_VERSION + 2
     path.write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match=r"format_version 2 is not supported .* retrain"):
+    with pytest.raises(ArtifactError, match=r"format_version 3 is not supported .* retrain"):
         LearnedRouter.load(saved)
 
 

@@ -212,6 +212,8 @@ def test_a_threshold_no_prompt_reaches_is_strict_json_and_loads_back(
     assert head.cascade is not None and head.cascade.threshold == math.inf
     save_router(router, tmp_path / "art", {"calibration": {"x": float("nan")}})
     manifest = _strict_json((tmp_path / "art" / MANIFEST).read_text())
+    # A build that reads only version 1 would misread the nulls: it refuses version 2.
+    assert manifest["format_version"] == 2
     entry = manifest["heads"]["synth-pair"]
     assert entry["threshold"] is None and set(entry["thresholds"].values()) == {None}
     assert entry["cascade"]["threshold"] is None

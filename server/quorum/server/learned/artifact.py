@@ -39,6 +39,10 @@ from quorum.server.learned.router import LearnedRouter
 from quorum.server.learned.tfidf import FeatureSpace, TfidfBlock
 
 FORMAT_VERSION = 1
+# Written instead when the manifest holds a null threshold (one no prompt reaches), which
+# builds reading only version 1 would misread: they refuse it by its version instead.
+FORMAT_VERSION_NULL_THRESHOLDS = 2
+READABLE_VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_NULL_THRESHOLDS)
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.npz"
 
@@ -143,7 +147,15 @@ def save_router(router: LearnedRouter, folder: Path, extra: Mapping[str, Any]) -
         prefix = f"h{i}"
         arrays.update(_head_arrays(prefix, head))
         heads[source] = _head_manifest(prefix, head)
-    manifest = {"format_version": FORMAT_VERSION, **extra}
+    unreachable = any(
+        h.threshold == math.inf
+        or (h.cascade is not None and h.cascade.threshold == math.inf)
+        or any(t == math.inf for t in (h.thresholds or {}).values())
+        or (h.cascade is not None and any(t == math.inf for t in h.cascade.thresholds.values()))
+        for h in router.heads.values()
+    )
+    version = FORMAT_VERSION_NULL_THRESHOLDS if unreachable else FORMAT_VERSION
+    manifest = {"format_version": version, **extra}
     manifest["default_source"] = router.default_source
     manifest["heads"] = heads
     text = json.dumps(_json_ready(manifest), indent=2, sort_keys=False, allow_nan=False)
@@ -165,10 +177,11 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}:{exc.lineno}: not JSON ({exc.msg})") from exc
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
         raise ArtifactError(
             f"{path}: format_version {version!r} is not supported (this build reads "
-            f"{FORMAT_VERSION}); retrain with: quorum router train --out {folder}"
+            f"{readable}); retrain with: quorum router train --out {folder}"
         )
     return dict(manifest)
 

@@ -323,3 +323,48 @@ async def test_two_tenants_using_one_request_id_keep_their_own_decisions(
         (line["tenant"], line["first_verdict"]) for line in lines if line["type"] == "feedback"
     }
     assert verdicts == {("acme", True), ("free-co", True)}
+
+
+async def test_feedback_finds_a_decision_an_earlier_version_kept_under_the_id_alone(
+    redis_server: RedisServer,
+) -> None:
+    # During a rolling upgrade a replica of the earlier version keeps a decision under
+    # "<stream>:id:<request id>"; Feedback on an upgraded replica still finds it, for its
+    # tenant only, and a verdict the earlier version recorded still counts as given.
+    store = redis.Redis.from_url(redis_server.url)
+    store.set("quorum:decisions:id:old-1", "flash\tchat\tacme")
+    store.set("quorum:decisions:id:old-2", "flash\tchat\tacme")
+    store.set("quorum:decisions:judged:old-2", "1")
+    shared = {"state": {"redis_url": redis_server.url}, "decisions": {"sink": "redis"}}
+    async with serving(tenant_config(**shared)) as running:
+        async with client(running, "acme") as acme, client(running, "free-co") as other:
+            down = svc.FeedbackRequest(request_id="old-1", kind=svc.FEEDBACK_KIND_THUMBS_DOWN)
+            with pytest.raises(QuorumError) as info:
+                await other.feedback(down)
+            assert info.value.code is grpc.StatusCode.NOT_FOUND
+            assert (await acme.feedback(down)).recorded
+            judged = svc.FeedbackRequest(request_id="old-2", kind=svc.FEEDBACK_KIND_THUMBS_UP)
+            assert (await acme.feedback(judged)).recorded
+    stream = store.xrange("quorum:decisions") or []
+    lines = [json.loads((fields or {})[b"record"]) for _, fields in stream]
+    firsts = {line["request_id"]: line["first_verdict"] for line in lines}
+    assert firsts == {"old-1": True, "old-2": False}
+
+
+async def test_a_reused_id_gets_its_verdict_again_across_replicas(
+    redis_server: RedisServer,
+) -> None:
+    shared = {"state": {"redis_url": redis_server.url}, "decisions": {"sink": "redis"}}
+    async with serving(tenant_config(**shared)) as running:
+        async with client(running, "acme") as acme:
+            verdicts = []
+            for kind in (svc.FEEDBACK_KIND_THUMBS_DOWN, svc.FEEDBACK_KIND_THUMBS_UP):
+                await acme.route("hello", request_id="again")  # the same id, a new decision
+                await asyncio.sleep(0.05)  # the shared index is written off the request path
+                verdicts.append(
+                    await acme.feedback(svc.FeedbackRequest(request_id="again", kind=kind))
+                )
+            assert all(v.recorded for v in verdicts)
+    stream = redis.Redis.from_url(redis_server.url).xrange("quorum:decisions") or []
+    lines = [json.loads((fields or {})[b"record"]) for _, fields in stream]
+    assert [line["first_verdict"] for line in lines if line["type"] == "feedback"] == [True, True]

@@ -338,7 +338,9 @@ class DecisionLog:
         an unknown one. Only the first verdict on a request (good or bad: not a label) is
         marked ``first_verdict``; a label's line carries no such key."""
         key = self._key(tenant or "", fb.request_id)
-        decided = self._index.get(key, time.monotonic()) or await self._shared_get(key)
+        decided = self._index.get(key, time.monotonic()) or await self._shared_get(
+            key, fb.request_id, tenant or ""
+        )
         if decided is not None and tenant is not None and decided.tenant != tenant:
             decided = None
         if decided is None:
@@ -362,7 +364,7 @@ class DecisionLog:
             record["comment"] = fb.comment
         first = False
         if feedback_is_good(fb) is not None:  # a label is no verdict: it uses up none
-            first = self._index.judge(key) and await self._shared_judge(key)
+            first = self._index.judge(key) and await self._shared_judge(key, fb.request_id)
             record["first_verdict"] = first
         if self._sink != "none":
             self._enqueue(record)
@@ -404,11 +406,16 @@ class DecisionLog:
     def _remember_shared(self, key: str, decided: Decided) -> None:
         async def put() -> None:
             try:
-                await self._client().set(
-                    f"{self._stream_key}:id:{key}",
-                    f"{decided.model}\t{decided.task}\t{decided.tenant}",
-                    ex=int(self._retention_s),
-                )
+                async with self._client().pipeline(transaction=False) as pipe:
+                    pipe.set(
+                        f"{self._stream_key}:id:{key}",
+                        f"{decided.model}\t{decided.task}\t{decided.tenant}",
+                        ex=int(self._retention_s),
+                    )
+                    # A new decision under a reused id: its verdict is still to give, as
+                    # in the process's own index.
+                    pipe.delete(f"{self._stream_key}:judged:{key}")
+                    await pipe.execute()
             except Exception as exc:  # Redis trouble must never fail a request
                 log.warning("decision_index_unavailable", error=type(exc).__name__)
 
@@ -416,11 +423,18 @@ class DecisionLog:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _shared_get(self, request_id: str) -> Decided | None:
+    async def _shared_get(self, key: str, request_id: str, tenant: str) -> Decided | None:
+        """The decision under ``key`` in Redis. With authentication, a replica of an
+        earlier version kept it under the request id alone: that one is read too, and
+        taken only when it is the caller's (a rolling upgrade loses no Feedback)."""
         if not self._redis_url:
             return None
         try:
-            value = await self._client().get(f"{self._stream_key}:id:{request_id}")
+            client = self._client()
+            value = await client.get(f"{self._stream_key}:id:{key}")
+            legacy = value is None and key != request_id
+            if legacy:
+                value = await client.get(f"{self._stream_key}:id:{request_id}")
         except Exception as exc:
             log.warning("decision_index_unavailable", error=type(exc).__name__)
             return None
@@ -428,21 +442,24 @@ class DecisionLog:
             return None
         text = value.decode() if isinstance(value, bytes) else str(value)
         model, _, rest = text.partition("\t")
-        task, _, tenant = rest.partition("\t")
-        return Decided(model, task, tenant)
+        task, _, owner = rest.partition("\t")
+        if legacy and owner != tenant:
+            return None
+        return Decided(model, task, owner)
 
-    async def _shared_judge(self, request_id: str) -> bool:
-        """Whether this is the first verdict on ``request_id`` across replicas (True
-        without Redis, or when it cannot be asked: the local check has passed)."""
+    async def _shared_judge(self, key: str, request_id: str) -> bool:
+        """Whether this is the first verdict on the decision under ``key`` across replicas
+        (True without Redis, or when it cannot be asked: the local check has passed). A
+        verdict an earlier version kept under the request id alone counts too."""
         if not self._redis_url:
             return True
         try:
-            first = await self._client().set(
-                f"{self._stream_key}:judged:{request_id}",
-                "1",
-                nx=True,
-                ex=int(self._retention_s),
+            client = self._client()
+            first = await client.set(
+                f"{self._stream_key}:judged:{key}", "1", nx=True, ex=int(self._retention_s)
             )
+            if first and key != request_id:
+                first = not await client.exists(f"{self._stream_key}:judged:{request_id}")
         except Exception as exc:
             log.warning("decision_index_unavailable", error=type(exc).__name__)
             return True

@@ -292,3 +292,20 @@ def test_a_model_whose_rows_sit_in_one_fold_is_refused(tmp_path: Path) -> None:
     rows, _ = load_feedback_rows([write_log(tmp_path / "log.jsonl", lines)], min_prompts=1)
     with pytest.raises(DataError, match="rows of model 'frontier' all fall in one of the 2"):
         train_partial_head(build_table(rows, {}), SMALL)
+
+
+def test_an_answered_retry_replaces_the_failure_under_its_id(tmp_path: Path) -> None:
+    # A request that got no answer is logged (model "") and may be retried under the same id;
+    # the answer is what the verdict after it judges, not the failure.
+    lines: list[dict[str, Any]] = []
+    for i in range(12):
+        rid, prompt = f"r{i}", f"prompt {i}"
+        model = CHEAP if i % 2 else DEAR
+        if i % 3 == 0:
+            failed = decision(rid, model, prompt)
+            failed.update(model="", error={"code": "UNAVAILABLE", "reason": "ALL_ATTEMPTS_FAILED"})
+            lines += [failed, feedback(rid, "regenerated")]  # about the failure
+        lines += [decision(rid, model, prompt), feedback(rid, "thumbs_up")]
+    rows, summary = load_feedback_rows([write_log(tmp_path / "log.jsonl", lines)], min_prompts=3)
+    assert len(rows) == 12 and summary.duplicate_decisions == 0 and summary.no_model == 0
+    assert all(next(iter(r.results.values())).score == 1.0 for r in rows)

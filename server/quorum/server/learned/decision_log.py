@@ -188,10 +188,17 @@ def _read(
             if kind == "decision" and isinstance(request_id, str):
                 summary.decisions += 1
                 key: _Key = (str(tenant or ""), request_id)
-                if key in decisions:
-                    summary.duplicate_decisions += 1
-                else:
+                earlier = decisions.get(key)
+                if earlier is None or (not earlier.get("model") and line.get("model")):
+                    # The first decision under an id, or an answered retry of one that got
+                    # no answer (the server's own index keeps the latest the same way):
+                    # feedback read so far was about the failure, which teaches nothing.
                     decisions[key] = line
+                    if earlier is not None:
+                        feedback.pop(key, None)
+                        feedback.pop((None, request_id), None)
+                else:
+                    summary.duplicate_decisions += 1
             elif kind == "feedback" and isinstance(request_id, str):
                 summary.feedback_lines += 1
                 order += 1

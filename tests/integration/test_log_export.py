@@ -48,6 +48,13 @@ async def test_a_redis_kept_log_exports_as_the_lines_a_file_would_hold(
     (newer,) = [json.loads(line) for line in later.read_text().splitlines()]
     assert newer["request_id"] == "x-2"
     assert report_main(["--log", str(out)]) == 0  # a log like any other
+    # The stream of another namespace is another log.
+    elsewhere = tmp_path / "elsewhere.jsonl"
+    assert (
+        export_main(["--redis", redis_server.url, "--namespace", "blue", "--out", str(elsewhere)])
+        == 0
+    )
+    assert elsewhere.read_text() == ""
     # An existing file is not overwritten.
     assert export_main(["--redis", redis_server.url, "--out", str(out)]) == 2
     assert "exists" in capsys.readouterr().err

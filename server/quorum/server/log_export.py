@@ -21,7 +21,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import IO, Any
 
-STREAM = "quorum:decisions"  # quorum.server.decisions.DecisionLog's default key
 BATCH = 1_000
 _STREAM_ID = re.compile(r"^[0-9]+(-[0-9]+)?$")
 
@@ -72,10 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis", required=True, metavar="URL", help="the servers' state.redis_url"
     )
     parser.add_argument(
-        "--stream",
-        default=STREAM,
-        help=f"the stream's key, <state.namespace>:decisions (default {STREAM})",
+        "--namespace",
+        default="quorum",
+        help="the servers' state.namespace: the stream is <namespace>:decisions (default quorum)",
     )
+    parser.add_argument("--stream", help="the stream's key itself, if not the namespace's")
     parser.add_argument("--out", type=Path, help="write here (default: stdout)")
     parser.add_argument(
         "--since", type=_stream_id, metavar="ID", help="only entries after this stream id"
@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.stream = args.stream or f"{args.namespace}:decisions"
     import redis
 
     try:

@@ -77,6 +77,14 @@ def start_ready(argv: list[str], *, cwd: Path = ROOT) -> subprocess.Popen[str]:
     return proc
 
 
+def start_floor(upstream: str, address: str) -> subprocess.Popen[str]:
+    """The bare forwarder (:mod:`bench.bare_forwarder`, the floor) on ``address``, posting
+    to the OpenAI-compatible ``upstream``; returns once it listens."""
+    return start_ready(
+        [PYTHON, "-m", "bench.bare_forwarder", "--upstream", upstream, "--address", address]
+    )
+
+
 async def wait_serving(address: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     async with grpc.aio.insecure_channel(address) as channel:

@@ -27,15 +27,14 @@ import aiohttp
 import yaml
 
 from bench._harness import (
-    PYTHON,
     Run,
     cpu_seconds,
     drive,
     free_port,
     rss_mb,
     start_fake_upstream,
+    start_floor,
     start_quorum,
-    start_ready,
     wait_serving,
 )
 from quorum.client import AsyncQuorumClient, build_request
@@ -133,19 +132,7 @@ async def main() -> None:
     floor_address = f"127.0.0.1:{free_port()}"
     os.environ["BENCH_UPSTREAM_KEY"] = "sk-bench"
     server = start_quorum(config, address)
-    floor = start_ready(
-        [
-            PYTHON,
-            "-m",
-            "bench.bare_forwarder",
-            "--upstream",
-            base_url,
-            "--address",
-            floor_address,
-            "--model",
-            "ok",
-        ]
-    )
+    floor = start_floor(base_url, floor_address)
     results: dict[str, dict[str, float]] = {}
     try:
         await wait_serving(address)

@@ -49,6 +49,7 @@ from bench._harness import (
     drive,
     free_port,
     start_fake_upstream,
+    start_floor,
     start_ready,
     wait_serving,
 )
@@ -552,11 +553,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         q_addr = f"127.0.0.1:{free_port()}"
         quorum = procs.add(start_quorum(config, q_addr))
         b_addr = f"127.0.0.1:{free_port()}"
-        bare = procs.add(
-            start_ready(
-                [PYTHON, "-m", "bench.bare_forwarder", "--upstream", base_url, "--address", b_addr]
-            )
-        )
+        bare = procs.add(start_floor(base_url, b_addr))
         x2: subprocess.Popen[bytes] | None = None
         x2_addr = f"127.0.0.1:{free_port()}"
         if not args.no_workers:

@@ -35,11 +35,10 @@ import aiohttp
 import yaml
 
 from bench._harness import (
-    PYTHON,
     free_port,
     start_fake_upstream,
+    start_floor,
     start_quorum,
-    start_ready,
     wait_serving,
 )
 from quorum.client import AsyncQuorumClient, build_request
@@ -154,19 +153,7 @@ async def main() -> None:
         redis_proc, redis_url = start_redis()
         procs.append(redis_proc)
     bare_address = f"127.0.0.1:{free_port()}"
-    procs.append(
-        start_ready(
-            [
-                PYTHON,
-                "-m",
-                "bench.bare_forwarder",
-                "--upstream",
-                base_url,
-                "--address",
-                bare_address,
-            ]
-        )
-    )
+    procs.append(start_floor(base_url, bare_address))
     paths["bare"] = bare_address
     for name, url in (("quorum", None), ("quorum+redis", redis_url)):
         if name == "quorum+redis" and not url:

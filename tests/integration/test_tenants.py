@@ -325,17 +325,22 @@ async def test_two_tenants_using_one_request_id_keep_their_own_decisions(
     assert verdicts == {("acme", True), ("free-co", True)}
 
 
+@pytest.mark.parametrize("namespace", ["quorum", "prod"])
 async def test_feedback_finds_a_decision_an_earlier_version_kept_under_the_id_alone(
-    redis_server: RedisServer,
+    redis_server: RedisServer, namespace: str
 ) -> None:
-    # During a rolling upgrade a replica of the earlier version keeps a decision under
-    # "<stream>:id:<request id>"; Feedback on an upgraded replica still finds it, for its
-    # tenant only, and a verdict the earlier version recorded still counts as given.
+    # During a rolling upgrade a replica of an earlier version keeps a decision under
+    # "quorum:decisions:id:<request id>", whatever the namespace; Feedback on an upgraded
+    # replica still finds it, for its tenant only, and a verdict the earlier version
+    # recorded still counts as given. A decision this version made is judged on its own.
     store = redis.Redis.from_url(redis_server.url)
     store.set("quorum:decisions:id:old-1", "flash\tchat\tacme")
     store.set("quorum:decisions:id:old-2", "flash\tchat\tacme")
     store.set("quorum:decisions:judged:old-2", "1")
-    shared = {"state": {"redis_url": redis_server.url}, "decisions": {"sink": "redis"}}
+    shared = {
+        "state": {"redis_url": redis_server.url, "namespace": namespace},
+        "decisions": {"sink": "redis"},
+    }
     async with serving(tenant_config(**shared)) as running:
         async with client(running, "acme") as acme, client(running, "free-co") as other:
             down = svc.FeedbackRequest(request_id="old-1", kind=svc.FEEDBACK_KIND_THUMBS_DOWN)
@@ -343,12 +348,18 @@ async def test_feedback_finds_a_decision_an_earlier_version_kept_under_the_id_al
                 await other.feedback(down)
             assert info.value.code is grpc.StatusCode.NOT_FOUND
             assert (await acme.feedback(down)).recorded
-            judged = svc.FeedbackRequest(request_id="old-2", kind=svc.FEEDBACK_KIND_THUMBS_UP)
-            assert (await acme.feedback(judged)).recorded
-    stream = store.xrange("quorum:decisions") or []
+            up = svc.FeedbackRequest(request_id="old-2", kind=svc.FEEDBACK_KIND_THUMBS_UP)
+            assert (await acme.feedback(up)).recorded
+            await other.route("hello", request_id="old-2")  # free-co's own, new decision
+            assert (await other.feedback(up)).recorded
+    stream = store.xrange(f"{namespace}:decisions") or []
     lines = [json.loads((fields or {})[b"record"]) for _, fields in stream]
-    firsts = {line["request_id"]: line["first_verdict"] for line in lines}
-    assert firsts == {"old-1": True, "old-2": False}
+    firsts = [
+        (line["tenant"], line["request_id"], line["first_verdict"])
+        for line in lines
+        if line["type"] == "feedback"
+    ]
+    assert firsts == [("acme", "old-1", True), ("acme", "old-2", False), ("free-co", "old-2", True)]
 
 
 async def test_a_reused_id_gets_its_verdict_again_across_replicas(

@@ -40,6 +40,8 @@ log = structlog.get_logger("quorum.decisions")
 
 FeedbackKind = Literal["regenerated", "thumbs_up", "thumbs_down", "score", "label"]
 _QUEUE_LIMIT = 10_000
+# Where versions before per-tenant, per-namespace keys kept the shared decision index.
+LEGACY_STREAM = "quorum:decisions"
 
 
 @value_type
@@ -338,9 +340,12 @@ class DecisionLog:
         an unknown one. Only the first verdict on a request (good or bad: not a label) is
         marked ``first_verdict``; a label's line carries no such key."""
         key = self._key(tenant or "", fb.request_id)
-        decided = self._index.get(key, time.monotonic()) or await self._shared_get(
-            key, fb.request_id, tenant or ""
-        )
+        judged = f"{self._stream_key}:judged:{key}"
+        decided = self._index.get(key, time.monotonic())
+        if decided is None:
+            decided, older = await self._shared_get(key, fb.request_id, tenant)
+            if older:  # kept by an earlier version: judged where that version judged it
+                judged = f"{LEGACY_STREAM}:judged:{fb.request_id}"
         if decided is not None and tenant is not None and decided.tenant != tenant:
             decided = None
         if decided is None:
@@ -364,7 +369,7 @@ class DecisionLog:
             record["comment"] = fb.comment
         first = False
         if feedback_is_good(fb) is not None:  # a label is no verdict: it uses up none
-            first = self._index.judge(key) and await self._shared_judge(key, fb.request_id)
+            first = self._index.judge(key) and await self._shared_judge(judged)
             record["first_verdict"] = first
         if self._sink != "none":
             self._enqueue(record)
@@ -423,43 +428,45 @@ class DecisionLog:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _shared_get(self, key: str, request_id: str, tenant: str) -> Decided | None:
-        """The decision under ``key`` in Redis. With authentication, a replica of an
-        earlier version kept it under the request id alone: that one is read too, and
-        taken only when it is the caller's (a rolling upgrade loses no Feedback)."""
+    async def _shared_get(
+        self, key: str, request_id: str, tenant: str | None
+    ) -> tuple[Decided | None, bool]:
+        """The decision under ``key`` in Redis, and whether an earlier version kept it.
+
+        Versions before decisions were kept per tenant and namespace wrote every decision
+        under ``quorum:decisions:id:<request id>``: on a miss that key is read too, and its
+        decision taken (with authentication, only when it is the caller's tenant's), so a
+        rolling upgrade loses no Feedback. Its verdict is then judged where that version
+        judged it."""
         if not self._redis_url:
-            return None
+            return None, False
+        legacy = f"{LEGACY_STREAM}:id:{request_id}"
+        older = False
         try:
             client = self._client()
             value = await client.get(f"{self._stream_key}:id:{key}")
-            legacy = value is None and key != request_id
-            if legacy:
-                value = await client.get(f"{self._stream_key}:id:{request_id}")
+            if value is None and legacy != f"{self._stream_key}:id:{key}":
+                value, older = await client.get(legacy), True
         except Exception as exc:
             log.warning("decision_index_unavailable", error=type(exc).__name__)
-            return None
+            return None, False
         if value is None:
-            return None
+            return None, False
         text = value.decode() if isinstance(value, bytes) else str(value)
         model, _, rest = text.partition("\t")
         task, _, owner = rest.partition("\t")
-        if legacy and owner != tenant:
-            return None
-        return Decided(model, task, owner)
+        if older and tenant is not None and owner != tenant:
+            return None, False
+        return Decided(model, task, owner), older
 
-    async def _shared_judge(self, key: str, request_id: str) -> bool:
-        """Whether this is the first verdict on the decision under ``key`` across replicas
-        (True without Redis, or when it cannot be asked: the local check has passed). A
-        verdict an earlier version kept under the request id alone counts too."""
+    async def _shared_judge(self, key: str) -> bool:
+        """Whether this is the first verdict on the decision whose judged key is ``key``
+        across replicas (True without Redis, or when it cannot be asked: the local check
+        has passed)."""
         if not self._redis_url:
             return True
         try:
-            client = self._client()
-            first = await client.set(
-                f"{self._stream_key}:judged:{key}", "1", nx=True, ex=int(self._retention_s)
-            )
-            if first and key != request_id:
-                first = not await client.exists(f"{self._stream_key}:judged:{request_id}")
+            first = await self._client().set(key, "1", nx=True, ex=int(self._retention_s))
         except Exception as exc:
             log.warning("decision_index_unavailable", error=type(exc).__name__)
             return True

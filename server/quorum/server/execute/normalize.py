@@ -112,17 +112,23 @@ _MAX_INT_DIGITS = 40
 
 def _json_float(raw: str) -> int | float:
     """A JSON number written with a fraction or an exponent: an integer when its value is
-    one (``1.0``, ``1e3``, ``-0.0``), so it votes with the same number written as one."""
+    one of at most ``_MAX_INT_DIGITS`` digits (``1.0``, ``1e3``, ``-0.0``), so it votes with
+    the same number written as one; past that, a float, as :func:`_json_int` makes an
+    integer that long, so equal values still vote alike."""
     value = Decimal(raw)  # a JSON number is always a valid Decimal
     if value.adjusted() < _MAX_INT_DIGITS and value == value.to_integral_value():
         return int(value)  # exact, even past a float's 53 bits
-    number = float(raw)
-    return int(number) if number.is_integer() else number  # as a float, equal to one
+    return float(raw)
+
+
+def _json_int(raw: str) -> int | float:
+    """A JSON integer: exact up to ``_MAX_INT_DIGITS`` digits, a float past them."""
+    return int(raw) if len(raw.lstrip("-")) <= _MAX_INT_DIGITS else float(raw)
 
 
 def canonical_json(text: str) -> str:
     try:
-        value = json.loads(strip_fence(text), parse_float=_json_float)
+        value = json.loads(strip_fence(text), parse_float=_json_float, parse_int=_json_int)
     except ValueError:
         return ""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -34,16 +34,19 @@ async def test_learned_router_sets_difficulty_and_explains() -> None:
     assert c.difficulty in (pb.DIFFICULTY_LOW, pb.DIFFICULTY_HIGH)
 
 
-async def test_learned_verifier_joins_the_cascade_gate() -> None:
+async def _cascade_with_the_verifier(prompt: str) -> pb.RouteResponse:
     data = sim_config(
         classifier={"learned": {"source": "routellm-gsm8k", "difficulty": False, "verifier": True}}
     )
     async with running_server(parse_config(data)) as (_, client):
-        r = await client.route(
-            "Natalia sold clips to 48 of her friends in April, and then she sold half as many "
-            "clips in May. How many clips did Natalia sell altogether in April and May?",
-            hints=pb.RoutingHints(strategy=pb.STRATEGY_CASCADE),
-        )
+        return await client.route(prompt, hints=pb.RoutingHints(strategy=pb.STRATEGY_CASCADE))
+
+
+async def test_learned_verifier_joins_the_cascade_gate() -> None:
+    r = await _cascade_with_the_verifier(
+        "Natalia sold clips to 48 of her friends in April, and then she sold half as many "
+        "clips in May. How many clips did Natalia sell altogether in April and May?"
+    )
     gated = [a for a in r.attempts if a.HasField("gate")]
     assert gated
     names = [c.name for c in gated[0].gate.checks]
@@ -118,15 +121,10 @@ def test_a_damaged_artifact_is_named_not_raised(tmp_path: Path) -> None:
 
 
 async def test_the_learned_verifier_never_judges_the_last_tier() -> None:
-    data = sim_config(
-        classifier={"learned": {"source": "routellm-gsm8k", "difficulty": False, "verifier": True}}
+    r = await _cascade_with_the_verifier(
+        "A train leaves at 3pm going 60 mph; another leaves at 4pm at 80 mph. When does "
+        "the second catch up, and how far from the station are they?"
     )
-    async with running_server(parse_config(data)) as (_, client):
-        r = await client.route(
-            "A train leaves at 3pm going 60 mph; another leaves at 4pm at 80 mph. When does "
-            "the second catch up, and how far from the station are they?",
-            hints=pb.RoutingHints(strategy=pb.STRATEGY_CASCADE),
-        )
     gated = [a for a in r.attempts if a.HasField("gate")]
     assert len(gated) >= 2, [(a.model, a.outcome) for a in r.attempts]
     assert "learned_verifier" in [c.name for c in gated[0].gate.checks]

@@ -242,6 +242,9 @@ def _build(directory: Path) -> tuple[ModelProto, dict[str, Array]]:
 
 
 def _session(model: ModelProto, weights: dict[str, Array]) -> ort.InferenceSession:
+    # ONNX Runtime's usage telemetry would reach for a vendor's host from inside the
+    # cluster and print a plain-text warning where it cannot persist its device id.
+    ort.disable_telemetry_events()
     options = ort.SessionOptions()
     options.intra_op_num_threads = _THREADS
     options.inter_op_num_threads = 1

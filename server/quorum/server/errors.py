@@ -274,8 +274,9 @@ class ProviderError(QuorumError):
         provider: str = "",
         status: int | None = None,
         metadata: Mapping[str, str] | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
-        super().__init__(message, metadata=metadata)
+        super().__init__(message, metadata=metadata, retry_after_s=retry_after_s)
         self.provider = provider
         self.status = status
 
@@ -327,8 +328,7 @@ class ProviderRateLimited(ProviderError):
         status: int | None = 429,
         retry_after_s: float | None = None,
     ) -> None:
-        super().__init__(message, provider=provider, status=status)
-        self.retry_after_s = bounded_retry_after(retry_after_s)
+        super().__init__(message, provider=provider, status=status, retry_after_s=retry_after_s)
 
 
 class ProviderBadResponse(ProviderError):

@@ -130,7 +130,6 @@ def decision_record(
     """The JSON-able record of one decision (no prompt text unless asked); ``ts`` is
     when it was decided (now, if not given)."""
     record = _decided(request, result.request_id, result.classification, result.plan, ts)
-    record["strategy"] = result.strategy.value
     record.update(
         {
             "model": result.model,

@@ -66,12 +66,12 @@ async def test_the_callers_deadline_bounds_a_steady_stream_without_blaming_the_p
     oa: Running,
 ) -> None:
     cfg = config(
-        {"p": provider(oa.base_url, timeout_s=5, breaker=BREAKER)}, [("a", "p", "drip-100")]
+        {"p": provider(oa.base_url, timeout_s=5, breaker=BREAKER)}, [("a", "p", "drip-250")]
     )
     async with running_server(cfg) as (running, client):
         events: list[svc.RouteStreamResponse] = []
         try:
-            async for event in client.route_stream("Hello there", timeout=0.5):
+            async for event in client.route_stream("Hello there", timeout=1.2):
                 events.append(event)
         except QuorumError as exc:
             code = exc.code.name  # the caller's own deadline passed first

@@ -29,7 +29,7 @@ REFUSES_MEDIUM = {"skill": {"low": 1.0, "medium": 0.0, "high": 0.0}, "refusal_sh
 SLOW = {"latency_ms_p50": 3000, "latency_ms_p95": 3000}
 # A reply that arrived at all arrived within the gRPC deadline (grpc enforces it); this
 # bound only shows that the slow calls were not waited for, with slack for a busy machine.
-NOT_WAITED_S = 1.0
+NOT_WAITED_S = 2.0
 
 
 def _hints(strategy: int, **fields: Any) -> pb.RoutingHints:
@@ -78,7 +78,7 @@ async def test_cascade_returns_the_best_gated_answer_at_the_deadline() -> None:
         data = with_model(data, name, simulated=SLOW)
     async with running_server(parse_config(data)) as (_, client):
         t0 = time.monotonic()
-        r = await client.route(MEDIUM, hints=_hints(pb.STRATEGY_CASCADE), timeout=0.5)
+        r = await client.route(MEDIUM, hints=_hints(pb.STRATEGY_CASCADE), timeout=1.0)
         elapsed = time.monotonic() - t0
     assert elapsed < NOT_WAITED_S
     assert r.cascade.deadline_limited
@@ -274,7 +274,7 @@ async def test_majority_honours_the_deadline() -> None:
         data = with_model(data, name, simulated=SLOW)
     async with running_server(parse_config(data)) as (_, client):
         t0 = time.monotonic()
-        r = await client.route(MATH, hints=_hints(pb.STRATEGY_CONSENSUS_MAJORITY), timeout=0.4)
+        r = await client.route(MATH, hints=_hints(pb.STRATEGY_CONSENSUS_MAJORITY), timeout=1.0)
         assert time.monotonic() - t0 < NOT_WAITED_S
     assert r.model == "flash" and not r.consensus.early_exit
     cancelled = [a for a in r.attempts if a.outcome == pb.ATTEMPT_OUTCOME_CANCELLED]
@@ -367,7 +367,7 @@ async def test_judge_honours_the_deadline() -> None:
     data = with_model(_judge_config(), "frontier", simulated=SLOW)
     async with running_server(parse_config(data)) as (_, client):
         t0 = time.monotonic()
-        r = await client.route(MEDIUM, hints=_hints(pb.STRATEGY_CONSENSUS_JUDGE), timeout=0.5)
+        r = await client.route(MEDIUM, hints=_hints(pb.STRATEGY_CONSENSUS_JUDGE), timeout=1.0)
         assert time.monotonic() - t0 < NOT_WAITED_S
     assert "judge timed out" in r.consensus.judge.fallback_reason
 

@@ -197,11 +197,13 @@ async def test_streams_left_at_any_point_cancel_their_upstream_requests(oa: Runn
 
 
 async def test_deadline_mid_stream_is_deadline_exceeded(oa: Running) -> None:
-    cfg = config({"oa": provider(oa.base_url)}, [("slow", "oa", "drip-100")])
+    # Words come 250 ms apart (the whole answer takes about 2.5 s), the deadline is 1.2 s: a
+    # few words arrive first, even on a slow machine whose first request starts late.
+    cfg = config({"oa": provider(oa.base_url)}, [("slow", "oa", "drip-250")])
     async with running_server(cfg) as (_, client):
         events: list[svc.RouteStreamResponse] = []
         try:
-            async for event in client.route_stream("Hello there", timeout=0.35):
+            async for event in client.route_stream("Hello there", timeout=1.2):
                 events.append(event)
         except QuorumError as exc:
             code = exc.code.name  # the caller's deadline passed first

@@ -206,3 +206,9 @@ async def test_an_unreachable_budget_store_denies_or_allows_as_configured(
         assert err.code is grpc.StatusCode.RESOURCE_EXHAUSTED
         assert err.reason == "BUDGET_STORE_UNAVAILABLE" and err.retry_after_s == 1.0
         assert (await client.route(PROMPT)).content  # requests without a budget still run
+        # Plan still explains, and says what Route would do now.
+        plan = await client.plan(PROMPT, tenant="acme")
+        assert any(
+            "Route would be refused now: budget store unavailable" in r.message
+            for r in plan.plan.reasons
+        )

@@ -21,7 +21,9 @@ The router calls, in order::
   guard) forbids, it plans again with single.
 * **Reserve/settle**: the plan's estimated maximum cost is reserved before any call
   and settled to the actual cost after, also on failure; on cancellation the whole
-  reservation is kept as spent (calls in flight may still be billed).
+  reservation is kept as spent (calls in flight may still be billed). The answer waits
+  for its settle at most :data:`SETTLE_WAIT_S` and never past the caller's deadline: a
+  store that does not answer keeps the settle owed and retried, not the answer.
 * **Restricted data** never leaves the models cleared for it; when they all fail the
   caller is told so.
 """
@@ -83,6 +85,8 @@ from quorum.server.tenants import (
 log = structlog.get_logger("quorum.guardrails")
 
 SETTLE_MARGIN_S = 30.0
+SETTLE_WAIT_S = 1.0  # the longest an answer waits for its settle (the store's retries go on)
+SETTLE_FLOOR_S = 0.02  # what it may wait past its deadline (within the reply margin)
 
 
 def budgets_configured(config: Config) -> bool:
@@ -209,7 +213,7 @@ class Execution:
                 actual = (
                     reservation.amount / 1e6 if cancelled else sum(a.cost_usd for a in run.attempts)
                 )
-                await asyncio.shield(g.budgets.settle(reservation, actual))
+                await g.settle(reservation, actual, self._deadline)
 
 
 class Guardrails:
@@ -235,6 +239,7 @@ class Guardrails:
                 url, socket_timeout=1.0, socket_connect_timeout=1.0
             )
         self.budgets: Budgets | None = None
+        self._settling: set[asyncio.Future[None]] = set()  # settles still running
         if limited:
             # One hash tag for every budget key of the deployment (Redis Cluster).
             prefix = f"{{{config.state.namespace}:budget}}"
@@ -260,7 +265,30 @@ class Guardrails:
                 config.cache, answers, key_prefix=f"{config.state.namespace}:cache"
             )
 
+    async def settle(self, reservation: Reservation, actual_usd: float, deadline: float) -> None:
+        """Settle ``reservation`` to ``actual_usd``, waiting for the store until
+        ``deadline`` at most (and :data:`SETTLE_WAIT_S`): an answer that is ready never
+        waits out an unreachable store's retries (they go on, and are owed if they fail),
+        nor its caller's deadline. A caller that cancels leaves the settle running."""
+        assert self.budgets is not None
+        settling = asyncio.ensure_future(self.budgets.settle(reservation, actual_usd))
+        self._settling.add(settling)
+        settling.add_done_callback(self._settling.discard)
+        # At least a moment even past the deadline: a reachable store settles within it,
+        # so what is read back after a refusal or a timeout already counts it.
+        wait_s = min(SETTLE_WAIT_S, max(SETTLE_FLOOR_S, deadline - time.monotonic()))
+        try:
+            async with asyncio.timeout(wait_s):
+                await asyncio.shield(settling)
+        except TimeoutError:
+            log.warning("budget_settle_pending", reservation=reservation.rid, waited_s=wait_s)
+
     async def close(self) -> None:
+        """Let settles in progress finish (briefly), settle what is owed, close Redis."""
+        if self._settling:
+            await asyncio.wait(set(self._settling), timeout=SETTLE_WAIT_S * 3)
+        if self.budgets is not None:
+            await self.budgets.close()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -305,7 +333,13 @@ class Guardrails:
     async def _guard(self, scope: Scope, explain: bool) -> None:
         assert self.budgets is not None
         scope.counters = self.budgets.counters(scope.tenant.name, scope.tenant.budget)
-        readings = await self.budgets.read(scope.counters)
+        try:
+            readings = await self.budgets.read(scope.counters)
+        except ResourceExhausted as exc:  # the store is down and store_failure is deny
+            if not explain:
+                raise
+            scope.guards.append(f"budget: Route would be refused now: {exc.message}")
+            return
         scope.budget_share = max((r.ratio for r in readings), default=0.0)
         for r in readings:
             c = r.counter
@@ -423,7 +457,7 @@ class Guardrails:
             log.warning("budget_charge_failed", tenant=scope.tenant.name, error=exc.message)
             return
         if reservation is not None:
-            await asyncio.shield(self.budgets.settle(reservation, cost))
+            await self.settle(reservation, cost, time.monotonic() + SETTLE_WAIT_S)
 
     # ---- after ------------------------------------------------------------------------
 

@@ -17,16 +17,25 @@ Money is counted in integer micro-dollars. Reservations are idempotent by id (th
 tenant and request id) and a nonce: repeating a reserve or a settle changes nothing,
 and a second request reusing an id that is still in flight is refused. A reservation
 that is never settled (its replica died) is released after its hold time.
+
+A settle the store does not take (Redis unreachable, or refusing writes) is owed, not
+dropped: it is kept in a bounded backlog (:data:`MAX_OWED`) and retried with backoff until
+the store takes it, in order. A late settle still counts what was spent, also after the
+reservation was released, so only a replica that dies owing, or a backlog beyond its
+bound, loses spend (logged ``budget_settle_dropped``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import enum
 import heapq
 import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +50,8 @@ from quorum.server.values import value_type
 log = structlog.get_logger("quorum.budget")
 
 MICROS = 1_000_000
+MAX_OWED = 10_000  # settles kept for a store that does not take them, then the oldest go
+OWED_RETRY_S = (1.0, 30.0)  # the backoff of owed settles: first delay, longest delay
 GLOBAL = "_global"
 """The scope name of the budget shared by every tenant."""
 
@@ -271,6 +282,8 @@ class Budgets:
         self._prefix = key_prefix
         self._clock = clock
         self._retry_after_s = retry_after_s
+        self._owed: deque[tuple[Reservation, int]] = deque()
+        self._repaying: asyncio.Task[None] | None = None
 
     @staticmethod
     def limited(limits: BudgetLimits) -> bool:
@@ -371,7 +384,8 @@ class Budgets:
         return Reservation(rid, nonce, amount, tuple(counters))
 
     async def settle(self, reservation: Reservation, actual_usd: float) -> None:
-        """Release the reservation and count ``actual_usd`` as spent (once)."""
+        """Release the reservation and count ``actual_usd`` as spent (once). Tried three
+        times at once; when the store still does not take it, it is owed (retried later)."""
         if reservation.settled:
             return
         reservation.settled = True
@@ -382,16 +396,64 @@ class Budgets:
                 return
             except BudgetStoreError as exc:
                 if attempt == 2:
-                    log.error(
-                        "budget_settle_failed",
-                        reservation=reservation.rid,
-                        actual_usd=actual / MICROS,
-                        error=str(exc),
-                    )
+                    self._owe(reservation, actual, exc)
                     return
                 await asyncio.sleep(0.05 * (attempt + 1))
 
+    @property
+    def owed_usd(self) -> float:
+        """What settles the store has not taken yet add up to."""
+        return sum(actual for _, actual in self._owed) / MICROS
+
+    def _owe(self, reservation: Reservation, actual: int, exc: BaseException) -> None:
+        log.error(
+            "budget_settle_failed",
+            reservation=reservation.rid,
+            actual_usd=actual / MICROS,
+            error=str(exc),
+            owed=len(self._owed) + 1,
+        )
+        if len(self._owed) >= MAX_OWED:
+            lost, amount = self._owed.popleft()
+            log.error("budget_settle_dropped", reservation=lost.rid, actual_usd=amount / MICROS)
+        self._owed.append((reservation, actual))
+        if self._repaying is None or self._repaying.done():
+            # In a clean context: the retries are no request's (its id is not theirs).
+            self._repaying = asyncio.get_running_loop().create_task(
+                self._repay(), context=contextvars.Context()
+            )
+
+    async def _repay(self) -> None:
+        """Settle what is owed, oldest first, backing off while the store refuses."""
+        delay = OWED_RETRY_S[0]
+        while self._owed:
+            await asyncio.sleep(delay)
+            delay = await self._repay_once(delay)
+
+    async def _repay_once(self, delay: float) -> float:
+        """One pass over the backlog; the next delay (reset once the store takes one)."""
+        while self._owed:
+            reservation, actual = self._owed[0]
+            try:
+                await self.store.settle(reservation.rid, reservation.nonce, actual)
+            except BudgetStoreError:
+                return min(delay * 2, OWED_RETRY_S[1])
+            self._owed.popleft()
+            log.info("budget_settle_repaid", reservation=reservation.rid, owed=len(self._owed))
+        return OWED_RETRY_S[0]
+
     async def close(self) -> None:
+        """Try what is owed once more, then close the store; what is still owed is lost
+        (logged)."""
+        if self._repaying is not None:
+            self._repaying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._repaying
+        if self._owed:
+            await self._repay_once(OWED_RETRY_S[0])
+        if self._owed:
+            log.error("budget_settle_dropped", owed=len(self._owed), actual_usd=self.owed_usd)
+            self._owed.clear()
         await self.store.close()
 
 

@@ -1,0 +1,106 @@
+"""A settle the budget store does not take: the answer is not held, the spend is owed."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import pytest
+import redis.asyncio as aioredis
+
+from quorum.server.budget.ledger import (
+    MICROS,
+    Budgets,
+    BudgetStoreError,
+    MemoryBudgetStore,
+    Reservation,
+    ReserveStatus,
+)
+from quorum.server.config import parse_config
+from tests.conftest import RedisServer
+from tests.integration.test_budget import CHAT, budgets_of, one_model_config, serving
+
+KEY = "{quorum:budget}:acme:day:x"
+
+
+async def test_an_answer_is_not_held_by_an_unreachable_store_and_its_spend_is_not_lost(
+    redis_server: RedisServer,
+) -> None:
+    data = one_model_config()
+    data["models"]["solo"]["simulated"] = {"latency_ms_p50": 400, "latency_ms_p95": 400}
+    data["tenants"]["acme"]["budget"] = {"daily_usd": 10.0}
+    data["state"] = {"redis_url": redis_server.url}
+    assert redis_server.proc is not None
+    shared = aioredis.Redis.from_url(redis_server.url)
+    async with serving(data) as (running, client):
+        answer = asyncio.create_task(client.route(CHAT, tenant="acme", timeout=2.5))
+        await asyncio.sleep(0.2)  # reserved; the model answers at 0.4 s
+        redis_server.proc.send_signal(signal.SIGSTOP)  # Redis stops answering
+        try:
+            # The settle's three tries take over 3 s to fail (a 1 s timeout each): the
+            # answer goes out after waiting for it 1 s at most, well within 2.5 s.
+            routed = await answer
+            budgets = budgets_of(running)
+            for _ in range(100):
+                if budgets.owed_usd:
+                    break
+                await asyncio.sleep(0.05)
+            assert budgets.owed_usd == pytest.approx(routed.cost_usd, abs=1e-6)
+        finally:
+            redis_server.proc.send_signal(signal.SIGCONT)
+        # Once Redis answers again the owed settle is taken: the spend is counted.
+        for _ in range(100):
+            if not budgets.owed_usd:
+                break
+            await asyncio.sleep(0.1)
+        assert budgets.owed_usd == 0
+        spent = 0
+        async for key in shared.scan_iter("{quorum:budget}:acme:day:*"):
+            spent = int(await shared.hget(key, "spent") or 0)
+            assert int(await shared.hget(key, "reserved") or 0) == 0
+        assert spent / MICROS == pytest.approx(routed.cost_usd, abs=1e-6)
+    await shared.aclose()
+
+
+class _Flaky(MemoryBudgetStore):
+    """The in-process store, refusing settles while ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def settle(self, rid: str, nonce: str, actual: int) -> bool:
+        if self.down:
+            raise BudgetStoreError("store down")
+        return await super().settle(rid, nonce, actual)
+
+
+async def test_owed_settles_are_repaid_in_order_and_closing_tries_once_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("quorum.server.budget.ledger.OWED_RETRY_S", (0.05, 0.1))
+    store = _Flaky()
+    budgets = Budgets(parse_config(one_model_config()).budgets, store)
+    held = []
+    for i in range(3):
+        result = await store.reserve(f"r{i}", f"n{i}", 1_000, [KEY], [10**9], [86_400], 60)
+        assert result.status is ReserveStatus.OK
+        held.append(Reservation(f"r{i}", f"n{i}", 1_000, ()))
+    store.down = True
+    for i, reservation in enumerate(held[:2]):
+        await budgets.settle(reservation, (i + 1) / 1000)
+    assert budgets.owed_usd == pytest.approx(0.003)
+    await asyncio.sleep(0.3)
+    assert budgets.owed_usd == pytest.approx(0.003)  # still down: still owed
+    store.down = False
+    for _ in range(50):
+        if not budgets.owed_usd:
+            break
+        await asyncio.sleep(0.02)
+    assert await store.read([KEY]) == [(3_000, 1_000)]
+    store.down = True
+    await budgets.settle(held[2], 0.004)
+    store.down = False
+    await budgets.close()  # before the retry is due: closing settles it
+    assert budgets.owed_usd == 0
+    assert await store.read([KEY]) == [(7_000, 0)]

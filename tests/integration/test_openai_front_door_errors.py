@@ -22,6 +22,7 @@ from quorum.server.errors import (
     ConfigError,
     FieldViolation,
     InvalidRequest,
+    NotFound,
     ProviderError,
     ProviderRateLimited,
     QuorumError,
@@ -31,7 +32,7 @@ from quorum.server.errors import (
 )
 from quorum.server.frontdoor import errors as frontdoor_errors
 from quorum.server.frontdoor.errors import HTTP_STATUS, http_error, log_internal_error, loggable
-from quorum.server.frontdoor.naming import resolve
+from quorum.server.frontdoor.naming import MAX_MODEL_ECHO_CHARS, resolve
 from quorum.server.frontdoor.translate import MAX_SURROGATE_REPORTS, parse_chat_request
 from quorum.server.policy import build_policy
 from tests.conftest import sim_config
@@ -139,6 +140,13 @@ def test_strategy_errors_name_where_the_strategy_came_from() -> None:
             {"priority": "quality"},
             d.Hints(priority=d.Priority.QUALITY),
         ),
+        # Query-string text read as the JSON values the quorum object carries.
+        (
+            "quorum:auto?critical=true&allow_cache=FALSE&consensus_size=3&max_cost_usd=.5",
+            {"critical": True, "max_cost_usd": 0.5},
+            d.Hints(critical=True, consensus_size=3, max_cost_usd=0.5),
+        ),
+        ("quorum:auto?max_cost_usd=1e-3", {}, d.Hints(max_cost_usd=0.001)),
     ],
 )
 def test_model_names_become_hints(model: str, extension: dict[str, Any], expected: d.Hints) -> None:
@@ -169,12 +177,51 @@ def test_model_names_become_hints(model: str, extension: dict[str, Any], expecte
         ("quorum:auto", {"max_cost_usd": 10**400}, "quorum.max_cost_usd"),
         ("quorum:auto", {"max_cost_usd": -(10**400)}, "quorum.max_cost_usd"),
         ("quorum:auto?max_cost_usd=1e400", {}, "model"),
+        # Text Python's float() reads as a number, a query string does not.
+        ("quorum:auto?max_cost_usd=1_0", {}, "model"),
+        ("quorum:auto?max_cost_usd=%D9%A1", {}, "model"),  # ARABIC-INDIC DIGIT ONE
+        ("quorum:auto?max_cost_usd=%201", {}, "model"),
+        ("quorum:auto?max_cost_usd=infinity", {}, "model"),
+        # A flag is true or false, as the docs say: not yes, no, 1 or 0.
+        ("quorum:auto?critical=yes", {}, "model"),
+        ("quorum:auto?critical=1", {}, "model"),
+        ("quorum:auto?allow_cache=no", {}, "model"),
+        ("quorum:auto?consensus_size=3.0", {}, "model"),
+        ("quorum:auto?consensus_size=" + "9" * 5000, {}, "model"),
+        # In the body, JSON types: a string is not a boolean, number or list.
+        ("quorum:auto", {"critical": "true"}, "quorum.critical"),
+        ("quorum:auto", {"allow_cache": 1}, "quorum.allow_cache"),
+        ("quorum:auto", {"max_cost_usd": "0.01"}, "quorum.max_cost_usd"),
+        ("quorum:auto", {"max_cost_usd": True}, "quorum.max_cost_usd"),
+        ("quorum:auto", {"consensus_size": "3"}, "quorum.consensus_size"),
+        ("quorum:auto", {"consensus_size": 3.0}, "quorum.consensus_size"),
+        ("quorum:auto", {"required_capabilities": "tools"}, "quorum.required_capabilities"),
     ],
 )
 def test_bad_hints_name_their_field(model: str, extension: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         resolve(model, extension, CATALOG, POLICY, AGENTS)
     assert caught.value.violations[0].field == field
+
+
+@pytest.mark.parametrize(
+    ("model", "extension", "description"),
+    [
+        ("quorum:auto?max_cost_usd=1_0", {}, "hint 'max_cost_usd' must be a number"),
+        ("quorum:auto?critical=yes", {}, "hint 'critical' must be true or false"),
+        ("quorum:auto?colour=blue", {}, "unknown hint 'colour'; known: strategy, "),
+        ("quorum:auto", {"critical": "yes"}, "must be true or false"),
+        ("quorum:auto", {"colour": "blue"}, "unknown hint; known: strategy, "),
+    ],
+)
+def test_a_bad_hint_in_the_query_says_which(
+    model: str, extension: dict[str, Any], description: str
+) -> None:
+    """In the query string the field is ``model`` itself, so the description names the
+    hint; in the body the field (``quorum.critical``) already does."""
+    with pytest.raises(InvalidRequest) as caught:
+        resolve(model, extension, CATALOG, POLICY, AGENTS)
+    assert caught.value.violations[0].description.startswith(description)
 
 
 def _parse(**body: Any) -> Any:
@@ -349,12 +396,65 @@ def test_messages_map_to_domain() -> None:
         ),
         ({"metadata": {"\ud800": "x"}}, "metadata"),
         ({"user": "\ud800"}, "user"),
+        # OpenAI's types, strictly: a bool is not an integer, 1.0 is not one, and 0 or ""
+        # is not a boolean.
+        ({"n": True}, "n"),
+        ({"n": 1.0}, "n"),
+        ({"n": "1"}, "n"),
+        ({"stream": 0}, "stream"),
+        ({"stream": ""}, "stream"),
+        ({"stream": "false"}, "stream"),
+        ({"logprobs": 0}, "logprobs"),
+        ({"logprobs": ""}, "logprobs"),
+        ({"top_logprobs": False}, "top_logprobs"),
+        ({"top_logprobs": 0.0}, "top_logprobs"),
+        (
+            {"stream": True, "stream_options": {"include_usage": True, "foo": 1}},
+            "stream_options.foo",
+        ),
+        ({"stream": True, "stream_options": [1]}, "stream_options"),
+        ({"stream": True, "stream_options": {"include_usage": 1}}, "stream_options.include_usage"),
+        (
+            {"stream": True, "stream_options": {"include_obfuscation": "no"}},
+            "stream_options.include_obfuscation",
+        ),
     ],
 )
 def test_bad_bodies_name_their_field(body: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         _parse(**body)
     assert caught.value.violations[0].field == field
+
+
+def test_openai_types_are_accepted() -> None:
+    """What OpenAI takes, Quorum takes: null for an optional field, its stream options."""
+    chat = _parse(n=1, stream=None, logprobs=None, top_logprobs=0)
+    assert (chat.stream, chat.route.params.logprobs) == (False, False)
+    chat = _parse(
+        n=None,
+        stream=True,
+        logprobs=True,
+        stream_options={"include_usage": True, "include_obfuscation": False},
+    )
+    assert (chat.stream, chat.include_usage, chat.route.params.logprobs) == (True, True, True)
+
+
+def test_an_unknown_model_is_echoed_clipped() -> None:
+    """A model name of megabytes is not echoed whole, in the message or the metadata."""
+    name = "x" * 4_000_000
+    with pytest.raises(NotFound) as caught:
+        _parse(model=name)
+    error = caught.value
+    assert len(error.message) < 400
+    assert error.metadata["model"] == "x" * (MAX_MODEL_ECHO_CHARS - 1) + "…"
+    assert error.metadata["model"] in error.message
+    body = http_error(error).body["error"]
+    assert (body["code"], body["param"]) == ("model_not_found", "model")
+    assert len(json.dumps(body)) < 1000
+    # A name that fits is echoed whole.
+    with pytest.raises(NotFound) as caught:
+        _parse(model="quorum:no-such-route?strategy=cascade")
+    assert "`quorum:no-such-route?strategy=cascade`" in caught.value.message
 
 
 def test_a_lone_surrogate_is_named_before_anything_else() -> None:

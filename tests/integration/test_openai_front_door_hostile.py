@@ -9,6 +9,8 @@ ticket and budget reservation until the provider's timeout.
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 
 import aiohttp
 import pytest
@@ -74,6 +76,24 @@ BAD_BODIES: list[tuple[str, bytes, str]] = [
         ),
         "response_format.json_schema.name",
     ),
+    # Values of the wrong JSON type, which Python would take as truthy, falsy or equal.
+    ("n true", _body('"n":true'), "n"),
+    ("n 1.0", _body('"n":1.0'), "n"),
+    ("stream 0", b'{"model":"quorum:auto","stream":0,' + _HI.encode() + b"}", "stream"),
+    ("stream empty", b'{"model":"quorum:auto","stream":"",' + _HI.encode() + b"}", "stream"),
+    ("logprobs 0", _body('"logprobs":0'), "logprobs"),
+    ("top_logprobs false", _body('"top_logprobs":false'), "top_logprobs"),
+    (
+        "unknown stream option",
+        _body('"stream_options":{"include_usage":true,"foo":1}', stream=True),
+        "stream_options.foo",
+    ),
+    (
+        "cost ceiling 1_0",
+        b'{"model":"quorum:auto?max_cost_usd=1_0",' + _HI.encode() + b"}",
+        "model",
+    ),
+    ("critical yes", b'{"model":"quorum:auto?critical=yes",' + _HI.encode() + b"}", "model"),
 ]
 
 
@@ -151,6 +171,33 @@ async def test_client_disconnect_cancels_the_upstream_call(
             events = [e["event"] for e in logs]
             assert "http_cancelled" in events
             assert not [e for e in logs if e["log_level"] in ("error", "critical")], logs
+
+
+async def test_an_unknown_model_of_megabytes_is_not_echoed_whole() -> None:
+    """Neither the 404 nor its log line repeats a 4 MB model name (it was both, twice)."""
+    name = "x" * 4_000_000
+    async with front_door() as (running, client):
+        base = _base_url(running)
+        async with aiohttp.ClientSession() as http:
+            with structlog.testing.capture_logs() as logs:
+                async with http.post(
+                    base + "/chat/completions",
+                    data=io.BytesIO(f'{{"model":"{name}",{_HI}}}'.encode()),
+                    headers={"Content-Type": "application/json"},
+                ) as response:
+                    assert response.status == 404
+                    text = await response.text()
+                async with http.get(base + "/models/" + "y" * 5000) as response:
+                    assert response.status == 404
+                    by_path = await response.text()
+        assert len(text) < 1000 and len(by_path) < 1000
+        error = json.loads(text)["error"]
+        assert (error["code"], error["param"]) == ("model_not_found", "model")
+        assert error["quorum"]["metadata"]["model"].endswith("x…")
+        assert json.loads(by_path)["error"]["param"] == "model"
+        assert logs and all(len(repr(event)) < 2000 for event in logs), logs
+        answer = await client.chat.completions.create(model="quorum:auto", messages=MATH)
+        assert answer.choices[0].message.content
 
 
 async def test_a_header_too_large_to_read_is_one_warning_without_a_traceback(

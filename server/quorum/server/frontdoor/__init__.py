@@ -5,6 +5,7 @@ Teams that already speak the OpenAI API point their SDK at Quorum (``base_url=
 account in ``x-quorum-*`` headers and a ``quorum`` field. See docs/openai-compatibility.md.
 
     app.py        routes, limits, the listener's start and drain
+    body.py       the request body: Content-Encoding undone, size bounded, JSON parsed
     translate.py  OpenAI JSON ⇄ domain types, with the gRPC door's validation limits
     naming.py     the ``model`` naming scheme (``quorum:auto``, use cases, tiers, models)
     errors.py     QuorumError → OpenAI error body and HTTP status, in one place

@@ -2,7 +2,8 @@
 
 ``POST /v1/chat/completions`` (unary or ``stream: true``), ``GET /v1/models`` and
 ``GET /v1/models/{id}``, served by aiohttp in the gRPC server's event loop over the same
-:class:`~quorum.server.router.Router`. Requests are validated by
+:class:`~quorum.server.router.Router`. Bodies are read (and gzip or deflate undone) by
+:mod:`~quorum.server.frontdoor.body`, requests validated by
 :mod:`~quorum.server.frontdoor.translate`, errors answered by
 :mod:`~quorum.server.frontdoor.errors`, streams written by
 :mod:`~quorum.server.frontdoor.stream`.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -33,11 +33,11 @@ from quorum.server.errors import (
     ConfigError,
     FieldViolation,
     InvalidRequest,
-    NotFound,
     QuorumError,
 )
 from quorum.server.frontdoor import naming
 from quorum.server.frontdoor.account import plain, result_headers, route_headers
+from quorum.server.frontdoor.body import read_json
 from quorum.server.frontdoor.errors import http_error as to_http_error
 from quorum.server.frontdoor.errors import (
     internal_error,
@@ -143,23 +143,6 @@ def _tenant(request: web.Request) -> str:
     return value
 
 
-async def _read_json(request: web.Request, max_bytes: int) -> Any:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise InvalidRequest(
-            [FieldViolation("messages", f"request body is too large, limit {max_bytes} bytes")]
-        ) from None
-    if len(raw) > max_bytes:
-        raise InvalidRequest(
-            [FieldViolation("messages", f"request is {len(raw)} bytes, limit {max_bytes}")]
-        )
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise InvalidRequest([FieldViolation("body", f"is not valid JSON ({exc})")]) from None
-
-
 async def route_events(
     router: Router, request: RouteRequest, timeout_s: float | None
 ) -> AsyncGenerator[StreamItem, None]:
@@ -238,7 +221,7 @@ class _Handlers:
 
     async def _parse(self, request: web.Request, request_id: str) -> ChatRequest:
         server = self.router.config.server
-        body = await _read_json(request, server.max_request_bytes)
+        body = await read_json(request, server.max_request_bytes)
         return parse_chat_request(
             body,
             catalog=self.router.catalog,
@@ -301,9 +284,9 @@ class _Handlers:
             for entry in self._entries(request):
                 if entry["id"] == model:
                     return web.json_response(entry)
-            raise NotFound(
-                f"The model `{model}` does not exist on this server (GET /v1/models lists them)",
-                metadata={"param": "model", "model": model},
+            raise naming.unknown_model(
+                model,
+                "The model `{model}` does not exist on this server (GET /v1/models lists them)",
             )
         except QuorumError as exc:
             return error_response(to_http_error(exc))
@@ -337,7 +320,12 @@ def _guard(state: _State) -> Middleware:
 
 def build_app(router: Router, admission: Admission | None = None) -> web.Application:
     """The aiohttp application over ``router``; ``admission`` is the server's one
-    in-flight limiter, shared with the gRPC door."""
+    in-flight limiter, shared with the gRPC door.
+
+    Serve it with aiohttp's request decompression off (``auto_decompress=False``, as
+    :class:`HttpFrontDoor` does): :mod:`~quorum.server.frontdoor.body` undoes the
+    ``Content-Encoding`` itself, and would refuse a body aiohttp had already decoded.
+    """
     state = _State(router, Gate(router, admission))
     # Bodies a little over the limit still reach validation and get an error naming it.
     max_size = router.config.server.max_request_bytes * 2 + 1024 * 1024
@@ -372,11 +360,14 @@ class HttpFrontDoor:
     async def start(self) -> None:
         # handler_cancellation: a client that disconnects cancels its handler, and with it
         # the upstream calls, instead of leaving them to run to the provider's timeout.
+        # auto_decompress off: a body's Content-Encoding is undone by frontdoor.body, so
+        # that a bad or unsupported one is a 400 in OpenAI's shape, not a 500 or plain text.
         runner = web.AppRunner(
             self._app,
             access_log=None,
             shutdown_timeout=_CANCEL_AFTER_S,
             handler_cancellation=True,
+            auto_decompress=False,
             logger=_PROTOCOL_LOG,
         )
         await runner.setup()

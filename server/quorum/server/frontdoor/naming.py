@@ -19,11 +19,18 @@ SDKs); the two are merged, and a hint given both ways with different values is a
 Hint keys: ``strategy``, ``priority``, ``tier``, ``use_case``, ``agent``, ``task``,
 ``max_cost_usd``, ``sensitivity``, ``required_capabilities``, ``critical``,
 ``consensus_size``, ``allow_cache``.
+
+A query string has only text, so its values are first read as the JSON values the
+``quorum`` object would carry (:func:`_query_value`: ``critical=true`` is the boolean,
+``max_cost_usd=0.01`` the number, ``required_capabilities=tools,vision`` the list), then
+both are checked by the same rules, which take JSON types as OpenAI does: a flag is
+``true`` or ``false``, a number is a number, never a string that Python could read as one.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import field
 from typing import Any
@@ -31,16 +38,23 @@ from urllib.parse import parse_qsl
 
 from quorum.server.catalog import Catalog
 from quorum.server.domain import Capability, Hints, Priority, Sensitivity, Strategy
-from quorum.server.errors import FieldViolation, InvalidRequest, NotFound
+from quorum.server.errors import FieldViolation, InvalidRequest, NotFound, clip, echo
 from quorum.server.names import NAME, NAME_RULE
 from quorum.server.policy import RoutingPolicy
 from quorum.server.values import value_type
 
 PREFIX = "quorum:"
 AUTO = "auto"
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
 MAX_CONSENSUS_SIZE = 16
+#: An unknown ``model`` is echoed in its 404 (message and metadata) only this far: it may
+#: be megabytes long. Room for any configured name with the prefix and a short query.
+MAX_MODEL_ECHO_CHARS = 128
+# A number as a query string writes it: ASCII digits, a point, an exponent. Not what
+# float() also takes: "1_0" (10), "١" (1), " 1 ", "nan", "infinity".
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+# Longer digit strings stay text, refused as not an integer: int() of one over 4300 digits
+# raises, with Python's advice on its limit as the message; none is a consensus size.
+_MAX_INTEGER_DIGITS = 8
 
 
 @value_type
@@ -72,12 +86,11 @@ def _text(raw: Any) -> str:
 
 
 def _number(raw: Any) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+    """A JSON number (not a string, not a boolean), finite and not negative."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise ValueError("must be a number")
     try:
         value = float(raw)
-    except ValueError:
-        raise ValueError("must be a number") from None
     except OverflowError:  # an int too large for a float
         value = math.inf
     if not math.isfinite(value) or value < 0:
@@ -86,8 +99,7 @@ def _number(raw: Any) -> float:
 
 
 def _integer(raw: Any) -> int:
-    if isinstance(raw, str) and raw.isascii() and raw.isdigit():
-        raw = int(raw)
+    """A JSON integer (not 3.0, not a boolean) that is a consensus size."""
     if isinstance(raw, bool) or not isinstance(raw, int):
         raise ValueError("must be an integer")
     if raw == 1 or not 0 <= raw <= MAX_CONSENSUS_SIZE:
@@ -98,18 +110,30 @@ def _integer(raw: Any) -> int:
 
 
 def _flag(raw: Any) -> bool:
+    """A JSON boolean: OpenAI refuses 0, "yes" and the like rather than guess."""
     if isinstance(raw, bool):
         return raw
-    if isinstance(raw, str) and raw.lower() in _TRUE | _FALSE:
-        return raw.lower() in _TRUE
     raise ValueError("must be true or false")
 
 
 def _capabilities(raw: Any) -> frozenset[Capability]:
-    items = raw.split(",") if isinstance(raw, str) else raw
-    if not isinstance(items, list):
+    if not isinstance(raw, list):
         raise ValueError("must be a list of capabilities")
-    return frozenset(_enum(item, Capability) for item in items if item)
+    return frozenset(_enum(item, Capability) for item in raw if item)
+
+
+def _query_value(key: str, text: str) -> Any:
+    """A query-string value as the JSON value the ``quorum`` object would carry for
+    ``key``; text that is not one stays text, for the key's own check to refuse."""
+    if key in ("critical", "allow_cache"):
+        return {"true": True, "false": False}.get(text.lower(), text)
+    if key == "max_cost_usd" and _DECIMAL.fullmatch(text):
+        return float(text)
+    if key == "consensus_size" and text.isascii() and text.isdigit():
+        return int(text) if len(text) <= _MAX_INTEGER_DIGITS else text
+    if key == "required_capabilities":
+        return text.split(",")
+    return text
 
 
 _PARSERS: Mapping[str, Callable[[Any], Any]] = {
@@ -129,21 +153,24 @@ _PARSERS: Mapping[str, Callable[[Any], Any]] = {
 
 
 def _hint_values(
-    raw: Mapping[str, Any], where: Callable[[str], str], violations: list[FieldViolation]
+    raw: Mapping[str, Any], violations: list[FieldViolation], *, in_query: bool
 ) -> dict[str, tuple[Any, str]]:
-    """Parse hint values; returns key → (value, origin)."""
+    """Parse hint values; returns key → (value, origin). The origin is ``model`` for the
+    query string, where a violation's description then says which hint it is about, and
+    ``quorum.<key>`` for the body's object."""
     out: dict[str, tuple[Any, str]] = {}
     for key, value in raw.items():
+        origin = "model" if in_query else f"quorum.{key}"
+        named = f" {echo(key)}" if in_query else ""
         parser = _PARSERS.get(key)
         if parser is None:
-            violations.append(
-                FieldViolation(where(key), f"unknown hint; known: {', '.join(_PARSERS)}")
-            )
+            known = ", ".join(_PARSERS)
+            violations.append(FieldViolation(origin, f"unknown hint{named}; known: {known}"))
             continue
         try:
-            out[key] = (parser(value), where(key))
+            out[key] = (parser(value), origin)
         except ValueError as exc:
-            violations.append(FieldViolation(where(key), str(exc)))
+            violations.append(FieldViolation(origin, f"hint{named} {exc}" if named else str(exc)))
     return out
 
 
@@ -160,7 +187,7 @@ def resolve(
     model nor a ``quorum:`` route, and :class:`InvalidRequest` for bad hints.
     """
     violations: list[FieldViolation] = []
-    query: dict[str, Any] = {}
+    query: dict[str, str] = {}
     base: dict[str, Any] = {}
     if model.startswith(PREFIX):
         route, _, query_text = model[len(PREFIX) :].partition("?")
@@ -182,8 +209,9 @@ def resolve(
     else:
         raise _unknown(model)
 
-    values = _hint_values(query, lambda key: "model", violations)
-    from_body = _hint_values(extension, lambda key: f"quorum.{key}", violations)
+    typed = {key: _query_value(key, text) for key, text in query.items()}
+    values = _hint_values(typed, violations, in_query=True)
+    from_body = _hint_values(extension, violations, in_query=False)
     for key, (value, origin) in from_body.items():
         if key in values and values[key][0] != value:
             violations.append(FieldViolation(origin, f"conflicts with {key}={query[key]} in model"))
@@ -248,13 +276,21 @@ def _join(names: Any) -> str:
     return ", ".join(names)
 
 
+def unknown_model(model: str, message: str) -> NotFound:
+    """A 404 (param ``model``) about ``model``; the name is clipped, in the message
+    (``{model}`` in ``message``) and in the metadata, so that a caller's megabytes are
+    not echoed, doubled, in the answer and the log."""
+    shown = clip(model, MAX_MODEL_ECHO_CHARS)
+    return NotFound(message.format(model=shown), metadata={"param": "model", "model": shown})
+
+
 def _unknown(model: str) -> NotFound:
     # The configured names are not listed: a tenant may not be allowed to see them all;
     # GET /v1/models lists the caller's own.
-    return NotFound(
-        f"The model `{model}` does not exist or you do not have access to it "
+    return unknown_model(
+        model,
+        "The model `{model}` does not exist or you do not have access to it "
         "(GET /v1/models lists the models you may use; `quorum:auto` lets Quorum choose)",
-        metadata={"param": "model", "model": model},
     )
 
 

@@ -3,7 +3,10 @@
 :func:`parse_chat_request` validates a request body field by field — with the limits the
 gRPC front door applies — and names each bad field by its OpenAI path (``temperature``,
 ``messages[2].content[1].image_url.url``, ``tools[0].function.parameters``); every
-problem is reported at once as an :class:`~quorum.server.errors.InvalidRequest`.
+problem is reported at once as an :class:`~quorum.server.errors.InvalidRequest`. Types
+are OpenAI's, strictly: a boolean field takes ``true`` or ``false`` (not ``0`` or ``""``),
+an integer field an integer (not ``1.0``, not ``true``, though Python counts ``True ==
+1``), and an object only the keys OpenAI defines for it.
 :func:`completion_body` builds the ``chat.completion`` answer from a
 :class:`~quorum.server.domain.RouteResult`.
 """
@@ -95,6 +98,9 @@ HANDLED = frozenset(
         "quorum",
     }
 )
+# stream_options keys OpenAI defines. include_obfuscation (padding chunks against
+# size side channels) is accepted and not done: Quorum's chunks carry no padding.
+STREAM_OPTIONS = ("include_usage", "include_obfuscation")
 _FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 # A lone UTF-16 surrogate: JSON's "\ud800" escape (or surrogate bytes, which Python's
 # JSON decoder lets through) gives one, and no UTF-8 encoder, so no provider, can send it.
@@ -121,6 +127,24 @@ class _Violations:
 
     def add(self, path: str, description: str) -> None:
         self.items.append(FieldViolation(path, description))
+
+
+def _is_integer(value: Any) -> bool:
+    """A JSON integer: ``1`` but not ``1.0``, and not ``true`` (a bool is an int in Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _flag(body: Mapping[str, Any], key: str, v: _Violations, path: str = "") -> bool:
+    """A boolean field (at ``path``, by default ``key``), ``null`` or absent meaning
+    false; anything but a JSON boolean (``0``, ``""``, ``"true"``) is refused, as OpenAI
+    refuses it, rather than read as truthy or falsy."""
+    value = body.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        v.add(path or key, "must be a boolean")
+        return False
+    return value
 
 
 def _is_number(value: Any) -> bool:
@@ -434,12 +458,11 @@ def _number(
 
 
 def _params(body: Mapping[str, Any], v: _Violations) -> d.GenerationParams:
-    logprobs = body.get("logprobs") or False
-    if not isinstance(logprobs, bool):
-        v.add("logprobs", "must be a boolean")
-        logprobs = False
+    logprobs = _flag(body, "logprobs", v)
     top_logprobs = body.get("top_logprobs")
-    if top_logprobs not in (None, 0):
+    if top_logprobs is not None and not _is_integer(top_logprobs):
+        v.add("top_logprobs", "must be an integer")
+    elif top_logprobs not in (None, 0):
         v.add("top_logprobs", "not supported; the quorum field reports a mean log-probability")
     tools, choice = _tool_choice(body.get("tool_choice"), _tools(body.get("tools"), v), v)
     return d.GenerationParams(
@@ -454,32 +477,38 @@ def _params(body: Mapping[str, Any], v: _Violations) -> d.GenerationParams:
     )
 
 
+def _stream_options(options: Any, stream: bool, v: _Violations) -> bool:
+    """Check ``stream_options`` as OpenAI does (an object of its known keys, each a
+    boolean, only with ``stream: true``); returns include_usage."""
+    if options is None:
+        return False
+    if not stream:
+        v.add("stream_options", "only allowed when stream is true")
+        return False
+    if not isinstance(options, dict):
+        v.add("stream_options", "must be an object")
+        return False
+    for key in sorted(options.keys() - set(STREAM_OPTIONS)):
+        v.add(f"stream_options.{key}", f"unrecognized; known: {', '.join(STREAM_OPTIONS)}")
+    flags = {key: _flag(options, key, v, f"stream_options.{key}") for key in STREAM_OPTIONS}
+    return flags["include_usage"]
+
+
 def _top_level(body: Mapping[str, Any], v: _Violations) -> tuple[bool, bool]:
     """Check the keys that shape the exchange; returns (stream, include_usage)."""
     for key in sorted(body.keys() - HANDLED - IGNORED):
         why = UNSUPPORTED.get(key, "unrecognized request argument")
         v.add(key, why)
-    if body.get("n") not in (None, 1):
+    n = body.get("n")
+    if n is not None and not _is_integer(n):
+        v.add("n", "must be an integer")
+    elif n not in (None, 1):
         v.add("n", "must be 1: Quorum returns one choice")
     modalities = body.get("modalities")
     if modalities is not None and modalities != ["text"]:
         v.add("modalities", 'only ["text"] is supported')
-    stream = body.get("stream") or False
-    if not isinstance(stream, bool):
-        v.add("stream", "must be a boolean")
-        stream = False
-    options = body.get("stream_options")
-    include_usage = False
-    if options is not None:
-        if not stream:
-            v.add("stream_options", "only allowed when stream is true")
-        elif not isinstance(options, dict) or not isinstance(
-            options.get("include_usage", False), bool
-        ):
-            v.add("stream_options.include_usage", "must be a boolean")
-        else:
-            include_usage = bool(options.get("include_usage", False))
-    return stream, include_usage
+    stream = _flag(body, "stream", v)
+    return stream, _stream_options(body.get("stream_options"), stream, v)
 
 
 def parse_chat_request(

@@ -131,3 +131,25 @@ async def test_retry_after_zero_is_a_short_pause_then_one_retry(oa: Running) -> 
         assert outcomes(r.attempts) == [("m", "FAILED"), ("m", "SUCCEEDED")]
         assert running.router.breakers.health("oa").cooldown_remaining_s < 0.1
     assert oa.server.stats.requests == 2
+
+
+@pytest.mark.parametrize(("kind", "status"), [("openai", 429), ("anthropic", 400)])
+async def test_a_deployment_set_aside_for_quota_says_so_not_that_a_429_came(
+    oa: Running, an: Running, kind: str, status: int
+) -> None:
+    # Anthropic's credit balance is a 400 and OpenAI's insufficient_quota a 429: either
+    # way the account is out of money, which is what the requests refused meanwhile say.
+    fake = oa if kind == "openai" else an
+    cfg = config({"broke": provider(fake.base_url, kind)}, [("only", "broke", "quota")])
+    async with running_server(cfg) as (_, client):
+        first = await route_or_error(client)
+        again = await route_or_error(client)
+    assert isinstance(first, QuorumError) and first.reason == "ALL_ATTEMPTS_FAILED"
+    assert first.attempts[0].error_reason == "PROVIDER_QUOTA"
+    assert isinstance(again, QuorumError)
+    assert (again.code, again.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "UPSTREAM_THROTTLED")
+    (attempt,) = again.attempts
+    cause = f"after the account ran out of quota or credit (HTTP {status})"
+    assert "broke: cooling down for " in attempt.reason and attempt.reason.endswith(cause)
+    assert cause in again.message and "after a 429" not in again.message
+    assert fake.server.stats.requests == 1  # nothing sent while it cools down

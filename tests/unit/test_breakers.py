@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable, Mapping
 
+import pybreaker
 import pytest
 
 from quorum.server.config import BreakerConfig
@@ -352,3 +355,67 @@ def test_a_huge_retry_after_is_capped() -> None:
     assert b.health("p").cooldown_remaining_s == pytest.approx(MAX_COOLDOWN_S)
     clock.now += MAX_COOLDOWN_S + 0.1
     assert b.health("p").state is BreakerState.CLOSED
+
+
+def _refusal(b: Breakers) -> str:
+    with pytest.raises(ProviderUnavailable) as info, b.guard("p"):
+        pass
+    assert info.value.metadata["breaker"] == "cooling_down"
+    return info.value.message
+
+
+def test_a_refusal_while_cooling_down_says_what_started_it() -> None:
+    # An account out of credit (Anthropic answers it with a 400) is no 429: a caller
+    # told of a rate limit looks for the wrong problem.
+    clock = Clock()
+    b = _breakers(clock=clock)
+    b.cool_down("p", 60.0, "the account ran out of quota or credit (HTTP 400)")
+    clock.now += 2.5
+    message = _refusal(b)
+    assert (
+        message
+        == "p: cooling down for 57.5s after the account ran out of quota or credit (HTTP 400)"
+    )
+    assert "429" not in message
+    b.cool_down("p", 5.0)  # a shorter 429 changes neither the cool-down nor its cause
+    assert "ran out of quota" in _refusal(b)
+    b.cool_down("p", 120.0)  # a longer one does
+    assert _refusal(b) == "p: cooling down for 120.0s after a 429 (rate limited)"
+
+
+class _Shared:
+    """Just enough of a SharedBackend to hand the breakers a refresh from elsewhere."""
+
+    def __init__(self) -> None:
+        self.on_sync: Callable[[Mapping[str, float]], None] | None = None
+
+    def storage(self, key: str) -> pybreaker.CircuitBreakerStorage:
+        return pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+
+    def publish_cooldown(self, key: str, until_epoch: float) -> None:
+        pass
+
+    def subscribe(self, on_sync: Callable[[Mapping[str, float]], None]) -> None:
+        self.on_sync = on_sync
+
+    def probe_lease(self, key: str) -> bool:
+        return True
+
+    def probe_started(self, key: str, hold_s: float) -> None:
+        pass
+
+    def probe_held_elsewhere(self, key: str) -> bool:
+        return False
+
+    def release_probe(self, key: str, after_s: float = 0.0) -> None:
+        pass
+
+
+def test_a_cool_down_from_another_replica_does_not_claim_a_429() -> None:
+    # Shared cool-downs carry no cause: the refusal says where it came from, no more.
+    shared = _Shared()
+    b = Breakers({"p": BreakerConfig()}, shared=shared)
+    assert shared.on_sync is not None
+    shared.on_sync({"p": time.time() + 30.0})
+    message = _refusal(b)
+    assert "another replica" in message and "429 (" not in message

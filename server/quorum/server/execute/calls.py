@@ -14,6 +14,9 @@ returns a :class:`CallResult` with the completion or the error and an
 * **429**: Retry-After cools the deployment down (shared across replicas when state is
   in Redis). When the wait is short (``retry.max_rate_limit_wait_s``) and the deadline
   allows, the call waits it out once and tries again; otherwise it fails over.
+* **Quota**: an account out of quota or credit (OpenAI's 429 ``insufficient_quota``,
+  Anthropic's 400 credit balance) cools the deployment down for
+  :data:`QUOTA_COOLDOWN_S`; calls refused meanwhile say so, not that a 429 came.
 * **Retries**: transient faults (5xx, 408, connection errors, malformed bodies) on the same
   deployment are retried up to ``retry.max_retries`` after a jittered exponential
   backoff, within the deadline, only while the provider's retry budget allows, and
@@ -89,6 +92,14 @@ def cooldown_s(error: ProviderRateLimited) -> float:
 QUOTA_COOLDOWN_S = 60.0  # an account out of quota or credit
 DEFAULT_OUTPUT_TOKENS = 512  # for a tokens-per-minute estimate without max_tokens
 SATURATED = "PROVIDER_SATURATED"  # attempt error_reason: the provider's configured limit
+
+
+def quota_cause(error: ProviderQuotaExhausted) -> str:
+    """What a quota cool-down follows, as refusals meanwhile say it: the account ran out,
+    with the status the vendor gave (Anthropic's is a 400, not a 429)."""
+    status = f" (HTTP {error.status})" if error.status else ""
+    return f"the account ran out of quota or credit{status}"
+
 
 T = TypeVar("T")
 
@@ -498,7 +509,7 @@ async def with_policy(
         elif isinstance(error, ProviderQuotaExhausted):
             # Not soon mended: other deployments take the traffic, one call a while
             # later finds out whether it is.
-            ctx.breakers.cool_down(deployment.breaker, QUOTA_COOLDOWN_S)
+            ctx.breakers.cool_down(deployment.breaker, QUOTA_COOLDOWN_S, quota_cause(error))
         if ctx.time_left() < MIN_ATTEMPT_S or ctx.calls_made >= ctx.max_upstream_calls:
             return Called(sent, tuple(earlier), deployment)
         others = [

@@ -21,7 +21,10 @@ breaker of its own (see :mod:`quorum.server.catalog`). Half-open lets exactly on
 through; concurrent calls are refused until it ends. With shared state the probe is one
 for all replicas: the replica must hold the breaker's probe lease (see
 :mod:`quorum.server.resilience.shared_state`) and refuses calls until it has it. A 429
-with Retry-After puts the key in a cool-down for that long.
+with Retry-After puts the key in a cool-down for that long; so does an account out of
+quota or credit, for longer (the executor decides both). A call refused while the key
+cools down says what started the cool-down: a 429, exhausted quota (perhaps a 400), or
+another replica (shared cool-downs carry no cause).
 
 States are readable as a frozen snapshot for the planner, reported to state listeners
 (logged here) and to :class:`BreakerObserver` s. pybreaker itself moves an open breaker to
@@ -54,6 +57,8 @@ from quorum.server.errors import ProviderError, ProviderUnavailable
 from quorum.server.values import value_type
 
 MAX_COOLDOWN_S = 600.0  # the longest a Retry-After holds a deployment back
+RATE_LIMITED = "a 429 (rate limited)"  # what a cool-down follows, unless told otherwise
+_ELSEWHERE = "a rate limit or exhausted quota seen by another replica"
 
 log = structlog.get_logger("quorum.breakers")
 
@@ -201,6 +206,7 @@ class Breakers:
         self._listeners: list[StateListener] = []
         self._observers: list[BreakerObserver] = []
         self._cooldown_until: dict[str, float] = {}
+        self._cooldown_cause: dict[str, str] = {}  # what the current cool-down follows
         self._probing: set[str] = set()
         # The steady snapshot: valid while ``_version`` (bumped by every breaker event)
         # is unchanged. ``None`` with ``_unsteady_until`` in the future: some breaker's
@@ -318,7 +324,7 @@ class Breakers:
             until = now + (until_epoch - wall)
             # Our own cool-downs come back too; only a longer one (set elsewhere) counts.
             if key in self._breakers and until > self._cooldown_until.get(key, 0.0) + 0.05:
-                self._extend_cooldown(key, until, publish=False)
+                self._extend_cooldown(key, until, _ELSEWHERE, publish=False)
         for breaker in self._breakers.values():
             _ = breaker.state  # a state changed elsewhere notifies the listeners here
 
@@ -415,23 +421,30 @@ class Breakers:
             return self._shared is None or not self._shared.probe_held_elsewhere(name)
         return health.state is BreakerState.CLOSED
 
-    def cool_down(self, name: str, seconds: float) -> None:
-        """Hold calls to ``name`` for ``seconds`` (from a 429's Retry-After), at most
-        :data:`MAX_COOLDOWN_S`: a huge or mistaken Retry-After must not retire a
-        deployment until the next restart; one call after that time finds out."""
-        seconds = min(max(0.0, seconds), MAX_COOLDOWN_S)
-        self._extend_cooldown(name, self._clock() + seconds, publish=True)
+    def cool_down(self, name: str, seconds: float, cause: str = RATE_LIMITED) -> None:
+        """Hold calls to ``name`` for ``seconds`` (a 429's Retry-After, or how long the
+        executor sets aside an account out of quota), at most :data:`MAX_COOLDOWN_S`: a
+        huge or mistaken Retry-After must not retire a deployment until the next
+        restart; one call after that time finds out.
 
-    def _extend_cooldown(self, name: str, until: float, *, publish: bool) -> None:
+        ``cause`` is what happened, as the refusals while it lasts say it ("cooling down
+        for 12.0s after <cause>"): a caller told of a 429 that never happened looks
+        for the wrong problem."""
+        seconds = min(max(0.0, seconds), MAX_COOLDOWN_S)
+        self._extend_cooldown(name, self._clock() + seconds, cause, publish=True)
+
+    def _extend_cooldown(self, name: str, until: float, cause: str, *, publish: bool) -> None:
         if until <= self._cooldown_until.get(name, 0.0):
-            return
+            return  # a longer cool-down, and its cause, stand
         self._cooldown_until[name] = until
+        self._cooldown_cause[name] = cause
         self._changed()
         seconds = until - self._clock()
         log.info(
             "provider_cooling_down",
             provider=name,
             seconds=round(seconds, 3),
+            cause=cause,
             source="here" if publish else "another replica",
         )
         for observer in self._observers:
@@ -517,10 +530,11 @@ class _Guard:
         owner, name = self._owner, self._name
         health = owner.health(name)
         if health.cooldown_remaining_s > 0:
+            cause = owner._cooldown_cause.get(name, RATE_LIMITED)
             raise owner._reject(
                 name,
                 "cooling_down",
-                f"{name}: cooling down for {health.cooldown_remaining_s:.1f}s after a 429",
+                f"{name}: cooling down for {health.cooldown_remaining_s:.1f}s after {cause}",
             )
         if health.state is BreakerState.OPEN:
             raise owner._reject(name, "open", f"{name}: circuit breaker open")

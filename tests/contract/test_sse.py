@@ -74,3 +74,16 @@ def test_pending_counts_an_event_not_yet_complete() -> None:
 )
 def test_error_message_of_each_vendor_body(body: bytes, message: str) -> None:
     assert error_message(body) == message
+
+
+def test_an_event_line_without_data_dispatches_nothing() -> None:
+    # The standard: an empty data buffer dispatches nothing, and resets the event type.
+    assert parse(b"event: ping\n\ndata: 1\n\n") == [SseEvent("", "1")]
+    assert parse(b"event: ping\n\n", b"event: ping") == []
+
+
+def test_empty_data_lines_are_data_as_the_standard_says() -> None:
+    # "data:" appends an empty line: the event is dispatched with empty data (the shared
+    # reader, not the parser, skips it: see test_malformed_fields).
+    assert parse(b"data:\n\n") == [SseEvent("", "")]
+    assert parse(b"data:\ndata:\ndata: foo\n\n") == [SseEvent("", "\n\nfoo")]

@@ -18,8 +18,10 @@ Mapping from Quorum's conversation:
 * ``temperature`` and ``top_p`` are not sent together (recent models refuse the pair):
   with both set, only ``temperature`` goes.
 * Stop reasons are translated to the OpenAI vocabulary the rest of Quorum uses.
-* A ``tool_use`` block without an id or a name, or whose input is not a JSON object, and
-  an answer over :data:`~quorum.server.providers.base.MAX_ANSWER_BYTES` are bad responses.
+* A ``tool_use`` block without an id or a name, or whose input is not a JSON object,
+  text (a text block's, a ``text_delta``'s, a ``partial_json``) that is not a string,
+  and an answer over :data:`~quorum.server.providers.base.MAX_ANSWER_BYTES` are bad
+  responses.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from quorum.server.providers.base import (
     checked_completion,
     checked_tool_call,
     portable_call_id,
+    text_field,
 )
 from quorum.server.providers.http import (
     MAX_BODY_BYTES,
@@ -168,17 +171,20 @@ class AnthropicProvider:
                             "name": str(block.get("name") or ""),
                             "json": "",
                         }
-                        if block["type"] == "text" and block.get("text"):
-                            size.add(str(block["text"]))
-                            yield StreamDelta(text=str(block["text"]))
+                        if block["type"] == "text":
+                            text = text_field(block.get("text"), "content_block.text")
+                            if text:
+                                size.add(text)
+                                yield StreamDelta(text=text)
                     elif kind == "content_block_delta":
                         delta = data["delta"]
                         slot = blocks[int(data["index"])]
                         if delta["type"] == "text_delta":
-                            size.add(str(delta["text"]))
-                            yield StreamDelta(text=str(delta["text"]))
+                            text = text_field(delta["text"], "text_delta.text")
+                            size.add(text)
+                            yield StreamDelta(text=text)
                         elif delta["type"] == "input_json_delta":
-                            piece = str(delta["partial_json"])
+                            piece = text_field(delta["partial_json"], "partial_json")
                             size.add(piece)
                             if json_tool and slot["name"] == json_tool:
                                 yield StreamDelta(text=piece)
@@ -409,7 +415,7 @@ def _completion(answer: Any, *, json_tool: str) -> Completion:
     answered_json = False
     for block in answer["content"]:
         if block["type"] == "text":
-            texts.append(str(block["text"]))
+            texts.append(text_field(block["text"], "text block"))
         elif block["type"] == "tool_use":
             if json_tool and block["name"] == json_tool:
                 texts.append(json.dumps(block["input"], ensure_ascii=False))

@@ -117,6 +117,18 @@ def checked_usage(provider: str, usage: Usage) -> Usage:
     return usage
 
 
+def text_field(value: object, what: str) -> str:
+    """A text field of a vendor's answer (content, a delta's text): a string, or nothing
+    (``None``: no text). Anything else raises TypeError, which every adapter reports as
+    a bad response: an object turned into text with ``str()`` would be returned to the
+    caller as the model's answer."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    raise TypeError(f"{what} is a {type(value).__name__}, not a string")
+
+
 def utf8_size(text: str) -> int:
     """``text``'s size in UTF-8 bytes (an ASCII text's without encoding it)."""
     if text.isascii():

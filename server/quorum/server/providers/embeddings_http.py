@@ -4,7 +4,8 @@
 OpenAI's v1 API, vLLM, Ollama, llama.cpp's server, text-embeddings-inference, gateways)
 and an embedding model. The request is OpenAI's ``{"model", "input": [texts],
 "dimensions"?}`` with the provider's ``headers`` and its API key as ``Authorization:
-Bearer`` (as the chat adapter sends them); no ``encoding_format`` is sent, so the
+Bearer`` (as the chat adapter sends them), never to another host: a redirect is not
+followed, and fails like a 4xx (see :mod:`.http`). No ``encoding_format`` is sent, so the
 answer is the API's default, floats (a base64 answer is read too). The vectors are put
 back in ``index`` order and each scaled to unit length, so the semantic routes' dot
 product is the cosine similarity whatever the server returns.

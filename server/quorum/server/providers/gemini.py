@@ -18,10 +18,12 @@ Mapping choices:
   the call back in a later turn restores the signature thinking models require.
 * ``usageMetadata``: input is ``promptTokenCount`` (+ tool-use prompt tokens), output is
   ``candidatesTokenCount`` + ``thoughtsTokenCount`` (thinking is billed as output).
-* ``logprobs`` sets ``responseLogprobs``; the candidate's ``avgLogprobs`` is the mean.
+* ``logprobs`` sets ``responseLogprobs``; the candidate's ``avgLogprobs`` is the mean
+  (one that is not a finite number at most 0 is a bad response).
 * A 429 without ``Retry-After`` takes its delay from the ``google.rpc.RetryInfo`` detail.
-* A function call without a name, or whose ``args`` are not a JSON object, and an answer
-  over :data:`~quorum.server.providers.base.MAX_ANSWER_BYTES` are bad responses (a call
+* A function call without a name, or whose ``args`` are not a JSON object, a part's
+  ``text`` that is not a string, and an answer over
+  :data:`~quorum.server.providers.base.MAX_ANSWER_BYTES` are bad responses (a call
   without an id is not: the adapter makes one).
 """
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import mimetypes
 import secrets
 from collections.abc import AsyncIterator
@@ -64,6 +67,7 @@ from quorum.server.providers.base import (
     StreamDelta,
     checked_completion,
     checked_tool_call,
+    text_field,
 )
 from quorum.server.providers.http import (
     MAX_BODY_BYTES,
@@ -280,11 +284,16 @@ class _State:
                 arguments = json.dumps(call.get("args") or {}, ensure_ascii=False)
                 calls.append(ToolCall(call_id, str(call.get("name") or ""), arguments))
             elif "text" in part and not part.get("thought"):
-                texts.append(str(part["text"]))
+                texts.append(text_field(part["text"], "part.text"))
         if candidate.get("finishReason"):
             self.finish = str(candidate["finishReason"])
         if candidate.get("avgLogprobs") is not None:
-            self.mean_logprob = float(candidate["avgLogprobs"])
+            mean = float(candidate["avgLogprobs"])
+            # A log-probability is finite and at most 0: anything else ("NaN", 5.0) is
+            # malformed, a bad response as every malformed field here is.
+            if not (math.isfinite(mean) and mean <= 0.0):
+                raise ValueError(f"avgLogprobs {mean!r} is not a finite number at most 0")
+            self.mean_logprob = mean
         self.texts.extend(texts)
         self.calls.extend(calls)
         return "".join(texts), calls

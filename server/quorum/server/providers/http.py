@@ -6,11 +6,21 @@ timeout, and a total one only from the caller's remaining deadline
 (:func:`stream_timeout_for`). HTTP error statuses become :mod:`quorum.server.errors`
 provider errors here, in one place, so every adapter classifies them the same way:
 
+    3xx                       ProviderRejected (a redirect, never followed; see below)
     429                       ProviderRateLimited (with Retry-After)
     401, 403                  ProviderAuthError
     408                       ProviderRequestTimeout (retried; no breaker verdict)
     any other 4xx (409 too)   ProviderRejected (the request's fault; not counted)
     5xx (and anything else)   ProviderUnavailable (counted by the breaker)
+
+No provider call follows a redirect (``allow_redirects=False``, see :mod:`.sse`):
+following one would send the request's credential headers (``Authorization``,
+``x-api-key``, ``x-goog-api-key``, a provider's own ``headers``) to whatever host the
+``Location`` names, and a 301/302/303 would turn the POST into a body-less GET whose
+answer looked like a success. A 3xx means the provider's ``base_url`` is not the API's
+own address, an operator's mistake that no retry mends: it is refused as a 404 is
+(:class:`ProviderRejected`, failed over, not retried on that deployment), its message
+naming the status and the ``Location``'s host, never the URL's path or query.
 
 Vendor error text is redacted here too (:func:`redact`): a vendor may repeat the key it
 was sent ("Incorrect API key provided: sk-…", in full from some OpenAI-compatible servers
@@ -25,6 +35,7 @@ import email.utils
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -156,6 +167,15 @@ def error_for_status(
 ) -> ProviderError:
     """Map an HTTP error status and the vendor's message to a provider error, with the
     provider's ``secrets`` (:func:`credentials`) redacted from the message."""
+    if 300 <= status < 400:
+        # The body of a redirect is no vendor message (an HTML page quoting the new URL,
+        # query and all): the status and the host it points to say what is wrong.
+        where = redirect_host(headers.get("Location"))
+        text = (
+            f"{provider}: HTTP {status} redirect to {where}, not followed: "
+            "the provider's base_url must be the API's own address"
+        )
+        return ProviderRejected(redact(text, secrets), provider=provider, status=status)
     message = redact(message, secrets)
     text = f"{provider}: HTTP {status}: {message}" if message else f"{provider}: HTTP {status}"
     if status == 429:
@@ -177,6 +197,22 @@ def error_for_status(
     if 400 <= status < 500:  # 409 as well: a conflict is about this request
         return ProviderRejected(text, provider=provider, status=status)
     return ProviderUnavailable(text, provider=provider, status=status)
+
+
+def redirect_host(location: str | None) -> str:
+    """Where a redirect's ``Location`` points, for an error message: its host (and port),
+    never its user info, path or query, which may carry secrets."""
+    if not location:
+        return "no Location"
+    try:
+        parts = urlsplit(location.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "an unreadable Location"
+    if not host:
+        return "another path on the same host"
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port is not None else host
 
 
 def timeout_for(remaining_s: float, connect_s: float) -> aiohttp.ClientTimeout:

@@ -21,13 +21,16 @@ Choices made for compatibility with the many servers that speak this API:
   ``content_filter``, as Anthropic's ``refusal`` stop is, not an empty ``stop``.
 * Tool-call deltas are assembled by ``index``; a server that sends each call whole
   without one gets a new call for each new id.
-* A tool call without an id or a name, or whose arguments are not a JSON object, and an
-  answer over :data:`~quorum.server.providers.base.MAX_ANSWER_BYTES` are bad responses.
+* A tool call without an id or a name, or whose arguments are not a JSON object, text
+  (``content``, ``refusal``) that is not a string, unary or streamed, a log-probability
+  that is not a finite number at most 0, and an answer over
+  :data:`~quorum.server.providers.base.MAX_ANSWER_BYTES` are bad responses.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,6 +61,7 @@ from quorum.server.providers.base import (
     checked_completion,
     checked_tool_call,
     portable_call_id,
+    text_field,
 )
 from quorum.server.providers.http import (
     MAX_BODY_BYTES,
@@ -290,15 +294,13 @@ def _completion(answer: Any) -> Completion:
         )
         for call in message.get("tool_calls") or ()
     )
-    content = message.get("content") or ""
-    if not isinstance(content, str):
-        raise TypeError("message.content is not a string")
+    content = text_field(message.get("content") or "", "message.content")
     finish = str(choice.get("finish_reason") or "stop")
-    refusal = message.get("refusal")
+    refusal = text_field(message.get("refusal") or "", "message.refusal")
     if refusal and not content:
         # The model declined: its explanation is the answer, marked as filtered (as an
         # Anthropic "refusal" stop is), never an empty answer that looks complete.
-        content, finish = str(refusal), "content_filter"
+        content, finish = refusal, "content_filter"
     return Completion(
         content=content,
         tool_calls=calls,
@@ -328,9 +330,21 @@ def _usage(raw: Any) -> Usage:
 
 
 def _mean_logprob(raw: Any) -> float | None:
+    """The mean of the tokens' log-probabilities, if there are any.
+
+    A log-probability is finite and at most 0. One that is not ("NaN", "-Infinity" as
+    strings, or 5.0) is malformed, and raises ValueError: a bad response, as this
+    adapter treats every malformed field (a logprob that is no number already was),
+    never a NaN that passes the cascade's floor or a confidence above certainty."""
     tokens = (raw or {}).get("content") or []
     values = [float(t["logprob"]) for t in tokens]
-    return sum(values) / len(values) if values else None
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    # A finite mean means every value is finite (NaN and infinities carry into a sum).
+    if not math.isfinite(mean) or max(values) > 0.0:
+        raise ValueError("a token logprob is not a finite number at most 0")
+    return mean
 
 
 def _read_chunk(
@@ -366,9 +380,10 @@ def _read_chunk(
         arguments = _arguments(function.get("arguments"), "")
         slot["arguments"] += arguments
         added += arguments
-    text = delta.get("content") or ""
-    refusal = delta.get("refusal") or ""
-    return str(text), str(choice.get("finish_reason") or ""), usage, str(refusal), added
+    # Text that is not a string is malformed, as in a unary answer (never str() of it).
+    text = text_field(delta.get("content") or "", "delta.content")
+    refusal = text_field(delta.get("refusal") or "", "delta.refusal")
+    return text, str(choice.get("finish_reason") or ""), usage, refusal, added
 
 
 def _tool_choice(choice: ToolChoice) -> str | dict[str, Any]:

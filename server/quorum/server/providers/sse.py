@@ -1,7 +1,10 @@
 """What the three HTTP adapters share: one POST, one SSE reader, one error translation.
 
 * :func:`post_json` sends a JSON body and returns the decoded JSON answer.
-* :func:`open_events` sends a JSON body and yields the answer's server-sent events.
+* :func:`open_events` sends a JSON body and yields the answer's server-sent events,
+  skipping events whose data is blank (see :class:`SseParser`).
+* Neither follows a redirect: a 3xx is an error like a 4xx (see :mod:`.http`), so the
+  provider's credentials never go to another host.
 * Every aiohttp, socket and JSON failure is translated here, in one place
   (:func:`translate_errors`), into a :mod:`quorum.server.errors` provider error:
 
@@ -9,7 +12,7 @@
       stream silent for longer than its limit)        -> ProviderTimeout
       connection refused/reset, server disconnected,
       payload ended early (ClientPayloadError)        -> ProviderUnavailable
-      HTTP status >= 400                              -> http.error_for_status(...)
+      HTTP status >= 300                              -> http.error_for_status(...)
       body that is not JSON                           -> ProviderBadResponse
 
 The vendor's message in an error body is redacted of the provider's credentials (the
@@ -67,8 +70,14 @@ class SseParser:
     """Incremental SSE parser (WHATWG event-stream rules) over raw byte chunks.
 
     Lines end in LF, CRLF or CR; ``data:`` lines of one event are joined with LF; a
-    blank line dispatches the event; comment lines (``:``) are ignored. Lines are not
-    length-limited, so one large JSON chunk never trips a reader limit.
+    blank line dispatches the event, if it had a ``data:`` line (an ``event:`` line alone
+    dispatches nothing); comment lines (``:``) are ignored. Lines are not length-limited,
+    so one large JSON chunk never trips a reader limit.
+
+    As the standard has it, an event whose ``data:`` lines are empty (``data:`` alone)
+    *is* dispatched, with empty data; :func:`open_events` skips it, as it skips any
+    event whose data is blank: every vendor's events carry a JSON document, and one
+    without (a keep-alive such as ``event: ping`` with ``data:``) means nothing.
     """
 
     def __init__(self) -> None:
@@ -98,7 +107,8 @@ class SseParser:
 
     def _line(self, line: str) -> SseEvent | None:
         if not line:
-            if not self._data and not self._event:
+            if not self._data:  # an empty data buffer: nothing is dispatched
+                self._event = ""
                 return None
             event = SseEvent(self._event, "\n".join(self._data))
             self._event, self._data, self._data_size = "", [], 0
@@ -226,13 +236,17 @@ async def post_json(
     """
     with translate_errors(provider):
         async with http.session.post(
-            url, data=_encode(body), headers=_json_headers(headers), timeout=time_limit
+            url,
+            data=_encode(body),
+            headers=_json_headers(headers),
+            timeout=time_limit,
+            allow_redirects=False,  # a redirect is an error: see http.error_for_status
         ) as response:
             if max_bytes is None:
                 raw = await response.read()
             else:
                 raw = await _read_at_most(provider, response, max_bytes)
-            if response.status >= 400:
+            if response.status >= 300:
                 raise _status_error(provider, response, raw, refine, credentials(headers))
     return decode_json(provider, raw)
 
@@ -260,8 +274,9 @@ async def open_events(
             data=_encode(body),
             headers={**_json_headers(headers), "Accept": "text/event-stream"},
             timeout=time_limit,
+            allow_redirects=False,  # a redirect is an error: see http.error_for_status
         )
-        if response.status >= 400:
+        if response.status >= 300:
             try:
                 raw = await response.read()
             finally:
@@ -314,15 +329,23 @@ async def _events(provider: str, response: aiohttp.ClientResponse) -> AsyncGener
             except StopAsyncIteration:
                 break
         for event in parser.feed(chunk):
-            yield event
+            if _carries_data(event):
+                yield event
         if parser.pending > MAX_BODY_BYTES:  # one event that never ends
             raise ProviderBadResponse(
                 f"{provider}: answer too large: an event of over {MAX_BODY_BYTES} bytes",
                 provider=provider,
             )
     last = parser.close()
-    if last is not None:
+    if last is not None and _carries_data(last):
         yield last
+
+
+def _carries_data(event: SseEvent) -> bool:
+    """Whether ``event`` has data to read: an event whose data is empty or blank (a
+    keep-alive's ``data:``) carries no JSON document, in any vendor's stream."""
+    data = event.data
+    return bool(data) and not data.isspace()  # O(1) for data that starts with JSON
 
 
 def _status_error(

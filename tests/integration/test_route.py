@@ -101,6 +101,19 @@ async def test_deadline_bounds_downstream_work() -> None:
             assert events[-1].error.code == "DEADLINE_EXCEEDED" and events[-1].error.attempts
 
 
+async def test_the_servers_deadline_cuts_a_longer_callers_and_is_not_called_the_callers() -> None:
+    data = sim_config()
+    for name in data["models"]:
+        data = with_model(data, name, simulated={"latency_ms_p50": 3000, "latency_ms_p95": 3000})
+    data["server"] = {"default_deadline_s": 0.3}
+    async with running_server(parse_config(data)) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.route("hello", timeout=30)
+    assert info.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "the request's deadline" in info.value.message
+    assert "caller" not in info.value.message
+
+
 async def test_no_candidate_is_failed_precondition() -> None:
     async with running_server(parse_config(sim_config())) as (_, client):
         hints = pb.RoutingHints(sensitivity=pb.SENSITIVITY_RESTRICTED)

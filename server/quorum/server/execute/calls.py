@@ -351,15 +351,17 @@ def timed_out(
     streaming: bool = False,
 ) -> ProviderTimeout:
     """The error for a call that got ``what`` not within ``allowed_s``: a provider timeout,
-    or, when the caller's deadline cut it short of ``limit_s`` (the provider's own timeout)
-    and of what the deployment usually needs (its provider's ``breaker.cold_timeout_s``
-    when nothing is known), one its breaker does not count."""
+    or, when the request's deadline cut it short of ``limit_s`` (the provider's own
+    timeout) and of what the deployment usually needs (its provider's
+    ``breaker.cold_timeout_s`` when nothing is known), one its breaker does not count.
+    The request's deadline is the caller's, or ``server.default_deadline_s`` when the
+    caller set none or a longer one."""
     message = f"{deployment.provider}: {what} within {allowed_s:.3f}s"
     if allowed_s < limit_s:
         key = first_chunk_key(deployment) if streaming else deployment.key
         if hasty(ctx.resilience, deployment.provider, key, allowed_s):
             return CallerDeadlineTimeout(
-                message + " (the caller's deadline)", provider=deployment.provider
+                message + " (the request's deadline)", provider=deployment.provider
             )
     return ProviderTimeout(message, provider=deployment.provider)
 

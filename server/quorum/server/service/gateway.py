@@ -82,6 +82,20 @@ def _code_name(context: Context, exc: BaseException | None) -> str:
     return "CANCELLED" if exc is not None and isinstance(exc, BaseException) else "UNKNOWN"
 
 
+def _let_go(abort: grpc.aio.AbortError) -> grpc.aio.AbortError:
+    """``abort`` with no traceback and no context, to be raised again from the gateway.
+
+    grpc keeps a call's abort on the call's state, which the frames of the abort's
+    traceback reference (each holds the servicer context): a reference cycle that only
+    the cyclic collector frees, and it runs seldom (see ``app.settle_garbage_collector``),
+    as a refused request allocates little. Every frame in the cycle kept the request it
+    was handling alive until then: 60 refused 19 MB requests held 1.3 GB. Raised again
+    from here (whose frame no longer holds the request), the cycle keeps only the gateway
+    frame and the status; the error was logged where it arose."""
+    abort.__context__ = None
+    return abort.with_traceback(None)
+
+
 if TYPE_CHECKING:
     _GenericHandler = grpc.GenericRpcHandler[Any, Any]
 else:
@@ -222,6 +236,10 @@ class Gateway(_GenericHandler):
                         record.tenant = tenant.name if tenant else record.tenant
                         with acting_as(tenant):
                             return await inner(request, context)
+                    except grpc.aio.AbortError as exc:
+                        code = _code_name(context, exc)
+                        del request  # see _let_go
+                        raise _let_go(exc) from None
                     except BaseException as exc:
                         code = _code_name(context, exc)
                         raise
@@ -256,6 +274,10 @@ class Gateway(_GenericHandler):
                         with acting_as(tenant):
                             async for item in inner(request, context):
                                 yield item
+                    except grpc.aio.AbortError as exc:
+                        code = _code_name(context, exc)
+                        del request  # see _let_go
+                        raise _let_go(exc) from None
                     except BaseException as exc:
                         code = _code_name(context, exc)
                         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -227,3 +228,26 @@ async def test_a_label_uses_up_no_verdict() -> None:
             assert (await client.feedback(down)).recorded
         rates = running.router.observed.quality.rates()
     assert rates["flash/chat"] == 0.0  # the thumbs down after each label taught
+
+
+async def test_feedback_while_redis_is_down_is_retryable_not_not_found(
+    redis_server: RedisServer,
+) -> None:
+    # The decision was made on replica a; b can only learn of it through Redis, which it
+    # cannot reach: whether the decision exists is unknown, so the caller is told to
+    # retry (as for the budget store), never that there is no such decision.
+    data = sim_config(state={"redis_url": redis_server.url}, decisions={"sink": "redis"})
+    async with (
+        running_server(parse_config(data)) as (_, ca),
+        running_server(parse_config(data)) as (_, cb),
+    ):
+        await ca.route("hello", request_id="outage-1")
+        await asyncio.sleep(0.2)  # the shared index is written off the request path
+        redis_server.stop()
+        up = svc.FeedbackRequest(request_id="outage-1", kind=svc.FEEDBACK_KIND_THUMBS_UP)
+        with pytest.raises(QuorumError) as info:
+            await cb.feedback(up)
+    assert info.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert info.value.reason == "DECISION_STORE_UNAVAILABLE"
+    assert info.value.retry_after_s == 1.0
+    assert "no decision recorded" not in info.value.message

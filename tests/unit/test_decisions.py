@@ -1,12 +1,16 @@
 """The decision log's file: a path it could not write is refused at start-up, naming
-``decisions.path``, rather than every decision line being dropped while serving."""
+``decisions.path``, rather than every decision line being dropped while serving. And its
+background writes log as the server, not as the request that happened to start them."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 from pathlib import Path
 
 import pytest
+import structlog
 
 from quorum.server.config import parse_config
 from quorum.server.decisions import DecisionLog, check_log_path
@@ -92,3 +96,57 @@ async def test_a_writable_log_gets_every_line(tmp_path: Path) -> None:
         await router.close()
     assert router.decisions.dropped == 0
     assert len(path.read_text().splitlines()) == 3
+
+
+def _nothing_listening() -> str:
+    """A Redis URL where connecting is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+async def test_the_writers_warnings_name_no_request() -> None:
+    # The writer is started by whichever request first queues a line, inside that
+    # request's context: its warnings (about every later line too) must not name it.
+    from quorum.server.observability.logs import _add_request_id, request_scope
+
+    log = DecisionLog(sink="redis", redis_url=_nothing_listening(), flush_interval_s=0)
+    processors = [structlog.contextvars.merge_contextvars, _add_request_id]
+    with structlog.testing.capture_logs(processors=processors) as logs:
+        with (
+            request_scope("first-request"),
+            structlog.contextvars.bound_contextvars(trace_id="trace-of-first"),
+        ):
+            log.note({"type": "note"})
+        for _ in range(100):
+            if any(e["event"] == "decision_log_write_failed" for e in logs):
+                break
+            await asyncio.sleep(0.01)
+        await log.close()
+    (failed,) = [e for e in logs if e["event"] == "decision_log_write_failed"]
+    assert "request_id" not in failed
+    assert "trace_id" not in failed
+
+
+async def test_an_index_write_that_fails_names_no_request() -> None:
+    # One warning per outage, from a background write: no request is to blame for it.
+    from quorum.server.domain import Message, Role, RouteRequest
+    from quorum.server.observability.logs import _add_request_id, request_scope
+    from quorum.server.router import Router
+
+    data = sim_config(state={"redis_url": _nothing_listening()}, decisions={"sink": "none"})
+    router = Router(parse_config(data))
+    processors = [structlog.contextvars.merge_contextvars, _add_request_id]
+    try:
+        with structlog.testing.capture_logs(processors=processors) as logs:
+            with request_scope("some-request"):
+                await router.route(RouteRequest("some-request", (Message(Role.USER, "2+2?"),)))
+            for _ in range(100):
+                if any(e["event"] == "decision_index_write_failed" for e in logs):
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        await router.close()
+    (failed,) = [e for e in logs if e["event"] == "decision_index_write_failed"]
+    assert "request_id" not in failed

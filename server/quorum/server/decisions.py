@@ -8,17 +8,38 @@ are NOT_FOUND. Writing happens off the request path: a decision is queued as it 
 (its values are immutable) and a background task turns the queue into JSON lines and
 writes them in one batch at most every ``flush_interval_s``, so a busy server pays one
 write per batch rather than one per request.
+
+Redis is written off the request path too, and an outage there fails no request. What it
+could not take is held in memory and written once Redis answers again: decision-log lines
+for the stream (in order, before newer lines, on the next flush, which comes within
+``_RETRY_INTERVAL_S`` even when no new line does) and decisions for the shared index
+(after the next index write that succeeds, or on the next flush), each for what is left
+of its ``retention_s`` (one past it is not written: Feedback on it would be refused by
+then). Each backlog is bounded by count (:data:`_STREAM_BACKLOG_LIMIT`,
+:data:`_INDEX_BACKLOG_LIMIT`): past that the oldest is dropped, counted (``dropped``,
+``index_dropped``), with one warning per outage rather than one per line. What is held
+is lost if the process ends before Redis is back. A Feedback whose decision this replica
+does not hold, sent while Redis cannot be read, is RESOURCE_EXHAUSTED with reason
+``DECISION_STORE_UNAVAILABLE`` and a retry delay, as for the budget store: the decision
+may well exist, and NOT_FOUND would tell the caller to give up.
+
+The background tasks (the writer, index writes and their replay) run in the context the
+log was made in, the server's: created from a request's, every line they log would carry
+that request's id, trace and tenant.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import sys
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Coroutine, Sequence
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -33,13 +54,25 @@ from quorum.server.domain import (
     RouteResult,
     Usage,
 )
-from quorum.server.errors import ConfigError, NotFound
+from quorum.server.errors import ConfigError, NotFound, ResourceExhausted
 from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.decisions")
 
 FeedbackKind = Literal["regenerated", "thumbs_up", "thumbs_down", "score", "label"]
 _QUEUE_LIMIT = 10_000
+# While Redis cannot be written: decision-log lines held for the stream, and decisions
+# held for the shared index (about 300 bytes each), to write once it answers again.
+_STREAM_BACKLOG_LIMIT = 10_000
+_INDEX_BACKLOG_LIMIT = 10_000
+# Held lines or decisions are written at most this many to one Redis round trip.
+_REDIS_BATCH = 1_000
+# How soon the writer tries a backlog again when nothing new is written meanwhile.
+_RETRY_INTERVAL_S = 1.0
+# How long a Redis call (or connecting) may take before it counts as failed.
+_REDIS_TIMEOUT_S = 0.5
+# The wait Feedback asks for (RetryInfo) when the shared index cannot be read.
+_RETRY_AFTER_S = 1.0
 # Where versions before per-tenant, per-namespace keys kept the shared decision index.
 LEGACY_STREAM = "quorum:decisions"
 
@@ -249,6 +282,12 @@ class _Index:
             return None
         return Decided(seen[1], seen[2], seen[3])
 
+    def recorded_at(self, request_id: str) -> float | None:
+        """When the latest decision under ``request_id`` was made, if still held: a write
+        of an earlier one to the shared index must not be retried over it."""
+        seen = self._ids.get(request_id)
+        return None if seen is None else seen[0]
+
     def judge(self, request_id: str) -> bool:
         """Note a verdict on ``request_id``; whether it is the first."""
         if request_id in self._judged:
@@ -257,6 +296,48 @@ class _Index:
         while len(self._judged) > self._max:
             self._judged.popitem(last=False)
         return True
+
+
+@value_type
+class _Unindexed:
+    """A decision the shared index could not take yet, held to be written later for what
+    is left of its retention."""
+
+    decided: Decided
+    at: float  # time.monotonic() when it was decided
+    # Whether writing it clears the verdict of an earlier decision under the same id. Not
+    # once this replica has taken a verdict on it: that verdict may be in Redis already.
+    clear_verdict: bool = True
+
+
+class _Outage:
+    """The log lines of one Redis outage for one kind of write (``name`` is
+    ``decision_log`` or ``decision_index``): a warning ``<name>_write_failed`` when
+    writes start failing, a warning ``<name>_backlog_full`` when the backlog first drops
+    something, and ``<name>_write_recovered`` (info, with the counts) once writing works
+    again. Never one per line or per request: under load an outage would be thousands a
+    second."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self.down = False
+        self._dropped = 0
+
+    def failed(self, exc: BaseException, held: int) -> None:
+        if not self.down:
+            self.down = True
+            log.warning(f"{self._name}_write_failed", error=type(exc).__name__, held=held)
+
+    def dropped(self, count: int, limit: int) -> None:
+        if not self._dropped:
+            log.warning(f"{self._name}_backlog_full", limit=limit)
+        self._dropped += count
+
+    def recovered(self, written: int) -> None:
+        if self.down:
+            log.info(f"{self._name}_write_recovered", written=written, dropped=self._dropped)
+        self.down = False
+        self._dropped = 0
 
 
 class DecisionLog:
@@ -298,7 +379,21 @@ class DecisionLog:
         self._closing = False
         self._pending: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
-        self.dropped = 0
+        # What Redis could not take yet (see the module docstring).
+        self._unsent: deque[bytes] = deque()
+        self._unindexed: OrderedDict[str, _Unindexed] = OrderedDict()
+        self._replay: asyncio.Task[None] | None = None
+        self._stream_outage = _Outage("decision_log")
+        self._index_outage = _Outage("decision_index")
+        # The server's context, not a request's: background tasks start from a copy.
+        self._context = contextvars.copy_context()
+        self.dropped = 0  # decision-log lines never written
+        self.index_dropped = 0  # decisions never written to the shared index
+
+    @property
+    def held(self) -> tuple[int, int]:
+        """Decision-log lines and decisions for the index held until Redis takes them."""
+        return len(self._unsent), len(self._unindexed)
 
     # -- recording -----------------------------------------------------------------
 
@@ -311,9 +406,10 @@ class DecisionLog:
         model = "" if result.cached else result.model
         decided = Decided(model, result.classification.task, request.tenant)
         key = self._key(request.tenant, result.request_id)
-        self._index.add(key, time.monotonic(), decided)
+        now = time.monotonic()
+        self._index.add(key, now, decided)
         if self._redis_url:
-            self._remember_shared(key, decided)
+            self._remember_shared(key, _Unindexed(decided, now))
         if self._sink != "none":
             self._enqueue((request, result, time.time()))
 
@@ -322,9 +418,10 @@ class DecisionLog:
         logged, but with no model that answered it teaches the planner nothing."""
         decided = Decided("", failed.classification.task, request.tenant)
         key = self._key(request.tenant, failed.request_id)
-        self._index.add(key, time.monotonic(), decided)
+        now = time.monotonic()
+        self._index.add(key, now, decided)
         if self._redis_url:
-            self._remember_shared(key, decided)
+            self._remember_shared(key, _Unindexed(decided, now))
         if self._sink != "none":
             self._enqueue(failure_record(request, failed, self._include_prompts))
 
@@ -336,8 +433,10 @@ class DecisionLog:
     async def feedback(self, fb: Feedback, *, tenant: str | None = None) -> Decided:
         """Record feedback and say what it was about; NotFound for an id the log lacks,
         or (with ``tenant``) for another tenant's request, which is not told apart from
-        an unknown one. Only the first verdict on a request (good or bad: not a label) is
-        marked ``first_verdict``; a label's line carries no such key."""
+        an unknown one; ResourceExhausted (``DECISION_STORE_UNAVAILABLE``) when only the
+        shared index could say and it cannot be read. Only the first verdict on a request
+        (good or bad: not a label) is marked ``first_verdict``; a label's line carries no
+        such key."""
         key = self._key(tenant or "", fb.request_id)
         judged = f"{self._stream_key}:judged:{key}"
         decided = self._index.get(key, time.monotonic())
@@ -370,6 +469,9 @@ class DecisionLog:
         if feedback_is_good(fb) is not None:  # a label is no verdict: it uses up none
             first = self._index.judge(key) and await self._shared_judge(judged)
             record["first_verdict"] = first
+            held = self._unindexed.get(key)
+            if held is not None and held.clear_verdict:
+                self._unindexed[key] = replace(held, clear_verdict=False)
         if self._sink != "none":
             self._enqueue(record)
         return replace(decided, first_verdict=first)
@@ -384,12 +486,30 @@ class DecisionLog:
             self.dropped += 1
             return
         self._queue.append(entry)
+        wakeup = self._start_writer()
+        if not wakeup.is_set():
+            wakeup.set()
+
+    def _start_writer(self) -> asyncio.Event:
+        """The writer's wakeup, starting the writer first if it has not been."""
         wakeup = self._wakeup
         if wakeup is None:
             wakeup = self._wakeup = asyncio.Event()
-            self._writer = asyncio.get_running_loop().create_task(self._run())
-        if not wakeup.is_set():
-            wakeup.set()
+            self._writer = self._background(self._run())
+        return wakeup
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run ``work`` as a task in a copy of the context the log was made in (the
+        server's). The request that happens to set it off may end long before, and its
+        context holds that request's log id, trace and tenant: every line the task logged
+        would name that request."""
+        return asyncio.get_running_loop().create_task(work, context=self._context.copy())
+
+    def _track(self, task: asyncio.Task[None]) -> asyncio.Task[None]:
+        """Keep ``task`` until it is done, for close() to wait for."""
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return task
 
     def _line(self, entry: dict[str, Any] | tuple[RouteRequest, RouteResult, float]) -> bytes:
         """One compact JSON line (orjson: a twentieth of the stdlib encoder's time)."""
@@ -404,28 +524,107 @@ class DecisionLog:
         if self._redis is None and self._redis_url:
             import redis.asyncio as aioredis
 
-            self._redis = aioredis.Redis.from_url(self._redis_url, socket_timeout=0.5)
+            # Connecting is bounded too: an unreachable Redis (a dropped route, no
+            # refusal) would otherwise hold every index write and Feedback for 5 s.
+            self._redis = aioredis.Redis.from_url(
+                self._redis_url,
+                socket_timeout=_REDIS_TIMEOUT_S,
+                socket_connect_timeout=_REDIS_TIMEOUT_S,
+            )
         return self._redis
 
-    def _remember_shared(self, key: str, decided: Decided) -> None:
-        async def put() -> None:
-            try:
-                async with self._client().pipeline(transaction=False) as pipe:
-                    pipe.set(
-                        f"{self._stream_key}:id:{key}",
-                        f"{decided.model}\t{decided.task}\t{decided.tenant}",
-                        ex=int(self._retention_s),
-                    )
+    def _remember_shared(self, key: str, entry: _Unindexed) -> None:
+        """Write a decision to the shared index in the background; a held-back earlier
+        decision under the same key is superseded by it."""
+        self._unindexed.pop(key, None)
+        self._track(self._background(self._put(key, entry)))
+
+    async def _put(self, key: str, entry: _Unindexed) -> None:
+        """Write one decision to the shared index, or hold it for later when Redis cannot
+        take it (Redis trouble must never fail a request). A replay of held decisions in
+        flight goes first, so that of two decisions under a reused id the newer stays."""
+        replay = self._replay
+        if replay is not None:
+            await asyncio.wait([replay])
+        try:
+            await self._write_index([(key, entry, int(self._retention_s))])
+        except Exception as exc:
+            self._hold_unindexed(key, entry, exc)
+            return
+        if self._unindexed:
+            self._replay_index_soon()
+        else:
+            self._index_outage.recovered(0)
+
+    async def _write_index(self, entries: Sequence[tuple[str, _Unindexed, int]]) -> None:
+        """Write ``entries`` (key, decision, seconds to keep it) in one round trip."""
+        async with self._client().pipeline(transaction=False) as pipe:
+            for key, entry, ttl in entries:
+                d = entry.decided
+                pipe.set(f"{self._stream_key}:id:{key}", f"{d.model}\t{d.task}\t{d.tenant}", ex=ttl)
+                if entry.clear_verdict:
                     # A new decision under a reused id: its verdict is still to give, as
                     # in the process's own index.
                     pipe.delete(f"{self._stream_key}:judged:{key}")
-                    await pipe.execute()
-            except Exception as exc:  # Redis trouble must never fail a request
-                log.warning("decision_index_unavailable", error=type(exc).__name__)
+            await pipe.execute()
 
-        task = asyncio.get_running_loop().create_task(put())
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+    def _hold_unindexed(self, key: str, entry: _Unindexed, exc: BaseException) -> None:
+        """Hold a decision the index could not take, to write it once Redis answers: at
+        most ``_INDEX_BACKLOG_LIMIT``, the oldest dropped past that (counted in
+        ``index_dropped``: Feedback on those is taken by this replica alone). Not when a
+        newer decision under the same key has been made meanwhile."""
+        latest = self._index.recorded_at(key)
+        if latest is not None and latest > entry.at:
+            return
+        self._unindexed[key] = entry
+        self._unindexed.move_to_end(key)
+        self._index_outage.failed(exc, len(self._unindexed))
+        excess = len(self._unindexed) - _INDEX_BACKLOG_LIMIT
+        if excess > 0:
+            for _ in range(excess):
+                self._unindexed.popitem(last=False)
+            self.index_dropped += excess
+            self._index_outage.dropped(excess, _INDEX_BACKLOG_LIMIT)
+        if not self._closing:
+            self._start_writer()  # it retries the backlog even when no request comes
+
+    def _replay_index_soon(self) -> None:
+        """Start writing the held decisions to the index, unless that is under way."""
+        if self._unindexed and self._replay is None:
+            self._replay = self._track(self._background(self._replay_index()))
+            self._replay.add_done_callback(self._replayed)
+
+    def _replayed(self, _: asyncio.Task[None]) -> None:
+        self._replay = None
+
+    async def _replay_index(self) -> None:
+        """Write the held decisions to the index, oldest first, each for what is left of
+        its retention. One whose retention has passed is forgotten: Feedback on it would
+        be refused by now anyway. Stops at the first failure, holding the rest."""
+        written = 0
+        while self._unindexed:
+            now = time.monotonic()
+            batch: list[tuple[str, _Unindexed, int]] = []
+            for key, entry in list(self._unindexed.items()):
+                ttl = int(self._retention_s - (now - entry.at))
+                if ttl < 1:
+                    del self._unindexed[key]
+                    continue
+                batch.append((key, entry, ttl))
+                if len(batch) == _REDIS_BATCH:
+                    break
+            if not batch:
+                break
+            try:
+                await self._write_index(batch)
+            except Exception as exc:
+                self._index_outage.failed(exc, len(self._unindexed))
+                return
+            for key, entry, _ in batch:
+                if self._unindexed.get(key) is entry:  # not superseded meanwhile
+                    del self._unindexed[key]
+            written += len(batch)
+        self._index_outage.recovered(written)
 
     async def _shared_get(
         self, key: str, request_id: str, tenant: str | None
@@ -436,7 +635,11 @@ class DecisionLog:
         under ``quorum:decisions:id:<request id>``: on a miss that key is read too, and its
         decision taken (with authentication, only when it is the caller's tenant's), so a
         rolling upgrade loses no Feedback. Its verdict is then judged where that version
-        judged it."""
+        judged it.
+
+        Raises :class:`ResourceExhausted` (reason ``DECISION_STORE_UNAVAILABLE``, with a
+        retry delay) when Redis cannot be asked: only its answer "no such key" means the
+        decision is unknown."""
         if not self._redis_url:
             return None, False
         legacy = f"{LEGACY_STREAM}:id:{request_id}"
@@ -447,8 +650,15 @@ class DecisionLog:
             if value is None and legacy != f"{self._stream_key}:id:{key}":
                 value, older = await client.get(legacy), True
         except Exception as exc:
-            log.warning("decision_index_unavailable", error=type(exc).__name__)
-            return None, False
+            # The decision may well be there: NOT_FOUND would tell the caller to give up.
+            log.warning("decision_index_unavailable", op="read", error=type(exc).__name__)
+            raise ResourceExhausted(
+                f"decision index unavailable: cannot tell whether request_id {request_id!r} "
+                "was decided; retry shortly",
+                retry_after_s=_RETRY_AFTER_S,
+                reason="DECISION_STORE_UNAVAILABLE",
+                metadata={"request_id": request_id},
+            ) from None
         if value is None:
             return None, False
         text = value.decode() if isinstance(value, bytes) else str(value)
@@ -467,7 +677,7 @@ class DecisionLog:
         try:
             first = await self._client().set(key, "1", nx=True, ex=int(self._retention_s))
         except Exception as exc:
-            log.warning("decision_index_unavailable", error=type(exc).__name__)
+            log.warning("decision_index_unavailable", op="judge", error=type(exc).__name__)
             return True
         return bool(first)
 
@@ -476,7 +686,12 @@ class DecisionLog:
     async def _run(self) -> None:
         assert self._wakeup is not None
         while True:
-            await self._wakeup.wait()
+            if self._unsent or self._unindexed:
+                # Held for Redis: try again in a while, whether or not more comes.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), _RETRY_INTERVAL_S)
+            else:
+                await self._wakeup.wait()
             if self._flush_interval_s > 0 and not self._closing:
                 # Let a batch gather; close() cuts the wait short.
                 with contextlib.suppress(TimeoutError):
@@ -488,25 +703,52 @@ class DecisionLog:
 
     async def _flush(self) -> None:
         entries, self._queue = self._queue, []
-        if not entries:
-            return
+        if self._unindexed:
+            self._replay_index_soon()
         lines = [self._line(entry) for entry in entries]
+        if self._sink == "redis":
+            await self._write_stream(lines)
+            return
+        if not lines:
+            return
         try:
             if self._sink == "stdout":
                 _write_stdout(b"\n".join(lines) + b"\n")
             elif self._sink == "file":
                 await asyncio.to_thread(self._append, lines)
-            elif self._sink == "redis":
-                client = self._client()
-                async with client.pipeline(transaction=False) as pipe:
-                    for line in lines:
+        except Exception as exc:
+            self.dropped += len(lines)
+            log.warning("decision_log_write_failed", error=type(exc).__name__, lines=len(lines))
+
+    async def _write_stream(self, lines: list[bytes]) -> None:
+        """Append ``lines`` to the Redis stream after those held from earlier flushes, in
+        order. What Redis does not take is held for the next flush: at most
+        ``_STREAM_BACKLOG_LIMIT`` lines, the oldest dropped past that (counted in
+        ``dropped``). A batch cut off mid-way may be written twice when retried."""
+        self._unsent.extend(lines)
+        written = 0
+        while self._unsent:
+            batch = list(islice(self._unsent, _REDIS_BATCH))
+            try:
+                async with self._client().pipeline(transaction=False) as pipe:
+                    for line in batch:
                         pipe.xadd(
                             self._stream_key, {"record": line}, maxlen=1_000_000, approximate=True
                         )
                     await pipe.execute()
-        except Exception as exc:
-            self.dropped += len(lines)
-            log.warning("decision_log_write_failed", error=type(exc).__name__, lines=len(lines))
+            except Exception as exc:
+                self._stream_outage.failed(exc, len(self._unsent))
+                excess = len(self._unsent) - _STREAM_BACKLOG_LIMIT
+                if excess > 0:
+                    for _ in range(excess):
+                        self._unsent.popleft()
+                    self.dropped += excess
+                    self._stream_outage.dropped(excess, _STREAM_BACKLOG_LIMIT)
+                return
+            for _ in batch:  # only the writer adds lines, and it is here
+                self._unsent.popleft()
+            written += len(batch)
+        self._stream_outage.recovered(written)
 
     def _append(self, lines: list[bytes]) -> None:
         if self._file is None:
@@ -516,9 +758,10 @@ class DecisionLog:
         self._file.flush()
 
     async def close(self) -> None:
-        """Flush what is queued and stop the writer."""
+        """Flush what is queued, try once more to write what Redis has not taken (what
+        it still refuses is counted as dropped, with a warning), and stop the writer."""
+        self._closing = True
         if self._writer is not None and self._wakeup is not None:
-            self._closing = True
             self._closed.set()
             self._wakeup.set()
             with contextlib.suppress(Exception):
@@ -528,8 +771,21 @@ class DecisionLog:
                 await self._writer
             self._writer = None
         await self._flush()
-        if self._pending:
+        while self._pending:  # index writes, and a replay one of them started
             await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._unindexed:
+            await self._replay_index()
+        if self._unsent or self._unindexed:
+            # Held in memory only: gone with the process.
+            log.warning(
+                "decision_log_unwritten_at_close",
+                lines=len(self._unsent),
+                decisions=len(self._unindexed),
+            )
+            self.dropped += len(self._unsent)
+            self.index_dropped += len(self._unindexed)
+            self._unsent.clear()
+            self._unindexed.clear()
         if self._file is not None:
             self._file.close()
             self._file = None

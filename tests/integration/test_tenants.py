@@ -93,6 +93,22 @@ async def test_missing_or_unknown_token_is_unauthenticated() -> None:
         assert sample_value(metrics, "quorum_requests_total", labels) == 1
 
 
+async def test_an_overlong_token_is_refused_as_too_long_not_as_missing() -> None:
+    token = "t" * 7000
+    async with serving(tenant_config()) as running:
+        long = AsyncQuorumClient(
+            f"127.0.0.1:{running.port}", metadata=[("authorization", f"Bearer {token}")]
+        )
+        async with long:
+            with pytest.raises(QuorumError) as info:
+                await long.list_models()
+    assert info.value.code is grpc.StatusCode.UNAUTHENTICATED
+    assert info.value.reason == "UNAUTHENTICATED"
+    assert "too long" in info.value.message and "4096" in info.value.message
+    assert "missing" not in info.value.message
+    assert "tttttttt" not in info.value.message
+
+
 async def test_two_authorization_values_are_unauthenticated_in_either_order() -> None:
     # Which tenant a request runs as must not depend on the order of its credentials.
     tokens = [("authorization", f"Bearer {TOKENS[t]}") for t in ("acme", "free-co")]

@@ -21,7 +21,14 @@ from quorum.server.domain import (
     Tool,
 )
 from quorum.server.errors import ConfigError, PermissionDenied, Unauthenticated
-from quorum.server.service.auth import TokenVerifier, bearer_token, token_digest, token_digests
+from quorum.server.service.auth import (
+    MAX_TOKEN_CHARS,
+    TokenVerifier,
+    bearer_token,
+    token_digest,
+    token_digests,
+    token_too_long,
+)
 from quorum.server.tenants import (
     ANONYMOUS,
     Tenants,
@@ -187,6 +194,36 @@ def test_bearer_tokens_and_digests() -> None:
     for bad in (None, "Bearer u", "t"):
         with pytest.raises(Unauthenticated):
             verifier.verify(bad)
+
+
+@pytest.mark.parametrize("chars", [MAX_TOKEN_CHARS + 1, MAX_TOKEN_CHARS + 10, 7000, 100_000])
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_a_token_too_long_is_named_too_long_not_missing(chars: int, as_bytes: bool) -> None:
+    token = "x" * chars
+    text = f"Bearer {token}"
+    value: str | bytes = text.encode() if as_bytes else text
+    assert bearer_token(value) is None  # never hashed
+    assert token_too_long(value)
+    with pytest.raises(Unauthenticated) as info:
+        TokenVerifier({token_digest(token): "acme"}).verify(value)
+    message = info.value.message
+    assert message.startswith("bearer token too long")
+    assert f"at most {MAX_TOKEN_CHARS} characters" in message
+    assert "missing" not in message
+    assert "xxxxxxxx" not in message  # the token is never echoed
+
+
+def test_a_token_at_the_limit_is_looked_up_and_others_are_not_too_long() -> None:
+    token = "y" * MAX_TOKEN_CHARS
+    verifier = TokenVerifier({token_digest(token): "acme"})
+    assert verifier.verify(f"Bearer {token}") == "acme"
+    assert verifier.verify(f"  bearer   {token}  ") == "acme"
+    # What is not a bearer token at all, and short enough to tell, is still "missing".
+    for value in (None, "", "Bearer ", "Basic " + "z" * MAX_TOKEN_CHARS):
+        assert not token_too_long(value)
+        with pytest.raises(Unauthenticated) as info:
+            verifier.verify(value)
+        assert info.value.message.startswith("missing credentials")
 
 
 def test_token_digests_come_from_config_and_environment() -> None:

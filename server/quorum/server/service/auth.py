@@ -4,6 +4,8 @@ Callers send ``authorization: Bearer <token>`` in gRPC metadata. The server neve
 a token: the config (or an environment variable fed from a Kubernetes Secret) lists the
 hex digest of each tenant's token, plain SHA-256 or HMAC-SHA256 under a server key, and a
 presented token is hashed and looked up. Nothing here logs, returns or echoes a token.
+A token longer than :data:`MAX_TOKEN_CHARS` is refused as too long (UNAUTHENTICATED, the
+message naming the limit) without being hashed.
 
 The authenticated tenant travels with the request in a context variable set by the gRPC
 interceptor (:mod:`quorum.server.service.gateway`); the router reads it with
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 _DIGEST = re.compile(r"\A[0-9a-f]{64}\Z")
 _BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
 MAX_TOKEN_CHARS = 4096
+# Room for the scheme ("Bearer ") and spaces around the token: a value longer than the
+# longest token plus this is refused before any pattern or hash is run over it.
+_SCHEME_CHARS = 16
 
 _current: ContextVar[TenantPolicy | None] = ContextVar("quorum_tenant", default=None)
 
@@ -68,18 +73,32 @@ def token_digest(token: str, key: bytes | None = None) -> str:
 
 
 def bearer_token(value: str | bytes | None) -> str | None:
-    """The token of an ``authorization`` metadata value, or None when it is not a bearer one."""
-    if value is None:
+    """The token of an ``authorization`` metadata value, or None when it is not a bearer
+    one or its token is too long (:func:`token_too_long` tells that case apart)."""
+    if value is None or len(value) > MAX_TOKEN_CHARS + _SCHEME_CHARS:
         return None
     if isinstance(value, bytes):
         try:
             value = value.decode("ascii")
         except UnicodeDecodeError:
             return None
-    if len(value) > MAX_TOKEN_CHARS + 16:
-        return None
     match = _BEARER.match(value)
-    return match[1] if match else None
+    if match is None or len(match[1]) > MAX_TOKEN_CHARS:
+        return None
+    return match[1]
+
+
+def token_too_long(value: str | bytes | None) -> bool:
+    """Whether an ``authorization`` value was refused for its length: longer than any
+    accepted one, or a bearer token of more than MAX_TOKEN_CHARS. Told apart so that the
+    caller hears its token is too long rather than that it sent none."""
+    if value is None or len(value) <= MAX_TOKEN_CHARS:
+        return False
+    if len(value) > MAX_TOKEN_CHARS + _SCHEME_CHARS:
+        return True
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    match = _BEARER.match(text)
+    return match is not None and len(match[1]) > MAX_TOKEN_CHARS
 
 
 class TokenVerifier:
@@ -93,6 +112,11 @@ class TokenVerifier:
         """The tenant whose token this is; :class:`Unauthenticated` otherwise."""
         token = bearer_token(authorization)
         if token is None:
+            if token_too_long(authorization):
+                raise Unauthenticated(
+                    f"bearer token too long: at most {MAX_TOKEN_CHARS} characters; send "
+                    "metadata 'authorization: Bearer <token>' with the tenant's token"
+                )
             raise Unauthenticated(
                 "missing credentials: send metadata 'authorization: Bearer <token>'"
             )

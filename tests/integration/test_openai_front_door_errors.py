@@ -31,10 +31,22 @@ from quorum.server.errors import (
     all_error_classes,
 )
 from quorum.server.frontdoor import errors as frontdoor_errors
-from quorum.server.frontdoor.errors import HTTP_STATUS, http_error, log_internal_error, loggable
+from quorum.server.frontdoor.errors import (
+    HTTP_STATUS,
+    http_error,
+    log_internal_error,
+    loggable,
+    violation_count,
+)
 from quorum.server.frontdoor.naming import MAX_MODEL_ECHO_CHARS, resolve
-from quorum.server.frontdoor.translate import MAX_SURROGATE_REPORTS, parse_chat_request
+from quorum.server.frontdoor.translate import (
+    IGNORED,
+    MAX_SURROGATE_REPORTS,
+    SERVICE_TIERS,
+    parse_chat_request,
+)
 from quorum.server.policy import build_policy
+from quorum.server.service.status import MAX_VIOLATIONS
 from tests.conftest import sim_config
 
 CONFIG = parse_config(sim_config())
@@ -437,6 +449,142 @@ def test_openai_types_are_accepted() -> None:
         stream_options={"include_usage": True, "include_obfuscation": False},
     )
     assert (chat.stream, chat.include_usage, chat.route.params.logprobs) == (True, True, True)
+
+
+# Fields Quorum accepts and ignores, with values OpenAI refuses: each is a 400 naming the
+# field (or the entry within it), not silently dropped.
+BAD_IGNORED: list[tuple[dict[str, Any], str]] = [
+    ({"seed": "x"}, "seed"),
+    ({"seed": 1.0}, "seed"),
+    ({"seed": True}, "seed"),
+    ({"seed": 2**63}, "seed"),
+    ({"seed": -(2**63) - 1}, "seed"),
+    ({"store": "yes"}, "store"),
+    ({"store": 0}, "store"),
+    ({"parallel_tool_calls": 1}, "parallel_tool_calls"),
+    ({"parallel_tool_calls": "true"}, "parallel_tool_calls"),
+    ({"presence_penalty": "x"}, "presence_penalty"),
+    ({"presence_penalty": 2.5}, "presence_penalty"),
+    ({"presence_penalty": True}, "presence_penalty"),
+    ({"frequency_penalty": 99}, "frequency_penalty"),
+    ({"frequency_penalty": -2.01}, "frequency_penalty"),
+    ({"frequency_penalty": 10**400}, "frequency_penalty"),
+    ({"user": 5}, "user"),
+    ({"user": ["ann"]}, "user"),
+    ({"metadata": [1]}, "metadata"),
+    ({"metadata": "k=v"}, "metadata"),
+    ({"metadata": {"k": 1}}, "metadata.k"),
+    ({"metadata": {"k": None}}, "metadata.k"),
+    ({"metadata": {"ok": "v", "k": "v" * 513}}, "metadata.k"),
+    ({"metadata": {"k" * 65: "v"}}, "metadata." + "k" * 65),
+    ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+    ({"logit_bias": "x"}, "logit_bias"),
+    ({"logit_bias": [50256]}, "logit_bias"),
+    ({"logit_bias": {"50256": 101}}, "logit_bias.50256"),
+    ({"logit_bias": {"50256": -100.5}}, "logit_bias.50256"),
+    ({"logit_bias": {"50256": "-100"}}, "logit_bias.50256"),
+    ({"logit_bias": {"50256": True}}, "logit_bias.50256"),
+    ({"logit_bias": {"hello": 1}}, "logit_bias.hello"),
+    ({"logit_bias": {"-1": 1}}, "logit_bias.-1"),
+    ({"logit_bias": {"١": 1}}, "logit_bias.١"),  # ARABIC-INDIC DIGIT ONE
+    ({"service_tier": 7}, "service_tier"),
+    ({"service_tier": "premium"}, "service_tier"),
+    ({"service_tier": "AUTO"}, "service_tier"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_IGNORED, ids=[f for _, f in BAD_IGNORED])
+def test_ignored_fields_are_checked_as_openai_checks_them(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        _parse(**body)
+    assert [v.field for v in caught.value.violations] == [field]
+    error = http_error(caught.value).body["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", field)
+
+
+def test_every_ignored_field_is_checked() -> None:
+    """A field added to IGNORED gets a check: none takes a value of every JSON type."""
+    for key in IGNORED:
+        refused = 0
+        for value in ("x", 1.5, 10**20, True, [1], {"k": [1]}):
+            try:
+                _parse(**{key: value})
+            except InvalidRequest:
+                refused += 1
+        assert refused >= 4, key
+
+
+def test_ignored_fields_take_what_openai_takes() -> None:
+    """Valid values, limits included, and null for each: accepted, and still ignored."""
+    valid: dict[str, Any] = {
+        "seed": -(2**63),
+        "store": False,
+        "parallel_tool_calls": True,
+        "presence_penalty": -2,
+        "frequency_penalty": 2.0,
+        "user": "",
+        "metadata": {f"{i:064d}": "v" * 512 for i in range(16)},
+        "logit_bias": {"50256": -100, "0": 100, "7": 0.5},
+        "service_tier": "flex",
+    }
+    plain = _parse()
+    assert _parse(**valid).route == plain.route
+    assert _parse(**dict.fromkeys(IGNORED)).route == plain.route
+    for tier in SERVICE_TIERS:
+        _parse(seed=2**63 - 1, service_tier=tier, metadata={}, logit_bias={})
+
+
+def test_an_error_lists_at_most_max_violations() -> None:
+    """However many violations an error holds, the body lists MAX_VIOLATIONS of them (as
+    the gRPC door's BadRequest does) and says how many more there were."""
+    error = InvalidRequest([FieldViolation(f"f{i}", "bad") for i in range(MAX_VIOLATIONS + 7)])
+    body = http_error(error).body["error"]
+    listed = body["quorum"]["violations"]
+    assert [v["field"] for v in listed] == [f"f{i}" for i in range(MAX_VIOLATIONS)]
+    assert body["quorum"]["more_violations"] == 7
+    assert "metadata" not in body["quorum"]
+    few = http_error(InvalidRequest([FieldViolation("f", "bad")])).body["error"]["quorum"]
+    assert "more_violations" not in few
+
+
+def test_a_body_of_many_bad_keys_keeps_only_what_it_lists() -> None:
+    """200,000 unknown keys: the check keeps MAX_VIOLATIONS violations, counts the rest,
+    and the error is small and names the first fields (in sorted order)."""
+    keys = [f"k{i:06d}" for i in range(200_000)]
+    with pytest.raises(InvalidRequest) as caught:
+        _parse(**dict.fromkeys(reversed(keys), 1))
+    error = caught.value
+    assert [v.field for v in error.violations] == keys[:MAX_VIOLATIONS]
+    assert violation_count(error) == 200_000
+    assert error.message.endswith("; and 199990 more")
+    assert len(error.message) < 1000
+    body = http_error(error).body["error"]
+    assert body["param"] == "k000000"
+    assert body["quorum"]["more_violations"] == 200_000 - MAX_VIOLATIONS
+    assert len(json.dumps(body)) < 8000
+
+
+def test_violations_are_counted_across_checks() -> None:
+    """Bad fields after the kept ones are still counted: unknown keys, then the rest."""
+    with pytest.raises(InvalidRequest) as caught:
+        _parse(
+            temperature=9,
+            seed="x",
+            quorum={f"h{i}": 1 for i in range(100)},
+            **{f"k{i:03d}": 1 for i in range(100)},
+        )
+    error = caught.value
+    assert len(error.violations) == MAX_VIOLATIONS
+    assert error.violations[0].field == "k000"
+    assert violation_count(error) == 100 + 1 + 1 + 100  # keys, seed, temperature, hints
+
+
+def test_many_bad_hints_keep_only_what_an_error_lists() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        resolve("quorum:auto", {f"h{i}": 1 for i in range(10_000)}, CATALOG, POLICY, AGENTS)
+    assert len(caught.value.violations) == MAX_VIOLATIONS
+    assert caught.value.violations[0].field == "quorum.h0"
+    assert violation_count(caught.value) == 10_000
 
 
 def test_an_unknown_model_is_echoed_clipped() -> None:

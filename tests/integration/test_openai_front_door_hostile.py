@@ -17,6 +17,7 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
+from quorum.server.service.status import MAX_VIOLATIONS
 from tests.fakes import openai_server
 from tests.integration.test_openai_front_door import MATH, _base_url, front_door, upstream_config
 
@@ -94,6 +95,18 @@ BAD_BODIES: list[tuple[str, bytes, str]] = [
         "model",
     ),
     ("critical yes", b'{"model":"quorum:auto?critical=yes",' + _HI.encode() + b"}", "model"),
+    # Fields accepted and ignored are still checked, as OpenAI checks them.
+    ("seed x", _body('"seed":"x"'), "seed"),
+    ("store yes", _body('"store":"yes"'), "store"),
+    ("parallel_tool_calls 1", _body('"parallel_tool_calls":1'), "parallel_tool_calls"),
+    ("presence_penalty x", _body('"presence_penalty":"x"'), "presence_penalty"),
+    ("frequency_penalty 99", _body('"frequency_penalty":99'), "frequency_penalty"),
+    ("user 5", _body('"user":5'), "user"),
+    ("metadata [1]", _body('"metadata":[1]'), "metadata"),
+    ("metadata value 1", _body('"metadata":{"team":1}'), "metadata.team"),
+    ("logit_bias x", _body('"logit_bias":"x"'), "logit_bias"),
+    ("logit_bias 500", _body('"logit_bias":{"50256":500}', stream=True), "logit_bias.50256"),
+    ("service_tier 7", _body('"service_tier":7'), "service_tier"),
 ]
 
 
@@ -115,6 +128,35 @@ async def test_odd_json_is_a_400_naming_the_field(name: str, body: bytes, param:
         )
         assert not [e for e in logs if e["log_level"] in ("error", "critical")], logs
         # Nothing reached a provider: the next caller is served as usual.
+        answer = await client.chat.completions.create(model="quorum:auto", messages=MATH)
+        assert answer.choices[0].message.content
+
+
+async def test_a_body_of_many_unknown_keys_gets_a_small_error() -> None:
+    """200,000 unknown keys (a 2.4 MB body) got a 12 MB 400 listing every one: the error
+    lists the first MAX_VIOLATIONS, as the gRPC door does, and says how many more."""
+    keys = [f"k{i:06d}" for i in range(200_000)]
+    members = ",".join(f'"{key}":1' for key in reversed(keys))
+    body = f'{{"model":"quorum:auto",{_HI},{members}}}'.encode()
+    assert len(body) > 2_000_000
+    async with front_door() as (running, client):
+        async with aiohttp.ClientSession() as http:
+            with structlog.testing.capture_logs() as logs:
+                async with http.post(
+                    _base_url(running) + "/chat/completions",
+                    data=io.BytesIO(body),
+                    headers={"Content-Type": "application/json"},
+                ) as response:
+                    assert response.status == 400
+                    text = await response.text()
+        assert len(text) < 16_000
+        error = json.loads(text)["error"]
+        assert (error["code"], error["param"]) == ("invalid_request", "k000000")
+        listed = [v["field"] for v in error["quorum"]["violations"]]
+        assert listed == keys[:MAX_VIOLATIONS]
+        assert error["quorum"]["more_violations"] == 200_000 - MAX_VIOLATIONS
+        assert error["message"].endswith("; and 199990 more")
+        assert logs and all(len(repr(event)) < 4000 for event in logs), logs
         answer = await client.chat.completions.create(model="quorum:auto", messages=MATH)
         assert answer.choices[0].message.content
 

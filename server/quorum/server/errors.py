@@ -113,9 +113,10 @@ class InvalidRequest(QuorumError):
     code = grpc.StatusCode.INVALID_ARGUMENT
     reason = "INVALID_REQUEST"
 
-    def __init__(self, violations: Sequence[FieldViolation]) -> None:
-        # Every violation is kept (each cut to a bounded length: a description may echo
-        # a caller's value); the message lists the first few.
+    def __init__(self, violations: Sequence[FieldViolation], total: int = 0) -> None:
+        # Every violation given is kept (each cut to a bounded length: a description may
+        # echo a caller's value); the message lists the first few and counts the others,
+        # out of ``total`` when the caller stopped collecting early.
         self.violations = tuple(
             v
             if len(v.field) <= MAX_FIELD_CHARS and len(v.description) <= MAX_DESCRIPTION_CHARS
@@ -126,8 +127,9 @@ class InvalidRequest(QuorumError):
         )
         listed = self.violations[:MESSAGE_VIOLATIONS]
         text = "; ".join(f"{v.field}: {v.description}" for v in listed)
-        if len(self.violations) > len(listed):
-            text += f"; and {len(self.violations) - len(listed)} more"
+        found = max(total, len(self.violations))
+        if found > len(listed):
+            text += f"; and {found - len(listed)} more"
         super().__init__(f"invalid request: {text}")
 
 

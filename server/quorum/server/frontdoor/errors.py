@@ -10,10 +10,12 @@ always agree. The body is OpenAI's shape, so the vendor SDKs raise their typed e
 
 ``param`` names the offending request field (the first field violation, or the field a
 hint came from); ``code`` is the error's reason in lower case; ``quorum`` adds the rest of
-the account: every violation, and every attempt when execution failed. A 429 carries
-``Retry-After`` (and ``retry-after-ms``) when the error says when to come back. A provider
-fault is never a bare 500: provider errors map to 503/504/429/400 by their own codes, and
-only a bug in Quorum itself becomes a 500, with a generic message.
+the account: the field violations (the first :data:`MAX_VIOLATIONS`, as the gRPC door's
+``BadRequest`` lists them, and in ``more_violations`` how many more there were), and every
+attempt when execution failed. A 429 carries ``Retry-After`` (and ``retry-after-ms``) when
+the error says when to come back. A provider fault is never a bare 500: provider errors
+map to 503/504/429/400 by their own codes, and only a bug in Quorum itself becomes a 500,
+with a generic message.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ import structlog
 
 from quorum.server.errors import (
     ExecutionFailed,
+    FieldViolation,
     InvalidRequest,
     NotFound,
     QuorumError,
 )
 from quorum.server.frontdoor.account import attempt_json, plan_json
+from quorum.server.service.status import MAX_VIOLATIONS
 from quorum.server.values import value_type
 
 log = structlog.get_logger("quorum.frontdoor")
@@ -73,6 +77,51 @@ _ERROR_TYPE: Mapping[int, str] = {
 }
 
 _BUDGET_REASONS = frozenset({"BUDGET_EXHAUSTED", "BUDGET_EXCEEDED", "QUOTA_EXHAUSTED"})
+# InvalidRequest metadata: how many violations there were, when more than it lists (as
+# the gRPC door's ErrorInfo says it); the body says it as ``more_violations``.
+VIOLATION_COUNT = "violations"
+
+
+class Violations:
+    """Field violations in the order a check finds them. Only the first
+    :data:`MAX_VIOLATIONS` are kept, the rest counted: a body of 200,000 bad keys costs
+    200,000 checks, not 200,000 violations (or an error of megabytes)."""
+
+    def __init__(self) -> None:
+        self.items: list[FieldViolation] = []
+        self.total = 0
+
+    @property
+    def room(self) -> int:
+        """How many more violations are kept."""
+        return MAX_VIOLATIONS - len(self.items)
+
+    def add(self, path: str, description: str) -> None:
+        self.total += 1
+        if len(self.items) < MAX_VIOLATIONS:
+            self.items.append(FieldViolation(path, description))
+
+    def count(self, n: int) -> None:
+        """``n`` more violations, found and not described: there is no room for them."""
+        self.total += n
+
+    def extend(self, error: InvalidRequest) -> None:
+        self.items.extend(error.violations[: self.room])
+        self.total += violation_count(error)
+
+    def error(self) -> InvalidRequest:
+        """The error to raise: the kept violations, and how many there were in all."""
+        error = InvalidRequest(self.items, self.total)
+        if self.total > len(self.items):
+            error.metadata[VIOLATION_COUNT] = str(self.total)
+        return error
+
+
+def violation_count(error: InvalidRequest) -> int:
+    """How many violations ``error`` found, listed or not."""
+    counted = error.metadata.get(VIOLATION_COUNT, "")
+    listed = len(error.violations)
+    return max(listed, int(counted)) if counted.isascii() and counted.isdigit() else listed
 
 
 @value_type
@@ -123,13 +172,16 @@ def http_error(
     extension: dict[str, Any] = {"reason": reason}
     if request_id:
         extension["request_id"] = request_id
-    extra = {k: v for k, v in error.metadata.items() if k != "param"}
+    hidden = ("param", VIOLATION_COUNT) if isinstance(error, InvalidRequest) else ("param",)
+    extra = {k: v for k, v in error.metadata.items() if k not in hidden}
     if extra:
         extension["metadata"] = extra
     if isinstance(error, InvalidRequest):
-        extension["violations"] = [
-            {"field": v.field, "description": v.description} for v in error.violations
-        ]
+        listed = error.violations[:MAX_VIOLATIONS]
+        extension["violations"] = [{"field": v.field, "description": v.description} for v in listed]
+        more = violation_count(error) - len(listed)
+        if more:
+            extension["more_violations"] = more
     if isinstance(error, ExecutionFailed):
         extension["attempts"] = [attempt_json(a) for a in error.attempts]
         if error.plan is not None:

@@ -38,7 +38,8 @@ from urllib.parse import parse_qsl
 
 from quorum.server.catalog import Catalog
 from quorum.server.domain import Capability, Hints, Priority, Sensitivity, Strategy
-from quorum.server.errors import FieldViolation, InvalidRequest, NotFound, clip, echo
+from quorum.server.errors import NotFound, clip, echo
+from quorum.server.frontdoor.errors import Violations
 from quorum.server.names import NAME, NAME_RULE
 from quorum.server.policy import RoutingPolicy
 from quorum.server.values import value_type
@@ -153,7 +154,7 @@ _PARSERS: Mapping[str, Callable[[Any], Any]] = {
 
 
 def _hint_values(
-    raw: Mapping[str, Any], violations: list[FieldViolation], *, in_query: bool
+    raw: Mapping[str, Any], violations: Violations, *, in_query: bool
 ) -> dict[str, tuple[Any, str]]:
     """Parse hint values; returns key → (value, origin). The origin is ``model`` for the
     query string, where a violation's description then says which hint it is about, and
@@ -165,12 +166,12 @@ def _hint_values(
         parser = _PARSERS.get(key)
         if parser is None:
             known = ", ".join(_PARSERS)
-            violations.append(FieldViolation(origin, f"unknown hint{named}; known: {known}"))
+            violations.add(origin, f"unknown hint{named}; known: {known}")
             continue
         try:
             out[key] = (parser(value), origin)
         except ValueError as exc:
-            violations.append(FieldViolation(origin, f"hint{named} {exc}" if named else str(exc)))
+            violations.add(origin, f"hint{named} {exc}" if named else str(exc))
     return out
 
 
@@ -186,7 +187,7 @@ def resolve(
     Raises :class:`NotFound` (param ``model``) for a name that is neither a configured
     model nor a ``quorum:`` route, and :class:`InvalidRequest` for bad hints.
     """
-    violations: list[FieldViolation] = []
+    violations = Violations()
     query: dict[str, str] = {}
     base: dict[str, Any] = {}
     if model.startswith(PREFIX):
@@ -202,7 +203,7 @@ def resolve(
         pairs = parse_qsl(query_text, keep_blank_values=True)
         for key, value in pairs:
             if key in query:
-                violations.append(FieldViolation("model", f"hint {key!r} given twice"))
+                violations.add("model", f"hint {key!r} given twice")
             query[key] = value
     elif model in catalog.models:
         base["model"] = model
@@ -214,11 +215,11 @@ def resolve(
     from_body = _hint_values(extension, violations, in_query=False)
     for key, (value, origin) in from_body.items():
         if key in values and values[key][0] != value:
-            violations.append(FieldViolation(origin, f"conflicts with {key}={query[key]} in model"))
+            violations.add(origin, f"conflicts with {key}={query[key]} in model")
         values[key] = (value, origin)
     for key, value in base.items():
         if key in values:
-            violations.append(FieldViolation(values[key][1], f"{key} is already set by model"))
+            violations.add(values[key][1], f"{key} is already set by model")
         values[key] = (value, "model")
 
     def get(key: str, default: Any) -> Any:
@@ -230,30 +231,20 @@ def resolve(
     agent = get("agent", "")
     if agent and agent not in agents:
         known = _join(sorted(agents)) or "none configured"
-        violations.append(
-            FieldViolation(values["agent"][1], f"unknown agent {agent!r} (known: {known})")
-        )
+        violations.add(values["agent"][1], f"unknown agent {agent!r} (known: {known})")
     if tier and tier not in catalog.tiers:
-        violations.append(
-            FieldViolation(
-                values["tier"][1], f"unknown tier {tier!r} (known: {_join(catalog.tiers)})"
-            )
-        )
+        violations.add(values["tier"][1], f"unknown tier {tier!r} (known: {_join(catalog.tiers)})")
     if use_case and use_case not in policy.use_cases:
-        violations.append(
-            FieldViolation(
-                values["use_case"][1],
-                f"unknown use case {use_case!r} (known: {_join(policy.use_cases) or 'none'})",
-            )
+        violations.add(
+            values["use_case"][1],
+            f"unknown use case {use_case!r} (known: {_join(policy.use_cases) or 'none'})",
         )
     if forced and tier and tier in catalog.tiers and catalog.models[forced].tier != tier:
-        violations.append(
-            FieldViolation(
-                values["tier"][1], f"model {forced!r} is in tier {catalog.models[forced].tier!r}"
-            )
+        violations.add(
+            values["tier"][1], f"model {forced!r} is in tier {catalog.models[forced].tier!r}"
         )
-    if violations:
-        raise InvalidRequest(violations)
+    if violations.total:
+        raise violations.error()
     hints = Hints(
         strategy=get("strategy", Strategy.AUTO),
         priority=get("priority", Priority.BALANCED),

@@ -3,20 +3,24 @@
 :func:`parse_chat_request` validates a request body field by field — with the limits the
 gRPC front door applies — and names each bad field by its OpenAI path (``temperature``,
 ``messages[2].content[1].image_url.url``, ``tools[0].function.parameters``); every
-problem is reported at once as an :class:`~quorum.server.errors.InvalidRequest`. Types
-are OpenAI's, strictly: a boolean field takes ``true`` or ``false`` (not ``0`` or ``""``),
-an integer field an integer (not ``1.0``, not ``true``, though Python counts ``True ==
-1``), and an object only the keys OpenAI defines for it.
+problem is reported at once as an :class:`~quorum.server.errors.InvalidRequest` (the
+first :data:`~quorum.server.service.status.MAX_VIOLATIONS` of them, and how many there
+were). Types are OpenAI's, strictly: a boolean field takes ``true`` or ``false`` (not
+``0`` or ``""``), an integer field an integer (not ``1.0``, not ``true``, though Python
+counts ``True == 1``), and an object only the keys OpenAI defines for it. A field Quorum
+accepts and ignores (``seed``, ``metadata``, ...) is checked all the same, as OpenAI
+checks it: ``"seed": "x"`` is a 400, not silently dropped.
 :func:`completion_body` builds the ``chat.completion`` answer from a
 :class:`~quorum.server.domain.RouteResult`.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import field
 from typing import Any
 
@@ -26,6 +30,7 @@ from quorum.server.conversation import tool_turn_problems
 from quorum.server.errors import FieldViolation, InvalidRequest, NotFound
 from quorum.server.frontdoor import naming
 from quorum.server.frontdoor.account import account_json
+from quorum.server.frontdoor.errors import Violations
 from quorum.server.names import (
     IMAGE_TYPES,
     MAX_CONTENT_CHARS,
@@ -53,20 +58,15 @@ _MESSAGE_KEYS = {
     d.Role.ASSISTANT: {"role", "content", "name", "tool_calls", "refusal"},
     d.Role.TOOL: {"role", "content", "tool_call_id"},
 }
-# Accepted for compatibility and not forwarded: they tune sampling or bookkeeping only.
-IGNORED = frozenset(
-    {
-        "user",
-        "seed",
-        "metadata",
-        "store",
-        "service_tier",
-        "parallel_tool_calls",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-    }
-)
+# The ignored fields' limits, as OpenAI documents them.
+PENALTY = 2.0  # presence_penalty, frequency_penalty: within [-2, 2]
+SEED = 2**63  # an int64: within [-2**63, 2**63 - 1]
+MAX_METADATA_KEYS = 16
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 512
+LOGIT_BIAS = 100  # within [-100, 100]
+# The SDK's (its OpenAPI spec's) list; "fast" is a request-side alias of "priority".
+SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast")
 # Recognised but not supported: a clear error beats a silently different answer.
 UNSUPPORTED = {
     "functions": "use tools",
@@ -121,20 +121,12 @@ class ChatRequest:
     origins: Mapping[str, str] = field(default_factory=dict)
 
 
-class _Violations:
-    def __init__(self) -> None:
-        self.items: list[FieldViolation] = []
-
-    def add(self, path: str, description: str) -> None:
-        self.items.append(FieldViolation(path, description))
-
-
 def _is_integer(value: Any) -> bool:
     """A JSON integer: ``1`` but not ``1.0``, and not ``true`` (a bool is an int in Python)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _flag(body: Mapping[str, Any], key: str, v: _Violations, path: str = "") -> bool:
+def _flag(body: Mapping[str, Any], key: str, v: Violations, path: str = "") -> bool:
     """A boolean field (at ``path``, by default ``key``), ``null`` or absent meaning
     false; anything but a JSON boolean (``0``, ``""``, ``"true"``) is refused, as OpenAI
     refuses it, rather than read as truthy or falsy."""
@@ -196,7 +188,7 @@ def _path(parent: str, key: str | int | None) -> str:
     return f"{parent}.{key}" if parent else key
 
 
-def _image(raw: Any, path: str, v: _Violations) -> d.ImagePart | None:
+def _image(raw: Any, path: str, v: Violations) -> d.ImagePart | None:
     if not isinstance(raw, dict) or not isinstance(raw.get("url"), str):
         v.add(path, "must be an object with a url")
         return None
@@ -224,7 +216,7 @@ def _image(raw: Any, path: str, v: _Violations) -> d.ImagePart | None:
 
 
 def _content(
-    raw: Any, path: str, role: d.Role | None, v: _Violations
+    raw: Any, path: str, role: d.Role | None, v: Violations
 ) -> tuple[str, tuple[d.ContentPart, ...]]:
     if raw is None:
         return "", ()
@@ -257,7 +249,7 @@ def _content(
     return "", tuple(parts)
 
 
-def _tool_calls(raw: Any, path: str, v: _Violations) -> tuple[d.ToolCall, ...]:
+def _tool_calls(raw: Any, path: str, v: Violations) -> tuple[d.ToolCall, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -289,7 +281,7 @@ def _tool_calls(raw: Any, path: str, v: _Violations) -> tuple[d.ToolCall, ...]:
     return tuple(calls)
 
 
-def _message(raw: Any, path: str, v: _Violations) -> d.Message | None:
+def _message(raw: Any, path: str, v: Violations) -> d.Message | None:
     if not isinstance(raw, dict):
         v.add(path, "must be an object")
         return None
@@ -319,7 +311,7 @@ def _message(raw: Any, path: str, v: _Violations) -> d.Message | None:
     return message
 
 
-def _tools(raw: Any, v: _Violations) -> tuple[d.Tool, ...]:
+def _tools(raw: Any, v: Violations) -> tuple[d.Tool, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
@@ -359,7 +351,7 @@ def _tools(raw: Any, v: _Violations) -> tuple[d.Tool, ...]:
 
 
 def _tool_choice(
-    raw: Any, tools: tuple[d.Tool, ...], v: _Violations
+    raw: Any, tools: tuple[d.Tool, ...], v: Violations
 ) -> tuple[tuple[d.Tool, ...], d.ToolChoice]:
     """Apply ``tool_choice``: ``none`` forbids a call, ``required`` or a named function
     forces one (to one of ``tools``)."""
@@ -386,7 +378,7 @@ def _tool_choice(
     return tools, choice
 
 
-def _response_format(raw: Any, v: _Violations) -> d.ResponseFormat:
+def _response_format(raw: Any, v: Violations) -> d.ResponseFormat:
     if raw is None:
         return d.ResponseFormat()
     kind = raw.get("type") if isinstance(raw, dict) else None
@@ -412,7 +404,7 @@ def _response_format(raw: Any, v: _Violations) -> d.ResponseFormat:
     return d.ResponseFormat(d.ResponseFormatType.JSON_SCHEMA, json.dumps(schema), name)
 
 
-def _stop(raw: Any, v: _Violations) -> tuple[str, ...]:
+def _stop(raw: Any, v: Violations) -> tuple[str, ...]:
     if raw is None:
         return ()
     items = [raw] if isinstance(raw, str) else raw
@@ -427,7 +419,7 @@ def _stop(raw: Any, v: _Violations) -> tuple[str, ...]:
     return tuple(s for s in items if isinstance(s, str))
 
 
-def _max_tokens(body: Mapping[str, Any], v: _Violations) -> int:
+def _max_tokens(body: Mapping[str, Any], v: Violations) -> int:
     found = 0
     for key in ("max_completion_tokens", "max_tokens"):
         value = body.get(key)
@@ -443,7 +435,7 @@ def _max_tokens(body: Mapping[str, Any], v: _Violations) -> int:
 
 
 def _number(
-    body: Mapping[str, Any], key: str, low: float, high: float, v: _Violations
+    body: Mapping[str, Any], key: str, low: float, high: float, v: Violations
 ) -> float | None:
     value = body.get(key)
     if value is None:
@@ -457,7 +449,77 @@ def _number(
     return float(value)
 
 
-def _params(body: Mapping[str, Any], v: _Violations) -> d.GenerationParams:
+def _penalty(body: Mapping[str, Any], key: str, v: Violations) -> None:
+    _number(body, key, -PENALTY, PENALTY, v)
+
+
+def _seed(body: Mapping[str, Any], key: str, v: Violations) -> None:
+    value = body[key]
+    if not _is_integer(value):
+        v.add(key, "must be an integer")
+    elif not -SEED <= value < SEED:
+        v.add(key, "must be a 64-bit integer")
+
+
+def _string(body: Mapping[str, Any], key: str, v: Violations) -> None:
+    if not isinstance(body[key], str):
+        v.add(key, "must be a string")
+
+
+def _service_tier(body: Mapping[str, Any], key: str, v: Violations) -> None:
+    if not isinstance(body[key], str) or body[key] not in SERVICE_TIERS:
+        v.add(key, f"must be one of {', '.join(SERVICE_TIERS)}")
+
+
+def _metadata(body: Mapping[str, Any], key: str, v: Violations) -> None:
+    """An object of up to 16 string values, keys up to 64 characters, values 512."""
+    raw = body[key]
+    if not isinstance(raw, dict):
+        v.add(key, "must be an object of string values")
+        return
+    if len(raw) > MAX_METADATA_KEYS:
+        v.add(key, f"has {len(raw)} keys, limit {MAX_METADATA_KEYS}")
+        return
+    for name, value in raw.items():
+        path = f"{key}.{name}"
+        if len(name) > MAX_METADATA_KEY_CHARS:
+            v.add(path, f"key is {len(name)} characters, limit {MAX_METADATA_KEY_CHARS}")
+        if not isinstance(value, str):
+            v.add(path, "must be a string")
+        elif len(value) > MAX_METADATA_VALUE_CHARS:
+            v.add(path, f"is {len(value)} characters, limit {MAX_METADATA_VALUE_CHARS}")
+
+
+def _logit_bias(body: Mapping[str, Any], key: str, v: Violations) -> None:
+    """An object mapping token ids (``"50256"``) to biases within [-100, 100]."""
+    raw = body[key]
+    if not isinstance(raw, dict):
+        v.add(key, "must be an object mapping token ids to biases")
+        return
+    for token, bias in raw.items():
+        if not (token.isascii() and token.isdigit()):
+            v.add(f"{key}.{token}", "must be a token id: a non-negative integer")
+        elif not _is_number(bias) or not -LOGIT_BIAS <= bias <= LOGIT_BIAS:
+            v.add(f"{key}.{token}", f"must be a number within [-{LOGIT_BIAS}, {LOGIT_BIAS}]")
+
+
+# Accepted for compatibility and not forwarded (they tune sampling or bookkeeping only),
+# but checked as OpenAI checks them; each may be null, as if absent.
+_IGNORED_CHECKS: Mapping[str, Callable[[Mapping[str, Any], str, Violations], object]] = {
+    "user": _string,
+    "seed": _seed,
+    "metadata": _metadata,
+    "store": _flag,
+    "service_tier": _service_tier,
+    "parallel_tool_calls": _flag,
+    "presence_penalty": _penalty,
+    "frequency_penalty": _penalty,
+    "logit_bias": _logit_bias,
+}
+IGNORED = frozenset(_IGNORED_CHECKS)
+
+
+def _params(body: Mapping[str, Any], v: Violations) -> d.GenerationParams:
     logprobs = _flag(body, "logprobs", v)
     top_logprobs = body.get("top_logprobs")
     if top_logprobs is not None and not _is_integer(top_logprobs):
@@ -477,7 +539,7 @@ def _params(body: Mapping[str, Any], v: _Violations) -> d.GenerationParams:
     )
 
 
-def _stream_options(options: Any, stream: bool, v: _Violations) -> bool:
+def _stream_options(options: Any, stream: bool, v: Violations) -> bool:
     """Check ``stream_options`` as OpenAI does (an object of its known keys, each a
     boolean, only with ``stream: true``); returns include_usage."""
     if options is None:
@@ -494,11 +556,18 @@ def _stream_options(options: Any, stream: bool, v: _Violations) -> bool:
     return flags["include_usage"]
 
 
-def _top_level(body: Mapping[str, Any], v: _Violations) -> tuple[bool, bool]:
-    """Check the keys that shape the exchange; returns (stream, include_usage)."""
-    for key in sorted(body.keys() - HANDLED - IGNORED):
-        why = UNSUPPORTED.get(key, "unrecognized request argument")
-        v.add(key, why)
+def _top_level(body: Mapping[str, Any], v: Violations) -> tuple[bool, bool]:
+    """Check the keys that shape the exchange, and those accepted and ignored; returns
+    (stream, include_usage)."""
+    unknown = body.keys() - HANDLED - IGNORED
+    # In sorted order, as many as are kept (a body may have a million); the rest counted.
+    listed = heapq.nsmallest(v.room, unknown)
+    for key in listed:
+        v.add(key, UNSUPPORTED.get(key, "unrecognized request argument"))
+    v.count(len(unknown) - len(listed))
+    for key, check in _IGNORED_CHECKS.items():
+        if body.get(key) is not None:
+            check(body, key, v)
     n = body.get("n")
     if n is not None and not _is_integer(n):
         v.add("n", "must be an integer")
@@ -523,7 +592,7 @@ def parse_chat_request(
 ) -> ChatRequest:
     """Validate a chat-completions body; raise :class:`InvalidRequest` naming every bad
     field, or :class:`NotFound` (param ``model``) for an unknown model."""
-    v = _Violations()
+    v = Violations()
     if not isinstance(body, dict):
         raise InvalidRequest([FieldViolation("body", "must be a JSON object")])
     # First, so that no later check (or its error message) handles text UTF-8 cannot carry.
@@ -547,7 +616,7 @@ def parse_chat_request(
             if message is not None:
                 messages.append(message)
     params = _params(body, v)
-    if not v.items and any(m.tool_calls or m.role is d.Role.TOOL for m in messages):
+    if not v.total and any(m.tool_calls or m.role is d.Role.TOOL for m in messages):
         for field, problem in tool_turn_problems(messages, params):
             v.add(field, problem)
     extension = body.get("quorum", {})
@@ -560,11 +629,11 @@ def parse_chat_request(
         try:
             target = naming.resolve(model, extension, catalog, policy, agents)
         except InvalidRequest as exc:
-            v.items.extend(exc.violations)
+            v.extend(exc)
         except NotFound as exc:
             missing = exc
-    if v.items:
-        raise InvalidRequest(v.items)
+    if v.total:
+        raise v.error()
     if missing is not None:
         raise missing
     assert target is not None

@@ -490,6 +490,12 @@ BAD_IGNORED: list[tuple[dict[str, Any], str]] = [
     ({"service_tier": 7}, "service_tier"),
     ({"service_tier": "premium"}, "service_tier"),
     ({"service_tier": "AUTO"}, "service_tier"),
+    ({"safety_identifier": 7}, "safety_identifier"),
+    ({"safety_identifier": "u" * 129}, "safety_identifier"),
+    ({"prompt_cache_key": ["k"]}, "prompt_cache_key"),
+    ({"prompt_cache_retention": "1h"}, "prompt_cache_retention"),
+    ({"prompt_cache_options": "explicit"}, "prompt_cache_options"),
+    ({"moderation": {"model": "omni-moderation-latest"}}, "moderation"),
 ]
 
 
@@ -526,6 +532,10 @@ def test_ignored_fields_take_what_openai_takes() -> None:
         "metadata": {f"{i:064d}": "v" * 512 for i in range(16)},
         "logit_bias": {"50256": -100, "0": 100, "7": 0.5},
         "service_tier": "flex",
+        "safety_identifier": "u" * 128,
+        "prompt_cache_key": "tenant-a:chat",
+        "prompt_cache_retention": "24h",
+        "prompt_cache_options": {"mode": "explicit", "ttl": "30m"},
     }
     plain = _parse()
     assert _parse(**valid).route == plain.route

@@ -67,6 +67,8 @@ MAX_METADATA_VALUE_CHARS = 512
 LOGIT_BIAS = 100  # within [-100, 100]
 # The SDK's (its OpenAPI spec's) list; "fast" is a request-side alias of "priority".
 SERVICE_TIERS = ("auto", "default", "flex", "scale", "priority", "fast")
+CACHE_RETENTIONS = ("in_memory", "24h")
+MAX_SAFETY_IDENTIFIER_CHARS = 128
 # Recognised but not supported: a clear error beats a silently different answer.
 UNSUPPORTED = {
     "functions": "use tools",
@@ -76,6 +78,7 @@ UNSUPPORTED = {
     "reasoning_effort": "not supported; choose a model or tier instead",
     "web_search_options": "web search is not supported",
     "verbosity": "not supported",
+    "moderation": "moderation is not supported",
 }
 HANDLED = frozenset(
     {
@@ -466,6 +469,23 @@ def _string(body: Mapping[str, Any], key: str, v: Violations) -> None:
         v.add(key, "must be a string")
 
 
+def _safety_identifier(body: Mapping[str, Any], key: str, v: Violations) -> None:
+    if not isinstance(body[key], str):
+        v.add(key, "must be a string")
+    elif len(body[key]) > MAX_SAFETY_IDENTIFIER_CHARS:
+        v.add(key, f"is {len(body[key])} characters, limit {MAX_SAFETY_IDENTIFIER_CHARS}")
+
+
+def _cache_retention(body: Mapping[str, Any], key: str, v: Violations) -> None:
+    if not isinstance(body[key], str) or body[key] not in CACHE_RETENTIONS:
+        v.add(key, f"must be one of {', '.join(CACHE_RETENTIONS)}")
+
+
+def _object(body: Mapping[str, Any], key: str, v: Violations) -> None:
+    if not isinstance(body[key], dict):
+        v.add(key, "must be an object")
+
+
 def _service_tier(body: Mapping[str, Any], key: str, v: Violations) -> None:
     if not isinstance(body[key], str) or body[key] not in SERVICE_TIERS:
         v.add(key, f"must be one of {', '.join(SERVICE_TIERS)}")
@@ -515,6 +535,11 @@ _IGNORED_CHECKS: Mapping[str, Callable[[Mapping[str, Any], str, Violations], obj
     "presence_penalty": _penalty,
     "frequency_penalty": _penalty,
     "logit_bias": _logit_bias,
+    # OpenAI's prompt caching and abuse monitoring: nothing for Quorum to do with them.
+    "safety_identifier": _safety_identifier,
+    "prompt_cache_key": _string,
+    "prompt_cache_retention": _cache_retention,
+    "prompt_cache_options": _object,
 }
 IGNORED = frozenset(_IGNORED_CHECKS)
 

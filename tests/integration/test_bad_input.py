@@ -419,6 +419,56 @@ CASES: list[tuple[str, pb.RouteRequest, str]] = [
         _schema('{"patternProperties": {"(a)\\\\1": {}}}'),
         "params.response_format.json_schema",
     ),
+    # Validating an answer against a reference loop never ends: the gate could never
+    # check it, and would escalate every cascade through every tier.
+    (
+        "schema reference that loops back to itself",
+        _schema('{"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/a"}}}', 3),
+        "params.response_format.json_schema",
+    ),
+    (
+        "schema that applies itself in place",
+        _schema('{"allOf": [{"$ref": "#"}]}', 3),
+        "params.response_format.json_schema",
+    ),
+    # The providers' parsers are strict: they would refuse these, naming no field.
+    (
+        "schema with NaN",
+        _schema('{"type": "number", "maximum": NaN}'),
+        "params.response_format.json_schema",
+    ),
+    (
+        "schema with Infinity",
+        _schema('{"type": "number", "maximum": Infinity}'),
+        "params.response_format.json_schema",
+    ),
+    (
+        "schema with a number beyond a double",
+        _schema('{"type": "number", "maximum": 1e999}'),
+        "params.response_format.json_schema",
+    ),
+    (
+        "schema whose properties are not an object",
+        _schema('{"type": "object", "properties": [1, 2]}'),
+        "params.response_format.json_schema",
+    ),
+    # orjson, every adapter's encoder, refuses more than 255 levels, the request body's own
+    # included: these would fail at every provider.
+    (
+        "a tool schema nested 126 levels deep",
+        _mutate(
+            lambda r: r.params.tools.add(
+                name="t",
+                parameters_json='{"type":"object","properties":{"a":' * 126 + "{}" + "}}" * 126,
+            )
+        ),
+        "params.tools[0].parameters_json",
+    ),
+    (
+        "tool call arguments nested 600 deep",
+        _turns(_calls(("c1", "get_weather", '{"a":' * 600 + "1" + "}" * 600)), _ANSWERED),
+        "messages[1].tool_calls[0].arguments_json",
+    ),
 ]
 
 
@@ -449,6 +499,35 @@ async def test_a_number_out_of_range_is_named_as_such() -> None:
         "has a number out of range"
     )
     assert "NaN" in nan.value.field_violations[0].description
+
+
+async def test_a_schema_problem_is_said_in_words() -> None:
+    async with running_server(parse_config(sim_config())) as (_, client):
+        with pytest.raises(QuorumError) as info:
+            await client.route(_schema('{"type": "object", "properties": [1, 2]}'))
+        with pytest.raises(QuorumError) as big:
+            await client.route(_schema('{"maximum": ' + "9" * 5000 + "}"))
+    (misshapen,) = info.value.field_violations
+    assert misshapen.description == (
+        "is not a usable JSON Schema: at (root): properties must be an object of subschemas,"
+        " not an array"
+    )
+    (number,) = big.value.field_violations
+    assert number.description.startswith("has a number out of range")
+
+
+async def test_a_negative_zero_ceiling_is_the_zero_ceiling() -> None:
+    # 0 is a ceiling of $0 (unset is none): -0.0 is the same, and is never shown as "$-0".
+    said: list[str] = []
+    async with running_server(parse_config(sim_config())) as (_, client):
+        for ceiling in (0.0, -0.0):
+            request = _ok()
+            request.hints.max_cost_usd = ceiling
+            with pytest.raises(QuorumError) as info:
+                await client.plan(request)
+            assert info.value.code is grpc.StatusCode.FAILED_PRECONDITION
+            said.append(info.value.message)
+    assert said[0] == said[1] and "$-0" not in said[1] and "$0.000000" in said[1], said
 
 
 async def test_well_formed_tool_turns_are_accepted() -> None:

@@ -189,6 +189,51 @@ async def test_guard_is_shared_through_redis_and_survives_its_outage(redis_serve
         await _until(healthy)
 
 
+def _with_schema(schema: str, request_id: str) -> pb.RouteRequest:
+    request = pb.RouteRequest(
+        request_id=request_id,
+        messages=[pb.Message(role=pb.ROLE_USER, content=MEDIUM)],
+        hints=_hints(pb.STRATEGY_CASCADE),
+    )
+    request.params.response_format.type = pb.RESPONSE_FORMAT_TYPE_JSON_SCHEMA
+    request.params.response_format.json_schema = schema
+    return request
+
+
+async def test_a_request_no_tier_can_satisfy_does_not_teach_the_guard() -> None:
+    # The guard is shared by every caller of a route. A schema no answer satisfies fails
+    # the gate at every tier: that is the request's failure, not the cheap tier's, and one
+    # caller sending it again and again must not send everyone's cascades to premium.
+    quiet = _ids(probe=False, count=8)[-1]
+    data = sim_config()
+    data["routing"]["cascade"] = GUARDED
+    async with running_server(parse_config(data)) as (_, client):
+        before = (await client.plan(MEDIUM, request_id=quiet)).plan
+        first, *more = _ids(probe=False, count=6)
+        r = await client.route(_with_schema('{"enum": []}', first))
+        assert [a.gate.passed for a in r.attempts] == [False, False]  # cheap, premium
+        assert list(r.cascade.tiers_tried) == ["cheap", "premium"]
+        for rid in more:
+            await client.route(_with_schema('{"enum": []}', rid))
+        after = (await client.plan(MEDIUM, request_id=quiet)).plan
+        assert not _guarded(after)
+        assert [s.candidates[0].model for s in after.stages] == [
+            s.candidates[0].model for s in before.stages
+        ]
+        r = await client.route(MEDIUM, request_id=quiet, hints=_hints(pb.STRATEGY_CASCADE))
+        assert list(r.cascade.tiers_tried) == ["cheap"] and r.model == "flash"
+
+
+async def test_an_escalation_is_learned_once_a_later_tier_passes() -> None:
+    # The cheap tier failed where a later tier passed: that is what the guard learns from.
+    quiet = _ids(probe=False, count=8)[-1]
+    async with running_server(parse_config(_guard_config())) as (server, client):
+        await _trip(client)
+        assert _guarded((await client.plan(MEDIUM, request_id=quiet)).plan)
+        rates = server.router.observed.escalations.rates()
+    assert rates == {"/cheap": 1.0, "/mid": 0.0}
+
+
 # ---- consensus: majority -------------------------------------------------------------
 
 

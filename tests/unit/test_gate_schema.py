@@ -97,6 +97,26 @@ def test_self_contained_schemas_are_accepted(schema: str) -> None:
         ('{"$schema": ["x"]}', "$schema must be a string"),
         ("[1]", "must be a JSON object"),
         ("{bad", "must be a JSON object"),
+        # As strict as the providers' parsers: they would refuse it, without naming it.
+        ('{"type": "number", "maximum": NaN}', "NaN, Infinity and -Infinity are not JSON"),
+        ('{"type": "number", "maximum": Infinity}', "NaN, Infinity and -Infinity are not JSON"),
+        ('{"type": "number", "minimum": -Infinity}', "NaN, Infinity and -Infinity are not JSON"),
+        ('{"type": "number", "maximum": 1e999}', "has a number out of range"),
+        ('{"maximum": ' + "9" * 5000 + "}", "has a number out of range"),
+        # A keyword holding subschemas that holds something else, in words.
+        (
+            '{"type": "object", "properties": [1, 2]}',
+            "is not a usable JSON Schema: at (root): properties must be an object of"
+            " subschemas, not an array",
+        ),
+        ('{"allOf": {"a": {}}}', "at (root): allOf must be an array of subschemas, not an object"),
+        (
+            '{"properties": {"a": {"items": [{}, 5]}}}',
+            "at properties/a/items/1: a subschema must be an object or a boolean, not a number",
+        ),
+        ('{"not": "x"}', "at not: a subschema must be an object or a boolean, not a string"),
+        ('{"$defs": null}', "at (root): $defs must be an object of subschemas, not null"),
+        ('{"properties": true}', "properties must be an object of subschemas, not a boolean"),
         ('{"a":' * 40 + "1" + "}" * 40, "deep"),
         ("[" * 100_000 + "]" * 100_000, "characters"),
         (json.dumps({"anyOf": [True] * 300}), "too large"),
@@ -127,7 +147,8 @@ def test_the_gate_never_raises_on_a_schema_it_cannot_follow(
     )
     monkeypatch.setattr(gate, "_validator", lambda text: broken)
     passed, reason = _schema_check('{"$ref": "#/nowhere"}', "{}")
-    assert not passed and "not checked" in reason
+    assert passed and reason.startswith("not checked: ")
+    assert "Error" not in reason  # in words, never a Python exception's name
 
 
 def test_an_unusable_schema_that_reached_the_gate_is_noted() -> None:
@@ -161,16 +182,88 @@ def test_exponential_references_are_cut_short() -> None:
     assert schema_problem(schema) is None  # small and self-contained
     started = time.monotonic()
     passed, reason = _schema_check(schema, "{}")
-    assert not passed and "costs too much" in reason
+    assert passed and reason == (
+        "not checked: validating this answer against the schema costs too much"
+    )
     assert time.monotonic() - started < 2.0
 
 
-def test_a_reference_loop_is_a_failed_check() -> None:
-    schema = (
-        '{"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}'
-    )
-    passed, reason = _schema_check(schema, "{}")
-    assert not passed and "recursed" in reason
+_LOOPS = [
+    '{"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/a"}}}',
+    '{"allOf": [{"$ref": "#"}]}',
+    '{"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}',
+    '{"anyOf": [{"type": "string"}, {"$ref": "#"}]}',
+    '{"oneOf": [{"not": {"$ref": "#"}}]}',
+    '{"if": {"$ref": "#"}}',
+    '{"if": true, "then": {"allOf": [{"$ref": "#"}]}}',
+    '{"if": true, "else": {"$ref": "#"}}',
+    '{"dependentSchemas": {"a": {"$ref": "#"}}}',
+    '{"$dynamicAnchor": "n", "allOf": [{"$dynamicRef": "#n"}]}',
+    '{"$schema": "https://json-schema.org/draft/2019-09/schema", "$recursiveAnchor": true,'
+    ' "anyOf": [{"$recursiveRef": "#"}]}',
+    '{"$schema": "http://json-schema.org/draft-07/schema#",'
+    ' "definitions": {"a": {"$ref": "#/definitions/a"}},'
+    ' "properties": {"x": {"$ref": "#/definitions/a"}}}',
+    '{"$defs": {"a": {"$id": "https://example.com/a", "allOf": [{"$ref": "a"}]}}}',
+]
+
+
+@pytest.mark.parametrize("schema", _LOOPS)
+def test_a_reference_loop_is_refused_on_arrival(schema: str) -> None:
+    # A chain of in-place keywords and references back to where it started never
+    # descends into the answer: validating any answer against it cannot end.
+    problem = schema_problem(schema)
+    assert problem is not None and problem.startswith("has a reference loop: "), problem
+    assert len(problem) < 400
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        '{"type": "object", "properties": {"child": {"$ref": "#"}}}',
+        '{"type": "array", "items": {"$ref": "#"}}',
+        '{"$defs": {"n": {"anyOf": [{"type": "integer"}, {"type": "array",'
+        ' "items": {"$ref": "#/$defs/n"}}]}}, "$ref": "#/$defs/n"}',
+        '{"additionalProperties": {"allOf": [{"$ref": "#"}]}}',
+        '{"then": {"$ref": "#"}}',  # (no "if": "then" is not applied)
+        '{"allOf": [{"$ref": "#/$defs/a"}, {"$ref": "#/$defs/a"}], "$defs": {"a": {}}}',
+    ],
+)
+def test_recursion_that_descends_into_the_value_is_accepted(schema: str) -> None:
+    assert schema_problem(schema) is None
+
+
+def test_a_loop_that_reached_the_gate_does_not_fail_the_answer() -> None:
+    # (The OpenAI-compatible door may hand it one.) The gate cannot judge: it notes that
+    # and passes, rather than failing every tier's answer alike.
+    for schema in _LOOPS[:2]:
+        passed, reason = _schema_check(schema, "{}")
+        assert passed and reason.startswith("not checked: schema has a reference loop"), reason
+
+
+def test_validation_too_deep_to_finish_is_noted_and_passed() -> None:
+    # A recursive schema and an answer nested deeper than Python recurses validating it.
+    schema = '{"type": "array", "items": {"$ref": "#"}}'
+    passed, reason = _schema_check(schema, "[" * 900 + "]" * 900)
+    assert passed and reason.startswith("not checked: validation recursed too deeply"), reason
+
+
+@pytest.mark.parametrize(
+    ("schema", "answer"),
+    [
+        ('{"$ref": "http://127.0.0.1:9/x.json"}', "{}"),  # unusable
+        ('{"type": "nonsense"}', "{}"),  # invalid against its metaschema
+        (_exponential(40), "{}"),  # too costly
+        ('{"type": "array", "items": {"$ref": "#"}}', "[" * 900 + "]" * 900),  # too deep
+        ('{"allOf": [{"$ref": "#"}]}', "{}"),  # a loop
+    ],
+    ids=["unusable", "metaschema", "costly", "deep", "loop"],
+)
+def test_every_schema_check_the_gate_cannot_finish_passes_with_a_note(
+    schema: str, answer: str
+) -> None:
+    passed, reason = _schema_check(schema, answer)
+    assert passed and reason.startswith("not checked: "), reason
 
 
 def test_an_answer_nested_deeper_than_python_recurses_is_not_json() -> None:
@@ -391,7 +484,7 @@ def test_patterns_are_re2_syntax() -> None:
         ({"patternProperties": {"^(?=k)": {}}}, "pattern '^(?=k)' is not supported"),
         ({"$defs": {"x": {"items": {"pattern": "(?<n>a)\\k<n>"}}}}, "is not supported"),
         ({"pattern": "\\pL{100}"}, "is too large"),
-        ({"pattern": "\ud800"}, "not valid Unicode"),
+        ({"pattern": "\ud800"}, "not valid Unicode text: a string has a lone surrogate"),
         # (A reference may point anywhere in the schema, its data too.)
         (
             {"const": {"patternProperties": {f"^x{i}$": 0 for i in range(300)}}},
@@ -406,10 +499,10 @@ def test_a_pattern_re2_cannot_use_is_refused_by_name(schema: dict[str, Any], say
     assert len(problem) < 300
 
 
-def test_a_match_too_costly_to_run_is_a_failed_check() -> None:
+def test_a_match_too_costly_to_run_is_not_checked() -> None:
     # RE2's time is the text's length times the pattern's compiled size: a large pattern
     # on a long string (here ~1,000 instructions x 30,000 bytes) is not run at all.
     schema = {"items": {"type": "string", "pattern": "a[ab]{999}Z"}}
     passed, reason = _timed_check(schema, ["ab" * 15_000])
-    assert not passed and "costs too much" in reason
+    assert passed and reason.startswith("not checked: ") and "costs too much" in reason
     assert _timed_check(schema, ["a" + "b" * 999 + "Z"])[0]

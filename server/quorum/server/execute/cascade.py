@@ -10,10 +10,16 @@ already skipped tiers whose route keeps escalating). For each tier:
    same tier (same-tier failover); when the whole tier fails, the next tier. Models with
    the logprobs capability are asked for log-probabilities, the gate's confidence signal.
 3. **Gate** (:mod:`quorum.server.execute.gate`): pass → return the answer; fail → the
-   attempt is REJECTED, the route's escalation outcome is recorded, and the next tier
-   runs. The last tier's answer is returned whatever its verdict (unless an earlier
-   answer scored better on the gate); plugged-in verifiers (e.g. the learned one, which
-   weighs escalating) judge every tier but the last, which has none above it.
+   attempt is REJECTED and the next tier runs. The last tier's answer is returned
+   whatever its verdict (unless an earlier answer scored better on the gate); plugged-in
+   verifiers (e.g. the learned one, which weighs escalating) judge every tier but the
+   last, which has none above it.
+
+The escalation guard (shared by every caller of a route) learns from each tier's
+outcome: a pass is recorded when the tier passes, but an escalation only once a later
+tier has passed the gate. When no tier passes, the failure is the request's (a schema
+no answer can satisfy, a task beyond every model), not the cheap tier's: recording it
+would let one caller's requests send every other caller's cascades straight to premium.
 
 The account carries the tiers tried, each gate verdict (on its attempt and as a
 ``GateEvaluated`` event), the escalation reasons, the cost of answers not used, and the
@@ -157,6 +163,16 @@ def _finish(
     )
 
 
+def _learn(store: OutcomeStore, escalated: Sequence[str], passed: str | None) -> None:
+    """Teach the escalation guard, once a tier has passed the gate: each tier that failed
+    before it escalated for a reason a model could answer, and the passing tier's route
+    (None for the last tier, which has no tier to escalate to) passed."""
+    for route in escalated:
+        store.record(route, True)
+    if passed is not None:
+        store.record(passed, False)
+
+
 async def execute_cascade(
     ctx: ExecutionContext, request: RouteRequest, plan: ExecutionPlan, runtime: CascadeRuntime
 ) -> ExecutionResult:
@@ -167,6 +183,7 @@ async def execute_cascade(
     answers: list[_Answer] = []
     tiers_tried: list[str] = []
     escalations: list[str] = []
+    escalated: list[str] = []  # the routes of tiers whose gate failed, not yet recorded
 
     def detail(deadline_limited: bool = False) -> CascadeDetail:
         return CascadeDetail(
@@ -220,10 +237,12 @@ async def execute_cascade(
         attempts[index] = replace(attempts[index], gate=verdict)
         answer = _Answer(result, result.completion, verdict, index, result.spec.tier_rank)
         answers.append(answer)
-        if not last:
-            runtime.escalations.record(route_key(runtime.agent, tier), not verdict.passed)
+        route = route_key(runtime.agent, tier)
         if verdict.passed:
+            _learn(runtime.escalations, escalated, passed=None if last else route)
             return _finish(answer, attempts, detail(), "ok: gate passed")
+        if not last:
+            escalated.append(route)
         summary = failure_summary(verdict)
         attempts[index] = replace(attempts[index], outcome=AttemptOutcome.REJECTED, reason=summary)
         escalations.append(f"{tier}: {summary}")  # the last tier's too: why none passed

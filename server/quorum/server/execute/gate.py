@@ -10,7 +10,9 @@ one that applies, with its verdict and reason:
                repetition of one phrase
 ``refusal``    no refusal or hedging phrase near the start (several languages; configurable)
 ``json``       parses as JSON, when the request asked for JSON
-``json_schema`` conforms to the request's JSON Schema, when it gave one
+``json_schema`` conforms to the request's JSON Schema, when it gave one; "not checked"
+               (and passed: the gate cannot judge, so it does not fail the answer) when
+               the schema cannot be used or validating the answer cannot be completed
 ``logprob``    mean token log-probability at or above a threshold, when the provider gave one
 verifiers      each :class:`Verifier` plugged in (e.g. a learned acceptability scorer)
 
@@ -48,6 +50,7 @@ from quorum.server.domain import (
     RouteRequest,
 )
 from quorum.server.errors import clip
+from quorum.server.names import json_object_problem
 from quorum.server.values import value_type
 
 if TYPE_CHECKING:
@@ -240,12 +243,14 @@ def _refusal(completion: Completion, policy: GatePolicy) -> GateCheck:
 
 # A caller's JSON Schema is checked when the request arrives (service/convert.py, which
 # answers INVALID_ARGUMENT with what :func:`schema_problem` says) and compiled once here.
+# Its JSON is as strict as the providers' parsers (no NaN, no number beyond a double).
 # Checking a schema against its metaschema costs jsonschema about a millisecond per
 # subschema, so its size is bounded; a ``$ref`` is resolved inside the schema only (nothing
-# is ever fetched); and validating an answer is metered, in steps and in time, because
-# references let a small schema ask for exponentially many steps (each subschema
-# referring twice to the next). The gate runs on the event loop: these bound how long
-# one answer can hold it.
+# is ever fetched), and references may not loop without descending into the value (a
+# validation that would never end); and validating an answer is metered, in steps and in
+# time, because references let a small schema ask for exponentially many steps (each
+# subschema referring twice to the next). The gate runs on the event loop: these bound
+# how long one answer can hold it. A validation cut short is "not checked", and passed.
 #
 # The schema's regular expressions (each "pattern", each name of "patternProperties") are
 # RE2's, never Python's: re backtracks, and a pattern such as "(a+)+$" takes time
@@ -601,19 +606,119 @@ def _shape_problem(schema: Any) -> str | None:
     return None
 
 
-def _unresolved_ref(schema: dict[str, Any]) -> str | None:
-    """Why a reference of the schema does not lead to a subschema of the schema itself."""
+# Keywords that apply subschemas to the value being validated itself, not to a part of it
+# ("then" and "else" only beside "if"; "dependencies" before draft 2019-09). A chain of
+# them and of references that comes back to a subschema on it never ends, whatever the
+# answer: jsonschema recurses until Python stops it.
+_IN_PLACE_ONE = ("not", "if")
+_IN_PLACE_ARRAYS = ("allOf", "anyOf", "oneOf")
+_IN_PLACE_MAPS = ("dependentSchemas", "dependencies")
+_IN_PLACE_WORDS = "$ref, allOf, anyOf, oneOf, not, if/then/else or dependentSchemas"
+
+# The keywords whose values hold subschemas, by shape, as referencing walks them; "items"
+# is one subschema or (before draft 2020-12) an array of them, and each value of
+# "dependencies" a subschema or an array of property names.
+_ONE_SUBSCHEMA = frozenset(
+    {
+        "additionalItems",
+        "additionalProperties",
+        "contains",
+        "contentSchema",
+        "else",
+        "if",
+        "items",
+        "not",
+        "propertyNames",
+        "then",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+    }
+)
+_SUBSCHEMA_ARRAYS = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+_SUBSCHEMA_MAPS = frozenset(
+    {"$defs", "definitions", "dependencies", "dependentSchemas", "patternProperties", "properties"}
+)
+_SUBSCHEMA_KEYWORDS = _ONE_SUBSCHEMA | _SUBSCHEMA_ARRAYS | _SUBSCHEMA_MAPS
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
+
+
+def _in_place(contents: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """The subschemas (objects only: a boolean applies nothing further) that ``contents``
+    applies to the very value it validates, each with the keyword that applies it."""
+    for keyword in _IN_PLACE_ONE:
+        sub = contents.get(keyword)
+        if isinstance(sub, dict):
+            yield keyword, sub
+    if "if" in contents:
+        for keyword in ("then", "else"):
+            sub = contents.get(keyword)
+            if isinstance(sub, dict):
+                yield keyword, sub
+    for keyword in _IN_PLACE_ARRAYS:
+        subs = contents.get(keyword)
+        if isinstance(subs, list):
+            yield from ((keyword, sub) for sub in subs if isinstance(sub, dict))
+    for keyword in _IN_PLACE_MAPS:
+        subs = contents.get(keyword)
+        if isinstance(subs, dict):
+            yield from ((keyword, sub) for sub in subs.values() if isinstance(sub, dict))
+
+
+def _loop(chains: dict[int, list[tuple[str, Any]]]) -> str | None:
+    """The link (keyword, or reference) that closes a loop of in-place links, if any.
+    ``chains`` holds each subschema's in-place links by its ``id``; a depth-first search,
+    without recursion, over at most MAX_SCHEMA_NODES subschemas."""
+    state: dict[int, bool] = {}  # True: on the chain followed now; False: done, no loop
+    for start in chains:
+        if start in state:
+            continue
+        state[start] = True
+        stack = [(start, iter(chains[start]))]
+        while stack:
+            node, links = stack[-1]
+            link = next(links, None)
+            if link is None:
+                state[node] = False
+                stack.pop()
+                continue
+            label, target = link
+            key = id(target)
+            on_chain = state.get(key)
+            if on_chain:
+                return label
+            if on_chain is None and key in chains:
+                state[key] = True
+                stack.append((key, iter(chains[key])))
+    return None
+
+
+def _reference_problem(schema: dict[str, Any]) -> str | None:
+    """Why a reference of the schema does not lead to a subschema of the schema itself,
+    or why its references loop: a chain of in-place keywords and references that comes
+    back to a subschema on it without descending into the value. Validating any answer
+    against such a loop cannot end (the gate could never check it), so it is refused on
+    arrival rather than found, again and again, at the gate."""
     dialect = schema.get("$schema")
     specification = referencing.jsonschema.specification_with(
         dialect if isinstance(dialect, str) else "", default=referencing.jsonschema.DRAFT202012
     )
     root = specification.create_resource(schema)
     stack = [(root, _REGISTRY.resolver_with_root(root))]
+    subschemas: list[tuple[dict[str, Any], list[tuple[str, Any]]]] = []  # with references
+    referring = False
     while stack:
         resource, resolver = stack.pop()
         resolver = resolver.in_subresource(resource)
         contents = resource.contents
         if isinstance(contents, dict):
+            links: list[tuple[str, Any]] = []
             for keyword in _REF_KEYWORDS:
                 ref = contents.get(keyword)
                 if not isinstance(ref, str):
@@ -627,23 +732,79 @@ def _unresolved_ref(schema: dict[str, Any]) -> str | None:
                     )
                 if not isinstance(target, _Metered | bool):
                     return f"{keyword} {clip(ref, 64)!r} does not point to a subschema of it"
+                links.append((f"{keyword} {clip(ref, 64)!r}", target))
+                referring = True
+            subschemas.append((contents, links))
         stack.extend((sub, resolver) for sub in resource.subresources())
+    if not referring:  # without a reference, subschemas nest as a tree: nothing can loop
+        return None
+    looped = _loop({id(sub): [*_in_place(sub), *refs] for sub, refs in subschemas})
+    if looped is None:
+        return None
+    return (
+        f"has a reference loop: {looped} comes back to a subschema it was reached from "
+        f"without descending into the value (through {_IN_PLACE_WORDS}): no answer could "
+        "ever be checked against it"
+    )
+
+
+def _json_type(value: Any) -> str:
+    """What JSON calls the type of a parsed ``value`` (an _Metered dict is an object)."""
+    return _JSON_TYPES.get(type(value), "null" if value is None else "an object")
+
+
+def _subschemas(keyword: str, value: Any, at: str) -> list[tuple[str, Any]] | str:
+    """The subschemas ``keyword`` holds, each with where it is, or what is wrong with its
+    value's shape."""
+    if keyword in _SUBSCHEMA_MAPS:
+        if not isinstance(value, dict):
+            return f"{keyword} must be an object of subschemas, not {_json_type(value)}"
+        return [
+            (f"{at}/{name}", sub)
+            for name, sub in value.items()
+            if not (keyword == "dependencies" and isinstance(sub, list))
+        ]
+    if keyword in _SUBSCHEMA_ARRAYS or (keyword == "items" and isinstance(value, list)):
+        if not isinstance(value, list):
+            return f"{keyword} must be an array of subschemas, not {_json_type(value)}"
+        return [(f"{at}/{i}", sub) for i, sub in enumerate(value)]
+    return [(at, value)]
+
+
+def _misshapen(schema: dict[str, Any]) -> str | None:
+    """Where a keyword that holds subschemas holds something else, in words (referencing
+    stumbles on it with an AttributeError or a TypeError, which says nothing to the caller).
+    Run only once walking the schema's subschemas has failed: ordinary schemas never pay."""
+    stack: list[tuple[dict[str, Any], str]] = [(schema, "")]
+    while stack:
+        node, where = stack.pop()
+        for keyword in node.keys() & _SUBSCHEMA_KEYWORDS:
+            found = _subschemas(keyword, node[keyword], f"{where}/{keyword}".lstrip("/"))
+            if isinstance(found, str):
+                return f"at {where or '(root)'}: {found}"
+            for at, sub in found:
+                if isinstance(sub, dict):
+                    stack.append((sub, at))
+                elif not isinstance(sub, bool):
+                    wrong = _json_type(sub)
+                    return f"at {at}: a subschema must be an object or a boolean, not {wrong}"
     return None
 
 
 @lru_cache(maxsize=256)
 def _usable(schema_text: str) -> dict[str, Any] | str:
     """The parsed schema, or why it is unusable: checks that take time in proportion to
-    the schema (size, depth, RE2 patterns, references within it), run on arrival."""
+    the schema (strict JSON, size, depth, RE2 patterns, references within it and their
+    loops), run on arrival. The JSON is as strict as the providers' (no NaN or Infinity,
+    no number beyond a double), who would refuse it anyway, and without naming the field."""
     if len(schema_text) > MAX_SCHEMA_CHARS:
         return f"is {len(schema_text)} characters, limit {MAX_SCHEMA_CHARS}"
+    malformed = json_object_problem(schema_text, "a JSON object", MAX_SCHEMA_DEPTH)
+    if malformed:
+        return malformed
     try:
         schema = json.loads(schema_text, object_hook=_Metered)
-    except RecursionError:
-        return f"nests objects and arrays more than {MAX_SCHEMA_DEPTH} deep"
-    except ValueError:
-        return "must be a JSON object"
-    if not isinstance(schema, dict):
+    except (ValueError, RecursionError):  # (orjson took it: never seen)
         return "must be a JSON object"
     problem = _shape_problem(schema)
     if problem is not None:
@@ -652,9 +813,10 @@ def _usable(schema_text: str) -> dict[str, Any] | str:
     if dialect is not None and not isinstance(dialect, str):
         return "$schema must be a string"
     try:
-        problem = _pattern_problem(schema) or _unresolved_ref(schema)
-    except Exception as exc:  # a caller's schema must never become an internal error
-        return f"cannot be used: {type(exc).__name__}"
+        problem = _pattern_problem(schema) or _reference_problem(schema)
+    except Exception:  # a caller's schema must never become an internal error
+        where = _misshapen(schema) or "a keyword's value is not of the type it takes"
+        return f"is not a usable JSON Schema: {where}"
     return problem if problem is not None else schema
 
 
@@ -675,40 +837,47 @@ def _validator(schema_text: str) -> jsonschema.protocols.Validator | str:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
             return f"is not a valid JSON Schema: at {clip(where, 64)}: {clip(error.message, 160)}"
         validator: jsonschema.protocols.Validator = _re2_class(cls)(schema, registry=_REGISTRY)
-    except Exception as exc:  # a caller's schema must never become an internal error
-        return f"cannot be used: {type(exc).__name__}"
+    except Exception:  # a caller's schema must never become an internal error
+        return "is not a usable JSON Schema"
     return validator
 
 
 def schema_problem(schema_text: str) -> str | None:
     """Why a caller's JSON Schema (JSON text) cannot be used, or None when it can: not a
-    JSON object, too large or deep, a pattern RE2 cannot compile (or too large), or a
-    reference that does not lead to a subschema of the schema itself. (Whether it is
-    valid against its metaschema is found when an answer is checked against it: a
-    schema that is not is then "not checked".)"""
+    strict JSON object, too large or deep, a keyword holding a subschema of the wrong
+    shape, a pattern RE2 cannot compile (or too large), a reference that does not lead
+    to a subschema of the schema itself, or references that loop. (Whether it is valid
+    against its metaschema is found when an answer is checked against it: a schema that
+    is not is then "not checked".)"""
     usable = _usable(schema_text)
     return usable if isinstance(usable, str) else None
 
 
-def _schema_errors(validator: jsonschema.protocols.Validator, value: Any) -> str | None:
-    """The best error of ``value`` against the schema, or None when it conforms. Never
-    raises: a validation that fails or costs too much is an error of the answer."""
+def _schema_check(validator: jsonschema.protocols.Validator, value: Any) -> GateCheck:
+    """The json_schema check of ``value``. Never raises. A validation that cannot be
+    completed (too costly, too deep, a reference it cannot follow) is "not checked" and
+    passed, as a schema that cannot be used is: the gate cannot judge the answer, and
+    failing it would fail every tier's answer alike, escalating (and billing) each tier
+    for the schema's doing and teaching the escalation guard that the cheap tier fails."""
     _STEPS.left = MAX_VALIDATION_STEPS
     _STEPS.deadline = time.monotonic() + MAX_VALIDATION_S
     try:
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     except _TooCostly:
-        return "not checked: validating this answer against the schema costs too much"
+        why = "validating this answer against the schema costs too much"
+        return GateCheck("json_schema", True, f"not checked: {why}")
     except RecursionError:
-        return "not checked: validation recursed too deeply (a reference loop, or deep nesting)"
-    except Exception as exc:  # e.g. a reference jsonschema cannot follow
-        return f"not checked: {type(exc).__name__}"
+        why = "validation recursed too deeply (a reference loop, or deep nesting)"
+        return GateCheck("json_schema", True, f"not checked: {why}")
+    except Exception:  # e.g. a reference jsonschema cannot follow
+        why = "the schema could not be applied to this answer"
+        return GateCheck("json_schema", True, f"not checked: {why}")
     finally:
         _STEPS.left = None
     if error is None:
-        return None
+        return GateCheck("json_schema", True, "conforms to the schema")
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-    return f"at {clip(where, 64)}: {clip(error.message, 240)}"
+    return GateCheck("json_schema", False, f"at {clip(where, 64)}: {clip(error.message, 240)}")
 
 
 def _json_checks(request: RouteRequest, completion: Completion) -> list[GateCheck]:
@@ -734,11 +903,7 @@ def _json_checks(request: RouteRequest, completion: Completion) -> list[GateChec
         if isinstance(validator, str):
             checks.append(GateCheck("json_schema", True, f"not checked: schema {validator}"))
             return checks
-        error = _schema_errors(validator, value)
-        if error is not None:
-            checks.append(GateCheck("json_schema", False, error))
-        else:
-            checks.append(GateCheck("json_schema", True, "conforms to the schema"))
+        checks.append(_schema_check(validator, value))
     return checks
 
 

@@ -2,7 +2,10 @@
 
 Requests are validated here, field by field, into ``BadRequest`` field violations named
 by their proto path (``messages[0].role``, ``hints.max_cost_usd``); every violation is
-reported at once. Nothing past this module sees a ``_pb2`` object.
+reported at once. JSON carried in strings (tool schemas, tool call arguments, the
+response schema) is parsed as strictly as the providers parse it and bounded in depth,
+so that what passes here can be sent to any of them. Nothing past this module sees a
+``_pb2`` object.
 """
 
 from __future__ import annotations
@@ -388,9 +391,12 @@ def _hints(
         if sensitivity is None:
             c.add("hints.sensitivity", f"unknown enum value {sensitivity_pb}")
     max_cost = h.max_cost_usd if h.HasField("max_cost_usd") else None
-    if max_cost is not None and (not math.isfinite(max_cost) or max_cost < 0):
-        c.add("hints.max_cost_usd", "must be a finite number >= 0")
-        max_cost = None
+    if max_cost is not None:
+        if not math.isfinite(max_cost) or max_cost < 0:
+            c.add("hints.max_cost_usd", "must be a finite number >= 0")
+            max_cost = None
+        elif max_cost == 0.0:  # -0.0 too: a ceiling of $0 as 0 is, never shown as "$-0"
+            max_cost = 0.0
     # Each read of a protobuf string field decodes it anew: each is read once.
     task, agent, use_case, model, tier = h.task, h.agent, h.use_case, h.model, h.tier
     # Unknown names are not answered with the configured ones: a tenant may not be

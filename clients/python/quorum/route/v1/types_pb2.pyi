@@ -624,7 +624,12 @@ class GenerationParams(_message.Message):
     top_p: _builtins.float
     """Nucleus sampling in (0, 1]; unset means the model's default."""
     logprobs: _builtins.bool
-    """Ask for token log-probabilities where the provider offers them."""
+    """A routing requirement: only models with the logprobs capability are candidates, as
+    with CAPABILITY_LOGPROBS in hints.required_capabilities (a forced hints.model without
+    it is FAILED_PRECONDITION), and they are asked for token log-probabilities. Their
+    mean feeds the cascade's gate (its "logprob" check in attempts[].gate); the
+    log-probabilities themselves are not returned.
+    """
     @_builtins.property
     def stop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Stop sequences, at most 4."""

@@ -1159,7 +1159,11 @@ type GenerationParams struct {
 	ResponseFormat *ResponseFormat `protobuf:"bytes,5,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
 	// Tools the model may call; requires the tools capability.
 	Tools []*Tool `protobuf:"bytes,6,rep,name=tools,proto3" json:"tools,omitempty"`
-	// Ask for token log-probabilities where the provider offers them.
+	// A routing requirement: only models with the logprobs capability are candidates, as
+	// with CAPABILITY_LOGPROBS in hints.required_capabilities (a forced hints.model without
+	// it is FAILED_PRECONDITION), and they are asked for token log-probabilities. Their
+	// mean feeds the cascade's gate (its "logprob" check in attempts[].gate); the
+	// log-probabilities themselves are not returned.
 	Logprobs bool `protobuf:"varint,7,opt,name=logprobs,proto3" json:"logprobs,omitempty"`
 	// Whether the model must call a tool, and which; unset lets the model decide.
 	ToolChoice    *ToolChoice `protobuf:"bytes,8,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`

@@ -333,7 +333,11 @@ export type GenerationParams = Message$1<"quorum.route.v1.GenerationParams"> & {
   tools: Tool[];
 
   /**
-   * Ask for token log-probabilities where the provider offers them.
+   * A routing requirement: only models with the logprobs capability are candidates, as
+   * with CAPABILITY_LOGPROBS in hints.required_capabilities (a forced hints.model without
+   * it is FAILED_PRECONDITION), and they are asked for token log-probabilities. Their
+   * mean feeds the cascade's gate (its "logprob" check in attempts[].gate); the
+   * log-probabilities themselves are not returned.
    *
    * @generated from field: bool logprobs = 7;
    */

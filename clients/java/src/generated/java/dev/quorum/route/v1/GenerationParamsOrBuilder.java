@@ -172,7 +172,11 @@ public interface GenerationParamsOrBuilder extends
 
   /**
    * <pre>
-   * Ask for token log-probabilities where the provider offers them.
+   * A routing requirement: only models with the logprobs capability are candidates, as
+   * with CAPABILITY_LOGPROBS in hints.required_capabilities (a forced hints.model without
+   * it is FAILED_PRECONDITION), and they are asked for token log-probabilities. Their
+   * mean feeds the cascade's gate (its "logprob" check in attempts[].gate); the
+   * log-probabilities themselves are not returned.
    * </pre>
    *
    * <code>bool logprobs = 7 [json_name = "logprobs"];</code>

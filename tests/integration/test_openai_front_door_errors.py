@@ -438,6 +438,78 @@ def test_bad_bodies_name_their_field(body: dict[str, Any], field: str) -> None:
     assert caught.value.violations[0].field == field
 
 
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"type": "string"}
+    for _ in range(depth - 1):
+        value = {"type": "object", "properties": {"a": value}}
+    return value
+
+
+def _deep_arguments(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+def test_tool_and_schema_json_is_bounded_as_on_grpc() -> None:
+    """What the gRPC door refuses in tool schemas, arguments and response schemas, the HTTP
+    door refuses too, naming its own field, rather than failing every provider later."""
+    deep_tool = {"type": "function", "function": {"name": "f", "parameters": _nested(40)}}
+    call = {"id": "c1", "type": "function", "function": {"name": "f"}}
+    cases: list[tuple[dict[str, Any], str, str]] = [
+        ({"tools": [deep_tool]}, "tools[0].function.parameters", "more than 64 deep"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            call | {"function": {"name": "f", "arguments": _deep_arguments(80)}}
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+                ]
+            },
+            "messages[1].tool_calls[0].function.arguments",
+            "more than 64 deep",
+        ),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "s", "schema": {"$ref": "#"}},
+                }
+            },
+            "response_format.json_schema.schema",
+            "reference loop",
+        ),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "s", "schema": _nested(40)},
+                }
+            },
+            "response_format.json_schema.schema",
+            "deep",
+        ),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "s", "schema": {"pattern": "(?=a)"}},
+                }
+            },
+            "response_format.json_schema.schema",
+            "pattern",
+        ),
+    ]
+    for body, field, words in cases:
+        with pytest.raises(InvalidRequest) as caught:
+            _parse(**body)
+        (violation,) = caught.value.violations
+        assert violation.field == field and words in violation.description, violation
+
+
 def test_openai_types_are_accepted() -> None:
     """What OpenAI takes, Quorum takes: null for an optional field, its stream options."""
     chat = _parse(n=1, stream=None, logprobs=None, top_logprobs=0)

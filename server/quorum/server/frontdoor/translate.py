@@ -28,6 +28,7 @@ from quorum.server import domain as d
 from quorum.server.catalog import Catalog
 from quorum.server.conversation import tool_turn_problems
 from quorum.server.errors import FieldViolation, InvalidRequest, NotFound
+from quorum.server.execute.gate import MAX_SCHEMA_DEPTH, schema_problem
 from quorum.server.frontdoor import naming
 from quorum.server.frontdoor.account import account_json
 from quorum.server.frontdoor.errors import Violations
@@ -35,9 +36,11 @@ from quorum.server.names import (
     IMAGE_TYPES,
     MAX_CONTENT_CHARS,
     MAX_IMAGE_BYTES,
+    MAX_JSON_DEPTH,
     TOOL_NAME,
     base64_size,
     json_object_problem,
+    nests_deeper,
 )
 from quorum.server.policy import RoutingPolicy
 from quorum.server.values import value_type
@@ -277,8 +280,13 @@ def _tool_calls(raw: Any, path: str, v: Violations) -> tuple[d.ToolCall, ...]:
             v.add(f"{cpath}.function.name", "is required")
         elif not TOOL_NAME.fullmatch(name):  # the rule of tools[i].function.name
             v.add(f"{cpath}.function.name", "must be 1-64 letters, digits, '_' or '-'")
-        if not isinstance(arguments, str) or (arguments and json_object_problem(arguments, "")):
-            v.add(f"{cpath}.function.arguments", "must be a JSON object in a string")
+        problem = (
+            "must be a JSON object in a string"
+            if not isinstance(arguments, str)
+            else arguments and json_object_problem(arguments, "a JSON object in a string")
+        )
+        if problem:
+            v.add(f"{cpath}.function.arguments", problem)
             arguments = ""
         calls.append(d.ToolCall(str(call_id or ""), str(name or ""), arguments))
     return tuple(calls)
@@ -348,6 +356,13 @@ def _tools(raw: Any, v: Violations) -> tuple[d.Tool, ...]:
         if parameters is not None and not isinstance(parameters, dict):
             v.add(f"{path}.function.parameters", "must be a JSON Schema object")
             parameters = None
+        elif parameters is not None and nests_deeper(parameters, MAX_JSON_DEPTH):
+            # As on gRPC: deeper than the providers' encoders go, with the request around it.
+            v.add(
+                f"{path}.function.parameters",
+                f"nests objects and arrays more than {MAX_JSON_DEPTH} deep",
+            )
+            parameters = None
         schema = json.dumps(parameters) if parameters is not None else ""
         tools.append(d.Tool(name, description, schema))
     return tuple(tools)
@@ -404,7 +419,15 @@ def _response_format(raw: Any, v: Violations) -> d.ResponseFormat:
     if not isinstance(schema, dict):
         v.add("response_format.json_schema.schema", "must be a JSON Schema object")
         return d.ResponseFormat()
-    return d.ResponseFormat(d.ResponseFormatType.JSON_SCHEMA, json.dumps(schema), name)
+    if nests_deeper(schema, MAX_SCHEMA_DEPTH):  # checked before json.dumps recurses into it
+        v.add("response_format.json_schema.schema", f"nests more than {MAX_SCHEMA_DEPTH} deep")
+        return d.ResponseFormat()
+    text = json.dumps(schema)
+    problem = schema_problem(text)  # as on gRPC: size, patterns, references, loops
+    if problem:
+        v.add("response_format.json_schema.schema", problem)
+        return d.ResponseFormat()
+    return d.ResponseFormat(d.ResponseFormatType.JSON_SCHEMA, text, name)
 
 
 def _stop(raw: Any, v: Violations) -> tuple[str, ...]:

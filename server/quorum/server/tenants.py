@@ -22,6 +22,7 @@ import structlog
 
 from quorum.server.catalog import Catalog, ModelSpec
 from quorum.server.config import BudgetLimits, Config, PlanConfig, PlanRule
+from quorum.server.config import builtin_plans as config_builtin_plans
 from quorum.server.domain import RouteRequest, Sensitivity, Strategy
 from quorum.server.errors import ConfigError, PermissionDenied, Unauthenticated
 from quorum.server.service.auth import TokenVerifier, hash_key, token_digests
@@ -41,12 +42,9 @@ _CONSENSUS = frozenset({Strategy.CONSENSUS_MAJORITY, Strategy.CONSENSUS_JUDGE})
 
 
 def builtin_plans(config: Config) -> dict[str, PlanConfig]:
-    """The plans every config has unless it redefines them."""
-    return {
-        "free": PlanConfig(max_tier=config.tiers[0], strategies=["auto", "single", "cascade"]),
-        "pro": PlanConfig(),
-        "enterprise": PlanConfig(),
-    }
+    """The plans every config has unless it redefines them (defined with the config, whose
+    checks refuse a tenant these leave with no model, as :func:`compile_tenants` does)."""
+    return config_builtin_plans(config.tiers)
 
 
 @value_type

@@ -51,6 +51,7 @@ from quorum.server.config.operations import (
     PlanRule,
     TenantConfig,
     TracingConfig,
+    builtin_plans,
 )
 from quorum.server.config.providers import BreakerConfig, LimitsConfig, ProviderConfig, RetryConfig
 from quorum.server.config.root import Config
@@ -118,6 +119,7 @@ __all__ = [
     "TlsConfig",
     "TracingConfig",
     "UseCasePolicy",
+    "builtin_plans",
     "default_config",
     "default_config_text",
     "load_config",

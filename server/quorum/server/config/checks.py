@@ -7,7 +7,8 @@ import difflib
 from collections.abc import Iterable
 
 from quorum.server.config.models import ModelConfig
-from quorum.server.config.operations import PlanRule
+from quorum.server.config.operations import PlanRule, TenantConfig, builtin_plans
+from quorum.server.config.providers import ProviderConfig
 from quorum.server.config.root import Config
 
 
@@ -36,7 +37,7 @@ def _cross_reference_access(config: Config) -> list[str]:
                     f'{path}.max_tier: unknown tier "{rule.max_tier}" '
                     f"{_suggest(rule.max_tier, tiers)}"
                 )
-    plans = {"free", "pro", "enterprise", *config.plans}
+    plans = {**builtin_plans(config.tiers), **config.plans}
     seen: dict[str, str] = {}
     for name, tenant in config.tenants.items():
         path = f"tenants.{name}"
@@ -62,9 +63,46 @@ def _cross_reference_access(config: Config) -> list[str]:
                         f'{path}.{key}: unknown {key[:-1].replace("_", " ")} "{value}" '
                         f"{_suggest(value, known)}"
                     )
+        tenant_plan = plans.get(tenant.plan)
+        if tenant_plan is not None and not _tenant_has_a_model(config, tenant, tenant_plan):
+            # What serve's tenants.compile_tenants refuses: said here so check-config does.
+            problems.append(
+                f"{path}: no model is left once plan {tenant.plan!r} and the tenant's "
+                "models/tiers lists are applied"
+            )
     tls = config.server.tls
     if tls is not None and tls.require_client_auth and not tls.client_ca_file:
         problems.append("server.tls.client_ca_file: required when require_client_auth is true")
+    return problems
+
+
+def _tenant_has_a_model(config: Config, tenant: TenantConfig, plan: PlanRule) -> bool:
+    """Whether some model is in the tenant's ``models`` and ``tiers`` lists (each unset
+    means any) and no higher than its plan's ``max_tier``. An unknown max_tier is reported
+    on its own and does not narrow."""
+    top = len(config.tiers) - 1
+    if plan.max_tier is not None and plan.max_tier in config.tiers:
+        top = config.tiers.index(plan.max_tier)
+    return any(
+        (tenant.models is None or name in tenant.models)
+        and (tenant.tiers is None or model.tier in tenant.tiers)
+        and model.tier in config.tiers[: top + 1]
+        for name, model in config.models.items()
+    )
+
+
+def _header_problems(path: str, provider: ProviderConfig) -> list[str]:
+    """A header named twice, in different case: both would be sent (names are
+    case-insensitive, so the upstream sees one header with two values)."""
+    problems: list[str] = []
+    first: dict[str, str] = {}
+    for name in provider.headers:
+        earlier = first.setdefault(name.lower(), name)
+        if earlier != name:
+            problems.append(
+                f'{path}.headers.{name}: the same header as "{earlier}" '
+                "(header names are case-insensitive); keep one"
+            )
     return problems
 
 
@@ -201,6 +239,7 @@ def _cross_reference(config: Config) -> list[str]:
         path = f"providers.{name}"
         if provider.kind != "simulated" and not provider.base_url:
             problems.append(f"{path}.base_url: required for kind {provider.kind!r}")
+        problems.extend(_header_problems(path, provider))
     for name, model in config.models.items():
         path = f"models.{name}"
         problems.extend(_model_providers(config, path, model))

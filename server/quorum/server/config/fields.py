@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from typing import Annotated, Literal
@@ -28,21 +29,48 @@ class Strict(BaseModel):
 # above any model's window and well inside that range.
 MAX_TOKENS = 100_000_000
 
+# Budgets count integer micro-dollars (budget/ledger.py to_micros), in Redis with HINCRBY
+# and Lua numbers (doubles, exact to 2**53, about 9e15). A billion USD is 1e15 micro-dollars:
+# no real budget reaches it, and a limit plus its overdraft stays exact there. Far larger
+# ones (1e303) made every Route and Plan fail with an OverflowError.
+MAX_USD = 1_000_000_000
+
 
 NormalizerName = Literal["auto", "exact", "text", "numeric", "choice", "json", "labels"]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 _HOST_PORT = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):[0-9]{1,5}$"
 
 
-def _port_in_range(value: str) -> str:
-    port = int(value.rsplit(":", 1)[1])
+# A host name's labels (RFC 1123): letters, digits and inner hyphens, 63 at most each.
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def _host_port(value: str) -> str:
+    """The host and port of a listen address as gRPC, aiohttp and the metrics server take
+    them: ``[...]`` or ``1.2.3`` passed the pattern and then stopped ``serve`` with a raw
+    gRPC core error."""
+    host, _, port_text = value.rpartition(":")
+    port = int(port_text)
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} is not within 0-65535")
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f'"{host[1:-1]}" in brackets is not an IPv6 address') from None
+    elif host and re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f'"{host}" is not an IPv4 address') from None
+    elif host and not all(_LABEL.fullmatch(label) for label in host.split(".")):
+        raise ValueError(f'"{host}" is not a valid host name')
     return value
 
 
-HostPort = Annotated[str, Field(pattern=_HOST_PORT), AfterValidator(_port_in_range)]
-"""``HOST:PORT`` (``[v6]:PORT`` too), the port within 0-65535."""
+HostPort = Annotated[str, Field(pattern=_HOST_PORT), AfterValidator(_host_port)]
+"""``HOST:PORT`` (``[v6]:PORT`` too, an empty host for every address), the host an IPv4
+or IPv6 address or a host name, the port within 0-65535."""
 
 
 def _has_words(value: str) -> str:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from quorum.server.config.checks import cross_reference_problems
+from quorum.server.config.providers import has_control_characters
 from quorum.server.config.root import Config
 from quorum.server.errors import ConfigError
 
@@ -29,7 +30,7 @@ def _key_text(key: object) -> str:
     if isinstance(key, bool):
         return "true" if key else "false"
     text = str(key)
-    if not text.isprintable() or text != text.strip():
+    if not text or not text.isprintable() or text != text.strip():
         return json.dumps(text)
     return text
 
@@ -77,17 +78,17 @@ def _format_pydantic(error: ValidationError, data: Any = None) -> list[str]:
             message = "unknown key"
         elif item["type"] == "missing":
             message = "required key is missing"
-        elif loc and loc[-1] == "[key]":
+        for prefix in _VALIDATOR_PREFIXES:
+            message = message.removeprefix(prefix)
+        if loc and loc[-1] == "[key]":
             key = item.get("input")
             if not isinstance(key, str):
                 message = (
                     f"a name must be a string, not {_yaml_type(key)} "
                     f'(write "{_key_text(key)}" in quotes if that is the name)'
                 )
-            else:
+            elif item["type"] != "value_error":  # a validator's own message says it all
                 message = f"not a valid name ({message})"
-        for prefix in _VALIDATOR_PREFIXES:
-            message = message.removeprefix(prefix)
         problems.append(f"{path}: {message}")
     return problems
 
@@ -234,7 +235,8 @@ def resolve_secrets(
     """Read each provider's API key from its environment variable.
 
     Returns keys by provider name. Raises :class:`ConfigError` naming the key path of
-    every provider whose variable is unset or empty.
+    every provider whose variable is unset or empty, or holds a control character (a
+    trailing newline from a file, say): sent in a header, it would fail every call.
     """
     env = os.environ if environ is None else environ
     keys: dict[str, SecretStr] = {}
@@ -247,6 +249,12 @@ def resolve_secrets(
             problems.append(
                 f"providers.{name}.api_key_env: environment variable "
                 f"{provider.api_key_env} is not set"
+            )
+        elif has_control_characters(value):  # the value is never repeated
+            problems.append(
+                f"providers.{name}.api_key_env: environment variable "
+                f"{provider.api_key_env} holds a control character (a trailing newline?); "
+                "a key is sent in a header, where the HTTP client refuses it"
             )
         else:
             keys[name] = SecretStr(value)

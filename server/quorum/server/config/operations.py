@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
 from quorum.server.config.fields import (
+    MAX_USD,
     EnvName,
     HostPort,
     Name,
@@ -34,12 +36,13 @@ class AuthConfig(Strict):
 
 
 class BudgetLimits(Strict):
-    """Spend limits of one scope (a tenant, or every tenant together), in USD."""
+    """Spend limits of one scope (a tenant, or every tenant together), in USD; each at
+    most :data:`~quorum.server.config.fields.MAX_USD` (counted in integer micro-dollars)."""
 
-    daily_usd: float | None = Field(None, ge=0)
-    monthly_usd: float | None = Field(None, ge=0)
+    daily_usd: float | None = Field(None, ge=0, le=MAX_USD)
+    monthly_usd: float | None = Field(None, ge=0, le=MAX_USD)
     overdraft_usd: float = Field(
-        0.0, ge=0, description="how far past a limit a critical request may still go"
+        0.0, ge=0, le=MAX_USD, description="how far past a limit a critical request may still go"
     )
     soft_limit_ratio: float | None = Field(
         None, gt=0, le=1, description="override of budgets.soft_limit_ratio for this scope"
@@ -74,6 +77,16 @@ class PlanConfig(PlanRule):
     """A commercial plan (free, pro, enterprise, ...) that policies key on."""
 
     use_cases: dict[Name, PlanRule] = Field(default_factory=dict)
+
+
+def builtin_plans(tiers: Sequence[str]) -> dict[str, PlanConfig]:
+    """The plans every config has unless ``plans`` redefines them: ``free`` keeps to the
+    cheapest of ``tiers`` and never runs consensus, ``pro`` and ``enterprise`` allow all."""
+    return {
+        "free": PlanConfig(max_tier=tiers[0], strategies=["auto", "single", "cascade"]),
+        "pro": PlanConfig(),
+        "enterprise": PlanConfig(),
+    }
 
 
 class TenantConfig(Strict):

@@ -2,11 +2,68 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from quorum.server.config.fields import Strict, check_url
+
+# RFC 9110 5.6.2: a field name is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Headers the HTTP client writes itself, from the URL and the body, or that concern one
+# connection only (RFC 9110 7.6.1): one from the config would go on the wire beside the
+# client's own (two Content-Length or Host lines), or contradict the body's framing.
+CLIENT_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "host",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def _header_name(name: str) -> str:
+    if not _TOKEN.fullmatch(name):
+        raise ValueError(
+            "not a valid header name: letters, digits and !#$%&'*+-.^_`|~ only "
+            "(no spaces, colons or other characters; RFC 9110 token)"
+        )
+    if name.lower() in CLIENT_HEADERS:
+        raise ValueError(
+            f"{name} is written by the HTTP client itself (framing or connection header); "
+            "it cannot be configured"
+        )
+    return name
+
+
+def has_control_characters(value: str) -> bool:
+    """Whether ``value`` holds a character the HTTP client refuses in a header (CR, LF,
+    NUL and the other controls but tab), so every call that sent it would fail."""
+    return any((ch < " " and ch != "\t") or ch == "\x7f" for ch in value)
+
+
+def _header_value(value: str) -> str:
+    # RFC 9110 5.5: visible ASCII and obs-text (sent as UTF-8), with spaces and tabs only
+    # between them. The value is never repeated: it is often a credential.
+    if has_control_characters(value):
+        raise ValueError(
+            "a header value must not contain control characters (CR, LF, NUL, ...): "
+            "the HTTP client refuses them and every call would fail"
+        )
+    if value != value.strip(" \t"):
+        raise ValueError("a header value must not start or end with a space or tab")
+    return value
+
+
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+HeaderValue = Annotated[str, AfterValidator(_header_value)]
 
 
 class BreakerConfig(Strict):
@@ -66,7 +123,10 @@ class ProviderConfig(Strict):
     timeout_s: float = Field(60.0, gt=0, le=3600)
     connect_timeout_s: float = Field(5.0, gt=0, le=600)
     max_connections: int = Field(100, ge=1, le=10_000)
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[HeaderName, HeaderValue] = Field(
+        default_factory=dict,
+        description="sent with every call (remote embeddings too); each name once, in any case",
+    )
     breaker: BreakerConfig = BreakerConfig()
     retry: RetryConfig = RetryConfig()
     limits: LimitsConfig = LimitsConfig()

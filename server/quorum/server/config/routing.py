@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from yarl import URL
 
 from quorum.server.config.fields import (
+    MAX_USD,
     DifficultyName,
     Example,
     Name,
@@ -244,7 +245,7 @@ class ShadowConfig(Strict):
     """Shadow evaluation: re-ask a cheaper tier for a sample of traffic, off the hot path."""
 
     sample_rate: float = Field(0.0, ge=0, le=1)
-    daily_budget_usd: float = Field(1.0, ge=0)
+    daily_budget_usd: float = Field(1.0, ge=0, le=MAX_USD)
     timeout_s: float = Field(30.0, gt=0, le=600)
 
 

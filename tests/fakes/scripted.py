@@ -56,6 +56,11 @@ class Seen:
     path: str
     query: str
     headers: dict[str, str]
+    header_lines: tuple[tuple[str, str], ...] = ()  # every header line, repeats included
+
+    def all(self, name: str) -> list[str]:
+        """Every value of header ``name`` (compared case-insensitively), in order."""
+        return [v for k, v in self.header_lines if k.lower() == name.lower()]
 
 
 class Scripted:
@@ -70,7 +75,13 @@ class Scripted:
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
         self.seen.append(
-            Seen(request.method, request.path, request.query_string, dict(request.headers))
+            Seen(
+                request.method,
+                request.path,
+                request.query_string,
+                dict(request.headers),
+                tuple(request.headers.items()),
+            )
         )
         canned = self.script.popleft() if self.script else self.default
         return web.Response(status=canned.status, body=canned.body, headers=canned.headers)

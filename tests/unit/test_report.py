@@ -105,3 +105,69 @@ def test_lines_of_a_log_that_are_not_records_are_skipped_and_counted(
     (row,) = json.loads(out)
     assert (row["n"], row["agreement"]) == (3, 1.0)
     assert err == f"quorum router report: {path}: skipped 2 lines that are not records\n"
+
+
+HUGE = 10**400  # past float's range: float() raised OverflowError
+LONG = "7" * 5000  # past int()'s 4300 digits
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("primary_cost_usd", "-0.01", "-0.01"),  # reported a saving of 10100%
+        ("shadow_cost_usd", "-1", "-1"),
+        ("primary_cost_usd", str(HUGE), "a 401-digit integer"),  # was a traceback
+        ("shadow_cost_usd", LONG, "a 5000-digit integer"),  # was skipped as not a record
+        ("primary_cost_usd", "NaN", "NaN"),
+        ("shadow_cost_usd", '"cheap"', '"cheap"'),
+        ("primary_cost_usd", "true", "true"),
+    ],
+)
+def test_a_cost_that_is_not_a_number_of_dollars_is_refused_naming_line_and_field(
+    key: str, value: str, shown: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "decisions.jsonl"
+    bad = json.dumps({**_shadow(2), key: "@"}).replace('"@"', value)
+    path.write_text(json.dumps(_shadow(1)) + "\n\n" + bad + "\n")
+    for args in ((), ("--json",)):
+        code, out, err = _report(capsys, path, *args)
+        assert (code, out) == (2, "")
+        assert err == (
+            f"quorum router report: {path}:3: {key} must be a number >= 0 (US dollars) or null, "
+            f"not {shown}\n"
+        )
+
+
+def test_free_and_unknown_costs_are_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "decisions.jsonl"
+    lines = [
+        _shadow(1),
+        {**_shadow(2), "shadow_cost_usd": 0},
+        {**_shadow(3), "shadow_cost_usd": None},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code, out, _ = _report(capsys, path, "--json", "--min-samples", "1")
+    assert code == 0
+    (row,) = json.loads(out)
+    assert row["n"] == 3 and row["saving"] == round(1 - 0.001 / 0.03, 4)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"a":' * 100_000 + "1" + "}" * 100_000,  # was a RecursionError traceback
+        "[" * 100_000 + "]" * 100_000,
+        f'{{"type": "shadow", "n": {LONG}, "d": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    ],
+)
+def test_a_line_nested_too_deeply_to_read_is_skipped_as_not_a_record(
+    line: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "decisions.jsonl"
+    path.write_text(json.dumps(_shadow(1)) + "\n" + line + "\n")
+    code, out, err = _report(capsys, path, "--json", "--min-samples", "1")
+    assert code == 0
+    assert json.loads(out)[0]["n"] == 1
+    assert err == f"quorum router report: {path}: skipped 1 line that is not a record\n"

@@ -14,7 +14,10 @@ out) is no verdict on its quality: it is counted in the row's ``failed`` column 
 A file none of whose lines is a decision-log record (a JSON object of type ``decision``,
 ``feedback`` or ``shadow``) is refused, exit status 2: it is not a decision log. An empty log,
 or one without shadow lines yet, is no error. Lines of a log that are not records (e.g. one cut
-short by a crash) are skipped and counted on stderr.
+short by a crash, or JSON nested too deeply to read) are skipped and counted on stderr. A
+shadow line whose ``primary_cost_usd`` or ``shadow_cost_usd`` is not a number >= 0 (US
+dollars) or null is refused, exit status 2, naming the file, the line and the field: a
+negative cost would report savings past 100%.
 """
 
 from __future__ import annotations
@@ -84,12 +87,43 @@ def failed(record: dict[str, Any]) -> bool:
     return record.get("agree") is None or record.get("reason") == _OLD_FAILED_REASON
 
 
+_COSTS = ("primary_cost_usd", "shadow_cost_usd")
+
+
 def _cost(record: dict[str, Any], key: str) -> float:
     try:
         value = float(record.get(key) or 0.0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int of 400 digits
         return 0.0
-    return value if math.isfinite(value) else 0.0
+    return value if math.isfinite(value) and value >= 0 else 0.0
+
+
+def cost_problem(record: dict[str, Any]) -> str | None:
+    """What is wrong with a shadow line's costs, naming the field, or None: each must be
+    absent, null or a number >= 0 (US dollars)."""
+    for key in _COSTS:
+        value = record.get(key)
+        if value is None:
+            continue
+        number: float | None = None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:  # an int of hundreds of digits
+                number = None
+        if number is None or not math.isfinite(number) or number < 0:
+            return f"{key} must be a number >= 0 (US dollars) or null, not {_shown(value)}"
+    return None
+
+
+def _shown(value: object) -> str:
+    """``value`` as JSON spells it, short, for an error message."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"a {len(str(abs(value)))}-digit integer"
+    try:
+        return json.dumps(value)[:40]
+    except (TypeError, ValueError):
+        return repr(value)[:40]
 
 
 def aggregate(records: Iterable[dict[str, Any]]) -> dict[RowKey, TaskStats]:
@@ -119,13 +153,19 @@ class NotADecisionLog(Exception):
     """A file given to ``--log`` none of whose lines is a decision-log record."""
 
 
+class BadRecord(Exception):
+    """A decision-log record the report cannot count (a negative cost): the message names
+    the file, the line and the field."""
+
+
 class LogReader:
     """The decision-log records of files, in order, counting the lines that are not one.
 
     A record is a JSON object whose ``type`` is one a decision log holds (``decision``,
     ``feedback``, ``shadow``); blank lines are skipped. A file with lines but no record
     raises :class:`NotADecisionLog` once read; the lines of the others that are not
-    records (e.g. one cut short by a crash) are counted in :attr:`skipped`, per file.
+    records (e.g. one cut short by a crash) are counted in :attr:`skipped`, per file. A
+    shadow record with a cost that is not a number >= 0 raises :class:`BadRecord`.
     """
 
     def __init__(self) -> None:
@@ -136,7 +176,7 @@ class LogReader:
             found = other = 0
             # errors="replace": a binary file is lines that are not records, not a traceback
             with path.open(encoding="utf-8", errors="replace") as handle:
-                for line in handle:
+                for number, line in enumerate(handle, start=1):
                     line = line.strip()
                     if not line:
                         continue
@@ -144,6 +184,9 @@ class LogReader:
                     if record is None:
                         other += 1
                         continue
+                    problem = cost_problem(record) if record["type"] == "shadow" else None
+                    if problem is not None:
+                        raise BadRecord(f"{path}:{number}: {problem}")
                     found += 1
                     yield record
             if other and not found:
@@ -161,12 +204,43 @@ def _record(line: str) -> dict[str, Any] | None:
     if not line.startswith("{"):
         return None
     try:
-        record = json.loads(line)
-    except ValueError:
+        record = _loads(line)
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to read
         return None
     if not isinstance(record, dict) or record.get("type") not in RECORD_TYPES:
         return None
     return record
+
+
+class LongInteger:
+    """An integer of a line longer than Python reads as an ``int``: kept as its length, so
+    a cost that is one is refused by name like any other that is not a number."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"a {self.digits}-digit integer"
+
+
+def _long_integer(text: str) -> int | LongInteger:
+    try:
+        return int(text)
+    except ValueError:
+        return LongInteger(len(text.lstrip("-")))
+
+
+def _loads(line: str) -> Any:
+    """``json.loads``, with an integer of more digits than ``int()`` converts (4300) read
+    as a :class:`LongInteger` instead of failing the whole line."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        return json.loads(line, parse_int=_long_integer)
 
 
 def rows(stats: dict[RowKey, TaskStats], target: float, min_samples: int) -> list[dict[str, Any]]:
@@ -225,7 +299,7 @@ def main(argv: Sequence[str]) -> int:
     except OSError as exc:
         print(f"quorum router report: {exc}", file=sys.stderr)
         return 1
-    except NotADecisionLog as exc:
+    except (NotADecisionLog, BadRecord) as exc:
         print(f"quorum router report: {exc}", file=sys.stderr)
         return 2
     for path, count in reader.skipped.items():

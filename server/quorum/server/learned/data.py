@@ -106,16 +106,64 @@ def default_data_files(data_dir: Path | None = None) -> list[Path]:
     return files
 
 
-def _number(value: object) -> float | None:
-    """``value`` as a float if it is a finite number (JSON ``true``/``false`` are not)."""
+def finite_float(value: object) -> float | None:
+    """``value`` as a float if it is a finite number (JSON ``true``/``false`` are not, nor
+    an integer too large for a float, such as one of 400 digits)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float's range (about 1.8e308)
+        return None
     return number if math.isfinite(number) else None
 
 
+class LongInteger:
+    """An integer of a JSON line longer than Python reads as an ``int`` (more than
+    ``sys.get_int_max_str_digits()`` digits, 4300 by default), kept as its text: a field
+    read as a number refuses it by name like any other value that is not a number (its
+    ``repr`` says how long it is); one read as text (an ``id``) keeps its digits."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"a {len(self.text.lstrip('-'))}-digit integer"
+
+
+def _long_integer(text: str) -> int | LongInteger:
+    try:
+        return int(text)
+    except ValueError:  # past the limit on digits int() converts
+        return LongInteger(text)
+
+
+def loads_line(line: str) -> Any:
+    """``json.loads`` of one line that neither overflows nor raises past
+    :class:`json.JSONDecodeError`: an integer of more digits than Python converts becomes
+    a :class:`LongInteger`, and a line nested too deeply to read (thousands of ``[``)
+    raises :class:`RecursionError` for the caller to name."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        return json.loads(line, parse_int=_long_integer)
+
+
 def _shown(value: object) -> str:
-    """``value`` as JSON spells it (``null``, ``true``, ``NaN``), for error messages."""
+    """``value`` as JSON spells it (``null``, ``true``, ``NaN``), for error messages; an
+    integer too long to show is named by its length."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        try:
+            return f"a {len(str(abs(value)))}-digit integer"
+        except ValueError:  # too long for str() (not from JSON, which makes a LongInteger)
+            return "an integer too long to show"
     try:
         return json.dumps(value)[:40]
     except (TypeError, ValueError):
@@ -125,7 +173,7 @@ def _shown(value: object) -> str:
 def _parse_result(name: str, raw: object, where: str) -> ModelResult:
     if not isinstance(raw, dict) or "score" not in raw:
         raise DataError(f"{where}: results.{name} needs a numeric 'score' from 0 to 1")
-    score = _number(raw["score"])
+    score = finite_float(raw["score"])
     if score is None or not 0.0 <= score <= 1.0:
         raise DataError(
             f"{where}: results.{name} needs a numeric 'score' from 0 to 1, "
@@ -133,7 +181,7 @@ def _parse_result(name: str, raw: object, where: str) -> ModelResult:
         )
     response = raw.get("response")
     cost_raw = raw.get("cost_usd")
-    cost = _number(cost_raw)
+    cost = finite_float(cost_raw)
     if cost_raw is not None and (cost is None or cost < 0):
         raise DataError(
             f"{where}: results.{name}.cost_usd must be a number >= 0 (US dollars) or null, "
@@ -150,9 +198,11 @@ def json_object(line: str, where: str, what: str) -> dict[str, Any]:
     """One JSON-lines line as an object; ``where`` names it and ``what`` the kind of line
     expected in errors."""
     try:
-        raw = json.loads(line)
+        raw = loads_line(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"{where}: not JSON ({exc.msg})") from exc
+    except RecursionError:
+        raise DataError(f"{where}: not {what} (JSON nested too deeply to read)") from None
     if not isinstance(raw, dict):
         raise DataError(f"{where}: {what} must be a JSON object")
     return raw
@@ -243,13 +293,15 @@ def load_prices(path: Path | None = None) -> dict[str, Price]:
     if not p.is_file():
         return {}
     try:
-        raw = json.loads(p.read_bytes().decode("utf-8"))
+        raw = loads_line(p.read_bytes().decode("utf-8"))
     except OSError as exc:
         raise DataError(f"{p}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise DataError(f"{p}: not UTF-8 text; prices must be a UTF-8 JSON object") from None
     except json.JSONDecodeError as exc:
         raise DataError(f"{p}:{exc.lineno}: not JSON ({exc.msg})") from None
+    except RecursionError:
+        raise DataError(f"{p}: JSON nested too deeply to read; prices are a flat object") from None
     if not isinstance(raw, dict):
         raise DataError(f"{p}: prices must be a JSON object of model -> price")
     return {str(name): _parse_price(str(name), v, p) for name, v in raw.items()}
@@ -258,11 +310,8 @@ def load_prices(path: Path | None = None) -> dict[str, Price]:
 def _parse_price(name: str, raw: object, path: Path) -> Price:
     values = []
     for key in ("input_per_mtok", "output_per_mtok"):
-        value = raw.get(key) if isinstance(raw, dict) else None
-        number = (
-            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-        )
-        if number is None or not math.isfinite(number) or number < 0:
+        number = finite_float(raw.get(key) if isinstance(raw, dict) else None)
+        if number is None or number < 0:
             raise DataError(
                 f"{path}: {name!r} needs '{key}', a number >= 0 (US dollars per million tokens)"
             )

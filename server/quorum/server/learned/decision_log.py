@@ -36,6 +36,7 @@ from quorum.server.learned.data import (
     DataError,
     ModelResult,
     RoutingRow,
+    finite_float,
     json_object,
     read_lines,
 )
@@ -129,14 +130,10 @@ def verdict_of(line: Mapping[str, Any]) -> bool | None:
     kind = line.get("kind")
     if kind not in _KINDS:
         return None
-    score = line.get("score")
-    number = (
-        float(score) if isinstance(score, int | float) and not isinstance(score, bool) else None
-    )
     fb = Feedback(
         request_id=str(line.get("request_id", "")),
         kind=cast(FeedbackKind, kind),
-        score=number,
+        score=finite_float(line.get("score")),  # None for one too large for a float
     )
     return feedback_is_good(fb)
 
@@ -150,11 +147,11 @@ def _answer_cost(decision: Mapping[str, Any], model: str) -> float | None:
                 isinstance(attempt, dict)
                 and attempt.get("model") == model
                 and attempt.get("outcome") == "succeeded"
-                and isinstance(attempt.get("cost_usd"), int | float)
+                and finite_float(attempt.get("cost_usd")) is not None
             ):
-                return float(attempt["cost_usd"])
-    cost = decision.get("cost_usd")
-    return float(cost) if isinstance(cost, int | float) else None
+                return finite_float(attempt["cost_usd"])
+    # None (priced instead) for what is not a finite number, e.g. an int of 400 digits
+    return finite_float(decision.get("cost_usd"))
 
 
 # A decision is its tenant's and request id's (two tenants may use one id); a feedback line

@@ -450,11 +450,28 @@ def check_pools(rows: Sequence[RoutingRow]) -> None:
             )
 
 
+def check_complete_rows(rows: Sequence[RoutingRow]) -> None:
+    """Raise :class:`DataError` naming a source of ``rows`` none of whose rows has a result
+    for every model of the source: a head's threshold (or ``lambda``) is calibrated on
+    prompts every model answered, and there would be none."""
+    for source, source_rows in split_by_source(rows).items():
+        models = sorted({m for r in source_rows for m in r.results})
+        if not any(len(r.results) == len(models) for r in source_rows):
+            raise DataError(
+                f"source {source!r}: none of its {len(source_rows)} rows has a result for every "
+                f"one of its models ({', '.join(models)}); --data needs rows every model "
+                "answered, to calibrate the head on (partial rows, such as a decision log's "
+                "feedback, train with --feedback)"
+            )
+
+
 def train_heads(
     rows: Sequence[RoutingRow], prices: Mapping[str, Price], cfg: TrainConfig
 ) -> dict[str, FittedHead]:
-    """Train one head per source of ``rows`` (:func:`check_pools` first)."""
+    """Train one head per source of ``rows`` (:func:`check_pools` and
+    :func:`check_complete_rows` first)."""
     check_pools(rows)
+    check_complete_rows(rows)
     return {
         source: train_head(build_table(source_rows, prices), cfg)
         for source, source_rows in split_by_source(rows).items()
@@ -472,9 +489,11 @@ def train_router(
     ``partial_rows`` (the decision log's feedback, :mod:`.decision_log`) get one head per source
     by :func:`train_partial_head`; their sources must differ from those of ``rows``. The default
     source is the config's, else the one with the most training rows. Raises :class:`DataError`
-    before training anything when a source has fewer than two models (:func:`check_pools`).
+    before training anything when a source has fewer than two models (:func:`check_pools`), or
+    when no row of a source of ``rows`` has every model's result (:func:`check_complete_rows`).
     """
     check_pools([*rows, *partial_rows])
+    check_complete_rows(rows)
     fitted = train_heads(rows, prices, cfg)
     for source, source_rows in split_by_source(partial_rows).items():
         if source in fitted:

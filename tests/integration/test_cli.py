@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 
 from quorum.server.config import parse_config
@@ -125,15 +128,23 @@ def test_a_port_out_of_range_is_named(tmp_path: Path) -> None:
     assert "server.http_address" in result.stderr and "65535" in result.stderr
 
 
-def test_serve_on_a_port_in_use_names_the_key_without_a_traceback() -> None:
+def test_serve_on_a_port_in_use_names_the_flag_or_key_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "address.yaml"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run("serve", "--address", f"127.0.0.1:{port}")
-    assert result.returncode == 2  # as with --workers, and for the HTTP and metrics ports
-    assert f"server.address: cannot listen on 127.0.0.1:{port}" in result.stderr
-    assert "Traceback" not in result.stderr
+        config.write_text(yaml.safe_dump(sim_config(server={"address": f"127.0.0.1:{port}"})))
+        flag = run("serve", "--address", f"127.0.0.1:{port}")
+        key = run("serve", "--config", str(config))
+    # The flag's value was reported as the config key's ("server.address: ..."), and gRPC
+    # core added its own line ("E1205 ... add_port.cc:83] ...").
+    for result, name in ((flag, "--address"), (key, "server.address")):
+        assert result.returncode == 2  # as with --workers, and for the HTTP and metrics ports
+        (line,) = _not_json(result.stderr)
+        assert line.startswith(f"quorum serve: {name}: cannot listen on 127.0.0.1:{port}: ")
 
 
 def test_check_config_and_serve_refuse_a_learned_router_they_cannot_build(tmp_path: Path) -> None:
@@ -337,11 +348,8 @@ def test_serve_on_a_taken_http_or_metrics_port_is_one_line_without_a_traceback()
         # The gRPC server had started when the HTTP port failed, and was never stopped:
         # "Exception ignored in: <function Server.__del__> ... Event loop is closed".
         for flag, problem in (
-            ("--http-address", f"cannot bind HTTP address 127.0.0.1:{port}: "),
-            (
-                "--metrics-address",
-                f"observability.metrics_address: cannot listen on 127.0.0.1:{port}",
-            ),
+            ("--http-address", f"--http-address: cannot bind HTTP address 127.0.0.1:{port}: "),
+            ("--metrics-address", f"--metrics-address: cannot listen on 127.0.0.1:{port}"),
         ):
             result = run(
                 "serve", "--address", f"127.0.0.1:{_free_port()}", flag, f"127.0.0.1:{port}"
@@ -388,3 +396,80 @@ def test_the_cli_loads_without_grpc() -> None:
     # gRPC reads GRPC_VERBOSITY once, as it is imported: the client commands set it first.
     code = "import sys, quorum.server.cli; sys.exit('grpc' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def _serve(config: Path, then: Callable[[str], None]) -> tuple[int, str]:
+    """Run ``quorum serve --config CONFIG``; once it serves, call ``then`` with its gRPC
+    address and stop it with SIGTERM. Its exit status and stderr."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(QUORUM), "serve", "--config", str(config), "--address", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if '"serving"' in line:
+                then(f"127.0.0.1:{port}")
+                proc.send_signal(signal.SIGTERM)
+                break
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    return proc.returncode, "".join(lines) + err
+
+
+def test_a_decision_log_write_failing_at_shutdown_is_a_json_line_not_a_listen_error(
+    tmp_path: Path,
+) -> None:
+    # With the decision log on a full disk, SIGTERM ended in "quorum serve: [Errno 28] No
+    # space left on device", exit 2: the OSError of closing the log was taken for an
+    # address serve could not listen on.
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    config = tmp_path / "full.yaml"
+    config.write_text(yaml.safe_dump(sim_config(decisions={"sink": "file", "path": "/dev/full"})))
+
+    def route(address: str) -> None:
+        routed = run("route", "hi", "--address", address)
+        assert routed.returncode == 0, routed.stderr
+
+    code, err = _serve(config, route)
+    assert _not_json(err) == [], err
+    assert code in (0, 1), err  # 1 while closing the log still raises (decisions.py)
+    assert '"decision_log_write_failed"' in err
+
+
+def test_serve_logs_only_json_when_the_trace_collector_is_down(tmp_path: Path) -> None:
+    # OpenTelemetry's exporter logged "Transient error StatusCode.UNAVAILABLE encountered
+    # while exporting traces ..." and "Failed to export traces ..." as plain text.
+    config = tmp_path / "tracing.yaml"
+    tracing = {"otlp_endpoint": f"http://127.0.0.1:{_free_port()}", "sample_ratio": 1.0}
+    config.write_text(yaml.safe_dump(sim_config(observability={"tracing": tracing})))
+
+    def route(address: str) -> None:
+        assert run("route", "hi", "--address", address).returncode == 0
+
+    code, err = _serve(config, route)
+    assert code == 0, err
+    assert _not_json(err) == [], err
+    exported = [json.loads(line) for line in err.splitlines() if '"library_log"' in line]
+    assert exported, err  # the span could not be exported: said, as JSON
+    assert all(e["logger"].startswith("opentelemetry.") for e in exported)
+
+
+def test_a_prompt_that_is_not_utf8_is_a_usage_error() -> None:
+    # $'\xff' was a traceback: UnicodeEncodeError, surrogates not allowed.
+    result = subprocess.run(
+        [str(QUORUM).encode(), b"route", b"caf\xe9", b"--address", b"127.0.0.1:9"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.decode().splitlines()[-1] == (
+        "quorum route: error: argument prompt: not UTF-8 text (byte 0xe9 at character 4)"
+    )

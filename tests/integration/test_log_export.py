@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,6 +79,13 @@ def test_an_unreachable_redis_is_one_line_and_leaves_no_file(
     [
         (["--redis", "nope://x"], "--redis:"),
         (["--redis", "redis://x", "--since", "abc"], "--since"),
+        # read as db 0 before; refused in state.redis_url
+        (
+            ["--redis", "redis://127.0.0.1:1/abc"],
+            '--redis: the database after the host must be a number, not "abc"',
+        ),
+        (["--redis", "redis://h:p/0"], "--redis: not a valid URL"),
+        (["--redis", ""], "--redis: empty"),
     ],
 )
 def test_bad_options_name_themselves(
@@ -88,3 +97,47 @@ def test_bad_options_name_themselves(
         code = int(exc.code or 0)
     assert code == 2
     assert problem in capsys.readouterr().err
+
+
+QUORUM = Path(sys.executable).with_name("quorum")
+
+
+def _fill(url: str, n: int) -> None:
+    client = redis.Redis.from_url(url)
+    pipe = client.pipeline()
+    for i in range(n):
+        record = json.dumps({"type": "decision", "request_id": f"r{i}", "pad": "x" * 200})
+        pipe.xadd("quorum:decisions", {"record": record})
+    pipe.execute()
+
+
+def test_a_reader_that_stops_early_stops_the_export_quietly(redis_server: RedisServer) -> None:
+    # `export-log | head -1` printed "--out: None: Broken pipe" and exited 2.
+    _fill(redis_server.url, 2500)  # 500 kB: more than a pipe holds
+    with subprocess.Popen(
+        [str(QUORUM), "router", "export-log", "--redis", redis_server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert json.loads(proc.stdout.readline())["request_id"] == "r0"
+        proc.stdout.close()  # as head does once it has its line
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 141  # as a program SIGPIPE stopped (cat, in that pipe)
+    assert err == b""
+
+
+def test_stdout_that_cannot_be_written_is_named_stdout(redis_server: RedisServer) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("needs /dev/full")
+    _fill(redis_server.url, 10)
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run(
+            [str(QUORUM), "router", "export-log", "--redis", redis_server.url],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert result.stderr == "quorum router export-log: stdout: No space left on device\n"

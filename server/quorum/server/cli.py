@@ -22,15 +22,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quorum.server.cli_args import finite_number, host_port_problem, target_problem, whole_at_least
+from quorum.server.cli_args import (
+    file_name,
+    finite_number,
+    host_port_problem,
+    target_problem,
+    utf8_text,
+    whole_at_least,
+    whole_within,
+)
 
-# Nothing here imports grpc when the module loads (the config and the errors do): the
-# client commands first tell gRPC core to keep its own log lines to itself (see main).
+# Nothing here imports grpc when the module loads (the config and the errors do): every
+# command first tells gRPC core to keep its own log lines to itself (see main).
 if TYPE_CHECKING:
     import grpc
     from google.protobuf.message import Message
 
-    from quorum.client import QuorumClient
+    from quorum.client import QuorumClient, QuorumError
     from quorum.route.v1.types_pb2 import RouteRequest
     from quorum.server.config import Config
 
@@ -53,6 +61,11 @@ class FlagError(Exception):
     line naming the flag, exit status 2."""
 
 
+# At most this many ``serve --workers``: each is a whole server process, and one per core
+# is the most that helps (more only share the cores and multiply the memory).
+MAX_WORKERS = 64
+
+
 class _Subcommand(argparse.ArgumentParser):
     """A subcommand's parser that reports unknown arguments itself, with its own usage.
 
@@ -68,9 +81,18 @@ class _Subcommand(argparse.ArgumentParser):
 
 
 def _load(path: str | None) -> Config:
+    """``--config``'s file, else ``$QUORUM_CONFIG``'s, else the embedded default; a
+    ``$QUORUM_CONFIG`` set but empty (``QUORUM_CONFIG=$UNSET``) is a :class:`FlagError`,
+    as an empty ``--config`` is a usage error: neither silently serves the default."""
     from quorum.server.config import default_config, load_config
 
-    path = path or os.environ.get("QUORUM_CONFIG") or None
+    if path is None:
+        path = os.environ.get("QUORUM_CONFIG")
+        if path == "":
+            raise FlagError(
+                "$QUORUM_CONFIG is set but empty (is a shell variable unset?): set it to a "
+                "config file, or unset it to serve the embedded default"
+            )
     return load_config(path) if path else default_config()
 
 
@@ -93,6 +115,20 @@ def _listen_address(flag: str, address: str | None, example: str) -> None:
 
 def _stopped_before_serving(signum: int, frame: object) -> None:
     raise SystemExit(0)
+
+
+def _named_by_flag(message: str, args: argparse.Namespace) -> str:
+    """A listen error of the server's (which names the config key, e.g. ``server.address:
+    cannot listen on ...``) naming the flag instead when the address came from one."""
+    for key, flag, given in (
+        ("server.address", "--address", args.address),
+        ("observability.metrics_address", "--metrics-address", args.metrics_address),
+    ):
+        if message.startswith(f"{key}: "):
+            return f"{flag}{message.removeprefix(key)}" if given else message
+    if message.startswith("cannot bind HTTP address "):  # the front door names neither
+        return f"{'--http-address' if args.http_address else 'server.http_address'}: {message}"
+    return message
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -144,13 +180,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is optional off Linux
         pass
+    serving = False
+
+    def ready() -> None:
+        nonlocal serving
+        serving = True
+
     try:
-        return asyncio.run(serve(config, args.address, metrics_address=args.metrics_address))
+        return asyncio.run(
+            serve(config, args.address, metrics_address=args.metrics_address, on_ready=ready)
+        )
     except ConfigError as exc:
         print(exc.message, file=sys.stderr)
         return 2
-    except OSError as exc:  # an address it cannot listen on, as with --workers
-        print(f"quorum serve: {exc}", file=sys.stderr)
+    except OSError as exc:
+        if serving:  # not an address: it failed while stopping, e.g. a write it could not do
+            import structlog
+
+            structlog.get_logger("quorum.cli").error(
+                "stop_failed", error=str(exc) or type(exc).__name__
+            )
+            return 1
+        # an address it cannot listen on, as with --workers: named as it was given
+        print(f"quorum serve: {_named_by_flag(str(exc), args)}", file=sys.stderr)
         return 2
 
 
@@ -162,6 +214,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         raise FlagError(f"--metrics-address {problem}")
     code, text = run(args.metrics_address, json_output=args.json, timeout_s=args.timeout)
     print(text, file=sys.stderr if code else sys.stdout)
+    if code and args.json:  # /metrics could not be read: the error, as JSON, on stdout
+        _print_json_error("UNAVAILABLE", text.removeprefix("quorum stats: "))
     return code
 
 
@@ -337,20 +391,51 @@ def _client(args: argparse.Namespace) -> QuorumClient:
 
 
 def _hints_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prompt", help="the user message")
+    # utf8_text: a byte that is not UTF-8 is refused naming the argument, not a traceback
+    parser.add_argument("prompt", type=utf8_text, help="the user message")
     _connection_args(parser)
-    parser.add_argument("--strategy", choices=_STRATEGIES, default="auto")
-    parser.add_argument("--priority", choices=_PRIORITIES, default="balanced")
-    parser.add_argument("--agent", default="")
-    parser.add_argument("--task", default="")
-    parser.add_argument("--model", default="")
-    parser.add_argument("--tier", default="")
-    parser.add_argument("--use-case", default="")
+    parser.add_argument(
+        "--strategy",
+        choices=_STRATEGIES,
+        default="auto",
+        help="how to answer: one model (single), cheapest tier first escalating when the "
+        "quality gate fails (cascade), several models reconciled by vote (consensus_majority) "
+        "or by a judge (consensus_judge); default auto, the planner chooses",
+    )
+    parser.add_argument(
+        "--priority",
+        choices=_PRIORITIES,
+        default="balanced",
+        help="what comes first: latency (fast cheap tiers), balanced (tier by difficulty, the "
+        "default), quality (capable tiers) or cost (cheapest acceptable answer)",
+    )
+    hints = (
+        ("--agent", "NAME", "an agent of the server's config; default: the classifier decides"),
+        ("--task", "TASK", 'the task type, e.g. "code", "math"; default: the classifier decides'),
+        (
+            "--model",
+            "MODEL",
+            "force this model (a configured model name); failover stays within equivalent models",
+        ),
+        (
+            "--tier",
+            "TIER",
+            "start from this tier (a configured tier name), then more capable tiers, then "
+            "cheaper ones",
+        ),
+        ("--use-case", "NAME", "a use-case policy of the server's config, e.g. chat"),
+    )
+    for flag, metavar, text in hints:
+        parser.add_argument(flag, type=utf8_text, default="", metavar=metavar, help=text)
     parser.add_argument("--max-cost", type=float, default=None, help="cost ceiling in USD")
     parser.add_argument(
         "--timeout", type=_seconds, default=30.0, help="deadline in seconds (default 30)"
     )
-    parser.add_argument("--json", action="store_true", help="print the response as protobuf JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='print the response as protobuf JSON (an error as a JSON object {"error": ...})',
+    )
 
 
 def _request_from_args(args: argparse.Namespace) -> RouteRequest:
@@ -388,7 +473,7 @@ def _cmd_route_or_plan(args: argparse.Namespace) -> int:
                 planned = client.plan(request)
                 response, text = planned, render.plan_response(planned)
         except QuorumError as exc:
-            print(render.error(exc), file=sys.stderr)
+            _print_error(exc, as_json=args.json)
             return 1
     if args.json:
         print(json_format.MessageToJson(response, preserving_proto_field_name=True))
@@ -407,13 +492,59 @@ def _cmd_models(args: argparse.Namespace) -> int:
         try:
             response = client.list_models()
         except QuorumError as exc:
-            print(render.error(exc), file=sys.stderr)
+            _print_error(exc, as_json=args.json)
             return 1
     if args.json:
         print(json_format.MessageToJson(response, preserving_proto_field_name=True))
     else:
         print(render.models(response))
     return 0
+
+
+def _print_error(exc: QuorumError, *, as_json: bool) -> None:
+    """A failed call's error: as text on stderr, and with ``--json`` also as a JSON object
+    on stdout (:func:`_print_json_error`), where a script reads the answer."""
+    from google.protobuf import json_format
+
+    from quorum.server import render
+
+    print(render.error(exc), file=sys.stderr)
+    if not as_json:
+        return
+    detail: dict[str, Any] = {
+        "domain": exc.domain,
+        "metadata": exc.metadata,
+        "retry_after_s": exc.retry_after_s,
+        "attempts": [
+            json_format.MessageToDict(a, preserving_proto_field_name=True) for a in exc.attempts
+        ],
+    }
+    if exc.plan is not None:
+        detail["plan"] = json_format.MessageToDict(exc.plan, preserving_proto_field_name=True)
+    violations = [{"field": v.field, "description": v.description} for v in exc.field_violations]
+    _print_json_error(exc.code.name, exc.message, exc.reason, violations, **detail)
+
+
+def _print_json_error(
+    code: str,
+    message: str,
+    reason: str = "",
+    field_violations: Sequence[dict[str, str]] = (),
+    **detail: Any,
+) -> None:
+    """``{"error": {"code", "message", "reason", "field_violations", ...}}`` on stdout:
+    ``code`` is a gRPC status name (``INVALID_ARGUMENT`` for a flag the command refused,
+    ``UNAVAILABLE`` for a server it could not reach)."""
+    import json
+
+    error = {
+        "code": code,
+        "message": message,
+        "reason": reason,
+        "field_violations": list(field_violations),
+        **detail,
+    }
+    print(json.dumps({"error": error}, indent=2, ensure_ascii=False))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -455,7 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Subcommand)
 
     serve = sub.add_parser("serve", help="run the gRPC server")
-    serve.add_argument("--config", help="YAML config (default: $QUORUM_CONFIG or embedded)")
+    serve.add_argument(
+        "--config",
+        type=file_name,
+        metavar="FILE",
+        help="YAML config (default: $QUORUM_CONFIG or embedded)",
+    )
     serve.add_argument("--address", help="listen address, default from config ([::]:50051)")
     serve.add_argument(
         "--http-address",
@@ -469,10 +605,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--workers",
-        type=_positive_int,
+        type=whole_within(1, MAX_WORKERS, " (one per core is the most that helps)"),
         default=1,
         metavar="N",
-        help="run N server processes on one port (SO_REUSEPORT) under a supervisor",
+        help="run N server processes on one port (SO_REUSEPORT) under a supervisor; "
+        f"1 to {MAX_WORKERS}, at most one per core helps (default 1)",
     )
     serve.set_defaults(func=_cmd_serve)
 
@@ -486,11 +623,21 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument(
         "--timeout", type=_seconds, default=5.0, help="seconds to wait for /metrics (default 5)"
     )
-    stats.add_argument("--json", action="store_true")
+    stats.add_argument(
+        "--json",
+        action="store_true",
+        help='print the numbers as JSON (an error as a JSON object {"error": ...})',
+    )
     stats.set_defaults(func=_cmd_stats)
 
     demo = sub.add_parser("demo", help="run a server on the embedded default and a workload")
-    demo.add_argument("--concurrency", type=int, default=4)
+    demo.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="requests of the workload in flight at once, at least 1 (default 4)",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     for name, text in (
@@ -506,11 +653,24 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--timeout", type=_seconds, default=10.0, help="deadline in seconds (default 10)"
     )
-    models.add_argument("--json", action="store_true")
+    models.add_argument(
+        "--json",
+        action="store_true",
+        help='print the response as protobuf JSON (an error as a JSON object {"error": ...})',
+    )
     models.set_defaults(func=_cmd_models)
 
-    check = sub.add_parser("check-config", help="validate a config file")
-    check.add_argument("file")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file",
+        description="Validate a config file as serve reads it: its keys and values, the "
+        "catalog it builds and the learned router it loads. Each problem is named by its key; "
+        "any is exit status 1. What depends on the server's environment (a provider key or "
+        "tenant token variable unset, a TLS file that cannot be read, the tracing packages "
+        "not installed, a decision log that cannot be written) may differ where serve runs: "
+        "it is a warning here (exit status 0), and serve refuses to start without it.",
+    )
+    check.add_argument("file", type=file_name, help="the YAML config file")
     check.set_defaults(func=_cmd_check_config)
 
     router = sub.add_parser(
@@ -530,13 +690,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Commands that call a server and report its answer or the failure in one line.
-_CLIENT_COMMANDS = ("route", "plan", "models", "stats")
-
-
 def _quiet_grpc_core() -> None:
-    """Keep gRPC core's own log lines (``E1204 ... dns_resolver.cc:554] ...``) off a client
-    command's stderr: its failures are reported once, as one line. gRPC reads
+    """Keep gRPC core's own log lines (``E1204 ... dns_resolver.cc:554] ...``) off every
+    command's stderr: a client command reports its failures once, as one line; serve logs
+    JSON lines only, and names an address it cannot listen on itself (gRPC core would add
+    ``E1205 ... add_port.cc:83] ...``, or ``I1205 ... chttp2_transport.cc ... Got goaway``
+    when a connection reaches its maximum age). Worker processes inherit it. gRPC reads
     ``GRPC_VERBOSITY`` when it is imported, so this must run first; a user's own
     ``GRPC_VERBOSITY`` or ``GRPC_TRACE`` is left alone."""
     if "grpc" in sys.modules or "GRPC_VERBOSITY" in os.environ or "GRPC_TRACE" in os.environ:
@@ -544,17 +703,40 @@ def _quiet_grpc_core() -> None:
     os.environ["GRPC_VERBOSITY"] = "NONE"
 
 
+def _stdout_closed() -> int:
+    """What a command does when whatever read its standard output went away (``quorum
+    router export-log ... | head -1``): it stops quietly, with the status a program that
+    SIGPIPE stopped has (128 + 13 = 141), as ``cat`` in the same pipe would. Standard
+    output is pointed at /dev/null first (the recipe of the Python docs on SIGPIPE):
+    Python flushes it on exit, which would fail again, with a message."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # a stdout without a descriptor (a test's capture)
+        pass
+    return 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _main(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # a pipe closed early fails here, not as Python exits
+    except BrokenPipeError:
+        return _stdout_closed()
+    return code
+
+
+def _main(argv: list[str]) -> int:
     if len(argv) > 1 and argv[0] == "router" and argv[1] in _ROUTER_COMMANDS:
         return _run_router(argv[1], argv[2:])
     args = build_parser().parse_args(argv)
-    if args.command in _CLIENT_COMMANDS:
-        _quiet_grpc_core()
+    _quiet_grpc_core()
     try:
         result: int = args.func(args)
     except FlagError as exc:
         print(f"quorum {args.command}: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):
+            _print_json_error("INVALID_ARGUMENT", str(exc))
         return 2
     return result
 

@@ -24,6 +24,43 @@ def whole_at_least(low: int, why: str = "") -> Callable[[str], int]:
     return parse
 
 
+def whole_within(low: int, high: int, why: str = "") -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high``; ``why`` explains the upper bound in the
+    error."""
+    at_least = whole_at_least(low)
+
+    def parse(text: str) -> int:
+        value = at_least(text)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}{why}, not {value}")
+        return value
+
+    return parse
+
+
+def utf8_text(text: str) -> str:
+    """An argument's text, refused unless it is UTF-8: the shell hands over bytes, and
+    Python keeps each byte that is not UTF-8 as a lone surrogate (U+DC80-U+DCFF), which
+    no request can carry (protobuf strings are UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+        raise argparse.ArgumentTypeError(
+            f"not UTF-8 text ({what} at character {exc.start + 1})"
+        ) from None
+    return text
+
+
+def file_name(text: str) -> str:
+    """A file's name, refused when empty (an unset shell variable, as in ``--config $CFG``):
+    it would otherwise read as no file given, or as the current directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty file name (is a shell variable unset?)")
+    return text
+
+
 def finite_number(accept: Callable[[float], bool], expected: str) -> Callable[[str], float]:
     """A finite number that ``accept`` takes; the error says it must be ``expected``."""
 

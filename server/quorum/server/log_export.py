@@ -7,8 +7,10 @@ oldest first, to a file or stdout, so ``quorum router report --log`` and ``quoru
 --feedback`` read a Redis-kept log like any other. ``--since`` takes a stream id (e.g. the
 last one a previous export printed on stderr) and exports only the entries after it.
 
-Exit status 0 when exported (an empty or missing stream exports nothing), 2 on a bad option or
-when Redis cannot be read; every error is one line on stderr.
+Exit status 0 when exported (an empty or missing stream exports nothing), 2 on a bad option
+(a ``--redis`` URL is checked as ``state.redis_url`` is) or when Redis cannot be read; every
+error is one line on stderr. A reader of stdout that goes away (``| head -1``) stops the export
+quietly (``quorum`` exits 141, as a program stopped by SIGPIPE).
 """
 
 from __future__ import annotations
@@ -27,6 +29,22 @@ _STREAM_ID = re.compile(r"^[0-9]+(-[0-9]+)?$")
 
 class ExportError(Exception):
     """Redis could not be read, or the stream holds something that is not a decision log."""
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a Redis URL the servers' ``state.redis_url`` would take (the same
+    check: e.g. ``redis://host:6379/abc`` names no database, and is not read as db 0), or
+    None."""
+    from pydantic import ValidationError
+
+    from quorum.server.config import StateConfig
+
+    try:
+        StateConfig.model_validate({"redis_url": url})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        return str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+    return None
 
 
 def _stream_id(value: str) -> str:
@@ -86,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.stream = args.stream or f"{args.namespace}:decisions"
+    # Checked as the config checks state.redis_url; not echoed: it may hold a password.
+    problem = redis_url_problem(args.redis) if args.redis else "empty (give state.redis_url)"
+    if problem is not None:
+        print(f"quorum router export-log: --redis: {problem}", file=sys.stderr)
+        return 2
     import redis
 
     try:
@@ -101,8 +124,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileExistsError:
         print(f"quorum router export-log: --out: {args.out} exists", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        if args.out is not None:
+            print(f"quorum router export-log: --out: {args.out}: broken pipe", file=sys.stderr)
+            return 2
+        raise  # stdout's reader went away (| head): the command stops quietly (quorum.cli)
     except OSError as exc:
-        print(f"quorum router export-log: --out: {args.out}: {exc.strerror}", file=sys.stderr)
+        where = f"--out: {args.out}" if args.out is not None else "stdout"
+        print(f"quorum router export-log: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except redis.RedisError as exc:
         print(f"quorum router export-log: cannot read {args.stream}: {exc}", file=sys.stderr)

@@ -2,6 +2,11 @@
 
 Prompt text is never logged unless ``server.log_prompts`` is set; secrets never are —
 provider keys live in ``SecretStr`` and are only read by adapters when building headers.
+
+Libraries that log through the standard library's :mod:`logging` (OpenTelemetry's exporter:
+"Transient error StatusCode.UNAVAILABLE encountered while exporting traces ...") are routed
+into the same JSON lines (:data:`LIBRARY_LOGGERS`): without a handler, Python would print
+their warnings as plain text on stderr.
 """
 
 from __future__ import annotations
@@ -26,6 +31,41 @@ _LEVELS = {
 
 
 _request_id: ContextVar[str] = ContextVar("quorum_log_request_id", default="")
+
+LIBRARY_LOGGERS = ("opentelemetry",)
+"""Standard-library loggers (and their children) whose records become JSON log lines."""
+
+
+class _LibraryLog(logging.Handler):
+    """A standard-library log record as a structured line: event ``library_log`` at the
+    record's level, with the logger's name and the message (and the traceback, if any)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string of the library's: never raise from logging
+            message = str(record.msg)
+        level = record.levelname.lower()
+        if level not in _LEVELS:
+            level = "error" if record.levelno >= logging.ERROR else "warning"
+        log = structlog.get_logger(record.name)
+        getattr(log, level)(
+            "library_log", logger=record.name, message=message, exc_info=record.exc_info
+        )
+
+
+_LIBRARY_HANDLER = _LibraryLog()
+
+
+def _route_library_logs(level: int) -> None:
+    """Send :data:`LIBRARY_LOGGERS` through structlog, at ``level`` and above, and not on
+    to the root logger (Python's last-resort handler prints plain text). Idempotent."""
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if _LIBRARY_HANDLER not in logger.handlers:
+            logger.addHandler(_LIBRARY_HANDLER)
+        logger.setLevel(level)
+        logger.propagate = False
 
 
 class request_scope:  # noqa: N801 - used like a function: ``with request_scope(rid):``
@@ -106,3 +146,4 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
+    _route_library_logs(numeric)

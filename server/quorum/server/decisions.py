@@ -787,7 +787,15 @@ class DecisionLog:
             self._unsent.clear()
             self._unindexed.clear()
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:  # a batch whose write failed is still buffered: it fails again
+                log.warning(
+                    "decision_log_write_failed",
+                    key="decisions.path",
+                    path=self._path,
+                    error=str(exc),
+                )
             self._file = None
         if self._redis is not None:
             await self._redis.aclose()

@@ -104,3 +104,63 @@ async def test_owed_settles_are_repaid_in_order_and_closing_tries_once_more(
     await budgets.close()  # before the retry is due: closing settles it
     assert budgets.owed_usd == 0
     assert await store.read([KEY]) == [(7_000, 0)]
+
+
+class _Gated(_Flaky):
+    """Once ``holding``, holds the settle of ``r0`` until ``gate`` opens (and says when it
+    got there)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = False
+        self.gate = asyncio.Event()
+        self.inside = asyncio.Event()
+        self.taken: list[str] = []
+
+    async def settle(self, rid: str, nonce: str, actual: int) -> bool:
+        if rid == "r0" and self.holding:
+            self.inside.set()
+            await self.gate.wait()
+        settled = await super().settle(rid, nonce, actual)
+        self.taken.append(rid)
+        return settled
+
+
+async def test_a_full_backlog_dropping_the_entry_being_repaid_loses_no_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("quorum.server.budget.ledger.MAX_OWED", 2)
+    monkeypatch.setattr("quorum.server.budget.ledger.OWED_RETRY_S", (0.05, 0.1))
+    store = _Gated()
+    budgets = Budgets(parse_config(one_model_config()).budgets, store)
+    held = []
+    for i in range(3):
+        await store.reserve(f"r{i}", f"n{i}", 1_000, [KEY], [10**9], [86_400], 60)
+        held.append(Reservation(f"r{i}", f"n{i}", 1_000, ()))
+    store.down = True
+    await budgets.settle(held[0], 0.001)
+    await budgets.settle(held[1], 0.001)  # owed: r0, r1
+    store.holding, store.down = True, False
+    await store.inside.wait()  # the repay is inside the store's settle of r0
+    store.down = True
+    await budgets.settle(held[2], 0.001)  # owed and the backlog full: r0 makes room
+    store.down = False
+    store.gate.set()  # r0's settle is taken after all
+    for _ in range(100):
+        if not budgets.owed_usd:
+            break
+        await asyncio.sleep(0.02)
+    assert sorted(store.taken) == ["r0", "r1", "r2"]  # r1 was not popped in r0's place
+    assert await store.read([KEY]) == [(3_000, 0)]
+    await budgets.close()
+
+
+async def test_a_settle_failing_after_close_is_dropped_not_retried() -> None:
+    store = _Flaky()
+    budgets = Budgets(parse_config(one_model_config()).budgets, store)
+    await store.reserve("late", "n", 1_000, [KEY], [10**9], [86_400], 60)
+    await budgets.close()
+    store.down = True
+    await budgets.settle(Reservation("late", "n", 1_000, ()), 0.001)
+    assert budgets.owed_usd == 0  # said (budget_settle_dropped), with no task left to run
+    assert budgets._repaying is None

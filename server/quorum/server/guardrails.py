@@ -87,6 +87,7 @@ log = structlog.get_logger("quorum.guardrails")
 SETTLE_MARGIN_S = 30.0
 SETTLE_WAIT_S = 1.0  # the longest an answer waits for its settle (the store's retries go on)
 SETTLE_FLOOR_S = 0.02  # what it may wait past its deadline (within the reply margin)
+SETTLE_CLOSE_WAIT_S = 5.0  # at shutdown, for settles still trying (longer than their tries)
 
 
 def budgets_configured(config: Config) -> bool:
@@ -273,7 +274,7 @@ class Guardrails:
         assert self.budgets is not None
         settling = asyncio.ensure_future(self.budgets.settle(reservation, actual_usd))
         self._settling.add(settling)
-        settling.add_done_callback(self._settling.discard)
+        settling.add_done_callback(self._settled)
         # At least a moment even past the deadline: a reachable store settles within it,
         # so what is read back after a refusal or a timeout already counts it.
         wait_s = min(SETTLE_WAIT_S, max(SETTLE_FLOOR_S, deadline - time.monotonic()))
@@ -283,10 +284,18 @@ class Guardrails:
         except TimeoutError:
             log.warning("budget_settle_pending", reservation=reservation.rid, waited_s=wait_s)
 
+    def _settled(self, settling: asyncio.Future[None]) -> None:
+        """A settle task ended: forget it, and say so if it failed for a reason the
+        ledger does not handle (its answer may have stopped waiting for it)."""
+        self._settling.discard(settling)
+        if not settling.cancelled() and (exc := settling.exception()) is not None:
+            log.error("budget_settle_error", error=f"{type(exc).__name__}: {exc}")
+
     async def close(self) -> None:
-        """Let settles in progress finish (briefly), settle what is owed, close Redis."""
+        """Let settles in progress finish (each gives up within about 3.2 s: three tries
+        of at most 1 s), settle what is owed, close Redis."""
         if self._settling:
-            await asyncio.wait(set(self._settling), timeout=SETTLE_WAIT_S * 3)
+            await asyncio.wait(set(self._settling), timeout=SETTLE_CLOSE_WAIT_S)
         if self.budgets is not None:
             await self.budgets.close()
         if self.redis is not None:

@@ -284,6 +284,10 @@ class Budgets:
         self._retry_after_s = retry_after_s
         self._owed: deque[tuple[Reservation, int]] = deque()
         self._repaying: asyncio.Task[None] | None = None
+        self._closed = False
+        # Retries run in the context the budgets were built in (a worker's log fields),
+        # never in the request's that failed to settle.
+        self._context = contextvars.copy_context()
 
     @staticmethod
     def limited(limits: BudgetLimits) -> bool:
@@ -413,14 +417,18 @@ class Budgets:
             error=str(exc),
             owed=len(self._owed) + 1,
         )
+        if self._closed:  # a settle still failing after close: nothing will retry it
+            log.error(
+                "budget_settle_dropped", reservation=reservation.rid, actual_usd=actual / MICROS
+            )
+            return
         if len(self._owed) >= MAX_OWED:
             lost, amount = self._owed.popleft()
             log.error("budget_settle_dropped", reservation=lost.rid, actual_usd=amount / MICROS)
         self._owed.append((reservation, actual))
         if self._repaying is None or self._repaying.done():
-            # In a clean context: the retries are no request's (its id is not theirs).
             self._repaying = asyncio.get_running_loop().create_task(
-                self._repay(), context=contextvars.Context()
+                self._repay(), context=self._context.copy()
             )
 
     async def _repay(self) -> None:
@@ -433,18 +441,23 @@ class Budgets:
     async def _repay_once(self, delay: float) -> float:
         """One pass over the backlog; the next delay (reset once the store takes one)."""
         while self._owed:
-            reservation, actual = self._owed[0]
+            entry = self._owed[0]
+            reservation, actual = entry
             try:
                 await self.store.settle(reservation.rid, reservation.nonce, actual)
             except BudgetStoreError:
                 return min(delay * 2, OWED_RETRY_S[1])
-            self._owed.popleft()
+            # By identity: while the store was answering, a full backlog may have dropped
+            # this entry to make room, and the oldest is then another, still owed.
+            with contextlib.suppress(ValueError):
+                self._owed.remove(entry)
             log.info("budget_settle_repaid", reservation=reservation.rid, owed=len(self._owed))
         return OWED_RETRY_S[0]
 
     async def close(self) -> None:
         """Try what is owed once more, then close the store; what is still owed is lost
-        (logged)."""
+        (logged); a settle that fails after this is logged as dropped, not retried."""
+        self._closed = True
         if self._repaying is not None:
             self._repaying.cancel()
             with contextlib.suppress(asyncio.CancelledError):

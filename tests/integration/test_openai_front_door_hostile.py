@@ -30,7 +30,19 @@ def _body(extra: str, *, stream: bool = False) -> bytes:
     return f'{{"model":"quorum:auto","stream":{str(stream).lower()},{_HI},{extra}}}'.encode()
 
 
+_NAN_TOOL = (
+    b'"tools":[{"type":"function","function":{"name":"f",'
+    b'"parameters":{"type":"number","maximum":NaN}}}]'
+)
 BAD_BODIES: list[tuple[str, bytes, str]] = [
+    # Python's json reads these; JSON has no such values, and the providers refuse them.
+    (
+        "NaN in a tool schema",
+        b'{"model":"quorum:auto",' + _HI.encode() + b"," + _NAN_TOOL + b"}",
+        "body",
+    ),
+    ("Infinity as temperature", _body('"temperature":Infinity'), "body"),
+    ("a number beyond a double", _body('"temperature":1e999'), "body"),
     (
         "surrogate in content",
         b'{"model":"quorum:auto","messages":[{"role":"user","content":"hi \\ud800"}]}',

@@ -14,6 +14,7 @@ Here each is a 400 in OpenAI's error shape naming what is wrong (``body`` for th
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from typing import Any
 
@@ -90,6 +91,20 @@ def decode(raw: bytes, encoding: str, max_bytes: int) -> bytes:
     return out
 
 
+def _not_json(name: str) -> Any:
+    """Python's json reads NaN, Infinity and -Infinity; JSON (and OpenAI) has no such
+    values, and the providers' encoders refuse them after the request was taken."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    """A JSON number as a float, refused when it is beyond a double's range (1e999)."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"the number {text[:32]} is beyond a double's range")
+    return value
+
+
 async def read_json(request: web.Request, max_bytes: int) -> Any:
     """The request's body, decoded and parsed; :class:`InvalidRequest` when it is too
     large, not the encoding its header names, or not JSON."""
@@ -102,6 +117,6 @@ async def read_json(request: web.Request, max_bytes: int) -> Any:
         raise _too_large(f"request is {len(raw)} bytes, limit {max_bytes}")
     data = decode(raw, encoding, max_bytes)
     try:
-        return json.loads(data)
+        return json.loads(data, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError) as exc:
         raise InvalidRequest([FieldViolation("body", f"is not valid JSON ({exc})")]) from None

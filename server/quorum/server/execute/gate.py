@@ -606,14 +606,26 @@ def _shape_problem(schema: Any) -> str | None:
     return None
 
 
-# Keywords that apply subschemas to the value being validated itself, not to a part of it
-# ("then" and "else" only beside "if"; "dependencies" before draft 2019-09). A chain of
-# them and of references that comes back to a subschema on it never ends, whatever the
-# answer: jsonschema recurses until Python stops it.
+# Keywords that apply subschemas to the value being validated itself, not to a part of it,
+# whatever that value is: "allOf", "oneOf" (every branch is evaluated, to count the ones
+# that pass), "not" and "if". A chain of them and of references that comes back to a
+# subschema on it never ends, whatever the answer: jsonschema recurses until Python stops
+# it. Keywords that apply a subschema only sometimes ("anyOf" stops at the first branch
+# that passes, "then"/"else" follow the "if", "dependentSchemas" need their property) can
+# close a loop that ends for some answers: such a schema is taken, and an answer the
+# validation cannot finish on is "not checked".
 _IN_PLACE_ONE = ("not", "if")
-_IN_PLACE_ARRAYS = ("allOf", "anyOf", "oneOf")
-_IN_PLACE_MAPS = ("dependentSchemas", "dependencies")
-_IN_PLACE_WORDS = "$ref, allOf, anyOf, oneOf, not, if/then/else or dependentSchemas"
+_IN_PLACE_ARRAYS = ("allOf", "oneOf")
+_IN_PLACE_WORDS = "$ref, allOf, oneOf, not or if"
+# Before draft 2019-09, a "$ref" is the whole subschema: its siblings are not applied.
+_REF_ALONE = frozenset(
+    {
+        referencing.jsonschema.DRAFT3,
+        referencing.jsonschema.DRAFT4,
+        referencing.jsonschema.DRAFT6,
+        referencing.jsonschema.DRAFT7,
+    }
+)
 
 # The keywords whose values hold subschemas, by shape, as referencing walks them; "items"
 # is one subschema or (before draft 2020-12) an array of them, and each value of
@@ -649,26 +661,20 @@ _JSON_TYPES = {
 }
 
 
+_Links = list[tuple[str, Any]]  # (keyword or reference, the subschema it applies)
+
+
 def _in_place(contents: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     """The subschemas (objects only: a boolean applies nothing further) that ``contents``
-    applies to the very value it validates, each with the keyword that applies it."""
+    applies to the very value it validates, whatever it is, each with its keyword."""
     for keyword in _IN_PLACE_ONE:
         sub = contents.get(keyword)
         if isinstance(sub, dict):
             yield keyword, sub
-    if "if" in contents:
-        for keyword in ("then", "else"):
-            sub = contents.get(keyword)
-            if isinstance(sub, dict):
-                yield keyword, sub
     for keyword in _IN_PLACE_ARRAYS:
         subs = contents.get(keyword)
         if isinstance(subs, list):
             yield from ((keyword, sub) for sub in subs if isinstance(sub, dict))
-    for keyword in _IN_PLACE_MAPS:
-        subs = contents.get(keyword)
-        if isinstance(subs, dict):
-            yield from ((keyword, sub) for sub in subs.values() if isinstance(sub, dict))
 
 
 def _loop(chains: dict[int, list[tuple[str, Any]]]) -> str | None:
@@ -709,9 +715,12 @@ def _reference_problem(schema: dict[str, Any]) -> str | None:
     specification = referencing.jsonschema.specification_with(
         dialect if isinstance(dialect, str) else "", default=referencing.jsonschema.DRAFT202012
     )
+    ref_alone = specification in _REF_ALONE
     root = specification.create_resource(schema)
     stack = [(root, _REGISTRY.resolver_with_root(root))]
-    subschemas: list[tuple[dict[str, Any], list[tuple[str, Any]]]] = []  # with references
+    # Each subschema with its in-place links when they are its references alone (a
+    # "$ref" before draft 2019-09), else None; and its references.
+    subschemas: list[tuple[dict[str, Any], _Links | None, _Links]] = []
     referring = False
     while stack:
         resource, resolver = stack.pop()
@@ -734,11 +743,16 @@ def _reference_problem(schema: dict[str, Any]) -> str | None:
                     return f"{keyword} {clip(ref, 64)!r} does not point to a subschema of it"
                 links.append((f"{keyword} {clip(ref, 64)!r}", target))
                 referring = True
-            subschemas.append((contents, links))
+            subschemas.append((contents, links if ref_alone and links else None, links))
         stack.extend((sub, resolver) for sub in resource.subresources())
     if not referring:  # without a reference, subschemas nest as a tree: nothing can loop
         return None
-    looped = _loop({id(sub): [*_in_place(sub), *refs] for sub, refs in subschemas})
+    looped = _loop(
+        {
+            id(sub): alone if alone is not None else [*_in_place(sub), *refs]
+            for sub, alone, refs in subschemas
+        }
+    )
     if looped is None:
         return None
     return (

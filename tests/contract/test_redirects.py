@@ -19,7 +19,7 @@ from quorum.server.classify.embedding import EmbeddingUnavailable
 from quorum.server.config import ProviderConfig
 from quorum.server.config.routing import RemoteEmbeddingConfig
 from quorum.server.domain import Completion
-from quorum.server.errors import ProviderRejected
+from quorum.server.errors import ProviderRedirected
 from quorum.server.providers.base import Provider, ProviderRequest
 from quorum.server.providers.embeddings_http import RemoteEncoder
 from quorum.server.providers.http import HttpClient, redirect_host
@@ -89,7 +89,7 @@ async def test_a_redirect_is_refused_and_never_followed(
 ) -> None:
     host = _redirect_to(moved, elsewhere, status)
     provider = _adapter(kind, moved.root, http)
-    with pytest.raises(ProviderRejected) as info:
+    with pytest.raises(ProviderRedirected) as info:
         await run(provider, ask("ok"), mode)
     error = info.value
     assert error.status == status
@@ -102,7 +102,7 @@ async def test_a_redirect_is_refused_and_never_followed(
 
 async def test_a_redirect_loop_is_one_request(moved: Scripted, http: HttpClient) -> None:
     moved.default = Canned.redirect(307, f"{moved.root}/v1/messages")
-    with pytest.raises(ProviderRejected, match=r"HTTP 307 redirect to 127\.0\.0\.1"):
+    with pytest.raises(ProviderRedirected, match=r"HTTP 307 redirect to 127\.0\.0\.1"):
         await _adapter("anthropic", moved.root, http).complete(ask("ok"))
     assert len(moved.seen) == 1
 

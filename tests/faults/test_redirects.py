@@ -51,7 +51,7 @@ async def test_a_redirecting_provider_fails_over_and_nothing_is_followed(
         assert isinstance(r, pb.RouteResponse), r
         assert r.model == "second" and r.content == OK_TEXT
         assert outcomes(r.attempts) == [("first", "FAILED"), ("second", "SUCCEEDED")]
-        assert r.attempts[0].error_reason == "PROVIDER_REJECTED"
+        assert r.attempts[0].error_reason == "PROVIDER_REDIRECTED"
         host = elsewhere.root.removeprefix("http://")
         assert f"HTTP 307 redirect to {host}, not followed" in r.attempts[0].reason
         assert "QUERYSECRET" not in r.attempts[0].reason
@@ -60,7 +60,7 @@ async def test_a_redirecting_provider_fails_over_and_nothing_is_followed(
     assert kinds(events)[-1] == "final" and "fallback" not in kinds(events)
     assert elsewhere.seen == []  # the provider's key never left for the other host
     assert len(moved.seen) == 2  # one call a request: not retried on the same deployment
-    assert health.state.value == "closed"  # refused as a 404 is: not a provider fault
+    assert health.state.value == "closed"  # an operator's mistake: not a provider fault
 
 
 async def test_only_redirecting_providers_is_a_clear_error(
@@ -77,8 +77,9 @@ async def test_only_redirecting_providers_is_a_clear_error(
         error = await route_or_error(client)
         events = await collect(client)
     assert isinstance(error, QuorumError)
-    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "UPSTREAM_REJECTED")
+    # UNAVAILABLE, not INVALID_ARGUMENT: the caller's request is not what is wrong.
+    assert (error.code, error.reason) == (grpc.StatusCode.UNAVAILABLE, "ALL_ATTEMPTS_FAILED")
     assert "HTTP 307 redirect to 127.0.0.1" in error.message and "QUERYSECRET" not in error.message
-    assert [a.error_reason for a in error.attempts] == ["PROVIDER_REJECTED"] * 2
-    assert kinds(events)[-1] == "error" and events[-1].error.reason == "UPSTREAM_REJECTED"
+    assert [a.error_reason for a in error.attempts] == ["PROVIDER_REDIRECTED"] * 2
+    assert kinds(events)[-1] == "error" and events[-1].error.reason == "ALL_ATTEMPTS_FAILED"
     assert elsewhere.seen == []

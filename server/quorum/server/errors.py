@@ -27,7 +27,8 @@ another candidate. :mod:`quorum.server.service.status` is the one place that tur
         ├── ProviderRateLimited       429, with Retry-After
         ├── ProviderBadResponse       malformed body (retryable on another model)
         ├── ProviderRejected          4xx other than 429: the request itself was refused
-        └── ProviderAuthError         401/403: the provider's credentials are wrong
+        ├── ProviderAuthError         401/403: the provider's credentials are wrong
+        └── ProviderRedirected        3xx: base_url is not the API's address (not followed)
 
 Provider errors never reach the caller as their own status: the executor records them
 as attempts and, when nothing succeeds, raises :class:`AllAttemptsFailed` listing them.
@@ -380,6 +381,16 @@ class ProviderAuthError(ProviderError):
 
     code = grpc.StatusCode.UNAVAILABLE
     reason = "PROVIDER_AUTH"
+    counts_for_breaker = False
+
+
+class ProviderRedirected(ProviderError):
+    """3xx: the provider's ``base_url`` is not the API's own address. Never followed (the
+    credentials would go along); an operator's problem, like wrong credentials, not the
+    caller's: another model may answer, and the breaker does not count it."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "PROVIDER_REDIRECTED"
     counts_for_breaker = False
 
 

@@ -6,7 +6,7 @@ timeout, and a total one only from the caller's remaining deadline
 (:func:`stream_timeout_for`). HTTP error statuses become :mod:`quorum.server.errors`
 provider errors here, in one place, so every adapter classifies them the same way:
 
-    3xx                       ProviderRejected (a redirect, never followed; see below)
+    3xx                       ProviderRedirected (never followed; see below)
     429                       ProviderRateLimited (with Retry-After)
     401, 403                  ProviderAuthError
     408                       ProviderRequestTimeout (retried; no breaker verdict)
@@ -18,9 +18,10 @@ following one would send the request's credential headers (``Authorization``,
 ``x-api-key``, ``x-goog-api-key``, a provider's own ``headers``) to whatever host the
 ``Location`` names, and a 301/302/303 would turn the POST into a body-less GET whose
 answer looked like a success. A 3xx means the provider's ``base_url`` is not the API's
-own address, an operator's mistake that no retry mends: it is refused as a 404 is
-(:class:`ProviderRejected`, failed over, not retried on that deployment), its message
-naming the status and the ``Location``'s host, never the URL's path or query.
+own address, an operator's mistake that no retry mends and no fault of the caller's:
+:class:`ProviderRedirected` (UNAVAILABLE, like wrong credentials), failed over, not
+retried on that deployment nor counted by its breaker, its message naming the status and
+the ``Location``'s host, never the URL's path or query.
 
 Vendor error text is redacted here too (:func:`redact`): a vendor may repeat the key it
 was sent ("Incorrect API key provided: sk-…", in full from some OpenAI-compatible servers
@@ -43,6 +44,7 @@ from quorum.server.errors import (
     ProviderAuthError,
     ProviderError,
     ProviderRateLimited,
+    ProviderRedirected,
     ProviderRejected,
     ProviderRequestTimeout,
     ProviderUnavailable,
@@ -175,7 +177,7 @@ def error_for_status(
             f"{provider}: HTTP {status} redirect to {where}, not followed: "
             "the provider's base_url must be the API's own address"
         )
-        return ProviderRejected(redact(text, secrets), provider=provider, status=status)
+        return ProviderRedirected(redact(text, secrets), provider=provider, status=status)
     message = redact(message, secrets)
     text = f"{provider}: HTTP {status}: {message}" if message else f"{provider}: HTTP {status}"
     if status == 429:

@@ -99,7 +99,9 @@ class RouteServiceServicer:
     def Feedback(self, request, context):
         """Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
         With authentication on, only the tenant that made the request may judge it (for any
-        other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+        other it is NOT_FOUND); only the first verdict on a request teaches the planner. When
+        the shared decision index cannot be read, the answer is RESOURCE_EXHAUSTED with reason
+        DECISION_STORE_UNAVAILABLE and a RetryInfo: the decision may exist, so retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

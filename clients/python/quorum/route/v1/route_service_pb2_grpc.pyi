@@ -47,7 +47,9 @@ class RouteServiceStub:
     Feedback: _grpc.UnaryUnaryMultiCallable[_route_service_pb2.FeedbackRequest, _route_service_pb2.FeedbackResponse]
     """Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
     With authentication on, only the tenant that made the request may judge it (for any
-    other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+    other it is NOT_FOUND); only the first verdict on a request teaches the planner. When
+    the shared decision index cannot be read, the answer is RESOURCE_EXHAUSTED with reason
+    DECISION_STORE_UNAVAILABLE and a RetryInfo: the decision may exist, so retry.
     """
 
 @_typing.type_check_only
@@ -68,7 +70,9 @@ class RouteServiceAsyncStub(RouteServiceStub):
     Feedback: _aio.UnaryUnaryMultiCallable[_route_service_pb2.FeedbackRequest, _route_service_pb2.FeedbackResponse]  # type: ignore[assignment]
     """Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
     With authentication on, only the tenant that made the request may judge it (for any
-    other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+    other it is NOT_FOUND); only the first verdict on a request teaches the planner. When
+    the shared decision index cannot be read, the answer is RESOURCE_EXHAUSTED with reason
+    DECISION_STORE_UNAVAILABLE and a RetryInfo: the decision may exist, so retry.
     """
 
 class RouteServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -116,7 +120,9 @@ class RouteServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_route_service_pb2.FeedbackResponse, _abc.Awaitable[_route_service_pb2.FeedbackResponse]]:
         """Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
         With authentication on, only the tenant that made the request may judge it (for any
-        other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+        other it is NOT_FOUND); only the first verdict on a request teaches the planner. When
+        the shared decision index cannot be read, the answer is RESOURCE_EXHAUSTED with reason
+        DECISION_STORE_UNAVAILABLE and a RetryInfo: the decision may exist, so retry.
         """
 
 def add_RouteServiceServicer_to_server(servicer: RouteServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -304,7 +304,9 @@ class _BreakerStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BreakerS
     BREAKER_STATE_HALF_OPEN: _BreakerState.ValueType  # 3
     """One probe call is allowed through."""
     BREAKER_STATE_COOLING_DOWN: _BreakerState.ValueType  # 4
-    """Cooling down after a 429 with Retry-After."""
+    """Cooling down after a 429 with Retry-After, or after the account ran out of quota or
+    credit.
+    """
 
 class BreakerState(_BreakerState, metaclass=_BreakerStateEnumTypeWrapper):
     """State of a provider's circuit breaker."""
@@ -318,7 +320,9 @@ BREAKER_STATE_OPEN: BreakerState.ValueType  # 2
 BREAKER_STATE_HALF_OPEN: BreakerState.ValueType  # 3
 """One probe call is allowed through."""
 BREAKER_STATE_COOLING_DOWN: BreakerState.ValueType  # 4
-"""Cooling down after a 429 with Retry-After."""
+"""Cooling down after a 429 with Retry-After, or after the account ran out of quota or
+credit.
+"""
 Global___BreakerState: _TypeAlias = BreakerState  # noqa: Y015
 
 class _AttemptOutcome:

@@ -43,7 +43,9 @@ type RouteServiceClient interface {
 	ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error)
 	// Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
 	// With authentication on, only the tenant that made the request may judge it (for any
-	// other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+	// other it is NOT_FOUND); only the first verdict on a request teaches the planner. When
+	// the shared decision index cannot be read, the answer is RESOURCE_EXHAUSTED with reason
+	// DECISION_STORE_UNAVAILABLE and a RetryInfo: the decision may exist, so retry.
 	Feedback(ctx context.Context, in *FeedbackRequest, opts ...grpc.CallOption) (*FeedbackResponse, error)
 }
 
@@ -131,7 +133,9 @@ type RouteServiceServer interface {
 	ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error)
 	// Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
 	// With authentication on, only the tenant that made the request may judge it (for any
-	// other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+	// other it is NOT_FOUND); only the first verdict on a request teaches the planner. When
+	// the shared decision index cannot be read, the answer is RESOURCE_EXHAUSTED with reason
+	// DECISION_STORE_UNAVAILABLE and a RetryInfo: the decision may exist, so retry.
 	Feedback(context.Context, *FeedbackRequest) (*FeedbackResponse, error)
 	mustEmbedUnimplementedRouteServiceServer()
 }

@@ -525,7 +525,8 @@ const (
 	BreakerState_BREAKER_STATE_OPEN BreakerState = 2
 	// One probe call is allowed through.
 	BreakerState_BREAKER_STATE_HALF_OPEN BreakerState = 3
-	// Cooling down after a 429 with Retry-After.
+	// Cooling down after a 429 with Retry-After, or after the account ran out of quota or
+	// credit.
 	BreakerState_BREAKER_STATE_COOLING_DOWN BreakerState = 4
 )
 

@@ -714,7 +714,9 @@ export const RouteService: GenService<{
   /**
    * Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
    * With authentication on, only the tenant that made the request may judge it (for any
-   * other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+   * other it is NOT_FOUND); only the first verdict on a request teaches the planner. When
+   * the shared decision index cannot be read, the answer is RESOURCE_EXHAUSTED with reason
+   * DECISION_STORE_UNAVAILABLE and a RetryInfo: the decision may exist, so retry.
    *
    * @generated from rpc quorum.route.v1.RouteService.Feedback
    */

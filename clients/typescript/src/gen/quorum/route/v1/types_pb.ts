@@ -1988,7 +1988,8 @@ export enum BreakerState {
   HALF_OPEN = 3,
 
   /**
-   * Cooling down after a 429 with Retry-After.
+   * Cooling down after a 429 with Retry-After, or after the account ran out of quota or
+   * credit.
    *
    * @generated from enum value: BREAKER_STATE_COOLING_DOWN = 4;
    */

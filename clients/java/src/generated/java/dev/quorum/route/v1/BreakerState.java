@@ -49,7 +49,8 @@ public enum BreakerState
   BREAKER_STATE_HALF_OPEN(3),
   /**
    * <pre>
-   * Cooling down after a 429 with Retry-After.
+   * Cooling down after a 429 with Retry-After, or after the account ran out of quota or
+   * credit.
    * </pre>
    *
    * <code>BREAKER_STATE_COOLING_DOWN = 4;</code>
@@ -101,7 +102,8 @@ public enum BreakerState
   public static final int BREAKER_STATE_HALF_OPEN_VALUE = 3;
   /**
    * <pre>
-   * Cooling down after a 429 with Retry-After.
+   * Cooling down after a 429 with Retry-After, or after the account ran out of quota or
+   * credit.
    * </pre>
    *
    * <code>BREAKER_STATE_COOLING_DOWN = 4;</code>

@@ -281,7 +281,9 @@ public final class RouteServiceGrpc {
      * <pre>
      * Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
      * With authentication on, only the tenant that made the request may judge it (for any
-     * other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+     * other it is NOT_FOUND); only the first verdict on a request teaches the planner. When
+     * the shared decision index cannot be read, the answer is RESOURCE_EXHAUSTED with reason
+     * DECISION_STORE_UNAVAILABLE and a RetryInfo: the decision may exist, so retry.
      * </pre>
      */
     default void feedback(dev.quorum.route.v1.FeedbackRequest request,
@@ -372,7 +374,9 @@ public final class RouteServiceGrpc {
      * <pre>
      * Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
      * With authentication on, only the tenant that made the request may judge it (for any
-     * other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+     * other it is NOT_FOUND); only the first verdict on a request teaches the planner. When
+     * the shared decision index cannot be read, the answer is RESOURCE_EXHAUSTED with reason
+     * DECISION_STORE_UNAVAILABLE and a RetryInfo: the decision may exist, so retry.
      * </pre>
      */
     public void feedback(dev.quorum.route.v1.FeedbackRequest request,
@@ -448,7 +452,9 @@ public final class RouteServiceGrpc {
      * <pre>
      * Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
      * With authentication on, only the tenant that made the request may judge it (for any
-     * other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+     * other it is NOT_FOUND); only the first verdict on a request teaches the planner. When
+     * the shared decision index cannot be read, the answer is RESOURCE_EXHAUSTED with reason
+     * DECISION_STORE_UNAVAILABLE and a RetryInfo: the decision may exist, so retry.
      * </pre>
      */
     public dev.quorum.route.v1.FeedbackResponse feedback(dev.quorum.route.v1.FeedbackRequest request) throws io.grpc.StatusException {
@@ -522,7 +528,9 @@ public final class RouteServiceGrpc {
      * <pre>
      * Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
      * With authentication on, only the tenant that made the request may judge it (for any
-     * other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+     * other it is NOT_FOUND); only the first verdict on a request teaches the planner. When
+     * the shared decision index cannot be read, the answer is RESOURCE_EXHAUSTED with reason
+     * DECISION_STORE_UNAVAILABLE and a RetryInfo: the decision may exist, so retry.
      * </pre>
      */
     public dev.quorum.route.v1.FeedbackResponse feedback(dev.quorum.route.v1.FeedbackRequest request) {
@@ -587,7 +595,9 @@ public final class RouteServiceGrpc {
      * <pre>
      * Record the outcome of an earlier request (regenerated, thumbs up/down, a score, a label).
      * With authentication on, only the tenant that made the request may judge it (for any
-     * other it is NOT_FOUND); only the first verdict on a request teaches the planner.
+     * other it is NOT_FOUND); only the first verdict on a request teaches the planner. When
+     * the shared decision index cannot be read, the answer is RESOURCE_EXHAUSTED with reason
+     * DECISION_STORE_UNAVAILABLE and a RetryInfo: the decision may exist, so retry.
      * </pre>
      */
     public com.google.common.util.concurrent.ListenableFuture<dev.quorum.route.v1.FeedbackResponse> feedback(

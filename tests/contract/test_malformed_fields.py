@@ -28,7 +28,7 @@ from tests.fakes import scripted
 from tests.fakes.scripted import Canned, Scripted
 
 NOT_TEXT: list[Any] = [{"a": 1}, ["hi"], 42, True]
-BAD_LOGPROBS: list[Any] = ["NaN", "-Infinity", "Infinity", 5.0, 1e-9]
+BAD_LOGPROBS: list[Any] = ["NaN", "-Infinity", "Infinity", 5.0, 0.01]
 KEEPALIVES = [b"data:\n\n", b"event: ping\ndata: \n\n", b"event: ping\n\n", b"data:  \n\n"]
 
 
@@ -170,6 +170,16 @@ async def test_a_certain_or_likely_answer_keeps_its_logprob(
     upstream.default = Canned.json(_unary(kind, "hi", 0.0 if kind == "openai" else mean))
     completion: Completion = await _adapter(kind, upstream, http).complete(ask("m", logprobs=True))
     assert completion.mean_logprob == mean
+
+
+@pytest.mark.parametrize("kind", ["openai", "gemini"])
+async def test_a_logprob_rounded_just_above_zero_is_certainty(
+    upstream: Scripted, http: HttpClient, kind: str
+) -> None:
+    # Servers computing log-probabilities in float32 may report a certain token as +1e-7.
+    upstream.default = Canned.json(_unary(kind, "hi", 1.2e-7))
+    completion: Completion = await _adapter(kind, upstream, http).complete(ask("m", logprobs=True))
+    assert completion.mean_logprob is not None and completion.mean_logprob <= 0.0
 
 
 # --- text that is not a string -----------------------------------------------------------

@@ -10,6 +10,7 @@ touch breakers — the executor does that, the same way for every vendor.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -29,6 +30,19 @@ MAX_PLAUSIBLE_TOKENS = 100_000_000
 # default gRPC client's 4 MiB receive limit: a larger answer is one the caller cannot
 # even receive, so it is a bad response (failed over, never billed as a success). It is
 # also far more than any model writes in one turn (about 750,000 tokens).
+# How far above 0 a log-probability may be and still be read as 0 (certainty): servers
+# computing them in float32 (vLLM, llama.cpp) may report a certain token as +1e-7.
+LOGPROB_ROUNDING = 1e-4
+
+
+def certain_at_most(logprob: float) -> float:
+    """``logprob`` as a log-probability: rounding just above 0 read as 0; ValueError for
+    a value that is not finite or clearly above 0 (no probability is over 1)."""
+    if not math.isfinite(logprob) or logprob > LOGPROB_ROUNDING:
+        raise ValueError(f"logprob {logprob!r} is not a finite number at most 0")
+    return min(logprob, 0.0)
+
+
 MAX_ANSWER_BYTES = 3 * 1024 * 1024
 
 # Tool call ids OpenAI (at most 40 characters) and Anthropic (letters, digits, _ and -)

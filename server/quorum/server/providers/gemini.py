@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import mimetypes
 import secrets
 from collections.abc import AsyncIterator
@@ -65,6 +64,7 @@ from quorum.server.providers.base import (
     AnswerSize,
     ProviderRequest,
     StreamDelta,
+    certain_at_most,
     checked_completion,
     checked_tool_call,
     text_field,
@@ -288,12 +288,10 @@ class _State:
         if candidate.get("finishReason"):
             self.finish = str(candidate["finishReason"])
         if candidate.get("avgLogprobs") is not None:
-            mean = float(candidate["avgLogprobs"])
-            # A log-probability is finite and at most 0: anything else ("NaN", 5.0) is
-            # malformed, a bad response as every malformed field here is.
-            if not (math.isfinite(mean) and mean <= 0.0):
-                raise ValueError(f"avgLogprobs {mean!r} is not a finite number at most 0")
-            self.mean_logprob = mean
+            # A log-probability is finite and at most 0 (rounding just above 0 is read as
+            # 0): anything else ("NaN", 5.0) is malformed, a bad response as every
+            # malformed field here is.
+            self.mean_logprob = certain_at_most(float(candidate["avgLogprobs"]))
         self.texts.extend(texts)
         self.calls.extend(calls)
         return "".join(texts), calls

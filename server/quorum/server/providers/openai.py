@@ -30,7 +30,6 @@ Choices made for compatibility with the many servers that speak this API:
 from __future__ import annotations
 
 import base64
-import math
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -58,6 +57,7 @@ from quorum.server.providers.base import (
     AnswerSize,
     ProviderRequest,
     StreamDelta,
+    certain_at_most,
     checked_completion,
     checked_tool_call,
     portable_call_id,
@@ -332,19 +332,16 @@ def _usage(raw: Any) -> Usage:
 def _mean_logprob(raw: Any) -> float | None:
     """The mean of the tokens' log-probabilities, if there are any.
 
-    A log-probability is finite and at most 0. One that is not ("NaN", "-Infinity" as
-    strings, or 5.0) is malformed, and raises ValueError: a bad response, as this
-    adapter treats every malformed field (a logprob that is no number already was),
-    never a NaN that passes the cascade's floor or a confidence above certainty."""
+    A log-probability is finite and at most 0 (rounding just above 0 is read as 0). One
+    that is not ("NaN", "-Infinity" as strings, or 5.0) is malformed, and raises
+    ValueError: a bad response, as this adapter treats every malformed field (a logprob
+    that is no number already was), never a NaN that passes the cascade's floor or a
+    confidence above certainty."""
     tokens = (raw or {}).get("content") or []
-    values = [float(t["logprob"]) for t in tokens]
+    values = [certain_at_most(float(t["logprob"])) for t in tokens]
     if not values:
         return None
-    mean = sum(values) / len(values)
-    # A finite mean means every value is finite (NaN and infinities carry into a sum).
-    if not math.isfinite(mean) or max(values) > 0.0:
-        raise ValueError("a token logprob is not a finite number at most 0")
-    return mean
+    return sum(values) / len(values)
 
 
 def _read_chunk(

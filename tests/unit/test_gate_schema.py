@@ -199,6 +199,11 @@ _LOOPS = [
     ' "definitions": {"a": {"$ref": "#/definitions/a"}},'
     ' "properties": {"x": {"$ref": "#/definitions/a"}}}',
     '{"$defs": {"a": {"$id": "https://example.com/a", "allOf": [{"$ref": "a"}]}}}',
+    '{"anyOf": [{"$ref": "#"}]}',
+    '{"anyOf": [false, {"$ref": "#"}, {"type": "string"}]}',
+    '{"if": true, "then": {"allOf": [{"$ref": "#"}]}}',
+    '{"if": {}, "then": {"$ref": "#"}}',
+    '{"if": false, "else": {"$ref": "#"}}',
 ]
 
 # Loops through a keyword that applies its subschema only sometimes: they end for some

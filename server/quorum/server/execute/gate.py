@@ -608,12 +608,14 @@ def _shape_problem(schema: Any) -> str | None:
 
 # Keywords that apply subschemas to the value being validated itself, not to a part of it,
 # whatever that value is: "allOf", "oneOf" (every branch is evaluated, to count the ones
-# that pass), "not" and "if". A chain of them and of references that comes back to a
-# subschema on it never ends, whatever the answer: jsonschema recurses until Python stops
-# it. Keywords that apply a subschema only sometimes ("anyOf" stops at the first branch
-# that passes, "then"/"else" follow the "if", "dependentSchemas" need their property) can
-# close a loop that ends for some answers: such a schema is taken, and an answer the
-# validation cannot finish on is "not checked".
+# that pass), "not", "if", the first branch of "anyOf" (it stops at the first that
+# passes), and "then" after an "if" of {} or true ("else" after false). A chain of them
+# and of references that comes back to a subschema on it never ends, whatever the
+# answer: jsonschema recurses until Python stops it. Keywords that apply a subschema only
+# sometimes (a later "anyOf" branch, "then"/"else" after a real condition,
+# "dependentSchemas" that need their property) can close a loop that ends for some
+# answers: such a schema is taken, and an answer the validation cannot finish on is
+# "not checked".
 _IN_PLACE_ONE = ("not", "if")
 _IN_PLACE_ARRAYS = ("allOf", "oneOf")
 _IN_PLACE_WORDS = "$ref, allOf, oneOf, not or if"
@@ -675,6 +677,24 @@ def _in_place(contents: dict[str, Any]) -> Iterator[tuple[str, Any]]:
         subs = contents.get(keyword)
         if isinstance(subs, list):
             yield from ((keyword, sub) for sub in subs if isinstance(sub, dict))
+    # "anyOf" stops at the first branch that passes, so it always tries its branches up
+    # to the first that is not ``false``.
+    branches = contents.get("anyOf")
+    if isinstance(branches, list):
+        for sub in branches:
+            if sub is not False:
+                if isinstance(sub, dict):
+                    yield "anyOf", sub
+                break
+    # An "if" that always passes ({} or true) always applies "then"; one that never
+    # passes (false), "else".
+    if "if" in contents:
+        condition = contents["if"]
+        always = "then" if condition is True or condition == {} else None
+        always = "else" if condition is False else always
+        sub = contents.get(always) if always else None
+        if isinstance(sub, dict):
+            yield str(always), sub
 
 
 def _loop(chains: dict[int, list[tuple[str, Any]]]) -> str | None:

@@ -87,7 +87,10 @@ log = structlog.get_logger("quorum.guardrails")
 SETTLE_MARGIN_S = 30.0
 SETTLE_WAIT_S = 1.0  # the longest an answer waits for its settle (the store's retries go on)
 SETTLE_FLOOR_S = 0.02  # what it may wait past its deadline (within the reply margin)
-SETTLE_CLOSE_WAIT_S = 5.0  # at shutdown, for settles still trying (longer than their tries)
+# At shutdown, for settles still trying: within the drain's share of the pod's
+# termination grace (base: 5 s preStop + 20 s grace of 30 s), so the final try of what is
+# owed still runs. A settle still failing after it is logged as dropped.
+SETTLE_CLOSE_WAIT_S = 3.0
 
 
 def budgets_configured(config: Config) -> bool:
@@ -292,8 +295,8 @@ class Guardrails:
             log.error("budget_settle_error", error=f"{type(exc).__name__}: {exc}")
 
     async def close(self) -> None:
-        """Let settles in progress finish (each gives up within about 3.2 s: three tries
-        of at most 1 s), settle what is owed, close Redis."""
+        """Let settles in progress finish (briefly: see :data:`SETTLE_CLOSE_WAIT_S`),
+        settle what is owed, close Redis."""
         if self._settling:
             await asyncio.wait(set(self._settling), timeout=SETTLE_CLOSE_WAIT_S)
         if self.budgets is not None:

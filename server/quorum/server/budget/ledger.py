@@ -410,6 +410,14 @@ class Budgets:
         return sum(actual for _, actual in self._owed) / MICROS
 
     def _owe(self, reservation: Reservation, actual: int, exc: BaseException) -> None:
+        if self._closed:  # a settle still failing after close: nothing will retry it
+            log.error(
+                "budget_settle_dropped",
+                reservation=reservation.rid,
+                actual_usd=actual / MICROS,
+                error=str(exc),
+            )
+            return
         log.error(
             "budget_settle_failed",
             reservation=reservation.rid,
@@ -417,11 +425,6 @@ class Budgets:
             error=str(exc),
             owed=len(self._owed) + 1,
         )
-        if self._closed:  # a settle still failing after close: nothing will retry it
-            log.error(
-                "budget_settle_dropped", reservation=reservation.rid, actual_usd=actual / MICROS
-            )
-            return
         if len(self._owed) >= MAX_OWED:
             lost, amount = self._owed.popleft()
             log.error("budget_settle_dropped", reservation=lost.rid, actual_usd=amount / MICROS)
@@ -447,10 +450,16 @@ class Budgets:
                 await self.store.settle(reservation.rid, reservation.nonce, actual)
             except BudgetStoreError:
                 return min(delay * 2, OWED_RETRY_S[1])
-            # By identity: while the store was answering, a full backlog may have dropped
-            # this entry to make room, and the oldest is then another, still owed.
-            with contextlib.suppress(ValueError):
-                self._owed.remove(entry)
+            # By identity (deque.remove would compare with ==): while the store was
+            # answering, a full backlog may have dropped this entry to make room, and the
+            # oldest is then another, still owed.
+            if self._owed and self._owed[0] is entry:
+                self._owed.popleft()
+            else:
+                for index, owed in enumerate(self._owed):
+                    if owed is entry:
+                        del self._owed[index]
+                        break
             log.info("budget_settle_repaid", reservation=reservation.rid, owed=len(self._owed))
         return OWED_RETRY_S[0]
 

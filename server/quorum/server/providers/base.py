@@ -30,6 +30,8 @@ MAX_PLAUSIBLE_TOKENS = 100_000_000
 # default gRPC client's 4 MiB receive limit: a larger answer is one the caller cannot
 # even receive, so it is a bad response (failed over, never billed as a success). It is
 # also far more than any model writes in one turn (about 750,000 tokens).
+MAX_ANSWER_BYTES = 3 * 1024 * 1024
+
 # How far above 0 a log-probability may be and still be read as 0 (certainty): servers
 # computing them in float32 (vLLM, llama.cpp) may report a certain token as +1e-7.
 LOGPROB_ROUNDING = 1e-4
@@ -42,8 +44,6 @@ def certain_at_most(logprob: float) -> float:
         raise ValueError(f"logprob {logprob!r} is not a finite number at most 0")
     return min(logprob, 0.0)
 
-
-MAX_ANSWER_BYTES = 3 * 1024 * 1024
 
 # Tool call ids OpenAI (at most 40 characters) and Anthropic (letters, digits, _ and -)
 # both accept.

@@ -38,13 +38,6 @@ async def upstream() -> AsyncIterator[Scripted]:
         yield running
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[HttpClient]:
-    client = HttpClient()
-    yield client
-    await client.close()
-
-
 def _adapter(kind: str, upstream: Scripted, http: HttpClient) -> Provider:
     config = ProviderConfig(kind=kind, base_url=upstream.root, timeout_s=5)  # type: ignore[arg-type]
     return CASES[kind].adapter(f"scripted-{kind}", config, SecretStr("test-key"), http)

@@ -56,13 +56,6 @@ async def moved() -> AsyncIterator[Scripted]:
         yield upstream
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[HttpClient]:
-    client = HttpClient()
-    yield client
-    await client.close()
-
-
 def _redirect_to(moved: Scripted, elsewhere: Scripted, status: int) -> str:
     """Redirect every request ``moved`` gets; the host that the error should name."""
     location = f"{elsewhere.root}/v1/chat/completions?key={QUERY_SECRET}"

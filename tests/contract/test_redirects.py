@@ -9,6 +9,7 @@ what reaches it.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 
@@ -136,3 +137,25 @@ async def test_the_remote_encoder_never_follows_a_redirect(
         await encoder.aencode(["c"])
     assert elsewhere.seen == []
     await encoder.close()
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+async def test_a_redirect_whose_body_reads_like_a_vendor_error_is_still_a_redirect(
+    moved: Scripted, elsewhere: Scripted, http: HttpClient, kind: str
+) -> None:
+    # A quota or bad-key body on a 3xx is no vendor's verdict: the status says what it is.
+    body = {
+        "error": {
+            "type": "insufficient_quota",
+            "message": "Your credit balance is too low",
+            "details": [{"reason": "API_KEY_INVALID"}],
+        }
+    }
+    moved.default = Canned(
+        307,
+        json.dumps(body).encode(),
+        {"Location": f"{elsewhere.root}/v1", "Content-Type": "application/json"},
+    )
+    with pytest.raises(ProviderRedirected):
+        await run(_adapter(kind, moved.root, http), ask("ok"), "complete")
+    assert elsewhere.seen == []

@@ -39,6 +39,7 @@ from quorum.server.errors import (
     ProviderBadResponse,
     ProviderError,
     ProviderQuotaExhausted,
+    ProviderRedirected,
     ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
@@ -357,6 +358,8 @@ def _status_error(
 ) -> ProviderError:
     message = error_message(raw, secrets)
     error = error_for_status(provider, response.status, message, response.headers, secrets=secrets)
+    if isinstance(error, ProviderRedirected):  # its body is no vendor's error, whatever it says
+        return error
     error = account_error(error, raw)
     return refine(error, raw) if refine is not None else error
 

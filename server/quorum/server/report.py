@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from quorum.server.cli_args import finite_number, whole_at_least
+from quorum.server.json_lines import loads_line
 
 # How quorum.server.shadow marks a call that gave no answer; the second is the reason
 # older versions wrote, with ``agree: false``, before there was an ``outcome``.
@@ -204,43 +205,12 @@ def _record(line: str) -> dict[str, Any] | None:
     if not line.startswith("{"):
         return None
     try:
-        record = _loads(line)
+        record = loads_line(line)
     except (ValueError, RecursionError):  # not JSON, or nested too deeply to read
         return None
     if not isinstance(record, dict) or record.get("type") not in RECORD_TYPES:
         return None
     return record
-
-
-class LongInteger:
-    """An integer of a line longer than Python reads as an ``int``: kept as its length, so
-    a cost that is one is refused by name like any other that is not a number."""
-
-    __slots__ = ("digits",)
-
-    def __init__(self, digits: int) -> None:
-        self.digits = digits
-
-    def __repr__(self) -> str:
-        return f"a {self.digits}-digit integer"
-
-
-def _long_integer(text: str) -> int | LongInteger:
-    try:
-        return int(text)
-    except ValueError:
-        return LongInteger(len(text.lstrip("-")))
-
-
-def _loads(line: str) -> Any:
-    """``json.loads``, with an integer of more digits than ``int()`` converts (4300) read
-    as a :class:`LongInteger` instead of failing the whole line."""
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        raise
-    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
-        return json.loads(line, parse_int=_long_integer)
 
 
 def rows(stats: dict[RowKey, TaskStats], target: float, min_samples: int) -> list[dict[str, Any]]:

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from quorum.server.json_lines import loads_line
+
 DATA_ENV = "QUORUM_ROUTING_DATA"
 """Environment variable that overrides where the routing data lives."""
 
@@ -116,44 +118,6 @@ def finite_float(value: object) -> float | None:
     except OverflowError:  # an int past float's range (about 1.8e308)
         return None
     return number if math.isfinite(number) else None
-
-
-class LongInteger:
-    """An integer of a JSON line longer than Python reads as an ``int`` (more than
-    ``sys.get_int_max_str_digits()`` digits, 4300 by default), kept as its text: a field
-    read as a number refuses it by name like any other value that is not a number (its
-    ``repr`` says how long it is); one read as text (an ``id``) keeps its digits."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __str__(self) -> str:
-        return self.text
-
-    def __repr__(self) -> str:
-        return f"a {len(self.text.lstrip('-'))}-digit integer"
-
-
-def _long_integer(text: str) -> int | LongInteger:
-    try:
-        return int(text)
-    except ValueError:  # past the limit on digits int() converts
-        return LongInteger(text)
-
-
-def loads_line(line: str) -> Any:
-    """``json.loads`` of one line that neither overflows nor raises past
-    :class:`json.JSONDecodeError`: an integer of more digits than Python converts becomes
-    a :class:`LongInteger`, and a line nested too deeply to read (thousands of ``[``)
-    raises :class:`RecursionError` for the caller to name."""
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        raise
-    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
-        return json.loads(line, parse_int=_long_integer)
 
 
 def _shown(value: object) -> str:

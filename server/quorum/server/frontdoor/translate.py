@@ -499,19 +499,19 @@ def _safety_identifier(body: Mapping[str, Any], key: str, v: Violations) -> None
         v.add(key, f"is {len(body[key])} characters, limit {MAX_SAFETY_IDENTIFIER_CHARS}")
 
 
-def _cache_retention(body: Mapping[str, Any], key: str, v: Violations) -> None:
-    if not isinstance(body[key], str) or body[key] not in CACHE_RETENTIONS:
-        v.add(key, f"must be one of {', '.join(CACHE_RETENTIONS)}")
+def _one_of(choices: tuple[str, ...]) -> Callable[[Mapping[str, Any], str, Violations], None]:
+    """The check of a field that takes one of ``choices``."""
+
+    def check(body: Mapping[str, Any], key: str, v: Violations) -> None:
+        if not isinstance(body[key], str) or body[key] not in choices:
+            v.add(key, f"must be one of {', '.join(choices)}")
+
+    return check
 
 
 def _object(body: Mapping[str, Any], key: str, v: Violations) -> None:
     if not isinstance(body[key], dict):
         v.add(key, "must be an object")
-
-
-def _service_tier(body: Mapping[str, Any], key: str, v: Violations) -> None:
-    if not isinstance(body[key], str) or body[key] not in SERVICE_TIERS:
-        v.add(key, f"must be one of {', '.join(SERVICE_TIERS)}")
 
 
 def _metadata(body: Mapping[str, Any], key: str, v: Violations) -> None:
@@ -553,7 +553,7 @@ _IGNORED_CHECKS: Mapping[str, Callable[[Mapping[str, Any], str, Violations], obj
     "seed": _seed,
     "metadata": _metadata,
     "store": _flag,
-    "service_tier": _service_tier,
+    "service_tier": _one_of(SERVICE_TIERS),
     "parallel_tool_calls": _flag,
     "presence_penalty": _penalty,
     "frequency_penalty": _penalty,
@@ -561,7 +561,7 @@ _IGNORED_CHECKS: Mapping[str, Callable[[Mapping[str, Any], str, Violations], obj
     # OpenAI's prompt caching and abuse monitoring: nothing for Quorum to do with them.
     "safety_identifier": _safety_identifier,
     "prompt_cache_key": _string,
-    "prompt_cache_retention": _cache_retention,
+    "prompt_cache_retention": _one_of(CACHE_RETENTIONS),
     "prompt_cache_options": _object,
 }
 IGNORED = frozenset(_IGNORED_CHECKS)

@@ -13,6 +13,7 @@ import pytest
 
 from quorum.client import FieldViolation, QuorumError
 from quorum.server import cli
+from quorum.server.errors import ListenError
 
 
 def _usage_error(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -123,24 +124,24 @@ def test_workers_help_gives_the_bounds(capsys: pytest.CaptureFixture[str]) -> No
     ("given", "flag", "key"),
     [
         (
-            "server.address: cannot listen on 1.2.3.4:5: in use",
+            ListenError("server.address", "cannot listen on 1.2.3.4:5: in use"),
             "--address: cannot listen on 1.2.3.4:5: in use",
             "server.address: cannot listen on 1.2.3.4:5: in use",
         ),
         (
-            "observability.metrics_address: cannot listen on 1.2.3.4:5: in use",
+            ListenError("observability.metrics_address", "cannot listen on 1.2.3.4:5: in use"),
             "--metrics-address: cannot listen on 1.2.3.4:5: in use",
             "observability.metrics_address: cannot listen on 1.2.3.4:5: in use",
         ),
         (
-            "cannot bind HTTP address 1.2.3.4:5: in use",
+            ListenError("server.http_address", "cannot bind HTTP address 1.2.3.4:5: in use"),
             "--http-address: cannot bind HTTP address 1.2.3.4:5: in use",
             "server.http_address: cannot bind HTTP address 1.2.3.4:5: in use",
         ),
     ],
 )
 def test_a_listen_error_names_the_flag_the_address_came_from(
-    given: str, flag: str, key: str
+    given: ListenError, flag: str, key: str
 ) -> None:
     # An address given by a flag used to be reported by the config key (server.address).
     flags = argparse.Namespace(address="1.2.3.4:5", metrics_address="1.2.3.4:5")

@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from quorum.route.v1 import route_service_pb2
 from quorum.server.config import Config, resolve_secrets
+from quorum.server.errors import ListenError
 from quorum.server.frontdoor import HttpFrontDoor
 from quorum.server.observability.metrics import MetricsServer, serve_metrics
 from quorum.server.router import Router
@@ -157,9 +158,9 @@ def create_server(
         else:
             port = server.add_insecure_port(where)
     except RuntimeError as exc:  # grpcio raises on a port in use or an unusable address
-        raise OSError(f"server.address: cannot listen on {where}: {exc}") from None
+        raise ListenError("server.address", f"cannot listen on {where}: {exc}") from None
     if port == 0:
-        raise OSError(f"server.address: cannot listen on {where}")
+        raise ListenError("server.address", f"cannot listen on {where}")
     probe = ""
     if shedder is not None:
         probe = probe_address()

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from quorum.client import QuorumClient, QuorumError
     from quorum.route.v1.types_pb2 import RouteRequest
     from quorum.server.config import Config
+    from quorum.server.errors import ListenError
 
 DEFAULT_ADDRESS = "localhost:50051"
 _STRATEGIES = ("auto", "single", "cascade", "consensus_majority", "consensus_judge")
@@ -117,18 +118,19 @@ def _stopped_before_serving(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def _named_by_flag(message: str, args: argparse.Namespace) -> str:
-    """A listen error of the server's (which names the config key, e.g. ``server.address:
-    cannot listen on ...``) naming the flag instead when the address came from one."""
-    for key, flag, given in (
-        ("server.address", "--address", args.address),
-        ("observability.metrics_address", "--metrics-address", args.metrics_address),
-    ):
-        if message.startswith(f"{key}: "):
-            return f"{flag}{message.removeprefix(key)}" if given else message
-    if message.startswith("cannot bind HTTP address "):  # the front door names neither
-        return f"{'--http-address' if args.http_address else 'server.http_address'}: {message}"
-    return message
+# The serve flags that set a listen address, by the config key they override.
+_ADDRESS_FLAGS = {
+    "server.address": ("--address", "address"),
+    "server.http_address": ("--http-address", "http_address"),
+    "observability.metrics_address": ("--metrics-address", "metrics_address"),
+}
+
+
+def _named_by_flag(error: ListenError, args: argparse.Namespace) -> str:
+    """A listen error naming the flag when the address came from one, else its key."""
+    flag, attribute = _ADDRESS_FLAGS.get(error.key, (error.key, ""))
+    name = flag if attribute and getattr(args, attribute, None) else error.key
+    return f"{name}: {error.problem}"
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -137,7 +139,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stopped_before_serving)
     from quorum.server.app import serve
-    from quorum.server.errors import ConfigError
+    from quorum.server.errors import ConfigError, ListenError
     from quorum.server.observability.logs import configure_logging
 
     # Checked as the config checks its own addresses (a port past 65535 would wrap).
@@ -193,16 +195,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.message, file=sys.stderr)
         return 2
+    except ListenError as exc:  # an address it cannot listen on, as with --workers
+        print(f"quorum serve: {_named_by_flag(exc, args)}", file=sys.stderr)
+        return 2
     except OSError as exc:
-        if serving:  # not an address: it failed while stopping, e.g. a write it could not do
+        if serving:  # it failed while stopping, e.g. a write it could not do
             import structlog
 
             structlog.get_logger("quorum.cli").error(
                 "stop_failed", error=str(exc) or type(exc).__name__
             )
             return 1
-        # an address it cannot listen on, as with --workers: named as it was given
-        print(f"quorum serve: {_named_by_flag(str(exc), args)}", file=sys.stderr)
+        print(f"quorum serve: {exc}", file=sys.stderr)
         return 2
 
 

@@ -257,6 +257,16 @@ class ConfigError(QuorumError):
         super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
 
 
+class ListenError(OSError):
+    """An address the server could not listen on. ``key`` is the config key that sets it,
+    so that the CLI can name its flag instead when the address came from one."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
 class ProviderError(QuorumError):
     """One upstream call failed. ``status`` is the HTTP status when there was one."""
 

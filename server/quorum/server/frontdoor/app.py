@@ -33,6 +33,7 @@ from quorum.server.errors import (
     ConfigError,
     FieldViolation,
     InvalidRequest,
+    ListenError,
     QuorumError,
 )
 from quorum.server.frontdoor import naming
@@ -376,7 +377,9 @@ class HttpFrontDoor:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
-            raise OSError(f"cannot bind HTTP address {self.address}: {exc.strerror}") from exc
+            raise ListenError(
+                "server.http_address", f"cannot bind HTTP address {self.address}: {exc.strerror}"
+            ) from exc
         self._runner, self._site = runner, site
         self.port = int(runner.addresses[0][1])
 

@@ -53,6 +53,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from quorum.server.domain import Attempt, BreakerState, RouteResult
+from quorum.server.errors import ListenError
 from quorum.server.observability.tallies import Tallies
 from quorum.server.state import route_key
 
@@ -336,7 +337,9 @@ def serve_metrics(metrics: Metrics, address: str) -> MetricsServer:
         host, port = split_address(address)
         httpd, thread = start_http_server(port, host, registry=metrics.registry)
     except (OSError, OverflowError, ValueError) as exc:  # in use, out of range, unusable
-        raise OSError(f"observability.metrics_address: cannot listen on {address}: {exc}") from None
+        raise ListenError(
+            "observability.metrics_address", f"cannot listen on {address}: {exc}"
+        ) from None
     return MetricsServer(httpd, thread)
 
 
